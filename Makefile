@@ -1,0 +1,41 @@
+# hqflow: `make demo` runs the whole flow on the embedded data set, `make test` the test suite.
+# Both create .venv first if it is missing.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+RUNS   ?= runs/demo
+# Quiet, deterministic CPU runs: torch's OpenMP threads spin on busy cores without this.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: venv demo test test-slow clean
+
+venv: $(VENV)/.installed
+
+# torch is pinned to the CPU build first; spikingjelly and tonic come without their own
+# dependency trees (spikingjelly's unpinned torchvision/torchaudio would replace torch);
+# the packages they really import are listed in pyproject.toml with the rest.
+$(VENV)/.installed: pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install --no-deps spikingjelly==2.0.0 tonic==1.7.0
+	$(PIP) install $$($(PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	  skip = ('torch', 'spikingjelly', 'tonic'); \
+	  print(' '.join(d for d in p['dependencies'] + p['optional-dependencies']['test'] if not d.startswith(skip)))")
+	$(PIP) install --no-deps -e .
+	@touch $@
+
+demo: venv
+	$(VENV)/bin/hqflow train --config configs/tiny.yaml --dataset digits-dvs -o $(RUNS)/fp32 --force
+	$(VENV)/bin/hqflow evaluate $(RUNS)/fp32
+	@echo "demo outputs: $(RUNS)/fp32 (checkpoint.pt, metrics.jsonl, curves.png)"
+
+test: venv
+	$(PY) -m pytest
+
+test-slow: venv
+	$(PY) -m pytest -m slow
+
+clean:
+	rm -rf $(RUNS) .pytest_cache

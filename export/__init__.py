@@ -1,0 +1,1 @@
+"""Lowering a quantized checkpoint to a DeployGraph, and rendering it as an HLS C++ project."""

@@ -1,0 +1,1 @@
+"""The PyTorch stage: the Spikformer model, its training loops and (later) the quantization search."""

@@ -1,0 +1,345 @@
+"""fp32 training and evaluation of the Spikformer (`hqflow train`, `hqflow evaluate`).
+
+The recipe is the Spikformer one: AdamW, a linear warmup then a cosine decay to `min_lr`
+(stepped every batch), cross-entropy with label smoothing, evaluation after every epoch.
+
+A run folder holds:
+    config.yaml      the full configuration the run used
+    checkpoint.pt    the latest state (model, optimizer, schedule, epoch), written atomically
+    metrics.jsonl    one JSON object per epoch (losses, accuracies, learning rate, seconds)
+    curves.png       loss and accuracy per epoch
+
+The loop is ready for `torchrun` with DistributedDataParallel: when a process group is
+initialised, each rank trains on its shard of every epoch's permutation and only rank 0 writes
+files or prints. The shuffle order of epoch e depends only on (seed, e), so `--resume`
+continues exactly where an interrupted run stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from hqflow.config import Config, config_from_dict
+from hqflow.data import FrameDataset, load_dataset
+from hqflow.errors import UserError
+from hqflow.search.model import Spikformer
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class _TorchFrames(Dataset):
+    """A FrameDataset (or the samples `indices` of it) as float tensors: frames [T, 2, H, W], label."""
+
+    def __init__(self, frames: FrameDataset, indices: list[int] | None = None):
+        self.frames = frames
+        self.indices = list(range(len(frames))) if indices is None else indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.frames[self.indices[i]]
+        return torch.from_numpy(np.asarray(x, dtype=np.float32)), int(y)
+
+
+class EpochShuffle(Sampler[int]):
+    """Permutation of epoch e drawn from (seed, e) alone, sharded over `world` ranks.
+
+    Every rank sees `ceil(n / world)` indices (the permutation wraps around to fill the last
+    shard), as DistributedSampler does; with world = 1 it is a plain seeded shuffle.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True):
+        self.n, self.seed, self.rank, self.world, self.shuffle = n, seed, rank, world, shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world)
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        order += order[: len(self) * self.world - self.n]
+        return iter(order[self.rank :: self.world])
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size): (0, 1) unless a torch.distributed process group is running."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def make_loader(frames: FrameDataset, batch_size: int, seed: int, train: bool, num_workers: int = 0,
+                max_samples: int = 0) -> DataLoader:
+    """Batches of (frames [B, T, 2, H, W] float, labels [B]); `max_samples` > 0 keeps a seeded subset."""
+    indices = None
+    if 0 < max_samples < len(frames):
+        g = torch.Generator().manual_seed(seed)
+        indices = sorted(torch.randperm(len(frames), generator=g)[:max_samples].tolist())
+    data = _TorchFrames(frames, indices)
+    rank, world = _world()
+    sampler = EpochShuffle(len(data), seed, rank, world, shuffle=train)
+    return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=False)
+
+
+def load_split(cfg: Config, split: str) -> FrameDataset:
+    """The configured data set's split as frames [T, 2, img_size, img_size]."""
+    frames = load_dataset(cfg.data.dataset, split, time_steps=cfg.data.time_steps,
+                          size=cfg.model.img_size, data_root=cfg.data.data_root, seed=cfg.train.seed)
+    if len(frames.classes) != cfg.model.num_classes:
+        raise UserError(f"model.num_classes: {cfg.model.num_classes}, but data set "
+                        f"'{cfg.data.dataset}' has {len(frames.classes)} classes")
+    return frames
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warmup over `warmup` steps, then cosine from 1 down to `min_ratio` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call `write(tmp_path)`, then move the finished file onto `path` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def prepare_run_dir(out: Path, force: bool, resume: bool) -> None:
+    """Refuse to overwrite an existing run unless asked: --resume continues it, --force replaces it."""
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            raise UserError(f"{out}: nothing to resume (no {CHECKPOINT} there)")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise UserError(f"{out}: output folder exists; pass --force to replace it or --resume to continue it")
+        shutil.rmtree(out)
+
+
+def load_checkpoint(run: str | Path) -> tuple[Config, Spikformer, dict[str, Any]]:
+    """Read a run folder's (or a checkpoint file's) config and model; the rest of the state as a dict."""
+    path = Path(run)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input
+        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise UserError(f"{path}: not an hqflow checkpoint (keys 'config' and 'model' missing)")
+    cfg = config_from_dict(state["config"], f"{path}: config")
+    model = Spikformer(cfg.model)
+    load_weights(model, state["model"], str(path))
+    return cfg, model, state
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
+    """load_state_dict with an error that lists the tensors whose presence or shape differ."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    extra = sorted(set(weights) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in weights and weights[k].shape != own[k].shape]
+    if missing or extra or shapes:
+        parts = ([f"shapes differ: {'; '.join(shapes[:4])}"] if shapes else []) + \
+                ([f"missing: {', '.join(missing[:4])}"] if missing else []) + \
+                ([f"unexpected: {', '.join(extra[:4])}"] if extra else [])
+        raise UserError(f"{where}: checkpoint does not fit this model config ({' | '.join(parts)})")
+    model.load_state_dict(weights)
+
+
+# ----------------------------------------------------------------------------- loops
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    lr: float
+    seconds: float
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, progress: bool = False) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (fraction) of `model` over a loader (summed over ranks)."""
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+    for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        logits = model(x)
+        totals += torch.tensor([nn.functional.cross_entropy(logits, y, reduction="sum").item(),
+                                (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
+    if _world()[1] > 1:
+        dist.all_reduce(totals)
+    return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+
+
+def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = False,
+          progress: bool = True) -> list[EpochMetrics]:
+    """Train the fp32 Spikformer of `cfg`, writing the run folder `out`; returns the epoch log."""
+    out = Path(out)
+    rank, world = _world()
+    is_main = rank == 0
+    train_set, test_set = load_split(cfg, "train"), load_split(cfg, "test")  # fail before writing
+    if is_main:
+        prepare_run_dir(out, force, resume)
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    model = Spikformer(cfg.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    train_loader = make_loader(train_set, tc.batch_size, tc.seed, True, tc.num_workers, cfg.data.max_train_samples)
+    test_loader = make_loader(test_set, tc.batch_size, tc.seed, False, tc.num_workers)
+    steps = tc.epochs * len(train_loader)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, steps, tc.warmup_epochs * len(train_loader), tc.min_lr / tc.lr))
+    history: list[EpochMetrics] = []
+    start = 0
+    if resume:
+        saved_cfg, _, state = load_checkpoint(out)
+        if saved_cfg.model != cfg.model:
+            raise UserError(f"{out}: --resume with a different model config than the run's config.yaml")
+        load_weights(model, state["model"], str(out / CHECKPOINT))
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start = state["epoch"]
+        history = [EpochMetrics(**m) for m in state["history"]]
+    elif is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "config.yaml", lambda p: p.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False)))
+    net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    criterion = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
+
+    for epoch in range(start, tc.epochs):
+        t0 = time.perf_counter()
+        net.train()
+        train_loader.sampler.set_epoch(epoch)
+        loss_sum, correct, count = 0.0, 0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{tc.epochs}", leave=False, disable=not (progress and is_main))
+        for x, y in bar:
+            logits = net(x)
+            loss = criterion(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
+            bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}")
+        test_loss, test_acc = evaluate(model, test_loader)
+        metrics = EpochMetrics(epoch + 1, loss_sum / count, correct / count, test_loss, test_acc,
+                               optimizer.param_groups[0]["lr"], time.perf_counter() - t0)
+        history.append(metrics)
+        if is_main:
+            _save_epoch(out, cfg, model, optimizer, schedule, history)
+            if progress:
+                tqdm.write(f"epoch {metrics.epoch:3d}  train loss {metrics.train_loss:.3f} acc {metrics.train_acc:6.2%}"
+                           f"  test loss {metrics.test_loss:.3f} acc {metrics.test_acc:6.2%}  {metrics.seconds:5.1f}s")
+    if is_main and history:
+        plot_curves(history, out / "curves.png")
+    return history
+
+
+def _save_epoch(out: Path, cfg: Config, model: nn.Module, optimizer, schedule, history: list[EpochMetrics]) -> None:
+    state = {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "schedule": schedule.state_dict(), "epoch": history[-1].epoch,
+             "history": [dataclasses.asdict(m) for m in history]}
+    atomic_write(out / CHECKPOINT, lambda p: torch.save(state, p))
+    lines = "".join(json.dumps(dataclasses.asdict(m)) + "\n" for m in history)
+    atomic_write(out / METRICS, lambda p: p.write_text(lines))
+
+
+def plot_curves(history: list[EpochMetrics], path: Path) -> None:
+    """Loss and accuracy per epoch, train and test, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [m.epoch for m in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax_loss.plot(epochs, [m.train_loss for m in history], label="train")
+    ax_loss.plot(epochs, [m.test_loss for m in history], label="test")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.plot(epochs, [100 * m.train_acc for m in history], label="train")
+    ax_acc.plot(epochs, [100 * m.test_acc for m in history], label="test")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    plt.close(fig)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    dataset: str
+    split: str
+    samples: int
+    loss: float
+    accuracy: float
+    seconds: float
+
+
+def evaluate_run(run: str | Path, split: str = "test", data_root: str | None = None,
+                 batch_size: int | None = None, progress: bool = True) -> Evaluation:
+    """Accuracy of a run's checkpoint on a split of its data set."""
+    cfg, model, _ = load_checkpoint(run)
+    if data_root is not None:
+        cfg = cfg.replace("data", data_root=data_root)
+    frames = load_split(cfg, split)
+    loader = make_loader(frames, batch_size or cfg.train.batch_size, cfg.train.seed, False)
+    t0 = time.perf_counter()
+    loss, acc = evaluate(model, loader, progress=progress)
+    return Evaluation(cfg.data.dataset, split, len(frames), loss, acc, time.perf_counter() - t0)

@@ -1,0 +1,1 @@
+"""Bit-accurate NumPy execution of a DeployGraph (no torch)."""

@@ -1,0 +1,117 @@
+"""fp32 training: it learns, it is repeatable, it resumes, and it guards its outputs."""
+
+import json
+
+import pytest
+import torch
+
+from hqflow.config import config_from_dict
+from hqflow.errors import UserError
+from hqflow.search.model import Spikformer
+from hqflow.search.trainer import (
+    EpochShuffle,
+    atomic_write,
+    evaluate_run,
+    load_checkpoint,
+    load_weights,
+    lr_factor,
+    train,
+)
+
+SMALL = {
+    "model": {"img_size": 16, "embed_dim": 32, "num_heads": 2, "depth": 1, "pools": [True, True, False, False]},
+    "data": {"dataset": "digits-dvs", "time_steps": 4, "max_train_samples": 600},
+    "train": {"epochs": 3, "batch_size": 32, "lr": 0.005, "warmup_epochs": 0, "weight_decay": 0.01, "seed": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "fp32"
+    history = train(config_from_dict(SMALL), out, progress=False)
+    return out, history
+
+
+def test_short_run_learns(small_run):
+    out, history = small_run
+    assert len(history) == 3
+    assert history[-1].train_loss < history[0].train_loss
+    assert history[-1].test_acc > 0.4  # 10 classes: chance is 0.1
+    assert {"config.yaml", "checkpoint.pt", "metrics.jsonl", "curves.png"} <= {p.name for p in out.iterdir()}
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_evaluate_matches_training_log(small_run):
+    out, history = small_run
+    result = evaluate_run(out, progress=False)
+    assert result.accuracy == pytest.approx(history[-1].test_acc, abs=1e-12)
+
+
+def test_resume_continues_identically(small_run, tmp_path, monkeypatch):
+    """Interrupt a run after epoch 2, resume it: the weights equal the uninterrupted run's."""
+    import hqflow.search.trainer as trainer
+
+    out, _ = small_run
+    save = trainer._save_epoch
+
+    def save_then_interrupt(run_dir, cfg, model, optimizer, schedule, history):
+        save(run_dir, cfg, model, optimizer, schedule, history)
+        if history[-1].epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_save_epoch", save_then_interrupt)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train(config_from_dict(SMALL), cut, progress=False)
+    monkeypatch.setattr(trainer, "_save_epoch", save)
+    history = train(config_from_dict(SMALL), cut, resume=True, progress=False)
+    assert [m.epoch for m in history] == [1, 2, 3]
+    full = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    resumed = torch.load(cut / "checkpoint.pt", weights_only=False)["model"]
+    for k in full:
+        torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0)
+
+
+def test_output_folder_guard(small_run):
+    out, _ = small_run
+    with pytest.raises(UserError, match="exists; pass --force"):
+        train(config_from_dict(SMALL), out, progress=False)
+    with pytest.raises(UserError, match="nothing to resume"):
+        train(config_from_dict(SMALL), out.parent / "empty", resume=True, progress=False)
+
+
+def test_checkpoint_from_another_config_names_shapes(small_run):
+    out, _ = small_run
+    _, _, state = load_checkpoint(out)
+    other = Spikformer(config_from_dict({"model": {**SMALL["model"], "embed_dim": 64}}).model)
+    with pytest.raises(UserError, match=r"shapes differ: sps\.conv0\.weight: checkpoint \(4, 2, 3, 3\) vs model \(8, 2, 3, 3\)"):
+        load_weights(other, state["model"], "ckpt")
+
+
+def test_epoch_shuffle_depends_on_seed_and_epoch_only():
+    a, b = EpochShuffle(10, seed=3), EpochShuffle(10, seed=3)
+    a.set_epoch(2), b.set_epoch(2)
+    assert list(a) == list(b) and sorted(a) == list(range(10))
+    b.set_epoch(3)
+    assert list(a) != list(b)
+    shards = [list(EpochShuffle(10, 3, rank=r, world=3)) for r in range(3)]
+    assert all(len(s) == 4 for s in shards) and set(sum(shards, [])) == set(range(10))
+
+
+def test_lr_schedule_shape():
+    f = [lr_factor(s, 100, 10, 0.01) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(x >= y for x, y in zip(f[10:], f[11:]))
+    assert f[-1] == pytest.approx(0.01, abs=1e-3)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    def boom(p):
+        p.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "x.json", boom)
+    assert list(tmp_path.iterdir()) == []
