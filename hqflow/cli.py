@@ -30,8 +30,12 @@ def main() -> None:
 
     \b
     The flow:
-      hqflow train    --config configs/tiny.yaml -o runs/fp32     fp32 Spikformer
-      hqflow evaluate runs/fp32                                   test accuracy of a run
+      hqflow train    --config configs/tiny.yaml -o runs/fp32        fp32 Spikformer
+      hqflow evaluate runs/fp32                                      test accuracy of a run
+      hqflow search   --from runs/fp32 --lambda 0.5 -o runs/l0.5     per-layer formats -> plan.json
+      hqflow finetune --plan runs/l0.5/plan.json -o runs/l0.5/qat    QAT with the plan fixed
+      hqflow report   runs/l0.5                                      accuracy, bits, energy, storage
+      hqflow sweep    --from runs/fp32 --lambdas 0.1,0.5,2 -o runs/sweep   Pareto front
     """
 
 
@@ -87,6 +91,106 @@ def evaluate(run, split, data_root, batch_size):
     result = evaluate_run(run, split, None if data_root is None else str(data_root), batch_size)
     click.echo(f"{run}: {result.dataset} {result.split} ({result.samples} samples): "
                f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}, {result.seconds:.1f} s")
+
+
+def _search_config(config_path, init, hw_lambda, epochs, energy_table):
+    from hqflow.config import load_config
+    from hqflow.search.trainer import load_checkpoint
+
+    if config_path is None and init is None:
+        raise UserError("give --from (an fp32 run) or --config (search from scratch)")
+    cfg = load_config(config_path) if config_path else load_checkpoint(init)[0]
+    return cfg.replace("search", hw_lambda=hw_lambda, epochs=epochs,
+                       energy_table=None if energy_table is None else str(energy_table))
+
+
+@main.command()
+@click.option("--from", "init", type=click.Path(path_type=Path), help="fp32 run to start from (its config is used).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config, to search from scratch.")
+@click.option("--lambda", "hw_lambda", type=float, help="Weight of the hardware cost in the loss (search.hw_lambda).")
+@click.option("--epochs", type=int, help="Overrides search.epochs.")
+@click.option("--energy-table", type=click.Path(path_type=Path), help="YAML of operation energies in pJ.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Search folder to write.")
+@click.option("--resume", is_flag=True, help="Continue the search in --out.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--quiet", is_flag=True)
+def search(init, config_path, hw_lambda, epochs, energy_table, out, resume, force, quiet):
+    """Search a per-layer weight format (Gumbel-softmax supernet); writes plan.json into OUT."""
+    from hqflow.search.search import search as run_search
+
+    if resume and force:
+        raise UserError("--resume and --force exclude each other")
+    cfg = None if resume else _search_config(config_path, init, hw_lambda, epochs, energy_table)
+    if resume:
+        from hqflow.search.trainer import load_checkpoint
+
+        cfg = load_checkpoint(out)[0]
+    history = run_search(cfg, out, init=init, resume=resume, force=force, progress=not quiet)
+    last = history[-1]
+    click.echo(f"{out / 'plan.json'}: derived plan test accuracy {last.test_acc:.2%}, energy "
+               f"{last.plan_energy_pct:.1f} % of fp32, {last.plan_avg_bits:.2f} average weight bits")
+
+
+@main.command()
+@click.option("--plan", "plan_path", type=click.Path(path_type=Path), required=True, help="plan.json to train with.")
+@click.option("--from", "init", type=click.Path(path_type=Path),
+              help="Run whose weights to start from (default: the plan's folder, the searched weights).")
+@click.option("--epochs", type=int, help="Overrides finetune.epochs.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--quiet", is_flag=True)
+def finetune(plan_path, init, epochs, out, resume, force, quiet):
+    """Quantization-aware training with the plan's formats fixed."""
+    from hqflow.search.search import finetune as run_finetune
+
+    if resume and force:
+        raise UserError("--resume and --force exclude each other")
+    history = run_finetune(plan_path, out, init=init, resume=resume, force=force, progress=not quiet, epochs=epochs)
+    click.echo(f"{out}: QAT test accuracy {history[-1].test_acc:.2%} after {history[-1].epoch} epochs")
+
+
+@main.command()
+@click.argument("search_dir", type=click.Path(path_type=Path))
+@click.option("--qat", "qat_dir", type=click.Path(path_type=Path), help="QAT run (default: SEARCH_DIR/qat).")
+@click.option("--fp32", "fp32_dir", type=click.Path(path_type=Path), help="fp32 run (default: the search's --from).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Report folder (default: SEARCH_DIR/report).")
+@click.option("--data-root", type=click.Path(path_type=Path))
+def report(search_dir, qat_dir, fp32_dir, out, data_root):
+    """Accuracy, average bits, energy and storage of a searched (and finetuned) plan, with plots."""
+    from hqflow.search.report import make_report
+
+    result = make_report(search_dir, qat_dir=qat_dir, fp32_dir=fp32_dir, out_dir=out,
+                         data_root=None if data_root is None else str(data_root))
+    click.echo(result["markdown"] if "markdown" in result else json_summary(result))
+
+
+def json_summary(result) -> str:
+    import json
+
+    return json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=2)
+
+
+@main.command()
+@click.option("--from", "init", type=click.Path(path_type=Path), required=True, help="fp32 run to start from.")
+@click.option("--lambdas", required=True, help="Comma-separated hardware-cost weights, e.g. 0.1,0.5,2.")
+@click.option("--epochs", type=int, help="Overrides search.epochs.")
+@click.option("--finetune-epochs", type=int, default=0, show_default=True, help="QAT epochs per plan (0: none).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
+@click.option("--force", is_flag=True)
+@click.option("--quiet", is_flag=True)
+def sweep(init, lambdas, epochs, finetune_epochs, out, force, quiet):
+    """Search for several lambdas and plot accuracy against energy (pareto.png)."""
+    from hqflow.search.sweep import sweep as run_sweep
+
+    try:
+        values = [float(v) for v in lambdas.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--lambdas: expected comma-separated numbers, got {lambdas!r}") from None
+    cfg = _search_config(None, init, None, epochs, None)
+    points = run_sweep(cfg, init, values, out, finetune_epochs=finetune_epochs, force=force, progress=not quiet)
+    for p in points:
+        click.echo(json_summary(p))
 
 
 if __name__ == "__main__":

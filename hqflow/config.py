@@ -1,6 +1,6 @@
-"""Run configuration: model shape, data, and training recipe, read from a YAML file.
+"""Run configuration: model shape, data, training, search and finetuning, from a YAML file.
 
-A config file has three sections, each a frozen dataclass below; every key is optional and
+A config file has up to five sections, each a frozen dataclass below; every key is optional and
 falls back to the dataclass default, and an unknown or mistyped key is an error that names the
 file, the section and the key (with the closest known key as a hint):
 
@@ -102,6 +102,7 @@ class TrainConfig:
     warmup_epochs: int = 10
     label_smoothing: float = 0.1
     grad_clip: float = 0.0  # 0 disables clipping
+    augment_shift: int = 0  # random translation of training frames by up to this many pixels
     seed: int = 0
     num_workers: int = 0
 
@@ -114,10 +115,60 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """Gumbel-softmax search (DESIGN.md, "Quantization and search").
+
+    Each step first updates the selection logits alpha on a held-out batch with the hard
+    (one-hot, straight-through) sample and the loss CE + hw_lambda * E / E_fp32, then the
+    weights on a training batch with the soft sample and CE. The temperature falls
+    exponentially from tau_start to tau_end over the search.
+    """
+
+    hw_lambda: float = 0.5
+    candidates: tuple[str, ...] = ("fp32", "po2-2", "po2z-4", "uniform-2", "uniform-4")
+    epochs: int = 10
+    tau_start: float = 5.0
+    tau_end: float = 0.1
+    alpha_lr: float = 0.02
+    weight_lr: float = 5e-4
+    weight_decay: float = 0.01
+    energy_table: str | None = None  # YAML of operation energies; None: the 45 nm table shipped
+
+    def __post_init__(self) -> None:
+        if self.hw_lambda < 0:
+            raise UserError(f"search.hw_lambda: must be >= 0, got {self.hw_lambda}")
+        if not 0 < self.tau_end <= self.tau_start:
+            raise UserError(f"search.tau_end, tau_start: need 0 < tau_end <= tau_start, got "
+                            f"{self.tau_end}, {self.tau_start}")
+        if not self.candidates:
+            raise UserError("search.candidates: needs at least one format")
+        from hqflow.numerics import Candidate
+
+        for name in self.candidates:
+            try:
+                Candidate.parse(name)
+            except UserError as err:
+                raise UserError(f"search.candidates: {err}") from None
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Quantization-aware training with the plan fixed: cosine decay from lr to min_lr."""
+
+    epochs: int = 10
+    lr: float = 5e-4
+    min_lr: float = 1e-5
+    weight_decay: float = 0.01
+    warmup_epochs: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -131,7 +182,8 @@ class Config:
         return dataclasses.replace(self, **{section: part})
 
 
-_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
+             "search": SearchConfig, "finetune": FinetuneConfig}
 
 
 def _check_value(cls: type, key: str, value: Any, where: str) -> Any:

@@ -20,9 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,10 +34,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from hqflow.config import Config, config_from_dict
+from hqflow.config import Config, TrainConfig, config_from_dict
 from hqflow.data import FrameDataset, load_dataset
 from hqflow.errors import UserError
-from hqflow.search.model import Spikformer
+from hqflow.io import atomic_text, atomic_write, prepare_output_dir
+from hqflow.search.model import Spikformer, quant_layers
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -121,6 +119,16 @@ def load_split(cfg: Config, split: str) -> FrameDataset:
     return frames
 
 
+def random_shift(frames: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each sample of [B, T, C, H, W] by up to +-max_shift pixels (zero fill), same for all T."""
+    if max_shift == 0:
+        return frames
+    b, _, _, h, w = frames.shape
+    pad = nn.functional.pad(frames, (max_shift,) * 4)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator).tolist()
+    return torch.stack([pad[i, ..., dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+
+
 # ----------------------------------------------------------------------------- schedule
 
 
@@ -135,34 +143,11 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
 # ----------------------------------------------------------------------------- files
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call `write(tmp_path)`, then move the finished file onto `path` in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def prepare_run_dir(out: Path, force: bool, resume: bool) -> None:
-    """Refuse to overwrite an existing run unless asked: --resume continues it, --force replaces it."""
-    if resume:
-        if not (out / CHECKPOINT).is_file():
-            raise UserError(f"{out}: nothing to resume (no {CHECKPOINT} there)")
-        return
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise UserError(f"{out}: output folder exists; pass --force to replace it or --resume to continue it")
-        shutil.rmtree(out)
-
-
 def load_checkpoint(run: str | Path) -> tuple[Config, Spikformer, dict[str, Any]]:
     """Read a run folder's (or a checkpoint file's) config and model; the rest of the state as a dict."""
     path = Path(run)
+    if not path.exists():
+        raise UserError(f"{path}: no such run folder or checkpoint file")
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.is_file():
@@ -174,9 +159,28 @@ def load_checkpoint(run: str | Path) -> tuple[Config, Spikformer, dict[str, Any]
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise UserError(f"{path}: not an hqflow checkpoint (keys 'config' and 'model' missing)")
     cfg = config_from_dict(state["config"], f"{path}: config")
-    model = Spikformer(cfg.model)
+    model = build_model(cfg, state, str(path))
     load_weights(model, state["model"], str(path))
     return cfg, model, state
+
+
+EXTRA_KEYS = ("plan", "candidates")  # what a checkpoint may add to describe its model
+
+
+def build_model(cfg: Config, state: dict[str, Any], where: str) -> nn.Module:
+    """The model a checkpoint holds: fp32, a supernet ("candidates") or fixed to a plan ("plan")."""
+    from hqflow.numerics import Candidate
+    from hqflow.plan import plan_from_dict
+    from hqflow.search.supernet import apply_formats, to_supernet
+
+    model = Spikformer(cfg.model)
+    if "candidates" in state:
+        to_supernet(model, tuple(Candidate.parse(n) for n in state["candidates"]))
+    if "plan" in state:
+        plan = plan_from_dict(state["plan"], f"{where}: plan")
+        plan.check_layers(list(quant_layers(model)), f"{where}: plan")
+        apply_formats(model, plan.formats())
+    return model
 
 
 def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
@@ -213,7 +217,7 @@ def evaluate(model: nn.Module, loader: DataLoader, progress: bool = False) -> tu
     """Mean cross-entropy and accuracy (fraction) of `model` over a loader (summed over ranks)."""
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
-    for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
+    for x, y in tqdm(loader, desc="eval", leave=False, disable=None if progress else True):
         logits = model(x)
         totals += torch.tensor([nn.functional.cross_entropy(logits, y, reduction="sum").item(),
                                 (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
@@ -223,17 +227,30 @@ def evaluate(model: nn.Module, loader: DataLoader, progress: bool = False) -> tu
 
 
 def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = False,
-          progress: bool = True) -> list[EpochMetrics]:
-    """Train the fp32 Spikformer of `cfg`, writing the run folder `out`; returns the epoch log."""
+          progress: bool = True, model: nn.Module | None = None, recipe: TrainConfig | None = None,
+          extra_state: dict[str, Any] | None = None) -> list[EpochMetrics]:
+    """Train a Spikformer of `cfg`, writing the run folder `out`; returns the epoch log.
+
+    By default a fresh fp32 model with the `cfg.train` recipe. Quantization-aware training
+    passes its `model` (layers fixed to a plan), its `recipe`, and `extra_state` (the plan)
+    to store in every checkpoint, so that `load_checkpoint` can rebuild the same model.
+    """
     out = Path(out)
     rank, world = _world()
     is_main = rank == 0
     train_set, test_set = load_split(cfg, "train"), load_split(cfg, "test")  # fail before writing
     if is_main:
-        prepare_run_dir(out, force, resume)
-    tc = cfg.train
+        prepare_output_dir(out, force, resume, CHECKPOINT)
+    tc = recipe or cfg.train
     torch.manual_seed(tc.seed)
-    model = Spikformer(cfg.model)
+    state: dict[str, Any] = {}
+    if resume:
+        saved_cfg, model, state = load_checkpoint(out)
+        if saved_cfg.model != cfg.model:
+            raise UserError(f"{out}: --resume with a different model config than the run's config.yaml")
+        extra_state = {k: state[k] for k in EXTRA_KEYS if k in state}
+    elif model is None:
+        model = Spikformer(cfg.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     train_loader = make_loader(train_set, tc.batch_size, tc.seed, True, tc.num_workers, cfg.data.max_train_samples)
     test_loader = make_loader(test_set, tc.batch_size, tc.seed, False, tc.num_workers)
@@ -243,17 +260,13 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
     history: list[EpochMetrics] = []
     start = 0
     if resume:
-        saved_cfg, _, state = load_checkpoint(out)
-        if saved_cfg.model != cfg.model:
-            raise UserError(f"{out}: --resume with a different model config than the run's config.yaml")
-        load_weights(model, state["model"], str(out / CHECKPOINT))
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start = state["epoch"]
         history = [EpochMetrics(**m) for m in state["history"]]
     elif is_main:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "config.yaml", lambda p: p.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False)))
+        atomic_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     criterion = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
 
@@ -262,9 +275,11 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
         net.train()
         train_loader.sampler.set_epoch(epoch)
         loss_sum, correct, count = 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{tc.epochs}", leave=False, disable=not (progress and is_main))
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{tc.epochs}", leave=False,
+                   disable=None if progress and is_main else True)  # None: a bar on terminals only
+        shift = torch.Generator().manual_seed(tc.seed * 100_003 + epoch + 1)
         for x, y in bar:
-            logits = net(x)
+            logits = net(random_shift(x, tc.augment_shift, shift))
             loss = criterion(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -281,7 +296,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
                                optimizer.param_groups[0]["lr"], time.perf_counter() - t0)
         history.append(metrics)
         if is_main:
-            _save_epoch(out, cfg, model, optimizer, schedule, history)
+            _save_epoch(out, cfg, model, optimizer, schedule, history, extra_state or {})
             if progress:
                 tqdm.write(f"epoch {metrics.epoch:3d}  train loss {metrics.train_loss:.3f} acc {metrics.train_acc:6.2%}"
                            f"  test loss {metrics.test_loss:.3f} acc {metrics.test_acc:6.2%}  {metrics.seconds:5.1f}s")
@@ -290,13 +305,14 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
     return history
 
 
-def _save_epoch(out: Path, cfg: Config, model: nn.Module, optimizer, schedule, history: list[EpochMetrics]) -> None:
+def _save_epoch(out: Path, cfg: Config, model: nn.Module, optimizer, schedule,
+                history: list[EpochMetrics], extra_state: dict[str, Any]) -> None:
     state = {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict(), "epoch": history[-1].epoch,
-             "history": [dataclasses.asdict(m) for m in history]}
+             "history": [dataclasses.asdict(m) for m in history], **extra_state}
     atomic_write(out / CHECKPOINT, lambda p: torch.save(state, p))
     lines = "".join(json.dumps(dataclasses.asdict(m)) + "\n" for m in history)
-    atomic_write(out / METRICS, lambda p: p.write_text(lines))
+    atomic_text(out / METRICS, lines)
 
 
 def plot_curves(history: list[EpochMetrics], path: Path) -> None:

@@ -33,7 +33,8 @@ def test_help_lists_commands(run):
         (["train", "--config", CONFIGS / "tiny.yaml", "--resume", "-o", "{tmp}/r"], "no checkpoint.pt"),
         (["train", "--config", CONFIGS / "tiny.yaml", "--resume", "--force", "-o", "{tmp}/r"], "exclude each other"),
         (["train", "--config", CONFIGS / "paper.yaml", "-o", "{tmp}/r"], "cifar10-dvs"),
-        (["evaluate", "{tmp}/nothing"], "checkpoint.pt: checkpoint not found"),
+        (["evaluate", "{tmp}/nothing"], "nothing: no such run folder or checkpoint file"),
+        (["evaluate", "{tmp}"], "checkpoint.pt: checkpoint not found"),
     ],
 )
 def test_user_errors_are_one_line(run, tmp_path, args, message):

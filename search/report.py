@@ -1,0 +1,291 @@
+"""`hqflow report`: what a searched (and finetuned) plan costs and how accurate it is.
+
+For a search folder (and its QAT run, default `SEARCH_DIR/qat`, and the fp32 run it started
+from, found through `SEARCH_DIR/source.json`) the report gives
+
+    accuracy        fp32 and quantized test accuracy (QAT run; without one the search's derived
+                    plan, flagged "before finetune"), and the drop in percentage points
+    bits            average weight bits (parameter-weighted) and compression 32 / bits
+    energy          % of the fp32 model and reduction x, twice (hqflow/cost.py):
+                      paper            every MAC counted (the paper's figure)
+                      sparsity-aware   MACs scaled by each layer's measured input rate, for
+                                       plan and fp32 alike (same rates on both sides, so the
+                                       ratio isolates the weight formats)
+    storage         % of the fp32 weights and reduction x
+    split           the above over tokenizer / attention / mlp / head, and the q / k / v / proj
+                    shares of the attention's energy and storage
+    layers          per layer: format, MACs, storage bits, energy % of the fp32 model, input rate
+
+The input rates are measured on a few test batches of the quantized model. Outputs, in
+`out_dir` (default `SEARCH_DIR/report`): report.md (tables for a person), report.json (the same
+numbers), cost_split.png, weights.png; report.md refers to the search's probabilities.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from hqflow.config import ModelConfig, load_config
+from hqflow.cost import GROUPS, EnergyTable, layer_cost, layer_shapes, load_energy_table, summarize
+from hqflow.errors import UserError
+from hqflow.io import atomic_text
+from hqflow.numerics import Candidate
+from hqflow.plan import load_plan, plan_from_dict
+from hqflow.search import supernet
+from hqflow.search.plots import pick_layers, plot_cost_split, plot_weight_histograms
+from hqflow.search.trainer import METRICS, load_checkpoint, load_split, make_loader
+
+SCHEMA_VERSION = 1
+ATTENTION_PARTS = ("q", "k", "v", "proj")
+RATE_BATCHES = 4  # test batches the input rates are measured on
+
+
+@torch.no_grad()
+def measure_input_rates(model: nn.Module, loader, max_batches: int = RATE_BATCHES,
+                        progress: bool = False) -> dict[str, float]:
+    """Fraction of non-zero inputs (in [0, 1]) of every conv / linear layer over `max_batches` batches.
+
+    `loader` yields (frames [B, T, 2, H, W], labels). Counted with forward pre-hooks on the
+    layers of `supernet.weight_layers(model)`: nonzero elements / elements of each layer's input.
+    Zero padding of the convolutions is not part of the input and is not counted.
+    """
+    layers = supernet.weight_layers(model)
+    counts = {name: [0, 0] for name in layers}  # non-zero inputs, inputs
+
+    def hook(name):
+        def count(_module, args):
+            counts[name][0] += int(torch.count_nonzero(args[0]))
+            counts[name][1] += args[0].numel()
+        return count
+
+    handles = [m.register_forward_pre_hook(hook(name)) for name, m in layers.items()]
+    model.eval()
+    try:
+        for i, (x, _) in enumerate(tqdm(loader, desc="input rates", total=max_batches, leave=False,
+                                        disable=None if progress else True)):
+            if i == max_batches:
+                break
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not any(total for _, total in counts.values()):
+        raise ValueError("measure_input_rates: the loader gave no batch")
+    return {name: nonzero / total for name, (nonzero, total) in counts.items()}
+
+
+def read_last_metrics(run: Path) -> dict[str, Any]:
+    """The last epoch's record of a run folder's metrics.jsonl (needs 'test_acc')."""
+    path = Path(run) / METRICS
+    if not path.is_file():
+        raise UserError(f"{path}: metrics not found (is {run} a finished run folder?)")
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        last = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: last line is not valid JSON ({err})") from None
+    if not isinstance(last, dict) or not isinstance(last.get("test_acc"), (int, float)):
+        raise UserError(f"{path}: last record lacks a numeric 'test_acc'")
+    return last
+
+
+def plan_summaries(model_cfg: ModelConfig, time_steps: int, formats: dict[str, Candidate],
+                   table: EnergyTable, rates: dict[str, float] | None = None) -> dict[str, dict]:
+    """`cost.summarize` of the fp32 model and of the plan, each against fp32: every MAC counted
+    ("fp32", "plan") and, with `rates`, MACs scaled by the input rates ("fp32_sparse", "plan_sparse")."""
+    shapes = layer_shapes(model_cfg, time_steps)
+    fp32 = Candidate.parse("fp32")
+    out = {}
+    for suffix, r in [("", None)] + ([("_sparse", rates)] if rates is not None else []):
+        ref = [layer_cost(s, fp32, table, 1.0 if r is None else r[s.name]) for s in shapes]
+        plan = [layer_cost(s, formats[s.name], table, 1.0 if r is None else r[s.name]) for s in shapes]
+        out["fp32" + suffix] = summarize(ref, ref)
+        out["plan" + suffix] = summarize(plan, ref)
+    return out
+
+
+def _shares(layers: list[dict], key: str) -> dict[str, float]:
+    """Each attention part's share (%) of the attention total of `key` (summed over blocks)."""
+    attn = [c for c in layers if c["group"] == "attention"]
+    total = sum(c[key] for c in attn)
+    return {p: 100 * sum(c[key] for c in attn if c["name"].endswith(f".attn.{p}")) / total for p in ATTENTION_PARTS}
+
+
+def cost_figures(summaries: dict[str, dict], rates: dict[str, float] | None = None) -> dict[str, Any]:
+    """The report's cost numbers from `plan_summaries` (percentages of the fp32 model, x = reduction)."""
+    plan, fp32 = summaries["plan"], summaries["fp32"]
+
+    def block(s: dict, what: str, unit: str) -> dict:
+        by_group = s[f"{what}_pct_by_group"]
+        return {"pct": s[f"{what}_pct"], "x": 100 / s[f"{what}_pct"], unit: s[f"{what}_{unit}"],
+                f"fp32_{unit}": s[f"{what}_fp32_{unit}"], "pct_by_group": by_group,
+                "share_by_group": {g: 100 * by_group[g] / s[f"{what}_pct"] for g in GROUPS}}
+
+    bits = plan["avg_weight_bits"]
+    result = {"avg_weight_bits": bits, "compression_x": 32 / bits,
+              "energy": block(plan, "energy", "uj"), "storage": block(plan, "storage", "kib"),
+              "attention_shares": {"energy": _shares(plan["layers"], "energy_pj"),
+                                   "storage": _shares(plan["layers"], "storage_bits")}}
+    rows = []
+    for c in plan["layers"]:
+        rows.append({"name": c["name"], "group": c["group"], "format": c["candidate"], "macs": c["macs"],
+                     "storage_bits": c["storage_bits"], "energy_pct": 100 * c["energy_pj"] / (fp32["energy_uj"] * 1e6)})
+    if rates is not None:
+        sparse = summaries["plan_sparse"]
+        result["energy_sparse"] = block(sparse, "energy", "uj")
+        result["energy_sparse"]["pct_of_dense_fp32"] = 100 * sparse["energy_uj"] / fp32["energy_uj"]
+        result["attention_shares"]["energy_sparse"] = _shares(sparse["layers"], "energy_pj")
+        for row, c in zip(rows, sparse["layers"]):
+            row["energy_sparse_pct"] = 100 * c["energy_pj"] / (sparse["energy_fp32_uj"] * 1e6)
+            row["input_rate"] = rates[row["name"]]
+    result["layers"] = rows
+    return result
+
+
+def _fp32_run(search_dir: Path, fp32_dir: str | Path | None) -> Path | None:
+    """The fp32 run: the argument, else `source.json`'s "init" (None when the search started from scratch)."""
+    if fp32_dir is not None:
+        where, path = "fp32 run", Path(fp32_dir)
+    else:
+        source = search_dir / "source.json"
+        if not source.is_file():
+            return None
+        try:
+            init = json.loads(source.read_text()).get("init")
+        except (json.JSONDecodeError, AttributeError):
+            raise UserError(f"{source}: expected a JSON object {{\"init\": <fp32 run or null>}}") from None
+        if init is None:
+            return None
+        where, path = f"{source}: init", Path(init)
+    if not path.exists():
+        raise UserError(f"{where}: {path} not found (pass the fp32 run folder explicitly, --fp32)")
+    return path.parent if path.is_file() else path
+
+
+def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_dir: str | Path | None = None,
+                out_dir: str | Path | None = None, data_root: str | None = None,
+                progress: bool = True) -> dict[str, Any]:
+    """Write report.md, report.json, cost_split.png and weights.png for a search; return the numbers.
+
+    The returned dict is report.json's content plus "markdown" (report.md's text).
+    """
+    search_dir = Path(search_dir)
+    if not search_dir.is_dir():
+        raise UserError(f"{search_dir}: search folder not found")
+    out_dir = Path(out_dir) if out_dir is not None else search_dir / "report"
+    cfg = load_config(search_dir / "config.yaml")
+    if data_root is not None:
+        cfg = cfg.replace("data", data_root=str(data_root))
+    plan_path = search_dir / "plan.json"
+    plan = load_plan(plan_path)
+    notes = []
+
+    if qat_dir is None and (search_dir / "qat").is_dir():
+        qat_dir = search_dir / "qat"
+    if qat_dir is not None:
+        qat_dir = Path(qat_dir)
+        if not qat_dir.is_dir():
+            raise UserError(f"{qat_dir}: QAT run folder not found")
+        accuracy, source = read_last_metrics(qat_dir)["test_acc"], "qat"
+        _, model, state = load_checkpoint(qat_dir)
+        if "plan" not in state:
+            raise UserError(f"{qat_dir}: its checkpoint holds no plan (not a `hqflow finetune` run)")
+        qat_plan = plan_from_dict(state["plan"], f"{qat_dir}: plan")
+        if qat_plan.formats() != plan.formats():
+            notes.append(f"The QAT run's plan differs from {plan_path}; the costs are the QAT run's plan's.")
+            plan = qat_plan
+    else:
+        accuracy, source = read_last_metrics(search_dir)["test_acc"], "search, before finetune"
+        _, model, _ = load_checkpoint(search_dir)
+        supernet.set_argmax(model, True)
+    shapes = layer_shapes(cfg.model, cfg.data.time_steps)
+    plan.check_layers([s.name for s in shapes], str(plan_path))
+    fp32_run = _fp32_run(search_dir, fp32_dir)
+    fp32_acc = read_last_metrics(fp32_run)["test_acc"] if fp32_run is not None else None
+    if fp32_run is None:
+        notes.append("No fp32 run (the search started from scratch); pass one with --fp32 for the accuracy drop.")
+
+    loader = make_loader(load_split(cfg, "test"), cfg.train.batch_size, cfg.train.seed, False)
+    rates = measure_input_rates(model, loader, RATE_BATCHES, progress)
+    formats = plan.formats()
+    summaries = plan_summaries(cfg.model, cfg.data.time_steps, formats, load_energy_table(cfg.search.energy_table), rates)
+    report = {"schema_version": SCHEMA_VERSION, "search_dir": str(search_dir),
+              "qat_dir": None if qat_dir is None else str(qat_dir),
+              "fp32_dir": None if fp32_run is None else str(fp32_run), "hw_lambda": plan.hw_lambda,
+              "accuracy": {"fp32": fp32_acc, "quantized": accuracy, "quantized_source": source,
+                           "drop_points": None if fp32_acc is None else 100 * (fp32_acc - accuracy)},
+              **cost_figures(summaries, rates), "notes": notes}
+
+    plot_cost_split(summaries["fp32"], summaries["plan"], out_dir / "cost_split.png",
+                    title=f"{search_dir.name}: cost per layer group (every MAC)")
+    layers = supernet.weight_layers(model)
+    shown = pick_layers(list(layers), 5)
+    with torch.no_grad():
+        pairs = {n: (layers[n].weight.detach().numpy(), layers[n].quant_weight().detach().numpy()) for n in shown}
+    plot_weight_histograms(pairs, out_dir / "weights.png", {n: formats[n].name for n in shown})
+    probabilities = search_dir / "probabilities.png"
+    report["plots"] = {"cost_split": "cost_split.png", "weights": "weights.png",
+                       "probabilities": os.path.relpath(probabilities, out_dir) if probabilities.is_file() else None}
+    markdown = to_markdown(report)
+    atomic_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_text(out_dir / "report.md", markdown)
+    return report | {"markdown": markdown}
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    """report.md: the report's numbers as markdown tables."""
+    acc, e, s = r["accuracy"], r["energy"], r["storage"]
+    es = r.get("energy_sparse")
+    drop = "n/a" if acc["drop_points"] is None else f"{acc['drop_points']:+.2f} points"
+    lines = [f"# Quantization report: {r['search_dir']}", "",
+             f"hw_lambda {r['hw_lambda']}; quantized accuracy from: {acc['quantized_source']}.", "",
+             "| | fp32 | plan | |", "|---|---:|---:|---:|",
+             f"| test accuracy | {_pct(acc['fp32'])} | {_pct(acc['quantized'])} | drop {drop} |",
+             f"| average weight bits | 32 | {r['avg_weight_bits']:.2f} | compression {r['compression_x']:.1f}x |",
+             f"| energy, every MAC (uJ / inference) | {e['fp32_uj']:.3f} | {e['uj']:.3f} | "
+             f"{e['pct']:.2f} % ({e['x']:.1f}x less) |"]
+    if es is not None:
+        lines.append(f"| energy, sparsity-aware (uJ / inference) | {es['fp32_uj']:.3f} | {es['uj']:.3f} | "
+                     f"{es['pct']:.2f} % ({es['x']:.1f}x less); {es['pct_of_dense_fp32']:.2f} % of fp32 every MAC |")
+    lines += [f"| weight storage (KiB) | {s['fp32_kib']:.1f} | {s['kib']:.1f} | {s['pct']:.2f} % ({s['x']:.1f}x less) |",
+              "", "## Split over the model", "",
+              "Percent of the fp32 model's total (share of the plan's own total in brackets).", "",
+              "| group | energy, every MAC | " + ("energy, sparsity-aware | " if es else "") + "storage |",
+              "|---|---:|" + ("---:|" if es else "") + "---:|"]
+    for g in GROUPS:
+        cells = [e] + ([es] if es else []) + [s]
+        lines.append(f"| {g} | " + " | ".join(f"{c['pct_by_group'][g]:.2f} % ({c['share_by_group'][g]:.0f} %)"
+                                               for c in cells) + " |")
+    shares = r["attention_shares"]
+    lines += ["", "## Attention: share of each projection (% of the attention total)", "",
+              "| | " + " | ".join(ATTENTION_PARTS) + " |", "|---|" + "---:|" * len(ATTENTION_PARTS)]
+    for key, label in (("energy", "energy, every MAC"), ("energy_sparse", "energy, sparsity-aware"), ("storage", "storage")):
+        if key in shares:
+            lines.append(f"| {label} | " + " | ".join(f"{shares[key][p]:.1f} %" for p in ATTENTION_PARTS) + " |")
+    lines += ["", "## Layers", "",
+              "Energy in % of the fp32 model's total energy; input rate: fraction of non-zero inputs.", "",
+              "| layer | format | MACs | storage (bits) | energy, every MAC | energy, sparsity-aware | input rate |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for row in r["layers"]:
+        sparse = f"{row['energy_sparse_pct']:.3f} %" if "energy_sparse_pct" in row else "n/a"
+        rate = f"{row['input_rate']:.3f}" if "input_rate" in row else "n/a"
+        lines.append(f"| {row['name']} | {row['format']} | {row['macs']:,} | {row['storage_bits']:,} | "
+                     f"{row['energy_pct']:.3f} % | {sparse} | {rate} |")
+    lines += ["", "## Figures", "", f"![cost split]({r['plots']['cost_split']})", "",
+              f"![weights before and after quantization]({r['plots']['weights']})", ""]
+    if r["plots"]["probabilities"]:
+        lines += [f"![selection probabilities over the search]({r['plots']['probabilities']})", ""]
+    if r["notes"]:
+        lines += ["## Notes", ""] + [f"- {n}" for n in r["notes"]] + [""]
+    return "\n".join(lines)

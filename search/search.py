@@ -1,0 +1,248 @@
+"""`hqflow search` and `hqflow finetune`: the heterogeneous quantization search, then QAT.
+
+Search (DESIGN.md, "Quantization and search"): the Spikformer becomes a supernet
+(`supernet.py`) and each step alternates
+
+    1. alpha step, on a held-out batch (data.val_fraction of the training split), hard sample:
+           loss = CE + hw_lambda * E(alpha) / E_fp32,  E(alpha) = sum_l sum_k softmax(alpha_l)_k E_lk
+    2. weight step, on a training batch, soft sample:   loss = CE (label smoothing)
+
+with the Gumbel temperature tau falling exponentially from tau_start to tau_end. After every
+epoch the derived plan (each layer's most probable format) is evaluated on the test split.
+
+A search folder holds:
+    plan.json         the derived plan (QuantPlan) with probabilities and costs
+    checkpoint.pt     weights + alphas + optimiser state (resumable), written atomically
+    search_log.jsonl  per step: tau, CE of both steps, expected energy (% of fp32), probabilities
+    metrics.jsonl     per epoch: test accuracy of the derived plan, its energy and bits
+    probabilities.png selection probabilities of every layer over the search, with the loss
+
+Finetune trains the model with the plan fixed (every layer in its chosen format), starting
+from the searched weights, with the trainer's loop (`trainer.train`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from tqdm.auto import tqdm
+
+from hqflow.config import Config
+from hqflow.cost import cost_matrix, layer_cost, layer_shapes, load_energy_table, summarize
+from hqflow.errors import UserError
+from hqflow.io import atomic_text, atomic_write, prepare_output_dir
+from hqflow.numerics import Candidate
+from hqflow.plan import LayerPlan, QuantPlan, load_plan
+from hqflow.search import supernet
+from hqflow.search.model import Spikformer
+from hqflow.search.trainer import (
+    CHECKPOINT,
+    EpochMetrics,
+    _TorchFrames,
+    evaluate,
+    load_checkpoint,
+    load_split,
+    make_loader,
+    random_shift,
+    train,
+)
+
+SEARCH_LOG = "search_log.jsonl"
+
+
+@dataclass(frozen=True)
+class SearchEpoch:
+    epoch: int
+    tau: float
+    weight_ce: float
+    alpha_ce: float
+    energy_pct: float  # expected energy under softmax(alpha), % of fp32
+    test_acc: float  # derived plan
+    plan_energy_pct: float
+    plan_avg_bits: float
+    seconds: float
+
+
+def temperature(step: int, total: int, start: float, end: float) -> float:
+    """Exponential decay from `start` (step 0) to `end` (last step)."""
+    return start * (end / start) ** (step / max(1, total - 1))
+
+
+def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split of the training split's indices into (weights, alphas)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 17)).tolist()
+    n_val = max(1, round(val_fraction * n))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def plan_of(model: nn.Module, cfg: Config, shapes, table, hw_lambda: float) -> QuantPlan:
+    """The derived plan: every layer's most probable format, with probabilities and costs."""
+    layers, costs, fp32 = [], [], []
+    for shape, (name, m) in zip(shapes, supernet.searchable(model).items()):
+        probs = m.probabilities().tolist()
+        best = m.candidates[max(range(len(probs)), key=probs.__getitem__)]
+        cost = layer_cost(shape, best, table)
+        costs.append(cost)
+        fp32.append(layer_cost(shape, Candidate("fp32", 32), table))
+        layers.append(LayerPlan(name, best, {c.name: round(p, 6) for c, p in zip(m.candidates, probs)},
+                                cost.macs, cost.storage_bits, cost.energy_pj))
+    summary = summarize(costs, fp32)
+    summary.pop("layers")
+    candidates = next(iter(supernet.searchable(model).values())).candidates
+    return QuantPlan(tuple(layers), candidates, hw_lambda, summary)
+
+
+def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume: bool = False,
+           force: bool = False, progress: bool = True) -> list[SearchEpoch]:
+    """Run the search of `cfg.search` from the fp32 run `init` (or from scratch); write `out`."""
+    out, sc, tc = Path(out), cfg.search, cfg.train
+    train_set, test_set = load_split(cfg, "train"), load_split(cfg, "test")
+    table = load_energy_table(sc.energy_table)
+    prepare_output_dir(out, force, resume, CHECKPOINT)
+    candidates = tuple(Candidate.parse(n) for n in sc.candidates)
+    state: dict[str, Any] = {}
+    if resume:
+        cfg, model, state = load_checkpoint(out)
+        sc, tc = cfg.search, cfg.train
+    else:
+        torch.manual_seed(tc.seed)
+        if init is not None:
+            init_cfg, model, _ = load_checkpoint(init)
+            if init_cfg.model != cfg.model:
+                raise UserError(f"{init}: its model config differs from the search's")
+        else:
+            model = Spikformer(cfg.model)
+        supernet.to_supernet(model, candidates)
+
+    shapes = layer_shapes(cfg.model, cfg.data.time_steps)
+    energy = torch.tensor(cost_matrix(shapes, candidates, table), dtype=torch.float64)
+    energy_fp32 = sum(layer_cost(s, Candidate("fp32", 32), table).energy_pj for s in shapes)
+    w_idx, a_idx = split_train_val(len(train_set), cfg.data.val_fraction, tc.seed)
+    w_loader = _subset_loader(train_set, w_idx, tc.batch_size, tc.seed)
+    a_loader = _subset_loader(train_set, a_idx, tc.batch_size, tc.seed + 1)
+    test_loader = make_loader(test_set, tc.batch_size, tc.seed, False)
+    w_opt = torch.optim.AdamW(supernet.weight_parameters(model), lr=sc.weight_lr, weight_decay=sc.weight_decay)
+    a_opt = torch.optim.Adam(supernet.alpha_parameters(model), lr=sc.alpha_lr)
+    criterion = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
+    history: list[SearchEpoch] = []
+    start = 0
+    if resume:
+        w_opt.load_state_dict(state["w_opt"])
+        a_opt.load_state_dict(state["a_opt"])
+        torch.set_rng_state(state["rng"])
+        history = [SearchEpoch(**h) for h in state["history"]]
+        start = state["epoch"]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        atomic_text(out / "source.json", json.dumps({"init": None if init is None else str(init)}) + "\n")
+        if (out / SEARCH_LOG).exists():
+            (out / SEARCH_LOG).unlink()
+
+    total_steps = sc.epochs * len(w_loader)
+    for epoch in range(start, sc.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        w_loader.sampler.set_epoch(epoch)
+        a_loader.sampler.set_epoch(epoch)
+        shift = torch.Generator().manual_seed(tc.seed * 100_003 + epoch + 1)
+        a_iter = iter(a_loader)
+        sums = torch.zeros(4, dtype=torch.float64)  # weight CE, alpha CE, energy %, steps
+        log_lines = []
+        bar = tqdm(w_loader, desc=f"search {epoch + 1}/{sc.epochs}", leave=False, disable=None if progress else True)
+        for i, (x, y) in enumerate(bar):
+            step = epoch * len(w_loader) + i
+            tau = temperature(step, total_steps, sc.tau_start, sc.tau_end)
+            try:
+                xa, ya = next(a_iter)
+            except StopIteration:
+                a_iter = iter(a_loader)
+                xa, ya = next(a_iter)
+            # 1. alphas: hard sample on held-out data, CE + lambda * expected energy
+            supernet.set_sampling(model, tau, hard=True)
+            ce_a = criterion(model(xa), ya)
+            e_pct = 100 * supernet.expected_energy(model, energy) / energy_fp32
+            a_opt.zero_grad(set_to_none=True)
+            (ce_a + sc.hw_lambda * e_pct.float() / 100).backward()
+            a_opt.step()
+            # 2. weights: soft sample on training data, CE
+            supernet.set_sampling(model, tau, hard=False)
+            ce_w = criterion(model(random_shift(x, tc.augment_shift, shift)), y)
+            w_opt.zero_grad(set_to_none=True)
+            ce_w.backward()
+            w_opt.step()
+            sums += torch.tensor([ce_w.item(), ce_a.item(), e_pct.item(), 1.0], dtype=torch.float64)
+            probs = {n: [round(p, 5) for p in m.probabilities().tolist()] for n, m in supernet.searchable(model).items()}
+            log_lines.append(json.dumps({"step": step, "epoch": epoch + 1, "tau": tau, "weight_ce": ce_w.item(),
+                                         "alpha_ce": ce_a.item(), "energy_pct": e_pct.item(), "probabilities": probs}))
+            bar.set_postfix(ce=f"{sums[0] / sums[3]:.3f}", energy=f"{e_pct.item():.1f}%", tau=f"{tau:.2f}")
+
+        supernet.set_argmax(model, True)
+        _, test_acc = evaluate(model, test_loader)
+        supernet.set_argmax(model, False)
+        plan = plan_of(model, cfg, shapes, table, sc.hw_lambda)
+        n = sums[3].item()
+        record = SearchEpoch(epoch + 1, tau, sums[0].item() / n, sums[1].item() / n, sums[2].item() / n,
+                             test_acc, plan.summary["energy_pct"], plan.summary["avg_weight_bits"],
+                             time.perf_counter() - t0)
+        history.append(record)
+        _append(out / SEARCH_LOG, log_lines)
+        plan.save(out / "plan.json")
+        state = {"config": cfg.to_dict(), "candidates": list(sc.candidates), "model": model.state_dict(),
+                 "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "rng": torch.get_rng_state(),
+                 "epoch": epoch + 1, "history": [dataclasses.asdict(h) for h in history]}
+        atomic_write(out / CHECKPOINT, lambda p: torch.save(state, p))
+        atomic_text(out / "metrics.jsonl", "".join(json.dumps(dataclasses.asdict(h)) + "\n" for h in history))
+        if progress:
+            tqdm.write(f"search {record.epoch:3d}  tau {tau:5.2f}  CE {record.weight_ce:.3f}  expected energy "
+                       f"{record.energy_pct:5.1f}%  derived plan: acc {test_acc:6.2%}, energy "
+                       f"{record.plan_energy_pct:5.1f}%, {record.plan_avg_bits:.2f} bits  {record.seconds:5.1f}s")
+    from hqflow.search.plots import plot_search
+
+    plot_search(out / SEARCH_LOG, out / "probabilities.png")
+    return history
+
+
+def _subset_loader(frames, indices: list[int], batch_size: int, seed: int):
+    from torch.utils.data import DataLoader
+
+    from hqflow.search.trainer import EpochShuffle, _world
+
+    data = _TorchFrames(frames, indices)
+    rank, world = _world()
+    return DataLoader(data, batch_size=batch_size, sampler=EpochShuffle(len(data), seed, rank, world))
+
+
+def _append(path: Path, lines: list[str]) -> None:
+    with open(path, "a") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+def finetune(plan_path: str | Path, out: str | Path, init: str | Path | None = None, resume: bool = False,
+             force: bool = False, progress: bool = True, epochs: int | None = None) -> list[EpochMetrics]:
+    """QAT with the plan fixed, from the searched weights (`init`: default the plan's own folder)."""
+    plan_path = Path(plan_path)
+    plan = load_plan(plan_path)
+    if resume:
+        cfg, _, _ = load_checkpoint(out)
+        return train(cfg, out, resume=True, progress=progress, recipe=_recipe(cfg, epochs))
+    init = Path(init) if init is not None else plan_path.parent
+    cfg, model, _ = load_checkpoint(init)
+    plan.check_layers(list(supernet.weight_layers(model)), str(plan_path))
+    supernet.apply_formats(model, plan.formats())
+    return train(cfg, out, force=force, progress=progress, model=model, recipe=_recipe(cfg, epochs),
+                 extra_state={"plan": plan.to_dict()})
+
+
+def _recipe(cfg: Config, epochs: int | None):
+    f = cfg.finetune
+    return dataclasses.replace(cfg.train, epochs=epochs or f.epochs, lr=f.lr, min_lr=f.min_lr,
+                               weight_decay=f.weight_decay, warmup_epochs=f.warmup_epochs)

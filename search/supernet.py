@@ -1,0 +1,130 @@
+"""The supernet: every conv / linear layer weighs all candidate weight formats at once.
+
+A searchable layer holds its fp32 weight w, one fake quantizer Q_k per candidate format k, and
+selection logits alpha [K]. In search mode each forward draws Gumbel-softmax weights
+
+    g = softmax((alpha + G) / tau),  G ~ Gumbel(0, 1)     (hard: one-hot of argmax, soft gradient)
+
+and, because a convolution or matmul is linear in its weight,
+
+    sum_k g_k * layer(x; Q_k(w))  ==  layer(x; sum_k g_k * Q_k(w))
+
+so a step runs one convolution per layer, not K. In fixed mode the layer uses one format only
+(QAT, export). The layers keep the names and state-dict keys of the plain model (`sps.conv0`
+keeps `sps.conv0.weight`; `sps.conv0.alpha` is added), so an fp32 checkpoint loads into a
+supernet and a plan's keys are the model's layer names.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hqflow.numerics import Candidate
+from hqflow.search.quantizers import make_quantizer
+
+
+class _Quantized:
+    """Shared state and weight logic of QuantConv2d / QuantLinear (a mixin over the torch layer)."""
+
+    candidates: tuple[Candidate, ...]
+    choice: int | None  # fixed format index, or None in search mode
+    tau: float
+    hard: bool
+
+    def _setup(self, candidates: tuple[Candidate, ...], choice: int | None) -> None:
+        self.candidates = tuple(candidates)
+        self.quantizers = nn.ModuleList(make_quantizer(c) for c in self.candidates)
+        self.alpha = nn.Parameter(torch.zeros(len(self.candidates)))
+        self.choice = choice
+        self.tau, self.hard = 1.0, False
+
+    def probabilities(self) -> Tensor:
+        """Selection probabilities softmax(alpha) [K]."""
+        return self.alpha.softmax(0)
+
+    def quant_weight(self) -> Tensor:
+        """The weight the layer computes with: Q_choice(w), or the Gumbel mixture sum_k g_k Q_k(w)."""
+        if self.choice is not None:
+            return self.quantizers[self.choice](self.weight)
+        g = F.gumbel_softmax(self.alpha, tau=self.tau, hard=self.hard)
+        return sum(g[k] * q(self.weight) for k, q in enumerate(self.quantizers))
+
+
+class QuantConv2d(_Quantized, nn.Conv2d):
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.quant_weight(), self.bias)
+
+
+class QuantLinear(_Quantized, nn.Linear):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.quant_weight(), self.bias)
+
+
+def _convert(layer: nn.Module, candidates: tuple[Candidate, ...], choice: int | None) -> nn.Module:
+    if isinstance(layer, _Quantized):
+        layer._setup(candidates, choice)
+        return layer
+    if isinstance(layer, nn.Conv2d):
+        new = QuantConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                          layer.padding, layer.dilation, layer.groups, layer.bias is not None)
+    else:
+        new = QuantLinear(layer.in_features, layer.out_features, layer.bias is not None)
+    new.load_state_dict(layer.state_dict())
+    new._setup(candidates, choice)
+    return new
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's conv / linear layers by name, in execution order."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def to_supernet(model: nn.Module, candidates: tuple[Candidate, ...]) -> nn.Module:
+    """Make every conv / linear layer searchable over `candidates` (in place; returns model)."""
+    for name, layer in weight_layers(model).items():
+        _replace(model, name, _convert(layer, candidates, None))
+    return model
+
+
+def apply_formats(model: nn.Module, formats: dict[str, Candidate]) -> nn.Module:
+    """Fix each layer to its format (QAT); `formats` must name every layer (in place)."""
+    for name, layer in weight_layers(model).items():
+        _replace(model, name, _convert(layer, (formats[name],), 0))
+    return model
+
+
+def searchable(model: nn.Module) -> dict[str, _Quantized]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, _Quantized)}
+
+
+def set_sampling(model: nn.Module, tau: float, hard: bool) -> None:
+    for m in searchable(model).values():
+        m.tau, m.hard = tau, hard
+
+
+def set_argmax(model: nn.Module, on: bool) -> None:
+    """Evaluate the derived plan (each layer's most probable format) instead of sampling."""
+    for m in searchable(model).values():
+        m.choice = int(m.alpha.argmax()) if on else None
+
+
+def expected_energy(model: nn.Module, energy_pj: Tensor) -> Tensor:
+    """sum over layers of sum_k softmax(alpha)_k * E[layer, k]; energy_pj [L, K] in layer order."""
+    probs = torch.stack([m.probabilities() for m in searchable(model).values()])
+    return (probs * energy_pj).sum()
+
+
+def alpha_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [m.alpha for m in searchable(model).values()]
+
+
+def weight_parameters(model: nn.Module) -> list[nn.Parameter]:
+    alphas = {id(a) for a in alpha_parameters(model)}
+    return [p for p in model.parameters() if id(p) not in alphas]

@@ -1,0 +1,416 @@
+"""Tests of hqflow.data: binning, the embedded digits-dvs set and the offline tonic loaders."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hqflow import data
+from hqflow.data import DATASETS, EVENT_DTYPE, digits_dvs_events, events_to_frames, load_dataset
+from hqflow.errors import UserError
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+NMNIST_SAMPLE = SHARED_DATA / "sample_nmnist.bin"
+
+
+def make_events(x, y, t, p, p_dtype=bool) -> np.ndarray:
+    events = np.empty(len(t), [("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", p_dtype)])
+    events["x"], events["y"], events["t"], events["p"] = x, y, t, p
+    return events
+
+
+def random_events(rng, n, sensor_hw, t_max) -> np.ndarray:
+    h, w = sensor_hw
+    t = np.sort(rng.integers(0, t_max, n))
+    return make_events(rng.integers(0, w, n), rng.integers(0, h, n), t, rng.integers(0, 2, n) > 0)
+
+
+def pixel_totals(events, sensor_hw) -> np.ndarray:
+    """Counts per (polarity, y, x) over all time, int64 [2, H, W], by direct accumulation."""
+    totals = np.zeros((2, *sensor_hw), np.int64)
+    np.add.at(totals, (events["p"].astype(int), events["y"], events["x"]), 1)
+    return totals
+
+
+# --- events_to_frames ----------------------------------------------------------------------
+
+
+def test_hand_made_events_land_in_expected_bins():
+    # sensor H=4, W=6; T=3 over t in [0, 29]: width 10 us -> bins [0,10), [10,20), [20,30)
+    events = make_events(x=[0, 5, 5, 2, 2], y=[0, 3, 3, 1, 1], t=[0, 10, 19, 20, 29], p=[1, 0, 0, 1, 0])
+    frames = events_to_frames(events, (4, 6), 3)
+    expected = np.zeros((3, 2, 4, 6), np.int16)
+    expected[0, 1, 0, 0] = 1
+    expected[1, 0, 3, 5] = 2
+    expected[2, 1, 1, 2] = 1
+    expected[2, 0, 1, 2] = 1
+    assert frames.dtype == np.int16
+    np.testing.assert_array_equal(frames, expected)
+
+
+def test_bins_have_equal_width():
+    rng = np.random.default_rng(1)
+    for time_steps, per_bin in [(1, 7), (4, 25), (16, 3)]:
+        t = rng.permutation(time_steps * per_bin) + 1000  # one event per us, unsorted
+        events = make_events(np.zeros_like(t), np.zeros_like(t), t, np.ones_like(t))
+        per_step = events_to_frames(events, (1, 1), time_steps).sum(axis=(1, 2, 3))
+        np.testing.assert_array_equal(per_step, np.full(time_steps, per_bin))
+        t = np.arange(len(t) + 1)  # one more: bins differ by at most one event
+        events = make_events(np.zeros_like(t), np.zeros_like(t), t, np.ones_like(t))
+        per_step = events_to_frames(events, (1, 1), time_steps).sum(axis=(1, 2, 3))
+        assert per_step.sum() == len(t) and per_step.max() - per_step.min() <= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 2), st.integers(0, 10**7), st.booleans()),
+        min_size=1,
+        max_size=200,
+    ),
+    st.integers(1, 20),
+)
+def test_every_event_counted_once(rows, time_steps):
+    x, y, t, p = map(np.array, zip(*rows))
+    events = make_events(x, y, t, p)
+    frames = events_to_frames(events, (3, 5), time_steps)
+    assert frames.shape == (time_steps, 2, 3, 5)
+    np.testing.assert_array_equal(frames.sum(axis=0), pixel_totals(events, (3, 5)))
+    first, last = events[t == t.min()], events[t == t.max()]
+    assert (frames[0] >= pixel_totals(first, (3, 5))).all()
+    if t.max() - t.min() + 1 >= time_steps:  # a shorter stream leaves some bins empty
+        assert (frames[-1] >= pixel_totals(last, (3, 5))).all()
+
+
+def test_empty_stream_gives_zeros():
+    frames = events_to_frames(np.empty(0, EVENT_DTYPE), (128, 128), 5, size=32)
+    assert frames.dtype == np.int16
+    np.testing.assert_array_equal(frames, np.zeros((5, 2, 32, 32), np.int16))
+
+
+def test_polarity_encodings_agree():
+    x, y, t, on = [1, 2, 3, 0], [0, 1, 2, 2], [0, 5, 9, 12], np.array([True, False, True, False])
+    frames = events_to_frames(make_events(x, y, t, on), (3, 4), 2)
+    for p in (on.astype(int), 2 * on - 1):
+        np.testing.assert_array_equal(frames, events_to_frames(make_events(x, y, t, p, int), (3, 4), 2))
+    assert frames[:, 0].sum() == 2 and frames[:, 1].sum() == 2
+    with pytest.raises(UserError, match="polarity p = 2"):
+        events_to_frames(make_events(x, y, t, [0, 1, 2, 1], int), (3, 4), 2)
+
+
+def test_downsampling_scales_each_axis():
+    # sensor H=4, W=8 to 2x2: y // 2, x // 4
+    events = make_events(x=[0, 3, 4, 7, 7], y=[0, 1, 2, 3, 0], t=[0, 0, 0, 0, 0], p=[1, 1, 1, 1, 0])
+    frames = events_to_frames(events, (4, 8), 1, size=2)
+    np.testing.assert_array_equal(frames[0, 1], [[2, 0], [0, 2]])
+    np.testing.assert_array_equal(frames[0, 0], [[0, 1], [0, 0]])
+
+
+def test_counts_saturate_at_int16_max():
+    n = 40_000
+    frames = events_to_frames(make_events(np.zeros(n), np.zeros(n), np.zeros(n), np.ones(n)), (1, 1), 1)
+    assert frames.dtype == np.int16 and frames[0, 1, 0, 0] == 32767
+
+
+def test_bad_events_are_rejected():
+    with pytest.raises(UserError, match=r"\(x, y\) = \(6, 0\) lies outside the 4x6"):
+        events_to_frames(make_events([0, 6], [0, 0], [0, 1], [1, 1]), (4, 6), 2)
+    with pytest.raises(UserError, match="missing field"):
+        events_to_frames(np.zeros(3, [("x", int), ("y", int), ("t", int)]), (4, 6), 2)
+    with pytest.raises(UserError, match="integer microseconds"):
+        float_t = [("x", int), ("y", int), ("t", float), ("p", bool)]
+        events_to_frames(make_events([0], [0], [0], [1]).astype(float_t), (4, 6), 2)
+    with pytest.raises(UserError, match="time_steps = 0"):
+        events_to_frames(make_events([0], [0], [0], [1]), (4, 6), 0)
+
+
+def tonic_frames(events, sensor_hw, time_steps) -> np.ndarray:
+    from tonic.transforms import ToFrame
+
+    return ToFrame(sensor_size=(sensor_hw[1], sensor_hw[0], 2), n_time_bins=time_steps)(events)
+
+
+def test_agrees_with_tonic_where_the_bins_coincide():
+    # t0 = 0, t_last = T * w: tonic's window is w; ours is w + 1/T, and every event strictly
+    # inside (k w, (k+1) w) is in bin k for both. tonic drops the event at t_last; ours keeps it.
+    rng = np.random.default_rng(2)
+    sensor, time_steps, w = (10, 12), 5, 1000
+    k, u = rng.integers(0, time_steps, 500), rng.integers(1, w, 500)
+    t = np.sort(np.concatenate([[0], k * w + u, [time_steps * w]]))
+    n = len(t)
+    events = make_events(rng.integers(0, 12, n), rng.integers(0, 10, n), t, rng.integers(0, 2, n) > 0)
+    ours, theirs = events_to_frames(events, sensor, time_steps), tonic_frames(events, sensor, time_steps)
+    last = events[-1]
+    theirs[time_steps - 1, int(last["p"]), last["y"], last["x"]] += 1
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_tonic_drops_only_the_tail():
+    rng = np.random.default_rng(3)
+    sensor = (8, 9)
+    for time_steps in (3, 7, 16):
+        events = random_events(rng, 2000, sensor, 10**6)
+        t0, t_last = events["t"][0], events["t"][-1]
+        dropped = events[events["t"] >= t0 + time_steps * ((t_last - t0) // time_steps)]
+        ours, theirs = events_to_frames(events, sensor, time_steps), tonic_frames(events, sensor, time_steps)
+        assert ours.sum() == len(events)
+        assert len(dropped) >= 1 and theirs.sum() == len(events) - len(dropped)
+        np.testing.assert_array_equal(ours.sum(axis=0), theirs.sum(axis=0) + pixel_totals(dropped, sensor))
+
+
+@pytest.mark.skipif(not NMNIST_SAMPLE.is_file(), reason=f"shared N-MNIST sample not found at {NMNIST_SAMPLE}")
+def test_real_nmnist_recording():
+    from tonic.io import read_mnist_file
+
+    xytp = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
+    events = read_mnist_file(str(NMNIST_SAMPLE), dtype=xytp)
+    frames = events_to_frames(events, (34, 34), 8)
+    assert frames.shape == (8, 2, 34, 34) and frames.dtype == np.int16
+    assert frames.sum() == len(events) > 0
+    assert frames[:, 0].sum() > 0 and frames[:, 1].sum() > 0
+    assert (frames.sum(axis=(1, 2, 3)) > 0).all()
+
+
+# --- digits-dvs ------------------------------------------------------------------------------
+
+
+def test_digits_frames_shape_dtype_and_labels():
+    ds = load_dataset("digits-dvs", "train", time_steps=4, size=16)
+    frames, label = ds[0]
+    assert ds.frame_shape == (4, 2, 16, 16) and frames.shape == ds.frame_shape
+    assert frames.dtype == np.int16 and isinstance(label, int)
+    assert ds.frames_array().shape == (len(ds), 4, 2, 16, 16)
+    assert ds.classes == tuple("0123456789")
+    assert ds.labels.dtype == np.int64 and set(ds.labels) == set(range(10))
+    np.testing.assert_array_equal(ds[-1][0], ds.frames_array()[-1])
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_digits_split_is_fixed_disjoint_and_stratified():
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    train, test = data._digits_split("train"), data._digits_split("test")
+    assert len(train) + len(test) == 1797
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(1797))
+    np.testing.assert_array_equal(load_dataset("digits-dvs", "test", 4, 16).labels, target[test])
+    per_class, held_out = np.bincount(target), np.bincount(target[test], minlength=10)
+    assert (np.abs(held_out - 0.2 * per_class) <= 0.5).all()
+    np.testing.assert_array_equal(data._digits_split("test"), test)
+
+
+def test_digits_are_deterministic_per_seed():
+    np.testing.assert_array_equal(digits_dvs_events(5, 16, seed=0), digits_dvs_events(5, 16, seed=0))
+    assert not np.array_equal(digits_dvs_events(5, 16, seed=0), digits_dvs_events(5, 16, seed=1))
+    first = load_dataset("digits-dvs", "test", 4, 16, seed=0).frames_array().copy()
+    data._digits_frames.cache_clear()
+    np.testing.assert_array_equal(load_dataset("digits-dvs", "test", 4, 16, seed=0).frames_array(), first)
+    assert not np.array_equal(load_dataset("digits-dvs", "test", 4, 16, seed=1).frames_array(), first)
+
+
+def test_digits_dataset_frames_are_the_binned_streams():
+    ds = load_dataset("digits-dvs", "test", 4, 16)
+    for i in (0, 17, len(ds) - 1):
+        index = int(data._digits_split("test")[i])
+        np.testing.assert_array_equal(ds[i][0], events_to_frames(digits_dvs_events(index, 16), (16, 16), 4))
+
+
+def test_digits_every_bin_sees_moving_edges_of_both_polarities():
+    frames = load_dataset("digits-dvs", "test", 4, 16).frames_array()
+    per_bin = frames.sum(axis=(3, 4), dtype=np.int64)  # [N, T, 2]
+    assert per_bin.min() >= 50  # noise alone gives about 1 event per bin and polarity
+
+
+def test_digits_event_stream_format():
+    events = digits_dvs_events(0, 24, seed=3)
+    assert events.dtype == EVENT_DTYPE and len(events) > 1000
+    assert (np.diff(events["t"]) >= 0).all()
+    assert events["t"].min() >= 0 and events["t"].max() <= data.DURATION_US
+    assert events["x"].max() < 24 and events["y"].max() < 24 and events["x"].min() >= 0
+    assert events["p"].any() and (~events["p"]).any()
+    with pytest.raises(UserError, match="index 1797"):
+        digits_dvs_events(1797, 24)
+    with pytest.raises(UserError, match="canvas = 4"):
+        digits_dvs_events(0, 4)
+
+
+# --- tonic loaders on fabricated folders -----------------------------------------------------
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Fail the test if anything in tonic tries to reach the network."""
+    import urllib.request
+
+    import tonic.dataset
+    import tonic.download_utils
+
+    def fail(*args, **kwargs):
+        pytest.fail(f"a download was attempted: {args}")
+
+    monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", fail)
+    monkeypatch.setattr(tonic.download_utils, "download_and_extract_archive", fail)
+    monkeypatch.setattr(tonic.download_utils, "download_url", fail)
+    monkeypatch.setattr(urllib.request, "urlopen", fail)
+
+
+def gesture_events(label: int) -> np.ndarray:
+    """A recording in tonic's DVS Gesture .npy form: int64 [4, (x, y, p, t ms)]."""
+    y = 2 * label
+    return np.array([[label, y, 1, 0], [label, y, 1, 5], [label + 1, y, 0, 10], [3, 4, 0, 20]])
+
+
+def make_gesture_root(root: Path, users: int = 10, archive: bool = True) -> Path:
+    train = root / "DVSGesture" / "ibmGestureTrain"
+    for user in range(1, users + 1):
+        folder = train / f"user{user:02d}_{'fluorescent' if user % 2 else 'led'}"
+        folder.mkdir(parents=True)
+        for label in range(11):
+            np.save(folder / f"{label}.npy", gesture_events(label))
+    if archive:
+        (root / "DVSGesture" / "ibmGestureTrain.tar.gz").touch()
+    return root
+
+
+def test_dvs128_gesture_from_local_folder(tmp_path, no_download):
+    root = make_gesture_root(tmp_path)
+    ds = load_dataset("dvs128-gesture", "train", time_steps=2, size=128, data_root=root)
+    assert len(ds) == 110 and len(ds.classes) == 11 and ds.classes[0] == "Hand clapping"
+    np.testing.assert_array_equal(np.bincount(ds.labels), np.full(11, 10))
+    i = int(np.flatnonzero(ds.labels == 3)[0])
+    frames, label = ds[i]
+    # t = 0, 5, 10, 20 ms -> us; span 20001 us, T = 2: bins 0, 0, 0, 1
+    expected = np.zeros((2, 2, 128, 128), np.int16)
+    expected[0, 1, 6, 3], expected[0, 0, 6, 4], expected[1, 0, 4, 3] = 2, 1, 1
+    assert label == 3
+    np.testing.assert_array_equal(frames, expected)
+    with pytest.raises(ValueError, match="index it"):
+        ds.frames_array()
+
+
+def test_dvs128_gesture_incomplete_folders(tmp_path, no_download):
+    with pytest.raises(UserError, match=r"found 0 \*\.npy files and no archive ibmGestureTest\.tar\.gz"):
+        load_dataset("dvs128-gesture", "test", 4, 32, data_root=make_gesture_root(tmp_path))
+    few = make_gesture_root(tmp_path / "few", users=5)
+    with pytest.raises(UserError, match=r"found 55 \*\.npy files and the archive.*at least 100"):
+        load_dataset("dvs128-gesture", "train", 4, 32, data_root=few)
+    no_archive = make_gesture_root(tmp_path / "no_archive", archive=False)
+    with pytest.raises(UserError, match=r"found 110 \*\.npy files and no archive ibmGestureTrain\.tar\.gz"):
+        load_dataset("dvs128-gesture", "train", 4, 32, data_root=no_archive)
+
+
+def caltech_bin(events) -> bytes:
+    """N-Caltech101's 40-bit events: x, y, then p (bit 7) and a 23-bit time stamp in us."""
+    out = bytearray()
+    for x, y, p, t in events:
+        out += bytes([x, y, (p << 7) | (t >> 16), (t >> 8) & 255, t & 255])
+    return bytes(out)
+
+
+# (x, y, p, t us): two events fall outside the fixed 180 x 240 sensor and are cropped
+CALTECH_EVENTS = [
+    (0, 0, 1, 0), (3, 5, 0, 100), (3, 5, 0, 200), (250, 10, 1, 300), (10, 179, 1, 400), (5, 200, 0, 500)
+]
+CALTECH_CLASSES = ("BACKGROUND_Google", "accordion", "airplanes")
+
+
+@pytest.fixture(scope="module")
+def caltech_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("caltech")
+    base = root / "NCALTECH101"
+    recording = root / "recording.bin"
+    recording.write_bytes(caltech_bin(CALTECH_EVENTS))
+    for c in CALTECH_CLASSES:
+        (base / "Caltech101" / c).mkdir(parents=True)
+        for k in range(8709 // 3):
+            (base / "Caltech101" / c / f"image_{k + 1:04d}.bin").symlink_to(recording)
+    (base / "N-Caltech101-archive.zip").touch()
+    return root
+
+
+def test_n_caltech101_from_local_folder(caltech_root, no_download):
+    train = load_dataset("n-caltech101", "train", time_steps=2, size=60, data_root=caltech_root)
+    test = load_dataset("n-caltech101", "test", time_steps=2, size=60, data_root=caltech_root)
+    assert train.classes == CALTECH_CLASSES
+    assert len(train) + len(test) == 8709
+    np.testing.assert_array_equal(np.bincount(test.labels), [290, 290, 290])
+    frames, label = test[0]
+    # kept: (0,0,ON,0) (3,5,OFF,100) (3,5,OFF,200) (10,179,ON,400); span 401 us; y*60//180, x*60//240
+    expected = np.zeros((2, 2, 60, 60), np.int16)
+    expected[0, 1, 0, 0], expected[0, 0, 1, 0], expected[1, 1, 59, 2] = 1, 2, 1
+    assert label == 0
+    np.testing.assert_array_equal(frames, expected)
+
+
+def test_stratified_split_is_disjoint_and_fixed():
+    labels = np.repeat(np.arange(4), [10, 31, 1, 100])
+    train, test = (data._stratified_split(labels, 0.1, s) for s in ("train", "test"))
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(len(labels)))
+    np.testing.assert_array_equal(np.bincount(labels[test], minlength=4), [1, 3, 0, 10])
+    np.testing.assert_array_equal(data._stratified_split(labels, 0.1, "test"), test)
+
+
+def make_cifar_root(root: Path, per_class: int = 100, stray: bool = False) -> Path:
+    base = root / "CIFAR10DVS"
+    for name in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"):
+        (base / name).mkdir(parents=True)
+        for k in range(per_class):
+            (base / name / f"cifar10_{name}_{k}.aedat4").touch()
+    if stray:
+        (base / "planes").mkdir()
+        (base / "planes" / "x.aedat4").touch()
+    (base / "CIFAR10DVS.zip").touch()
+    return root
+
+
+def test_cifar10_dvs_listing_and_split(tmp_path, no_download):
+    # reading needs real .aedat4 files; the listing, labels and split are checked here
+    root = make_cifar_root(tmp_path)
+    train = load_dataset("cifar10-dvs", "train", 4, 32, data_root=root)
+    test = load_dataset("cifar10-dvs", "test", 4, 32, data_root=root)
+    assert train.classes[:3] == ("airplane", "automobile", "bird") and len(train.classes) == 10
+    np.testing.assert_array_equal(np.bincount(train.labels), np.full(10, 90))
+    np.testing.assert_array_equal(np.bincount(test.labels), np.full(10, 10))
+    assert train.frame_shape == (4, 2, 32, 32)
+
+
+def test_cifar10_dvs_rejects_unknown_class_folder(tmp_path, no_download):
+    with pytest.raises(UserError, match="folder 'planes' is not a class"):
+        load_dataset("cifar10-dvs", "train", 4, 32, data_root=make_cifar_root(tmp_path, stray=True))
+
+
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [
+        ("dvs128-gesture", r"DVSGesture/ibmGestureTrain\.tar\.gz and at least 100 \*\.npy"),
+        ("cifar10-dvs", r"CIFAR10DVS/CIFAR10DVS\.zip and at least 1000 \*\.aedat4"),
+        ("n-caltech101", r"NCALTECH101/N-Caltech101-archive\.zip and at least 8709 \*\.bin"),
+    ],
+)
+def test_missing_data_root_names_the_layout(tmp_path, no_download, name, layout):
+    with pytest.raises(UserError, match=f"{layout}.*no data root was given"):
+        load_dataset(name, "train", 4, 32)
+    with pytest.raises(UserError, match=f"no such folder.*{layout}"):
+        load_dataset(name, "train", 4, 32, data_root=tmp_path / "absent")
+    with pytest.raises(UserError, match=f"found 0 .*{layout}"):
+        load_dataset(name, "train", 4, 32, data_root=tmp_path)
+
+
+def test_tonic_classes_never_download(tmp_path, no_download):
+    import tonic.datasets
+
+    for base in (tonic.datasets.DVSGesture, tonic.datasets.CIFAR10DVS, tonic.datasets.NCALTECH101):
+        offline = data._offline(base)
+        assert offline.__name__ == base.__name__
+        with pytest.raises(UserError, match="hqflow never downloads"):
+            offline(save_to=str(tmp_path))
+
+
+def test_unknown_names_list_the_choices():
+    with pytest.raises(UserError, match="dataset 'mnist': unknown; choose one of " + ", ".join(DATASETS)):
+        load_dataset("mnist", "train", 4, 32)
+    with pytest.raises(UserError, match="split 'val'"):
+        load_dataset("digits-dvs", "val", 4, 32)
