@@ -26,10 +26,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --no-deps -e .
 	@touch $@
 
+LAMBDA ?= 0.5
+
 demo: venv
 	$(VENV)/bin/hqflow train --config configs/tiny.yaml --dataset digits-dvs -o $(RUNS)/fp32 --force
-	$(VENV)/bin/hqflow evaluate $(RUNS)/fp32
-	@echo "demo outputs: $(RUNS)/fp32 (checkpoint.pt, metrics.jsonl, curves.png)"
+	$(VENV)/bin/hqflow search --from $(RUNS)/fp32 --lambda $(LAMBDA) -o $(RUNS)/l$(LAMBDA) --force
+	$(VENV)/bin/hqflow finetune --plan $(RUNS)/l$(LAMBDA)/plan.json -o $(RUNS)/l$(LAMBDA)/qat --force
+	$(VENV)/bin/hqflow report $(RUNS)/l$(LAMBDA)
+	@echo "demo outputs:"
+	@echo "  fp32 run:    $(RUNS)/fp32 (checkpoint.pt, metrics.jsonl, curves.png)"
+	@echo "  search:      $(RUNS)/l$(LAMBDA) (plan.json, search_log.jsonl, probabilities.png)"
+	@echo "  QAT:         $(RUNS)/l$(LAMBDA)/qat"
+	@echo "  report:      $(RUNS)/l$(LAMBDA)/report (report.md, report.json, plots)"
 
 test: venv
 	$(PY) -m pytest

@@ -12,6 +12,8 @@ Section 1, weight codes: how a float32 weight tensor maps to integer codes and b
                     w     = (w_int - zero_point) * scale
                 rounding "round half up" (floor(x + 0.5), ties toward +inf), all in float32;
                 saturating. Asymmetric: all 2^b codes are levels and 0 is one of them exactly.
+                One input departs from round half up: x = w / scale = 0.49999997 (the float32
+                below 1/2) goes up, as x + 0.5 rounds to 1.0 in float32; the torch side agrees.
     po2-b       sign + (b-1)-bit exponent code, per tensor alpha = 2^alpha_exp (int alpha_exp):
     po2z-b          w = w_sign * 2^(alpha_exp + w_exp),  w_sign in {-1, 0, +1} (int8),
                     w_exp in {0, -1, ..., -kmax} (int8, a right shift by -w_exp).
@@ -27,19 +29,19 @@ Section 1, weight codes: how a float32 weight tensor maps to integer codes and b
                 (the midpoint to 0) gives 0. Without a zero level, w = 0 maps to +2^-kmax.
 
 Why po2-2 has no zero level in the default candidates: 2-bit po2 with a zero level is the
-ternary set {0, +-alpha}, the levels a symmetric 2-bit uniform quantizer reaches, so the paper's
-five candidates (fp32, po2-2, po2z-4, uniform-2, uniform-4) would not be five distinct level sets.
+ternary set {0, +-alpha}, the levels a symmetric 2-bit uniform quantizer reaches, so the five
+default candidates (fp32, po2-2, po2z-4, uniform-2, uniform-4) would not be five distinct level sets.
 
 The po2 rounding uses exact operations only (np.frexp splits |w| = m * 2^E, m in [0.5, 1), with
 no rounding; the nearest power of two, ties up, is 2^(E - 1 + [m >= 0.75])), so the torch side
-agrees bit for bit. Levels below float32's range (2^(alpha_exp + w_exp) < 2^-149, only for
-b >= 7 with small alpha) dequantize to 0.
+agrees bit for bit. Levels below float32's range (2^(alpha_exp + w_exp) < 2^-149: in practice
+only po2-8 with alpha < 2^-22) dequantize to 0.
 
 Differences from QKeras (Candidate.qkeras() names the nearest QKeras quantizer, never an equal):
 - quantized_bits(b,0,0,alpha=1) is the grid k * 2^-(b-1), k in [-2^(b-1), 2^(b-1) - 1]: the
-  uniform-b grid with scale = 2^-(b-1) and zero_point = 2^(b-1) fixed, where hqflow learns any
-  float32 scale and zero_point per tensor (asymmetric); it rounds ties to even (tf.round), hqflow
-  rounds half up. Its alpha="auto" variants are symmetric and per output channel.
+  uniform-b grid with scale = 2^-(b-1) and zero_point = 2^(b-1) fixed, where hqflow picks any
+  float32 scale and zero_point per tensor (asymmetric); it rounds ties to even, hqflow rounds
+  half up. Its alpha="auto" variants are symmetric and per output channel.
 - quantized_po2(b) has no per-tensor alpha (its exponents are absolute, -2^(b-2) .. 2^(b-2) - 1:
   po2-b with alpha_exp = 2^(b-2) - 1), no zero level, and rounds in the log domain
   (2^round(log2|w|): |w| in [2^(k+0.5), 1.5 * 2^k) goes up to 2^(k+1) there, down to 2^k here);
@@ -99,7 +101,7 @@ class Candidate:
         if name == "fp32":
             return cls("fp32", FP32_BITS)
         scheme, _, bits = str(name).partition("-")
-        if scheme in ("uniform", "po2", "po2z") and bits.isdigit() and int(bits) in QUANT_BITS:
+        if scheme in ("uniform", "po2", "po2z") and bits in [str(b) for b in QUANT_BITS]:
             return cls(scheme.rstrip("z"), int(bits), zero_level=scheme == "po2z")
         raise UserError(
             f"quantization candidate {name!r}: accepted forms are fp32, uniform-<bits>, "
@@ -209,10 +211,11 @@ def po2_quantize(w, bits: int, alpha_exp: int, zero_level: bool) -> tuple[np.nda
     """Codes of float32 weights w [any shape] -> (w_sign, w_exp), both int8 of w's shape.
 
     Nearest level in the linear domain, "round half up in magnitude", saturating at 2^alpha_exp
-    and (without a zero level) at 2^(alpha_exp - kmax); see the module docstring for the
-    thresholds. Computed exactly: |w| = m * 2^E (np.frexp), nearest exponent n = E - 1 + [m >= 0.75],
-    w_exp = clip(n, alpha_exp - kmax, alpha_exp) - alpha_exp; zero (with a zero level) where
-    |w| < 2^(alpha_exp - kmax - 1), i.e. E <= alpha_exp - kmax - 1, or w = 0.
+    and (without a zero level) at 2^(alpha_exp - kmax); the thresholds are in the module
+    docstring; +-inf saturates, NaN is undefined. Computed exactly: with |w| = m * 2^E (np.frexp,
+    m in [0.5, 1)) the nearest power of two is 2^n, n = E - 1 + [m >= 0.75], and
+        w_exp = clip(n, alpha_exp - kmax, alpha_exp) - alpha_exp;
+    with a zero level, w_sign = 0 where |w| < 2^(alpha_exp - kmax - 1) (i.e. E <= alpha_exp - kmax - 1).
 
     >>> po2_quantize(np.float32([0.8, -0.74, 0.3, 0.0, 2.0]), 3, 0, zero_level=False)
     (array([ 1, -1,  1,  1,  1], dtype=int8), array([ 0, -1, -2, -3,  0], dtype=int8))
@@ -221,7 +224,8 @@ def po2_quantize(w, bits: int, alpha_exp: int, zero_level: bool) -> tuple[np.nda
     """
     w = np.asarray(w, np.float32)
     kmax = po2_max_shift(bits, zero_level)
-    m, e = np.frexp(w)
+    f32_max = np.finfo(np.float32).max
+    m, e = np.frexp(np.clip(w, -f32_max, f32_max))  # +-inf saturates like any large value
     n = np.clip(e - 1 + (np.abs(m) >= np.float32(0.75)), alpha_exp - kmax, alpha_exp)
     n = np.where(w == 0, alpha_exp - kmax, n)
     w_sign = np.where(w < 0, -1, 1)

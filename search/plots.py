@@ -42,7 +42,8 @@ def pick_layers(names: list[str], n: int = 6) -> list[str]:
 
 
 def _save(fig, png_path: Path) -> None:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     atomic_write(Path(png_path), lambda p: fig.savefig(p, format="png", dpi=DPI))
     plt.close(fig)
 
@@ -97,7 +98,7 @@ def plot_search(log_path: Path, png_path: Path, layers: list[str] | None = None)
     steps = np.array([r["step"] for r in records])
     cols = 4
     rows = -(-(len(layers) + 2) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.7 * rows + 0.7), squeeze=False, layout="constrained")
     axes = axes.ravel()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, name in zip(axes, layers):
@@ -132,11 +133,9 @@ def plot_search(log_path: Path, png_path: Path, layers: list[str] | None = None)
     for ax in axes[len(layers) + 2:]:
         ax.axis("off")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(candidates), fontsize=9, frameon=False)
-    fig.suptitle(f"selection probabilities over the search ({log_path.parent.name})", y=0.995, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    atomic_write(Path(png_path), lambda p: fig.savefig(p, format="png", dpi=DPI))
-    plt.close(fig)
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(candidates), fontsize=9, frameon=False)
+    fig.suptitle(f"selection probabilities over the search ({log_path.parent.name})", fontsize=11)
+    _save(fig, png_path)
 
 
 def plot_cost_split(fp32_summary: dict, plan_summary: dict, png_path: Path, title: str = "") -> None:
@@ -178,16 +177,18 @@ def plot_weight_histograms(pairs: dict[str, tuple[np.ndarray, np.ndarray]], png_
         w, wq = np.asarray(w, np.float64).ravel(), np.asarray(wq, np.float64).ravel()
         top, bottom = axes[0, j], axes[1, j]
         top.hist(w, bins=60, color="tab:gray")
-        top.set_title(f"{name}\nfp32 ({w.size} weights)", fontsize=9)
+        top.set_title(f"{name}\nbefore: fp32, {w.size} weights", fontsize=9)
         levels, counts = np.unique(wq, return_counts=True)
         if len(levels) <= 64:
             width = 0.8 * (np.diff(levels).min() if len(levels) > 1 else max(abs(levels[0]), 1e-3))
             bottom.bar(levels, counts, width=width, color="tab:blue")
-            bottom.set_title(f"{formats.get(name, 'quantized')}: {len(levels)} levels", fontsize=9)
+            bottom.set_title(f"after: {formats.get(name, 'quantized')}, {len(levels)} levels", fontsize=9)
         else:
             bottom.hist(wq, bins=60, color="tab:blue")
-            bottom.set_title(formats.get(name, "quantized"), fontsize=9)
-        bottom.set_xlim(top.get_xlim())
+            bottom.set_title(f"after: {formats.get(name, 'quantized')}", fontsize=9)
+        (a, b), (c, d) = top.get_xlim(), bottom.get_xlim()
+        for ax in (top, bottom):
+            ax.set_xlim(min(a, c), max(b, d))
         bottom.set_xlabel("weight value")
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
@@ -215,7 +216,7 @@ def plot_pareto(points: list[dict], png_path: Path, fp32: dict | None = None) ->
     ax.scatter([p["energy_pct"] for p in points], [100 * p["accuracy"] for p in points],
                color="tab:blue", zorder=3, label="searched plans")
     for p in points:
-        ax.annotate(f"λ={p['lambda']:g}\n{p['avg_weight_bits']:.2f} b", (p["energy_pct"], 100 * p["accuracy"]),
+        ax.annotate(f"λ={p['lambda']:g}\n{p['avg_weight_bits']:.2f} bits", (p["energy_pct"], 100 * p["accuracy"]),
                     textcoords="offset points", xytext=(5, 4), fontsize=7)
     front = pareto_front(points)
     ax.plot([p["energy_pct"] for p in front], [100 * p["accuracy"] for p in front], color="tab:blue",
@@ -226,6 +227,7 @@ def plot_pareto(points: list[dict], png_path: Path, fp32: dict | None = None) ->
         ax.axhline(100 * fp32["accuracy"], color="tab:red", lw=0.8, ls=":")
     ax.set(xscale="log", xlabel="energy (% of the fp32 model, every MAC)", ylabel="test accuracy (%)",
            title="accuracy vs energy over hw_lambda")
+    ax.margins(x=0.12, y=0.15)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     _save(fig, png_path)

@@ -214,8 +214,8 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
 
     loader = make_loader(load_split(cfg, "test"), cfg.train.batch_size, cfg.train.seed, False)
     rates = measure_input_rates(model, loader, RATE_BATCHES, progress)
-    formats = plan.formats()
-    summaries = plan_summaries(cfg.model, cfg.data.time_steps, formats, load_energy_table(cfg.search.energy_table), rates)
+    formats, table = plan.formats(), load_energy_table(cfg.search.energy_table)
+    summaries = plan_summaries(cfg.model, cfg.data.time_steps, formats, table, rates)
     report = {"schema_version": SCHEMA_VERSION, "search_dir": str(search_dir),
               "qat_dir": None if qat_dir is None else str(qat_dir),
               "fp32_dir": None if fp32_run is None else str(fp32_run), "hw_lambda": plan.hw_lambda,
@@ -258,7 +258,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     if es is not None:
         lines.append(f"| energy, sparsity-aware (uJ / inference) | {es['fp32_uj']:.3f} | {es['uj']:.3f} | "
                      f"{es['pct']:.2f} % ({es['x']:.1f}x less); {es['pct_of_dense_fp32']:.2f} % of fp32 every MAC |")
-    lines += [f"| weight storage (KiB) | {s['fp32_kib']:.1f} | {s['kib']:.1f} | {s['pct']:.2f} % ({s['x']:.1f}x less) |",
+    lines += [f"| weight storage (KiB) | {s['fp32_kib']:.1f} | {s['kib']:.1f} | "
+              f"{s['pct']:.2f} % ({s['x']:.1f}x less) |",
               "", "## Split over the model", "",
               "Percent of the fp32 model's total (share of the plan's own total in brackets).", "",
               "| group | energy, every MAC | " + ("energy, sparsity-aware | " if es else "") + "storage |",
@@ -270,11 +271,13 @@ def to_markdown(r: dict[str, Any]) -> str:
     shares = r["attention_shares"]
     lines += ["", "## Attention: share of each projection (% of the attention total)", "",
               "| | " + " | ".join(ATTENTION_PARTS) + " |", "|---|" + "---:|" * len(ATTENTION_PARTS)]
-    for key, label in (("energy", "energy, every MAC"), ("energy_sparse", "energy, sparsity-aware"), ("storage", "storage")):
+    labels = {"energy": "energy, every MAC", "energy_sparse": "energy, sparsity-aware", "storage": "storage"}
+    for key, label in labels.items():
         if key in shares:
             lines.append(f"| {label} | " + " | ".join(f"{shares[key][p]:.1f} %" for p in ATTENTION_PARTS) + " |")
     lines += ["", "## Layers", "",
-              "Energy in % of the fp32 model's total energy; input rate: fraction of non-zero inputs.", "",
+              "Energy in % of the fp32 model's total, counted the same way (every MAC, or MACs x input rate); "
+              "input rate: fraction of non-zero inputs, measured on test batches.", "",
               "| layer | format | MACs | storage (bits) | energy, every MAC | energy, sparsity-aware | input rate |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for row in r["layers"]:

@@ -174,7 +174,7 @@ def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume:
             (ce_a + sc.hw_lambda * e_pct.float() / 100).backward()
             a_opt.step()
             # 2. weights: soft sample on training data, CE
-            supernet.set_sampling(model, tau, hard=False)
+            supernet.set_sampling(model, tau, hard=False, learn_alpha=False)
             ce_w = criterion(model(random_shift(x, tc.augment_shift, shift)), y)
             w_opt.zero_grad(set_to_none=True)
             ce_w.backward()

@@ -32,13 +32,14 @@ class _Quantized:
     choice: int | None  # fixed format index, or None in search mode
     tau: float
     hard: bool
+    learn_alpha: bool  # False: the sample g is a constant (weight steps need no alpha gradient)
 
     def _setup(self, candidates: tuple[Candidate, ...], choice: int | None) -> None:
         self.candidates = tuple(candidates)
         self.quantizers = nn.ModuleList(make_quantizer(c) for c in self.candidates)
         self.alpha = nn.Parameter(torch.zeros(len(self.candidates)))
         self.choice = choice
-        self.tau, self.hard = 1.0, False
+        self.tau, self.hard, self.learn_alpha = 1.0, False, True
 
     def probabilities(self) -> Tensor:
         """Selection probabilities softmax(alpha) [K]."""
@@ -48,7 +49,7 @@ class _Quantized:
         """The weight the layer computes with: Q_choice(w), or the Gumbel mixture sum_k g_k Q_k(w)."""
         if self.choice is not None:
             return self.quantizers[self.choice](self.weight)
-        g = F.gumbel_softmax(self.alpha, tau=self.tau, hard=self.hard)
+        g = F.gumbel_softmax(self.alpha if self.learn_alpha else self.alpha.detach(), tau=self.tau, hard=self.hard)
         return sum(g[k] * q(self.weight) for k, q in enumerate(self.quantizers))
 
 
@@ -104,9 +105,10 @@ def searchable(model: nn.Module) -> dict[str, _Quantized]:
     return {n: m for n, m in model.named_modules() if isinstance(m, _Quantized)}
 
 
-def set_sampling(model: nn.Module, tau: float, hard: bool) -> None:
+def set_sampling(model: nn.Module, tau: float, hard: bool, learn_alpha: bool = True) -> None:
+    """Gumbel temperature, hard (one-hot, straight-through) or soft samples, alpha trainable or not."""
     for m in searchable(model).values():
-        m.tau, m.hard = tau, hard
+        m.tau, m.hard, m.learn_alpha = tau, hard, learn_alpha
 
 
 def set_argmax(model: nn.Module, on: bool) -> None:

@@ -56,8 +56,8 @@ def test_resume_continues_identically(small_run, tmp_path, monkeypatch):
     out, _ = small_run
     save = trainer._save_epoch
 
-    def save_then_interrupt(run_dir, cfg, model, optimizer, schedule, history):
-        save(run_dir, cfg, model, optimizer, schedule, history)
+    def save_then_interrupt(run_dir, cfg, model, optimizer, schedule, history, extra_state):
+        save(run_dir, cfg, model, optimizer, schedule, history, extra_state)
         if history[-1].epoch == 2:
             raise KeyboardInterrupt
 

@@ -1,0 +1,115 @@
+"""A short search on a subset: probabilities move, the plan is valid, resume is exact; QAT runs."""
+
+import json
+
+import pytest
+import torch
+
+from hqflow.config import config_from_dict
+from hqflow.errors import UserError
+from hqflow.numerics import Candidate
+from hqflow.plan import load_plan, plan_from_dict, uniform_plan
+from hqflow.search.search import finetune, search, temperature
+
+SMALL = {
+    "model": {"img_size": 16, "embed_dim": 32, "num_heads": 2, "depth": 1, "pools": [True, True, False, False]},
+    "data": {"dataset": "digits-dvs", "time_steps": 2, "max_train_samples": 300, "val_fraction": 0.2},
+    "train": {"batch_size": 32, "seed": 3},
+    "search": {"epochs": 2, "hw_lambda": 2.0, "alpha_lr": 0.05},
+    "finetune": {"epochs": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "s"
+    history = search(config_from_dict(SMALL), out, progress=False)
+    return out, history
+
+
+def test_search_moves_probabilities_and_writes_a_valid_plan(searched):
+    out, history = searched
+    assert len(history) == 2
+    for name in ("plan.json", "checkpoint.pt", "search_log.jsonl", "metrics.jsonl", "probabilities.png", "config.yaml"):
+        assert (out / name).is_file(), name
+    plan = load_plan(out / "plan.json")
+    assert [lp.name for lp in plan.layers][:2] == ["sps.conv0", "sps.conv1"] and plan.layers[-1].name == "head"
+    first = json.loads((out / "search_log.jsonl").read_text().splitlines()[0])
+    assert first["probabilities"]["sps.conv0"] == pytest.approx([0.2] * 5, abs=0.02)
+    moved = [max(lp.probabilities.values()) for lp in plan.layers]
+    assert max(moved) > 0.3  # started at 0.2 each
+    # a strong hardware weight drives the expected energy down
+    log = [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]
+    assert log[-1]["energy_pct"] < log[0]["energy_pct"]
+    assert plan.summary["avg_weight_bits"] < 32
+
+
+def test_search_resume_equals_uninterrupted(searched, tmp_path, monkeypatch):
+    out, _ = searched
+    import hqflow.search.search as mod
+
+    real = mod.atomic_write
+    cut = tmp_path / "cut"
+
+    def write_then_stop(path, write):
+        real(path, write)
+        if path.name == "checkpoint.pt" and torch.load(path, weights_only=False)["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod, "atomic_write", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        search(config_from_dict(SMALL), cut, progress=False)
+    monkeypatch.setattr(mod, "atomic_write", real)
+    search(config_from_dict(SMALL), cut, resume=True, progress=False)
+    full = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    resumed = torch.load(cut / "checkpoint.pt", weights_only=False)["model"]
+    for k in full:
+        torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0, msg=k)
+    assert load_plan(cut / "plan.json").formats() == load_plan(out / "plan.json").formats()
+
+
+def test_finetune_with_hand_edited_plan(searched, tmp_path):
+    out, _ = searched
+    raw = json.loads((out / "plan.json").read_text())
+    for entry in raw["layers"].values():
+        entry.update(format="uniform-4", scheme="uniform", bits=4, zero_level=False)
+    edited = tmp_path / "plan.json"
+    edited.write_text(json.dumps(raw))
+    history = finetune(edited, tmp_path / "qat", init=out, progress=False)
+    assert len(history) == 1 and 0.0 <= history[0].test_acc <= 1.0
+    from hqflow.search.trainer import load_checkpoint
+
+    _, model, state = load_checkpoint(tmp_path / "qat")
+    assert state["plan"]["layers"]["head"]["format"] == "uniform-4"
+    assert model.head.candidates == (Candidate("uniform", 4),)
+
+
+def test_plan_validation_errors(searched, tmp_path):
+    out, _ = searched
+    raw = json.loads((out / "plan.json").read_text())
+    names = list(raw["layers"])
+
+    def fails(mutate, match):
+        bad = json.loads(json.dumps(raw))
+        mutate(bad)
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(bad))
+        with pytest.raises(UserError, match=match):
+            finetune(path, tmp_path / "never", init=out, progress=False)
+        assert not (tmp_path / "never").exists()
+
+    fails(lambda p: p["layers"].pop("head"), "no format for layer.*head")
+    fails(lambda p: p["layers"].__setitem__("blocks.9.attn.q", {"format": "fp32"}), "blocks.9.attn.q not in the model")
+    fails(lambda p: p["layers"]["head"].update(format="int-4"), r"layers\.head\.format.*int-4")
+    fails(lambda p: p["layers"]["head"].update(format="uniform-9"), r"layers\.head\.format.*9")
+    fails(lambda p: p["layers"]["sps.conv0"].update(bits=3), r"layers\.sps\.conv0\.bits: 3 contradicts")
+    fails(lambda p: p.update(schema_version=7), "schema_version 7")
+    with pytest.raises(UserError, match="plan file not found"):
+        load_plan(tmp_path / "missing.json")
+    assert plan_from_dict(uniform_plan(names, Candidate("po2", 2)).to_dict(), "x").formats()["head"].name == "po2-2"
+
+
+def test_temperature_schedule():
+    assert temperature(0, 100, 5.0, 0.1) == pytest.approx(5.0)
+    assert temperature(99, 100, 5.0, 0.1) == pytest.approx(0.1)
+    assert temperature(50, 100, 5.0, 0.1) < temperature(49, 100, 5.0, 0.1)
