@@ -71,9 +71,13 @@ def step(model, opt, x, y) -> float:
 
 
 def peak_memory_mib(config: str, batch: int, time_steps: int | None) -> float:
-    """Peak RSS (MiB) of a fresh process that runs one alpha step and one weight step."""
+    """Peak RSS (MiB) of a fresh process that runs one alpha step and one weight step.
+
+    Read from /proc/self/status (VmHWM, the high-water mark of this process image): getrusage's
+    ru_maxrss survives fork and exec and would include the parent's memory.
+    """
     code = f"""
-import resource, torch, torch.nn.functional as F
+import torch, torch.nn.functional as F
 from hqflow.config import load_config
 from hqflow.numerics import DEFAULT_CANDIDATES
 from hqflow.search import supernet
@@ -86,7 +90,7 @@ y = torch.zeros({batch}, dtype=torch.long)
 for hard in (True, False):
     supernet.set_sampling(model, 1.0, hard)
     F.cross_entropy(model(x), y).backward()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

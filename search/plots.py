@@ -215,9 +215,10 @@ def plot_pareto(points: list[dict], png_path: Path, fp32: dict | None = None) ->
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     ax.scatter([p["energy_pct"] for p in points], [100 * p["accuracy"] for p in points],
                color="tab:blue", zorder=3, label="searched plans")
-    for p in points:
+    for i, p in enumerate(sorted(points, key=lambda q: q["energy_pct"])):  # alternate sides: near points stay legible
         ax.annotate(f"λ={p['lambda']:g}\n{p['avg_weight_bits']:.2f} bits", (p["energy_pct"], 100 * p["accuracy"]),
-                    textcoords="offset points", xytext=(5, 4), fontsize=7)
+                    textcoords="offset points", xytext=(6, 4) if i % 2 else (-6, -4), fontsize=7,
+                    ha="left" if i % 2 else "right", va="bottom" if i % 2 else "top")
     front = pareto_front(points)
     ax.plot([p["energy_pct"] for p in front], [100 * p["accuracy"] for p in front], color="tab:blue",
             lw=1.2, label="Pareto front")

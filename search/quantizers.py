@@ -145,6 +145,9 @@ class _StraightThrough(torch.autograd.Function):
         return grad, None
 
 
+straight_through = _StraightThrough.apply  # (w, q) -> q forward, the gradient to w unchanged
+
+
 class WeightQuantizer(nn.Module):
     """Fake quantizer of one candidate: forward(w) -> Q(w) (float32, w's shape), STE gradient.
 

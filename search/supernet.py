@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hqflow.numerics import Candidate
-from hqflow.search.quantizers import make_quantizer
+from hqflow.search.quantizers import make_quantizer, straight_through
 
 
 class _Quantized:
@@ -32,7 +32,7 @@ class _Quantized:
     choice: int | None  # fixed format index, or None in search mode
     tau: float
     hard: bool
-    learn_alpha: bool  # False: the sample g is a constant (weight steps need no alpha gradient)
+    learn_alpha: bool  # True: gradient to alpha only (alpha step); False: to the weight only
 
     def _setup(self, candidates: tuple[Candidate, ...], choice: int | None) -> None:
         self.candidates = tuple(candidates)
@@ -46,11 +46,23 @@ class _Quantized:
         return self.alpha.softmax(0)
 
     def quant_weight(self) -> Tensor:
-        """The weight the layer computes with: Q_choice(w), or the Gumbel mixture sum_k g_k Q_k(w)."""
+        """The weight the layer computes with: Q_choice(w), or the Gumbel mixture sum_k g_k Q_k(w).
+
+        The mixture's gradient goes to alpha (through g) when learn_alpha, else to w: under the
+        straight-through estimator d(sum_k g_k Q_k(w))/dw = sum_k g_k = 1, so the weight step
+        passes the gradient straight through, with no autograd node per candidate.
+        """
         if self.choice is not None:
             return self.quantizers[self.choice](self.weight)
-        g = F.gumbel_softmax(self.alpha if self.learn_alpha else self.alpha.detach(), tau=self.tau, hard=self.hard)
-        return sum(g[k] * q(self.weight) for k, q in enumerate(self.quantizers))
+        with torch.no_grad():
+            branches = [q(self.weight) for q in self.quantizers]
+        if self.learn_alpha:
+            g = F.gumbel_softmax(self.alpha, tau=self.tau, hard=self.hard)
+            return sum(g[k] * b for k, b in enumerate(branches))
+        with torch.no_grad():
+            g = F.gumbel_softmax(self.alpha, tau=self.tau, hard=self.hard)
+            mixed = sum(g[k] * b for k, b in enumerate(branches))
+        return straight_through(self.weight, mixed)
 
 
 class QuantConv2d(_Quantized, nn.Conv2d):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,8 +91,16 @@ class EpochShuffle(Sampler[int]):
 
 
 def _world() -> tuple[int, int]:
-    """(rank, world size): (0, 1) unless a torch.distributed process group is running."""
-    if dist.is_available() and dist.is_initialized():
+    """(rank, world size): (0, 1) unless a torch.distributed process group is running.
+
+    Under `torchrun` (WORLD_SIZE > 1 in the environment) the group is started here, once, with
+    the gloo backend (the loops run on the CPU).
+    """
+    if not dist.is_available():
+        return 0, 1
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("gloo")
+    if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
