@@ -56,7 +56,8 @@ def main() -> None:
 def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed, out, resume, force, quiet):
     """Train the fp32 Spikformer; writes checkpoint.pt, metrics.jsonl, curves.png into OUT."""
     from hqflow.config import load_config
-    from hqflow.search.trainer import load_checkpoint, train as train_run
+    from hqflow.search.trainer import is_main_process, load_checkpoint, shutdown_distributed
+    from hqflow.search.trainer import train as train_run
 
     if resume and force:
         raise UserError("--resume and --force exclude each other")
@@ -71,8 +72,12 @@ def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed,
     cfg = cfg.replace("data", dataset=dataset, time_steps=time_steps,
                       data_root=None if data_root is None else str(data_root))
     cfg = cfg.replace("train", epochs=epochs, batch_size=batch_size, seed=seed)
-    history = train_run(cfg, out, resume=resume, force=force, progress=not quiet)
-    if history:
+    try:
+        history = train_run(cfg, out, resume=resume, force=force, progress=not quiet)
+        main_process = is_main_process()
+    finally:
+        shutdown_distributed()
+    if history and main_process:
         last = history[-1]
         total = sum(m.seconds for m in history)
         click.echo(f"{out}: epoch {last.epoch}, test accuracy {last.test_acc:.2%}, "

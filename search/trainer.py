@@ -66,8 +66,10 @@ class _TorchFrames(Dataset):
 class EpochShuffle(Sampler[int]):
     """Permutation of epoch e drawn from (seed, e) alone, sharded over `world` ranks.
 
-    Every rank sees `ceil(n / world)` indices (the permutation wraps around to fill the last
-    shard), as DistributedSampler does; with world = 1 it is a plain seeded shuffle.
+    Training (shuffle=True): every rank sees `ceil(n / world)` indices (the permutation wraps
+    around to fill the last shard), as DistributedSampler does, so that all ranks take the same
+    number of steps. Evaluation (shuffle=False): rank r takes indices r, r + world, ... with no
+    padding, so every sample is counted once. With world = 1 it is a plain seeded shuffle.
     """
 
     def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True):
@@ -78,14 +80,15 @@ class EpochShuffle(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
+        if not self.shuffle:
+            return len(range(self.rank, self.n, self.world))
         return math.ceil(self.n / self.world)
 
     def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
+        if not self.shuffle:
+            return iter(range(self.rank, self.n, self.world))
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
         order += order[: len(self) * self.world - self.n]
         return iter(order[self.rank :: self.world])
 
@@ -103,6 +106,18 @@ def _world() -> tuple[int, int]:
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def shutdown_distributed() -> None:
+    """End the process group `_world` started (without this, gloo can abort at interpreter exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and when not distributed): the process that writes files and prints."""
+    return _world()[0] == 0
 
 
 def make_loader(frames: FrameDataset, batch_size: int, seed: int, train: bool, num_workers: int = 0,
@@ -300,6 +315,10 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
             correct += (logits.argmax(1) == y).sum().item()
             count += len(y)
             bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}")
+        if world > 1:  # the training figures over all ranks' shards
+            totals = torch.tensor([loss_sum, correct, count], dtype=torch.float64)
+            dist.all_reduce(totals)
+            loss_sum, correct, count = totals.tolist()
         test_loss, test_acc = evaluate(model, test_loader)
         metrics = EpochMetrics(epoch + 1, loss_sum / count, correct / count, test_loss, test_acc,
                                optimizer.param_groups[0]["lr"], time.perf_counter() - t0)
