@@ -198,5 +198,53 @@ def sweep(init, lambdas, epochs, finetune_epochs, out, force, quiet):
         click.echo(json_summary(p))
 
 
+@main.command(name="export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--target", type=click.Choice(["numpy"]), default="numpy", show_default=True,
+              help="numpy: the DeployGraph (graph.json + tensors.npz) that `hqflow sim` runs.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Export folder to write.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def export_cmd(run, target, out, force):
+    """Lower RUN (a finetuned or fp32 run) to the integer-only DeployGraph."""
+    from hqflow.export.lower import export_numpy
+
+    graph = export_numpy(run, out, force=force)
+    click.echo(f"{out}: {len(graph.nodes)} nodes, {sum(t.nbytes for t in graph.tensors.values())} bytes of "
+               f"integer tensors, T {graph.time_steps}")
+
+
+@main.command(name="sim")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--data-root", type=click.Path(path_type=Path))
+@click.option("--limit", type=int, help="Only the first N samples.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--compare-torch", "compare_run", type=click.Path(path_type=Path),
+              help="Also run this run's float fake-quant model and report the agreement.")
+def sim_cmd(export_dir, split, data_root, limit, batch_size, compare_run):
+    """Accuracy of the integer model in EXPORT_DIR (NumPy only), optionally against PyTorch."""
+    import json
+
+    from hqflow.data import load_dataset
+    from hqflow.ir import load_graph
+    from hqflow.sim.run import batches, evaluate
+
+    graph = load_graph(export_dir)
+    model_meta = graph.meta["model"]
+    frames = load_dataset(graph.meta["dataset"], split, graph.time_steps, model_meta["img_size"],
+                          None if data_root is None else str(data_root))
+    if compare_run is None:
+        correct, n, seconds = evaluate(graph, batches(frames, batch_size, limit))
+        click.echo(f"{export_dir}: integer model, {graph.meta['dataset']} {split} ({n} samples): accuracy "
+                   f"{correct / n:.2%}, {1000 * seconds / n:.1f} ms per sample")
+        return
+    from hqflow.export.compare import compare
+    from hqflow.search.trainer import load_checkpoint
+
+    _, model, _ = load_checkpoint(compare_run)
+    result = compare(graph, model, batches(frames, batch_size, limit)).summary()
+    click.echo(json.dumps(result, indent=2))
+
+
 if __name__ == "__main__":
     main()

@@ -404,6 +404,40 @@ def effective_weight(w, candidate: Candidate, params: dict) -> tuple[np.ndarray,
     return round_half_up(np.ldexp(w.astype(np.float64), frac_bits)), math.ldexp(1.0, -frac_bits)
 
 
+def weight_codes(w, candidate: Candidate, params: dict) -> dict[str, np.ndarray]:
+    """The code tables a DeployGraph stores for float32 weights w under a candidate.
+
+        uniform-b   {"w_int": uint8}                       (zero_point is an attribute)
+        po2(z)-b    {"w_sign": int8, "w_shift": uint8}     w_eff = w_sign << w_shift
+        fp32        {"w_fx": int64}                        32-bit fixed point
+    w_eff_from_codes(candidate, weight_codes(...), zero_point) == effective_weight(...)[0].
+
+    >>> weight_codes(np.float32([0.8, -0.3, 0.1]), Candidate.parse("po2-3"), {"alpha_exp": 0})
+    {'w_sign': array([ 1, -1,  1], dtype=int8), 'w_shift': array([3, 1, 0], dtype=uint8)}
+    """
+    if candidate.scheme == "uniform":
+        return {"w_int": uniform_quantize(w, candidate.bits, params["scale"], params["zero_point"])}
+    w_eff, _ = effective_weight(w, candidate, params)
+    if candidate.scheme == "po2":
+        magnitude = np.abs(w_eff)
+        shift = np.where(magnitude > 0, np.log2(np.maximum(magnitude, 1)).round(), 0)  # exact: powers of two
+        return {"w_sign": np.sign(w_eff).astype(np.int8), "w_shift": shift.astype(np.uint8)}
+    return {"w_fx": w_eff}
+
+
+def w_eff_from_codes(candidate: Candidate, codes: dict[str, np.ndarray], zero_point: int = 0) -> np.ndarray:
+    """Integer weights int64 from a DeployGraph's code tables (see weight_codes).
+
+    >>> w_eff_from_codes(Candidate.parse("uniform-2"), {"w_int": np.uint8([0, 3])}, 1)
+    array([-1,  2])
+    """
+    if candidate.scheme == "uniform":
+        return codes["w_int"].astype(np.int64) - int(zero_point)
+    if candidate.scheme == "po2":
+        return codes["w_sign"].astype(np.int64) << codes["w_shift"].astype(np.int64)
+    return codes["w_fx"].astype(np.int64)
+
+
 # ---- accumulation: acc = sum(x * w_eff), exact ---------------------------------------------------
 
 

@@ -1,0 +1,159 @@
+"""Lowering: a trained Spikformer (fp32, or QAT with a plan) -> DeployGraph (integers only).
+
+Each conv / linear layer with its BN and LIF becomes one `conv_lif` / `linear_lif` node:
+    weights   the layer's format's code tables (numerics.weight_codes), w_eff * weight_scale = Q(w)
+    BN fold   a_c = gamma_c / sqrt(var_c + eps), b_c = beta_c - a_c * mean_c
+    LIF       numerics.fold_lif(a, b, weight_scale, theta, bias_frac_bits, T): integer bias,
+              exact per-channel threshold, sign (negative gamma flips the comparison)
+    widths    x_max (the largest input value, from the node that feeds it), acc_bits from
+              numerics.acc_bound, v_bits from numerics.membrane_bits
+The SSA product and its LIF (scale 0.25 or 0.125, threshold 0.5) are exact (`ssa`), max pooling
+of spikes is an OR, the residual adds are integer adds, the head sums over tokens and steps.
+Unquantized layers (an fp32 run) lower as 32-bit fixed point.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hqflow import numerics
+from hqflow.config import Config
+from hqflow.errors import UserError
+from hqflow.ir import DeployGraph, Node, validate
+from hqflow.numerics import Candidate
+from hqflow.search.model import Spikformer
+from hqflow.search.trainer import load_checkpoint
+
+BIAS_FRAC_BITS = 16  # fractional bits of the LIF and head biases (the scheme's one rounding), in
+# accumulator units; an fp32 layer's accumulator already has 2^-f weight resolution (f ~ 31), so
+# its biases get none: that keeps its membrane within 64 bits for the NumPy simulator.
+
+
+def _bias_frac_bits(fmt: Candidate) -> int:
+    return 0 if fmt.scheme == "fp32" else BIAS_FRAC_BITS
+MAX_COUNT = np.iinfo(np.int16).max  # input frames are int16 event counts
+
+
+def _format(layer: nn.Module) -> tuple[Candidate, dict]:
+    """The layer's deployed format and its quantizer parameters for the current weight."""
+    if hasattr(layer, "candidates"):
+        if layer.choice is None:
+            raise UserError("a searched supernet has no single format per layer: export its finetuned run "
+                            "(`hqflow finetune --plan ...`)")
+        quantizer = layer.quantizers[layer.choice]
+        return layer.candidates[layer.choice], quantizer.params(layer.weight.detach())
+    return Candidate("fp32", 32), {}
+
+
+class _Builder:
+    def __init__(self, model: Spikformer, cfg: Config):
+        self.model, self.cfg, self.t = model, cfg, cfg.data.time_steps
+        self.nodes: list[Node] = []
+        self.tensors: dict[str, np.ndarray] = {}
+        self.x_max: dict[str, int] = {}
+
+    def add(self, name: str, op: str, inputs: tuple[str, ...], shape: tuple[int, ...], x_max: int,
+            attrs: dict | None = None, tensors: dict[str, np.ndarray] | None = None) -> str:
+        self.nodes.append(Node(name, op, inputs, tuple(int(s) for s in shape), attrs or {}))
+        self.tensors.update({f"{name}/{k}": v for k, v in (tensors or {}).items()})
+        self.x_max[name] = x_max
+        return name
+
+    def weights(self, layer: nn.Module, x_max: int) -> tuple[dict, dict, np.ndarray, float]:
+        fmt, params = _format(layer)
+        w = layer.weight.detach().numpy().astype(np.float32)
+        codes = numerics.weight_codes(w, fmt, params)
+        w_eff, weight_scale = numerics.effective_weight(w, fmt, params)
+        bound = numerics.acc_bound(x_max, w_eff)
+        attrs = {"format": fmt.name, "weight_scale": weight_scale, "x_max": x_max,
+                 "acc_bits": numerics.bits_for(-bound, bound), "qkeras": fmt.qkeras()}
+        if fmt.scheme == "uniform":
+            attrs["zero_point"] = int(params["zero_point"])
+        return attrs, codes, w_eff, weight_scale
+
+    def lif_node(self, name: str, op: str, source: str, layer: nn.Module, bn: nn.Module, theta: float,
+                 shape: tuple[int, ...]) -> str:
+        x_max = self.x_max[source]
+        attrs, codes, w_eff, weight_scale = self.weights(layer, x_max)
+        a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+        b = (bn.bias.detach().double() - torch.from_numpy(a) * bn.running_mean.detach().double()).numpy()
+        consts = numerics.fold_lif(a.astype(np.float32), b.astype(np.float32), weight_scale, theta,
+                                   _bias_frac_bits(Candidate.parse(attrs["format"])), self.t)
+        bound = numerics.acc_bound(x_max, w_eff)
+        attrs.update(theta=theta, frac_bits=consts.frac_bits, bias_frac_bits=consts.bias_frac_bits,
+                     v_bits=numerics.membrane_bits(-bound, bound, consts))
+        tensors = {**codes, "bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign}
+        return self.add(name, op, (source,), shape, 1, attrs, tensors)
+
+
+def lower(model: Spikformer, cfg: Config) -> DeployGraph:
+    """The DeployGraph of `model` (eval mode: BN running statistics) for T = cfg.data.time_steps."""
+    model = model.eval()
+    mc, t = cfg.model, cfg.data.time_steps
+    g = _Builder(model, cfg)
+    res = mc.img_size
+    x = g.add("input", "input", (), (mc.in_channels, res, res), MAX_COUNT, {"max_count": MAX_COUNT})
+    sps = model.sps
+    for i in range(4):
+        conv, bn = getattr(sps, f"conv{i}"), getattr(sps, f"bn{i}")
+        x = g.lif_node(f"sps.conv{i}", "conv_lif", x, conv, bn, mc.v_threshold, (conv.out_channels, res, res))
+        if mc.pools[i]:
+            res = (res - 1) // 2 + 1
+            x = g.add(f"sps.pool{i}", "maxpool", (x,), (conv.out_channels, res, res), 1)
+    rpe = g.lif_node("sps.rpe", "conv_lif", x, sps.rpe, sps.rpe_bn, mc.v_threshold, (mc.embed_dim, res, res))
+    x = g.add("sps.add", "add", (x, rpe), (mc.embed_dim, res, res), 2)
+    x = g.add("tokens", "tokens", (x,), (res * res, mc.embed_dim), 2)
+    n, d = res * res, mc.embed_dim
+    for i, block in enumerate(model.blocks):
+        attn, mlp, p = block.attn, block.mlp, f"blocks.{i}"
+        qkv = [g.lif_node(f"{p}.attn.{s}", "linear_lif", x, getattr(attn, s), getattr(attn, f"{s}_bn"),
+                          mc.v_threshold, (n, d)) for s in ("q", "k", "v")]
+        consts = numerics.fold_lif(np.ones(1, np.float32), np.zeros(1, np.float32), mc.attn_scale,
+                                   mc.attn_threshold, 0, t)
+        bound = numerics.ssa_bound(n, d // mc.num_heads)
+        s = g.add(f"{p}.attn.attn", "ssa", tuple(qkv), (n, d), 1,
+                  {"num_heads": mc.num_heads, "attn_scale": mc.attn_scale, "theta": mc.attn_threshold,
+                   "frac_bits": consts.frac_bits, "bias_frac_bits": 0, "x_max": 1,
+                   "acc_bits": numerics.bits_for(0, bound), "v_bits": numerics.membrane_bits(0, bound, consts)},
+                  {"bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign})
+        proj = g.lif_node(f"{p}.attn.proj", "linear_lif", s, attn.proj, attn.proj_bn, mc.v_threshold, (n, d))
+        x = g.add(f"{p}.add1", "add", (x, proj), (n, d), g.x_max[x] + 1)
+        h = g.lif_node(f"{p}.mlp.fc1", "linear_lif", x, mlp.fc1, mlp.fc1_bn, mc.v_threshold, (n, mlp.fc1.out_features))
+        h = g.lif_node(f"{p}.mlp.fc2", "linear_lif", h, mlp.fc2, mlp.fc2_bn, mc.v_threshold, (n, d))
+        x = g.add(f"{p}.add2", "add", (x, h), (n, d), g.x_max[x] + 1)
+    head_x_max = g.x_max[x] * n * t  # the head sums its input over tokens and steps
+    attrs, codes, _, weight_scale = g.weights(model.head, head_x_max)
+    bias_frac = _bias_frac_bits(Candidate.parse(attrs["format"]))
+    bias_int = numerics.fold_head(model.head.bias.detach().numpy(), weight_scale, n, t, bias_frac)
+    attrs.update(bias_frac_bits=bias_frac, num_tokens=n)
+    g.add("head", "head", (x,), (mc.num_classes,), 0, attrs, {**codes, "bias_int": bias_int})
+    graph = DeployGraph(tuple(g.nodes), g.tensors, t, mc.num_classes,
+                        {"model": cfg.to_dict()["model"], "dataset": cfg.data.dataset})
+    validate(graph, "lowered graph")
+    return graph
+
+
+def export_numpy(run: str | Path, out: str | Path, force: bool = False) -> DeployGraph:
+    """Lower a run's checkpoint and write the DeployGraph folder `out` (built aside, moved into place)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UserError(f"{out}: output folder exists; pass --force to replace it")
+    cfg, model, _ = load_checkpoint(run)
+    with torch.no_grad():
+        graph = lower(model, cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        graph.save(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return graph

@@ -1,0 +1,96 @@
+"""Bit-accurate execution of a DeployGraph with NumPy alone (every integer op from hqflow.numerics).
+
+Node by node over whole sequences: a value is an integer array [T, B, *shape]; a LIF node
+computes the accumulators of all T steps at once, then runs its membrane over the steps
+(numerics.lif_run). Products use exact float64 BLAS where numerics proves the bound (< 2^53).
+
+    run(graph, frames [B, T, 2, H, W] ints) -> logits int64 [B, classes]   (and, on request, a trace
+                                                                            {node: [T, B, *shape]})
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hqflow import numerics
+from hqflow.ir import DeployGraph, Node
+
+
+def _lif_consts(graph: DeployGraph, node: Node) -> numerics.LifConsts:
+    return numerics.LifConsts(graph.tensor(node.name, "bias_int"), graph.tensor(node.name, "thr_int"),
+                              graph.tensor(node.name, "sign"), int(node.attrs["frac_bits"]),
+                              int(node.attrs["bias_frac_bits"]))
+
+
+def _conv_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
+    t, b = x.shape[:2]
+    acc = numerics.conv2d_acc(x.reshape(t * b, *x.shape[2:]), graph.w_eff(node), padding=1)
+    return numerics.lif_run(acc.reshape(t, b, *acc.shape[1:]), _lif_consts(graph, node), channel_axis=1)
+
+
+def _linear_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
+    acc = numerics.linear_acc(x, graph.w_eff(node))
+    return numerics.lif_run(acc, _lif_consts(graph, node), channel_axis=-1)
+
+
+def _ssa(graph: DeployGraph, node: Node, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    y = numerics.ssa_int(q, k, v, int(node.attrs["num_heads"]))
+    return numerics.lif_run(y, _lif_consts(graph, node), channel_axis=-1)
+
+
+def _head(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
+    acc_sum = numerics.linear_acc(x.sum(axis=(0, 2)), graph.w_eff(node))  # sum over T and tokens first
+    return numerics.head_logits(acc_sum, graph.tensor(node.name, "bias_int"), int(node.attrs["bias_frac_bits"]))
+
+
+def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Logits int64 [B, classes] of frames [B, T, 2, H, W]; with trace, every node's output [T, B, ...]."""
+    frames = np.asarray(frames)
+    if frames.ndim != 5 or frames.shape[1] != graph.time_steps:
+        raise ValueError(f"frames: expected [B, {graph.time_steps}, C, H, W], got {frames.shape}")
+    values: dict[str, np.ndarray] = {}
+    for node in graph.nodes:
+        ins = [values[name] for name in node.inputs]
+        if node.op == "input":
+            out = frames.swapaxes(0, 1).astype(np.int64)
+        elif node.op == "conv_lif":
+            out = _conv_lif(graph, node, *ins)
+        elif node.op == "linear_lif":
+            out = _linear_lif(graph, node, *ins)
+        elif node.op == "maxpool":
+            (x,) = ins
+            pooled = numerics.maxpool_or(x.reshape(-1, *x.shape[2:]))
+            out = pooled.reshape(*x.shape[:2], *pooled.shape[1:])
+        elif node.op == "add":
+            out = ins[0].astype(np.int64) + ins[1]
+        elif node.op == "tokens":
+            (x,) = ins
+            out = x.reshape(*x.shape[:3], -1).swapaxes(2, 3)
+        elif node.op == "ssa":
+            out = _ssa(graph, node, *ins)
+        else:  # head
+            out = _head(graph, node, *ins)
+        values[node.name] = out
+    logits = values[graph.nodes[-1].name]
+    return logits, (values if trace else {})
+
+
+def batches(frames_dataset, batch_size: int, limit: int | None = None):
+    """(frames [B, T, 2, H, W], labels [B]) batches of a hqflow.data FrameDataset, in order."""
+    n = len(frames_dataset) if limit is None else min(limit, len(frames_dataset))
+    for start in range(0, n, batch_size):
+        items = [frames_dataset[i] for i in range(start, min(n, start + batch_size))]
+        yield np.stack([x for x, _ in items]), np.array([y for _, y in items])
+
+
+def evaluate(graph: DeployGraph, batch_iter) -> tuple[int, int, float]:
+    """(correct, samples, seconds) of the integer model over (frames, labels) batches."""
+    import time
+
+    correct = samples = 0
+    t0 = time.perf_counter()
+    for frames, labels in batch_iter:
+        logits, _ = run(graph, frames)
+        correct += int((numerics.argmax_first(logits) == labels).sum())
+        samples += len(labels)
+    return correct, samples, time.perf_counter() - t0

@@ -1,0 +1,124 @@
+"""Lowering to the DeployGraph and the NumPy simulator: exact agreement, round trip, load errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hqflow.config import config_from_dict
+from hqflow.errors import UserError
+from hqflow.export.compare import compare
+from hqflow.export.lower import lower
+from hqflow.ir import load_graph
+from hqflow.numerics import Candidate
+from hqflow.search import supernet
+from hqflow.search.model import Spikformer
+from hqflow.sim.run import run
+
+CFG = config_from_dict({
+    "model": {"img_size": 16, "embed_dim": 32, "num_heads": 2, "depth": 1, "pools": [True, True, False, False]},
+    "data": {"dataset": "digits-dvs", "time_steps": 4},
+})
+FORMATS = ["uniform-2", "po2-2", "po2z-4", "uniform-4", "fp32", "uniform-8", "po2z-8"]
+
+
+def random_model(seed: int) -> Spikformer:
+    """A QAT-style model with every format in use and random BN statistics (negative gamma too)."""
+    torch.manual_seed(seed)
+    model = Spikformer(CFG.model)
+    names = list(supernet.weight_layers(model))
+    supernet.apply_formats(model, {n: Candidate.parse(FORMATS[i % len(FORMATS)]) for i, n in enumerate(names)})
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.weight.uniform_(-0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.8)
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.05, 0.5)
+    return model.eval()
+
+
+def frames(seed: int, batch: int = 6) -> np.ndarray:
+    return np.random.default_rng(seed).poisson(0.7, (batch, 4, 2, 16, 16)).astype(np.int16)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_simulator_agrees_with_the_fake_quant_model(seed):
+    model = random_model(seed)
+    graph = lower(model, CFG)
+    x = frames(seed)
+    result = compare(graph, model, [(x, np.zeros(len(x), np.int64))], progress=False)
+    agreement = result.spike_agreement()
+    assert set(agreement) >= {"sps.conv0", "sps.rpe", "blocks.0.attn.attn", "blocks.0.mlp.fc2"}
+    # the only differences: membranes within the bias rounding (2^-17) or float32 error of a threshold
+    assert min(agreement.values()) > 0.999, agreement
+    assert result.prediction_agreement == 1.0
+    logits, trace = run(graph, x, trace=True)
+    assert logits.dtype == np.int64 and logits.shape == (len(x), CFG.model.num_classes)
+    assert 0 < trace["blocks.0.mlp.fc1"].mean() < 1  # the test exercises real spiking activity
+
+
+def test_round_trip_through_files(tmp_path):
+    graph = lower(random_model(2), CFG)
+    graph.save(tmp_path / "g")
+    loaded = load_graph(tmp_path / "g")
+    assert [n.to_dict() for n in loaded.nodes] == json.loads(json.dumps([n.to_dict() for n in graph.nodes]))
+    for key, value in graph.tensors.items():
+        np.testing.assert_array_equal(loaded.tensors[key], value)
+        assert loaded.tensors[key].dtype == value.dtype
+    x = frames(3)
+    np.testing.assert_array_equal(run(loaded, x)[0], run(graph, x)[0])
+    po2 = next(n for n in graph.nodes if n.attrs.get("format") == "po2-2")
+    assert {"w_sign", "w_shift"} <= {k.split("/")[1] for k in graph.tensors if k.startswith(po2.name + "/")}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda doc, t: doc["nodes"][1].update(op="conv3d"), "node 'sps.conv0': unknown op 'conv3d'"),
+        (lambda doc, t: t.pop("sps.conv1/bias_int"), "node 'sps.conv1': tensor 'bias_int' missing"),
+        (lambda doc, t: t.update({"sps.conv0/thr_int": t["sps.conv0/thr_int"].astype(np.float32)}),
+         "node 'sps.conv0': tensor 'thr_int' has dtype float32"),
+        (lambda doc, t: t.update({"head/bias_int": t["head/bias_int"][:3]}), "node 'head': tensor 'bias_int' has shape"),
+        (lambda doc, t: doc["nodes"][1]["attrs"].update(acc_bits=4), "node 'sps.conv0': attrs.acc_bits 4 cannot hold"),
+        (lambda doc, t: doc["nodes"][1]["attrs"].update(frac_bits=3), "node 'sps.conv0': attrs.frac_bits 3 must be"),
+        (lambda doc, t: doc["nodes"][1].update(inputs=["nowhere"]), "input 'nowhere' is not an earlier node"),
+        (lambda doc, t: doc.update(schema_version=9), "schema_version 9"),
+    ],
+)
+def test_load_errors_name_node_and_field(tmp_path, edit, message):
+    lower(random_model(4), CFG).save(tmp_path)
+    doc = json.loads((tmp_path / "graph.json").read_text())
+    with np.load(tmp_path / "tensors.npz") as npz:
+        tensors = {k: npz[k] for k in npz.files}
+    edit(doc, tensors)
+    (tmp_path / "graph.json").write_text(json.dumps(doc))
+    np.savez(tmp_path / "tensors.npz", **tensors)
+    with pytest.raises(UserError, match=message):
+        load_graph(tmp_path)
+
+
+def test_simulator_never_imports_torch():
+    code = "import sys, hqflow.ir, hqflow.sim.run; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_export_and_sim(tmp_path):
+    from hqflow.cli import main
+    from hqflow.search.trainer import train
+
+    cfg = CFG.replace("data", max_train_samples=64).replace("train", epochs=1, batch_size=32, warmup_epochs=0)
+    train(cfg, tmp_path / "run", progress=False)
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", str(tmp_path / "run"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["sim", str(tmp_path / "out"), "--limit", "32", "--compare-torch", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["samples"] == 32 and summary["prediction_agreement"] >= 0.9
+    again = runner.invoke(main, ["export", str(tmp_path / "run"), "-o", str(tmp_path / "out")])
+    assert again.exit_code == 2 and "pass --force" in again.output
