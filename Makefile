@@ -6,6 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 RUNS   ?= runs/demo
+OUT    ?= out/demo
 # torch's OpenMP threads spin-wait between parallel regions. Alone on the machine that is the
 # fastest (measured: a tiny-config QAT step 0.11 s spinning, 0.19 s with OMP_WAIT_POLICY=PASSIVE);
 # on cores shared with other busy processes, run `OMP_WAIT_POLICY=PASSIVE make ...` instead.
@@ -34,11 +35,14 @@ demo: venv
 	$(VENV)/bin/hqflow search --from $(RUNS)/fp32 --lambda $(LAMBDA) -o $(RUNS)/l$(LAMBDA) --force
 	$(VENV)/bin/hqflow finetune --plan $(RUNS)/l$(LAMBDA)/plan.json -o $(RUNS)/l$(LAMBDA)/qat --force
 	$(VENV)/bin/hqflow report $(RUNS)/l$(LAMBDA)
+	$(VENV)/bin/hqflow export $(RUNS)/l$(LAMBDA)/qat --target numpy -o $(OUT)/l$(LAMBDA) --force
+	$(VENV)/bin/hqflow sim $(OUT)/l$(LAMBDA) --compare-torch $(RUNS)/l$(LAMBDA)/qat
 	@echo "demo outputs:"
 	@echo "  fp32 run:    $(RUNS)/fp32 (checkpoint.pt, metrics.jsonl, curves.png)"
 	@echo "  search:      $(RUNS)/l$(LAMBDA) (plan.json, search_log.jsonl, probabilities.png)"
 	@echo "  QAT:         $(RUNS)/l$(LAMBDA)/qat"
 	@echo "  report:      $(RUNS)/l$(LAMBDA)/report (report.md, report.json, plots)"
+	@echo "  export:      $(OUT)/l$(LAMBDA) (graph.json, tensors.npz: the integer model)"
 
 test: venv
 	$(PY) -m pytest
@@ -47,4 +51,4 @@ test-slow: venv
 	$(PY) -m pytest -m slow
 
 clean:
-	rm -rf $(RUNS) .pytest_cache
+	rm -rf $(RUNS) $(OUT) .pytest_cache

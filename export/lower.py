@@ -86,8 +86,12 @@ class _Builder:
         consts = numerics.fold_lif(a.astype(np.float32), b.astype(np.float32), weight_scale, theta,
                                    _bias_frac_bits(Candidate.parse(attrs["format"])), self.t)
         bound = numerics.acc_bound(x_max, w_eff)
-        attrs.update(theta=theta, frac_bits=consts.frac_bits, bias_frac_bits=consts.bias_frac_bits,
-                     v_bits=numerics.membrane_bits(-bound, bound, consts))
+        try:
+            v_bits = numerics.membrane_bits(-bound, bound, consts)
+        except ValueError as err:
+            raise UserError(f"layer {name} ({attrs['format']}, inputs up to {x_max}, T {self.t}): {err}; "
+                            "give this layer a quantized format in the plan") from None
+        attrs.update(theta=theta, frac_bits=consts.frac_bits, bias_frac_bits=consts.bias_frac_bits, v_bits=v_bits)
         tensors = {**codes, "bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign}
         return self.add(name, op, (source,), shape, 1, attrs, tensors)
 

@@ -59,7 +59,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from hqflow.errors import UserError
 
@@ -459,28 +458,39 @@ def _abs_max(x: np.ndarray) -> int:
     return max(int(x.max(initial=0)), -int(x.min(initial=0)))
 
 
-def _exact_matmul(x: np.ndarray, w: np.ndarray, bound: int, op: str) -> np.ndarray:
-    """x [..., K] @ w [K, M] -> int64 [..., M], exact, given a bound on every partial sum (see acc_bound).
+FLOAT32_EXACT = 2**24  # float32 holds every integer up to this magnitude
 
-    The rule: float64 BLAS when bound <= 2^53 (every product and partial sum is then an integer
-    that float64 holds exactly, in any summation order); int64 when bound <= 2^63 - 1; else ValueError.
-    """
-    rows = x.reshape(-1, x.shape[-1])  # one 2-D product: far faster than a batched matmul
+
+def _exact_dtype(bound: int, op: str) -> type:
+    """The exactness rule: the cheapest type that holds every product and partial sum.
+
+    float32 BLAS when bound <= 2^24, float64 BLAS when bound <= 2^53 (every partial sum is then an
+    integer the float type holds exactly, in any summation order), int64 when bound <= 2^63 - 1,
+    else ValueError."""
+    if bound <= FLOAT32_EXACT:
+        return np.float32
     if bound <= FLOAT64_EXACT:
-        acc = np.matmul(rows.astype(np.float64), w.astype(np.float64)).astype(np.int64)
-    else:
-        _check_int64(op, "|acc|", bound)
-        acc = np.matmul(rows.astype(np.int64), w.astype(np.int64))
-    return acc.reshape(*x.shape[:-1], w.shape[1])
+        return np.float64
+    _check_int64(op, "|acc|", bound)
+    return np.int64
+
+
+def _exact_matmul(x: np.ndarray, w: np.ndarray, bound: int, op: str) -> np.ndarray:
+    """x [..., K] @ w [K, M] -> int64 [..., M], exact, given a bound on every partial sum (see acc_bound)."""
+    dtype = _exact_dtype(bound, op)
+    rows = x.reshape(-1, x.shape[-1])  # one 2-D product: far faster than a batched matmul
+    acc = np.matmul(rows.astype(dtype), w.astype(dtype))
+    return acc.astype(np.int64).reshape(*x.shape[:-1], w.shape[1])
 
 
 def conv2d_acc(x, w_eff, padding: int = 1) -> np.ndarray:
     """Exact integer convolution: x [B, C, H, W] (integers), w_eff [O, C, k, k] -> acc int64 [B, O, H', W'].
 
     Stride 1, zero padding, H' = H + 2 * padding - k + 1 (the same for W'); the cross-correlation of
-    torch's conv2d. Computed as one matrix product over im2col patches by the exactness rule of
-    linear_acc: float64 BLAS when acc_bound(max|x|, w_eff) <= 2^53, int64 when it is <= 2^63 - 1,
-    ValueError otherwise. acc width: bits_for(-acc_bound, acc_bound).
+    torch's conv2d. Computed as w_eff [O, C k k] @ patches [B, C k k, H' W'] (im2col, channels
+    first, so the product lands in [B, O, H', W'] order with no transpose) in the type that the
+    exactness rule (_exact_dtype) picks for acc_bound(max|x|, w_eff).
+    acc width: bits_for(-acc_bound, acc_bound).
 
     >>> x = np.ones((1, 1, 2, 2), np.uint8)
     >>> conv2d_acc(x, np.full((1, 1, 3, 3), 2))[0, 0]
@@ -491,13 +501,17 @@ def conv2d_acc(x, w_eff, padding: int = 1) -> np.ndarray:
     out_c, in_c, kh, kw = w_eff.shape
     if x.ndim != 4 or x.shape[1] != in_c:
         raise ValueError(f"conv2d_acc: input shape {x.shape} does not match weights {w_eff.shape}")
-    bound = acc_bound(_abs_max(x), w_eff)
-    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    windows = sliding_window_view(x_pad, (kh, kw), axis=(2, 3))  # [B, C, H', W', k, k]
-    batch, _, h_out, w_out = windows.shape[:4]
-    patches = windows.transpose(0, 2, 3, 1, 4, 5).reshape(batch, h_out, w_out, in_c * kh * kw)
-    acc = _exact_matmul(patches, w_eff.reshape(out_c, -1).T, bound, "conv2d_acc")
-    return np.ascontiguousarray(acc.transpose(0, 3, 1, 2))
+    dtype = _exact_dtype(acc_bound(_abs_max(x), w_eff), "conv2d_acc")
+    batch, _, h, w = x.shape
+    h_out, w_out = h + 2 * padding - kh + 1, w + 2 * padding - kw + 1
+    x_pad = np.zeros((batch, in_c, h + 2 * padding, w + 2 * padding), dtype)
+    x_pad[:, :, padding : padding + h, padding : padding + w] = x
+    patches = np.empty((batch, in_c, kh, kw, h_out, w_out), dtype)  # im2col, channels first
+    for i in range(kh):
+        for j in range(kw):
+            patches[:, :, i, j] = x_pad[:, :, i : i + h_out, j : j + w_out]
+    acc = np.matmul(w_eff.reshape(out_c, -1).astype(dtype), patches.reshape(batch, -1, h_out * w_out))
+    return acc.reshape(batch, out_c, h_out, w_out).astype(np.int64)
 
 
 def linear_acc(x, w_eff) -> np.ndarray:
@@ -696,8 +710,13 @@ def maxpool_or(s, kernel: int = 3, stride: int = 2, padding: int = 1) -> np.ndar
     if not 0 <= padding <= kernel // 2:
         raise ValueError(f"maxpool_or: padding {padding} must be in [0, kernel // 2 = {kernel // 2}]")
     s_pad = np.pad(s, [(0, 0)] * (s.ndim - 2) + [(padding, padding)] * 2)
-    windows = sliding_window_view(s_pad, (kernel, kernel), axis=(-2, -1))[..., ::stride, ::stride, :, :]
-    return windows.max(axis=(-2, -1)).astype(np.uint8)
+    h_out = (s.shape[-2] + 2 * padding - kernel) // stride + 1
+    w_out = (s.shape[-1] + 2 * padding - kernel) // stride + 1
+    out = np.zeros((*s.shape[:-2], h_out, w_out), np.uint8)
+    for i in range(kernel):  # OR of the kernel's k * k strided views
+        for j in range(kernel):
+            out |= s_pad[..., i : i + stride * (h_out - 1) + 1 : stride, j : j + stride * (w_out - 1) + 1 : stride]
+    return out
 
 
 def ssa_bound(num_tokens: int, head_dim: int) -> int:
