@@ -136,7 +136,7 @@ def validate(graph: DeployGraph, where: str = "graph") -> None:
         if node.op in ("conv_lif", "linear_lif", "head"):
             _check_weights(graph, node, seen[node.inputs[0]], at)
         if node.op in ("conv_lif", "linear_lif", "ssa"):
-            _check_lif(graph, node, at)
+            _check_lif(graph, node, _acc_bound(graph, node), at)
         seen[node.name] = node
     if not graph.nodes or graph.nodes[-1].op != "head":
         raise UserError(f"{where}: the last node must be the head")
@@ -176,11 +176,23 @@ def _check_weights(graph: DeployGraph, node: Node, source: Node, at: str) -> Non
         _tensor(graph, node, "bias_int", "i", (c_out,), at)
 
 
-def _check_lif(graph: DeployGraph, node: Node, at: str) -> None:
+def _acc_bound(graph: DeployGraph, node: Node) -> int:
+    """The largest |accumulator| a LIF node can see (the SSA product for `ssa`)."""
+    if node.op == "ssa":
+        n, d = node.shape
+        return numerics.ssa_bound(n, d // int(node.attrs.get("num_heads", 1)))
+    return numerics.acc_bound(int(node.attrs.get("x_max", 0)), graph.w_eff(node))
+
+
+def _check_lif(graph: DeployGraph, node: Node, bound: int, at: str) -> None:
     c = 1 if node.op == "ssa" else (node.shape[0] if node.op == "conv_lif" else node.shape[-1])
-    for name in ("bias_int", "thr_int", "sign"):
-        _tensor(graph, node, name, "i", (c,), at)
+    tensors = [_tensor(graph, node, name, "i", (c,), at) for name in ("bias_int", "thr_int", "sign")]
     frac, bias_frac = int(node.attrs.get("frac_bits", -1)), int(node.attrs.get("bias_frac_bits", -1))
     if frac - bias_frac != graph.time_steps:
         raise UserError(f"{at}: attrs.frac_bits {frac} must be bias_frac_bits {bias_frac} + T {graph.time_steps}"
                         " (the halvings of tau = 2 are exact only then)")
+    consts = numerics.LifConsts(*tensors, frac, bias_frac)
+    need = numerics.membrane_bits(-bound, bound, consts)
+    if int(node.attrs.get("v_bits", 0)) < need:
+        raise UserError(f"{at}: attrs.v_bits {node.attrs.get('v_bits')} cannot hold the membrane "
+                        f"({need} bits needed for accumulators up to +-{bound})")

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hqflow.config import config_from_dict
 from hqflow.errors import UserError
@@ -86,6 +88,7 @@ def test_round_trip_through_files(tmp_path):
         (lambda doc, t: t.update({"head/bias_int": t["head/bias_int"][:3]}), "node 'head': tensor 'bias_int' has shape"),
         (lambda doc, t: doc["nodes"][1]["attrs"].update(acc_bits=4), "node 'sps.conv0': attrs.acc_bits 4 cannot hold"),
         (lambda doc, t: doc["nodes"][1]["attrs"].update(frac_bits=3), "node 'sps.conv0': attrs.frac_bits 3 must be"),
+        (lambda doc, t: doc["nodes"][1]["attrs"].update(v_bits=8), "node 'sps.conv0': attrs.v_bits 8 cannot hold"),
         (lambda doc, t: doc["nodes"][1].update(inputs=["nowhere"]), "input 'nowhere' is not an earlier node"),
         (lambda doc, t: doc.update(schema_version=9), "schema_version 9"),
     ],
@@ -122,3 +125,35 @@ def test_cli_export_and_sim(tmp_path):
     assert summary["samples"] == 32 and summary["prediction_agreement"] >= 0.9
     again = runner.invoke(main, ["export", str(tmp_path / "run"), "-o", str(tmp_path / "out")])
     assert again.exit_code == 2 and "pass --force" in again.output
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    dim_heads=st.sampled_from([(16, 1), (16, 2), (32, 4)]),
+    pools=st.sampled_from([(True, True, False, False), (True, False, True, False)]),
+    time_steps=st.integers(1, 6),
+    formats=st.lists(st.sampled_from(FORMATS + ["uniform-3", "po2-5", "po2z-6"]), min_size=12, max_size=12),
+    seed=st.integers(0, 1000),
+)
+def test_random_models_lower_and_agree(dim_heads, pools, time_steps, formats, seed):
+    """Random shapes, T, formats per layer and BN statistics (negative gamma included)."""
+    dim, heads = dim_heads
+    cfg = config_from_dict({"model": {"img_size": 16, "embed_dim": dim, "num_heads": heads, "depth": 1,
+                                      "pools": list(pools), "attn_scale": 0.125},
+                            "data": {"time_steps": time_steps}})
+    torch.manual_seed(seed)
+    model = Spikformer(cfg.model)
+    names = list(supernet.weight_layers(model))
+    supernet.apply_formats(model, {n: Candidate.parse(f) for n, f in zip(names, formats)})
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.weight.uniform_(-0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.8)
+                m.running_var.uniform_(0.05, 0.5)
+    model.eval()
+    graph = lower(model, cfg)
+    x = np.random.default_rng(seed).poisson(0.6, (3, time_steps, 2, 16, 16)).astype(np.int16)
+    result = compare(graph, model, [(x, np.zeros(3, np.int64))], progress=False)
+    assert min(result.spike_agreement().values()) > 0.99
+    assert result.agree_predictions >= 2  # a near-tie of the float logits may flip one of three
