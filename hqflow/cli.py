@@ -167,13 +167,7 @@ def report(search_dir, qat_dir, fp32_dir, out, data_root):
 
     result = make_report(search_dir, qat_dir=qat_dir, fp32_dir=fp32_dir, out_dir=out,
                          data_root=None if data_root is None else str(data_root))
-    click.echo(result["markdown"] if "markdown" in result else json_summary(result))
-
-
-def json_summary(result) -> str:
-    import json
-
-    return json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=2)
+    click.echo(result["markdown"])
 
 
 @main.command()
@@ -195,7 +189,10 @@ def sweep(init, lambdas, epochs, finetune_epochs, out, force, quiet):
     cfg = _search_config(None, init, None, epochs, None)
     points = run_sweep(cfg, init, values, out, finetune_epochs=finetune_epochs, force=force, progress=not quiet)
     for p in points:
-        click.echo(json_summary(p))
+        click.echo(f"lambda {p['lambda']:g}: accuracy {p['accuracy']:.2%} ({p['accuracy_source']}), "
+                   f"{p['avg_weight_bits']:.2f} bits, energy {p['energy_pct']:.2f} %, storage "
+                   f"{p['storage_pct']:.2f} %{', Pareto front' if p['pareto'] else ''}")
+    click.echo(f"{out / 'sweep.json'}, {out / 'pareto.png'}")
 
 
 @main.command(name="export")
