@@ -459,6 +459,7 @@ def _abs_max(x: np.ndarray) -> int:
 
 
 FLOAT32_EXACT = 2**24  # float32 holds every integer up to this magnitude
+CONV_CHUNK_ELEMENTS = 2**21  # conv2d_acc's im2col working set per chunk of images (elements)
 
 
 def _exact_dtype(bound: int, op: str) -> type:
@@ -504,14 +505,21 @@ def conv2d_acc(x, w_eff, padding: int = 1) -> np.ndarray:
     dtype = _exact_dtype(acc_bound(_abs_max(x), w_eff), "conv2d_acc")
     batch, _, h, w = x.shape
     h_out, w_out = h + 2 * padding - kh + 1, w + 2 * padding - kw + 1
-    x_pad = np.zeros((batch, in_c, h + 2 * padding, w + 2 * padding), dtype)
-    x_pad[:, :, padding : padding + h, padding : padding + w] = x
-    patches = np.empty((batch, in_c, kh, kw, h_out, w_out), dtype)  # im2col, channels first
-    for i in range(kh):
-        for j in range(kw):
-            patches[:, :, i, j] = x_pad[:, :, i : i + h_out, j : j + w_out]
-    acc = np.matmul(w_eff.reshape(out_c, -1).astype(dtype), patches.reshape(batch, -1, h_out * w_out))
-    return acc.reshape(batch, out_c, h_out, w_out).astype(np.int64)
+    w_2d = w_eff.reshape(out_c, -1).astype(dtype)
+    acc = np.empty((batch, out_c, h_out, w_out), np.int64)
+    # images per chunk: small working arrays are reused by the allocator instead of page-faulted anew
+    chunk = max(1, CONV_CHUNK_ELEMENTS // (in_c * kh * kw * h_out * w_out))
+    for b0 in range(0, batch, chunk):
+        xb = x[b0 : b0 + chunk]
+        x_pad = np.zeros((len(xb), in_c, h + 2 * padding, w + 2 * padding), dtype)
+        x_pad[:, :, padding : padding + h, padding : padding + w] = xb
+        patches = np.empty((len(xb), in_c, kh, kw, h_out, w_out), dtype)  # im2col, channels first
+        for i in range(kh):
+            for j in range(kw):
+                patches[:, :, i, j] = x_pad[:, :, i : i + h_out, j : j + w_out]
+        product = np.matmul(w_2d, patches.reshape(len(xb), -1, h_out * w_out))
+        acc[b0 : b0 + chunk] = product.reshape(len(xb), out_c, h_out, w_out)
+    return acc
 
 
 def linear_acc(x, w_eff) -> np.ndarray:
