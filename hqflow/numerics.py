@@ -359,6 +359,18 @@ def fixed_point_frac_bits(w) -> int:
     return FIXED_POINT_BITS - 1 - math.frexp(w_max)[1] if w_max > 0 else 0
 
 
+def _po2_shifts(w, candidate: Candidate, params: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """po2(z)-b weights as (w_sign int8, shift int64 = w_exp - w_exp_min, weight_scale = 2^(alpha_exp + w_exp_min))."""
+    alpha_exp = int(params["alpha_exp"])
+    w_sign, w_exp = po2_quantize(w, candidate.bits, alpha_exp, candidate.zero_level)
+    w_exp = w_exp.astype(np.int64)
+    w_exp_min = int(np.min(w_exp[w_sign != 0], initial=0))
+    shift = np.where(w_sign != 0, w_exp - w_exp_min, 0)
+    if shift.max(initial=0) > 62:
+        raise ValueError(f"effective_weight: {candidate.name} levels in use span 2^{shift.max()}, more than int64 holds")
+    return w_sign, shift, math.ldexp(1.0, alpha_exp + w_exp_min)
+
+
 def effective_weight(w, candidate: Candidate, params: dict) -> tuple[np.ndarray, float]:
     """Integer weights of float32 w [any shape] under a candidate -> (w_eff int64 [w's shape], weight_scale).
 
@@ -389,16 +401,8 @@ def effective_weight(w, candidate: Candidate, params: dict) -> tuple[np.ndarray,
         w_int = uniform_quantize(w, candidate.bits, params["scale"], params["zero_point"])
         return w_int.astype(np.int64) - int(params["zero_point"]), float(np.float32(params["scale"]))
     if candidate.scheme == "po2":
-        alpha_exp = int(params["alpha_exp"])
-        w_sign, w_exp = po2_quantize(w, candidate.bits, alpha_exp, candidate.zero_level)
-        w_exp = w_exp.astype(np.int64)
-        w_exp_min = int(np.min(w_exp[w_sign != 0], initial=0))
-        shift = np.where(w_sign != 0, w_exp - w_exp_min, 0)
-        if shift.max(initial=0) > 62:
-            raise ValueError(
-                f"effective_weight: {candidate.name} levels in use span 2^{shift.max()}, more than int64 holds"
-            )
-        return w_sign.astype(np.int64) << shift, math.ldexp(1.0, alpha_exp + w_exp_min)
+        w_sign, shift, weight_scale = _po2_shifts(w, candidate, params)
+        return w_sign.astype(np.int64) << shift, weight_scale
     frac_bits = fixed_point_frac_bits(w)
     return round_half_up(np.ldexp(w.astype(np.float64), frac_bits)), math.ldexp(1.0, -frac_bits)
 
@@ -416,12 +420,10 @@ def weight_codes(w, candidate: Candidate, params: dict) -> dict[str, np.ndarray]
     """
     if candidate.scheme == "uniform":
         return {"w_int": uniform_quantize(w, candidate.bits, params["scale"], params["zero_point"])}
-    w_eff, _ = effective_weight(w, candidate, params)
     if candidate.scheme == "po2":
-        magnitude = np.abs(w_eff)
-        shift = np.where(magnitude > 0, np.log2(np.maximum(magnitude, 1)).round(), 0)  # exact: powers of two
-        return {"w_sign": np.sign(w_eff).astype(np.int8), "w_shift": shift.astype(np.uint8)}
-    return {"w_fx": w_eff}
+        w_sign, shift, _ = _po2_shifts(w, candidate, params)
+        return {"w_sign": w_sign.astype(np.int8), "w_shift": shift.astype(np.uint8)}
+    return {"w_fx": effective_weight(w, candidate, params)[0]}
 
 
 def w_eff_from_codes(candidate: Candidate, codes: dict[str, np.ndarray], zero_point: int = 0) -> np.ndarray:
@@ -659,23 +661,26 @@ def lif_step(v_int, acc, consts: LifConsts, channel_axis: int = -1) -> tuple[np.
 
 
 def lif_run(acc_seq, consts: LifConsts, channel_axis: int = -1) -> np.ndarray:
-    """lif_step over time from a reset membrane: acc_seq int64 [T, ...] -> spikes uint8 [T, ...].
+    """lif_step over time from a reset membrane: acc_seq [T, ...] -> spikes uint8 [T, ...].
 
-    channel_axis as in lif_step (an axis of one step, [...]; negative axes count from the end).
-    ValueError for more than consts.time_steps steps (the halving would no longer be exact).
+    acc_seq is an int64 array or any iterable of the T steps' accumulators (a generator keeps only
+    one step in memory). channel_axis as in lif_step (an axis of one step; negative axes count
+    from the end). ValueError for more than consts.time_steps steps (the halving would no longer
+    be exact).
 
     >>> c = fold_lif(np.ones(1), np.zeros(1), 1.0, 1.0, 0, 3)
     >>> lif_run(np.array([[1], [1], [3]]), c).ravel()
     array([0, 0, 1], dtype=uint8)
     """
-    acc_seq = np.asarray(acc_seq, np.int64)
-    if len(acc_seq) > consts.time_steps:
-        raise ValueError(f"lif_run: {len(acc_seq)} steps, but the constants are exact for {consts.time_steps}")
-    v_int = np.zeros(acc_seq.shape[1:], np.int64)
-    spikes = np.empty(acc_seq.shape, np.uint8)
+    v_int, spikes = None, []
     for t, acc in enumerate(acc_seq):
-        v_int, spikes[t] = lif_step(v_int, acc, consts, channel_axis)
-    return spikes
+        if t == consts.time_steps:
+            raise ValueError(f"lif_run: more than {consts.time_steps} steps, but the constants are exact "
+                             f"for {consts.time_steps}")
+        acc = np.asarray(acc, np.int64)
+        v_int, s_t = lif_step(np.zeros(acc.shape, np.int64) if v_int is None else v_int, acc, consts, channel_axis)
+        spikes.append(s_t)
+    return np.stack(spikes)
 
 
 def membrane_bits(acc_lo: int, acc_hi: int, consts: LifConsts) -> int:

@@ -46,7 +46,6 @@ from hqflow.search.model import Spikformer
 from hqflow.search.trainer import (
     CHECKPOINT,
     EpochMetrics,
-    _TorchFrames,
     evaluate,
     load_checkpoint,
     load_split,
@@ -126,8 +125,8 @@ def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume:
     energy = torch.tensor(cost_matrix(shapes, candidates, table), dtype=torch.float64)
     energy_fp32 = sum(layer_cost(s, Candidate("fp32", 32), table).energy_pj for s in shapes)
     w_idx, a_idx = split_train_val(len(train_set), cfg.data.val_fraction, tc.seed)
-    w_loader = _subset_loader(train_set, w_idx, tc.batch_size, tc.seed)
-    a_loader = _subset_loader(train_set, a_idx, tc.batch_size, tc.seed + 1)
+    w_loader = make_loader(train_set, tc.batch_size, tc.seed, True, indices=w_idx)
+    a_loader = make_loader(train_set, tc.batch_size, tc.seed + 1, True, indices=a_idx)
     test_loader = make_loader(test_set, tc.batch_size, tc.seed, False)
     w_opt = torch.optim.AdamW(supernet.weight_parameters(model), lr=sc.weight_lr, weight_decay=sc.weight_decay)
     a_opt = torch.optim.Adam(supernet.alpha_parameters(model), lr=sc.alpha_lr)
@@ -209,16 +208,6 @@ def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume:
 
     plot_search(out / SEARCH_LOG, out / "probabilities.png")
     return history
-
-
-def _subset_loader(frames, indices: list[int], batch_size: int, seed: int):
-    from torch.utils.data import DataLoader
-
-    from hqflow.search.trainer import EpochShuffle, _world
-
-    data = _TorchFrames(frames, indices)
-    rank, world = _world()
-    return DataLoader(data, batch_size=batch_size, sampler=EpochShuffle(len(data), seed, rank, world))
 
 
 def _append(path: Path, lines: list[str]) -> None:

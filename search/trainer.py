@@ -121,12 +121,13 @@ def is_main_process() -> bool:
 
 
 def make_loader(frames: FrameDataset, batch_size: int, seed: int, train: bool, num_workers: int = 0,
-                max_samples: int = 0) -> DataLoader:
-    """Batches of (frames [B, T, 2, H, W] float, labels [B]); `max_samples` > 0 keeps a seeded subset."""
-    indices = None
-    if 0 < max_samples < len(frames):
+                max_samples: int = 0, indices: list[int] | None = None) -> DataLoader:
+    """Batches of (frames [B, T, 2, H, W] float, labels [B]) of the samples `indices` (default all);
+    `max_samples` > 0 keeps a seeded subset of them."""
+    if 0 < max_samples < len(frames if indices is None else indices):
         g = torch.Generator().manual_seed(seed)
-        indices = sorted(torch.randperm(len(frames), generator=g)[:max_samples].tolist())
+        pool = list(range(len(frames))) if indices is None else indices
+        indices = sorted(pool[i] for i in torch.randperm(len(pool), generator=g)[:max_samples].tolist())
     data = _TorchFrames(frames, indices)
     rank, world = _world()
     sampler = EpochShuffle(len(data), seed, rank, world, shuffle=train)

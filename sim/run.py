@@ -23,16 +23,11 @@ def _lif_consts(graph: DeployGraph, node: Node) -> numerics.LifConsts:
 
 
 def _conv_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
-    """Step by step (numerics.lif_run's update, one step's accumulators at a time): the working
-    arrays stay one step large, which the allocator reuses, instead of T times larger."""
-    w_eff, consts = graph.w_eff(node), _lif_consts(graph, node)
-    v_int, spikes = None, []
-    for x_t in x:
-        acc = numerics.conv2d_acc(x_t, w_eff, padding=1)
-        v_int = np.zeros(acc.shape, np.int64) if v_int is None else v_int
-        v_int, s_t = numerics.lif_step(v_int, acc, consts, channel_axis=1)
-        spikes.append(s_t)
-    return np.stack(spikes)
+    """One step's convolution at a time (a generator into lif_run): the working arrays stay one
+    step large, which the allocator reuses, instead of T times larger."""
+    w_eff = graph.w_eff(node)
+    acc_seq = (numerics.conv2d_acc(x_t, w_eff, padding=1) for x_t in x)
+    return numerics.lif_run(acc_seq, _lif_consts(graph, node), channel_axis=1)
 
 
 def _linear_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
