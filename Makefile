@@ -11,7 +11,7 @@ OUT    ?= out/demo
 # fastest (measured: a tiny-config QAT step 0.11 s spinning, 0.19 s with OMP_WAIT_POLICY=PASSIVE);
 # on cores shared with other busy processes, run `OMP_WAIT_POLICY=PASSIVE make ...` instead.
 
-.PHONY: venv demo test test-slow clean
+.PHONY: venv demo csim test test-slow clean
 
 venv: $(VENV)/.installed
 
@@ -24,25 +24,32 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --no-deps spikingjelly==2.0.0 tonic==1.7.0
 	$(PIP) install $$($(PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 	  skip = ('torch', 'spikingjelly', 'tonic'); \
-	  print(' '.join(d for d in p['dependencies'] + p['optional-dependencies']['test'] if not d.startswith(skip)))")
+	  extras = p['optional-dependencies']['test'] + p['optional-dependencies']['hls']; \
+	  print(' '.join(d for d in p['dependencies'] + extras if not d.startswith(skip)))")
 	$(PIP) install --no-deps -e .
 	@touch $@
 
 LAMBDA ?= 0.5
+EXPORT ?= $(OUT)/l$(LAMBDA)
 
 demo: venv
 	$(VENV)/bin/hqflow train --config configs/tiny.yaml --dataset digits-dvs -o $(RUNS)/fp32 --force
 	$(VENV)/bin/hqflow search --from $(RUNS)/fp32 --lambda $(LAMBDA) -o $(RUNS)/l$(LAMBDA) --force
 	$(VENV)/bin/hqflow finetune --plan $(RUNS)/l$(LAMBDA)/plan.json -o $(RUNS)/l$(LAMBDA)/qat --force
 	$(VENV)/bin/hqflow report $(RUNS)/l$(LAMBDA)
-	$(VENV)/bin/hqflow export $(RUNS)/l$(LAMBDA)/qat --target numpy -o $(OUT)/l$(LAMBDA) --force
+	$(VENV)/bin/hqflow export $(RUNS)/l$(LAMBDA)/qat --target hls -o $(OUT)/l$(LAMBDA) --force
 	$(VENV)/bin/hqflow sim $(OUT)/l$(LAMBDA) --compare-torch $(RUNS)/l$(LAMBDA)/qat
+	$(VENV)/bin/hqflow csim $(OUT)/l$(LAMBDA)
 	@echo "demo outputs:"
 	@echo "  fp32 run:    $(RUNS)/fp32 (checkpoint.pt, metrics.jsonl, curves.png)"
 	@echo "  search:      $(RUNS)/l$(LAMBDA) (plan.json, search_log.jsonl, probabilities.png)"
 	@echo "  QAT:         $(RUNS)/l$(LAMBDA)/qat"
 	@echo "  report:      $(RUNS)/l$(LAMBDA)/report (report.md, report.json, plots)"
-	@echo "  export:      $(OUT)/l$(LAMBDA) (graph.json, tensors.npz: the integer model)"
+	@echo "  export:      $(OUT)/l$(LAMBDA) (graph.json, tensors.npz: the integer model; hls/: the C++ project)"
+
+# C simulation of an HLS export (default: the demo's), bit for bit against the NumPy simulator
+csim: venv
+	$(VENV)/bin/hqflow csim $(EXPORT)
 
 test: venv
 	$(PY) -m pytest

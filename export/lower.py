@@ -143,21 +143,40 @@ def lower(model: Spikformer, cfg: Config) -> DeployGraph:
     return graph
 
 
-def export_numpy(run: str | Path, out: str | Path, force: bool = False) -> DeployGraph:
-    """Lower a run's checkpoint and write the DeployGraph folder `out` (built aside, moved into place)."""
+def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool = False, tb_samples: int = 200,
+           trace_samples: int = 2, data_root: str | Path | None = None, hls_options=None) -> tuple[DeployGraph, dict]:
+    """Lower a run's checkpoint into folder `out` (built aside, moved into place): the DeployGraph
+    (graph.json + tensors.npz), and for target "hls" the C++ project in out/hls with testbench
+    vectors for the first tb_samples test samples (every node traced for trace_samples of them).
+    Returns the graph and, for "hls", the testbench summary."""
     out = Path(out)
+    if target not in ("numpy", "hls"):
+        raise UserError(f"export target {target!r}: expected numpy or hls")
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"{out}: output folder exists; pass --force to replace it")
+    if tb_samples < 1 or trace_samples < 0:
+        raise UserError(f"--tb-samples {tb_samples} must be >= 1 and --trace-samples {trace_samples} >= 0")
     cfg, model, _ = load_checkpoint(run)
     with torch.no_grad():
         graph = lower(model, cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    summary: dict = {}
     try:
         graph.save(tmp)
+        if target == "hls":
+            from hqflow.data import load_dataset
+            from hqflow.export.hls import write_project
+
+            frames = load_dataset(cfg.data.dataset, "test", cfg.data.time_steps, cfg.model.img_size,
+                                  None if data_root is None else str(data_root))
+            n = min(tb_samples, len(frames))
+            items = [frames[i] for i in range(n)]
+            summary = write_project(graph, tmp / "hls", np.stack([x for x, _ in items]),
+                                    np.array([y for _, y in items]), trace_samples, hls_options)
         if out.exists():
             shutil.rmtree(out)
         tmp.replace(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return graph
+    return graph, summary

@@ -197,17 +197,44 @@ def sweep(init, lambdas, epochs, finetune_epochs, out, force, quiet):
 
 @main.command(name="export")
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(["numpy"]), default="numpy", show_default=True,
-              help="numpy: the DeployGraph (graph.json + tensors.npz) that `hqflow sim` runs.")
+@click.option("--target", type=click.Choice(["numpy", "hls"]), default="numpy", show_default=True,
+              help="numpy: the DeployGraph (graph.json + tensors.npz) that `hqflow sim` runs; "
+                   "hls: that, plus the HLS C++ project in OUT/hls (run it with `hqflow csim OUT`).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Export folder to write.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
-def export_cmd(run, target, out, force):
-    """Lower RUN (a finetuned or fp32 run) to the integer-only DeployGraph."""
-    from hqflow.export.lower import export_numpy
+@click.option("--tb-samples", type=int, default=200, show_default=True,
+              help="hls: test samples in the testbench (logits compared for each).")
+@click.option("--trace-samples", type=int, default=2, show_default=True,
+              help="hls: of those, how many compare every node at every time step.")
+@click.option("--reuse-factor", type=int, default=1, show_default=True,
+              help="hls: cycles per input event of a conv / linear layer (synthesis only).")
+@click.option("--name", default="spikformer", show_default=True, help="hls: project name (top function NAME_top).")
+@click.option("--data-root", type=click.Path(path_type=Path), help="hls: data set folder (not for digits-dvs).")
+def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, data_root):
+    """Lower RUN (a finetuned or fp32 run) to the integer-only DeployGraph, and optionally HLS C++."""
+    from hqflow.export.hls import HlsOptions
+    from hqflow.export.lower import export
 
-    graph = export_numpy(run, out, force=force)
+    options = HlsOptions(name=name, reuse_factor=reuse_factor) if target == "hls" else None
+    graph, summary = export(run, out, target, force, tb_samples, trace_samples, data_root, options)
     click.echo(f"{out}: {len(graph.nodes)} nodes, {sum(t.nbytes for t in graph.tensors.values())} bytes of "
                f"integer tensors, T {graph.time_steps}")
+    if summary:
+        click.echo(f"{out / 'hls'}: HLS project, testbench of {summary['samples']} samples "
+                   f"({summary['trace_samples']} traced); run it with `hqflow csim {out}`")
+
+
+@main.command(name="csim")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+def csim_cmd(export_dir):
+    """Compile EXPORT_DIR's HLS project with g++ and check it against the NumPy simulator's vectors.
+
+    Finds g++ (or $CXX) and the ap_types headers (hls4ml's, or $AP_TYPES). The last line printed is
+    "mismatches: N"; the exit status is 0 only when N is 0.
+    """
+    from hqflow.export.csim import run_csim
+
+    sys.exit(run_csim(export_dir))
 
 
 @main.command(name="sim")

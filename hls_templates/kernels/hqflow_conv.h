@@ -1,0 +1,65 @@
+// Spiking 3x3 convolution (stride 1, zero padding 1) followed by the LIF, one time step.
+//
+// x [C][H][W] -> s [O][H][W];  acc[o][y][x] = sum_{c,i,j} w_eff[o][c][i][j] * x[c][y + i - 1][x + j - 1]
+// Event driven: each nonzero input adds its weights into the nine outputs it reaches, so the work
+// is proportional to the input spikes. ROM rows: w[(c * 3 + i) * 3 + j] holds that tap's codes
+// for all O output channels (hqflow_common.h). The membrane v_int [H][W][O] lives in the caller.
+#ifndef HQFLOW_CONV_H_
+#define HQFLOW_CONV_H_
+
+#include "hqflow_common.h"
+#include "hqflow_lif.h"
+#include "hqflow_weights.h"
+
+namespace hqflow {
+
+template <class CONFIG>
+void conv_lif(const typename CONFIG::in_t x[CONFIG::in_channels][CONFIG::height][CONFIG::width],
+              const rom_word_t w[CONFIG::in_channels * 9][CONFIG::row_words],
+              const long long bias_int[CONFIG::out_channels], const long long thr_int[CONFIG::out_channels],
+              const signed char sign[CONFIG::out_channels],
+              typename CONFIG::v_t v_int[CONFIG::height][CONFIG::width][CONFIG::out_channels],
+              spike_t s[CONFIG::out_channels][CONFIG::height][CONFIG::width], int t) {
+    typedef typename CONFIG::acc_t acc_t;
+    typedef typename CONFIG::weight weight;
+    const int H = CONFIG::height, W = CONFIG::width, O = CONFIG::out_channels;
+    static acc_t acc[CONFIG::height][CONFIG::width][CONFIG::out_channels];
+    HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = acc cyclic factor = CONFIG::parallel dim = 3)
+    for (int y = 0; y < H; y++)
+        for (int xx = 0; xx < W; xx++)
+            for (int o = 0; o < O; o++) {
+                HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+                acc[y][xx][o] = 0;
+            }
+    for (unsigned c = 0; c < CONFIG::in_channels; c++)
+        for (int y = 0; y < H; y++)
+            for (int xx = 0; xx < W; xx++) {
+                const typename CONFIG::in_t x_in = x[c][y][xx];
+                if (x_in == 0) continue;
+                for (int i = 0; i < 3; i++) {
+                    const int oy = y + 1 - i;
+                    if (oy < 0 || oy >= H) continue;
+                    for (int j = 0; j < 3; j++) {
+                        const int ox = xx + 1 - j;
+                        if (ox < 0 || ox >= W) continue;
+                        const rom_word_t *row = w[(c * 3 + i) * 3 + j];
+                        for (int o = 0; o < O; o++) {
+                            HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+                            HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
+                            acc[oy][ox][o] +=
+                                weight::product(x_in, rom_code<weight::code_bits>(row, o));
+                        }
+                    }
+                }
+            }
+    for (int y = 0; y < H; y++)
+        for (int xx = 0; xx < W; xx++)
+            for (int o = 0; o < O; o++) {
+                HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+                s[o][y][xx] = lif_update<CONFIG>(v_int[y][xx][o], acc[y][xx][o], bias_int[o], thr_int[o], sign[o], t);
+            }
+}
+
+}  // namespace hqflow
+
+#endif

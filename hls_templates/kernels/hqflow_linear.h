@@ -1,0 +1,47 @@
+// Spiking linear layer (a 1x1 convolution over tokens) followed by the LIF, one time step.
+//
+// x [N][C] -> s [N][O];  acc[n][o] = sum_c w_eff[o][c] * x[n][c]
+// Event driven over the nonzero inputs of each token; ROM row c holds the codes of input
+// channel c for all O outputs (hqflow_common.h). The membrane v_int [N][O] lives in the caller.
+#ifndef HQFLOW_LINEAR_H_
+#define HQFLOW_LINEAR_H_
+
+#include "hqflow_common.h"
+#include "hqflow_lif.h"
+#include "hqflow_weights.h"
+
+namespace hqflow {
+
+template <class CONFIG>
+void linear_lif(const typename CONFIG::in_t x[CONFIG::tokens][CONFIG::in_channels],
+                const rom_word_t w[CONFIG::in_channels][CONFIG::row_words],
+                const long long bias_int[CONFIG::out_channels], const long long thr_int[CONFIG::out_channels],
+                const signed char sign[CONFIG::out_channels],
+                typename CONFIG::v_t v_int[CONFIG::tokens][CONFIG::out_channels],
+                spike_t s[CONFIG::tokens][CONFIG::out_channels], int t) {
+    typedef typename CONFIG::acc_t acc_t;
+    typedef typename CONFIG::weight weight;
+    const int O = CONFIG::out_channels;
+    for (unsigned n = 0; n < CONFIG::tokens; n++) {
+        acc_t acc[CONFIG::out_channels];
+        HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = acc cyclic factor = CONFIG::parallel)
+        for (int o = 0; o < O; o++) acc[o] = 0;
+        for (unsigned c = 0; c < CONFIG::in_channels; c++) {
+            const typename CONFIG::in_t x_in = x[n][c];
+            if (x_in == 0) continue;
+            for (int o = 0; o < O; o++) {
+                HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+                HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
+                acc[o] += weight::product(x_in, rom_code<weight::code_bits>(w[c], o));
+            }
+        }
+        for (int o = 0; o < O; o++) {
+            HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+            s[n][o] = lif_update<CONFIG>(v_int[n][o], acc[o], bias_int[o], thr_int[o], sign[o], t);
+        }
+    }
+}
+
+}  // namespace hqflow
+
+#endif

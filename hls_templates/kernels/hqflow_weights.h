@@ -1,0 +1,63 @@
+// Weight schemes: how a BITS-bit ROM code becomes a product with an input value x.
+//
+// Each scheme is a struct with `code_bits` and `product(x, code)`: x times the DeployGraph's
+// integer weight w_eff (numerics.w_eff_from_codes) of a BITS-bit ROM code (rom_code). A product is
+// exact in 64 bits (|x w_eff| <= acc_bound < 2^63, checked at export); the kernels add it into an
+// ap_int<acc_bits> accumulator, wide enough for every partial sum.
+#ifndef HQFLOW_WEIGHTS_H_
+#define HQFLOW_WEIGHTS_H_
+
+#include "hqflow_common.h"
+
+namespace hqflow {
+
+/** uniform-b: code w_int in [0, 2^b), w_eff = w_int - ZERO_POINT in [-(2^b - 1), 2^b - 1].
+ *  One (b+1)-bit signed multiply per product. */
+template <unsigned BITS, int ZERO_POINT>
+struct uniform_weight {
+    static const unsigned code_bits = BITS;
+    typedef ap_int<BITS + 1> w_t;
+
+    static long long value(unsigned w_int) { return static_cast<long long>(w_int) - ZERO_POINT; }
+
+    template <class x_t>
+    static long long product(const x_t &x, unsigned w_int) {
+        if (x_t::width == 1) return value(w_int);  // a spike adds the weight itself
+        return (x * w_t(value(w_int))).to_int64();
+    }
+};
+
+/** po2-b (ZERO_LEVEL false) and po2z-b (true): code = [negative : 1][shift : b - 1],
+ *  w_eff = (-1)^negative * 2^shift; with ZERO_LEVEL the all-ones shift field is the weight 0.
+ *  A shift and a conditional negation: no multiplier. */
+template <unsigned BITS, bool ZERO_LEVEL>
+struct po2_weight {
+    static const unsigned code_bits = BITS;
+    static const unsigned shift_mask = (1u << (BITS - 1)) - 1;
+
+    template <class x_t>
+    static long long product(const x_t &x, unsigned code) {
+        const unsigned shift = code & shift_mask;
+        if (ZERO_LEVEL && shift == shift_mask) return 0;
+        const long long magnitude = x.to_int64() << shift;
+        return (code >> (BITS - 1)) ? -magnitude : magnitude;
+    }
+};
+
+/** fp32 as 32-bit fixed point: the code is w_eff in two's complement; a 32-bit multiply. */
+struct fixed_weight {
+    static const unsigned code_bits = 32;
+    typedef ap_int<32> w_t;
+
+    static long long value(unsigned code) { return static_cast<int>(code); }  // two's complement
+
+    template <class x_t>
+    static long long product(const x_t &x, unsigned code) {
+        if (x_t::width == 1) return value(code);
+        return (x * w_t(value(code))).to_int64();
+    }
+};
+
+}  // namespace hqflow
+
+#endif
