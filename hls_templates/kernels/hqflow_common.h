@@ -6,7 +6,7 @@
 #ifndef HQFLOW_COMMON_H_
 #define HQFLOW_COMMON_H_
 
-#include "ap_int.h"
+#include <ap_int.h>
 
 #ifndef __SYNTHESIS__
 #include <type_traits>

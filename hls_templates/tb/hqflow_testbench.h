@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/hqflow_common.h"
+#include "../firmware/kernels/hqflow_common.h"
 
 namespace hqflow_tb {
 

@@ -1,0 +1,336 @@
+"""The HLS export: C++ kernels against hqflow.numerics, bit for bit, compiled with g++.
+
+Random single layers (conv and linear, every weight scheme, bits 2..8, random shapes, inputs,
+biases, thresholds and signs) each become a small DeployGraph (input -> layer -> tokens -> head);
+their projects are compiled together into one program, whose testbench compares every node at
+every step and the logits with the NumPy simulator's. The whole tiny model follows the same path.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hqflow import numerics
+from hqflow.errors import UserError
+from hqflow.export import csim
+from hqflow.export.hls import HlsOptions, pack_rom, rom_codes, write_project
+from hqflow.ir import DeployGraph, Node, validate
+from hqflow.numerics import Candidate
+from hqflow.sim.run import run
+
+SCHEMES = ["uniform", "po2", "po2z", "fp32"]
+
+
+def _formats() -> list[str]:
+    """Every scheme at every width 2..8 (po2z from 3: po2z-2 is the ternary uniform set)."""
+    names = ["fp32"] + [f"uniform-{b}" for b in range(2, 9)] + [f"po2-{b}" for b in range(2, 9)]
+    return names + [f"po2z-{b}" for b in range(3, 9)]
+
+
+def _weights(rng, fmt: Candidate, shape) -> tuple[dict[str, np.ndarray], dict]:
+    """Random code tables of a format, and its attrs (zero point)."""
+    if fmt.scheme == "uniform":
+        return {"w_int": rng.integers(0, 2**fmt.bits, shape).astype(np.uint8)}, \
+            {"zero_point": int(rng.integers(0, 2**fmt.bits))}
+    if fmt.scheme == "po2":
+        field = 2 ** (fmt.bits - 1) - 1
+        largest = min(field - 1 if fmt.zero_level else field, 12)  # keep inputs of 2^15 within int64
+        sign = rng.choice(np.int8([-1, 0, 1]) if fmt.zero_level else np.int8([-1, 1]), shape)
+        shift = rng.integers(0, largest + 1, shape)
+        shift.flat[0] = largest  # the largest shift in use
+        return {"w_sign": sign, "w_shift": np.where(sign == 0, 0, shift).astype(np.uint8)}, {}
+    return {"w_fx": rng.integers(-(2**31) + 1, 2**31, shape)}, {}
+
+
+def _lif(rng, acc: np.ndarray, channels: int, bias_frac: int, t: int, channel_axis: int) -> dict[str, np.ndarray]:
+    """Biases and thresholds on the scale of the layer's real accumulators, so that it spikes sometimes."""
+    moved = np.moveaxis(acc, channel_axis, -1).reshape(-1, channels)
+    scale = np.maximum(np.abs(moved).mean(axis=0), 1.0)
+    frac = bias_frac + t
+    sign = rng.choice(np.int8([-1, 1, 1, 1]), channels)
+    sign[rng.random(channels) < 0.05] = 0
+    bias = np.round(rng.normal(0, 0.3, channels) * scale * 2**bias_frac).astype(np.int64)
+    thr = np.ceil(rng.uniform(0.1, 0.8, channels) * scale * 2**frac).astype(np.int64)
+    return {"bias_int": bias, "thr_int": thr, "sign": sign}
+
+
+def _node_attrs(fmt: Candidate, x_max: int, w_eff: np.ndarray, extra: dict) -> dict:
+    bound = numerics.acc_bound(x_max, w_eff)
+    return {"format": fmt.name, "x_max": x_max, "acc_bits": numerics.bits_for(-bound, bound), **extra}
+
+
+def random_layer_graph(rng, op: str, fmt_name: str) -> tuple[DeployGraph, np.ndarray]:
+    """input -> conv_lif -> tokens -> head, or input -> tokens -> linear_lif -> head; and frames [S, T, C, H, W]."""
+    fmt = Candidate.parse(fmt_name)
+    t = int(rng.integers(1, 5))
+    c, h, w = int(rng.integers(1, 5)), int(rng.integers(2, 7)), int(rng.integers(2, 7))
+    out_c = int(rng.integers(1, 20))
+    x_max = int(rng.choice([1, 1, 3, 255, 32767]))
+    samples = 2
+    density = rng.uniform(0.1, 0.6)
+    frames = (rng.integers(0, x_max + 1, (samples, t, c, h, w)) * (rng.random((samples, t, c, h, w)) < density))
+    bias_frac = 0 if fmt.scheme == "fp32" else int(rng.choice([0, 8, 16]))
+    shape = (out_c, c, 3, 3) if op == "conv_lif" else (out_c, c)
+    codes, extra = _weights(rng, fmt, shape)
+    w_eff = numerics.w_eff_from_codes(fmt, codes, extra.get("zero_point", 0))
+    x = frames.swapaxes(0, 1).reshape(t * samples, c, h, w)
+    if op == "conv_lif":
+        acc = numerics.conv2d_acc(x, w_eff)
+    else:
+        acc = numerics.linear_acc(x.reshape(t * samples, c, h * w).swapaxes(1, 2), w_eff)
+    lif = _lif(rng, acc, out_c, bias_frac, t, 1 if op == "conv_lif" else -1)
+    consts = numerics.LifConsts(lif["bias_int"], lif["thr_int"], lif["sign"], bias_frac + t, bias_frac)
+    bound = numerics.acc_bound(x_max, w_eff)
+    attrs = _node_attrs(fmt, x_max, w_eff, extra)
+    attrs.update(theta=1.0, frac_bits=bias_frac + t, bias_frac_bits=bias_frac,
+                 v_bits=numerics.membrane_bits(-bound, bound, consts))
+    nodes = [Node("input", "input", (), (c, h, w), {"max_count": x_max})]
+    tensors = {f"layer/{k}": v for k, v in {**codes, **lif}.items()}
+    if op == "conv_lif":
+        nodes += [Node("layer", "conv_lif", ("input",), (out_c, h, w), attrs),
+                  Node("tokens", "tokens", ("layer",), (h * w, out_c))]
+        head_in, head_x_max, n_tok, head_c = "tokens", 1, h * w, out_c
+    else:
+        nodes += [Node("tokens", "tokens", ("input",), (h * w, c)),
+                  Node("layer", "linear_lif", ("tokens",), (h * w, out_c), attrs)]
+        head_in, head_x_max, n_tok, head_c = "layer", 1, h * w, out_c
+    head_fmt = Candidate.parse(str(rng.choice(["uniform-4", "po2z-4", "po2-3", "fp32"])))
+    head_codes, head_extra = _weights(rng, head_fmt, (3, head_c))
+    head_w = numerics.w_eff_from_codes(head_fmt, head_codes, head_extra.get("zero_point", 0))
+    head_attrs = _node_attrs(head_fmt, head_x_max * n_tok * t, head_w, head_extra)
+    head_attrs.update(bias_frac_bits=int(rng.choice([0, 16])), num_tokens=n_tok)
+    nodes.append(Node("head", "head", (head_in,), (3,), head_attrs))
+    tensors.update({f"head/{k}": v for k, v in head_codes.items()})
+    tensors["head/bias_int"] = rng.integers(-(2**20), 2**20, 3)
+    graph = DeployGraph(tuple(nodes), tensors, t, 3, {"model": {"embed_dim": out_c}})
+    validate(graph, f"random {op} {fmt_name}")
+    return graph, frames
+
+
+def compile_and_run(root: Path, names: list[str]) -> str:
+    """One program running the testbench of every project root/<name>; returns its output."""
+    main = ["#define HQFLOW_TB_NO_MAIN"]
+    for name in names:
+        main += [f'#include "{name}/firmware/{name}_top.cpp"', f'#include "{name}/tb/{name}_tb.cpp"']
+    main += ["int main() {", "    int status = 0;"]
+    main += [f'    status |= {name}_tb::run("{root / name / "tb" / "data"}");' for name in names]
+    main += ["    return status;", "}"]
+    (root / "all_tb.cpp").write_text("\n".join(main) + "\n")
+    cmd = [csim.compiler(), "-std=c++17", "-O1", "-Wall", "-Wextra", "-Wno-uninitialized",
+           "-Wno-maybe-uninitialized", "-isystem", str(csim.ap_types_dir()), str(root / "all_tb.cpp"),
+           "-o", str(root / "all_tb")]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-4000:]
+    assert "warning" not in build.stderr, build.stderr[-4000:]  # hqflow's own code compiles clean
+    result = subprocess.run([str(root / "all_tb")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def _fuzz(tmp_path: Path, cases: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    formats = _formats()
+    names, spike_rates = [], []
+    for i in range(cases):  # every format in turn, conv and linear alternating (swapped each round)
+        fmt = formats[i % len(formats)]
+        op = ("conv_lif", "linear_lif")[(i + i // len(formats)) % 2]
+        graph, frames = random_layer_graph(rng, op, fmt)
+        name = f"case{i:03d}"
+        write_project(graph, tmp_path / name, frames, np.zeros(len(frames), np.int64), trace_samples=len(frames),
+                      options=HlsOptions(name=name))
+        spike_rates.append(run(graph, frames, trace=True)[1]["layer"].mean())
+        names.append(name)
+    out = compile_and_run(tmp_path, names)
+    assert out.count("mismatches: 0") == cases, out
+    compared = [int(v) for v in re.findall(r"trace values compared: (\d+)", out)]
+    assert len(compared) == cases and min(compared) > 0
+    # the layers do spike and do stay silent: the comparison is not of constant outputs
+    assert 0.02 < np.mean(spike_rates) < 0.98, spike_rates
+
+
+@pytest.mark.csim
+def test_random_layers_match_numerics(tmp_path):
+    _fuzz(tmp_path, cases=32, seed=0)
+
+
+@pytest.mark.csim
+@pytest.mark.slow
+def test_random_layers_match_numerics_every_format(tmp_path):
+    _fuzz(tmp_path, cases=4 * len(_formats()), seed=1)
+
+
+# ---- the whole model ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_graph():
+    import torch
+
+    from hqflow.config import load_config
+    from hqflow.export.lower import lower
+    from hqflow.numerics import DEFAULT_CANDIDATES
+    from hqflow.search import supernet
+    from hqflow.search.model import Spikformer
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml")
+    torch.manual_seed(0)
+    model = Spikformer(cfg.model)
+    names = list(supernet.weight_layers(model))
+    # every default format somewhere, fp32 not on the first layer (event counts need > 64-bit membranes)
+    supernet.apply_formats(model, {n: DEFAULT_CANDIDATES[(i + 1) % 5] for i, n in enumerate(names)})
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.6)
+                m.running_var.uniform_(0.05, 0.5)
+        graph = lower(model.eval(), cfg)
+    rng = np.random.default_rng(0)
+    t, res = cfg.data.time_steps, cfg.model.img_size
+    frames = rng.poisson(0.3, (6, t, 2, res, res)).astype(np.int16)
+    return graph, frames
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tiny_graph, tmp_path_factory):
+    graph, frames = tiny_graph
+    out = tmp_path_factory.mktemp("hls") / "tiny"
+    write_project(graph, out, frames, np.arange(len(frames)) % 10, trace_samples=2)
+    return out
+
+
+@pytest.mark.csim
+def test_whole_tiny_model_is_bit_exact(tiny_project, tiny_graph, tmp_path):
+    result = subprocess.run(["make", "--no-print-directory", "-C", str(tiny_project), "csim",
+                             f"AP_TYPES={csim.ap_types_dir()}", f"CXX={csim.compiler()}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "warning" not in result.stderr, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "mismatches: 0"
+    values = sum(int(np.prod(n.shape)) for n in tiny_graph[0].nodes if n.op != "head")
+    assert f"trace values compared: {2 * tiny_graph[0].time_steps * values}" in result.stdout
+
+    # the check can fail: a changed golden logit is found and named
+    data = tmp_path / "data"
+    shutil.copytree(tiny_project / "tb" / "data", data)
+    logits = data / "golden_logits.txt"
+    rows = logits.read_text().splitlines()
+    first = rows[3].split()
+    first[1] = str(int(first[1]) + 1)
+    rows[3] = " ".join(first)
+    logits.write_text("\n".join(rows) + "\n")
+    bad = subprocess.run([str(tiny_project / "build" / "spikformer_csim"), str(data)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "first mismatch: node logits, sample 3, index 1" in bad.stdout
+    assert bad.stdout.strip().splitlines()[-1] == "mismatches: 1"
+
+
+def test_project_is_complete(tiny_project):
+    """Every file the Makefile, the Tcl script and the #includes name exists."""
+    makefile = (tiny_project / "Makefile").read_text()
+    sources = re.search(r"^SOURCES\s*:=\s*(.+)$", makefile, re.M).group(1).split()
+    tcl = (tiny_project / "build_prj.tcl").read_text()
+    named = sources + re.findall(r"add_files (?:-tb )?(\S+)", tcl)
+    assert len(named) >= 5
+    for path in named:
+        assert (tiny_project / path).exists(), path
+    for source in [*tiny_project.glob("firmware/**/*.h"), *tiny_project.glob("firmware/*.cpp"),
+                   *tiny_project.glob("tb/*.cpp"), *tiny_project.glob("tb/*.h")]:
+        for include in re.findall(r'#include "([^"]+)"', source.read_text()):
+            candidates = [source.parent / include, tiny_project / "firmware" / include]
+            assert any(c.exists() for c in candidates), f"{source}: {include}"
+    for name in ("inputs.txt", "labels.txt", "golden_logits.txt", "golden_trace.txt"):
+        assert (tiny_project / "tb" / "data" / name).stat().st_size > 0
+    assert "{{" not in (tiny_project / "README.md").read_text()
+
+
+def test_po2_layers_have_no_weight_multiply(tiny_project, tiny_graph):
+    """A po2 node's config names po2_weight, whose product is a shift: no '*' in its code."""
+    graph, _ = tiny_graph
+    po2 = [n for n in graph.nodes if n.attrs.get("format", "").startswith("po2")]
+    assert po2
+    params = (tiny_project / "firmware" / "parameters.h").read_text()
+    weights_h = (tiny_project / "firmware" / "kernels" / "hqflow_weights.h").read_text()
+    struct = re.search(r"struct po2_weight \{(.*?)\n\};", weights_h, re.S).group(1)
+    code = re.sub(r"//.*|/\*.*?\*/", "", struct, flags=re.S)
+    assert "<<" in code and "*" not in code
+    for node in po2:
+        config = re.search(rf"struct {node.name.replace('.', '_')}_config \{{(.*?)\n\}};", params, re.S).group(1)
+        assert "typedef hqflow::po2_weight<" in config
+    uniform = re.search(r"struct uniform_weight \{(.*?)\n\};", weights_h, re.S).group(1)
+    assert "x * " in uniform  # the textual check does find a multiply where there is one
+
+
+def test_rom_packing_round_trips():
+    rng = np.random.default_rng(0)
+    for bits in (2, 3, 4, 5, 7, 8, 32):
+        codes = rng.integers(0, 2**bits, (5, 37)).astype(np.uint64)
+        words = pack_rom(codes, bits)
+        lanes = 64 // bits
+        for o in range(codes.shape[1]):
+            lane = (words[:, o // lanes] >> np.uint64((o % lanes) * bits)) & np.uint64(2**bits - 1)
+            np.testing.assert_array_equal(lane, codes[:, o])
+
+
+def test_po2_codes_decode_to_w_eff():
+    """The ROM code of every po2 weight decodes (as the kernel does) to the graph's w_eff."""
+    rng = np.random.default_rng(1)
+    for name in [f"po2-{b}" for b in range(2, 9)] + [f"po2z-{b}" for b in range(3, 9)]:
+        fmt = Candidate.parse(name)
+        codes, _ = _weights(rng, fmt, (7, 11))
+        node = Node("n", "linear_lif", ("x",), (1, 7), {"format": name})
+        graph = DeployGraph((node,), {f"n/{k}": v for k, v in codes.items()}, 1, 1)
+        rom, bits = rom_codes(graph, node)
+        shift, negative = rom & np.uint64(2 ** (bits - 1) - 1), rom >> np.uint64(bits - 1)
+        value = np.where(negative == 1, -1, 1) * (1 << shift.astype(np.int64))
+        if fmt.zero_level:
+            value = np.where(shift == 2 ** (bits - 1) - 1, 0, value)
+        np.testing.assert_array_equal(value, graph.w_eff(node).T)
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+
+def test_missing_compiler_is_a_clear_error(monkeypatch, tiny_project):
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    with pytest.raises(UserError, match="C\\+\\+ compiler 'no-such-compiler-xyz' not found"):
+        csim.run_csim(tiny_project)
+
+
+def test_missing_ap_types_is_a_clear_error(monkeypatch, tmp_path, tiny_project):
+    monkeypatch.setenv("AP_TYPES", str(tmp_path))
+    with pytest.raises(UserError, match="no ap_int.h there"):
+        csim.run_csim(tiny_project)
+
+
+def test_project_makefile_names_a_missing_toolchain(tiny_project):
+    bad = subprocess.run(["make", "--no-print-directory", "-C", str(tiny_project), "-B", "csim", "AP_TYPES=/nonexistent"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "error: ap_int.h not found (AP_TYPES='/nonexistent')" in bad.stderr
+    bad = subprocess.run(["make", "--no-print-directory", "-C", str(tiny_project), "-B", "csim", "CXX=no-such-cxx"],
+                         capture_output=True, text=True)
+    assert "error: C++ compiler 'no-such-cxx' not found" in bad.stderr
+
+
+def test_csim_cli_without_project(tmp_path):
+    from click.testing import CliRunner
+
+    from hqflow.cli import main
+
+    result = CliRunner().invoke(main, ["csim", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no HLS project there" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_make_is_on_path():
+    assert shutil.which("make")
