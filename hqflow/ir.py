@@ -187,6 +187,10 @@ def _acc_bound(graph: DeployGraph, node: Node) -> int:
 def _check_lif(graph: DeployGraph, node: Node, bound: int, at: str) -> None:
     c = 1 if node.op == "ssa" else (node.shape[0] if node.op == "conv_lif" else node.shape[-1])
     tensors = [_tensor(graph, node, name, "i", (c,), at) for name in ("bias_int", "thr_int", "sign")]
+    if tensors[1].min(initial=0) < 0:
+        raise UserError(f"{at}: tensor 'thr_int' holds {tensors[1].min()}; thresholds are >= 0 (the sign is separate)")
+    if not np.isin(tensors[2], (-1, 0, 1)).all():
+        raise UserError(f"{at}: tensor 'sign' holds values other than -1, 0, 1")
     frac, bias_frac = int(node.attrs.get("frac_bits", -1)), int(node.attrs.get("bias_frac_bits", -1))
     if frac - bias_frac != graph.time_steps:
         raise UserError(f"{at}: attrs.frac_bits {frac} must be bias_frac_bits {bias_frac} + T {graph.time_steps}"

@@ -113,7 +113,7 @@ def random_layer_graph(rng, op: str, fmt_name: str) -> tuple[DeployGraph, np.nda
     return graph, frames
 
 
-def compile_and_run(root: Path, names: list[str]) -> str:
+def compile_and_run(root: Path, names: list[str], flags: tuple[str, ...] = ()) -> str:
     """One program running the testbench of every project root/<name>; returns its output."""
     main = ["#define HQFLOW_TB_NO_MAIN"]
     for name in names:
@@ -123,7 +123,7 @@ def compile_and_run(root: Path, names: list[str]) -> str:
     main += ["    return status;", "}"]
     (root / "all_tb.cpp").write_text("\n".join(main) + "\n")
     cmd = [csim.compiler(), "-std=c++17", "-O1", "-Wall", "-Wextra", "-Wno-uninitialized",
-           "-Wno-maybe-uninitialized", "-isystem", str(csim.ap_types_dir()), str(root / "all_tb.cpp"),
+           "-Wno-maybe-uninitialized", *flags, "-isystem", str(csim.ap_types_dir()), str(root / "all_tb.cpp"),
            "-o", str(root / "all_tb")]
     build = subprocess.run(cmd, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-4000:]
@@ -133,7 +133,7 @@ def compile_and_run(root: Path, names: list[str]) -> str:
     return result.stdout
 
 
-def _fuzz(tmp_path: Path, cases: int, seed: int) -> None:
+def _fuzz(tmp_path: Path, cases: int, seed: int, flags: tuple[str, ...] = ()) -> None:
     rng = np.random.default_rng(seed)
     formats = _formats()
     names, spike_rates = [], []
@@ -146,7 +146,7 @@ def _fuzz(tmp_path: Path, cases: int, seed: int) -> None:
                       options=HlsOptions(name=name))
         spike_rates.append(run(graph, frames, trace=True)[1]["layer"].mean())
         names.append(name)
-    out = compile_and_run(tmp_path, names)
+    out = compile_and_run(tmp_path, names, flags)
     assert out.count("mismatches: 0") == cases, out
     compared = [int(v) for v in re.findall(r"trace values compared: (\d+)", out)]
     assert len(compared) == cases and min(compared) > 0
@@ -155,8 +155,10 @@ def _fuzz(tmp_path: Path, cases: int, seed: int) -> None:
 
 
 @pytest.mark.csim
-def test_random_layers_match_numerics(tmp_path):
-    _fuzz(tmp_path, cases=32, seed=0)
+@pytest.mark.parametrize("flags", [(), ("-DHQFLOW_AP_ACCUMULATORS",)], ids=["exact_sum", "ap_accumulators"])
+def test_random_layers_match_numerics(tmp_path, flags):
+    """Both accumulator models of the C simulation (hqflow_common.h) agree with numerics."""
+    _fuzz(tmp_path, cases=32, seed=0, flags=flags)
 
 
 @pytest.mark.csim

@@ -21,9 +21,12 @@ void conv_lif(const typename CONFIG::in_t x[CONFIG::in_channels][CONFIG::height]
               typename CONFIG::v_t v_int[CONFIG::height][CONFIG::width][CONFIG::out_channels],
               spike_t s[CONFIG::out_channels][CONFIG::height][CONFIG::width], int t) {
     typedef typename CONFIG::acc_t acc_t;
+    typedef typename accumulator<acc_t>::type acc_reg_t;
     typedef typename CONFIG::weight weight;
     const int H = CONFIG::height, W = CONFIG::width, O = CONFIG::out_channels;
-    static acc_t acc[CONFIG::height][CONFIG::width][CONFIG::out_channels];
+    lif_channel<CONFIG> channel[CONFIG::out_channels];
+    for (int o = 0; o < O; o++) channel[o] = lif_constants<CONFIG>(bias_int[o], thr_int[o], sign[o]);
+    static acc_reg_t acc[CONFIG::height][CONFIG::width][CONFIG::out_channels];
     HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = acc cyclic factor = CONFIG::parallel dim = 3)
     for (int y = 0; y < H; y++)
         for (int xx = 0; xx < W; xx++)
@@ -56,7 +59,7 @@ void conv_lif(const typename CONFIG::in_t x[CONFIG::in_channels][CONFIG::height]
         for (int xx = 0; xx < W; xx++)
             for (int o = 0; o < O; o++) {
                 HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                s[o][y][xx] = lif_update<CONFIG>(v_int[y][xx][o], acc[y][xx][o], bias_int[o], thr_int[o], sign[o], t);
+                s[o][y][xx] = lif_update<CONFIG>(v_int[y][xx][o], acc[y][xx][o], channel[o], t);
             }
 }
 

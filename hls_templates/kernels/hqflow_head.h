@@ -28,9 +28,10 @@ void head_logits(const typename CONFIG::sum_t x_sum[CONFIG::in_channels],
                  const rom_word_t w[CONFIG::in_channels][CONFIG::row_words],
                  const long long bias_int[CONFIG::classes], typename CONFIG::logit_t logits[CONFIG::classes]) {
     typedef typename CONFIG::acc_t acc_t;
+    typedef typename accumulator<acc_t>::type acc_reg_t;
     typedef typename CONFIG::logit_t logit_t;
     typedef typename CONFIG::weight weight;
-    acc_t acc[CONFIG::classes];
+    acc_reg_t acc[CONFIG::classes];
     for (unsigned k = 0; k < CONFIG::classes; k++) acc[k] = 0;
     for (unsigned c = 0; c < CONFIG::in_channels; c++) {
         if (x_sum[c] == 0) continue;
@@ -40,7 +41,7 @@ void head_logits(const typename CONFIG::sum_t x_sum[CONFIG::in_channels],
         }
     }
     for (unsigned k = 0; k < CONFIG::classes; k++)
-        logits[k] = (logit_t(acc[k]) << CONFIG::bias_frac_bits) + logit_t(bias_int[k]);
+        logits[k] = (logit_t(acc_t(acc[k])) << CONFIG::bias_frac_bits) + logit_t(bias_int[k]);
 }
 
 }  // namespace hqflow

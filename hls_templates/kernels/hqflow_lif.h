@@ -7,7 +7,8 @@
 //     fire    s     = sign * h_int >= thr_int
 //     reset   v_int = s ? 0 : h_int
 // The halving is exact for the T steps after a reset. CONFIG::v_t (ap_int<v_bits>) holds the
-// sum v_int + (acc << F) + (bias_int << T), so the terms may wrap in v_t: their sum does not.
+// sum v_int + (acc << F) + (bias_int << T), so the terms may wrap in v_t: their sum does not
+// (two's complement addition is exact modulo 2^v_bits).
 #ifndef HQFLOW_LIF_H_
 #define HQFLOW_LIF_H_
 
@@ -15,29 +16,50 @@
 
 namespace hqflow {
 
+/** One channel's constants in the membrane's type: bias_int << T, thr_int and -thr_int (thr_int >= 0,
+ *  checked by the DeployGraph, so -thr_int fits v_t), and the sign. Made once per kernel call. */
+template <class CONFIG>
+struct lif_channel {
+    typename CONFIG::v_t bias_term, thr_int, neg_thr_int;
+    signed char sign;
+};
+
+template <class CONFIG>
+inline lif_channel<CONFIG> lif_constants(long long bias_int, long long thr_int, signed char sign) {
+    typedef typename CONFIG::v_t v_t;
+    lif_channel<CONFIG> channel;
+    channel.bias_term = v_t(bias_int) << CONFIG::time_steps;
+    channel.thr_int = v_t(thr_int);
+    channel.neg_thr_int = v_t(-thr_int);
+    channel.sign = sign;
+    return channel;
+}
+
+/** charge: h_int = (v_int + (acc << F) + (bias_int << T)) >> 1, v_int = 0 at t = 0. */
 template <class CONFIG>
 inline typename CONFIG::v_t lif_charge(const typename CONFIG::v_t &v_int, const typename CONFIG::acc_t &acc,
-                                       const typename CONFIG::v_t &bias_int) {
-    typedef typename CONFIG::v_t v_t;
-    const v_t sum = v_int + (v_t(acc) << CONFIG::frac_bits) + (bias_int << CONFIG::time_steps);
+                                       const lif_channel<CONFIG> &channel, int t) {
+    typename CONFIG::v_t sum = typename CONFIG::v_t(acc) << CONFIG::frac_bits;
+    sum += channel.bias_term;
+    if (t > 0) sum += v_int;
     return sum >> 1;
 }
 
+/** fire: s = sign * h_int >= thr_int (for sign -1: h_int <= -thr_int). */
 template <class CONFIG>
-inline spike_t lif_fire(const typename CONFIG::v_t &h_int, const typename CONFIG::v_t &thr_int, signed char sign) {
-    if (sign > 0) return h_int >= thr_int;
-    if (sign < 0) return -h_int >= thr_int;
-    return thr_int <= 0;  // a dead channel (BN scale 0): a constant input, fires always or never
+inline spike_t lif_fire(const typename CONFIG::v_t &h_int, const lif_channel<CONFIG> &channel) {
+    if (channel.sign > 0) return h_int >= channel.thr_int;
+    if (channel.sign < 0) return h_int <= channel.neg_thr_int;
+    return channel.thr_int <= 0;  // a dead channel (BN scale 0): a constant input, fires always or never
 }
 
-/** charge, fire, reset of one neuron at step t; returns the spike. */
+/** charge, fire, reset (v_int = s ? 0 : h_int) of one neuron at step t; returns the spike. */
 template <class CONFIG>
-inline spike_t lif_update(typename CONFIG::v_t &v_int, const typename CONFIG::acc_t &acc, long long bias_int,
-                          long long thr_int, signed char sign, int t) {
-    typedef typename CONFIG::v_t v_t;
-    const v_t h_int = lif_charge<CONFIG>(t == 0 ? v_t(0) : v_int, acc, v_t(bias_int));
-    const spike_t s = lif_fire<CONFIG>(h_int, v_t(thr_int), sign);
-    v_int = s ? v_t(0) : h_int;
+inline spike_t lif_update(typename CONFIG::v_t &v_int, const typename CONFIG::acc_t &acc,
+                          const lif_channel<CONFIG> &channel, int t) {
+    const typename CONFIG::v_t h_int = lif_charge<CONFIG>(v_int, acc, channel, t);
+    const spike_t s = lif_fire<CONFIG>(h_int, channel);
+    v_int = s ? typename CONFIG::v_t(0) : h_int;
     return s;
 }
 

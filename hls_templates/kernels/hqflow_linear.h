@@ -20,10 +20,13 @@ void linear_lif(const typename CONFIG::in_t x[CONFIG::tokens][CONFIG::in_channel
                 typename CONFIG::v_t v_int[CONFIG::tokens][CONFIG::out_channels],
                 spike_t s[CONFIG::tokens][CONFIG::out_channels], int t) {
     typedef typename CONFIG::acc_t acc_t;
+    typedef typename accumulator<acc_t>::type acc_reg_t;
     typedef typename CONFIG::weight weight;
     const int O = CONFIG::out_channels;
+    lif_channel<CONFIG> channel[CONFIG::out_channels];
+    for (int o = 0; o < O; o++) channel[o] = lif_constants<CONFIG>(bias_int[o], thr_int[o], sign[o]);
     for (unsigned n = 0; n < CONFIG::tokens; n++) {
-        acc_t acc[CONFIG::out_channels];
+        acc_reg_t acc[CONFIG::out_channels];
         HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = acc cyclic factor = CONFIG::parallel)
         for (int o = 0; o < O; o++) acc[o] = 0;
         for (unsigned c = 0; c < CONFIG::in_channels; c++) {
@@ -37,7 +40,7 @@ void linear_lif(const typename CONFIG::in_t x[CONFIG::tokens][CONFIG::in_channel
         }
         for (int o = 0; o < O; o++) {
             HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-            s[n][o] = lif_update<CONFIG>(v_int[n][o], acc[o], bias_int[o], thr_int[o], sign[o], t);
+            s[n][o] = lif_update<CONFIG>(v_int[n][o], acc[o], channel[o], t);
         }
     }
 }

@@ -21,6 +21,7 @@ void ssa_lif(const spike_t q[CONFIG::tokens][CONFIG::dim], const spike_t k[CONFI
              spike_t s[CONFIG::tokens][CONFIG::dim], int t) {
     typedef typename CONFIG::acc_t acc_t;
     const int N = CONFIG::tokens, HEADS = CONFIG::num_heads, D = CONFIG::head_dim;
+    const lif_channel<CONFIG> channel = lif_constants<CONFIG>(bias_int[0], thr_int[0], sign[0]);
     typename CONFIG::kv_t kv[CONFIG::head_dim][CONFIG::head_dim];
     HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = kv complete dim = 2)
     for (int h = 0; h < HEADS; h++) {
@@ -49,7 +50,7 @@ void ssa_lif(const spike_t q[CONFIG::tokens][CONFIG::dim], const spike_t k[CONFI
             }
             for (int j = 0; j < D; j++) {
                 HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                s[n][base + j] = lif_update<CONFIG>(v_int[n][base + j], y[j], bias_int[0], thr_int[0], sign[0], t);
+                s[n][base + j] = lif_update<CONFIG>(v_int[n][base + j], y[j], channel, t);
             }
         }
     }
