@@ -47,10 +47,15 @@ def project_dir(export: str | Path) -> Path:
     raise UserError(f"{export}: no HLS project there (export it with `hqflow export RUN --target hls -o {export}`)")
 
 
-def run_csim(export: str | Path) -> int:
-    """Compile and run the project's testbench (output streamed); returns its exit status (0: no mismatch)."""
+def run_csim(export: str | Path, ap_arithmetic: bool = False) -> int:
+    """Compile and run the project's testbench (output streamed); returns its exit status (0: no mismatch).
+
+    ap_arithmetic: build with the synthesis arithmetic (ap_int accumulators and multipliers)
+    instead of the C simulation's exact 64-bit model of it."""
     project = project_dir(export)
     cxx, ap_types = compiler(), ap_types_dir()
     if shutil.which("make") is None:
         raise UserError("`make` not found on PATH: install it to run the C simulation")
-    return subprocess.run(["make", "--no-print-directory", "-C", str(project), "csim", f"CXX={cxx}", f"AP_TYPES={ap_types}"]).returncode
+    command = ["make", "--no-print-directory", "-C", str(project), "csim", f"CXX={cxx}", f"AP_TYPES={ap_types}",
+               f"AP_ARITHMETIC={int(ap_arithmetic)}"]
+    return subprocess.run(command).returncode

@@ -42,9 +42,9 @@ ROM_WORD_BITS = 64
 
 @dataclass(frozen=True)
 class HlsOptions:
-    """name: the project (top function `<name>_top`, C++ namespace `<name>`); reuse_factor: cycles
-    per input event of a conv / linear layer (outputs handled in parallel: ceil(O / reuse));
-    part and clock_ns: for build_prj.tcl."""
+    """name: the project (top function `<name>_top`, C++ namespace `<name>`); reuse_factor: the
+    initiation interval of a conv / linear layer's accumulation, in cycles per ROM word (a word
+    updates 64 // bits outputs at once); part and clock_ns: for build_prj.tcl."""
 
     name: str = "spikformer"
     reuse_factor: int = 1
@@ -165,7 +165,7 @@ def node_views(graph: DeployGraph, options: HlsOptions) -> list[dict]:
             view["tables"].append(("hqflow::rom_word_t", "w", words, f"weights: {a['format']}, {bits}-bit codes, "
                                    f"{ROM_WORD_BITS // bits} per word; rows = inputs, lanes = outputs"))
             out_channels = node.shape[0] if node.op == "conv_lif" else node.shape[-1]
-            parallel = -(-out_channels // options.reuse_factor)
+            parallel = min(out_channels, ROM_WORD_BITS // bits)  # outputs updated per ROM word
             view["config"] = {"in_t": ins[0]["qualified_type"], "acc_t": f"ap_int<{a['acc_bits']}>",
                               "weight": weight_scheme(node), "row_words": words.shape[1],
                               "reuse_factor": options.reuse_factor, "parallel": parallel}

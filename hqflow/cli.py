@@ -226,7 +226,10 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
 
 @main.command(name="csim")
 @click.argument("export_dir", type=click.Path(path_type=Path))
-def csim_cmd(export_dir):
+@click.option("--ap-arithmetic", is_flag=True,
+              help="Simulate the synthesis arithmetic (ap_int accumulators and multipliers) instead of its "
+                   "exact 64-bit model: the same bits, slower.")
+def csim_cmd(export_dir, ap_arithmetic):
     """Compile EXPORT_DIR's HLS project with g++ and check it against the NumPy simulator's vectors.
 
     Finds g++ (or $CXX) and the ap_types headers (hls4ml's, or $AP_TYPES). The last line printed is
@@ -234,7 +237,7 @@ def csim_cmd(export_dir):
     """
     from hqflow.export.csim import run_csim
 
-    sys.exit(run_csim(export_dir))
+    sys.exit(run_csim(export_dir, ap_arithmetic))
 
 
 @main.command(name="sim")

@@ -155,9 +155,9 @@ def _fuzz(tmp_path: Path, cases: int, seed: int, flags: tuple[str, ...] = ()) ->
 
 
 @pytest.mark.csim
-@pytest.mark.parametrize("flags", [(), ("-DHQFLOW_AP_ACCUMULATORS",)], ids=["exact_sum", "ap_accumulators"])
+@pytest.mark.parametrize("flags", [(), ("-DHQFLOW_AP_ARITHMETIC",)], ids=["exact_sum", "ap_arithmetic"])
 def test_random_layers_match_numerics(tmp_path, flags):
-    """Both accumulator models of the C simulation (hqflow_common.h) agree with numerics."""
+    """Both arithmetic models of the C simulation (fast, and the synthesis one) agree with numerics."""
     _fuzz(tmp_path, cases=32, seed=0, flags=flags)
 
 
@@ -235,6 +235,17 @@ def test_whole_tiny_model_is_bit_exact(tiny_project, tiny_graph, tmp_path):
     assert bad.stdout.strip().splitlines()[-1] == "mismatches: 1"
 
 
+@pytest.mark.csim
+def test_whole_tiny_model_with_synthesis_arithmetic(tiny_project):
+    """AP_ARITHMETIC=1: ap_int accumulators and multipliers, as synthesis sees them; the same bits."""
+    result = subprocess.run(["make", "--no-print-directory", "-C", str(tiny_project), "csim", "AP_ARITHMETIC=1",
+                             f"AP_TYPES={csim.ap_types_dir()}", f"CXX={csim.compiler()}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "-DHQFLOW_AP_ARITHMETIC" in result.stdout and "warning" not in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "mismatches: 0"
+
+
 def test_project_is_complete(tiny_project):
     """Every file the Makefile, the Tcl script and the #includes name exists."""
     makefile = (tiny_project / "Makefile").read_text()
@@ -263,12 +274,14 @@ def test_po2_layers_have_no_weight_multiply(tiny_project, tiny_graph):
     weights_h = (tiny_project / "firmware" / "kernels" / "hqflow_weights.h").read_text()
     struct = re.search(r"struct po2_weight \{(.*?)\n\};", weights_h, re.S).group(1)
     code = re.sub(r"//.*|/\*.*?\*/", "", struct, flags=re.S)
-    assert "<<" in code and "*" not in code
+    assert "<<" in code and "*" not in code and "PRODUCT" not in code
     for node in po2:
         config = re.search(rf"struct {node.name.replace('.', '_')}_config \{{(.*?)\n\}};", params, re.S).group(1)
         assert "typedef hqflow::po2_weight<" in config
+    # the same check does find the multiply where there is one
     uniform = re.search(r"struct uniform_weight \{(.*?)\n\};", weights_h, re.S).group(1)
-    assert "x * " in uniform  # the textual check does find a multiply where there is one
+    assert "HQFLOW_EXACT_PRODUCT(x, " in uniform
+    assert re.search(r"#define HQFLOW_EXACT_PRODUCT\(x, w\) \(\(x\) \* \(w\)\)", weights_h)
 
 
 def test_rom_packing_round_trips():

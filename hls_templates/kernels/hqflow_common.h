@@ -24,13 +24,6 @@ typedef ap_uint<1> spike_t;
 // and compile for minutes).
 typedef unsigned long long rom_word_t;
 
-/** The BITS-bit code (BITS <= 32) of output channel o from a ROM row (see rom_word_t). */
-template <unsigned BITS>
-inline unsigned rom_code(const rom_word_t *row, unsigned o) {
-    const unsigned lanes = 64 / BITS;
-    return static_cast<unsigned>((row[o / lanes] >> ((o % lanes) * BITS)) & ((1ULL << BITS) - 1));
-}
-
 /** A C-simulation model of an ap_int<acc_bits> accumulator (acc_t): the sum runs in 64 bits and is
  *  narrowed to acc_t when read. The same bits as adding in acc_t: two's complement addition in
  *  acc_bits is addition modulo 2^acc_bits, whether the wrap happens at every add or once at the
@@ -51,8 +44,9 @@ class exact_sum {
 };
 
 // The accumulators the kernels use: acc_t itself under synthesis (and in a C simulation built with
-// -DHQFLOW_AP_ACCUMULATORS), exact_sum<acc_t> in a plain C simulation.
-#if defined(__SYNTHESIS__) || defined(HQFLOW_AP_ACCUMULATORS)
+// -DHQFLOW_AP_ARITHMETIC, which runs the synthesis arithmetic), exact_sum<acc_t> in a plain C
+// simulation. The tests compile both and check both against hqflow.numerics.
+#if defined(__SYNTHESIS__) || defined(HQFLOW_AP_ARITHMETIC)
 template <class acc_t>
 struct accumulator {
     typedef acc_t type;

@@ -45,13 +45,8 @@ void conv_lif(const typename CONFIG::in_t x[CONFIG::in_channels][CONFIG::height]
                     for (int j = 0; j < 3; j++) {
                         const int ox = xx + 1 - j;
                         if (ox < 0 || ox >= W) continue;
-                        const rom_word_t *row = w[(c * 3 + i) * 3 + j];
-                        for (int o = 0; o < O; o++) {
-                            HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                            HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
-                            acc[oy][ox][o] +=
-                                weight::product(x_in, rom_code<weight::code_bits>(row, o));
-                        }
+                        accumulate_row<weight, CONFIG::out_channels, CONFIG::reuse_factor>(
+                            acc[oy][ox], w[(c * 3 + i) * 3 + j], x_in);
                     }
                 }
             }

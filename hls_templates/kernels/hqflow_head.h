@@ -35,10 +35,7 @@ void head_logits(const typename CONFIG::sum_t x_sum[CONFIG::in_channels],
     for (unsigned k = 0; k < CONFIG::classes; k++) acc[k] = 0;
     for (unsigned c = 0; c < CONFIG::in_channels; c++) {
         if (x_sum[c] == 0) continue;
-        for (unsigned k = 0; k < CONFIG::classes; k++) {
-            HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-            acc[k] += weight::product(x_sum[c], rom_code<weight::code_bits>(w[c], k));
-        }
+        accumulate_row<weight, CONFIG::classes, 1>(acc, w[c], x_sum[c]);
     }
     for (unsigned k = 0; k < CONFIG::classes; k++)
         logits[k] = (logit_t(acc_t(acc[k])) << CONFIG::bias_frac_bits) + logit_t(bias_int[k]);

@@ -32,11 +32,7 @@ void linear_lif(const typename CONFIG::in_t x[CONFIG::tokens][CONFIG::in_channel
         for (unsigned c = 0; c < CONFIG::in_channels; c++) {
             const typename CONFIG::in_t x_in = x[n][c];
             if (x_in == 0) continue;
-            for (int o = 0; o < O; o++) {
-                HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
-                acc[o] += weight::product(x_in, rom_code<weight::code_bits>(w[c], o));
-            }
+            accumulate_row<weight, CONFIG::out_channels, CONFIG::reuse_factor>(acc, w[c], x_in);
         }
         for (int o = 0; o < O; o++) {
             HQFLOW_PRAGMA(HLS PIPELINE II = 1)

@@ -1,13 +1,23 @@
 // Weight schemes: how a BITS-bit ROM code becomes a product with an input value x.
 //
 // Each scheme is a struct with `code_bits` and `product(x, code)`: x times the DeployGraph's
-// integer weight w_eff (numerics.w_eff_from_codes) of a BITS-bit ROM code (rom_code). A product is
+// integer weight w_eff (numerics.w_eff_from_codes) of a BITS-bit ROM code (rom_word_t). A product is
 // exact in 64 bits (|x w_eff| <= acc_bound < 2^63, checked at export); the kernels add it into an
 // ap_int<acc_bits> accumulator, wide enough for every partial sum.
 #ifndef HQFLOW_WEIGHTS_H_
 #define HQFLOW_WEIGHTS_H_
 
 #include "hqflow_common.h"
+
+// x * w of an input x (ap_uint<k>) and a weight w (ap_int<m>): under synthesis (and in a C
+// simulation built with -DHQFLOW_AP_ARITHMETIC) a k x m-bit multiplier; in a plain C simulation
+// the same product in 64-bit integers, exact since |x w| <= acc_bound < 2^63 (checked at export),
+// without ap_int's per-operation cost.
+#if defined(__SYNTHESIS__) || defined(HQFLOW_AP_ARITHMETIC)
+#define HQFLOW_EXACT_PRODUCT(x, w) ((x) * (w)).to_int64()
+#else
+#define HQFLOW_EXACT_PRODUCT(x, w) (static_cast<long long>((x).to_uint64()) * (w).to_int64())
+#endif
 
 namespace hqflow {
 
@@ -23,7 +33,7 @@ struct uniform_weight {
     template <class x_t>
     static long long product(const x_t &x, unsigned w_int) {
         if (x_t::width == 1) return value(w_int);  // a spike adds the weight itself
-        return (x * w_t(value(w_int))).to_int64();
+        return HQFLOW_EXACT_PRODUCT(x, w_t(value(w_int)));
     }
 };
 
@@ -54,9 +64,26 @@ struct fixed_weight {
     template <class x_t>
     static long long product(const x_t &x, unsigned code) {
         if (x_t::width == 1) return value(code);
-        return (x * w_t(value(code))).to_int64();
+        return HQFLOW_EXACT_PRODUCT(x, w_t(value(code)));
     }
 };
+
+/** acc[o] += x * w_eff[o] for the N outputs of one ROM row (the codes of one input). One ROM word
+ *  per II cycles; its 64 / BITS lanes in parallel. */
+template <class WEIGHT, unsigned N, unsigned II, class acc_reg_t, class x_t>
+inline void accumulate_row(acc_reg_t acc[N], const rom_word_t *row, const x_t &x) {
+    const unsigned lanes = 64 / WEIGHT::code_bits;
+    const rom_word_t mask = (1ULL << WEIGHT::code_bits) - 1;
+    for (unsigned first = 0; first < N; first += lanes) {
+        HQFLOW_PRAGMA(HLS PIPELINE II = II)
+        rom_word_t word = row[first / lanes];
+        for (unsigned lane = 0; lane < lanes; lane++) {
+            HQFLOW_PRAGMA(HLS UNROLL)
+            if (first + lane < N) acc[first + lane] += WEIGHT::product(x, static_cast<unsigned>(word & mask));
+            word >>= WEIGHT::code_bits;
+        }
+    }
+}
 
 }  // namespace hqflow
 
