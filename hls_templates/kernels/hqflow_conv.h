@@ -28,12 +28,14 @@ void conv_lif(const typename CONFIG::in_t x[CONFIG::in_channels][CONFIG::height]
     for (int o = 0; o < O; o++) channel[o] = lif_constants<CONFIG>(bias_int[o], thr_int[o], sign[o]);
     static acc_reg_t acc[CONFIG::height][CONFIG::width][CONFIG::out_channels];
     HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = acc cyclic factor = CONFIG::parallel dim = 3)
+    // clear the accumulators
     for (int y = 0; y < H; y++)
         for (int xx = 0; xx < W; xx++)
             for (int o = 0; o < O; o++) {
                 HQFLOW_PRAGMA(HLS PIPELINE II = 1)
                 acc[y][xx][o] = 0;
             }
+    // scatter: input (c, y, xx) reaches output (y + 1 - i, xx + 1 - j) through tap (i, j)
     for (unsigned c = 0; c < CONFIG::in_channels; c++)
         for (int y = 0; y < H; y++)
             for (int xx = 0; xx < W; xx++) {
@@ -50,6 +52,7 @@ void conv_lif(const typename CONFIG::in_t x[CONFIG::in_channels][CONFIG::height]
                     }
                 }
             }
+    // charge, fire, reset
     for (int y = 0; y < H; y++)
         for (int xx = 0; xx < W; xx++)
             for (int o = 0; o < O; o++) {
