@@ -146,71 +146,94 @@ def _value_type(max_value: int) -> str:
     return "hqflow::spike_t" if max_value == 1 else _uint(max_value)
 
 
+def _weights_config(graph: DeployGraph, node: Node, view: dict, options: HlsOptions) -> dict:
+    """A weighted node's ROM table and the config entries of its weights and accumulator."""
+    codes, bits = rom_codes(graph, node)
+    words = pack_rom(codes, bits)
+    view["tables"].append(("hqflow::rom_word_t", "w", words, f"weights: {node.attrs['format']}, {bits}-bit codes, "
+                           f"{ROM_WORD_BITS // bits} per word; rows = inputs, lanes = outputs"))
+    outputs = codes.shape[1]
+    return {"in_t": view["inputs"][0]["qualified_type"], "acc_t": f"ap_int<{node.attrs['acc_bits']}>",
+            "weight": weight_scheme(node), "row_words": words.shape[1], "reuse_factor": options.reuse_factor,
+            "parallel": min(outputs, ROM_WORD_BITS // bits)}  # outputs updated per ROM word
+
+
+def _lif_config(graph: DeployGraph, node: Node, view: dict) -> dict:
+    """A spiking node's LIF tables and the config entries of its membrane."""
+    for field, ctype in (("bias_int", "long long"), ("thr_int", "long long"), ("sign", "signed char")):
+        view["tables"].append((ctype, field, graph.tensor(node.name, field), "LIF: " + field))
+    return {"v_t": f"ap_int<{node.attrs['v_bits']}>", "frac_bits": node.attrs["frac_bits"],
+            "time_steps": graph.time_steps}
+
+
+def _conv_lif(graph, node, view, source, options):
+    c, h, w = source.shape
+    view["membrane_shape"] = [h, w, node.shape[0]]
+    return {**_weights_config(graph, node, view, options), **_lif_config(graph, node, view),
+            "in_channels": c, "out_channels": node.shape[0], "height": h, "width": w}
+
+
+def _linear_lif(graph, node, view, source, options):
+    n, c = source.shape
+    view["membrane_shape"] = list(node.shape)
+    return {**_weights_config(graph, node, view, options), **_lif_config(graph, node, view),
+            "tokens": n, "in_channels": c, "out_channels": node.shape[-1]}
+
+
+def _ssa(graph, node, view, source, options):
+    n, d = node.shape
+    heads = int(node.attrs["num_heads"])
+    view["membrane_shape"] = list(node.shape)
+    return {"acc_t": f"ap_int<{node.attrs['acc_bits']}>", "kv_t": _uint(n), **_lif_config(graph, node, view),
+            "tokens": n, "dim": d, "num_heads": heads, "head_dim": d // heads, "parallel": d // heads}
+
+
+def _maxpool(graph, node, view, source, options):
+    c, h, w = source.shape
+    return {"channels": c, "in_height": h, "in_width": w, "out_height": node.shape[1], "out_width": node.shape[2]}
+
+
+def _add(graph, node, view, source, options):
+    a, b = view["inputs"]
+    return {"a_t": a["qualified_type"], "b_t": b["qualified_type"], "out_t": f"{view['ident']}_t",
+            "size": math.prod(node.shape)}
+
+
+def _tokens(graph, node, view, source, options):
+    c, h, w = source.shape
+    view["type"] = view["inputs"][0]["type"]
+    return {"in_t": view["inputs"][0]["qualified_type"], "channels": c, "height": h, "width": w}
+
+
+def _head(graph, node, view, source, options):
+    """Logits: (acc_sum << bias_frac_bits) + bias_int, in the width of their range."""
+    n, c = source.shape
+    bound = numerics.acc_bound(int(node.attrs["x_max"]), graph.w_eff(node)) << int(node.attrs["bias_frac_bits"])
+    bias = graph.tensor(node.name, "bias_int")
+    view["type"] = f"ap_int<{numerics.bits_for(-bound + int(bias.min()), bound + int(bias.max()))}>"
+    view["tables"].append(("long long", "bias_int", bias, "bias, in logit units"))
+    return {**_weights_config(graph, node, view, options), "sum_t": _uint(int(node.attrs["x_max"])),
+            "logit_t": f"{view['ident']}_t", "tokens": n, "in_channels": c, "classes": node.shape[0],
+            "bias_frac_bits": node.attrs["bias_frac_bits"]}
+
+
+_CONFIGS = {"conv_lif": _conv_lif, "linear_lif": _linear_lif, "ssa": _ssa, "maxpool": _maxpool, "add": _add,
+            "tokens": _tokens, "head": _head}
+
+
 def node_views(graph: DeployGraph, options: HlsOptions) -> list[dict]:
     """What the templates need of each node: identifiers, C shapes, types, config values, tables."""
-    top, t_steps = value_max(graph), graph.time_steps
-    by_name = {n.name: n for n in graph.nodes}
+    top = value_max(graph)
     views: dict[str, dict] = {}
     for index, node in enumerate(graph.nodes):
         ident = c_ident(node.name)
         if any(v["ident"] == ident for v in views.values()):
             raise UserError(f"node {node.name!r}: its C name {ident} collides with another node's")
-        ins = [views[name] for name in node.inputs]
         view = {"index": index, "name": node.name, "ident": ident, "op": node.op, "shape": list(node.shape),
-                "inputs": ins, "type": _value_type(top[node.name]), "config": {}, "tables": []}
-        a = node.attrs
-        if node.op in ("conv_lif", "linear_lif", "head"):
-            codes, bits = rom_codes(graph, node)
-            words = pack_rom(codes, bits)
-            view["tables"].append(("hqflow::rom_word_t", "w", words, f"weights: {a['format']}, {bits}-bit codes, "
-                                   f"{ROM_WORD_BITS // bits} per word; rows = inputs, lanes = outputs"))
-            out_channels = node.shape[0] if node.op == "conv_lif" else node.shape[-1]
-            parallel = min(out_channels, ROM_WORD_BITS // bits)  # outputs updated per ROM word
-            view["config"] = {"in_t": ins[0]["qualified_type"], "acc_t": f"ap_int<{a['acc_bits']}>",
-                              "weight": weight_scheme(node), "row_words": words.shape[1],
-                              "reuse_factor": options.reuse_factor, "parallel": parallel}
-        if node.op in ("conv_lif", "linear_lif", "ssa"):
-            view["config"].update({"v_t": f"ap_int<{a['v_bits']}>", "frac_bits": a["frac_bits"], "time_steps": t_steps})
-            for field, ctype in (("bias_int", "long long"), ("thr_int", "long long"), ("sign", "signed char")):
-                view["tables"].append((ctype, field, graph.tensor(node.name, field), "LIF: " + field))
-        if node.op == "conv_lif":
-            c, h, w = by_name[node.inputs[0]].shape
-            view["config"].update(in_channels=c, out_channels=node.shape[0], height=h, width=w)
-            view["membrane_shape"] = [h, w, node.shape[0]]
-        elif node.op == "linear_lif":
-            n, c = by_name[node.inputs[0]].shape
-            view["config"].update(tokens=n, in_channels=c, out_channels=node.shape[-1])
-            view["membrane_shape"] = list(node.shape)
-        elif node.op == "ssa":
-            n, d = node.shape
-            heads = int(a["num_heads"])
-            view["config"].update({"acc_t": f"ap_int<{a['acc_bits']}>", "kv_t": _uint(n),
-                                   "tokens": n, "dim": d, "num_heads": heads, "head_dim": d // heads,
-                                   "parallel": d // heads})
-            view["membrane_shape"] = list(node.shape)
-        elif node.op == "maxpool":
-            c, h, w = by_name[node.inputs[0]].shape
-            view["config"] = {"channels": c, "in_height": h, "in_width": w, "out_height": node.shape[1],
-                              "out_width": node.shape[2]}
-        elif node.op == "add":
-            view["config"] = {"a_t": ins[0]["qualified_type"], "b_t": ins[1]["qualified_type"],
-                              "out_t": f"{ident}_t", "size": math.prod(node.shape)}
-        elif node.op == "tokens":
-            c, h, w = by_name[node.inputs[0]].shape
-            view["type"] = ins[0]["type"]
-            view["config"] = {"in_t": ins[0]["qualified_type"], "channels": c, "height": h, "width": w}
-        elif node.op == "head":
-            n, c = by_name[node.inputs[0]].shape
-            bound = numerics.acc_bound(int(a["x_max"]), graph.w_eff(node))
-            bias = graph.tensor(node.name, "bias_int")
-            shifted = bound << int(a["bias_frac_bits"])
-            logit_bits = numerics.bits_for(-shifted + int(bias.min(initial=0)), shifted + int(bias.max(initial=0)))
-            view["type"] = f"ap_int<{logit_bits}>"
-            view["config"].update(sum_t=_uint(int(a["x_max"])),
-                                  logit_t=f"{ident}_t", tokens=n, in_channels=c, classes=node.shape[0],
-                                  bias_frac_bits=a["bias_frac_bits"])
-            view["tables"].append(("long long", "bias_int", bias, "bias, in logit units"))
-        view["qualified_type"] = f"{options.name}::{ident}_t"
+                "inputs": [views[name] for name in node.inputs], "type": _value_type(top[node.name]),
+                "tables": [], "qualified_type": f"{options.name}::{ident}_t"}
+        source = graph.node(node.inputs[0]) if node.inputs else None
+        view["config"] = _CONFIGS[node.op](graph, node, view, source, options) if node.op in _CONFIGS else {}
         views[node.name] = view
     return list(views.values())
 
