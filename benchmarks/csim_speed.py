@@ -6,6 +6,7 @@ without trace; file reading and comparison excluded). Alternating, --repeats tim
 
     python benchmarks/csim_speed.py --export out/demo/l0.5     # an `hqflow export --target hls` folder
     python benchmarks/csim_speed.py                            # a random-weight tiny model, 64 samples
+    python benchmarks/csim_speed.py --config configs/paper.yaml --samples 4
 
 The last line is the figure: `csim_speed_ratio: <csim / sim>` (median over the repeats).
 """
@@ -28,8 +29,8 @@ from hqflow.ir import load_graph
 from hqflow.sim.run import run
 
 
-def random_tiny_export(folder: Path, samples: int) -> Path:
-    """A random-weight tiny model with every default format, exported with random event frames."""
+def random_export(config: Path, folder: Path, samples: int) -> Path:
+    """A random-weight model with every default format, exported with random event frames."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import torch
 
@@ -39,7 +40,7 @@ def random_tiny_export(folder: Path, samples: int) -> Path:
     from hqflow.export.hls import write_project
     from hqflow.export.lower import lower
 
-    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml")
+    cfg = load_config(config)
     with torch.no_grad():
         graph = lower(quantized_model(cfg), cfg)
     graph.save(folder)
@@ -64,12 +65,14 @@ def csim_ms(binary: Path, data: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export", type=Path, help="an HLS export folder (default: a random tiny model)")
+    parser.add_argument("--export", type=Path, help="an HLS export folder (default: a random-weight model)")
+    parser.add_argument("--config", type=Path, default=Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml",
+                        help="the random-weight model's config (default: tiny)")
     parser.add_argument("--samples", type=int, default=64, help="samples of the random model's testbench")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        export = args.export or random_tiny_export(Path(tmp) / "tiny", args.samples)
+        export = args.export or random_export(args.config, Path(tmp) / "model", args.samples)
         project = csim.project_dir(export)
         graph = load_graph(export)
         subprocess.run(["make", "--no-print-directory", "-C", str(project), "csim", f"CXX={csim.compiler()}",

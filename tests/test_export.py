@@ -91,6 +91,8 @@ def test_round_trip_through_files(tmp_path):
         (lambda doc, t: doc["nodes"][1]["attrs"].update(v_bits=8), "node 'sps.conv0': attrs.v_bits 8 cannot hold"),
         (lambda doc, t: doc["nodes"][1].update(inputs=["nowhere"]), "input 'nowhere' is not an earlier node"),
         (lambda doc, t: doc.update(schema_version=9), "schema_version 9"),
+        (lambda doc, t: t["sps.conv2/thr_int"].__setitem__(0, -5), "node 'sps.conv2': tensor 'thr_int' holds -5"),
+        (lambda doc, t: t["sps.conv2/sign"].__setitem__(1, 2), "node 'sps.conv2': tensor 'sign' holds values other"),
     ],
 )
 def test_load_errors_name_node_and_field(tmp_path, edit, message):
@@ -110,6 +112,7 @@ def test_simulator_never_imports_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.csim
 def test_cli_export_and_sim(tmp_path):
     from hqflow.cli import main
     from hqflow.search.trainer import train
@@ -125,6 +128,15 @@ def test_cli_export_and_sim(tmp_path):
     assert summary["samples"] == 32 and summary["prediction_agreement"] >= 0.9
     again = runner.invoke(main, ["export", str(tmp_path / "run"), "-o", str(tmp_path / "out")])
     assert again.exit_code == 2 and "pass --force" in again.output
+    hls = runner.invoke(main, ["export", str(tmp_path / "run"), "-o", str(tmp_path / "out"), "--force",
+                               "--target", "hls", "--tb-samples", "8", "--trace-samples", "1"])
+    assert hls.exit_code == 0, hls.output
+    assert "testbench of 8 samples (1 traced)" in hls.output
+    assert (tmp_path / "out" / "graph.json").is_file() and (tmp_path / "out" / "hls" / "Makefile").is_file()
+    csim = subprocess.run([sys.executable, "-m", "hqflow.cli", "csim", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert csim.returncode == 0, csim.stdout[-2000:] + csim.stderr[-2000:]
+    assert csim.stdout.strip().splitlines()[-1] == "mismatches: 0"
 
 
 @settings(max_examples=6, deadline=None)
