@@ -20,9 +20,11 @@ void ssa_lif(const spike_t q[CONFIG::tokens][CONFIG::dim], const spike_t k[CONFI
              const signed char sign[1], typename CONFIG::v_t v_int[CONFIG::tokens][CONFIG::dim],
              spike_t s[CONFIG::tokens][CONFIG::dim], int t) {
     typedef typename CONFIG::acc_t acc_t;
+    typedef typename accumulator<acc_t>::type acc_reg_t;
+    typedef typename accumulator<typename CONFIG::kv_t>::type kv_reg_t;
     const int N = CONFIG::tokens, HEADS = CONFIG::num_heads, D = CONFIG::head_dim;
     const lif_channel<CONFIG> channel = lif_constants<CONFIG>(bias_int[0], thr_int[0], sign[0]);
-    typename CONFIG::kv_t kv[CONFIG::head_dim][CONFIG::head_dim];
+    kv_reg_t kv[CONFIG::head_dim][CONFIG::head_dim];
     HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = kv complete dim = 2)
     for (int h = 0; h < HEADS; h++) {
         const int base = h * D;
@@ -34,18 +36,18 @@ void ssa_lif(const spike_t q[CONFIG::tokens][CONFIG::dim], const spike_t k[CONFI
                 for (int j = 0; j < D; j++) {
                     HQFLOW_PRAGMA(HLS PIPELINE II = 1)
                     HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
-                    kv[i][j] += v[n][base + j];
+                    kv[i][j] += v[n][base + j].to_int64();
                 }
             }
         for (int n = 0; n < N; n++) {
-            acc_t y[CONFIG::head_dim];
+            acc_reg_t y[CONFIG::head_dim];
             for (int j = 0; j < D; j++) y[j] = 0;
             for (int i = 0; i < D; i++) {
                 if (!q[n][base + i]) continue;
                 for (int j = 0; j < D; j++) {
                     HQFLOW_PRAGMA(HLS PIPELINE II = 1)
                     HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
-                    y[j] += kv[i][j];
+                    y[j] += typename CONFIG::kv_t(kv[i][j]).to_int64();
                 }
             }
             for (int j = 0; j < D; j++) {

@@ -76,11 +76,12 @@ inline void accumulate_row(acc_reg_t acc[N], const rom_word_t *row, const x_t &x
     const rom_word_t mask = (1ULL << WEIGHT::code_bits) - 1;
     for (unsigned first = 0; first < N; first += lanes) {
         HQFLOW_PRAGMA(HLS PIPELINE II = II)
-        rom_word_t word = row[first / lanes];
-        for (unsigned lane = 0; lane < lanes; lane++) {
+        const rom_word_t word = row[first / lanes];
+        const unsigned count = N - first < lanes ? N - first : lanes;
+        for (unsigned lane = 0; lane < count; lane++) {
             HQFLOW_PRAGMA(HLS UNROLL)
-            if (first + lane < N) acc[first + lane] += WEIGHT::product(x, static_cast<unsigned>(word & mask));
-            word >>= WEIGHT::code_bits;
+            const unsigned code = static_cast<unsigned>((word >> (lane * WEIGHT::code_bits)) & mask);
+            acc[first + lane] += WEIGHT::product(x, code);
         }
     }
 }
