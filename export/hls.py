@@ -297,12 +297,12 @@ def write_testbench(graph: DeployGraph, out: Path, frames: np.ndarray, labels: n
             open(data / "golden_trace.txt", "w") as f_trace:
         for start in range(0, len(frames), batch_size):
             batch = frames[start:start + batch_size]
-            want_trace = start < trace_samples
-            logits, trace = run(graph, batch, trace=want_trace)
+            traced_here = range(min(len(batch), max(0, trace_samples - start)))  # batch indices to trace
+            logits, trace = run(graph, batch, trace=len(traced_here) > 0)
             correct += int((numerics.argmax_first(logits) == labels[start:start + batch_size]).sum())
             np.savetxt(f_in, batch.reshape(len(batch), -1), fmt="%d")
             np.savetxt(f_logits, logits, fmt="%d")
-            for b in range(min(len(batch), trace_samples - start)) if want_trace else ():
+            for b in traced_here:
                 for t in range(graph.time_steps):
                     for view in traced:
                         values = trace[view["name"]][t, b].ravel()

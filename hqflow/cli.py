@@ -207,7 +207,7 @@ def sweep(init, lambdas, epochs, finetune_epochs, out, force, quiet):
 @click.option("--trace-samples", type=int, default=2, show_default=True,
               help="hls: of those, how many compare every node at every time step.")
 @click.option("--reuse-factor", type=int, default=1, show_default=True,
-              help="hls: cycles per input event of a conv / linear layer (synthesis only).")
+              help="hls: initiation interval, in cycles per weight ROM word, of the conv / linear accumulation (synthesis only).")
 @click.option("--name", default="spikformer", show_default=True, help="hls: project name (top function NAME_top).")
 @click.option("--data-root", type=click.Path(path_type=Path), help="hls: data set folder (not for digits-dvs).")
 def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, data_root):
