@@ -234,6 +234,21 @@ def test_whole_tiny_model_is_bit_exact(tiny_project, tiny_graph, tmp_path):
     assert "first mismatch: node logits, sample 3, index 1" in bad.stdout
     assert bad.stdout.strip().splitlines()[-1] == "mismatches: 1"
 
+    # and so is a changed spike deep inside the traced nodes
+    shutil.copy(tiny_project / "tb" / "data" / "golden_logits.txt", logits)
+    trace = data / "golden_trace.txt"
+    lines = trace.read_text().splitlines()
+    target = next(i for i, line in enumerate(lines) if line.split()[:3] == ["1", "2", "12"])
+    fields = lines[target].split()
+    fields[4 + 7] = str(1 - int(fields[4 + 7]))  # node 12, step 2, sample 1, index 7
+    lines[target] = " ".join(fields)
+    trace.write_text("\n".join(lines) + "\n")
+    bad = subprocess.run([str(tiny_project / "build" / "spikformer_csim"), str(data)],
+                         capture_output=True, text=True)
+    name = tiny_graph[0].nodes[12].name
+    assert f"first mismatch: node {name}, step 2, sample 1, index 7" in bad.stdout, bad.stdout
+    assert bad.stdout.strip().splitlines()[-1] == "mismatches: 1"
+
 
 @pytest.mark.csim
 def test_whole_tiny_model_with_synthesis_arithmetic(tiny_project):
@@ -243,6 +258,35 @@ def test_whole_tiny_model_with_synthesis_arithmetic(tiny_project):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "-DHQFLOW_AP_ARITHMETIC" in result.stdout and "warning" not in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "mismatches: 0"
+
+
+@pytest.mark.csim
+@pytest.mark.slow
+def test_paper_config_is_bit_exact(tmp_path):
+    """The paper's model (128x128, D 256, depth 2, T 16), random weights in every format: one traced sample."""
+    import torch
+
+    from hqflow.config import load_config
+    from hqflow.export.lower import lower
+    from hqflow.numerics import DEFAULT_CANDIDATES
+    from hqflow.search import supernet
+    from hqflow.search.model import Spikformer
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "paper.yaml")
+    torch.manual_seed(1)
+    model = Spikformer(cfg.model)
+    names = list(supernet.weight_layers(model))
+    supernet.apply_formats(model, {n: DEFAULT_CANDIDATES[(i + 1) % 5] for i, n in enumerate(names)})
+    with torch.no_grad():
+        graph = lower(model.eval(), cfg)
+    t, res = cfg.data.time_steps, cfg.model.img_size
+    frames = np.random.default_rng(1).poisson(0.1, (1, t, 2, res, res)).astype(np.int16)
+    write_project(graph, tmp_path / "paper", frames, np.zeros(1, np.int64), trace_samples=1)
+    result = subprocess.run(["make", "--no-print-directory", "-C", str(tmp_path / "paper"), "csim",
+                             f"AP_TYPES={csim.ap_types_dir()}", f"CXX={csim.compiler()}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "mismatches: 0"
 
 
