@@ -155,7 +155,7 @@ def _fuzz(tmp_path: Path, cases: int, seed: int, flags: tuple[str, ...] = ()) ->
 
 
 @pytest.mark.csim
-@pytest.mark.parametrize("flags", [(), ("-DHQFLOW_AP_ARITHMETIC",)], ids=["exact_sum", "ap_arithmetic"])
+@pytest.mark.parametrize("flags", [(), ("-DHQFLOW_AP_ARITHMETIC",)], ids=["model64", "ap_arithmetic"])
 def test_random_layers_match_numerics(tmp_path, flags):
     """Both arithmetic models of the C simulation (fast, and the synthesis one) agree with numerics."""
     _fuzz(tmp_path, cases=32, seed=0, flags=flags)
@@ -325,7 +325,7 @@ def test_po2_layers_have_no_weight_multiply(tiny_project, tiny_graph):
     # the same check does find the multiply where there is one
     uniform = re.search(r"struct uniform_weight \{(.*?)\n\};", weights_h, re.S).group(1)
     assert "HQFLOW_EXACT_PRODUCT(x, " in uniform
-    assert re.search(r"#define HQFLOW_EXACT_PRODUCT\(x, w\) \(\(x\) \* \(w\)\)", weights_h)
+    assert re.search(r"#define HQFLOW_EXACT_PRODUCT\(x, w_t, w\) \(\(x\) \* w_t\(w\)\)", weights_h)
 
 
 def test_rom_packing_round_trips():

@@ -24,11 +24,25 @@ typedef ap_uint<1> spike_t;
 // and compile for minutes).
 typedef unsigned long long rom_word_t;
 
-/** A C-simulation model of an ap_int<acc_bits> accumulator (acc_t): the sum runs in 64 bits and is
- *  narrowed to acc_t when read. The same bits as adding in acc_t: two's complement addition in
- *  acc_bits is addition modulo 2^acc_bits, whether the wrap happens at every add or once at the
- *  end, and no partial sum exceeds 64 bits (|acc| <= acc_bound < 2^63, checked at export). Mixed
- *  ap_int additions cost the C simulation ~2.5 ns each, this ~0.1 ns. */
+// ---- the C simulation's 64-bit model of the ap_int arithmetic -----------------------------------
+//
+// A plain C simulation computes the integer datapath (accumulators, products, the LIF charge) in
+// 64-bit integers and narrows each result to its declared width W the way ap_int<W> does (keep
+// the low W bits, read them as two's complement): the same bits, because +, - and << are exact
+// modulo 2^W whether the wrap happens at every step or once before the value is read, and every
+// width is at most 64 (checked at export). ap_int's own operations cost the C simulation several
+// nanoseconds each (every result is re-normalized through a volatile member); these cost one
+// instruction. Built with -DHQFLOW_AP_ARITHMETIC (and under synthesis) the kernels use the ap_int
+// arithmetic itself; the tests compile both and check both against hqflow.numerics.
+
+/** The value of the low W bits of x as a W-bit two's complement integer (1 <= W <= 64). */
+template <int W>
+inline long long narrow(unsigned long long x) {
+    return W == 64 ? static_cast<long long>(x) : static_cast<long long>(x << (64 - W % 64)) >> (64 - W % 64);
+}
+
+/** An ap_int<acc_bits> accumulator (acc_t) modeled in 64 bits: summed exactly, narrowed when read
+ *  (|partial sums| <= acc_bound < 2^63, checked at export). */
 template <class acc_t>
 class exact_sum {
   public:
@@ -37,15 +51,25 @@ class exact_sum {
         sum_ += value;
         return *this;
     }
-    operator acc_t() const { return acc_t(sum_); }
+    long long value() const { return narrow<acc_t::width>(static_cast<unsigned long long>(sum_)); }
+    operator acc_t() const { return acc_t(value()); }
 
   private:
     long long sum_;
 };
 
-// The accumulators the kernels use: acc_t itself under synthesis (and in a C simulation built with
-// -DHQFLOW_AP_ARITHMETIC, which runs the synthesis arithmetic), exact_sum<acc_t> in a plain C
-// simulation. The tests compile both and check both against hqflow.numerics.
+/** The integer value of an accumulator, either kind. */
+template <class A>
+inline long long int_value(const exact_sum<A> &acc) {
+    return acc.value();
+}
+template <int W, bool S>
+inline long long int_value(const ap_int_base<W, S> &x) {
+    return x.to_int64();
+}
+
+// The accumulators the kernels use: acc_t itself under synthesis and with -DHQFLOW_AP_ARITHMETIC,
+// exact_sum<acc_t> in a plain C simulation.
 #if defined(__SYNTHESIS__) || defined(HQFLOW_AP_ARITHMETIC)
 template <class acc_t>
 struct accumulator {

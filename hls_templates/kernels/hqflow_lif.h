@@ -16,6 +16,10 @@
 
 namespace hqflow {
 
+#if defined(__SYNTHESIS__) || defined(HQFLOW_AP_ARITHMETIC)
+
+// ---- in ap_int<v_bits>, as synthesis sees it ------------------------------------------------------
+
 /** One channel's constants in the membrane's type: bias_int << T, thr_int and -thr_int (thr_int >= 0,
  *  checked by the DeployGraph, so -thr_int fits v_t), and the sign. Made once per kernel call. */
 template <class CONFIG>
@@ -36,10 +40,10 @@ inline lif_channel<CONFIG> lif_constants(long long bias_int, long long thr_int, 
 }
 
 /** charge: h_int = (v_int + (acc << F) + (bias_int << T)) >> 1, v_int = 0 at t = 0. */
-template <class CONFIG>
-inline typename CONFIG::v_t lif_charge(const typename CONFIG::v_t &v_int, const typename CONFIG::acc_t &acc,
+template <class CONFIG, class ACC>
+inline typename CONFIG::v_t lif_charge(const typename CONFIG::v_t &v_int, const ACC &acc,
                                        const lif_channel<CONFIG> &channel, int t) {
-    typename CONFIG::v_t sum = typename CONFIG::v_t(acc) << CONFIG::frac_bits;
+    typename CONFIG::v_t sum = typename CONFIG::v_t(typename CONFIG::acc_t(acc)) << CONFIG::frac_bits;
     sum += channel.bias_term;
     if (t > 0) sum += v_int;
     return sum >> 1;
@@ -53,13 +57,53 @@ inline spike_t lif_fire(const typename CONFIG::v_t &h_int, const lif_channel<CON
     return channel.thr_int <= 0;  // a dead channel (BN scale 0): a constant input, fires always or never
 }
 
-/** charge, fire, reset (v_int = s ? 0 : h_int) of one neuron at step t; returns the spike. */
+#else
+
+// ---- the same in 64-bit integers, narrowed to v_bits before the halving (hqflow_common.h) ---------
+
 template <class CONFIG>
-inline spike_t lif_update(typename CONFIG::v_t &v_int, const typename CONFIG::acc_t &acc,
-                          const lif_channel<CONFIG> &channel, int t) {
-    const typename CONFIG::v_t h_int = lif_charge<CONFIG>(v_int, acc, channel, t);
+struct lif_channel {
+    long long bias_term, thr_int, neg_thr_int;
+    signed char sign;
+};
+
+template <class CONFIG>
+inline lif_channel<CONFIG> lif_constants(long long bias_int, long long thr_int, signed char sign) {
+    const int W = CONFIG::v_t::width;
+    typedef unsigned long long u64;
+    lif_channel<CONFIG> channel;
+    channel.bias_term = narrow<W>(static_cast<u64>(narrow<W>(static_cast<u64>(bias_int))) << CONFIG::time_steps);
+    channel.thr_int = narrow<W>(static_cast<u64>(thr_int));
+    channel.neg_thr_int = narrow<W>(static_cast<u64>(-thr_int));
+    channel.sign = sign;
+    return channel;
+}
+
+template <class CONFIG, class ACC>
+inline long long lif_charge(const typename CONFIG::v_t &v_int, const ACC &acc, const lif_channel<CONFIG> &channel,
+                            int t) {
+    typedef unsigned long long u64;
+    u64 sum = static_cast<u64>(int_value(acc)) << CONFIG::frac_bits;
+    sum += static_cast<u64>(channel.bias_term);
+    if (t > 0) sum += static_cast<u64>(v_int.to_int64());
+    return narrow<CONFIG::v_t::width>(sum) >> 1;
+}
+
+template <class CONFIG>
+inline spike_t lif_fire(long long h_int, const lif_channel<CONFIG> &channel) {
+    if (channel.sign > 0) return h_int >= channel.thr_int;
+    if (channel.sign < 0) return h_int <= channel.neg_thr_int;
+    return channel.thr_int <= 0;
+}
+
+#endif
+
+/** charge, fire, reset (v_int = s ? 0 : h_int) of one neuron at step t; returns the spike. */
+template <class CONFIG, class ACC>
+inline spike_t lif_update(typename CONFIG::v_t &v_int, const ACC &acc, const lif_channel<CONFIG> &channel, int t) {
+    const auto h_int = lif_charge<CONFIG>(v_int, acc, channel, t);
     const spike_t s = lif_fire<CONFIG>(h_int, channel);
-    v_int = s ? typename CONFIG::v_t(0) : h_int;
+    v_int = s ? typename CONFIG::v_t(0) : typename CONFIG::v_t(h_int);
     return s;
 }
 

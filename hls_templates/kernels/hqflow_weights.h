@@ -9,14 +9,14 @@
 
 #include "hqflow_common.h"
 
-// x * w of an input x (ap_uint<k>) and a weight w (ap_int<m>): under synthesis (and in a C
-// simulation built with -DHQFLOW_AP_ARITHMETIC) a k x m-bit multiplier; in a plain C simulation
+// x * w of an input x (ap_uint<k>) and a weight w of type w_t (ap_int<m>): under synthesis (and in
+// a C simulation built with -DHQFLOW_AP_ARITHMETIC) a k x m-bit multiplier; in a plain C simulation
 // the same product in 64-bit integers, exact since |x w| <= acc_bound < 2^63 (checked at export),
 // without ap_int's per-operation cost.
 #if defined(__SYNTHESIS__) || defined(HQFLOW_AP_ARITHMETIC)
-#define HQFLOW_EXACT_PRODUCT(x, w) ((x) * (w)).to_int64()
+#define HQFLOW_EXACT_PRODUCT(x, w_t, w) ((x) * w_t(w)).to_int64()
 #else
-#define HQFLOW_EXACT_PRODUCT(x, w) (static_cast<long long>((x).to_uint64()) * (w).to_int64())
+#define HQFLOW_EXACT_PRODUCT(x, w_t, w) (static_cast<long long>((x).to_uint64()) * (w))
 #endif
 
 namespace hqflow {
@@ -33,7 +33,7 @@ struct uniform_weight {
     template <class x_t>
     static long long product(const x_t &x, unsigned w_int) {
         if (x_t::width == 1) return value(w_int);  // a spike adds the weight itself
-        return HQFLOW_EXACT_PRODUCT(x, w_t(value(w_int)));
+        return HQFLOW_EXACT_PRODUCT(x, w_t, value(w_int));
     }
 };
 
@@ -64,7 +64,7 @@ struct fixed_weight {
     template <class x_t>
     static long long product(const x_t &x, unsigned code) {
         if (x_t::width == 1) return value(code);
-        return HQFLOW_EXACT_PRODUCT(x, w_t(value(code)));
+        return HQFLOW_EXACT_PRODUCT(x, w_t, value(code));
     }
 };
 
