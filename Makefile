@@ -40,6 +40,7 @@ demo: venv
 	$(VENV)/bin/hqflow export $(RUNS)/l$(LAMBDA)/qat --target hls -o $(OUT)/l$(LAMBDA) --force
 	$(VENV)/bin/hqflow sim $(OUT)/l$(LAMBDA) --compare-torch $(RUNS)/l$(LAMBDA)/qat
 	$(VENV)/bin/hqflow csim $(OUT)/l$(LAMBDA)
+	$(VENV)/bin/hqflow csim $(OUT)/l$(LAMBDA) --ap-arithmetic
 	@echo "demo outputs:"
 	@echo "  fp32 run:    $(RUNS)/fp32 (checkpoint.pt, metrics.jsonl, curves.png)"
 	@echo "  search:      $(RUNS)/l$(LAMBDA) (plan.json, search_log.jsonl, probabilities.png)"

@@ -50,7 +50,7 @@ def project_dir(export: str | Path) -> Path:
 def run_csim(export: str | Path, ap_arithmetic: bool = False) -> int:
     """Compile and run the project's testbench (output streamed); returns its exit status (0: no mismatch).
 
-    ap_arithmetic: build with the synthesis arithmetic (ap_int accumulators and multipliers)
+    ap_arithmetic: build with the synthesis arithmetic (ap_int accumulators, multipliers and LIF)
     instead of the C simulation's exact 64-bit model of it."""
     project = project_dir(export)
     cxx, ap_types = compiler(), ap_types_dir()

@@ -227,7 +227,7 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
 @main.command(name="csim")
 @click.argument("export_dir", type=click.Path(path_type=Path))
 @click.option("--ap-arithmetic", is_flag=True,
-              help="Simulate the synthesis arithmetic (ap_int accumulators and multipliers) instead of its "
+              help="Simulate the synthesis arithmetic (ap_int accumulators, multipliers and LIF) instead of its "
                    "exact 64-bit model: the same bits, slower.")
 def csim_cmd(export_dir, ap_arithmetic):
     """Compile EXPORT_DIR's HLS project with g++ and check it against the NumPy simulator's vectors.

@@ -252,7 +252,7 @@ def test_whole_tiny_model_is_bit_exact(tiny_project, tiny_graph, tmp_path):
 
 @pytest.mark.csim
 def test_whole_tiny_model_with_synthesis_arithmetic(tiny_project):
-    """AP_ARITHMETIC=1: ap_int accumulators and multipliers, as synthesis sees them; the same bits."""
+    """AP_ARITHMETIC=1: ap_int accumulators, multipliers and LIF, as synthesis sees them; the same bits."""
     result = subprocess.run(["make", "--no-print-directory", "-C", str(tiny_project), "csim", "AP_ARITHMETIC=1",
                              f"AP_TYPES={csim.ap_types_dir()}", f"CXX={csim.compiler()}"],
                             capture_output=True, text=True)
