@@ -311,7 +311,9 @@ def write_testbench(graph: DeployGraph, out: Path, frames: np.ndarray, labels: n
     np.savetxt(data / "labels.txt", labels, fmt="%d")
     context = {"name": options.name, "nodes": traced, "input": views[0], "head": views[-1], "T": graph.time_steps}
     (out / "tb" / f"{options.name}_tb.cpp").write_text(env.get_template("tb.cpp.j2").render(context))
-    return {"samples": len(frames), "trace_samples": min(trace_samples, len(frames)), "correct": correct}
+    data_bytes = sum(f.stat().st_size for f in data.iterdir())
+    return {"samples": len(frames), "trace_samples": min(trace_samples, len(frames)), "correct": correct,
+            "data_bytes": data_bytes}
 
 
 def write_project(graph: DeployGraph, out: str | Path, frames: np.ndarray, labels: np.ndarray,

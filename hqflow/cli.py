@@ -221,7 +221,8 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
                f"integer tensors, T {graph.time_steps}")
     if summary:
         click.echo(f"{out / 'hls'}: HLS project, testbench of {summary['samples']} samples "
-                   f"({summary['trace_samples']} traced); run it with `hqflow csim {out}`")
+                   f"({summary['trace_samples']} traced, {summary['data_bytes'] / 1e6:.1f} MB of vectors); "
+                   f"run it with `hqflow csim {out}`")
 
 
 @main.command(name="csim")
