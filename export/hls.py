@@ -241,15 +241,21 @@ def node_views(graph: DeployGraph, options: HlsOptions) -> list[dict]:
 # ---- rendering ----------------------------------------------------------------------------------
 
 
-def _c_rows(array: np.ndarray, per_line: int = 8) -> str:
-    """An integer array as a C initializer body ({...} per leading index), hex for ROM words."""
-    array = np.asarray(array)
+def _c_literal(array: np.ndarray):
+    """The C literal of one element: hex for ROM words, LL for 64-bit integers."""
     if array.dtype == np.uint64:
-        fmt = lambda v: f"0x{int(v):016x}ULL"  # noqa: E731
-    else:
-        fmt = lambda v: f"{int(v)}LL" if array.dtype.itemsize == 8 else str(int(v))  # noqa: E731
+        return lambda v: f"0x{int(v):016x}ULL"
+    if array.dtype.itemsize == 8:
+        return lambda v: f"{int(v)}LL"
+    return lambda v: str(int(v))
+
+
+def _c_rows(array: np.ndarray, per_line: int = 8) -> str:
+    """An integer array as a C initializer body ({...} per leading index)."""
+    array = np.asarray(array)
+    literal = _c_literal(array)
     if array.ndim == 1:
-        items = [fmt(v) for v in array]
+        items = [literal(v) for v in array]
         return ",\n    ".join(", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
     return ",\n    ".join("{" + _c_rows(row, per_line).replace("\n    ", " ") + "}" for row in array)
 
