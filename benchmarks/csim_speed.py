@@ -17,7 +17,6 @@ import argparse
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,18 +30,16 @@ from hqflow.sim.run import run
 
 def random_export(config: Path, folder: Path, samples: int) -> Path:
     """A random-weight model with every default format, exported with random event frames."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import torch
-
-    from sim_speed import quantized_model
 
     from hqflow.config import load_config
     from hqflow.export.hls import write_project
     from hqflow.export.lower import lower
+    from hqflow.search.supernet import random_quantized_model
 
     cfg = load_config(config)
     with torch.no_grad():
-        graph = lower(quantized_model(cfg), cfg)
+        graph = lower(random_quantized_model(cfg.model), cfg)
     graph.save(folder)
     rng = np.random.default_rng(0)
     res = cfg.model.img_size

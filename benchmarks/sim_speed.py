@@ -22,32 +22,15 @@ import torch
 
 from hqflow.config import load_config
 from hqflow.export.lower import lower
-from hqflow.numerics import DEFAULT_CANDIDATES
 from hqflow.search import supernet
 from hqflow.search.model import Spikformer
 from hqflow.sim.run import run
 
 
-def quantized_model(cfg):
-    torch.manual_seed(0)
-    model = Spikformer(cfg.model)
-    names = list(supernet.weight_layers(model))
-    # the five formats in turn, starting after fp32: an fp32 first layer fed by int16 event counts
-    # would need a membrane wider than 64 bits at T 16 (the lowering refuses it)
-    supernet.apply_formats(model, {n: DEFAULT_CANDIDATES[(i + 1) % 5] for i, n in enumerate(names)})
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.6)
-                m.running_var.uniform_(0.05, 0.5)
-    return model.eval()
-
-
 def measure(config: str, batch: int, repeats: int) -> float:
     cfg = load_config(config)
     t = cfg.data.time_steps
-    model = quantized_model(cfg)
+    model = supernet.random_quantized_model(cfg.model)
     graph = lower(model, cfg)
     frames = np.random.default_rng(0).poisson(0.5, (batch, t, 2, cfg.model.img_size, cfg.model.img_size))
     frames = frames.astype(np.int16)

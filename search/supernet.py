@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hqflow.numerics import Candidate
+from hqflow.config import ModelConfig
+from hqflow.numerics import DEFAULT_CANDIDATES, Candidate
 from hqflow.search.quantizers import make_quantizer, straight_through
 
 
@@ -111,6 +112,35 @@ def apply_formats(model: nn.Module, formats: dict[str, Candidate]) -> nn.Module:
     for name, layer in weight_layers(model).items():
         _replace(model, name, _convert(layer, (formats[name],), 0))
     return model
+
+
+def random_quantized_model(model_cfg: ModelConfig, formats: tuple[Candidate, ...] | None = None, seed: int = 0,
+                           gamma: tuple[float, float] = (0.5, 1.5), beta: tuple[float, float] = (-0.2, 0.6),
+                           mean: tuple[float, float] | None = None) -> nn.Module:
+    """An untrained Spikformer in eval mode, as a QAT run would export it, for tests and benchmarks of
+    the integer model (its exactness and speed do not depend on training).
+
+    The i-th weight layer gets formats[i % len(formats)]; by default the five DEFAULT_CANDIDATES
+    starting after fp32 (an fp32 first layer fed by int16 event counts would need a membrane wider
+    than 64 bits at T 16, which the lowering refuses). BN statistics are drawn uniformly: gamma,
+    beta, running_mean (left at 0 when mean is None) and running_var in [0.05, 0.5].
+    """
+    from hqflow.search.model import Spikformer
+
+    if formats is None:
+        formats = DEFAULT_CANDIDATES[1:] + DEFAULT_CANDIDATES[:1]
+    torch.manual_seed(seed)
+    model = Spikformer(model_cfg)
+    apply_formats(model, {n: formats[i % len(formats)] for i, n in enumerate(weight_layers(model))})
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.uniform_(*gamma)
+                m.bias.uniform_(*beta)
+                if mean is not None:
+                    m.running_mean.uniform_(*mean)
+                m.running_var.uniform_(0.05, 0.5)
+    return model.eval()
 
 
 def searchable(model: nn.Module) -> dict[str, _Quantized]:

@@ -30,18 +30,9 @@ FORMATS = ["uniform-2", "po2-2", "po2z-4", "uniform-4", "fp32", "uniform-8", "po
 
 def random_model(seed: int) -> Spikformer:
     """A QAT-style model with every format in use and random BN statistics (negative gamma too)."""
-    torch.manual_seed(seed)
-    model = Spikformer(CFG.model)
-    names = list(supernet.weight_layers(model))
-    supernet.apply_formats(model, {n: Candidate.parse(FORMATS[i % len(FORMATS)]) for i, n in enumerate(names)})
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.weight.uniform_(-0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.8)
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.05, 0.5)
-    return model.eval()
+    formats = tuple(Candidate.parse(f) for f in FORMATS)
+    return supernet.random_quantized_model(CFG.model, formats, seed, gamma=(-0.5, 1.5), beta=(-0.2, 0.8),
+                                           mean=(-0.5, 0.5))
 
 
 def frames(seed: int, batch: int = 6) -> np.ndarray:

@@ -15,14 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from hqflow import numerics
+from hqflow.config import load_config
 from hqflow.errors import UserError
 from hqflow.export import csim
 from hqflow.export.hls import HlsOptions, pack_rom, rom_codes, write_project
+from hqflow.export.lower import lower
 from hqflow.ir import DeployGraph, Node, validate
 from hqflow.numerics import Candidate
+from hqflow.search import supernet
 from hqflow.sim.run import run
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 SCHEMES = ["uniform", "po2", "po2z", "fp32"]
 
@@ -172,27 +178,9 @@ def test_random_layers_match_numerics_every_format(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_graph():
-    import torch
-
-    from hqflow.config import load_config
-    from hqflow.export.lower import lower
-    from hqflow.numerics import DEFAULT_CANDIDATES
-    from hqflow.search import supernet
-    from hqflow.search.model import Spikformer
-
-    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml")
-    torch.manual_seed(0)
-    model = Spikformer(cfg.model)
-    names = list(supernet.weight_layers(model))
-    # every default format somewhere, fp32 not on the first layer (event counts need > 64-bit membranes)
-    supernet.apply_formats(model, {n: DEFAULT_CANDIDATES[(i + 1) % 5] for i, n in enumerate(names)})
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.6)
-                m.running_var.uniform_(0.05, 0.5)
-        graph = lower(model.eval(), cfg)
+    cfg = load_config(CONFIGS / "tiny.yaml")
+    with torch.no_grad():  # every default format somewhere
+        graph = lower(supernet.random_quantized_model(cfg.model), cfg)
     rng = np.random.default_rng(0)
     t, res = cfg.data.time_steps, cfg.model.img_size
     frames = rng.poisson(0.3, (6, t, 2, res, res)).astype(np.int16)
@@ -265,21 +253,9 @@ def test_whole_tiny_model_with_synthesis_arithmetic(tiny_project):
 @pytest.mark.slow
 def test_paper_config_is_bit_exact(tmp_path):
     """The paper's model (128x128, D 256, depth 2, T 16), random weights in every format: one traced sample."""
-    import torch
-
-    from hqflow.config import load_config
-    from hqflow.export.lower import lower
-    from hqflow.numerics import DEFAULT_CANDIDATES
-    from hqflow.search import supernet
-    from hqflow.search.model import Spikformer
-
-    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "paper.yaml")
-    torch.manual_seed(1)
-    model = Spikformer(cfg.model)
-    names = list(supernet.weight_layers(model))
-    supernet.apply_formats(model, {n: DEFAULT_CANDIDATES[(i + 1) % 5] for i, n in enumerate(names)})
+    cfg = load_config(CONFIGS / "paper.yaml")
     with torch.no_grad():
-        graph = lower(model.eval(), cfg)
+        graph = lower(supernet.random_quantized_model(cfg.model, seed=1), cfg)
     t, res = cfg.data.time_steps, cfg.model.img_size
     frames = np.random.default_rng(1).poisson(0.1, (1, t, 2, res, res)).astype(np.int16)
     write_project(graph, tmp_path / "paper", frames, np.zeros(1, np.int64), trace_samples=1)
