@@ -20,6 +20,7 @@ all outputs: conv rows are (c, i, j) taps, linear and head rows input channels.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import shutil
@@ -260,6 +261,7 @@ def _c_rows(array: np.ndarray, per_line: int = 8) -> str:
     return ",\n    ".join("{" + _c_rows(row, per_line).replace("\n    ", " ") + "}" for row in array)
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES / "project")),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,

@@ -16,16 +16,24 @@
 
 namespace hqflow {
 
+template <class CONFIG>
+struct lif_value;  // the LIF's arithmetic type: CONFIG::v_t, or long long in the 64-bit model
+
+/** One channel's constants: bias_int << T, thr_int and -thr_int (thr_int >= 0, checked by the
+ *  DeployGraph, so -thr_int fits v_t), and the sign. Made once per kernel call. */
+template <class CONFIG>
+struct lif_channel {
+    typename lif_value<CONFIG>::type bias_term, thr_int, neg_thr_int;
+    signed char sign;
+};
+
 #if defined(__SYNTHESIS__) || defined(HQFLOW_AP_ARITHMETIC)
 
 // ---- in ap_int<v_bits>, as synthesis sees it ------------------------------------------------------
 
-/** One channel's constants in the membrane's type: bias_int << T, thr_int and -thr_int (thr_int >= 0,
- *  checked by the DeployGraph, so -thr_int fits v_t), and the sign. Made once per kernel call. */
 template <class CONFIG>
-struct lif_channel {
-    typename CONFIG::v_t bias_term, thr_int, neg_thr_int;
-    signed char sign;
+struct lif_value {
+    typedef typename CONFIG::v_t type;
 };
 
 template <class CONFIG>
@@ -49,22 +57,13 @@ inline typename CONFIG::v_t lif_charge(const typename CONFIG::v_t &v_int, const 
     return sum >> 1;
 }
 
-/** fire: s = sign * h_int >= thr_int (for sign -1: h_int <= -thr_int). */
-template <class CONFIG>
-inline spike_t lif_fire(const typename CONFIG::v_t &h_int, const lif_channel<CONFIG> &channel) {
-    if (channel.sign > 0) return h_int >= channel.thr_int;
-    if (channel.sign < 0) return h_int <= channel.neg_thr_int;
-    return channel.thr_int <= 0;  // a dead channel (BN scale 0): a constant input, fires always or never
-}
-
 #else
 
 // ---- the same in 64-bit integers, narrowed to v_bits before the halving (hqflow_common.h) ---------
 
 template <class CONFIG>
-struct lif_channel {
-    long long bias_term, thr_int, neg_thr_int;
-    signed char sign;
+struct lif_value {
+    typedef long long type;
 };
 
 template <class CONFIG>
@@ -89,14 +88,15 @@ inline long long lif_charge(const typename CONFIG::v_t &v_int, const ACC &acc, c
     return narrow<CONFIG::v_t::width>(sum) >> 1;
 }
 
-template <class CONFIG>
-inline spike_t lif_fire(long long h_int, const lif_channel<CONFIG> &channel) {
+#endif
+
+/** fire: s = sign * h_int >= thr_int (for sign -1: h_int <= -thr_int). */
+template <class CONFIG, class H>
+inline spike_t lif_fire(const H &h_int, const lif_channel<CONFIG> &channel) {
     if (channel.sign > 0) return h_int >= channel.thr_int;
     if (channel.sign < 0) return h_int <= channel.neg_thr_int;
-    return channel.thr_int <= 0;
+    return channel.thr_int <= 0;  // a dead channel (BN scale 0): a constant input, fires always or never
 }
-
-#endif
 
 /** charge, fire, reset (v_int = s ? 0 : h_int) of one neuron at step t; returns the spike. */
 template <class CONFIG, class ACC>
