@@ -21,6 +21,8 @@ import dataclasses
 import json
 import math
 import os
+import pickle
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -177,16 +179,32 @@ def load_checkpoint(run: str | Path) -> tuple[Config, Spikformer, dict[str, Any]
         path = path / CHECKPOINT
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input
-        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    state = read_checkpoint(path)
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise UserError(f"{path}: not an hqflow checkpoint (keys 'config' and 'model' missing)")
     cfg = config_from_dict(state["config"], f"{path}: config")
     model = build_model(cfg, state, str(path))
     load_weights(model, state["model"], str(path))
     return cfg, model, state
+
+
+def read_checkpoint(path: Path) -> Any:
+    """Unpickle `path` with torch's restricted loader: tensors, dicts, lists, strings and numbers.
+
+    A checkpoint is plain data (hqflow writes nothing else into one), so `weights_only=True`
+    refuses any pickled object that would run code while loading, instead of running it.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"unsupported GLOBAL (\S+)", str(err))
+        if found:
+            raise UserError(f"{path}: refused: the checkpoint pickles the object {found.group(1)}, which could "
+                            f"run code on loading; hqflow loads only tensors and plain data") from None
+        raise UserError(f"{path}: not a readable checkpoint (corrupt or not written by torch.save)") from None
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}: {first})") from None
 
 
 EXTRA_KEYS = ("plan", "candidates")  # what a checkpoint may add to describe its model

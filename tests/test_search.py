@@ -53,7 +53,7 @@ def test_search_resume_equals_uninterrupted(searched, tmp_path, monkeypatch):
 
     def write_then_stop(path, write):
         real(path, write)
-        if path.name == "checkpoint.pt" and torch.load(path, weights_only=False)["epoch"] == 1:
+        if path.name == "checkpoint.pt" and torch.load(path, weights_only=True)["epoch"] == 1:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(mod, "atomic_write", write_then_stop)
@@ -61,8 +61,8 @@ def test_search_resume_equals_uninterrupted(searched, tmp_path, monkeypatch):
         search(config_from_dict(SMALL), cut, progress=False)
     monkeypatch.setattr(mod, "atomic_write", real)
     search(config_from_dict(SMALL), cut, resume=True, progress=False)
-    full = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
-    resumed = torch.load(cut / "checkpoint.pt", weights_only=False)["model"]
+    full = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    resumed = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
     for k in full:
         torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0, msg=k)
     assert load_plan(cut / "plan.json").formats() == load_plan(out / "plan.json").formats()

@@ -68,8 +68,8 @@ def test_resume_continues_identically(small_run, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "_save_epoch", save)
     history = train(config_from_dict(SMALL), cut, resume=True, progress=False)
     assert [m.epoch for m in history] == [1, 2, 3, 4, 5]
-    full = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
-    resumed = torch.load(cut / "checkpoint.pt", weights_only=False)["model"]
+    full = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    resumed = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
     for k in full:
         torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0)
 
