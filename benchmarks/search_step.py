@@ -82,7 +82,7 @@ from hqflow.config import load_config
 from hqflow.numerics import DEFAULT_CANDIDATES
 from hqflow.search import supernet
 from hqflow.search.model import Spikformer
-cfg = load_config({config!r})
+cfg = load_config({config!r}).replace("model", num_classes=10)
 T = {time_steps!r} or cfg.data.time_steps
 model = supernet.to_supernet(Spikformer(cfg.model), DEFAULT_CANDIDATES)
 x = torch.rand({batch}, T, 2, cfg.model.img_size, cfg.model.img_size)
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--peak-memory", action="store_true", help="also measure one search step's peak RSS")
     args = parser.parse_args()
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config).replace("model", num_classes=10)  # random data: any class count
     t = args.time_steps or cfg.data.time_steps
     x = torch.rand(args.batch, t, 2, cfg.model.img_size, cfg.model.img_size) * 2
     y = torch.randint(0, cfg.model.num_classes, (args.batch,))

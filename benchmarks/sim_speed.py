@@ -28,7 +28,7 @@ from hqflow.sim.run import run
 
 
 def measure(config: str, batch: int, repeats: int) -> float:
-    cfg = load_config(config)
+    cfg = load_config(config).replace("model", num_classes=10)  # random weights: any class count
     t = cfg.data.time_steps
     model = supernet.random_quantized_model(cfg.model)
     graph = lower(model, cfg)

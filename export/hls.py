@@ -26,6 +26,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -36,7 +37,9 @@ from hqflow.errors import UserError
 from hqflow.ir import DeployGraph, Node
 from hqflow.sim.run import run
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "hls_templates"
+# The kernel library, the testbench header and the Jinja templates, found through the package
+# hqflow.hls_templates (package data of a regular install; the hls_templates folder when editable).
+TEMPLATES = Path(str(resources.files("hqflow.hls_templates")))
 KERNELS = TEMPLATES / "kernels"
 ROM_WORD_BITS = 64
 
@@ -317,7 +320,8 @@ def write_testbench(graph: DeployGraph, out: Path, frames: np.ndarray, labels: n
                         f_trace.write(f"{start + b} {t} {view['index']} {values.size} ")
                         f_trace.write(" ".join(map(str, values.tolist())) + "\n")
     np.savetxt(data / "labels.txt", labels, fmt="%d")
-    context = {"name": options.name, "nodes": traced, "input": views[0], "head": views[-1], "T": graph.time_steps}
+    context = {"name": options.name, "nodes": traced, "input": views[0], "head": views[-1], "T": graph.time_steps,
+               "samples": len(frames), "trace_samples": min(trace_samples, len(frames))}
     (out / "tb" / f"{options.name}_tb.cpp").write_text(env.get_template("tb.cpp.j2").render(context))
     data_bytes = sum(f.stat().st_size for f in data.iterdir())
     return {"samples": len(frames), "trace_samples": min(trace_samples, len(frames)), "correct": correct,

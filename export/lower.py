@@ -7,13 +7,22 @@ Each conv / linear layer with its BN and LIF becomes one `conv_lif` / `linear_li
               exact per-channel threshold, sign (negative gamma flips the comparison)
     widths    x_max (the largest input value, from the node that feeds it), acc_bits from
               numerics.acc_bound, v_bits from numerics.membrane_bits
-The SSA product and its LIF (scale 0.25 or 0.125, threshold 0.5) are exact (`ssa`), max pooling
+The SSA product and its LIF are exact (`ssa`) for any attn_scale and attn_threshold > 0 (the
+threshold attn_threshold / attn_scale is compared exactly, in rational arithmetic), max pooling
 of spikes is an OR, the residual adds are integer adds, the head sums over tokens and steps.
 Unquantized layers (an fp32 run) lower as 32-bit fixed point.
+
+What the integer model implements, and what the lowering therefore refuses (a UserError naming the
+config key or the module, never a graph that computes something else): LIF neurons with tau = 2,
+decay_input, hard reset to 0 and a threshold > 0 (model.tau, model.v_threshold,
+model.attn_threshold); an attention scale > 0 (model.attn_scale); 2 input channels, the ON and OFF
+event counts of hqflow's frames (model.in_channels); finite weights and BN statistics; constants and
+widths within 64 bits.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,9 +34,10 @@ from torch import nn
 from hqflow import numerics
 from hqflow.config import Config
 from hqflow.errors import UserError
+from hqflow.io import replace_dir, require_complete
 from hqflow.ir import DeployGraph, Node, validate
 from hqflow.numerics import Candidate
-from hqflow.search.model import Spikformer
+from hqflow.search.model import Spikformer, neuron
 from hqflow.search.trainer import load_checkpoint
 
 BIAS_FRAC_BITS = 16  # fractional bits of the LIF and head biases (the scheme's one rounding), in
@@ -38,6 +48,39 @@ BIAS_FRAC_BITS = 16  # fractional bits of the LIF and head biases (the scheme's 
 def _bias_frac_bits(fmt: Candidate) -> int:
     return 0 if fmt.scheme == "fp32" else BIAS_FRAC_BITS
 MAX_COUNT = np.iinfo(np.int16).max  # input frames are int16 event counts
+LIF_TAU = 2.0  # the integer LIF's charge H = (V + X) / 2 is a shift
+INPUT_CHANNELS = 2  # hqflow's event frames: OFF and ON counts
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def check_semantics(model: Spikformer, cfg: Config) -> None:
+    """Refuse a model whose semantics the integer model does not implement exactly (module docstring)."""
+    mc = cfg.model
+    if mc.tau != LIF_TAU:
+        raise UserError(f"model.tau: {mc.tau}; the integer LIF implements tau = 2 only (its charge (V + X) / 2 is "
+                        "a shift); retrain with model.tau 2")
+    for key in ("v_threshold", "attn_threshold", "attn_scale"):
+        if not _positive(getattr(mc, key)):
+            raise UserError(f"model.{key}: {getattr(mc, key)!r}; the integer model needs a finite value > 0")
+    if mc.in_channels != INPUT_CHANNELS:
+        raise UserError(f"model.in_channels: {mc.in_channels}; the deployed input is hqflow's event frames "
+                        f"[T, {INPUT_CHANNELS}, H, W] (OFF and ON counts)")
+    if mc.num_classes < 1:
+        raise UserError(f"model.num_classes: {mc.num_classes}; the head needs at least one class")
+    for name, m in model.named_modules():
+        if isinstance(m, neuron.BaseNode):
+            theta = mc.attn_threshold if name.endswith("attn_lif") else mc.v_threshold
+            found = {"type": type(m).__name__, "tau": getattr(m, "tau", None), "decay_input":
+                     getattr(m, "decay_input", None), "v_reset": m.v_reset, "v_threshold": m.v_threshold}
+            wanted = {"type": "LIFNode", "tau": LIF_TAU, "decay_input": True, "v_reset": 0.0, "v_threshold": theta}
+            for key, value in wanted.items():
+                if found[key] != value:
+                    raise UserError(f"module {name}: {key} {found[key]!r}; the integer LIF implements {key} {value!r}")
+        if hasattr(m, "scale") and name.endswith(".attn") and m.scale != mc.attn_scale:
+            raise UserError(f"module {name}: attention scale {m.scale!r}, but model.attn_scale is {mc.attn_scale!r}")
 
 
 def _format(layer: nn.Module) -> tuple[Candidate, dict]:
@@ -65,12 +108,20 @@ class _Builder:
         self.x_max[name] = x_max
         return name
 
-    def weights(self, layer: nn.Module, x_max: int) -> tuple[dict, dict, np.ndarray, float]:
+    def weights(self, name: str, layer: nn.Module, x_max: int) -> tuple[dict, dict, np.ndarray, float]:
         fmt, params = _format(layer)
         w = layer.weight.detach().numpy().astype(np.float32)
-        codes = numerics.weight_codes(w, fmt, params)
-        w_eff, weight_scale = numerics.effective_weight(w, fmt, params)
+        if not np.isfinite(w).all():
+            raise UserError(f"layer {name}: its weights hold NaN or infinity")
+        try:
+            codes = numerics.weight_codes(w, fmt, params)
+            w_eff, weight_scale = numerics.effective_weight(w, fmt, params)
+        except ValueError as err:
+            raise UserError(f"layer {name} ({fmt.name}): {err}") from None
         bound = numerics.acc_bound(x_max, w_eff)
+        if numerics.bits_for(-bound, bound) > 64:
+            raise UserError(f"layer {name} ({fmt.name}, inputs up to {x_max}): its accumulator range +-{bound} "
+                            "needs more than 64 bits; give this layer a narrower format in the plan")
         attrs = {"format": fmt.name, "weight_scale": weight_scale, "x_max": x_max,
                  "acc_bits": numerics.bits_for(-bound, bound), "qkeras": fmt.qkeras()}
         if fmt.scheme == "uniform":
@@ -80,12 +131,16 @@ class _Builder:
     def lif_node(self, name: str, op: str, source: str, layer: nn.Module, bn: nn.Module, theta: float,
                  shape: tuple[int, ...]) -> str:
         x_max = self.x_max[source]
-        attrs, codes, w_eff, weight_scale = self.weights(layer, x_max)
+        attrs, codes, w_eff, weight_scale = self.weights(name, layer, x_max)
         a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
         b = (bn.bias.detach().double() - torch.from_numpy(a) * bn.running_mean.detach().double()).numpy()
-        consts = numerics.fold_lif(a.astype(np.float32), b.astype(np.float32), weight_scale, theta,
-                                   _bias_frac_bits(Candidate.parse(attrs["format"])), self.t)
         bound = numerics.acc_bound(x_max, w_eff)
+        try:
+            consts = numerics.fold_lif(a.astype(np.float32), b.astype(np.float32), weight_scale, theta,
+                                       _bias_frac_bits(Candidate.parse(attrs["format"])), self.t)
+        except ValueError as err:
+            raise UserError(f"layer {name} (model.v_threshold {theta}, data.time_steps {self.t}): folding its BN "
+                            f"into the integer LIF: {err}") from None
         try:
             v_bits = numerics.membrane_bits(-bound, bound, consts)
         except ValueError as err:
@@ -99,6 +154,7 @@ class _Builder:
 def lower(model: Spikformer, cfg: Config) -> DeployGraph:
     """The DeployGraph of `model` (eval mode: BN running statistics) for T = cfg.data.time_steps."""
     model = model.eval()
+    check_semantics(model, cfg)
     mc, t = cfg.model, cfg.data.time_steps
     g = _Builder(model, cfg)
     res = mc.img_size
@@ -118,13 +174,19 @@ def lower(model: Spikformer, cfg: Config) -> DeployGraph:
         attn, mlp, p = block.attn, block.mlp, f"blocks.{i}"
         qkv = [g.lif_node(f"{p}.attn.{s}", "linear_lif", x, getattr(attn, s), getattr(attn, f"{s}_bn"),
                           mc.v_threshold, (n, d)) for s in ("q", "k", "v")]
-        consts = numerics.fold_lif(np.ones(1, np.float32), np.zeros(1, np.float32), mc.attn_scale,
-                                   mc.attn_threshold, 0, t)
         bound = numerics.ssa_bound(n, d // mc.num_heads)
+        try:
+            consts = numerics.fold_lif(np.ones(1, np.float32), np.zeros(1, np.float32), mc.attn_scale,
+                                       mc.attn_threshold, 0, t)
+            v_bits = numerics.membrane_bits(0, bound, consts)
+        except ValueError as err:
+            raise UserError(f"model.attn_scale {mc.attn_scale}, model.attn_threshold {mc.attn_threshold} (T {t}, "
+                            f"attention products up to {bound}): {err}; the attention LIF needs its threshold "
+                            "and membrane within 64 bits") from None
         s = g.add(f"{p}.attn.attn", "ssa", tuple(qkv), (n, d), 1,
                   {"num_heads": mc.num_heads, "attn_scale": mc.attn_scale, "theta": mc.attn_threshold,
                    "frac_bits": consts.frac_bits, "bias_frac_bits": 0, "x_max": 1,
-                   "acc_bits": numerics.bits_for(0, bound), "v_bits": numerics.membrane_bits(0, bound, consts)},
+                   "acc_bits": numerics.bits_for(0, bound), "v_bits": v_bits},
                   {"bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign})
         proj = g.lif_node(f"{p}.attn.proj", "linear_lif", s, attn.proj, attn.proj_bn, mc.v_threshold, (n, d))
         x = g.add(f"{p}.add1", "add", (x, proj), (n, d), g.x_max[x] + 1)
@@ -132,9 +194,15 @@ def lower(model: Spikformer, cfg: Config) -> DeployGraph:
         h = g.lif_node(f"{p}.mlp.fc2", "linear_lif", h, mlp.fc2, mlp.fc2_bn, mc.v_threshold, (n, d))
         x = g.add(f"{p}.add2", "add", (x, h), (n, d), g.x_max[x] + 1)
     head_x_max = g.x_max[x] * n * t  # the head sums its input over tokens and steps
-    attrs, codes, _, weight_scale = g.weights(model.head, head_x_max)
+    attrs, codes, _, weight_scale = g.weights("head", model.head, head_x_max)
     bias_frac = _bias_frac_bits(Candidate.parse(attrs["format"]))
-    bias_int = numerics.fold_head(model.head.bias.detach().numpy(), weight_scale, n, t, bias_frac)
+    head_bias = model.head.bias.detach().numpy()
+    if not np.isfinite(head_bias).all():
+        raise UserError("layer head: its bias holds NaN or infinity")
+    try:
+        bias_int = numerics.fold_head(head_bias, weight_scale, n, t, bias_frac)
+    except ValueError as err:
+        raise UserError(f"layer head ({attrs['format']}): {err}") from None
     attrs.update(bias_frac_bits=bias_frac, num_tokens=n)
     g.add("head", "head", (x,), (mc.num_classes,), 0, attrs, {**codes, "bias_int": bias_int})
     graph = DeployGraph(tuple(g.nodes), g.tensors, t, mc.num_classes,
@@ -156,6 +224,7 @@ def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool 
         raise UserError(f"{out}: output folder exists; pass --force to replace it")
     if tb_samples < 1 or trace_samples < 0:
         raise UserError(f"--tb-samples {tb_samples} must be >= 1 and --trace-samples {trace_samples} >= 0")
+    require_complete(Path(run), "the run")
     cfg, model, _ = load_checkpoint(run)
     with torch.no_grad():
         graph = lower(model, cfg)
@@ -174,9 +243,7 @@ def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool 
             items = [frames[i] for i in range(n)]
             summary = write_project(graph, tmp / "hls", np.stack([x for x, _ in items]),
                                     np.array([y for _, y in items]), trace_samples, hls_options)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.replace(out)
+        replace_dir(tmp, out)  # the previous export stays until the new one is whole
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return graph, summary

@@ -6,6 +6,7 @@ line `error: ...` and exit with status 2; anything else is a bug and keeps its t
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -15,12 +16,61 @@ from hqflow.errors import UserError
 
 
 class _Group(click.Group):
-    def invoke(self, ctx: click.Context):
+    """Every mistake in the input, the library's (UserError) or click's (a bad option value, a
+    missing argument), ends as one line `error: ...` on stderr and exit status 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            return super().invoke(ctx)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except UserError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
+            _fail(str(err))
+        except click.exceptions.NoArgsIsHelpError as err:  # plain `hqflow`: the help, as click prints it
+            err.show()
+            sys.exit(err.exit_code)
+        except click.MissingParameter as err:
+            _fail(err.format_message())
+        except click.BadParameter as err:
+            name = "/".join(err.param.opts) if err.param is not None and err.param.opts else err.param_hint
+            _fail(f"{name}: {err.message}" if name else err.message)
+        except click.ClickException as err:
+            _fail(err.format_message())
+        except click.Abort:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    click.echo("error: " + " ".join(message.split()), err=True)
+    sys.exit(2)
+
+
+class _Number(click.ParamType):
+    """A finite int or float option of at least `minimum` (NaN, infinities and values below refused)."""
+
+    def __init__(self, kind: type, minimum: float):
+        self.kind, self.minimum = kind, minimum
+        self.name = "integer" if kind is int else "number"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, self.kind) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = self.kind(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not {'an integer' if self.kind is int else 'a number'}", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if number < self.minimum:
+            self.fail(f"{value} must be >= {self.minimum:g}", param, ctx)
+        return number
+
+
+COUNT = _Number(int, 1)  # sample counts, batch sizes, epochs, limits, reuse factor
+NATURAL = _Number(int, 0)  # seeds, optional counts
+WEIGHT = _Number(float, 0.0)  # lambdas
+DATA_ROOT = click.Path(path_type=Path, exists=True, file_okay=False)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,19 +86,43 @@ def main() -> None:
       hqflow finetune --plan runs/l0.5/plan.json -o runs/l0.5/qat    QAT with the plan fixed
       hqflow report   runs/l0.5                                      accuracy, bits, energy, storage
       hqflow sweep    --from runs/fp32 --lambdas 0.1,0.5,2 -o runs/sweep   Pareto front
+      hqflow export   runs/l0.5/qat --target hls -o out/l0.5         integer DeployGraph + HLS C++
+      hqflow sim      out/l0.5                                       NumPy integer simulator
+      hqflow csim     out/l0.5                                       C simulation, bit for bit
+
+    A mistake in the input (a file, an option, a folder) ends with one line `error: ...` and exit
+    status 2. Every command that writes a folder leaves a complete result or none.
     """
+
+
+def _fixed_on_resume(resume: bool, **given) -> None:
+    """--resume continues a run as it was set up: options that would change its setup are refused."""
+    changed = [name for name, value in given.items() if value is not None]
+    if resume and changed:
+        names = ", ".join("--" + n.rstrip("_").replace("_", "-") for n in changed)
+        raise UserError(f"--resume continues the run with its own settings; {names} cannot change them "
+                        "(start a new run, or --force to replace this one)")
+
+
+def _resumed_config(out: Path):
+    """The config of the run in `out` that --resume continues."""
+    from hqflow.search.trainer import CHECKPOINT, load_checkpoint
+
+    if not (out / CHECKPOINT).is_file():
+        raise UserError(f"{out}: nothing to resume (no {CHECKPOINT} there)")
+    return load_checkpoint(out)[0]
 
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="YAML config (sections model, data, train); required unless --resume.")
-@click.option("--dataset", type=str, help="Data set name (overrides data.dataset): "
-              "digits-dvs, dvs128-gesture, cifar10-dvs, n-caltech101.")
-@click.option("--data-root", type=click.Path(path_type=Path), help="Folder holding the downloaded data sets.")
-@click.option("--epochs", type=int, help="Overrides train.epochs.")
-@click.option("--batch-size", type=int, help="Overrides train.batch_size.")
-@click.option("--time-steps", type=int, help="Overrides data.time_steps (T).")
-@click.option("--seed", type=int, help="Overrides train.seed (same seed, same run).")
+@click.option("--dataset", type=str, help="Data set name (overrides data.dataset): digits-dvs, dvs128-gesture, "
+              "cifar10-dvs, n-caltech101 (configs/<name>.yaml holds the paper's model for each).")
+@click.option("--data-root", type=DATA_ROOT, help="Folder holding the downloaded data sets.")
+@click.option("--epochs", type=COUNT, help="Overrides train.epochs (with --resume: train on to this epoch).")
+@click.option("--batch-size", type=COUNT, help="Overrides train.batch_size.")
+@click.option("--time-steps", type=COUNT, help="Overrides data.time_steps (T).")
+@click.option("--seed", type=NATURAL, help="Overrides train.seed (same seed, same run).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
@@ -61,9 +135,11 @@ def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed,
 
     if resume and force:
         raise UserError("--resume and --force exclude each other")
+    _fixed_on_resume(resume, config=config_path, dataset=dataset, time_steps=time_steps,
+                     batch_size=batch_size, seed=seed)
     if config_path is None and not resume:
         raise UserError("--config is required (or --resume to continue a run)")
-    cfg = load_config(config_path) if config_path else load_checkpoint(out)[0]
+    cfg = _resumed_config(out) if resume else load_config(config_path)
     if dataset is not None:
         from hqflow.data import DATASETS
 
@@ -87,8 +163,8 @@ def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed,
 @main.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
-@click.option("--data-root", type=click.Path(path_type=Path), help="Folder holding the downloaded data sets.")
-@click.option("--batch-size", type=int, help="Evaluation batch size (default: the run's).")
+@click.option("--data-root", type=DATA_ROOT, help="Folder holding the downloaded data sets.")
+@click.option("--batch-size", type=COUNT, help="Evaluation batch size (default: the run's).")
 def evaluate(run, split, data_root, batch_size):
     """Accuracy of RUN's checkpoint (a run folder or a checkpoint file) on its data set."""
     from hqflow.search.trainer import evaluate_run
@@ -112,8 +188,8 @@ def _search_config(config_path, init, hw_lambda, epochs, energy_table):
 @main.command()
 @click.option("--from", "init", type=click.Path(path_type=Path), help="fp32 run to start from (its config is used).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config, to search from scratch.")
-@click.option("--lambda", "hw_lambda", type=float, help="Weight of the hardware cost in the loss (search.hw_lambda).")
-@click.option("--epochs", type=int, help="Overrides search.epochs.")
+@click.option("--lambda", "hw_lambda", type=WEIGHT, help="Weight of the hardware cost in the loss (search.hw_lambda).")
+@click.option("--epochs", type=COUNT, help="Overrides search.epochs.")
 @click.option("--energy-table", type=click.Path(path_type=Path), help="YAML of operation energies in pJ.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Search folder to write.")
 @click.option("--resume", is_flag=True, help="Continue the search in --out.")
@@ -125,11 +201,11 @@ def search(init, config_path, hw_lambda, epochs, energy_table, out, resume, forc
 
     if resume and force:
         raise UserError("--resume and --force exclude each other")
+    _fixed_on_resume(resume, from_=init, config=config_path, lambda_=hw_lambda, epochs=epochs,
+                     energy_table=energy_table)
     cfg = None if resume else _search_config(config_path, init, hw_lambda, epochs, energy_table)
     if resume:
-        from hqflow.search.trainer import load_checkpoint
-
-        cfg = load_checkpoint(out)[0]
+        cfg = _resumed_config(out)
     history = run_search(cfg, out, init=init, resume=resume, force=force, progress=not quiet)
     last = history[-1]
     click.echo(f"{out / 'plan.json'}: derived plan test accuracy {last.test_acc:.2%}, energy "
@@ -140,7 +216,7 @@ def search(init, config_path, hw_lambda, epochs, energy_table, out, resume, forc
 @click.option("--plan", "plan_path", type=click.Path(path_type=Path), required=True, help="plan.json to train with.")
 @click.option("--from", "init", type=click.Path(path_type=Path),
               help="Run whose weights to start from (default: the plan's folder, the searched weights).")
-@click.option("--epochs", type=int, help="Overrides finetune.epochs.")
+@click.option("--epochs", type=COUNT, help="Overrides finetune.epochs.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
@@ -151,6 +227,7 @@ def finetune(plan_path, init, epochs, out, resume, force, quiet):
 
     if resume and force:
         raise UserError("--resume and --force exclude each other")
+    _fixed_on_resume(resume, from_=init)
     history = run_finetune(plan_path, out, init=init, resume=resume, force=force, progress=not quiet, epochs=epochs)
     click.echo(f"{out}: QAT test accuracy {history[-1].test_acc:.2%} after {history[-1].epoch} epochs")
 
@@ -160,7 +237,7 @@ def finetune(plan_path, init, epochs, out, resume, force, quiet):
 @click.option("--qat", "qat_dir", type=click.Path(path_type=Path), help="QAT run (default: SEARCH_DIR/qat).")
 @click.option("--fp32", "fp32_dir", type=click.Path(path_type=Path), help="fp32 run (default: the search's --from).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Report folder (default: SEARCH_DIR/report).")
-@click.option("--data-root", type=click.Path(path_type=Path))
+@click.option("--data-root", type=DATA_ROOT)
 def report(search_dir, qat_dir, fp32_dir, out, data_root):
     """Accuracy, average bits, energy and storage of a searched (and finetuned) plan, with plots."""
     from hqflow.search.report import make_report
@@ -173,21 +250,26 @@ def report(search_dir, qat_dir, fp32_dir, out, data_root):
 @main.command()
 @click.option("--from", "init", type=click.Path(path_type=Path), required=True, help="fp32 run to start from.")
 @click.option("--lambdas", required=True, help="Comma-separated hardware-cost weights, e.g. 0.1,0.5,2.")
-@click.option("--epochs", type=int, help="Overrides search.epochs.")
-@click.option("--finetune-epochs", type=int, default=0, show_default=True, help="QAT epochs per plan (0: none).")
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
-@click.option("--force", is_flag=True)
+@click.option("--epochs", type=COUNT, help="Overrides search.epochs.")
+@click.option("--finetune-epochs", type=NATURAL, default=0, show_default=True, help="QAT epochs per plan (0: none).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Sweep folder to write.")
+@click.option("--resume", is_flag=True,
+              help="Continue the sweep in --out (same options): finished lambdas are kept, an interrupted one resumed.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True)
-def sweep(init, lambdas, epochs, finetune_epochs, out, force, quiet):
+def sweep(init, lambdas, epochs, finetune_epochs, out, resume, force, quiet):
     """Search for several lambdas and plot accuracy against energy (pareto.png)."""
     from hqflow.search.sweep import sweep as run_sweep
 
-    try:
-        values = [float(v) for v in lambdas.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"--lambdas: expected comma-separated numbers, got {lambdas!r}") from None
+    if resume and force:
+        raise UserError("--resume and --force exclude each other")
+
+    values = [WEIGHT.convert(v, None, None) if v.strip() else None for v in lambdas.split(",")]
+    if None in values:
+        raise UserError(f"--lambdas: {lambdas!r} has an empty entry; expected comma-separated numbers >= 0")
     cfg = _search_config(None, init, None, epochs, None)
-    points = run_sweep(cfg, init, values, out, finetune_epochs=finetune_epochs, force=force, progress=not quiet)
+    points = run_sweep(cfg, init, values, out, finetune_epochs=finetune_epochs, force=force, progress=not quiet,
+                       resume=resume)
     for p in points:
         click.echo(f"lambda {p['lambda']:g}: accuracy {p['accuracy']:.2%} ({p['accuracy_source']}), "
                    f"{p['avg_weight_bits']:.2f} bits, energy {p['energy_pct']:.2f} %, storage "
@@ -202,24 +284,29 @@ def sweep(init, lambdas, epochs, finetune_epochs, out, force, quiet):
                    "hls: that, plus the HLS C++ project in OUT/hls (run it with `hqflow csim OUT`).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Export folder to write.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
-@click.option("--tb-samples", type=int, default=200, show_default=True,
+@click.option("--tb-samples", type=COUNT, default=200, show_default=True,
               help="hls: test samples in the testbench (logits compared for each).")
-@click.option("--trace-samples", type=int, default=2, show_default=True,
+@click.option("--trace-samples", type=NATURAL, default=2, show_default=True,
               help="hls: of those, how many compare every node at every time step.")
-@click.option("--reuse-factor", type=int, default=1, show_default=True,
+@click.option("--reuse-factor", type=COUNT, default=1, show_default=True,
               help="hls: initiation interval, in cycles per weight ROM word, of the conv / linear accumulation (synthesis only).")
 @click.option("--name", default="spikformer", show_default=True, help="hls: project name (top function NAME_top).")
-@click.option("--data-root", type=click.Path(path_type=Path), help="hls: data set folder (not for digits-dvs).")
+@click.option("--data-root", type=DATA_ROOT, help="hls: data set folder (not for digits-dvs).")
 def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, data_root):
     """Lower RUN (a finetuned or fp32 run) to the integer-only DeployGraph, and optionally HLS C++."""
     from hqflow.export.hls import HlsOptions
     from hqflow.export.lower import export
 
+    if trace_samples > tb_samples:
+        raise UserError(f"--trace-samples {trace_samples} exceeds --tb-samples {tb_samples} (the traced samples "
+                        "are the first of the testbench's)")
     options = HlsOptions(name=name, reuse_factor=reuse_factor) if target == "hls" else None
     graph, summary = export(run, out, target, force, tb_samples, trace_samples, data_root, options)
     click.echo(f"{out}: {len(graph.nodes)} nodes, {sum(t.nbytes for t in graph.tensors.values())} bytes of "
                f"integer tensors, T {graph.time_steps}")
     if summary:
+        if summary["samples"] < tb_samples:
+            click.echo(f"--tb-samples {tb_samples}: the test split has {summary['samples']} samples; all are used")
         click.echo(f"{out / 'hls'}: HLS project, testbench of {summary['samples']} samples "
                    f"({summary['trace_samples']} traced, {summary['data_bytes'] / 1e6:.1f} MB of vectors); "
                    f"run it with `hqflow csim {out}`")
@@ -234,7 +321,7 @@ def csim_cmd(export_dir, ap_arithmetic):
     """Compile EXPORT_DIR's HLS project with g++ and check it against the NumPy simulator's vectors.
 
     Finds g++ (or $CXX) and the ap_types headers (hls4ml's, or $AP_TYPES). The last line printed is
-    "mismatches: N"; the exit status is 0 only when N is 0.
+    "mismatches: N". Exit status: 0 when N is 0, 1 on mismatches, 2 on a broken project or vectors.
     """
     from hqflow.export.csim import run_csim
 
@@ -244,9 +331,9 @@ def csim_cmd(export_dir, ap_arithmetic):
 @main.command(name="sim")
 @click.argument("export_dir", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
-@click.option("--data-root", type=click.Path(path_type=Path))
-@click.option("--limit", type=int, help="Only the first N samples.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--data-root", type=DATA_ROOT)
+@click.option("--limit", type=COUNT, help="Only the first N samples.")
+@click.option("--batch-size", type=COUNT, default=64, show_default=True)
 @click.option("--compare-torch", "compare_run", type=click.Path(path_type=Path),
               help="Also run this run's float fake-quant model and report the agreement.")
 def sim_cmd(export_dir, split, data_root, limit, batch_size, compare_run):
@@ -269,7 +356,14 @@ def sim_cmd(export_dir, split, data_root, limit, batch_size, compare_run):
     from hqflow.export.compare import compare
     from hqflow.search.trainer import load_checkpoint
 
-    _, model, _ = load_checkpoint(compare_run)
+    cfg, model, _ = load_checkpoint(compare_run)
+    differ = [k for k, v in cfg.to_dict()["model"].items()  # graph.json holds tuples as lists
+              if model_meta.get(k) != (list(v) if isinstance(v, tuple) else v)]
+    if cfg.data.time_steps != graph.time_steps:
+        differ.append("time_steps")
+    if differ:
+        raise UserError(f"--compare-torch {compare_run}: not the run {export_dir} was exported from "
+                        f"({', '.join(differ)} differ)")
     result = compare(graph, model, batches(frames, batch_size, limit)).summary()
     click.echo(json.dumps(result, indent=2))
 

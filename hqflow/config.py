@@ -13,15 +13,46 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, ClassVar
 
 from hqflow.errors import UserError
+from hqflow.io import read_yaml
+
+
+class _Bound(typing.NamedTuple):
+    """A value range of one config key: `ok(value)` and the words for it in an error."""
+
+    ok: typing.Callable[[Any], bool]
+    words: str
+
+
+def _ge(lo: float) -> _Bound:
+    return _Bound(lambda v: v >= lo, f">= {lo}")
+
+
+def _gt(lo: float) -> _Bound:
+    return _Bound(lambda v: v > lo, f"> {lo}")
+
+
+def _in(lo: float, hi: float) -> _Bound:
+    return _Bound(lambda v: lo <= v < hi, f"in [{lo}, {hi})")
+
+
+def _check_bounds(cfg: Any) -> None:
+    """Every float finite, every key within its class's `BOUNDS`; the error names section.key."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        where = f"{cfg.SECTION}.{f.name}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{where}: must be a finite number, got {value}")
+        bound = cfg.BOUNDS.get(f.name)
+        if bound is not None and value is not None and not bound.ok(value):
+            raise UserError(f"{where}: must be {bound.words}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -30,11 +61,13 @@ class ModelConfig:
 
     The tokenizer has four Conv3x3 stages with channels in_channels -> D/8 -> D/4 -> D/2 -> D;
     `pools[i]` says whether stage i ends with MaxPool(3, 2, 1). Tokens: (img_size / 2^sum(pools))^2.
+    `num_classes` 0 means the data set's: `train` and `search` set it from the loaded data set before
+    they build the model or write config.yaml, so a run's files always hold the number.
     """
 
     img_size: int = 128
     in_channels: int = 2
-    num_classes: int = 10
+    num_classes: int = 0  # 0: the data set's class count, resolved when train / search load the data
     embed_dim: int = 256
     num_heads: int = 16
     depth: int = 2
@@ -45,7 +78,14 @@ class ModelConfig:
     attn_threshold: float = 0.5
     attn_scale: float = 0.25
 
+    SECTION: ClassVar[str] = "model"
+    BOUNDS: ClassVar[dict[str, _Bound]] = {
+        "img_size": _ge(1), "in_channels": _ge(1), "num_classes": _ge(0), "embed_dim": _ge(8), "num_heads": _ge(1), "depth": _ge(1),
+        "mlp_ratio": _ge(1), "tau": _gt(1.0), "v_threshold": _gt(0.0), "attn_threshold": _gt(0.0),
+        "attn_scale": _gt(0.0)}
+
     def __post_init__(self) -> None:
+        _check_bounds(self)
         if self.embed_dim % 8:
             raise UserError(f"model.embed_dim: {self.embed_dim} is not a multiple of 8")
         if self.embed_dim % self.num_heads:
@@ -58,8 +98,6 @@ class ModelConfig:
             raise UserError(
                 f"model.img_size: {self.img_size} is not divisible by 2^{sum(self.pools)} (the pools)"
             )
-        if self.tau <= 1.0:
-            raise UserError(f"model.tau: must be > 1, got {self.tau}")
 
     @property
     def grid(self) -> int:
@@ -81,13 +119,12 @@ class DataConfig:
     val_fraction: float = 0.1  # held out of the training split (used by the search stage)
     max_train_samples: int = 0  # 0: all; else a seeded subset of the training split (quick checks)
 
+    SECTION: ClassVar[str] = "data"
+    BOUNDS: ClassVar[dict[str, _Bound]] = {"time_steps": _ge(1), "val_fraction": _in(0.0, 1.0),
+                                           "max_train_samples": _ge(0)}
+
     def __post_init__(self) -> None:
-        if self.time_steps < 1:
-            raise UserError(f"data.time_steps: must be >= 1, got {self.time_steps}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise UserError(f"data.val_fraction: must be in [0, 1), got {self.val_fraction}")
-        if self.max_train_samples < 0:
-            raise UserError(f"data.max_train_samples: must be >= 0, got {self.max_train_samples}")
+        _check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -106,12 +143,16 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
 
+    SECTION: ClassVar[str] = "train"
+    BOUNDS: ClassVar[dict[str, _Bound]] = {
+        "epochs": _ge(1), "batch_size": _ge(1), "lr": _gt(0.0), "min_lr": _ge(0.0), "weight_decay": _ge(0.0),
+        "warmup_epochs": _ge(0), "label_smoothing": _in(0.0, 1.0), "grad_clip": _ge(0.0), "augment_shift": _ge(0),
+        "seed": _ge(0), "num_workers": _ge(0)}
+
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"train.{name}: must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise UserError(f"train.lr: must be > 0, got {self.lr}")
+        _check_bounds(self)
+        if self.min_lr > self.lr:
+            raise UserError(f"train.min_lr: {self.min_lr} exceeds train.lr {self.lr} (the schedule decays to it)")
 
 
 @dataclass(frozen=True)
@@ -134,9 +175,13 @@ class SearchConfig:
     weight_decay: float = 0.01
     energy_table: str | None = None  # YAML of operation energies; None: the 45 nm table shipped
 
+    SECTION: ClassVar[str] = "search"
+    BOUNDS: ClassVar[dict[str, _Bound]] = {
+        "hw_lambda": _ge(0.0), "epochs": _ge(1), "tau_start": _gt(0.0), "tau_end": _gt(0.0), "alpha_lr": _gt(0.0),
+        "weight_lr": _gt(0.0), "weight_decay": _ge(0.0)}
+
     def __post_init__(self) -> None:
-        if self.hw_lambda < 0:
-            raise UserError(f"search.hw_lambda: must be >= 0, got {self.hw_lambda}")
+        _check_bounds(self)
         if not 0 < self.tau_end <= self.tau_start:
             raise UserError(f"search.tau_end, tau_start: need 0 < tau_end <= tau_start, got "
                             f"{self.tau_end}, {self.tau_start}")
@@ -160,6 +205,15 @@ class FinetuneConfig:
     min_lr: float = 1e-5
     weight_decay: float = 0.01
     warmup_epochs: int = 0
+
+    SECTION: ClassVar[str] = "finetune"
+    BOUNDS: ClassVar[dict[str, _Bound]] = {"epochs": _ge(1), "lr": _gt(0.0), "min_lr": _ge(0.0),
+                                           "weight_decay": _ge(0.0), "warmup_epochs": _ge(0)}
+
+    def __post_init__(self) -> None:
+        _check_bounds(self)
+        if self.min_lr > self.lr:
+            raise UserError(f"finetune.min_lr: {self.min_lr} exceeds finetune.lr {self.lr} (the schedule decays to it)")
 
 
 @dataclass(frozen=True)
@@ -226,7 +280,12 @@ def _section(name: str, raw: Any, where: str) -> Any:
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
             raise UserError(f"{where}: unknown key '{name}.{key}'{hint}")
         values[key] = _check_value(cls, key, value, f"{where}: {name}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except UserError as err:  # a bound of the section: say which file
+        if where == "<override>":
+            raise
+        raise UserError(f"{where}: {err}") from None
 
 
 def config_from_dict(raw: Any, where: str = "<config>") -> Config:
@@ -245,11 +304,5 @@ def config_from_dict(raw: Any, where: str = "<config>") -> Config:
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    raw = read_yaml(path, "a config (YAML with sections model, data, train, search, finetune)")
     return config_from_dict(raw, str(path))

@@ -23,13 +23,13 @@ updates are the same for every plan and are left out of both sides of the ratio.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import yaml
-
 from hqflow.config import ModelConfig
 from hqflow.errors import UserError
+from hqflow.io import read_yaml
 from hqflow.numerics import Candidate
 
 DEFAULT_TABLE = Path(__file__).with_name("tables") / "energy_45nm.yaml"
@@ -62,16 +62,17 @@ class EnergyTable:
 def load_energy_table(path: str | Path | None = None) -> EnergyTable:
     """Read an energy table (YAML with the EnergyTable keys, values in pJ)."""
     path = Path(path) if path is not None else DEFAULT_TABLE
-    if not path.is_file():
-        raise UserError(f"{path}: energy table not found")
-    raw = yaml.safe_load(path.read_text()) or {}
     keys = [f.name for f in fields(EnergyTable)]
+    raw = read_yaml(path, f"an energy table (YAML with keys {', '.join(keys)} in pJ)")
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: an energy table is a mapping of {', '.join(keys)} to pJ, got {type(raw).__name__}")
     missing = [k for k in keys if k not in raw]
     if missing:
         raise UserError(f"{path}: energy table lacks key(s) {', '.join(missing)}")
     for k in keys:
-        if not isinstance(raw[k], (int, float)) or isinstance(raw[k], bool) or raw[k] < 0:
-            raise UserError(f"{path}: {k}: expected a non-negative number of pJ, got {raw[k]!r}")
+        value = raw[k]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise UserError(f"{path}: {k}: expected a finite, non-negative number of pJ, got {value!r}")
     return EnergyTable(**{k: float(raw[k]) for k in keys})
 
 

@@ -29,10 +29,27 @@ Data sets (`DATASETS`), each with a train and a test split:
   for CIFAR10-DVS) over the recordings sorted by path. tonic starts a download whenever its
   files look incomplete; we check the layout first and instantiate tonic's classes through
   subclasses whose `download()` raises `UserError`, so no call ever reaches the network.
+  A folder that does not have tonic's layout, an empty class folder or a recording that cannot
+  be read is a `UserError` naming the folder or file and the layout expected.
+
+Frame cache (tonic data sets). Binning a real-size set takes minutes (CIFAR10-DVS: 10,000
+recordings), so the first `load_dataset` of a (data set, split, T, size) bins every recording
+once into one int16 .npy file [N, T, 2, size, size] under `cache_dir()`, and later loads open it
+with `np.load(mmap_mode="r")`: one file is replaced atomically as a whole and read at any index,
+and the operating system pages it in, so the cache need not fit in memory (CIFAR10-DVS at T 16,
+128x128: 5.2 GB). The file name carries a key over the data set, split, T, size, FRAMES_VERSION,
+the data root's resolved path and the split's recording list; a file of the wrong shape or
+dtype, or one that does not parse, is rebuilt with a message, never used. `HQFLOW_CACHE=<dir>`
+moves the cache, `HQFLOW_CACHE=off` reads the recordings at every access instead. digits-dvs is
+not cached on disk: it is generated in about 1.5 s (tiny config) and kept per process.
 """
 
 import functools
+import hashlib
+import json
 import os
+import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +63,8 @@ DATASETS: tuple[str, ...] = ("digits-dvs", "dvs128-gesture", "cifar10-dvs", "n-c
 SPLITS = ("train", "test")
 SPLIT_SEED = 0  # fixes every train/test split; independent of the `seed` argument
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
+FRAMES_VERSION = 1  # of the frames a recording gives: bump it whenever binning or reading changes
+CACHE_ENV = "HQFLOW_CACHE"  # a folder for the frame cache, or "off"
 
 
 def events_to_frames(
@@ -83,7 +102,8 @@ def events_to_frames(
     if not np.issubdtype(t.dtype, np.integer):
         raise UserError(f"events: t has dtype {t.dtype}; expected integer microseconds")
 
-    dt = t.astype(np.int64) - t.min()  # us since the first event
+    t = t.astype(np.int64)  # also unsigned (CIFAR10-DVS: uint64), whose difference NumPy makes float
+    dt = t - t.min()  # us since the first event
     time_bin = dt * time_steps // (int(dt.max()) + 1)
     on = (p > 0).astype(np.int64)
     yy = y.astype(np.int64) * out_h // h
@@ -118,7 +138,8 @@ class FrameDataset(Sequence):
         return frames, label
 
     def frames_array(self) -> np.ndarray:
-        """All frames, read-only int16 [N, T, 2, H, W]; only for in-memory sets (digits-dvs)."""
+        """All frames, read-only int16 [N, T, 2, H, W]: digits-dvs in memory, a cached tonic set
+        memory-mapped; an uncached tonic set (HQFLOW_CACHE=off) has none."""
         if self._frames is None:
             raise ValueError(f"{self.name} is read from disk one item at a time; index it instead")
         return self._frames
@@ -328,16 +349,22 @@ def _load_tonic(name, split, time_steps, size, data_root) -> FrameDataset:
     )
     if data_root is None:
         raise UserError(f"{layout}, but no data root was given; get {spec.source}")
+    if Path(data_root).exists() and not Path(data_root).is_dir():
+        raise UserError(f"data root {data_root}: a file, not a folder; {layout}; get {spec.source}")
     if not Path(data_root).is_dir():
         raise UserError(f"data root {data_root}: no such folder; {layout}; get {spec.source}")
     root = Path(data_root) / spec.cls
-    files = sorted((root / folder).rglob("*" + spec.suffix)) if root.is_dir() else []
+    try:
+        files = sorted((root / folder).rglob("*" + spec.suffix)) if root.is_dir() else []
+    except OSError as err:
+        raise UserError(f"{root}: cannot list the recordings ({err.strerror or err}); {layout}") from None
     has_archive = (root / archive).is_file()
     if len(files) < spec.min_files or not has_archive:
         raise UserError(
             f"{root}: found {len(files)} *{spec.suffix} files and {'the' if has_archive else 'no'} "
             f"archive {archive}; {layout}; get {spec.source}"
         )
+    _check_layout(name, root / folder, files)
 
     import tonic.datasets
 
@@ -347,11 +374,6 @@ def _load_tonic(name, split, time_steps, size, data_root) -> FrameDataset:
     elif name == "cifar10-dvs":
         index_of = tonic.datasets.CIFAR10DVS.classes  # class name -> label
         classes = tuple(sorted(index_of, key=index_of.get))
-        stray = next((f for f in files if f.parent.name not in index_of), None)
-        if stray is not None:
-            raise UserError(
-                f"{stray}: folder {stray.parent.name!r} is not a class; expected one of {', '.join(classes)}"
-            )
         ds = _offline(tonic.datasets.CIFAR10DVS)(save_to=str(data_root))
     else:
         ds = _offline(tonic.datasets.NCALTECH101)(save_to=str(data_root))
@@ -364,19 +386,175 @@ def _load_tonic(name, split, time_steps, size, data_root) -> FrameDataset:
         keep = _stratified_split(labels, TONIC_TEST_FRACTION, split)
         order, labels = order[keep], labels[keep]
     crop = name == "n-caltech101"
-    read = functools.partial(_tonic_frames, ds, order, spec.sensor_hw, time_steps, size, crop)
-    return FrameDataset(name, split, classes, labels, (time_steps, 2, size, size), _read=read)
+    read = functools.partial(_tonic_frames, name, ds, order, spec.sensor_hw, time_steps, size, crop)
+    shape = (time_steps, 2, size, size)
+    recordings = [os.path.relpath(ds.data[k], root) for k in order]
+    frames = _cached_frames(name, split, shape, root, recordings, read)
+    if frames is not None:
+        return FrameDataset(name, split, classes, labels, shape, _frames=frames)
+    return FrameDataset(name, split, classes, labels, shape, _read=read)
 
 
-def _tonic_frames(ds, order, sensor_hw, time_steps, size, crop, i) -> np.ndarray:
+_RECORDING = {  # what a recording file holds, for error messages
+    "dvs128-gesture": "a NumPy array [N, 4] of (x, y, p, t ms), as in tonic's preprocessed archives",
+    "cifar10-dvs": "an AEDAT 4 event stream",
+    "n-caltech101": "N-Caltech101's 40-bit binary events (5 bytes each)",
+}
+
+
+def _check_layout(name: str, folder: Path, files: list[Path]) -> None:
+    """Refuse, naming the folder or file, what tonic would misread or crash on in `folder`."""
+    if name == "dvs128-gesture":
+        expected = f"{folder}/user<NN>_<lighting>/<label 0-10>.npy"
+        for path in sorted(p for p in folder.rglob("*") if p.is_dir()):
+            user, sep, _ = path.relative_to(folder).parts[0].partition("_")
+            if not (sep and user.startswith("user") and user[4:].isdigit()):
+                raise UserError(f"{path}: not a user<NN>_<lighting> folder; dvs128-gesture expects {expected}")
+        for f in files:
+            if f.parent == folder or f.parent.parent != folder:
+                raise UserError(f"{f}: not in a user folder; dvs128-gesture expects {expected}")
+            if not (f.stem.isdigit() and int(f.stem) <= 10):
+                raise UserError(f"{f}: file name is not a label 0-10; dvs128-gesture expects {expected}")
+        return
+    if name == "cifar10-dvs":
+        import tonic.datasets
+
+        classes = tuple(tonic.datasets.CIFAR10DVS.classes)
+        expected = f"{folder}/<class>/*.aedat4 with the classes {', '.join(classes)}"
+        for f in files:
+            if f.parent.name not in classes:
+                raise UserError(
+                    f"{f}: folder {f.parent.name!r} is not a class; expected one of {', '.join(classes)}"
+                )
+    else:
+        classes = tuple(sorted({f.parent.name for f in files if f.parent != folder}))
+        expected = f"{folder}/<class>/*.bin, one folder per class"
+        for f in files:
+            if f.parent.parent != folder:
+                raise UserError(f"{f}: not directly in a class folder; n-caltech101 expects {expected}")
+        classes += tuple(p.name for p in folder.iterdir() if p.is_dir() and p.name not in classes)
+    suffix = _TONIC[name].suffix
+    for c in classes:
+        if not any((folder / c).glob("*" + suffix)):
+            raise UserError(f"{folder / c}: class folder missing or without *{suffix} recordings; "
+                            f"{name} expects {expected}")
+
+
+def _tonic_frames(name, ds, order, sensor_hw, time_steps, size, crop, i) -> np.ndarray:
     """Frames of item i: tonic reads recording order[i]; N-Caltech101 is cropped to the sensor."""
-    events, _ = ds[order[i]]
-    if crop:  # recordings vary in size (tonic shifted them to x, y >= 0)
-        events = events[(events["x"] < sensor_hw[1]) & (events["y"] < sensor_hw[0])]
+    path = ds.data[order[i]]
+    try:
+        events, _ = ds[order[i]]
+        if crop:  # recordings vary in size (tonic shifted them to x, y >= 0)
+            events = events[(events["x"] < sensor_hw[1]) & (events["y"] < sensor_hw[0])]
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever a broken file makes the reader raise
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"{path}: not a readable {name} recording ({type(err).__name__}: {first}); "
+                        f"expected {_RECORDING[name]}") from None
     try:
         return events_to_frames(events, sensor_hw, time_steps, size)
     except UserError as e:
-        raise UserError(f"{ds.data[order[i]]}: {e}") from None
+        raise UserError(f"{path}: {e}") from None
+
+
+# --- the frame cache ------------------------------------------------------------------------
+
+
+def cache_dir() -> Path | None:
+    """Folder of the frame cache: $HQFLOW_CACHE, None if it is "off", else ~/.cache/hqflow/frames
+    (under $XDG_CACHE_HOME when set): per user, never the data root, which is often read-only."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() == "off":
+        return None
+    if value:
+        return Path(value).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hqflow" / "frames"
+
+
+def _cached_frames(name, split, shape, root, recordings, read) -> np.ndarray | None:
+    """Frames of every recording, int16 [N, *shape] memory-mapped from the cache (built on first
+    use from `read(i)`); None when the cache is off."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    key = json.dumps([name, split, shape, FRAMES_VERSION, str(Path(root).resolve()), recordings])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    t, _, h, w = shape
+    path = folder / f"{name}-{split}-T{t}-{h}x{w}-v{FRAMES_VERSION}-{digest}.npy"
+    full = (len(recordings), *shape)
+    if path.exists():
+        frames, problem = _open_cache(path, full)
+        if frames is not None:
+            return frames
+        print(f"hqflow: frame cache {path} {problem}; rebuilding it", file=sys.stderr)
+    _build_cache(path, full, read, f"{name} {split}")
+    frames, problem = _open_cache(path, full)
+    if frames is None:
+        raise UserError(f"{path}: the frame cache just written {problem}; set {CACHE_ENV}=off to read without it")
+    return frames
+
+
+def _open_cache(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray | None, str]:
+    """(the memory-mapped array, "") if `path` holds int16 `shape`, else (None, what is wrong)."""
+    try:
+        frames = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as err:  # noqa: BLE001 - a truncated or overwritten file, any way it fails
+        return None, f"is unreadable ({type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]})"
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.int16 or frames.shape != shape:
+        return None, f"holds {getattr(frames, 'dtype', '?')} {getattr(frames, 'shape', '?')}, expected int16 {shape}"
+    return frames, ""
+
+
+def _build_cache(path: Path, shape: tuple[int, ...], read: Callable[[int], np.ndarray], what: str) -> None:
+    """Bin every recording into `path` through a temporary file beside it, moved into place when
+    complete (a killed build leaves no cache file; its temporary file is removed by the next build)."""
+    nbytes = int(np.prod(shape)) * 2
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed build
+            pid = stale.name[len(path.name) + 2 : -len(".tmp")]
+            if not (pid.isdigit() and _alive(int(pid))):
+                stale.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+    except OSError as err:
+        raise UserError(f"frame cache folder {path.parent}: {err.strerror or err}; set {CACHE_ENV}=<a writable "
+                        f"folder>, or {CACHE_ENV}=off to read the recordings at every epoch") from None
+    if nbytes > free:
+        raise UserError(f"frame cache folder {path.parent}: {_size(free)} free, the {what} frames need "
+                        f"{_size(nbytes)}; set {CACHE_ENV}=<another folder>, or {CACHE_ENV}=off")
+    print(f"hqflow: binning {what} once ({shape[0]} recordings -> int16 {list(shape)}, {_size(nbytes)}) into "
+          f"{path} ({CACHE_ENV}=<dir> moves the cache, {CACHE_ENV}=off disables it)", file=sys.stderr)
+    from tqdm.auto import tqdm
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=shape)
+        for i in tqdm(range(shape[0]), desc=f"binning {what}", leave=False, disable=None):
+            out[i] = read(i)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"frame cache {path}: cannot write ({err.strerror or err}); set {CACHE_ENV}=<another "
+                        f"folder>, or {CACHE_ENV}=off") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
 
 
 @functools.cache

@@ -23,12 +23,13 @@ exactly the model's layers, each error naming the file, the layer, the key and t
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hqflow.errors import UserError
-from hqflow.io import atomic_text
+from hqflow.io import atomic_text, read_json
 from hqflow.numerics import Candidate
 
 SCHEMA_VERSION = 1
@@ -85,9 +86,20 @@ def uniform_plan(names: list[str], candidate: Candidate) -> QuantPlan:
     return QuantPlan(tuple(LayerPlan(n, candidate) for n in names), (candidate,))
 
 
+def _number(value: Any, at: str, integer: bool = False, upper: float | None = None) -> float:
+    """A finite, non-negative JSON number (an integer if `integer`, at most `upper` if given)."""
+    kinds = (int,) if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if not ok or (upper is not None and value > upper):
+        what = "a non-negative integer" if integer else "a finite number >= 0" + ("" if upper is None else f" and <= {upper}")
+        raise UserError(f"{at}: expected {what}, got {value!r}")
+    return value
+
+
 def plan_from_dict(raw: Any, where: str) -> QuantPlan:
+    """Validate a parsed plan: every error names `where`, the layer and the key."""
     if not isinstance(raw, dict):
-        raise UserError(f"{where}: a plan is a JSON object")
+        raise UserError(f"{where}: a plan is a JSON object, got {type(raw).__name__}")
     version = raw.get("schema_version")
     if version != SCHEMA_VERSION:
         raise UserError(f"{where}: schema_version {version!r}; this hqflow reads version {SCHEMA_VERSION}")
@@ -97,8 +109,8 @@ def plan_from_dict(raw: Any, where: str) -> QuantPlan:
     plans = []
     for name, entry in layers.items():
         at = f"{where}: layers.{name}"
-        if not isinstance(entry, dict) or "format" not in entry:
-            raise UserError(f"{at}: needs a 'format' (e.g. \"uniform-4\")")
+        if not isinstance(entry, dict) or not isinstance(entry.get("format"), str):
+            raise UserError(f"{at}: needs a 'format' string (e.g. \"uniform-4\")")
         try:
             c = Candidate.parse(entry["format"])
         except UserError as err:
@@ -107,25 +119,28 @@ def plan_from_dict(raw: Any, where: str) -> QuantPlan:
             if key in entry and entry[key] != value:
                 raise UserError(f"{at}.{key}: {entry[key]!r} contradicts format {c.name!r} ({key} {value!r})")
         probs = entry.get("probabilities", {})
-        if not isinstance(probs, dict) or not all(isinstance(v, (int, float)) for v in probs.values()):
-            raise UserError(f"{at}.probabilities: expected an object of format -> probability")
-        plans.append(LayerPlan(name, c, {k: float(v) for k, v in probs.items()},
-                               int(entry.get("macs", 0)), int(entry.get("storage_bits", 0)),
-                               float(entry.get("energy_pj", 0.0))))
+        if not isinstance(probs, dict):
+            raise UserError(f"{at}.probabilities: expected an object of format -> probability, got {probs!r}")
+        probs = {k: float(_number(v, f"{at}.probabilities.{k}", upper=1.0)) for k, v in probs.items()}
+        plans.append(LayerPlan(name, c, probs, int(_number(entry.get("macs", 0), f"{at}.macs", integer=True)),
+                               int(_number(entry.get("storage_bits", 0), f"{at}.storage_bits", integer=True)),
+                               float(_number(entry.get("energy_pj", 0.0), f"{at}.energy_pj"))))
+    names = raw.get("candidates", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{where}: candidates: expected a list of format names, got {names!r}")
     try:
-        candidates = tuple(Candidate.parse(n) for n in raw.get("candidates", []))
+        candidates = tuple(Candidate.parse(n) for n in names)
     except UserError as err:
         raise UserError(f"{where}: candidates: {err}") from None
     lam = raw.get("hw_lambda")
-    return QuantPlan(tuple(plans), candidates, None if lam is None else float(lam), raw.get("summary", {}))
+    if lam is not None:
+        lam = float(_number(lam, f"{where}: hw_lambda"))
+    summary = raw.get("summary", {})
+    if not isinstance(summary, dict):
+        raise UserError(f"{where}: summary: expected an object, got {summary!r}")
+    return QuantPlan(tuple(plans), candidates, lam, summary)
 
 
 def load_plan(path: str | Path) -> QuantPlan:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: plan file not found")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
-    return plan_from_dict(raw, str(path))
+    """Read and validate a plan.json (see the module docstring for its fields)."""
+    return plan_from_dict(read_json(path, "a plan (plan.json)"), str(path))

@@ -32,6 +32,7 @@ from spikingjelly.activation_based import neuron  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from hqflow.config import ModelConfig  # noqa: E402
+from hqflow.errors import UserError  # noqa: E402
 
 
 def lif(cfg: ModelConfig, v_threshold: float | None = None) -> neuron.LIFNode:
@@ -147,6 +148,8 @@ class Spikformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if cfg.num_classes < 1:  # 0 means "the data set's": loading the data set resolves it
+            raise UserError(f"model.num_classes: {cfg.num_classes}; set it, or let train / search take the data set's")
         self.cfg = cfg
         self.sps = SPS(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from hqflow.config import ModelConfig, load_config
 from hqflow.cost import GROUPS, EnergyTable, layer_cost, layer_shapes, load_energy_table, summarize
 from hqflow.errors import UserError
-from hqflow.io import atomic_text
+from hqflow.io import atomic_text, built_aside, require_complete
 from hqflow.numerics import Candidate
 from hqflow.plan import load_plan, plan_from_dict
 from hqflow.search import supernet
@@ -174,12 +174,17 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
                 progress: bool = True) -> dict[str, Any]:
     """Write report.md, report.json, cost_split.png and weights.png for a search; return the numbers.
 
-    The returned dict is report.json's content plus "markdown" (report.md's text).
+    The returned dict is report.json's content plus "markdown" (report.md's text). The folder is
+    built aside and moved into place whole: a failure leaves the previous report (or none). An
+    existing `out_dir` is replaced only if it is empty or a report folder (holds report.json).
     """
     search_dir = Path(search_dir)
     if not search_dir.is_dir():
         raise UserError(f"{search_dir}: search folder not found")
+    require_complete(search_dir, "the search folder")
     out_dir = Path(out_dir) if out_dir is not None else search_dir / "report"
+    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / "report.json").is_file())):
+        raise UserError(f"{out_dir}: exists and is not a report folder (no report.json); choose another --out")
     cfg = load_config(search_dir / "config.yaml")
     if data_root is not None:
         cfg = cfg.replace("data", data_root=str(data_root))
@@ -193,6 +198,7 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
         qat_dir = Path(qat_dir)
         if not qat_dir.is_dir():
             raise UserError(f"{qat_dir}: QAT run folder not found")
+        require_complete(qat_dir, "the QAT run")
         accuracy, source = read_last_metrics(qat_dir)["test_acc"], "qat"
         _, model, state = load_checkpoint(qat_dir)
         if "plan" not in state:
@@ -208,6 +214,8 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
     shapes = layer_shapes(cfg.model, cfg.data.time_steps)
     plan.check_layers([s.name for s in shapes], str(plan_path))
     fp32_run = _fp32_run(search_dir, fp32_dir)
+    if fp32_run is not None:
+        require_complete(fp32_run, "the fp32 run")
     fp32_acc = read_last_metrics(fp32_run)["test_acc"] if fp32_run is not None else None
     if fp32_run is None:
         notes.append("No fp32 run (the search started from scratch); pass one with --fp32 for the accuracy drop.")
@@ -223,19 +231,20 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
                            "drop_points": None if fp32_acc is None else 100 * (fp32_acc - accuracy)},
               **cost_figures(summaries, rates), "notes": notes}
 
-    plot_cost_split(summaries["fp32"], summaries["plan"], out_dir / "cost_split.png",
-                    title=f"{search_dir.name}: cost per layer group (every MAC)")
     layers = supernet.weight_layers(model)
     shown = pick_layers(list(layers), 5)
     with torch.no_grad():
         pairs = {n: (layers[n].weight.detach().numpy(), layers[n].quant_weight().detach().numpy()) for n in shown}
-    plot_weight_histograms(pairs, out_dir / "weights.png", {n: formats[n].name for n in shown})
     probabilities = search_dir / "probabilities.png"
     report["plots"] = {"cost_split": "cost_split.png", "weights": "weights.png",
                        "probabilities": os.path.relpath(probabilities, out_dir) if probabilities.is_file() else None}
     markdown = to_markdown(report)
-    atomic_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
-    atomic_text(out_dir / "report.md", markdown)
+    with built_aside(out_dir) as tmp:
+        plot_cost_split(summaries["fp32"], summaries["plan"], tmp / "cost_split.png",
+                        title=f"{search_dir.name}: cost per layer group (every MAC)")
+        plot_weight_histograms(pairs, tmp / "weights.png", {n: formats[n].name for n in shown})
+        atomic_text(tmp / "report.json", json.dumps(report, indent=2) + "\n")
+        atomic_text(tmp / "report.md", markdown)
     return report | {"markdown": markdown}
 
 

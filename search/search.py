@@ -16,6 +16,7 @@ A search folder holds:
     search_log.jsonl  per step: tau, CE of both steps, expected energy (% of fp32), probabilities
     metrics.jsonl     per epoch: test accuracy of the derived plan, its energy and bits
     probabilities.png selection probabilities of every layer over the search, with the loss
+    INCOMPLETE        present while the search has not finished (see `hqflow.io`, "Run folders")
 
 Finetune trains the model with the plan fixed (every layer in its chosen format), starting
 from the searched weights, with the trainer's loop (`trainer.train`).
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +41,7 @@ from tqdm.auto import tqdm
 from hqflow.config import Config
 from hqflow.cost import cost_matrix, layer_cost, layer_shapes, load_energy_table, summarize
 from hqflow.errors import UserError
-from hqflow.io import atomic_text, atomic_write, prepare_output_dir
+from hqflow.io import RunFolder, atomic_text, atomic_write, require_complete
 from hqflow.numerics import Candidate
 from hqflow.plan import LayerPlan, QuantPlan, load_plan
 from hqflow.search import supernet
@@ -47,10 +50,12 @@ from hqflow.search.trainer import (
     CHECKPOINT,
     EpochMetrics,
     evaluate,
+    kill_step,
     load_checkpoint,
-    load_split,
+    load_splits,
     make_loader,
     random_shift,
+    restore_state,
     train,
 )
 
@@ -103,9 +108,22 @@ def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume:
            force: bool = False, progress: bool = True) -> list[SearchEpoch]:
     """Run the search of `cfg.search` from the fp32 run `init` (or from scratch); write `out`."""
     out, sc, tc = Path(out), cfg.search, cfg.train
-    train_set, test_set = load_split(cfg, "train"), load_split(cfg, "test")
+    cfg, train_set, test_set = load_splits(cfg)  # resolves model.num_classes (0: the data set's)
     table = load_energy_table(sc.energy_table)
-    prepare_output_dir(out, force, resume, CHECKPOINT)
+    folder = RunFolder(out, force, resume, f"hqflow search --resume -o {out}", CHECKPOINT)
+    try:
+        history = _search(cfg, out, folder, init, resume, progress, train_set, test_set, table)
+    except BaseException:
+        folder.abandon()
+        raise
+    folder.finish()
+    return history
+
+
+def _search(cfg: Config, out: Path, folder: RunFolder, init: str | Path | None, resume: bool, progress: bool,
+            train_set, test_set, table) -> list[SearchEpoch]:
+    """The loop of `search`, writing into `folder.path`."""
+    sc, tc = cfg.search, cfg.train
     candidates = tuple(Candidate.parse(n) for n in sc.candidates)
     state: dict[str, Any] = {}
     if resume:
@@ -114,6 +132,7 @@ def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume:
     else:
         torch.manual_seed(tc.seed)
         if init is not None:
+            require_complete(Path(init), "--from")
             init_cfg, model, _ = load_checkpoint(init)
             if init_cfg.model != cfg.model:
                 raise UserError(f"{init}: its model config differs from the search's")
@@ -124,7 +143,12 @@ def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume:
     shapes = layer_shapes(cfg.model, cfg.data.time_steps)
     energy = torch.tensor(cost_matrix(shapes, candidates, table), dtype=torch.float64)
     energy_fp32 = sum(layer_cost(s, Candidate("fp32", 32), table).energy_pj for s in shapes)
-    w_idx, a_idx = split_train_val(len(train_set), cfg.data.val_fraction, tc.seed)
+    pool = list(range(len(train_set)))  # data.max_train_samples > 0: the same seeded subset as training's
+    if 0 < cfg.data.max_train_samples < len(pool):
+        chosen = torch.randperm(len(pool), generator=torch.Generator().manual_seed(tc.seed))
+        pool = sorted(chosen[: cfg.data.max_train_samples].tolist())
+    w_idx, a_idx = split_train_val(len(pool), cfg.data.val_fraction, tc.seed)
+    w_idx, a_idx = [pool[i] for i in w_idx], [pool[i] for i in a_idx]
     w_loader = make_loader(train_set, tc.batch_size, tc.seed, True, indices=w_idx)
     a_loader = make_loader(train_set, tc.batch_size, tc.seed + 1, True, indices=a_idx)
     test_loader = make_loader(test_set, tc.batch_size, tc.seed, False)
@@ -133,18 +157,21 @@ def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume:
     criterion = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
     history: list[SearchEpoch] = []
     start = 0
+    out = folder.path
     if resume:
-        w_opt.load_state_dict(state["w_opt"])
-        a_opt.load_state_dict(state["a_opt"])
-        torch.set_rng_state(state["rng"])
-        history = [SearchEpoch(**h) for h in state["history"]]
+        history = restore_state(state, out / CHECKPOINT, {"w_opt": w_opt, "a_opt": a_opt}, SearchEpoch)
         start = state["epoch"]
+        # the checkpoint is the commit point: drop log lines of an epoch it does not hold, and
+        # rewrite the files written after it, so that all agree on its epoch
+        _truncate_log(out / SEARCH_LOG, start)
+        plan_of(model, cfg, shapes, table, sc.hw_lambda).save(out / "plan.json")
+        _write_metrics(out, history)
     else:
-        out.mkdir(parents=True, exist_ok=True)
         atomic_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         atomic_text(out / "source.json", json.dumps({"init": None if init is None else str(init)}) + "\n")
-        if (out / SEARCH_LOG).exists():
-            (out / SEARCH_LOG).unlink()
+    if start < sc.epochs:
+        folder.mark(start, sc.epochs)
+    kill_at = kill_step()
 
     total_steps = sc.epochs * len(w_loader)
     for epoch in range(start, sc.epochs):
@@ -178,6 +205,8 @@ def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume:
             w_opt.zero_grad(set_to_none=True)
             ce_w.backward()
             w_opt.step()
+            if step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
             sums += torch.tensor([ce_w.item(), ce_a.item(), e_pct.item(), 1.0], dtype=torch.float64)
             probs = {n: [round(p, 5) for p in m.probabilities().tolist()] for n, m in supernet.searchable(model).items()}
             log_lines.append(json.dumps({"step": step, "epoch": epoch + 1, "tau": tau, "weight_ce": ce_w.item(),
@@ -193,13 +222,18 @@ def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume:
                              test_acc, plan.summary["energy_pct"], plan.summary["avg_weight_bits"],
                              time.perf_counter() - t0)
         history.append(record)
+        # the epoch's files: the log lines first (resume drops them if the checkpoint does not
+        # follow), checkpoint.pt (the commit point), then what resume rewrites from it
         _append(out / SEARCH_LOG, log_lines)
-        plan.save(out / "plan.json")
         state = {"config": cfg.to_dict(), "candidates": list(sc.candidates), "model": model.state_dict(),
                  "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "rng": torch.get_rng_state(),
                  "epoch": epoch + 1, "history": [dataclasses.asdict(h) for h in history]}
         atomic_write(out / CHECKPOINT, lambda p: torch.save(state, p))
-        atomic_text(out / "metrics.jsonl", "".join(json.dumps(dataclasses.asdict(h)) + "\n" for h in history))
+        plan.save(out / "plan.json")
+        _write_metrics(out, history)
+        folder.mark(epoch + 1, sc.epochs)
+        folder.commit_epoch()
+        out = folder.path
         if progress:
             tqdm.write(f"search {record.epoch:3d}  tau {tau:5.2f}  CE {record.weight_ce:.3f}  expected energy "
                        f"{record.energy_pct:5.1f}%  derived plan: acc {test_acc:6.2%}, energy "
@@ -215,20 +249,42 @@ def _append(path: Path, lines: list[str]) -> None:
         f.write("".join(line + "\n" for line in lines))
 
 
+def _truncate_log(path: Path, epochs: int) -> None:
+    """Keep the search log's lines of epochs 1..`epochs` (a kill can leave a later epoch's, or half a line)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= epochs:
+            kept.append(line + "\n")
+    atomic_text(path, "".join(kept))
+
+
+def _write_metrics(out: Path, history: list[SearchEpoch]) -> None:
+    atomic_text(out / "metrics.jsonl", "".join(json.dumps(dataclasses.asdict(h)) + "\n" for h in history))
+
+
 def finetune(plan_path: str | Path, out: str | Path, init: str | Path | None = None, resume: bool = False,
              force: bool = False, progress: bool = True, epochs: int | None = None) -> list[EpochMetrics]:
     """QAT with the plan fixed, from the searched weights (`init`: default the plan's own folder)."""
     plan_path = Path(plan_path)
     plan = load_plan(plan_path)
+    command = f"hqflow finetune --plan {plan_path} --resume -o {out}"
     if resume:
         cfg, _, _ = load_checkpoint(out)
-        return train(cfg, out, resume=True, progress=progress, recipe=_recipe(cfg, epochs))
+        return train(cfg, out, resume=True, progress=progress, recipe=_recipe(cfg, epochs), resume_command=command)
+    require_complete(plan_path.parent, "the plan's folder")
     init = Path(init) if init is not None else plan_path.parent
+    require_complete(init, "--from")
     cfg, model, _ = load_checkpoint(init)
     plan.check_layers(list(supernet.weight_layers(model)), str(plan_path))
     supernet.apply_formats(model, plan.formats())
     return train(cfg, out, force=force, progress=progress, model=model, recipe=_recipe(cfg, epochs),
-                 extra_state={"plan": plan.to_dict()})
+                 extra_state={"plan": plan.to_dict()}, resume_command=command)
 
 
 def _recipe(cfg: Config, epochs: int | None):

@@ -10,17 +10,24 @@ into `OUT/lambda_<lambda>/qat/`). After every lambda the sweep rewrites
 
 Accuracy is a fraction: the QAT run's last epoch when finetuned, else the derived plan's at the
 end of the search (accuracy_source "search, before finetune").
+
+A sweep killed or failing mid-way leaves its finished lambdas complete, the current one as its
+last complete epoch (INCOMPLETE, resumable: `hqflow.io.RunFolder`), sweep.json listing the
+finished ones, and an INCOMPLETE marker in OUT. `resume=True` continues it: a complete lambda
+folder is read, not searched again; an incomplete one is resumed; a missing one is searched.
+A fresh sweep that fails before any search has completed an epoch leaves no OUT.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from hqflow.config import Config
 from hqflow.errors import UserError
-from hqflow.io import atomic_text
+from hqflow.io import INCOMPLETE, atomic_text, check_output_dir, read_incomplete, require_complete
 from hqflow.plan import load_plan
 from hqflow.search import search as searching
 from hqflow.search.plots import pareto_front, plot_pareto
@@ -30,8 +37,11 @@ SCHEMA_VERSION = 1
 
 
 def sweep(cfg: Config, init: str | Path | None, lambdas: list[float], out: str | Path, finetune_epochs: int = 0,
-          force: bool = False, progress: bool = True) -> list[dict[str, Any]]:
-    """Search (and optionally finetune) for every lambda of `lambdas`; returns the points of sweep.json."""
+          force: bool = False, progress: bool = True, resume: bool = False) -> list[dict[str, Any]]:
+    """Search (and optionally finetune) for every lambda of `lambdas`; returns the points of sweep.json.
+
+    `force` replaces each lambda's folder (each one only once its new search has an epoch);
+    `resume` continues a killed sweep in `out` (see the module docstring)."""
     out = Path(out)
     if not lambdas:
         raise UserError("sweep: no lambda given")
@@ -39,21 +49,55 @@ def sweep(cfg: Config, init: str | Path | None, lambdas: list[float], out: str |
         raise UserError(f"sweep: lambdas {lambdas} repeat a value")
     if finetune_epochs < 0:
         raise UserError(f"sweep: finetune_epochs must be >= 0, got {finetune_epochs}")
+    if resume and force:
+        raise UserError("sweep: --resume and --force exclude each other")
     configs = [cfg.replace("search", hw_lambda=float(lam)) for lam in lambdas]  # bad values fail here, first
     fp32 = None
     if init is not None:
         run = Path(init).parent if Path(init).is_file() else Path(init)
+        require_complete(run, "--from")
         fp32 = {"accuracy": read_last_metrics(run)["test_acc"], "energy_pct": 100.0, "avg_weight_bits": 32.0,
                 "dir": str(run)}
+    if resume:
+        if not out.is_dir():
+            raise UserError(f"{out}: nothing to resume (no sweep folder there)")
+    elif not force:
+        check_output_dir(out, force=False)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_text(out / INCOMPLETE, json.dumps({"lambdas": [float(v) for v in lambdas],
+                                              "resume": f"hqflow sweep --resume -o {out} (same options)"}) + "\n")
+    try:
+        points = _sweep(configs, init, lambdas, out, finetune_epochs, force, progress, resume, fp32)
+    except BaseException:
+        if created and not [p for p in out.iterdir() if p.name != INCOMPLETE and not p.name.startswith(".")]:
+            shutil.rmtree(out, ignore_errors=True)  # nothing finished: leave nothing
+        raise
+    (out / INCOMPLETE).unlink(missing_ok=True)
+    return points
+
+
+def _run(step, folder: Path, resume: bool, *args, **kwargs):
+    """Run `step` (search or finetune) into `folder`; with `resume`: skip it when complete, resume it
+    when incomplete. Returns the last epoch's test accuracy."""
+    if resume and (folder / "checkpoint.pt").is_file():
+        if read_incomplete(folder) is None:
+            return read_last_metrics(folder)["test_acc"]
+        return step(*args, resume=True, **kwargs)[-1].test_acc
+    return step(*args, **kwargs)[-1].test_acc
+
+
+def _sweep(configs: list[Config], init, lambdas: list[float], out: Path, finetune_epochs: int, force: bool,
+           progress: bool, resume: bool, fp32: dict | None) -> list[dict[str, Any]]:
     points: list[dict[str, Any]] = []
     for lam, lam_cfg in zip(lambdas, configs):
         folder = out / f"lambda_{lam:g}"
-        last = searching.search(lam_cfg, folder, init=init, force=force, progress=progress)[-1]
-        accuracy, source = last.test_acc, "search, before finetune"
+        accuracy = _run(searching.search, folder, resume, lam_cfg, folder, init=init, force=force, progress=progress)
+        source = "search, before finetune"
         if finetune_epochs:
-            history = searching.finetune(folder / "plan.json", folder / "qat", force=force, progress=progress,
-                                         epochs=finetune_epochs)
-            accuracy, source = history[-1].test_acc, "qat"
+            accuracy = _run(searching.finetune, folder / "qat", resume, folder / "plan.json", folder / "qat",
+                            force=force, progress=progress, epochs=finetune_epochs)
+            source = "qat"
         summary = load_plan(folder / "plan.json").summary
         points.append({"lambda": float(lam), "accuracy": accuracy, "accuracy_source": source,
                        "energy_pct": summary["energy_pct"], "storage_pct": summary["storage_pct"],

@@ -8,6 +8,7 @@ A run folder holds:
     checkpoint.pt    the latest state (model, optimizer, schedule, epoch), written atomically
     metrics.jsonl    one JSON object per epoch (losses, accuracies, learning rate, seconds)
     curves.png       loss and accuracy per epoch
+    INCOMPLETE       present while the run has not finished (see `hqflow.io`, "Run folders")
 
 The loop is ready for `torchrun` with DistributedDataParallel: when a process group is
 initialised, each rank trains on its shard of every epoch's permutation and only rank 0 writes
@@ -23,6 +24,7 @@ import math
 import os
 import pickle
 import re
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from tqdm.auto import tqdm
 from hqflow.config import Config, TrainConfig, config_from_dict
 from hqflow.data import FrameDataset, load_dataset
 from hqflow.errors import UserError
-from hqflow.io import atomic_text, atomic_write, prepare_output_dir
+from hqflow.io import RunFolder, atomic_text, atomic_write
 from hqflow.search.model import Spikformer, quant_layers
 
 CHECKPOINT = "checkpoint.pt"
@@ -137,13 +139,28 @@ def make_loader(frames: FrameDataset, batch_size: int, seed: int, train: bool, n
 
 
 def load_split(cfg: Config, split: str) -> FrameDataset:
-    """The configured data set's split as frames [T, 2, img_size, img_size]."""
+    """The configured data set's split as frames [T, 2, img_size, img_size].
+
+    `model.num_classes` must be the data set's class count, or 0 (the data set's: see `load_splits`).
+    """
     frames = load_dataset(cfg.data.dataset, split, time_steps=cfg.data.time_steps,
                           size=cfg.model.img_size, data_root=cfg.data.data_root, seed=cfg.train.seed)
-    if len(frames.classes) != cfg.model.num_classes:
-        raise UserError(f"model.num_classes: {cfg.model.num_classes}, but data set "
-                        f"'{cfg.data.dataset}' has {len(frames.classes)} classes")
+    k, found = cfg.model.num_classes, len(frames.classes)
+    if k < 0 or k not in (0, found):
+        raise UserError(f"model.num_classes: {k}, but data set '{cfg.data.dataset}' has {found} classes "
+                        f"(set it to {found}, or leave it out or 0 to take the data set's)")
     return frames
+
+
+def load_splits(cfg: Config) -> tuple[Config, FrameDataset, FrameDataset]:
+    """(cfg, train split, test split), with `model.num_classes` 0 replaced by the data set's class count.
+
+    Call it before building a model or writing config.yaml, so that both hold the resolved number.
+    """
+    train_set, test_set = load_split(cfg, "train"), load_split(cfg, "test")
+    if cfg.model.num_classes == 0:
+        cfg = cfg.replace("model", num_classes=len(train_set.classes))
+    return cfg, train_set, test_set
 
 
 def random_shift(frames: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -180,8 +197,7 @@ def load_checkpoint(run: str | Path) -> tuple[Config, Spikformer, dict[str, Any]
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
     state = read_checkpoint(path)
-    if not isinstance(state, dict) or "config" not in state or "model" not in state:
-        raise UserError(f"{path}: not an hqflow checkpoint (keys 'config' and 'model' missing)")
+    check_state(state, path)
     cfg = config_from_dict(state["config"], f"{path}: config")
     model = build_model(cfg, state, str(path))
     load_weights(model, state["model"], str(path))
@@ -194,17 +210,69 @@ def read_checkpoint(path: Path) -> Any:
     A checkpoint is plain data (hqflow writes nothing else into one), so `weights_only=True`
     refuses any pickled object that would run code while loading, instead of running it.
     """
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file; expected a checkpoint written by hqflow")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"unsupported GLOBAL (\S+)", str(err))
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
         if found:
             raise UserError(f"{path}: refused: the checkpoint pickles the object {found.group(1)}, which could "
                             f"run code on loading; hqflow loads only tensors and plain data") from None
         raise UserError(f"{path}: not a readable checkpoint (corrupt or not written by torch.save)") from None
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}: {first})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: not a readable checkpoint: truncated, corrupt or not written by torch.save "
+                        f"({first})") from None
+
+
+# What an hqflow checkpoint may hold, and the type of each entry (`config` and `model` always).
+STATE_TYPES: dict[str, type] = {"config": dict, "model": dict, "epoch": int, "history": list, "optimizer": dict,
+                                "schedule": dict, "w_opt": dict, "a_opt": dict, "rng": torch.Tensor,
+                                "plan": dict, "candidates": list}
+
+
+def check_state(state: Any, path: Path, required: tuple[str, ...] = ("config", "model")) -> None:
+    """A loaded checkpoint's entries: `required` present, each of its type, the model's tensors finite."""
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not an hqflow checkpoint (a {type(state).__name__}, expected a dict)")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise UserError(f"{path}: not an hqflow checkpoint (entry {', '.join(map(repr, missing))} missing)")
+    for key, kind in STATE_TYPES.items():
+        if key in state and (not isinstance(state[key], kind) or isinstance(state[key], bool)):
+            raise UserError(f"{path}: entry {key!r} is a {type(state[key]).__name__}, expected a {kind.__name__}")
+    for name, tensor in state["model"].items():
+        if not isinstance(tensor, torch.Tensor):
+            raise UserError(f"{path}: model tensor {name!r} is a {type(tensor).__name__}, expected a tensor")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"{path}: model tensor {name!r} holds NaN or infinity (did the training diverge?)")
+    if "candidates" in state and not all(isinstance(n, str) for n in state["candidates"]):
+        raise UserError(f"{path}: entry 'candidates' must list format names, got {state['candidates']!r}")
+    if "epoch" in state and state["epoch"] < 0:
+        raise UserError(f"{path}: entry 'epoch' is {state['epoch']}, expected >= 0")
+
+
+def restore_state(state: dict[str, Any], path: Path, objects: dict[str, Any], record: type) -> list:
+    """What `--resume` reads from a checkpoint: check it, load `objects` (entry -> an optimizer or
+    schedule) from their entries, restore torch's RNG if saved; return the history as `record`s."""
+    check_state(state, path, ("config", "model", "epoch", "history", *objects))
+    names = {f.name for f in dataclasses.fields(record)}
+    history = state["history"]
+    if len(history) != state["epoch"] or not all(isinstance(h, dict) and set(h) == names for h in history):
+        raise UserError(f"{path}: entry 'history' does not hold one {record.__name__} record per epoch "
+                        f"({len(history)} records for epoch {state['epoch']})")
+    for key, obj in objects.items():
+        try:
+            obj.load_state_dict(state[key])
+        except (KeyError, ValueError, TypeError, RuntimeError) as err:
+            raise UserError(f"{path}: entry {key!r} does not fit this run ({type(err).__name__}: {err})") from None
+    if "rng" in state:  # older checkpoints lack it
+        try:
+            torch.set_rng_state(state["rng"])
+        except (RuntimeError, TypeError) as err:
+            raise UserError(f"{path}: entry 'rng' is not a torch RNG state ({err})") from None
+    return [record(**h) for h in history]
 
 
 EXTRA_KEYS = ("plan", "candidates")  # what a checkpoint may add to describe its model
@@ -218,7 +286,11 @@ def build_model(cfg: Config, state: dict[str, Any], where: str) -> nn.Module:
 
     model = Spikformer(cfg.model)
     if "candidates" in state:
-        to_supernet(model, tuple(Candidate.parse(n) for n in state["candidates"]))
+        try:
+            candidates = tuple(Candidate.parse(n) for n in state["candidates"])
+        except UserError as err:
+            raise UserError(f"{where}: candidates: {err}") from None
+        to_supernet(model, candidates)
     if "plan" in state:
         plan = plan_from_dict(state["plan"], f"{where}: plan")
         plan.check_layers(list(quant_layers(model)), f"{where}: plan")
@@ -271,20 +343,37 @@ def evaluate(model: nn.Module, loader: DataLoader, progress: bool = False) -> tu
 
 def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = False,
           progress: bool = True, model: nn.Module | None = None, recipe: TrainConfig | None = None,
-          extra_state: dict[str, Any] | None = None) -> list[EpochMetrics]:
+          extra_state: dict[str, Any] | None = None, resume_command: str | None = None) -> list[EpochMetrics]:
     """Train a Spikformer of `cfg`, writing the run folder `out`; returns the epoch log.
 
     By default a fresh fp32 model with the `cfg.train` recipe. Quantization-aware training
     passes its `model` (layers fixed to a plan), its `recipe`, and `extra_state` (the plan)
-    to store in every checkpoint, so that `load_checkpoint` can rebuild the same model.
+    to store in every checkpoint, so that `load_checkpoint` can rebuild the same model, and the
+    `resume_command` its INCOMPLETE marker names. The folder's life cycle: `hqflow.io.RunFolder`.
     """
     out = Path(out)
     rank, world = _world()
     is_main = rank == 0
-    train_set, test_set = load_split(cfg, "train"), load_split(cfg, "test")  # fail before writing
-    if is_main:
-        prepare_output_dir(out, force, resume, CHECKPOINT)
-    tc = recipe or cfg.train
+    cfg, train_set, test_set = load_splits(cfg)  # fail before writing; resolves model.num_classes
+    folder = RunFolder(out, force, resume, resume_command or f"hqflow train --resume -o {out}") if is_main else None
+    try:
+        history = _train(cfg, out, folder, resume, progress, model, recipe or cfg.train, extra_state,
+                         train_set, test_set)
+    except BaseException:
+        if folder is not None:
+            folder.abandon()
+        raise
+    if folder is not None:
+        folder.finish()
+    return history
+
+
+def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progress: bool,
+           model: nn.Module | None, tc: TrainConfig, extra_state: dict[str, Any] | None,
+           train_set: FrameDataset, test_set: FrameDataset) -> list[EpochMetrics]:
+    """The loop of `train`; rank 0 writes into `folder.path` (None on the other ranks)."""
+    rank, world = _world()
+    is_main = rank == 0
     torch.manual_seed(tc.seed)
     state: dict[str, Any] = {}
     if resume:
@@ -303,13 +392,17 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
     history: list[EpochMetrics] = []
     start = 0
     if resume:
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+        # (nothing in the loop draws from torch's RNG today; restored anyway)
+        history = restore_state(state, out / CHECKPOINT, {"optimizer": optimizer, "schedule": schedule},
+                                EpochMetrics)
         start = state["epoch"]
-        history = [EpochMetrics(**m) for m in state["history"]]
+        if is_main:  # a kill between the checkpoint and metrics.jsonl: rewrite it from the checkpoint
+            _write_metrics(folder.path, history)
     elif is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        atomic_text(folder.path / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if is_main and start < tc.epochs:
+        folder.mark(start, tc.epochs)
+    kill_at = kill_step()
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     criterion = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
 
@@ -330,6 +423,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
                 nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
             schedule.step()
+            if kill_at is not None and schedule.last_epoch - 1 == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             count += len(y)
@@ -343,23 +438,47 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
                                optimizer.param_groups[0]["lr"], time.perf_counter() - t0)
         history.append(metrics)
         if is_main:
-            _save_epoch(out, cfg, model, optimizer, schedule, history, extra_state or {})
+            _save_epoch(folder.path, cfg, model, optimizer, schedule, history, extra_state or {})
+            folder.mark(metrics.epoch, tc.epochs)
+            folder.commit_epoch()
             if progress:
                 tqdm.write(f"epoch {metrics.epoch:3d}  train loss {metrics.train_loss:.3f} acc {metrics.train_acc:6.2%}"
                            f"  test loss {metrics.test_loss:.3f} acc {metrics.test_acc:6.2%}  {metrics.seconds:5.1f}s")
     if is_main and history:
-        plot_curves(history, out / "curves.png")
+        plot_curves(history, folder.path / "curves.png")
     return history
 
 
 def _save_epoch(out: Path, cfg: Config, model: nn.Module, optimizer, schedule,
                 history: list[EpochMetrics], extra_state: dict[str, Any]) -> None:
+    """The epoch's files: checkpoint.pt first (the commit point: `--resume` starts from it), then
+    metrics.jsonl, which `--resume` rewrites from the checkpoint's history."""
     state = {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "schedule": schedule.state_dict(), "epoch": history[-1].epoch,
+             "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "epoch": history[-1].epoch,
              "history": [dataclasses.asdict(m) for m in history], **extra_state}
     atomic_write(out / CHECKPOINT, lambda p: torch.save(state, p))
-    lines = "".join(json.dumps(dataclasses.asdict(m)) + "\n" for m in history)
-    atomic_text(out / METRICS, lines)
+    _write_metrics(out, history)
+
+
+def _write_metrics(out: Path, history: list) -> None:
+    """metrics.jsonl: one JSON object per epoch of `history` (dataclass records)."""
+    atomic_text(out / METRICS, "".join(json.dumps(dataclasses.asdict(m)) + "\n" for m in history))
+
+
+KILL_ENV = "HQFLOW_TEST_KILL_AT_STEP"
+
+
+def kill_step() -> int | None:
+    """Test hook: with HQFLOW_TEST_KILL_AT_STEP=N in the environment, a train, finetune or search
+    process SIGKILLs itself right after its optimizer step N (0-based, counted over the whole run,
+    epochs before a resume included), so a test can kill it at a known instant. Unset: None."""
+    value = os.environ.get(KILL_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"{KILL_ENV}={value!r}: expected an integer step") from None
 
 
 def plot_curves(history: list[EpochMetrics], path: Path) -> None:

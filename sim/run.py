@@ -48,8 +48,17 @@ def _head(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
 def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Logits int64 [B, classes] of frames [B, T, 2, H, W]; with trace, every node's output [T, B, ...]."""
     frames = np.asarray(frames)
-    if frames.ndim != 5 or frames.shape[1] != graph.time_steps:
-        raise ValueError(f"frames: expected [B, {graph.time_steps}, C, H, W], got {frames.shape}")
+    source = graph.nodes[0]
+    expected = (graph.time_steps, *source.shape)
+    if frames.ndim != 5 or frames.shape[1:] != expected:
+        raise ValueError(f"frames: expected [B, {', '.join(map(str, expected))}] (the graph's T and input shape), "
+                         f"got {list(frames.shape)}")
+    if frames.dtype.kind not in "iu":
+        raise ValueError(f"frames: expected integer event counts, got dtype {frames.dtype}")
+    max_count = int(source.attrs["max_count"])
+    if frames.size and (int(frames.min()) < 0 or int(frames.max()) > max_count):
+        raise ValueError(f"frames: values in [{int(frames.min())}, {int(frames.max())}], but the graph's widths "
+                         f"hold inputs in [0, {max_count}] (input attrs.max_count)")
     values: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         ins = [values[name] for name in node.inputs]

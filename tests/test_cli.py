@@ -27,10 +27,11 @@ def test_help_lists_commands(run):
     ("args", "message"),
     [
         (["train", "-o", "{tmp}/r"], "--config is required"),
-        (["train", "--config", "{tmp}/none.yaml", "-o", "{tmp}/r"], "none.yaml: config file not found"),
+        (["train", "--config", "{tmp}/none.yaml", "-o", "{tmp}/r"], "none.yaml: not found; expected a config"),
         (["train", "--config", CONFIGS / "tiny.yaml", "--dataset", "mnist", "-o", "{tmp}/r"],
          "unknown data set 'mnist'; choices: digits-dvs, dvs128-gesture, cifar10-dvs, n-caltech101"),
-        (["train", "--config", CONFIGS / "tiny.yaml", "--resume", "-o", "{tmp}/r"], "no checkpoint.pt"),
+        (["train", "--resume", "-o", "{tmp}/r"], "no checkpoint.pt"),
+        (["train", "--config", CONFIGS / "tiny.yaml", "--resume", "-o", "{tmp}/r"], "--config cannot change"),
         (["train", "--config", CONFIGS / "tiny.yaml", "--resume", "--force", "-o", "{tmp}/r"], "exclude each other"),
         (["train", "--config", CONFIGS / "paper.yaml", "-o", "{tmp}/r"], "cifar10-dvs"),
         (["evaluate", "{tmp}/nothing"], "nothing: no such run folder or checkpoint file"),

@@ -34,7 +34,7 @@ def test_unknown_section_and_bad_type(tmp_path):
     p.write_text("model: [1, 2\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(p)
-    with pytest.raises(UserError, match="config file not found"):
+    with pytest.raises(UserError, match="missing.yaml: not found; expected a config"):
         load_config(tmp_path / "missing.yaml")
 
 

@@ -22,7 +22,8 @@ from hqflow.search.model import Spikformer
 from hqflow.sim.run import run
 
 CFG = config_from_dict({
-    "model": {"img_size": 16, "embed_dim": 32, "num_heads": 2, "depth": 1, "pools": [True, True, False, False]},
+    "model": {"img_size": 16, "embed_dim": 32, "num_heads": 2, "depth": 1, "pools": [True, True, False, False],
+              "num_classes": 10},
     "data": {"dataset": "digits-dvs", "time_steps": 4},
 })
 FORMATS = ["uniform-2", "po2-2", "po2z-4", "uniform-4", "fp32", "uniform-8", "po2z-8"]
@@ -83,7 +84,8 @@ def test_round_trip_through_files(tmp_path):
         (lambda doc, t: doc["nodes"][1].update(inputs=["nowhere"]), "input 'nowhere' is not an earlier node"),
         (lambda doc, t: doc.update(schema_version=9), "schema_version 9"),
         (lambda doc, t: t["sps.conv2/thr_int"].__setitem__(0, -5), "node 'sps.conv2': tensor 'thr_int' holds -5"),
-        (lambda doc, t: t["sps.conv2/sign"].__setitem__(1, 2), "node 'sps.conv2': tensor 'sign' holds values other"),
+        (lambda doc, t: t["sps.conv2/sign"].__setitem__(1, 2),
+         "node 'sps.conv2': tensor 'sign' holds 2 at index \\(1,\\); expected values -1, 0 or 1"),
     ],
 )
 def test_load_errors_name_node_and_field(tmp_path, edit, message):
@@ -142,7 +144,7 @@ def test_random_models_lower_and_agree(dim_heads, pools, time_steps, formats, se
     """Random shapes, T, formats per layer and BN statistics (negative gamma included)."""
     dim, heads = dim_heads
     cfg = config_from_dict({"model": {"img_size": 16, "embed_dim": dim, "num_heads": heads, "depth": 1,
-                                      "pools": list(pools), "attn_scale": 0.125},
+                                      "pools": list(pools), "attn_scale": 0.125, "num_classes": 10},
                             "data": {"time_steps": time_steps}})
     torch.manual_seed(seed)
     model = Spikformer(cfg.model)
@@ -160,3 +162,115 @@ def test_random_models_lower_and_agree(dim_heads, pools, time_steps, formats, se
     result = compare(graph, model, [(x, np.zeros(3, np.int64))], progress=False)
     assert min(result.spike_agreement().values()) > 0.99
     assert result.agree_predictions >= 2  # a near-tie of the float logits may flip one of three
+
+
+# ---- semantics the integer model does not implement are refused, never exported wrong ---------------
+
+
+def _model(cfg):
+    return supernet.random_quantized_model(cfg.model, tuple(Candidate.parse(f) for f in FORMATS), 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tau": 3.0}, "model.tau: 3.0; the integer LIF implements tau = 2 only"),
+        ({"tau": 2.5}, "model.tau: 2.5; the integer LIF implements tau = 2 only"),
+        ({"in_channels": 3}, "model.in_channels: 3; the deployed input is hqflow's event frames [T, 2, H, W]"),
+        # constants beyond 64 bits: the attention threshold 0.5 / 1e-30 * 2^T, a membrane holding 1e30
+        ({"attn_scale": 1e-30}, "model.attn_scale 1e-30, model.attn_threshold 0.5 (T 4, attention products up to 256)"),
+        ({"attn_threshold": 1e30}, "model.attn_scale 0.25, model.attn_threshold 1e+30"),
+        ({"v_threshold": 1e30}, "layer sps.conv0 (model.v_threshold 1e+30, data.time_steps 4): folding its BN"),
+    ],
+)
+def test_lowering_refuses_semantics_it_cannot_represent(change, message):
+    cfg = CFG.replace("model", **change)
+    with pytest.raises(UserError) as info:
+        lower(_model(cfg), cfg)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["v_threshold", "attn_threshold", "attn_scale"])
+@pytest.mark.parametrize("value", [0.0, -0.5, float("nan"), float("inf")])
+def test_lowering_refuses_thresholds_and_scales_out_of_range(key, value):
+    """The config refuses these too; the lowering does not rely on it (a config object built elsewhere)."""
+    from types import SimpleNamespace
+
+    from hqflow.export.lower import check_semantics
+
+    model_cfg = SimpleNamespace(**{**CFG.model.__dict__, key: value})
+    with pytest.raises(UserError, match=f"model.{key}: {value!r}; the integer model needs a finite value > 0"):
+        check_semantics(_model(CFG), SimpleNamespace(model=model_cfg))
+    check_semantics(_model(CFG), CFG)  # the control: the unchanged config passes
+
+
+def test_lowering_checks_the_neurons_themselves():
+    """The LIF modules must be what the integer LIF computes, whatever the config says."""
+    model = _model(CFG)
+    model.sps.lif2.v_reset = None  # soft reset
+    with pytest.raises(UserError, match="module sps.lif2: v_reset None; the integer LIF implements v_reset 0.0"):
+        lower(model, CFG)
+    model = _model(CFG)
+    model.blocks[0].mlp.fc1_lif.tau = 4.0
+    with pytest.raises(UserError, match="module blocks.0.mlp.fc1_lif: tau 4.0; the integer LIF implements tau 2.0"):
+        lower(model, CFG)
+    model = _model(CFG)
+    model.blocks[0].attn.scale = 0.5
+    with pytest.raises(UserError, match="module blocks.0.attn: attention scale 0.5, but model.attn_scale is 0.25"):
+        lower(model, CFG)
+
+
+@pytest.mark.parametrize(("scale", "theta"), [(0.25, 0.5), (0.125, 0.5), (0.1, 0.3), (1 / 3, 0.7), (0.3, 1.1)])
+def test_attention_lif_is_exact_for_any_positive_scale_and_threshold(scale, theta):
+    """Why only attn_scale, attn_threshold > 0 are refused: the integer attention LIF equals the real LIF
+    of the config's values (H = (V + scale * y) / 2, S = H >= theta, hard reset), computed here in exact
+    rational arithmetic, for any of them, not only the dyadic 0.25 / 0.5."""
+    from fractions import Fraction
+
+    from hqflow import numerics
+
+    t, bound = 6, 64
+    consts = numerics.fold_lif(np.ones(1), np.zeros(1), scale, theta, 0, t)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, bound + 1, (t, 4000, 1))
+    y[:, :50] = np.arange(50)[None, :, None] % (bound + 1)  # small products, near the threshold
+    spikes = numerics.lif_run(y, consts, channel_axis=-1)
+    v = [Fraction(0)] * y.shape[1]
+    expected = np.zeros_like(spikes)
+    for step in range(t):
+        for i in range(y.shape[1]):
+            h = (v[i] + Fraction(scale) * int(y[step, i, 0])) / 2
+            expected[step, i, 0] = h >= Fraction(theta)
+            v[i] = Fraction(0) if expected[step, i, 0] else h
+    np.testing.assert_array_equal(spikes, expected)
+    assert 0.05 < expected.mean() < 0.95  # both outcomes occur
+
+
+def test_non_default_thresholds_and_scale_lower_and_agree():
+    """v_threshold 0.7, attn_scale 0.1, attn_threshold 0.3: lowered exactly, and the simulator agrees with
+    the fake-quant model as for the defaults."""
+    import math
+    from fractions import Fraction
+
+    cfg = CFG.replace("model", v_threshold=0.7, attn_scale=0.1, attn_threshold=0.3)
+    model = _model(cfg)
+    graph = lower(model, cfg)
+    ssa = graph.node("blocks.0.attn.attn")
+    f = ssa.attrs["frac_bits"]
+    assert int(graph.tensor(ssa.name, "thr_int")[0]) == math.ceil(Fraction(0.3) / Fraction(0.1) * 2**f)
+    x = frames(7)
+    result = compare(graph, model, [(x, np.zeros(len(x), np.int64))], progress=False)
+    assert min(result.spike_agreement().values()) > 0.99 and result.prediction_agreement >= 5 / 6
+
+
+def test_simulator_checks_frames_against_the_input_node():
+    """Frames of another shape, or counts beyond the input's max_count (the widths' premise), are refused."""
+    graph = lower(_model(CFG), CFG)
+    x = frames(8, batch=2)
+    run(graph, x)  # the control
+    with pytest.raises(ValueError, match=r"expected \[B, 4, 2, 16, 16\]"):
+        run(graph, x[:, :, :, :8])
+    with pytest.raises(ValueError, match=r"hold inputs in \[0, 32767\]"):
+        run(graph, x.astype(np.int64) + 40000)
+    with pytest.raises(ValueError, match="integer event counts"):
+        run(graph, x.astype(np.float32))

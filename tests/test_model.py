@@ -10,7 +10,7 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def test_tiny_forward_shapes_and_names():
-    cfg = load_config(REPO / "configs" / "tiny.yaml").model
+    cfg = load_config(REPO / "configs" / "tiny.yaml").replace("model", num_classes=10).model
     model = Spikformer(cfg)
     logits = model(torch.rand(3, 4, 2, cfg.img_size, cfg.img_size))
     assert logits.shape == (3, cfg.num_classes)
@@ -21,7 +21,7 @@ def test_tiny_forward_shapes_and_names():
 
 
 def test_tokens_and_spikes():
-    cfg = ModelConfig(img_size=32, embed_dim=32, num_heads=2, depth=1, pools=(True, True, True, False))
+    cfg = ModelConfig(img_size=32, embed_dim=32, num_heads=2, depth=1, pools=(True, True, True, False), num_classes=10)
     model = Spikformer(cfg)
     tokens = model.sps(torch.rand(2, 1, 2, 32, 32) * 3)  # [T, B, 2, H, W]
     assert tokens.shape == (2, 1, 16, 32)  # 32 / 2^3 = 4 -> 16 tokens
@@ -33,7 +33,7 @@ def test_tokens_and_spikes():
 
 
 def test_paper_config_one_sample():
-    cfg = load_config(REPO / "configs" / "paper.yaml").model
+    cfg = load_config(REPO / "configs" / "paper.yaml").replace("model", num_classes=10).model
     model = Spikformer(cfg).eval()
     assert cfg.num_tokens == 64
     # the official CIFAR10-DVS Spikformer has 2.57 M parameters; it keeps biases on fc1, fc2 and
@@ -45,7 +45,7 @@ def test_paper_config_one_sample():
 
 
 def test_forward_resets_state():
-    cfg = ModelConfig(img_size=16, embed_dim=16, num_heads=2, depth=1, pools=(True, True, False, False))
+    cfg = ModelConfig(img_size=16, embed_dim=16, num_heads=2, depth=1, pools=(True, True, False, False), num_classes=10)
     model = Spikformer(cfg).eval()
     x = torch.rand(2, 3, 2, 16, 16) * 2
     with torch.no_grad():

@@ -24,7 +24,7 @@ from hqflow.search.plots import (
 )
 from hqflow.search.report import cost_figures, make_report, measure_input_rates, plan_summaries
 
-TINY = ModelConfig(img_size=16, embed_dim=16, num_heads=2, depth=1, pools=(True, True, False, False))
+TINY = ModelConfig(img_size=16, embed_dim=16, num_heads=2, depth=1, pools=(True, True, False, False), num_classes=10)
 T = 2
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 U2, U4, FP32 = Candidate.parse("uniform-2"), Candidate.parse("uniform-4"), Candidate.parse("fp32")
@@ -168,7 +168,7 @@ def test_missing_search_folder(tmp_path):
 def test_make_report(tmp_path):
     """A hand-made search folder: a uniform-2 plan finetuned (QAT), an fp32 run found by source.json."""
     cfg = config_from_dict({"model": {"img_size": 16, "embed_dim": 16, "num_heads": 2, "depth": 1,
-                                      "pools": [True, True, False, False]},
+                                      "pools": [True, True, False, False], "num_classes": 10},
                             "data": {"time_steps": T}, "train": {"batch_size": 16}})
     search, fp32 = tmp_path / "l0.5", tmp_path / "fp32"
     for folder, acc in ((fp32, 0.9), (search / "qat", 0.85)):

@@ -9,7 +9,7 @@ from hqflow.numerics import DEFAULT_CANDIDATES, Candidate
 from hqflow.search import supernet
 from hqflow.search.model import Spikformer
 
-CFG = ModelConfig(img_size=16, embed_dim=16, num_heads=2, depth=1, pools=(True, True, False, False))
+CFG = ModelConfig(img_size=16, embed_dim=16, num_heads=2, depth=1, pools=(True, True, False, False), num_classes=10)
 
 
 @pytest.mark.parametrize("kind", ["conv", "linear"])

@@ -85,7 +85,7 @@ def test_output_folder_guard(small_run):
 def test_checkpoint_from_another_config_names_shapes(small_run):
     out, _ = small_run
     _, _, state = load_checkpoint(out)
-    other = Spikformer(config_from_dict({"model": {**SMALL["model"], "embed_dim": 64}}).model)
+    other = Spikformer(config_from_dict({"model": {**SMALL["model"], "embed_dim": 64, "num_classes": 10}}).model)
     with pytest.raises(UserError, match=r"shapes differ: sps\.conv0\.weight: checkpoint \(6, 2, 3, 3\) vs model \(8, 2, 3, 3\)"):
         load_weights(other, state["model"], "ckpt")
 

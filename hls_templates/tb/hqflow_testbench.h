@@ -6,13 +6,21 @@
 // tb/data/golden_logits.txt  one line per sample: the integer logits
 // tb/data/golden_trace.txt   one line per (sample, step, node) of the first samples:
 //                            "sample step node count values..." (every node but the head)
+//
+// Every file is checked against the sizes the project was generated with (samples, traced
+// samples, values per line, node sizes, T) before anything runs: a missing, empty, truncated or
+// malformed file, or one from another export, stops the testbench with one line
+// "error: <file>[, line N]: ... expected ..." on stderr and exit status 2.
 #ifndef HQFLOW_TESTBENCH_H_
 #define HQFLOW_TESTBENCH_H_
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -26,17 +34,19 @@ struct Model {
     const char *const *node_names;  // indexed like the graph's nodes
     const int *node_sizes;          // values per step of each node (0 for the head)
     int num_nodes, input_size, num_classes, time_steps;
+    int samples, trace_samples;     // the vectors' sample count, and how many of them are traced
 };
 
 class Testbench {
   public:
     Testbench(const std::string &data_dir, const Model &model) : dir_(data_dir), model_(model) {}
 
-    /** Read every file; false (and a message naming the file and line) when one is missing or malformed. */
+    /** Read and check every file; false (and one line "error: <file>...") when one is missing or malformed. */
     bool load() {
-        return read_rows(dir_ + "/inputs.txt", model_.input_size, inputs_) &&
-               read_rows(dir_ + "/golden_logits.txt", model_.num_classes, logits_) &&
-               read_rows(dir_ + "/labels.txt", 1, labels_) && same_count() && read_trace(dir_ + "/golden_trace.txt");
+        return read_rows("inputs.txt", model_.input_size, "the input frames of one sample, flattened", inputs_) &&
+               read_rows("golden_logits.txt", model_.num_classes, "the integer logits of one sample", logits_) &&
+               read_rows("labels.txt", 1, "the label of one sample", labels_) && check_labels() &&
+               read_trace("golden_trace.txt");
     }
 
     int samples() const { return static_cast<int>(labels_.size()); }
@@ -71,12 +81,14 @@ class Testbench {
         std::printf("%s: %d samples (every node at every step for the first %d), %d logits compared\n",
                     model_.name, n, traced_samples_, n * model_.num_classes);
         std::printf("trace values compared: %lld\n", trace_values_);
-        std::printf("accuracy: %.2f%% (%d / %d), golden %.2f%%\n", 100.0 * correct_ / n, correct_, n,
-                    100.0 * correct_golden_ / n);
+        if (n)
+            std::printf("accuracy: %.2f%% (%d / %d), golden %.2f%%\n", 100.0 * correct_ / n, correct_, n,
+                        100.0 * correct_golden_ / n);
         const int timed = count_ ? count_ : traced_count_;
         const double seconds = count_ ? seconds_ : traced_seconds_;
-        std::printf("time per sample: %.3f ms (%d samples%s)\n", 1e3 * seconds / timed, timed,
-                    count_ ? " without trace" : ", with trace");
+        if (timed)
+            std::printf("time per sample: %.3f ms (%d samples%s)\n", 1e3 * seconds / timed, timed,
+                        count_ ? " without trace" : ", with trace");
         if (mismatches_) std::printf("first mismatch: %s\n", first_.c_str());
         std::printf("mismatches: %lld\n", mismatches_);
         return mismatches_ ? 1 : 0;
@@ -119,63 +131,151 @@ class Testbench {
         }
     }
 
-    bool same_count() const {
-        if (inputs_.size() == logits_.size() && inputs_.size() == labels_.size() && !inputs_.empty()) return true;
-        std::fprintf(stderr, "error: %s: inputs.txt, golden_logits.txt and labels.txt hold %zu, %zu and %zu samples\n",
-                     dir_.c_str(), inputs_.size(), logits_.size(), labels_.size());
-        return false;
-    }
+    std::string path(const char *file) const { return dir_ + "/" + file; }
 
-    static bool read_rows(const std::string &path, int width, std::vector<std::vector<long long> > &rows) {
-        std::ifstream file(path.c_str());
-        if (!file) {
-            std::fprintf(stderr, "error: %s: cannot open\n", path.c_str());
-            return false;
-        }
-        std::string line;
-        for (int number = 1; std::getline(file, line); number++) {
-            std::istringstream fields(line);
-            std::vector<long long> row;
-            row.reserve(width);
-            long long value;
-            while (fields >> value) row.push_back(value);
-            if (static_cast<int>(row.size()) != width) {
-                std::fprintf(stderr, "error: %s, line %d: %zu values, expected %d\n", path.c_str(), number,
-                             row.size(), width);
+    /** One line of whitespace-separated integers; false (message in bad) at the first token that is not one. */
+    static bool parse_line(const std::string &line, std::vector<long long> &values, std::string &bad) {
+        std::istringstream fields(line);
+        std::string token;
+        while (fields >> token) {
+            errno = 0;
+            char *end = 0;
+            const long long value = std::strtoll(token.c_str(), &end, 10);
+            if (end == token.c_str() || *end != '\0') {
+                bad = "\"" + printable(token.substr(0, 24)) + (token.size() > 24 ? "..." : "") + "\" is not an integer";
                 return false;
             }
-            rows.push_back(row);
+            if (errno == ERANGE) {
+                bad = token + " does not fit a 64-bit integer";
+                return false;
+            }
+            values.push_back(value);
         }
         return true;
     }
 
-    bool read_trace(const std::string &path) {
-        std::ifstream file(path.c_str());
-        if (!file) {
-            std::fprintf(stderr, "error: %s: cannot open\n", path.c_str());
-            return false;
-        }
-        std::string line;
-        int last_sample = -1;
-        for (int number = 1; std::getline(file, line); number++) {
-            std::istringstream fields(line);
-            int sample, step, node, count;
-            if (!(fields >> sample >> step >> node >> count) || node < 0 || node >= model_.num_nodes ||
-                count != model_.node_sizes[node] || step < 0 || step >= model_.time_steps) {
-                std::fprintf(stderr, "error: %s, line %d: expected \"sample step node count values...\" for a "
-                             "known node and step\n", path.c_str(), number);
-                return false;
+    /** text with every byte outside printable ASCII written as \xNN */
+    static std::string printable(const std::string &text) {
+        std::string out;
+        for (std::string::size_type i = 0; i < text.size(); i++) {
+            const unsigned char c = static_cast<unsigned char>(text[i]);
+            if (c >= 0x20 && c < 0x7f) {
+                out += static_cast<char>(c);
+            } else {
+                char hex[8];
+                std::snprintf(hex, sizeof hex, "\\x%02x", c);
+                out += hex;
             }
-            std::vector<long long> values(count);
-            for (int i = 0; i < count; i++)
-                if (!(fields >> values[i])) {
-                    std::fprintf(stderr, "error: %s, line %d: fewer than %d values\n", path.c_str(), number, count);
-                    return false;
-                }
-            trace_[key(sample, step, node)] = values;
-            if (sample > last_sample) last_sample = sample;
         }
-        traced_samples_ = last_sample + 1;
+        return out;
+    }
+
+    static bool fail(const std::string &message) {
+        std::fprintf(stderr, "error: %s\n", message.c_str());
+        return false;
+    }
+
+    static std::string at(const std::string &file, int line) {
+        std::ostringstream where;
+        where << file << ", line " << line;
+        return where.str();
+    }
+
+    /** model_.samples lines of `width` integers each. */
+    bool read_rows(const char *name, int width, const char *what, std::vector<std::vector<long long> > &rows) const {
+        const std::string file = path(name);
+        std::ifstream in(file.c_str());
+        if (!in) return fail(file + ": cannot be opened (expected " + what + " on each line)");
+        std::string line, bad;
+        int number = 0;
+        while (std::getline(in, line)) {
+            number++;
+            std::vector<long long> row;
+            row.reserve(width);
+            if (!parse_line(line, row, bad)) return fail(at(file, number) + ": " + bad);
+            if (static_cast<int>(row.size()) != width) {
+                std::ostringstream msg;
+                msg << at(file, number) << ": " << row.size() << " values, expected " << width << " (" << what << ")";
+                return fail(msg.str());
+            }
+            if (number > model_.samples) break;
+            rows.push_back(row);
+        }
+        if (number != model_.samples) {
+            std::ostringstream msg;
+            msg << file << ": " << (number > model_.samples ? "more than " : "") << number << " line"
+                << (number == 1 ? "" : "s") << ", expected " << model_.samples << " (one per test sample of this "
+                << "project: " << what << ")";
+            return fail(msg.str());
+        }
+        return true;
+    }
+
+    bool check_labels() const {
+        for (int s = 0; s < static_cast<int>(labels_.size()); s++)
+            if (labels_[s][0] < 0 || labels_[s][0] >= model_.num_classes) {
+                std::ostringstream msg;
+                msg << at(path("labels.txt"), s + 1) << ": label " << labels_[s][0] << ", expected 0.."
+                    << model_.num_classes - 1;
+                return fail(msg.str());
+            }
+        return true;
+    }
+
+    /** One line per (sample, step, node) of samples 0 .. trace_samples - 1, each exactly once. */
+    bool read_trace(const char *name) {
+        const std::string file = path(name);
+        std::ifstream in(file.c_str());
+        if (!in) return fail(file + ": cannot be opened (expected \"sample step node count values...\" lines)");
+        std::string line, bad;
+        int number = 0;
+        const long long expected = static_cast<long long>(model_.trace_samples) * model_.time_steps * model_.num_nodes;
+        while (std::getline(in, line)) {
+            number++;
+            std::vector<long long> row;
+            if (!parse_line(line, row, bad)) return fail(at(file, number) + ": " + bad);
+            std::ostringstream msg;
+            msg << at(file, number) << ": ";
+            if (row.size() < 4) {
+                msg << row.size() << " values, expected \"sample step node count values...\"";
+                return fail(msg.str());
+            }
+            const long long sample = row[0], step = row[1], node = row[2], count = row[3];
+            if (sample < 0 || sample >= model_.trace_samples) {
+                msg << "sample " << sample << ", expected ";
+                if (model_.trace_samples) msg << "0.." << model_.trace_samples - 1 << " (the traced samples)";
+                else msg << "no line (this project traces no sample)";
+                return fail(msg.str());
+            }
+            if (step < 0 || step >= model_.time_steps) {
+                msg << "step " << step << ", expected 0.." << model_.time_steps - 1;
+                return fail(msg.str());
+            }
+            if (node < 0 || node >= model_.num_nodes || model_.node_sizes[node] <= 0) {
+                msg << "node " << node << ", expected the index of a traced node (0.." << model_.num_nodes - 1 << ")";
+                return fail(msg.str());
+            }
+            const long long size = model_.node_sizes[node];
+            if (count != size || static_cast<long long>(row.size()) - 4 != size) {
+                msg << "node " << model_.node_names[node] << ": count " << count << " and " << row.size() - 4
+                    << " values, expected " << size;
+                return fail(msg.str());
+            }
+            const long long k = key(static_cast<int>(sample), static_cast<int>(step), static_cast<int>(node));
+            if (trace_.count(k)) {
+                msg << "sample " << sample << ", step " << step << ", node " << model_.node_names[node]
+                    << " given twice";
+                return fail(msg.str());
+            }
+            trace_[k] = std::vector<long long>(row.begin() + 4, row.end());
+        }
+        if (static_cast<long long>(trace_.size()) != expected) {
+            std::ostringstream msg;
+            msg << file << ": " << trace_.size() << " lines, expected " << expected << " (" << model_.trace_samples
+                << " traced samples x " << model_.time_steps << " steps x " << model_.num_nodes << " nodes)";
+            return fail(msg.str());
+        }
+        traced_samples_ = model_.trace_samples;
         return true;
     }
 

@@ -1,0 +1,322 @@
+"""The bad-input catalogue: every command, every file it reads, broken in the usual ways.
+
+Each row runs the CLI and must end with exit status 2, exactly one line `error: ...` naming the
+file or option at fault (the row's `expect`), no traceback, and no output folder left behind.
+The rows share one tiny trained run and one export, made once for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hqflow.cli import main
+from hqflow.config import config_from_dict
+from hqflow.search.trainer import train
+
+TINY = {
+    "model": {"img_size": 16, "embed_dim": 16, "num_heads": 2, "depth": 1, "pools": [True, True, False, False]},
+    "data": {"dataset": "digits-dvs", "time_steps": 2, "max_train_samples": 16},
+    "train": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0, "seed": 0},
+    "search": {"epochs": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """A trained tiny fp32 run, its plan (every layer uniform-4) and its numpy export."""
+    root = tmp_path_factory.mktemp("catalogue")
+    run = root / "fp32"
+    train(config_from_dict(TINY), run, progress=False)
+    export = root / "export"
+    result = CliRunner().invoke(main, ["export", str(run), "-o", str(export)])
+    assert result.exit_code == 0, result.output
+    from hqflow.numerics import Candidate
+    from hqflow.plan import uniform_plan
+    from hqflow.search.model import quant_layers
+    from hqflow.search.trainer import load_checkpoint
+
+    names = list(quant_layers(load_checkpoint(run)[1]))
+    plan = uniform_plan(names, Candidate.parse("uniform-4")).to_dict()
+    (root / "plan.json").write_text(json.dumps(plan))
+    (root / "config.yaml").write_text(json.dumps(TINY))  # JSON is YAML
+    return root
+
+
+class _Evil:
+    """Unpickling this would create the file `target`: a checkpoint must never run it."""
+
+    def __init__(self, target: Path):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+# ----------------------------------------------------------------------------- file breakers
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    else:
+        shutil.copy(src, dst)
+    return dst
+
+
+def _write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def _truncate(path: Path, keep: float = 0.5) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def _random_bytes(path: Path) -> Path:
+    return _write(path, os.urandom(256) + b"\xff\xfe")
+
+
+def _edit_json(path: Path, change: Callable[[dict], None]) -> Path:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _edit_checkpoint(run: Path, change: Callable[[dict], object]) -> Path:
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    change(state)  # in place
+    torch.save(state, run / "checkpoint.pt")
+    return run
+
+
+def _plan(s: Path, t: Path, change: Callable[[dict], None]) -> Path:
+    return _edit_json(_copy(s / "plan.json", t / "p" / "plan.json"), change)
+
+
+def _config(t: Path, text: str) -> Path:
+    return _write(t / "c.yaml", text)
+
+
+# ----------------------------------------------------------------------------- the catalogue
+
+
+@dataclass(frozen=True)
+class Row:
+    """`args` are formatted with {s} (the shared folder), {t} (this row's folder) and {out}
+    (an output folder that must not exist afterwards); `prepare(s, t)` breaks a file first."""
+
+    id: str
+    args: str
+    expect: str
+    prepare: Callable[[Path, Path], object] | None = None
+
+
+def _lay(layer: str, **change) -> Callable[[dict], None]:
+    return lambda d: d["layers"][layer].update(change)
+
+
+ROWS = [
+    # train: config files
+    Row("train-no-config", "train -o {out}", "--config is required"),
+    Row("config-missing", "train --config {t}/none.yaml -o {out}", "none.yaml: not found; expected a config"),
+    Row("config-folder", "train --config {t} -o {out}", "is a folder; expected a config"),
+    Row("config-empty", "train --config {t}/c.yaml -o {out}", "c.yaml: empty file", lambda s, t: _config(t, "")),
+    Row("config-binary", "train --config {t}/c.yaml -o {out}", "c.yaml: not a text file",
+        lambda s, t: _random_bytes(t / "c.yaml")),
+    Row("config-truncated", "train --config {t}/c.yaml -o {out}", "c.yaml: not valid YAML at line",
+        lambda s, t: _config(t, "model: {img_size: 16, embed_dim: [16\n")),
+    Row("config-not-mapping", "train --config {t}/c.yaml -o {out}", "c.yaml: a config must be a mapping",
+        lambda s, t: _config(t, "- 1\n- 2\n")),
+    Row("config-unknown-key", "train --config {t}/c.yaml -o {out}", "unknown key 'train.epoch'",
+        lambda s, t: _config(t, "train: {epoch: 3}\n")),
+    Row("config-wrong-type", "train --config {t}/c.yaml -o {out}", "train: epochs: expected int, got 'ten'",
+        lambda s, t: _config(t, "train: {epochs: ten}\n")),
+    Row("config-negative-lr", "train --config {t}/c.yaml -o {out}", "c.yaml: train.lr: must be > 0.0, got -1.0",
+        lambda s, t: _config(t, "train: {lr: -1}\n")),
+    Row("config-nan", "train --config {t}/c.yaml -o {out}", "c.yaml: train.lr: must be a finite number, got nan",
+        lambda s, t: _config(t, "train: {lr: .nan}\n")),
+    Row("config-zero-heads", "train --config {t}/c.yaml -o {out}", "c.yaml: model.num_heads: must be >= 1, got 0",
+        lambda s, t: _config(t, "model: {num_heads: 0}\n")),
+    Row("config-min-lr", "train --config {t}/c.yaml -o {out}", "finetune.min_lr: 0.1 exceeds finetune.lr",
+        lambda s, t: _config(t, "finetune: {min_lr: 0.1}\n")),
+    # train: options
+    Row("train-epochs-zero", "train --config {s}/config.yaml --epochs 0 -o {out}", "--epochs: 0 must be >= 1"),
+    Row("train-epochs-word", "train --config {s}/config.yaml --epochs ten -o {out}", "--epochs: 'ten' is not an integer"),
+    Row("train-batch-negative", "train --config {s}/config.yaml --batch-size -4 -o {out}", "--batch-size: -4 must be >= 1"),
+    Row("train-time-steps-zero", "train --config {s}/config.yaml --time-steps 0 -o {out}", "--time-steps: 0 must be >= 1"),
+    Row("train-seed-negative", "train --config {s}/config.yaml --seed -1 -o {out}", "--seed: -1 must be >= 0"),
+    Row("train-unknown-dataset", "train --config {s}/config.yaml --dataset mnist -o {out}", "unknown data set 'mnist'"),
+    Row("train-data-root-missing", "train --config {s}/config.yaml --data-root {t}/nowhere -o {out}",
+        "--data-root: Directory"),
+    Row("train-resume-nothing", "train --resume -o {out}", "nothing to resume"),
+    Row("train-resume-config", "train --resume --config {s}/config.yaml -o {out}", "--config cannot change"),
+    Row("train-resume-force", "train --resume --force -o {out}", "exclude each other"),
+    Row("train-unknown-option", "train --config {s}/config.yaml --epochz 3 -o {out}", "No such option '--epochz'"),
+    # checkpoints (evaluate, export, search --from)
+    Row("run-missing", "evaluate {t}/none", "none: no such run folder"),
+    Row("run-no-checkpoint", "evaluate {t}", "checkpoint.pt: checkpoint not found"),
+    Row("checkpoint-empty", "evaluate {t}/r", "checkpoint.pt: empty file",
+        lambda s, t: _write(t / "r" / "checkpoint.pt", b"")),
+    Row("checkpoint-random", "evaluate {t}/r", "checkpoint.pt: not a readable checkpoint",
+        lambda s, t: _random_bytes(t / "r" / "checkpoint.pt")),
+    Row("checkpoint-truncated", "evaluate {t}/r", "checkpoint.pt: not a readable checkpoint",
+        lambda s, t: _truncate(_copy(s / "fp32", t / "r") / "checkpoint.pt")),
+    Row("checkpoint-pickle", "evaluate {t}/r", "checkpoint.pt: refused: the checkpoint pickles the object",
+        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"), lambda st: st.update(x=_Evil(t / "pwned")))),
+    Row("checkpoint-no-model", "export {t}/r -o {out}", "checkpoint.pt: not an hqflow checkpoint (entry 'model'",
+        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"), lambda st: st.pop("model"))),
+    Row("checkpoint-model-type", "evaluate {t}/r", "entry 'model' is a list, expected a dict",
+        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"), lambda st: st.update(model=[1]))),
+    Row("checkpoint-nan-weight", "export {t}/r -o {out}", "model tensor 'head.weight' holds NaN",
+        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"),
+                                      lambda st: st["model"]["head.weight"].fill_(float("nan")))),
+    Row("checkpoint-config-key", "evaluate {t}/r", "checkpoint.pt: config: unknown key 'model.depht'",
+        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"),
+                                      lambda st: st["config"]["model"].update(depht=1))),
+    Row("checkpoint-shapes", "evaluate {t}/r", "checkpoint does not fit this model config",
+        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"),
+                                      lambda st: st["config"]["model"].update(embed_dim=24))),
+    Row("evaluate-batch-zero", "evaluate {s}/fp32 --batch-size 0", "--batch-size: 0 must be >= 1"),
+    Row("evaluate-split", "evaluate {s}/fp32 --split val", "--split: 'val' is not one of"),
+    # search
+    Row("search-no-source", "search -o {out}", "give --from"),
+    Row("search-lambda-nan", "search --from {s}/fp32 --lambda nan -o {out}", "--lambda: 'nan' is not a finite number"),
+    Row("search-lambda-inf", "search --from {s}/fp32 --lambda inf -o {out}", "--lambda: 'inf' is not a finite number"),
+    Row("search-lambda-negative", "search --from {s}/fp32 --lambda -1 -o {out}", "--lambda: -1 must be >= 0"),
+    Row("search-epochs-zero", "search --from {s}/fp32 --epochs 0 -o {out}", "--epochs: 0 must be >= 1"),
+    Row("search-resume-lambda", "search --resume --lambda 2 -o {out}", "--lambda cannot change"),
+    Row("energy-missing", "search --from {s}/fp32 --energy-table {t}/e.yaml -o {out}",
+        "e.yaml: not found; expected an energy table"),
+    Row("energy-key-missing", "search --from {s}/fp32 --energy-table {t}/e.yaml -o {out}",
+        "e.yaml: energy table lacks key(s) fp32_add", lambda s, t: _write(t / "e.yaml", "fp32_mult: 3.7\n")),
+    Row("energy-negative", "search --from {s}/fp32 --energy-table {t}/e.yaml -o {out}",
+        "e.yaml: int8_add: expected a finite, non-negative number of pJ, got -1",
+        lambda s, t: _write(t / "e.yaml", "fp32_mult: 3.7\nfp32_add: 0.9\nint32_mult: 3.1\nint8_mult: 0.2\n"
+                                          "int32_add: 0.1\nint8_add: -1\ndram_per_bit: 20\n")),
+    Row("energy-list", "search --from {s}/fp32 --energy-table {t}/e.yaml -o {out}",
+        "e.yaml: an energy table is a mapping", lambda s, t: _write(t / "e.yaml", "- 1\n")),
+    # finetune: plan files
+    Row("plan-missing", "finetune --plan {t}/plan.json --from {s}/fp32 -o {out}", "plan.json: not found; expected a plan"),
+    Row("plan-empty", "finetune --plan {t}/plan.json --from {s}/fp32 -o {out}", "plan.json: empty file",
+        lambda s, t: _write(t / "plan.json", "\n")),
+    Row("plan-binary", "finetune --plan {t}/plan.json --from {s}/fp32 -o {out}", "plan.json: not a text file",
+        lambda s, t: _random_bytes(t / "plan.json")),
+    Row("plan-truncated", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}", "plan.json: not valid JSON at line",
+        lambda s, t: _truncate(_copy(s / "plan.json", t / "p" / "plan.json"))),
+    Row("plan-nan", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}", "NaN is not a number JSON allows",
+        lambda s, t: _write(t / "p" / "plan.json", '{"schema_version": 1, "hw_lambda": NaN}')),
+    Row("plan-format", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}", "layers.head.format",
+        lambda s, t: _plan(s, t, _lay("head", format="int-4"))),
+    Row("plan-format-type", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}",
+        "layers.head: needs a 'format' string", lambda s, t: _plan(s, t, _lay("head", format=4))),
+    Row("plan-macs", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}",
+        "layers.head.macs: expected a non-negative integer, got 'many'", lambda s, t: _plan(s, t, _lay("head", macs="many"))),
+    Row("plan-probability", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}",
+        "layers.head.probabilities.fp32: expected a finite number >= 0 and <= 1.0, got 3",
+        lambda s, t: _plan(s, t, _lay("head", probabilities={"fp32": 3}))),
+    Row("plan-layer-missing", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}", "no format for layer(s) head",
+        lambda s, t: _plan(s, t, lambda d: d["layers"].pop("head"))),
+    Row("plan-schema", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}", "schema_version 9",
+        lambda s, t: _plan(s, t, lambda d: d.update(schema_version=9))),
+    Row("finetune-epochs-zero", "finetune --plan {s}/plan.json --from {s}/fp32 --epochs 0 -o {out}",
+        "--epochs: 0 must be >= 1"),
+    Row("finetune-resume-from", "finetune --plan {s}/plan.json --from {s}/fp32 --resume -o {out}", "--from cannot change"),
+    # sweep
+    Row("sweep-lambdas-empty-entry", "sweep --from {s}/fp32 --lambdas 0.1,,2 -o {out}", "--lambdas: '0.1,,2' has an empty"),
+    Row("sweep-lambdas-word", "sweep --from {s}/fp32 --lambdas 0.1,big -o {out}", "'big' is not a number"),
+    Row("sweep-lambdas-nan", "sweep --from {s}/fp32 --lambdas 0.1,nan -o {out}", "'nan' is not a finite number"),
+    Row("sweep-lambdas-repeat", "sweep --from {s}/fp32 --lambdas 0.5,0.5 -o {out}", "repeat a value"),
+    Row("sweep-finetune-negative", "sweep --from {s}/fp32 --lambdas 1 --finetune-epochs -1 -o {out}",
+        "--finetune-epochs: -1 must be >= 0"),
+    # export
+    Row("export-tb-zero", "export {s}/fp32 --target hls --tb-samples 0 -o {out}", "--tb-samples: 0 must be >= 1"),
+    Row("export-trace-more", "export {s}/fp32 --target hls --tb-samples 2 --trace-samples 3 -o {out}",
+        "--trace-samples 3 exceeds --tb-samples 2"),
+    Row("export-reuse-zero", "export {s}/fp32 --target hls --reuse-factor 0 -o {out}", "--reuse-factor: 0 must be >= 1"),
+    Row("export-name", "export {s}/fp32 --target hls --name 1st -o {out}", "'1st': must be a C identifier"),
+    Row("export-target", "export {s}/fp32 --target vhdl -o {out}", "--target: 'vhdl' is not one of"),
+    Row("export-run-missing", "export {t}/none -o {out}", "none: no such run folder"),
+    # sim: the DeployGraph files
+    Row("sim-not-export", "sim {t}", "graph.json: not found"),
+    Row("sim-graph-empty", "sim {t}/x", "graph.json: empty file",
+        lambda s, t: _write(_copy(s / "export", t / "x") / "graph.json", "")),
+    Row("sim-graph-truncated", "sim {t}/x", "graph.json: not valid JSON",
+        lambda s, t: _truncate(_copy(s / "export", t / "x") / "graph.json")),
+    Row("sim-tensors-random", "sim {t}/x", "tensors.npz",
+        lambda s, t: _random_bytes(_copy(s / "export", t / "x") / "tensors.npz")),
+    Row("sim-tensors-truncated", "sim {t}/x", "tensors.npz",
+        lambda s, t: _truncate(_copy(s / "export", t / "x") / "tensors.npz")),
+    Row("sim-time-steps-type", "sim {t}/x", "time_steps",
+        lambda s, t: _edit_json(_copy(s / "export", t / "x") / "graph.json", lambda d: d.update(time_steps="2"))),
+    Row("sim-node-op", "sim {t}/x", "unknown op 'conv'",
+        lambda s, t: _edit_json(_copy(s / "export", t / "x") / "graph.json", lambda d: d["nodes"][1].update(op="conv"))),
+    Row("sim-compare-other-run", "sim {s}/export --compare-torch {t}/r", "not the run",
+        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"), lambda st: st["config"]["model"].update(v_threshold=0.5))),
+    Row("sim-limit-zero", "sim {s}/export --limit 0", "--limit: 0 must be >= 1"),
+    Row("sim-batch-zero", "sim {s}/export --batch-size 0", "--batch-size: 0 must be >= 1"),
+    # csim, report
+    Row("csim-not-export", "csim {t}", "{t}"),
+    Row("csim-no-hls", "csim {s}/export", "hls"),
+    Row("report-missing", "report {t}/none", "none"),
+]
+
+
+def _argv(row: Row, s: Path, t: Path, out: Path) -> list[str]:
+    return [a.format(s=s, t=t, out=out) for a in row.args.split()]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_bad_input_is_one_clean_line(shared, tmp_path, row):
+    out = tmp_path / "out"
+    if row.prepare is not None:
+        row.prepare(shared, tmp_path)
+    result = CliRunner().invoke(main, _argv(row, shared, tmp_path, out))
+    lines = result.output.splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert row.expect.format(s=shared, t=tmp_path) in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    assert not out.exists(), "an output folder was left behind"
+    assert not (tmp_path / "pwned").exists(), "a checkpoint ran code"
+
+
+def test_catalogue_covers_every_command():
+    commands = {r.args.split()[0] for r in ROWS}
+    assert set(main.commands) <= commands, set(main.commands) - commands
+    assert len(ROWS) >= 40
+
+
+def test_existing_output_is_kept(shared, tmp_path):
+    out = tmp_path / "out"
+    _write(out / "keep.txt", "x")
+    result = CliRunner().invoke(main, ["export", str(shared / "fp32"), "-o", str(out)])
+    assert result.exit_code == 2 and "pass --force" in result.output
+    assert (out / "keep.txt").read_text() == "x" and len(list(out.iterdir())) == 1
+
+
+def test_installed_entry_point_prints_one_line(shared, tmp_path):
+    """The real console script (not the in-process runner): one line on stderr, status 2."""
+    row = next(r for r in ROWS if r.id == "checkpoint-pickle")
+    row.prepare(shared, tmp_path)
+    exe = Path(sys.executable).with_name("hqflow")
+    proc = subprocess.run([str(exe), *_argv(row, shared, tmp_path, tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "pwned").exists()
