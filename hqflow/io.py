@@ -198,23 +198,29 @@ class RunFolder:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_text(path: str | Path, what: str) -> str:
-    """The UTF-8 text of `path`; missing, a folder, unreadable, binary or empty: a UserError naming
-    the file and `what` it should have been (e.g. "a plan (plan.json)")."""
+def read_bytes(path: str | Path, what: str) -> bytes:
+    """The bytes of `path`; missing, a folder, unreadable or empty (or only whitespace): a UserError
+    naming the file and `what` it should have been (e.g. "a plan (plan.json)")."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a folder; expected {what}")
     if not path.is_file():
         raise UserError(f"{path}: not found; expected {what}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file; expected {what}") from None
+        raw = path.read_bytes()
     except OSError as err:
         raise UserError(f"{path}: cannot be read ({err.strerror}); expected {what}") from None
-    if not text.strip():
+    if not raw.strip():
         raise UserError(f"{path}: empty file; expected {what}")
-    return text
+    return raw
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """The UTF-8 text of `path` (see `read_bytes`); binary content is a UserError as well."""
+    try:
+        return read_bytes(path, what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file; expected {what}") from None
 
 
 def _no_constant(name: str):
@@ -229,7 +235,7 @@ def read_json(path: str | Path, what: str):
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: not valid JSON at line {err.lineno} column {err.colno} ({err.msg}); "
                         f"expected {what}") from None
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise UserError(f"{path}: {err}; expected {what}") from None
 
 

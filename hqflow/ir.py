@@ -49,6 +49,7 @@ import numpy as np
 
 from hqflow import numerics
 from hqflow.errors import UserError
+from hqflow.io import read_bytes, read_json
 
 SCHEMA_VERSION = 1
 OPS = ("input", "conv_lif", "linear_lif", "maxpool", "add", "tokens", "ssa", "head")
@@ -119,46 +120,18 @@ _NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, NotImplementedError, Run
                zipfile.BadZipFile, zlib.error)
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _read_file(path: Path, what: str, folder: Path) -> bytes:
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder; expected {what}")
-    if not path.is_file():
-        raise UserError(f"{path}: not found; expected {what} (is {folder} an hqflow export?)")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise UserError(f"{path}: cannot be read ({err.strerror}); expected {what}") from None
-    if not raw.strip():
-        raise UserError(f"{path}: empty file; expected {what}")
-    return raw
-
-
-def _read_doc(gpath: Path, folder: Path) -> dict:
-    what = "the DeployGraph's JSON description"
-    raw = _read_file(gpath, what, folder)
-    try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except UnicodeDecodeError:
-        raise UserError(f"{gpath}: not a text file; expected {what}") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{gpath}: not valid JSON at line {err.lineno} column {err.colno} ({err.msg}); "
-                        f"expected {what}") from None
-    except (ValueError, RecursionError) as err:
-        raise UserError(f"{gpath}: {err}; expected {what}") from None
+def _read_doc(gpath: Path) -> dict:
+    doc = read_json(gpath, "the DeployGraph's JSON description (is the folder an hqflow export?)")
     if not isinstance(doc, dict):
         raise UserError(f"{gpath}: holds a JSON {type(doc).__name__}; expected an object with schema_version, "
                         "time_steps, num_classes, meta and nodes")
     return doc
 
 
-def _read_tensors(tpath: Path, folder: Path) -> dict[str, np.ndarray]:
+def _read_tensors(tpath: Path) -> dict[str, np.ndarray]:
     """Every array of tensors.npz, read eagerly and without unpickling anything (allow_pickle=False)."""
     what = "a NumPy .npz archive of integer tensors"
-    raw = _read_file(tpath, what, folder)
+    raw = read_bytes(tpath, what)
     if raw.startswith(b"\x93NUMPY"):
         raise UserError(f"{tpath}: a single .npy array; expected {what}, keyed <node>/<field>")
     if not raw.startswith(b"PK"):  # not a zip archive (np.load would take it for a pickle)
@@ -268,7 +241,7 @@ def load_graph(folder: str | Path) -> DeployGraph:
     if not folder.is_dir():
         raise UserError(f"{folder}: not found or not a folder; expected an hqflow export (graph.json + tensors.npz)")
     gpath, tpath = folder / "graph.json", folder / "tensors.npz"
-    doc = _read_doc(gpath, folder)
+    doc = _read_doc(gpath)
     where = str(gpath)
     if "schema_version" not in doc:
         raise UserError(f"{where}: schema_version missing; this hqflow reads {SCHEMA_VERSION}")
@@ -276,7 +249,7 @@ def load_graph(folder: str | Path) -> DeployGraph:
         raise UserError(f"{where}: schema_version {doc['schema_version']!r}; this hqflow reads {SCHEMA_VERSION}")
     time_steps, num_classes = _doc_int(doc, "time_steps", where, 1), _doc_int(doc, "num_classes", where, 1)
     nodes = _parse_nodes(doc, where)
-    tensors = _read_tensors(tpath, folder)
+    tensors = _read_tensors(tpath)
     graph = DeployGraph(nodes, tensors, time_steps, num_classes, doc.get("meta", {}))
     validate(graph, where, str(tpath))
     _check_meta(graph, where)
