@@ -15,17 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hqflow.errors import UserError
 from hqflow.ir import DeployGraph
+from hqflow.search.model import Spikformer
 from hqflow.sim.run import run
-
-
-def lif_module_name(node_name: str, op: str) -> str:
-    """The torch LIF module whose spikes a spiking node reproduces."""
-    if op == "ssa":
-        return node_name.rsplit(".", 1)[0] + ".attn_lif"
-    if node_name.startswith("sps.conv"):
-        return "sps.lif" + node_name.removeprefix("sps.conv")
-    return node_name + "_lif"
 
 
 @dataclass
@@ -52,13 +45,19 @@ class Comparison:
 
 
 @torch.no_grad()
-def compare(graph: DeployGraph, model: torch.nn.Module, batches, progress: bool = True) -> Comparison:
-    """Run both on every batch (frames int [B, T, 2, H, W], labels [B]) and count agreements."""
+def compare(graph: DeployGraph, model: Spikformer, batches, progress: bool = True) -> Comparison:
+    """Run both on every batch (frames int [B, T, 2, H, W], labels [B]) and count agreements; each
+    spiking node's spikes are compared with those of its LIF module in the model's topology."""
     model.eval()
+    lif_of = model.topology.lif_modules()  # spiking node -> the LIF module whose spikes it reproduces
     spiking = [n for n in graph.nodes if n.op in ("conv_lif", "linear_lif", "ssa")]
+    unknown = [n.name for n in spiking if n.name not in lif_of]
+    if unknown:
+        raise UserError(f"graph node {unknown[0]!r} ({len(unknown)} in all) is no spiking step of the model; "
+                        "expected the graph exported from this run")
     modules = dict(model.named_modules())
     captured: dict[str, torch.Tensor] = {}
-    hooks = [modules[lif_module_name(n.name, n.op)].register_forward_hook(
+    hooks = [modules[lif_of[n.name]].register_forward_hook(
         lambda _m, _i, out, name=n.name: captured.__setitem__(name, out)) for n in spiking]
     result = Comparison()
     try:

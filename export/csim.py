@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hqflow.errors import UserError
 
-# the testbench vectors (export/hls.py writes them, hls_templates/tb/hqflow_testbench.h reads them)
+# the testbench vectors (export/hls/writer.py writes them, hls_templates/tb/hqflow_testbench.h reads them)
 DATA_FILES = ("inputs.txt", "golden_logits.txt", "labels.txt", "golden_trace.txt")
 
 

@@ -1,12 +1,14 @@
 """Lowering: a trained Spikformer (fp32, or QAT with a plan) -> DeployGraph (integers only).
 
-Each conv / linear layer with its BN and LIF becomes one `conv_lif` / `linear_lif` node:
+It walks the model's topology (`model.topology`, hqflow.topology): each step becomes the node of
+the same name, op, inputs and shape, built by its op (hqflow.ops) through the rule _LOWER names for
+the op. Each conv / linear layer with its BN and LIF becomes one `conv_lif` / `linear_lif` node:
     weights   the layer's format's code tables (numerics.weight_codes), w_eff * weight_scale = Q(w)
     BN fold   a_c = gamma_c / sqrt(var_c + eps), b_c = beta_c - a_c * mean_c
     LIF       numerics.fold_lif(a, b, weight_scale, theta, bias_frac_bits, T): integer bias,
               exact per-channel threshold, sign (negative gamma flips the comparison)
-    widths    x_max (the largest input value, from the node that feeds it), acc_bits from
-              numerics.acc_bound, v_bits from numerics.membrane_bits
+    figures   the op (hqflow.ops, through ir.make_node) computes the node's output range
+              (value_max), x_max (the largest input value), acc_bits and v_bits
 The SSA product and its LIF are exact (`ssa`) for any attn_scale and attn_threshold > 0 (the
 threshold attn_threshold / attn_scale is compared exactly, in rational arithmetic), max pooling
 of spikes is an OR, the residual adds are integer adds, the head sums over tokens and steps.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -35,21 +38,23 @@ from hqflow import numerics
 from hqflow.config import Config
 from hqflow.errors import UserError
 from hqflow.io import replace_dir, require_complete
-from hqflow.ir import DeployGraph, Node, validate
+from hqflow.ir import DeployGraph, Node, make_node, validate
 from hqflow.numerics import Candidate
-from hqflow.search.model import Spikformer, neuron
-from hqflow.search.trainer import load_checkpoint
+from hqflow.ops import OPS, check_backend
+from hqflow.search.checkpoint import load_checkpoint
+from hqflow.search.model import Spikformer
+from hqflow.topology import Attention, Step, WeightLayer
 
 BIAS_FRAC_BITS = 16  # fractional bits of the LIF and head biases (the scheme's one rounding), in
 # accumulator units; an fp32 layer's accumulator already has 2^-f weight resolution (f ~ 31), so
 # its biases get none: that keeps its membrane within 64 bits for the NumPy simulator.
+MAX_COUNT = np.iinfo(np.int16).max  # input frames are int16 event counts
+LIF_TAU = 2.0  # the integer LIF's charge H = (V + X) / 2 is a shift
+INPUT_CHANNELS = 2  # hqflow's event frames: OFF and ON counts
 
 
 def _bias_frac_bits(fmt: Candidate) -> int:
     return 0 if fmt.scheme == "fp32" else BIAS_FRAC_BITS
-MAX_COUNT = np.iinfo(np.int16).max  # input frames are int16 event counts
-LIF_TAU = 2.0  # the integer LIF's charge H = (V + X) / 2 is a shift
-INPUT_CHANNELS = 2  # hqflow's event frames: OFF and ON counts
 
 
 def _positive(value) -> bool:
@@ -57,30 +62,37 @@ def _positive(value) -> bool:
 
 
 def check_semantics(model: Spikformer, cfg: Config) -> None:
-    """Refuse a model whose semantics the integer model does not implement exactly (module docstring)."""
-    mc = cfg.model
-    if mc.tau != LIF_TAU:
-        raise UserError(f"model.tau: {mc.tau}; the integer LIF implements tau = 2 only (its charge (V + X) / 2 is "
-                        "a shift); retrain with model.tau 2")
+    """Refuse a model whose semantics the integer model does not implement exactly (module docstring):
+    the config's keys, then each LIF and attention module of the model's topology."""
+    model_cfg = cfg.model
+    if model_cfg.tau != LIF_TAU:
+        raise UserError(f"model.tau: {model_cfg.tau}; the integer LIF implements tau = 2 only (its charge (V + X) / 2 "
+                        "is a shift); retrain with model.tau 2")
     for key in ("v_threshold", "attn_threshold", "attn_scale"):
-        if not _positive(getattr(mc, key)):
-            raise UserError(f"model.{key}: {getattr(mc, key)!r}; the integer model needs a finite value > 0")
-    if mc.in_channels != INPUT_CHANNELS:
-        raise UserError(f"model.in_channels: {mc.in_channels}; the deployed input is hqflow's event frames "
+        if not _positive(getattr(model_cfg, key)):
+            raise UserError(f"model.{key}: {getattr(model_cfg, key)!r}; the integer model needs a finite value > 0")
+    if model_cfg.in_channels != INPUT_CHANNELS:
+        raise UserError(f"model.in_channels: {model_cfg.in_channels}; the deployed input is hqflow's event frames "
                         f"[T, {INPUT_CHANNELS}, H, W] (OFF and ON counts)")
-    if mc.num_classes < 1:
-        raise UserError(f"model.num_classes: {mc.num_classes}; the head needs at least one class")
-    for name, m in model.named_modules():
-        if isinstance(m, neuron.BaseNode):
-            theta = mc.attn_threshold if name.endswith("attn_lif") else mc.v_threshold
-            found = {"type": type(m).__name__, "tau": getattr(m, "tau", None), "decay_input":
-                     getattr(m, "decay_input", None), "v_reset": m.v_reset, "v_threshold": m.v_threshold}
-            wanted = {"type": "LIFNode", "tau": LIF_TAU, "decay_input": True, "v_reset": 0.0, "v_threshold": theta}
-            for key, value in wanted.items():
-                if found[key] != value:
-                    raise UserError(f"module {name}: {key} {found[key]!r}; the integer LIF implements {key} {value!r}")
-        if hasattr(m, "scale") and name.endswith(".attn") and m.scale != mc.attn_scale:
-            raise UserError(f"module {name}: attention scale {m.scale!r}, but model.attn_scale is {mc.attn_scale!r}")
+    if model_cfg.num_classes < 1:
+        raise UserError(f"model.num_classes: {model_cfg.num_classes}; the head needs at least one class")
+    if model.cfg != model_cfg:  # the graph records cfg; the lowering reads the model's topology (from model.cfg)
+        raise ValueError(f"the model was built from another model config than the one given: {model.cfg} != "
+                         f"{model_cfg}")
+    modules = dict(model.named_modules())
+    for name, theta in model.topology.lif_thresholds().items():
+        module = modules.get(name)
+        found = {key: getattr(module, key, None) for key in ("tau", "decay_input", "v_reset", "v_threshold")}
+        found["type"] = type(module).__name__
+        wanted = {"type": "LIFNode", "tau": LIF_TAU, "decay_input": True, "v_reset": 0.0, "v_threshold": theta}
+        for key, value in wanted.items():
+            if found[key] != value:
+                raise UserError(f"module {name}: {key} {found[key]!r}; the integer LIF implements {key} {value!r}")
+    for attention in model.topology.attentions:
+        scale = getattr(modules.get(attention.module), "scale", None)
+        if scale != attention.scale:
+            raise UserError(f"module {attention.module}: attention scale {scale!r}, but model.attn_scale is "
+                            f"{attention.scale!r}")
 
 
 def _format(layer: nn.Module) -> tuple[Candidate, dict]:
@@ -95,117 +107,130 @@ def _format(layer: nn.Module) -> tuple[Candidate, dict]:
 
 
 class _Builder:
-    def __init__(self, model: Spikformer, cfg: Config):
-        self.model, self.cfg, self.t = model, cfg, cfg.data.time_steps
-        self.nodes: list[Node] = []
+    """The nodes and tensors of the graph being lowered; every node is built by its op (hqflow.ops),
+    which computes its output range and widths."""
+
+    def __init__(self, time_steps: int):
+        self.time_steps = time_steps
+        self.nodes: dict[str, Node] = {}
         self.tensors: dict[str, np.ndarray] = {}
-        self.x_max: dict[str, int] = {}
 
-    def add(self, name: str, op: str, inputs: tuple[str, ...], shape: tuple[int, ...], x_max: int,
-            attrs: dict | None = None, tensors: dict[str, np.ndarray] | None = None) -> str:
-        self.nodes.append(Node(name, op, inputs, tuple(int(s) for s in shape), attrs or {}))
-        self.tensors.update({f"{name}/{k}": v for k, v in (tensors or {}).items()})
-        self.x_max[name] = x_max
-        return name
+    def add(self, step: Step, attrs: dict | None = None, tensors: dict[str, np.ndarray] | None = None,
+            context: str = "", hint: str = "") -> Node:
+        """Build the node of `step` (a window op gets the step's window as attrs); a width beyond 64 bits
+        is a UserError naming the layer, `context` (the figures it came from) and `hint` (what the user
+        can change)."""
+        if OPS[step.op].window is not None:
+            attrs = {**asdict(step.window), **(attrs or {})}
+        try:
+            node = make_node(step.op, step.name, [self.nodes[source] for source in step.inputs], step.shape,
+                             self.time_steps, attrs, tensors)
+        except ValueError as err:
+            raise UserError(f"layer {step.name}{context}: {err}{hint}") from None
+        self.nodes[step.name] = node
+        self.tensors.update({f"{step.name}/{field}": value for field, value in (tensors or {}).items()})
+        return node
 
-    def weights(self, name: str, layer: nn.Module, x_max: int) -> tuple[dict, dict, np.ndarray, float]:
+    def weights(self, name: str, layer: nn.Module) -> tuple[dict, dict[str, np.ndarray], float]:
+        """(attrs, code tables, weight_scale) of a conv / linear layer in its deployed format."""
         fmt, params = _format(layer)
-        w = layer.weight.detach().numpy().astype(np.float32)
-        if not np.isfinite(w).all():
+        weight = layer.weight.detach().numpy().astype(np.float32)
+        if not np.isfinite(weight).all():
             raise UserError(f"layer {name}: its weights hold NaN or infinity")
         try:
-            codes = numerics.weight_codes(w, fmt, params)
-            w_eff, weight_scale = numerics.effective_weight(w, fmt, params)
+            codes = numerics.weight_codes(weight, fmt, params)
+            _, weight_scale = numerics.effective_weight(weight, fmt, params)
         except ValueError as err:
             raise UserError(f"layer {name} ({fmt.name}): {err}") from None
-        bound = numerics.acc_bound(x_max, w_eff)
-        if numerics.bits_for(-bound, bound) > 64:
-            raise UserError(f"layer {name} ({fmt.name}, inputs up to {x_max}): its accumulator range +-{bound} "
-                            "needs more than 64 bits; give this layer a narrower format in the plan")
-        attrs = {"format": fmt.name, "weight_scale": weight_scale, "x_max": x_max,
-                 "acc_bits": numerics.bits_for(-bound, bound), "qkeras": fmt.qkeras()}
+        attrs = {"format": fmt.name, "weight_scale": weight_scale, "qkeras": fmt.qkeras()}
         if fmt.scheme == "uniform":
             attrs["zero_point"] = int(params["zero_point"])
-        return attrs, codes, w_eff, weight_scale
+        return attrs, codes, weight_scale
 
-    def lif_node(self, name: str, op: str, source: str, layer: nn.Module, bn: nn.Module, theta: float,
-                 shape: tuple[int, ...]) -> str:
-        x_max = self.x_max[source]
-        attrs, codes, w_eff, weight_scale = self.weights(name, layer, x_max)
-        a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
-        b = (bn.bias.detach().double() - torch.from_numpy(a) * bn.running_mean.detach().double()).numpy()
-        bound = numerics.acc_bound(x_max, w_eff)
-        try:
-            consts = numerics.fold_lif(a.astype(np.float32), b.astype(np.float32), weight_scale, theta,
-                                       _bias_frac_bits(Candidate.parse(attrs["format"])), self.t)
-        except ValueError as err:
-            raise UserError(f"layer {name} (model.v_threshold {theta}, data.time_steps {self.t}): folding its BN "
-                            f"into the integer LIF: {err}") from None
-        try:
-            v_bits = numerics.membrane_bits(-bound, bound, consts)
-        except ValueError as err:
-            raise UserError(f"layer {name} ({attrs['format']}, inputs up to {x_max}, T {self.t}): {err}; "
-                            "give this layer a quantized format in the plan") from None
-        attrs.update(theta=theta, frac_bits=consts.frac_bits, bias_frac_bits=consts.bias_frac_bits, v_bits=v_bits)
-        tensors = {**codes, "bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign}
-        return self.add(name, op, (source,), shape, 1, attrs, tensors)
+
+# ---- one rule per op: (builder, step, the model's modules by name) -> the step's node ----------------
+
+
+def _input(builder: _Builder, step: Step, modules: dict[str, nn.Module]) -> Node:
+    return builder.add(step, {"max_count": MAX_COUNT})
+
+
+def _plain(builder: _Builder, step: Step, modules: dict[str, nn.Module]) -> Node:
+    """A step without weights or constants (maxpool, add, tokens): its op computes everything."""
+    return builder.add(step)
+
+
+def _weight_layer(builder: _Builder, step: WeightLayer, modules: dict[str, nn.Module]) -> Node:
+    """A conv / linear layer with its BN folded into the integer LIF (numerics.fold_lif)."""
+    attrs, codes, weight_scale = builder.weights(step.name, modules[step.name])
+    bn = modules[step.bn]
+    bn_scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+    bn_shift = (bn.bias.detach().double() - torch.from_numpy(bn_scale) * bn.running_mean.detach().double()).numpy()
+    time_steps = builder.time_steps
+    try:
+        consts = numerics.fold_lif(bn_scale.astype(np.float32), bn_shift.astype(np.float32), weight_scale,
+                                   step.theta, _bias_frac_bits(Candidate.parse(attrs["format"])), time_steps)
+    except ValueError as err:
+        raise UserError(f"layer {step.name} (model.v_threshold {step.theta}, data.time_steps {time_steps}): folding "
+                        f"its BN into the integer LIF: {err}") from None
+    attrs.update(theta=step.theta, frac_bits=consts.frac_bits, bias_frac_bits=consts.bias_frac_bits)
+    tensors = {**codes, "bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign}
+    inputs_max = builder.nodes[step.source].value_max
+    return builder.add(step, attrs, tensors, f" ({attrs['format']}, inputs up to {inputs_max}, T {time_steps})",
+                       "; give this layer a narrower or quantized format in the plan")
+
+
+def _attention(builder: _Builder, step: Attention, modules: dict[str, nn.Module]) -> Node:
+    """The ssa node: its LIF folds the scale and threshold (one channel, no BN, no bias)."""
+    products_max = numerics.ssa_bound(step.num_tokens, step.head_dim)
+    context = (f"model.attn_scale {step.scale}, model.attn_threshold {step.threshold} (T {builder.time_steps}, "
+               f"attention products up to {products_max})")
+    hint = "; the attention LIF needs its threshold and membrane within 64 bits"
+    try:
+        consts = numerics.fold_lif(np.ones(1, np.float32), np.zeros(1, np.float32), step.scale, step.threshold, 0,
+                                   builder.time_steps)
+    except ValueError as err:
+        raise UserError(f"{context}: {err}{hint}") from None
+    attrs = {"num_heads": step.num_heads, "attn_scale": step.scale, "theta": step.threshold,
+             "frac_bits": consts.frac_bits, "bias_frac_bits": 0}
+    tables = {"bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign}
+    return builder.add(step, attrs, tables, f" ({context})", hint)
+
+
+def _head(builder: _Builder, step: WeightLayer, modules: dict[str, nn.Module]) -> Node:
+    """The head: its bias folded into logit units (numerics.fold_head) for the tokens it averages."""
+    layer = modules[step.name]
+    attrs, codes, weight_scale = builder.weights(step.name, layer)
+    bias_frac = _bias_frac_bits(Candidate.parse(attrs["format"]))
+    bias = layer.bias.detach().numpy()
+    if not np.isfinite(bias).all():
+        raise UserError(f"layer {step.name}: its bias holds NaN or infinity")
+    num_tokens = builder.nodes[step.source].shape[0]
+    try:
+        bias_int = numerics.fold_head(bias, weight_scale, num_tokens, builder.time_steps, bias_frac)
+    except ValueError as err:
+        raise UserError(f"layer {step.name} ({attrs['format']}): {err}") from None
+    attrs.update(bias_frac_bits=bias_frac, num_tokens=num_tokens)
+    return builder.add(step, attrs, {**codes, "bias_int": bias_int}, f" ({attrs['format']})",
+                       "; give the head a narrower format in the plan")
+
+
+# op -> its rule; like every backend's table it covers hqflow.ops.OPS (checked at import)
+_LOWER = {"input": _input, "conv_lif": _weight_layer, "linear_lif": _weight_layer, "maxpool": _plain, "add": _plain,
+          "tokens": _plain, "ssa": _attention, "head": _head}
+check_backend(_LOWER, "the lowering (export/lower.py _LOWER)")
 
 
 def lower(model: Spikformer, cfg: Config) -> DeployGraph:
-    """The DeployGraph of `model` (eval mode: BN running statistics) for T = cfg.data.time_steps."""
+    """The DeployGraph of `model` (eval mode: BN running statistics) for T = cfg.data.time_steps: one
+    node per step of model.topology, in its order."""
     model = model.eval()
     check_semantics(model, cfg)
-    mc, t = cfg.model, cfg.data.time_steps
-    g = _Builder(model, cfg)
-    res = mc.img_size
-    x = g.add("input", "input", (), (mc.in_channels, res, res), MAX_COUNT, {"max_count": MAX_COUNT})
-    sps = model.sps
-    for i in range(4):
-        conv, bn = getattr(sps, f"conv{i}"), getattr(sps, f"bn{i}")
-        x = g.lif_node(f"sps.conv{i}", "conv_lif", x, conv, bn, mc.v_threshold, (conv.out_channels, res, res))
-        if mc.pools[i]:
-            res = (res - 1) // 2 + 1
-            x = g.add(f"sps.pool{i}", "maxpool", (x,), (conv.out_channels, res, res), 1)
-    rpe = g.lif_node("sps.rpe", "conv_lif", x, sps.rpe, sps.rpe_bn, mc.v_threshold, (mc.embed_dim, res, res))
-    x = g.add("sps.add", "add", (x, rpe), (mc.embed_dim, res, res), 2)
-    x = g.add("tokens", "tokens", (x,), (res * res, mc.embed_dim), 2)
-    n, d = res * res, mc.embed_dim
-    for i, block in enumerate(model.blocks):
-        attn, mlp, p = block.attn, block.mlp, f"blocks.{i}"
-        qkv = [g.lif_node(f"{p}.attn.{s}", "linear_lif", x, getattr(attn, s), getattr(attn, f"{s}_bn"),
-                          mc.v_threshold, (n, d)) for s in ("q", "k", "v")]
-        bound = numerics.ssa_bound(n, d // mc.num_heads)
-        try:
-            consts = numerics.fold_lif(np.ones(1, np.float32), np.zeros(1, np.float32), mc.attn_scale,
-                                       mc.attn_threshold, 0, t)
-            v_bits = numerics.membrane_bits(0, bound, consts)
-        except ValueError as err:
-            raise UserError(f"model.attn_scale {mc.attn_scale}, model.attn_threshold {mc.attn_threshold} (T {t}, "
-                            f"attention products up to {bound}): {err}; the attention LIF needs its threshold "
-                            "and membrane within 64 bits") from None
-        s = g.add(f"{p}.attn.attn", "ssa", tuple(qkv), (n, d), 1,
-                  {"num_heads": mc.num_heads, "attn_scale": mc.attn_scale, "theta": mc.attn_threshold,
-                   "frac_bits": consts.frac_bits, "bias_frac_bits": 0, "x_max": 1,
-                   "acc_bits": numerics.bits_for(0, bound), "v_bits": v_bits},
-                  {"bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign})
-        proj = g.lif_node(f"{p}.attn.proj", "linear_lif", s, attn.proj, attn.proj_bn, mc.v_threshold, (n, d))
-        x = g.add(f"{p}.add1", "add", (x, proj), (n, d), g.x_max[x] + 1)
-        h = g.lif_node(f"{p}.mlp.fc1", "linear_lif", x, mlp.fc1, mlp.fc1_bn, mc.v_threshold, (n, mlp.fc1.out_features))
-        h = g.lif_node(f"{p}.mlp.fc2", "linear_lif", h, mlp.fc2, mlp.fc2_bn, mc.v_threshold, (n, d))
-        x = g.add(f"{p}.add2", "add", (x, h), (n, d), g.x_max[x] + 1)
-    head_x_max = g.x_max[x] * n * t  # the head sums its input over tokens and steps
-    attrs, codes, _, weight_scale = g.weights("head", model.head, head_x_max)
-    bias_frac = _bias_frac_bits(Candidate.parse(attrs["format"]))
-    head_bias = model.head.bias.detach().numpy()
-    if not np.isfinite(head_bias).all():
-        raise UserError("layer head: its bias holds NaN or infinity")
-    try:
-        bias_int = numerics.fold_head(head_bias, weight_scale, n, t, bias_frac)
-    except ValueError as err:
-        raise UserError(f"layer head ({attrs['format']}): {err}") from None
-    attrs.update(bias_frac_bits=bias_frac, num_tokens=n)
-    g.add("head", "head", (x,), (mc.num_classes,), 0, attrs, {**codes, "bias_int": bias_int})
-    graph = DeployGraph(tuple(g.nodes), g.tensors, t, mc.num_classes,
+    builder = _Builder(cfg.data.time_steps)
+    modules = dict(model.named_modules())
+    for step in model.topology.steps:  # the torch model has refused any op outside OPS, which _LOWER covers
+        _LOWER[step.op](builder, step, modules)
+    graph = DeployGraph(tuple(builder.nodes.values()), builder.tensors, cfg.data.time_steps, cfg.model.num_classes,
                         {"model": cfg.to_dict()["model"], "dataset": cfg.data.dataset})
     validate(graph, "lowered graph")
     return graph
@@ -239,10 +264,9 @@ def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool 
 
             frames = load_dataset(cfg.data.dataset, "test", cfg.data.time_steps, cfg.model.img_size,
                                   None if data_root is None else str(data_root))
-            n = min(tb_samples, len(frames))
-            items = [frames[i] for i in range(n)]
-            summary = write_project(graph, tmp / "hls", np.stack([x for x, _ in items]),
-                                    np.array([y for _, y in items]), trace_samples, hls_options)
+            items = [frames[index] for index in range(min(tb_samples, len(frames)))]
+            summary = write_project(graph, tmp / "hls", np.stack([sample for sample, _ in items]),
+                                    np.array([label for _, label in items]), trace_samples, hls_options)
         replace_dir(tmp, out)  # the previous export stays until the new one is whole
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -106,7 +106,7 @@ def _fixed_on_resume(resume: bool, **given) -> None:
 
 def _resumed_config(out: Path):
     """The config of the run in `out` that --resume continues."""
-    from hqflow.search.trainer import CHECKPOINT, load_checkpoint
+    from hqflow.search.checkpoint import CHECKPOINT, load_checkpoint
 
     if not (out / CHECKPOINT).is_file():
         raise UserError(f"{out}: nothing to resume (no {CHECKPOINT} there)")
@@ -130,7 +130,7 @@ def _resumed_config(out: Path):
 def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed, out, resume, force, quiet):
     """Train the fp32 Spikformer; writes checkpoint.pt, metrics.jsonl, curves.png into OUT."""
     from hqflow.config import load_config
-    from hqflow.search.trainer import is_main_process, load_checkpoint, shutdown_distributed
+    from hqflow.search.distributed import is_main_process, shutdown_distributed
     from hqflow.search.trainer import train as train_run
 
     if resume and force:
@@ -176,7 +176,7 @@ def evaluate(run, split, data_root, batch_size):
 
 def _search_config(config_path, init, hw_lambda, epochs, energy_table):
     from hqflow.config import load_config
-    from hqflow.search.trainer import load_checkpoint
+    from hqflow.search.checkpoint import load_checkpoint
 
     if config_path is None and init is None:
         raise UserError("give --from (an fp32 run) or --config (search from scratch)")
@@ -197,7 +197,7 @@ def _search_config(config_path, init, hw_lambda, epochs, energy_table):
 @click.option("--quiet", is_flag=True)
 def search(init, config_path, hw_lambda, epochs, energy_table, out, resume, force, quiet):
     """Search a per-layer weight format (Gumbel-softmax supernet); writes plan.json into OUT."""
-    from hqflow.search.search import search as run_search
+    from hqflow.search.quant_search import run_search
 
     if resume and force:
         raise UserError("--resume and --force exclude each other")
@@ -223,7 +223,7 @@ def search(init, config_path, hw_lambda, epochs, energy_table, out, resume, forc
 @click.option("--quiet", is_flag=True)
 def finetune(plan_path, init, epochs, out, resume, force, quiet):
     """Quantization-aware training with the plan's formats fixed."""
-    from hqflow.search.search import finetune as run_finetune
+    from hqflow.search.quant_search import run_finetune
 
     if resume and force:
         raise UserError("--resume and --force exclude each other")
@@ -354,7 +354,7 @@ def sim_cmd(export_dir, split, data_root, limit, batch_size, compare_run):
                    f"{correct / n:.2%}, {1000 * seconds / n:.1f} ms per sample")
         return
     from hqflow.export.compare import compare
-    from hqflow.search.trainer import load_checkpoint
+    from hqflow.search.checkpoint import load_checkpoint
 
     cfg, model, _ = load_checkpoint(compare_run)
     differ = [k for k, v in cfg.to_dict()["model"].items()  # graph.json holds tuples as lists

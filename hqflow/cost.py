@@ -2,7 +2,7 @@
 
 Per layer and weight format (a `Candidate`), for one inference of one sample over T steps:
 
-    MACs = T * positions * c_in * c_out * k^2        (positions: output pixels or tokens)
+    MACs = T * positions * c_in * c_out * k^2        (positions: output pixels or tokens, 1 for the head)
     E    = M * E_mul + A * E_add + S * E_mem         M = A = MACs, S = weight bits
     storage S = c_in * c_out * k^2 * bits
 
@@ -31,9 +31,9 @@ from hqflow.config import ModelConfig
 from hqflow.errors import UserError
 from hqflow.io import read_yaml
 from hqflow.numerics import Candidate
+from hqflow.topology import GROUPS, Topology, spikformer
 
 DEFAULT_TABLE = Path(__file__).with_name("tables") / "energy_45nm.yaml"
-GROUPS = ("tokenizer", "attention", "mlp", "head")
 
 
 @dataclass(frozen=True)
@@ -78,52 +78,30 @@ def load_energy_table(path: str | Path | None = None) -> EnergyTable:
 
 @dataclass(frozen=True)
 class LayerShape:
-    """A weight layer's geometry for one sample: `positions` outputs per step, T steps."""
+    """A weight layer's geometry for one sample: `positions` outputs per channel and step, T steps."""
 
     name: str
-    kind: str  # "conv" or "linear"
+    group: str  # one of GROUPS
     c_in: int
     c_out: int
-    kernel: int  # k*k taps (1 for linear)
+    taps: int  # kernel^2 weights per input and output channel (1 for linear)
     positions: int
     time_steps: int
 
     @property
     def params(self) -> int:
-        return self.c_in * self.c_out * self.kernel
+        return self.c_in * self.c_out * self.taps
 
     @property
     def macs(self) -> int:
         return self.time_steps * self.positions * self.params
 
-    @property
-    def group(self) -> str:
-        if self.name.startswith("sps."):
-            return "tokenizer"
-        if ".attn." in self.name:
-            return "attention"
-        if ".mlp." in self.name:
-            return "mlp"
-        return "head"
 
-
-def layer_shapes(cfg: ModelConfig, time_steps: int) -> list[LayerShape]:
-    """Every conv / linear layer of the Spikformer of `cfg`, in execution order."""
-    d, res = cfg.embed_dim, cfg.img_size
-    channels = [cfg.in_channels, d // 8, d // 4, d // 2, d]
-    shapes = []
-    for i in range(4):
-        shapes.append(LayerShape(f"sps.conv{i}", "conv", channels[i], channels[i + 1], 9, res * res, time_steps))
-        res //= 2 if cfg.pools[i] else 1
-    shapes.append(LayerShape("sps.rpe", "conv", d, d, 9, res * res, time_steps))
-    n, h = cfg.num_tokens, d * cfg.mlp_ratio
-    for b in range(cfg.depth):
-        for name in ("q", "k", "v", "proj"):
-            shapes.append(LayerShape(f"blocks.{b}.attn.{name}", "linear", d, d, 1, n, time_steps))
-        shapes.append(LayerShape(f"blocks.{b}.mlp.fc1", "linear", d, h, 1, n, time_steps))
-        shapes.append(LayerShape(f"blocks.{b}.mlp.fc2", "linear", h, d, 1, n, time_steps))
-    shapes.append(LayerShape("head", "linear", d, cfg.num_classes, 1, 1, time_steps))
-    return shapes
+def layer_shapes(model: ModelConfig | Topology, time_steps: int) -> list[LayerShape]:
+    """Every conv / linear layer of a topology (or the Spikformer of a config), in execution order."""
+    topology = model if isinstance(model, Topology) else spikformer(model)
+    return [LayerShape(layer.name, layer.group, layer.c_in, layer.c_out, layer.taps, layer.positions, time_steps)
+            for layer in topology.layers]
 
 
 @dataclass(frozen=True)

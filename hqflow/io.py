@@ -28,14 +28,19 @@ A sweep keeps its finished lambdas complete and marks OUT INCOMPLETE until the l
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import struct
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from hqflow.errors import UserError
@@ -249,3 +254,44 @@ def read_yaml(path: str | Path, what: str):
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise UserError(f"{path}: not valid YAML{where} ({problem}); expected {what}") from None
+
+
+# numpy and zipfile raise these for a damaged archive or member (zlib.error for bad deflate data)
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, NotImplementedError, RuntimeError, struct.error,
+               zipfile.BadZipFile, zlib.error)
+
+
+def read_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive, read eagerly and without unpickling anything (allow_pickle=False):
+    random bytes, a single .npy, a truncated or damaged archive or member, or an object array is a
+    UserError naming the file (and the member)."""
+    raw = read_bytes(path, what)
+    if raw.startswith(b"\x93NUMPY"):
+        raise UserError(f"{path}: a single .npy array; expected {what}")
+    if not raw.startswith(b"PK"):  # not a zip archive (np.load would take it for a pickle)
+        raise UserError(f"{path}: not a NumPy .npz archive (random bytes or another format); expected {what}")
+    try:
+        npz = np.load(io.BytesIO(raw), allow_pickle=False)
+    except _NPZ_ERRORS as err:
+        raise UserError(f"{path}: not a readable .npz archive, truncated or damaged ({type(err).__name__}: "
+                        f"{err}); expected {what}") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise UserError(f"{path}: not a NumPy .npz archive; expected {what}")
+    arrays: dict[str, np.ndarray] = {}
+    with npz:
+        for key in npz.files:
+            try:
+                value = npz[key]
+            except ValueError as err:
+                if "allow_pickle" in str(err):
+                    raise UserError(f"{path}: tensor {key!r} is an object array (pickled Python objects, never "
+                                    "loaded by hqflow); expected an integer array") from None
+                raise UserError(f"{path}: tensor {key!r} cannot be read ({err}); expected an integer array") \
+                    from None
+            except _NPZ_ERRORS as err:
+                raise UserError(f"{path}: tensor {key!r} cannot be read, the archive is truncated or damaged "
+                                f"({type(err).__name__}: {err})") from None
+            if not isinstance(value, np.ndarray):
+                raise UserError(f"{path}: member {key!r} is not a NumPy array; expected only .npy members")
+            arrays[key] = value
+    return arrays

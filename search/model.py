@@ -1,5 +1,10 @@
 """Spikformer (Zhou et al., ICLR 2023), as the official CIFAR10-DVS model builds it.
 
+The model is built and run from its topology (`hqflow.topology.spikformer(cfg)`): each step's
+modules are created in execution order, and the forward pass runs the steps in that order, one
+function per op (`_FORWARD`). The classes SPS, Block, SSA and MLP only hold modules, so that the
+module names (`sps.conv0`, `blocks.0.attn.q_bn`, ...) and state_dict keys stay the official ones.
+
 Shapes: frames enter as [B, T, 2, H, W] (the data loader's layout) and run time-major inside:
 the tokenizer works on [T, B, C, H, W], the encoder on tokens [T, B, N, C], the head returns
 logits [B, classes].
@@ -33,6 +38,7 @@ from torch import Tensor, nn  # noqa: E402
 
 from hqflow.config import ModelConfig  # noqa: E402
 from hqflow.errors import UserError  # noqa: E402
+from hqflow.topology import Attention, MaxPool, Step, Topology, WeightLayer, spikformer  # noqa: E402
 
 
 def lif(cfg: ModelConfig, v_threshold: float | None = None) -> neuron.LIFNode:
@@ -47,37 +53,10 @@ def lif(cfg: ModelConfig, v_threshold: float | None = None) -> neuron.LIFNode:
     )
 
 
-def _per_step(module: nn.Module, x: Tensor) -> Tensor:
+def _per_step(module, x: Tensor) -> Tensor:
     """Apply a stateless layer to a time-major tensor [T, B, ...] by folding T into the batch."""
     y = module(x.flatten(0, 1))
     return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
-
-
-class SPS(nn.Module):
-    """Spiking patch splitting: [T, B, 2, H, W] frames -> [T, B, N, D] tokens."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        d = cfg.embed_dim
-        channels = [cfg.in_channels, d // 8, d // 4, d // 2, d]
-        for i in range(4):
-            setattr(self, f"conv{i}", nn.Conv2d(channels[i], channels[i + 1], 3, 1, 1, bias=False))
-            setattr(self, f"bn{i}", nn.BatchNorm2d(channels[i + 1]))
-            setattr(self, f"lif{i}", lif(cfg))
-        self.pools = tuple(cfg.pools)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.rpe = nn.Conv2d(d, d, 3, 1, 1, bias=False)
-        self.rpe_bn = nn.BatchNorm2d(d)
-        self.rpe_lif = lif(cfg)
-
-    def forward(self, x: Tensor) -> Tensor:
-        for i in range(4):
-            conv, bn, neurons = getattr(self, f"conv{i}"), getattr(self, f"bn{i}"), getattr(self, f"lif{i}")
-            x = neurons(_per_step(lambda z: bn(conv(z)), x))
-            if self.pools[i]:
-                x = _per_step(self.maxpool, x)
-        x = x + self.rpe_lif(_per_step(lambda z: self.rpe_bn(self.rpe(z)), x))
-        return x.flatten(3).transpose(2, 3).contiguous()  # [T, B, N, D]
 
 
 def _token_bn(bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
@@ -85,76 +64,111 @@ def _token_bn(bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
     return bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
+class SPS(nn.Module):
+    """Spiking patch splitting (the tokenizer): holds the `sps.*` modules."""
+
+
 class SSA(nn.Module):
-    """Spiking self-attention: no softmax, spikes in, spikes out, on [T, B, N, D].
+    """Spiking self-attention: holds q, k, v, proj (with their BN and LIF), the attention LIF,
+    and the head count and scale that the forward pass uses."""
 
-    y = (q @ k^T @ v) * scale per head, then an LIF with threshold attn_threshold (0.5).
-    """
-
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, step: Attention):
         super().__init__()
-        d = cfg.embed_dim
-        self.num_heads = cfg.num_heads
-        self.scale = cfg.attn_scale
-        for name in ("q", "k", "v"):
-            setattr(self, name, nn.Linear(d, d, bias=False))
-            setattr(self, f"{name}_bn", nn.BatchNorm1d(d))
-            setattr(self, f"{name}_lif", lif(cfg))
-        self.attn_lif = lif(cfg, v_threshold=cfg.attn_threshold)
-        self.proj = nn.Linear(d, d, bias=False)
-        self.proj_bn = nn.BatchNorm1d(d)
-        self.proj_lif = lif(cfg)
-
-    def _heads(self, name: str, x: Tensor) -> Tensor:
-        """Spiking q, k or v: [T, B, N, D] -> [T, B, heads, N, D / heads]."""
-        s = getattr(self, f"{name}_lif")(_token_bn(getattr(self, f"{name}_bn"), getattr(self, name)(x)))
-        t, b, n, d = s.shape
-        return s.reshape(t, b, n, self.num_heads, d // self.num_heads).transpose(2, 3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        q, k, v = self._heads("q", x), self._heads("k", x), self._heads("v", x)
-        y = (q @ k.transpose(-2, -1) @ v) * self.scale  # [T, B, heads, N, D / heads]
-        y = self.attn_lif(y.transpose(2, 3).flatten(3))  # [T, B, N, D]
-        return self.proj_lif(_token_bn(self.proj_bn, self.proj(y)))
+        self.num_heads, self.scale = step.num_heads, step.scale
 
 
 class MLP(nn.Module):
-    """fc1 D -> ratio*D -> BN -> LIF, fc2 -> D -> BN -> LIF, on [T, B, N, D]."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        d, h = cfg.embed_dim, cfg.embed_dim * cfg.mlp_ratio
-        self.fc1, self.fc1_bn, self.fc1_lif = nn.Linear(d, h, bias=False), nn.BatchNorm1d(h), lif(cfg)
-        self.fc2, self.fc2_bn, self.fc2_lif = nn.Linear(h, d, bias=False), nn.BatchNorm1d(d), lif(cfg)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.fc1_lif(_token_bn(self.fc1_bn, self.fc1(x)))
-        return self.fc2_lif(_token_bn(self.fc2_bn, self.fc2(x)))
+    """Holds fc1 and fc2 with their BN and LIF."""
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.attn = SSA(cfg)
-        self.mlp = MLP(cfg)
+    """One encoder block: x = x + SSA(x); x = x + MLP(x)."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
+    def __init__(self, step: Attention):
+        super().__init__()
+        self.attn = SSA(step)
+        self.mlp = MLP()
+
+
+def _new_modules(step: Step, cfg: ModelConfig) -> list[nn.Module]:
+    """The torch modules of `step`, one per name in step.modules."""
+    if isinstance(step, WeightLayer):
+        if step.kind == "conv3x3":
+            layer = nn.Conv2d(step.c_in, step.c_out, step.kernel_size, step.stride, step.padding, bias=step.bias)
+            bn = nn.BatchNorm2d
+        else:
+            layer, bn = nn.Linear(step.c_in, step.c_out, bias=step.bias), nn.BatchNorm1d
+        return [layer] if step.bn is None else [layer, bn(step.c_out), lif(cfg, step.theta)]
+    if isinstance(step, MaxPool):
+        return [nn.MaxPool2d(kernel_size=step.kernel_size, stride=step.stride, padding=step.padding)]
+    if isinstance(step, Attention):
+        return [lif(cfg, v_threshold=step.threshold)]
+    return []
+
+
+def _conv_lif(model: Spikformer, step: WeightLayer, x: Tensor) -> Tensor:
+    conv, bn, neurons = (model.get_submodule(m) for m in step.modules)
+    return neurons(_per_step(lambda z: bn(conv(z)), x))
+
+
+def _linear_lif(model: Spikformer, step: WeightLayer, x: Tensor) -> Tensor:
+    linear, bn, neurons = (model.get_submodule(m) for m in step.modules)
+    return neurons(_token_bn(bn, linear(x)))
+
+
+def _ssa(model: Spikformer, step: Attention, *qkv: Tensor) -> Tensor:
+    """Spikes q, k, v [T, B, N, D] -> per head (q @ k^T @ v) * scale -> attention LIF [T, B, N, D]."""
+    ssa = model.get_submodule(step.module)
+    t, b, n, d = qkv[0].shape
+    q, k, v = (s.reshape(t, b, n, ssa.num_heads, d // ssa.num_heads).transpose(2, 3) for s in qkv)
+    y = (q @ k.transpose(-2, -1) @ v) * ssa.scale  # [T, B, heads, N, D / heads]
+    return model.get_submodule(step.lif)(y.transpose(2, 3).flatten(3))  # [T, B, N, D]
+
+
+def _head(model: Spikformer, step: WeightLayer, x: Tensor) -> Tensor:
+    return model.get_submodule(step.name)(x.mean(2)).mean(0)
+
+
+# op -> its float forward on time-major tensors ([T, B, C, H, W] maps, [T, B, N, C] tokens)
+_FORWARD = {
+    "conv_lif": _conv_lif,
+    "linear_lif": _linear_lif,
+    "maxpool": lambda model, step, x: _per_step(model.get_submodule(step.module), x),
+    "add": lambda _model, _step, a, b: a + b,
+    "tokens": lambda _model, _step, x: x.flatten(3).transpose(2, 3).contiguous(),
+    "ssa": _ssa,
+    "head": _head,
+}
 
 
 class Spikformer(nn.Module):
-    """Frames [B, T, 2, H, W] (event counts) -> logits [B, classes]."""
+    """Frames [B, T, 2, H, W] (event counts) -> logits [B, classes], built and run from its topology."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, topology: Topology | None = None):
+        """`topology` defaults to spikformer(cfg); cfg gives the LIF neurons' tau."""
         super().__init__()
         if cfg.num_classes < 1:  # 0 means "the data set's": loading the data set resolves it
             raise UserError(f"model.num_classes: {cfg.num_classes}; set it, or let train / search take the data set's")
         self.cfg = cfg
-        self.sps = SPS(cfg)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        self.head = nn.Linear(cfg.embed_dim, cfg.num_classes)
+        self.topology = spikformer(cfg) if topology is None else topology
+        missing = [s.name for s in self.topology.steps if s.op not in _FORWARD and s.op != "input"]
+        if missing:
+            raise ValueError(f"the torch Spikformer has no forward for step {missing[0]!r} "
+                             f"(op {self.topology.step(missing[0]).op!r}); add it to _FORWARD")
+        self.sps = SPS()
+        self.blocks = nn.ModuleList(Block(step) for step in self.topology.attentions)
+        created = set()
+        for step in self.topology.steps:  # creation order = execution order (it fixes the RNG draws)
+            for name, module in zip(step.modules, _new_modules(step, cfg)):
+                if name not in created:  # the pools share one module
+                    parent, _, leaf = name.rpartition(".")
+                    setattr(self.get_submodule(parent), leaf, module)
+                    created.add(name)
         self._neurons = [m for m in self.modules() if isinstance(m, neuron.BaseNode)]
+        # after each step, drop the outputs that no later step reads
+        last_use = {name: i for i, step in enumerate(self.topology.steps) for name in step.inputs}
+        self._done = [tuple(n for n in dict.fromkeys(step.inputs) if last_use[n] == i)
+                      for i, step in enumerate(self.topology.steps)]
         self.apply(_init_weights)
 
     def reset(self) -> None:
@@ -162,12 +176,27 @@ class Spikformer(nn.Module):
         for m in self._neurons:
             m.reset()
 
-    def forward(self, frames: Tensor) -> Tensor:
+    def run(self, frames: Tensor, until: str | None = None) -> Tensor:
+        """The output of step `until` (default: the last, the logits [B, classes]) for frames
+        [B, T, 2, H, W]; intermediate outputs are time-major ([T, B, ...], see _FORWARD)."""
         self.reset()
-        x = self.sps(frames.transpose(0, 1).float())  # [T, B, N, D]
-        for block in self.blocks:
-            x = block(x)
-        return self.head(x.mean(2)).mean(0)
+        values = {}
+        for i, step in enumerate(self.topology.steps):
+            if step.op == "input":
+                out = frames.transpose(0, 1).float()  # [T, B, 2, H, W]
+            else:
+                out = _FORWARD[step.op](self, step, *(values[n] for n in step.inputs))
+            if step.name == until:
+                return out
+            values[step.name] = out
+            for name in self._done[i]:
+                del values[name]
+        if until is not None:
+            raise KeyError(f"the Spikformer has no step {until!r}")
+        return out
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return self.run(frames)
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -40,7 +40,9 @@ from hqflow.numerics import Candidate
 from hqflow.plan import load_plan, plan_from_dict
 from hqflow.search import supernet
 from hqflow.search.plots import pick_layers, plot_cost_split, plot_weight_histograms
-from hqflow.search.trainer import METRICS, load_checkpoint, load_split, make_loader
+from hqflow.search.checkpoint import load_checkpoint
+from hqflow.search.loaders import load_split, make_loader
+from hqflow.search.trainer import METRICS
 
 SCHEMA_VERSION = 1
 ATTENTION_PARTS = ("q", "k", "v", "proj")

@@ -29,7 +29,7 @@ from hqflow.config import Config
 from hqflow.errors import UserError
 from hqflow.io import INCOMPLETE, atomic_text, check_output_dir, read_incomplete, require_complete
 from hqflow.plan import load_plan
-from hqflow.search import search as searching
+from hqflow.search import quant_search
 from hqflow.search.plots import pareto_front, plot_pareto
 from hqflow.search.report import read_last_metrics
 
@@ -92,10 +92,10 @@ def _sweep(configs: list[Config], init, lambdas: list[float], out: Path, finetun
     points: list[dict[str, Any]] = []
     for lam, lam_cfg in zip(lambdas, configs):
         folder = out / f"lambda_{lam:g}"
-        accuracy = _run(searching.search, folder, resume, lam_cfg, folder, init=init, force=force, progress=progress)
+        accuracy = _run(quant_search.run_search, folder, resume, lam_cfg, folder, init=init, force=force, progress=progress)
         source = "search, before finetune"
         if finetune_epochs:
-            accuracy = _run(searching.finetune, folder / "qat", resume, folder / "plan.json", folder / "qat",
+            accuracy = _run(quant_search.run_finetune, folder / "qat", resume, folder / "plan.json", folder / "qat",
                             force=force, progress=progress, epochs=finetune_epochs)
             source = "qat"
         summary = load_plan(folder / "plan.json").summary

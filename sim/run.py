@@ -2,7 +2,7 @@
 
 Node by node over whole sequences: a value is an integer array [T, B, *shape]; a LIF node
 computes the accumulators of all T steps at once, then runs its membrane over the steps
-(numerics.lif_run). Products use exact float64 BLAS where numerics proves the bound (< 2^53).
+(numerics.lif_run). Products use exact float BLAS where a bound proves them exact (sim/fast.py).
 
     run(graph, frames [B, T, 2, H, W] ints) -> logits int64 [B, classes]   (and, on request, a trace
                                                                             {node: [T, B, *shape]})
@@ -14,6 +14,8 @@ import numpy as np
 
 from hqflow import numerics
 from hqflow.ir import DeployGraph, Node
+from hqflow.ops import check_backend
+from hqflow.sim import fast
 
 
 def _lif_consts(graph: DeployGraph, node: Node) -> numerics.LifConsts:
@@ -26,12 +28,12 @@ def _conv_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
     """One step's convolution at a time (a generator into lif_run): the working arrays stay one
     step large, which the allocator reuses, instead of T times larger."""
     w_eff = graph.w_eff(node)
-    acc_seq = (numerics.conv2d_acc(x_t, w_eff, padding=1) for x_t in x)
+    acc_seq = (fast.conv2d_acc(x_t, w_eff, padding=int(node.attrs["padding"])) for x_t in x)
     return numerics.lif_run(acc_seq, _lif_consts(graph, node), channel_axis=1)
 
 
 def _linear_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
-    acc = numerics.linear_acc(x, graph.w_eff(node))
+    acc = fast.linear_acc(x, graph.w_eff(node))
     return numerics.lif_run(acc, _lif_consts(graph, node), channel_axis=-1)
 
 
@@ -41,8 +43,34 @@ def _ssa(graph: DeployGraph, node: Node, q: np.ndarray, k: np.ndarray, v: np.nda
 
 
 def _head(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
-    acc_sum = numerics.linear_acc(x.sum(axis=(0, 2)), graph.w_eff(node))  # sum over T and tokens first
+    acc_sum = fast.linear_acc(x.sum(axis=(0, 2)), graph.w_eff(node))  # sum over T and tokens first
     return numerics.head_logits(acc_sum, graph.tensor(node.name, "bias_int"), int(node.attrs["bias_frac_bits"]))
+
+
+def _input(graph: DeployGraph, node: Node, frames: np.ndarray) -> np.ndarray:
+    """Frames [B, T, C, H, W] -> int64 [T, B, C, H, W]."""
+    return frames.swapaxes(0, 1).astype(np.int64)
+
+
+def _maxpool(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
+    pooled = numerics.maxpool_or(x.reshape(-1, *x.shape[2:]), int(node.attrs["kernel_size"]),
+                                 int(node.attrs["stride"]), int(node.attrs["padding"]))
+    return pooled.reshape(*x.shape[:2], *pooled.shape[1:])
+
+
+def _add(graph: DeployGraph, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a.astype(np.int64) + b
+
+
+def _tokens(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
+    """[T, B, C, H, W] -> [T, B, H * W, C]."""
+    return x.reshape(*x.shape[:3], -1).swapaxes(2, 3)
+
+
+# One implementation per op (hqflow.ops.OPS): (graph, node, *input values) -> the node's value.
+EXECUTORS = {"input": _input, "conv_lif": _conv_lif, "linear_lif": _linear_lif, "maxpool": _maxpool, "add": _add,
+             "tokens": _tokens, "ssa": _ssa, "head": _head}
+check_backend(EXECUTORS, "the NumPy simulator (hqflow.sim.run.EXECUTORS)")
 
 
 def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -55,33 +83,14 @@ def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False) -> tuple[np
                          f"got {list(frames.shape)}")
     if frames.dtype.kind not in "iu":
         raise ValueError(f"frames: expected integer event counts, got dtype {frames.dtype}")
-    max_count = int(source.attrs["max_count"])
-    if frames.size and (int(frames.min()) < 0 or int(frames.max()) > max_count):
+    value_max = int(source.value_max)
+    if frames.size and (int(frames.min()) < 0 or int(frames.max()) > value_max):
         raise ValueError(f"frames: values in [{int(frames.min())}, {int(frames.max())}], but the graph's widths "
-                         f"hold inputs in [0, {max_count}] (input attrs.max_count)")
+                         f"hold inputs in [0, {value_max}] (the input node's value_max)")
     values: dict[str, np.ndarray] = {}
     for node in graph.nodes:
-        ins = [values[name] for name in node.inputs]
-        if node.op == "input":
-            out = frames.swapaxes(0, 1).astype(np.int64)
-        elif node.op == "conv_lif":
-            out = _conv_lif(graph, node, *ins)
-        elif node.op == "linear_lif":
-            out = _linear_lif(graph, node, *ins)
-        elif node.op == "maxpool":
-            (x,) = ins
-            pooled = numerics.maxpool_or(x.reshape(-1, *x.shape[2:]))
-            out = pooled.reshape(*x.shape[:2], *pooled.shape[1:])
-        elif node.op == "add":
-            out = ins[0].astype(np.int64) + ins[1]
-        elif node.op == "tokens":
-            (x,) = ins
-            out = x.reshape(*x.shape[:3], -1).swapaxes(2, 3)
-        elif node.op == "ssa":
-            out = _ssa(graph, node, *ins)
-        else:  # head
-            out = _head(graph, node, *ins)
-        values[node.name] = out
+        arguments = [values[name] for name in node.inputs] if node.inputs else [frames]  # the input takes frames
+        values[node.name] = EXECUTORS[node.op](graph, node, *arguments)
     logits = values[graph.nodes[-1].name]
     return logits, (values if trace else {})
 

@@ -44,7 +44,7 @@ def shared(tmp_path_factory):
     from hqflow.numerics import Candidate
     from hqflow.plan import uniform_plan
     from hqflow.search.model import quant_layers
-    from hqflow.search.trainer import load_checkpoint
+    from hqflow.search.checkpoint import load_checkpoint
 
     names = list(quant_layers(load_checkpoint(run)[1]))
     plan = uniform_plan(names, Candidate.parse("uniform-4")).to_dict()

@@ -22,7 +22,7 @@ def test_table_values_are_the_cited_ones():
 
 def test_hand_computed_conv_layer():
     # Conv3x3 4 -> 8 channels on an 8x8 output, T = 2: 2 * 64 * 4 * 8 * 9 = 36,864 MACs
-    shape = LayerShape("sps.conv1", "conv", 4, 8, 9, 64, 2)
+    shape = LayerShape("sps.conv1", "tokenizer", 4, 8, 9, 64, 2)
     assert shape.params == 288 and shape.macs == 36_864
     fp32 = layer_cost(shape, Candidate("fp32", 32), TABLE)
     assert fp32.compute_pj == pytest.approx(36_864 * (3.7 + 0.9))
@@ -36,9 +36,8 @@ def test_hand_computed_conv_layer():
     assert half.compute_pj == pytest.approx(p2.compute_pj / 2) and half.memory_pj == p2.memory_pj
 
 
-def test_shapes_match_the_model():
-    """MACs from the config equal those counted by hooks on a real forward pass."""
-    model = Spikformer(CFG).eval()
+def counted_macs(model: torch.nn.Module, frames: torch.Tensor) -> dict[str, int]:
+    """MACs of every conv / linear layer, counted by hooks on a real forward pass over `frames`."""
     counted = {}
 
     def hook(name):
@@ -46,16 +45,34 @@ def test_shapes_match_the_model():
             counted[name] = counted.get(name, 0) + output.numel() * module.weight[0].numel()
         return count
 
-    for name, m in model.named_modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-            m.register_forward_hook(hook(name))
+    hooks = [m.register_forward_hook(hook(name)) for name, m in model.named_modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(frames)
+    finally:
+        for h in hooks:
+            h.remove()
+    return counted
+
+
+@pytest.mark.parametrize("cfg", [
+    CFG,
+    ModelConfig(img_size=16, embed_dim=24, num_heads=3, depth=2, pools=(False, True, False, True), num_classes=5),
+    ModelConfig(img_size=8, embed_dim=16, num_heads=4, depth=3, mlp_ratio=2, pools=(False,) * 4, num_classes=3),
+], ids=["depth1", "depth2-pools-0101", "depth3-no-pools"])
+def test_shapes_match_the_model(cfg):
+    """MACs from the config equal those counted by hooks on a real forward pass."""
     time_steps = 3
-    with torch.no_grad():
-        model(torch.rand(1, time_steps, 2, 16, 16))
-    shapes = {s.name: s for s in layer_shapes(CFG, time_steps)}
+    counted = counted_macs(Spikformer(cfg).eval(), torch.rand(1, time_steps, 2, cfg.img_size, cfg.img_size))
+    shapes = {s.name: s for s in layer_shapes(cfg, time_steps)}
     assert list(shapes) == list(counted)
     for name, macs in counted.items():
         assert shapes[name].macs == macs, name
+    # control: the shapes of another pool pattern or time_steps disagree with the count
+    other = ModelConfig(**{**cfg.__dict__, "pools": (True, False, False, False)})
+    assert [s.macs for s in layer_shapes(other, time_steps)] != list(counted.values())
+    assert [s.macs for s in layer_shapes(cfg, time_steps + 1)] != list(counted.values())
 
 
 def test_summary_percentages():

@@ -3,7 +3,6 @@
 import re
 import shutil
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hqflow import data
+from hqflow.data import cache, digits, tonic_sets
+from hqflow.data import frames as data_frames
 from hqflow.data import DATASETS, EVENT_DTYPE, digits_dvs_events, events_to_frames, load_dataset
 from hqflow.errors import UserError
 
@@ -197,20 +198,20 @@ def test_digits_split_is_fixed_disjoint_and_stratified():
     from sklearn.datasets import load_digits
 
     target = load_digits().target
-    train, test = data._digits_split("train"), data._digits_split("test")
+    train, test = digits.digits_split("train"), digits.digits_split("test")
     assert len(train) + len(test) == 1797
     np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(1797))
     np.testing.assert_array_equal(load_dataset("digits-dvs", "test", 4, 16).labels, target[test])
     per_class, held_out = np.bincount(target), np.bincount(target[test], minlength=10)
     assert (np.abs(held_out - 0.2 * per_class) <= 0.5).all()
-    np.testing.assert_array_equal(data._digits_split("test"), test)
+    np.testing.assert_array_equal(digits.digits_split("test"), test)
 
 
 def test_digits_are_deterministic_per_seed():
     np.testing.assert_array_equal(digits_dvs_events(5, 16, seed=0), digits_dvs_events(5, 16, seed=0))
     assert not np.array_equal(digits_dvs_events(5, 16, seed=0), digits_dvs_events(5, 16, seed=1))
     first = load_dataset("digits-dvs", "test", 4, 16, seed=0).frames_array().copy()
-    data._digits_frames.cache_clear()
+    digits.digits_frames.cache_clear()
     np.testing.assert_array_equal(load_dataset("digits-dvs", "test", 4, 16, seed=0).frames_array(), first)
     assert not np.array_equal(load_dataset("digits-dvs", "test", 4, 16, seed=1).frames_array(), first)
 
@@ -218,7 +219,7 @@ def test_digits_are_deterministic_per_seed():
 def test_digits_dataset_frames_are_the_binned_streams():
     ds = load_dataset("digits-dvs", "test", 4, 16)
     for i in (0, 17, len(ds) - 1):
-        index = int(data._digits_split("test")[i])
+        index = int(digits.digits_split("test")[i])
         np.testing.assert_array_equal(ds[i][0], events_to_frames(digits_dvs_events(index, 16), (16, 16), 4))
 
 
@@ -232,7 +233,7 @@ def test_digits_event_stream_format():
     events = digits_dvs_events(0, 24, seed=3)
     assert events.dtype == EVENT_DTYPE and len(events) > 1000
     assert (np.diff(events["t"]) >= 0).all()
-    assert events["t"].min() >= 0 and events["t"].max() <= data.DURATION_US
+    assert events["t"].min() >= 0 and events["t"].max() <= digits.DURATION_US
     assert events["x"].max() < 24 and events["y"].max() < 24 and events["x"].min() >= 0
     assert events["p"].any() and (~events["p"]).any()
     with pytest.raises(UserError, match="index 1797"):
@@ -366,10 +367,10 @@ def test_n_caltech101_from_local_folder(caltech_root, no_download):
 
 def test_stratified_split_is_disjoint_and_fixed():
     labels = np.repeat(np.arange(4), [10, 31, 1, 100])
-    train, test = (data._stratified_split(labels, 0.1, s) for s in ("train", "test"))
+    train, test = (data_frames.stratified_split(labels, 0.1, s) for s in ("train", "test"))
     np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(len(labels)))
     np.testing.assert_array_equal(np.bincount(labels[test], minlength=4), [1, 3, 0, 10])
-    np.testing.assert_array_equal(data._stratified_split(labels, 0.1, "test"), test)
+    np.testing.assert_array_equal(data_frames.stratified_split(labels, 0.1, "test"), test)
 
 
 def aedat4_bytes(events) -> bytes:
@@ -446,7 +447,7 @@ def test_tonic_classes_never_download(tmp_path, no_download):
     import tonic.datasets
 
     for base in (tonic.datasets.DVSGesture, tonic.datasets.CIFAR10DVS, tonic.datasets.NCALTECH101):
-        offline = data._offline(base)
+        offline = tonic_sets._offline(base)
         assert offline.__name__ == base.__name__
         with pytest.raises(UserError, match="hqflow never downloads"):
             offline(save_to=str(tmp_path))
@@ -540,7 +541,7 @@ def test_cache_rebuilds_on_version_bump_and_bad_files(tmp_path, frame_cache, ges
         assert "rebuilding" in capsys.readouterr().err, what
         np.testing.assert_array_equal(ds.frames_array(), reference)
     assert cache_files(frame_cache) == [cached]
-    monkeypatch.setattr(data, "FRAMES_VERSION", data.FRAMES_VERSION + 1)  # binning changed
+    monkeypatch.setattr(cache, "FRAMES_VERSION", cache.FRAMES_VERSION + 1)  # binning changed
     load_dataset("dvs128-gesture", "train", 2, 32, data_root=root)
     assert len(cache_files(frame_cache)) == 2 and len(gesture_reads) == 7 * 110
 
@@ -735,7 +736,7 @@ def _one_epoch(name: str, root: Path, out: Path, model: dict | None = None):
 def test_one_training_step_per_seed_data_set(tmp_path, no_download, caltech_root, name, classes):
     import yaml
 
-    from hqflow.search.trainer import load_checkpoint
+    from hqflow.search.checkpoint import load_checkpoint
 
     root = {"dvs128-gesture": lambda: make_gesture_root(tmp_path / "data", splits=("Train", "Test")),
             "cifar10-dvs": lambda: make_cifar_root(tmp_path / "data"),

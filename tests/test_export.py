@@ -218,6 +218,8 @@ def test_lowering_checks_the_neurons_themselves():
     model.blocks[0].attn.scale = 0.5
     with pytest.raises(UserError, match="module blocks.0.attn: attention scale 0.5, but model.attn_scale is 0.25"):
         lower(model, CFG)
+    with pytest.raises(ValueError, match="the model was built from another model config than the one given"):
+        lower(_model(CFG), CFG.replace("model", v_threshold=0.7))  # its LIFs and topology have 0.5
 
 
 @pytest.mark.parametrize(("scale", "theta"), [(0.25, 0.5), (0.125, 0.5), (0.1, 0.3), (1 / 3, 0.7), (0.3, 1.1)])

@@ -24,7 +24,7 @@ from hqflow.errors import UserError
 from hqflow.export import csim
 from hqflow.export.hls import HlsOptions, pack_rom, rom_codes, write_project
 from hqflow.export.lower import lower
-from hqflow.ir import DeployGraph, Node, validate
+from hqflow.ir import DeployGraph, Node, complete, validate
 from hqflow.numerics import Candidate
 from hqflow.search import supernet
 from hqflow.sim.run import run
@@ -123,6 +123,7 @@ def random_layer_graph(rng, op: str, fmt_name: str) -> tuple[DeployGraph, np.nda
     tensors.update({f"head/{k}": v for k, v in head_codes.items()})
     tensors["head/bias_int"] = rng.integers(-(2**20), 2**20, 3)
     graph = DeployGraph(tuple(nodes), tensors, t, 3, {"model": {"embed_dim": out_c}})
+    graph = complete(graph)  # the figures its ops compute (value_max, x_max, logit_bits, windows)
     validate(graph, f"random {op} {fmt_name}")
     return graph, frames
 
@@ -311,7 +312,8 @@ def test_po2_layers_have_no_weight_multiply(tiny_project, tiny_graph):
     code = re.sub(r"//.*|/\*.*?\*/", "", struct, flags=re.S)
     assert "<<" in code and "*" not in code and "PRODUCT" not in code
     for node in po2:
-        config = re.search(rf"struct {node.name.replace('.', '_')}_config \{{(.*?)\n\}};", params, re.S).group(1)
+        config = re.search(rf"struct {node.name.replace('.', '_')}_config : hqflow::\w+ \{{(.*?)\n\}};", params,
+                           re.S).group(1)
         assert "typedef hqflow::po2_weight<" in config
     # the same check does find the multiply where there is one
     uniform = re.search(r"struct uniform_weight \{(.*?)\n\};", weights_h, re.S).group(1)
@@ -319,31 +321,258 @@ def test_po2_layers_have_no_weight_multiply(tiny_project, tiny_graph):
     assert re.search(r"#define HQFLOW_EXACT_PRODUCT\(x, w_t, w\) \(\(x\) \* w_t\(w\)\)", weights_h)
 
 
-def test_rom_packing_round_trips():
-    rng = np.random.default_rng(0)
-    for bits in (2, 3, 4, 5, 7, 8, 32):
-        codes = rng.integers(0, 2**bits, (5, 37)).astype(np.uint64)
-        words = pack_rom(codes, bits)
-        lanes = 64 // bits
-        for o in range(codes.shape[1]):
-            lane = (words[:, o // lanes] >> np.uint64((o % lanes) * bits)) & np.uint64(2**bits - 1)
-            np.testing.assert_array_equal(lane, codes[:, o])
+def _rom_graph(rng, name: str, shape=(37, 4), max_shift: int = 60) -> tuple[DeployGraph, Node]:
+    """A one-node graph holding random code tables of a format (every zero point, sign and shift kind)."""
+    codes, extra = _weights(rng, Candidate.parse(name), shape, max_shift)
+    node = Node("n", "linear_lif", ("x",), (1, shape[0]), {"format": name, **extra})
+    return DeployGraph((node,), {f"n/{k}": v for k, v in codes.items()}, 1, 1), node
 
 
-def test_po2_codes_decode_to_w_eff():
-    """The ROM code of every po2 weight decodes (as the kernel does) to the graph's w_eff."""
+def test_rom_codes_decode_to_w_eff():
+    """The ROM words of every format unpack and decode (numerics.rom, the one definition) to the graph's w_eff."""
     rng = np.random.default_rng(1)
-    for name in [f"po2-{b}" for b in range(2, 9)] + [f"po2z-{b}" for b in range(3, 9)]:
-        fmt = Candidate.parse(name)
-        codes, _ = _weights(rng, fmt, (7, 11))
-        node = Node("n", "linear_lif", ("x",), (1, 7), {"format": name})
-        graph = DeployGraph((node,), {f"n/{k}": v for k, v in codes.items()}, 1, 1)
+    for name in _formats():
+        graph, node = _rom_graph(rng, name)
         rom, bits = rom_codes(graph, node)
-        shift, negative = rom & np.uint64(2 ** (bits - 1) - 1), rom >> np.uint64(bits - 1)
-        value = np.where(negative == 1, -1, 1) * (1 << shift.astype(np.int64))
-        if fmt.zero_level:
-            value = np.where(shift == 2 ** (bits - 1) - 1, 0, value)
-        np.testing.assert_array_equal(value, graph.w_eff(node).T)
+        zero_point = node.attrs.get("zero_point", 0)
+        codes = numerics.unpack_rom(pack_rom(rom, bits), bits, rom.shape[1])
+        np.testing.assert_array_equal(numerics.rom_decode(Candidate.parse(name), codes, zero_point),
+                                      graph.w_eff(node).T)
+
+
+@pytest.mark.csim
+@pytest.mark.parametrize("flags", [(), ("-DHQFLOW_AP_ARITHMETIC",)], ids=["model64", "ap_arithmetic"])
+def test_cpp_decode_matches_numerics(tmp_path, flags):
+    """The kernels' decode (hqflow_weights.h: accumulate_row over packed words, each scheme's product) gives
+    x * numerics.rom_decode of every code, for a spike (x = 1) and a 2-bit count (x = 3), in every format."""
+    from hqflow.export.hls import KERNELS, weight_scheme
+
+    rng = np.random.default_rng(2)
+    lines = ['#include <cstdio>', '#include "hqflow_weights.h"',
+             "template <class WEIGHT, unsigned N, class x_t, unsigned ROWS, unsigned WORDS>",
+             "void decode(const hqflow::rom_word_t (&rom)[ROWS][WORDS], unsigned x) {",
+             "    for (unsigned r = 0; r < ROWS; r++) {",
+             "        long long acc[N] = {0};",
+             "        hqflow::accumulate_row<WEIGHT, N, 1, long long, x_t>(acc, rom[r], x_t(x));",
+             '        for (unsigned o = 0; o < N; o++) std::printf("%lld ", acc[o]);',
+             '        std::printf("\\n");', "    }", "}"]
+    calls, expected = [], []
+    for i, name in enumerate(_formats()):
+        graph, node = _rom_graph(rng, name)
+        rom, bits = rom_codes(graph, node)
+        words = pack_rom(rom, bits)
+        rows = ", ".join("{" + ", ".join(f"{int(w)}ULL" for w in row) + "}" for row in words)
+        lines.append(f"static const hqflow::rom_word_t rom_{i}[{words.shape[0]}][{words.shape[1]}] = {{{rows}}};")
+        scheme = weight_scheme(name, node.attrs.get("zero_point"))
+        w_eff = numerics.rom_decode(Candidate.parse(name), rom, node.attrs.get("zero_point", 0))
+        for x, x_t in ((1, "ap_uint<1>"), (3, "ap_uint<2>")):
+            calls.append(f"    decode<{scheme}, {rom.shape[1]}, {x_t}>(rom_{i}, {x});")
+            expected.append(x * w_eff)
+    lines += ["int main() {", *calls, "    return 0;", "}"]
+    (tmp_path / "decode.cpp").write_text("\n".join(lines) + "\n")
+    cmd = [csim.compiler(), "-std=c++17", "-O1", "-Wall", "-Wextra", *flags, "-isystem", str(csim.ap_types_dir()),
+           "-I", str(KERNELS), str(tmp_path / "decode.cpp"), "-o", str(tmp_path / "decode")]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-4000:]
+    out = subprocess.run([str(tmp_path / "decode")], capture_output=True, text=True, check=True).stdout
+    np.testing.assert_array_equal(np.array(out.split(), np.int64), np.concatenate(expected).ravel())
+    assert len(set(np.concatenate(expected).ravel().tolist())) > 100  # many distinct weights, not a constant
+
+
+# ---- the HLS backend: a table over ops, typed configs ---------------------------------------------
+
+
+def test_hls_table_covers_every_ir_op(monkeypatch):
+    """Every op of the IR has an entry (config builder, call template); a missing one is named at once."""
+    from hqflow.export.hls import HLS_OPS, check_ops, supported_ops
+    from hqflow.ops import OPS
+
+    assert len(OPS) >= 8 and set(supported_ops()) == set(OPS)
+    check_ops()
+    monkeypatch.setitem(HLS_OPS, "rtl_only_op", HLS_OPS["add"])
+    with pytest.raises(ValueError, match=r"the HLS backend .* implements op 'rtl_only_op', which hqflow.ops"):
+        check_ops()
+    monkeypatch.delitem(HLS_OPS, "rtl_only_op")
+    monkeypatch.delitem(HLS_OPS, "ssa")
+    with pytest.raises(ValueError, match=r"the HLS backend .* has no implementation of op 'ssa'"):
+        check_ops()
+
+
+def test_a_graph_op_without_an_entry_is_refused_before_writing(tmp_path, monkeypatch):
+    from hqflow.export.hls import HLS_OPS
+
+    graph, frames = random_layer_graph(np.random.default_rng(0), "conv_lif", "uniform-4")
+    monkeypatch.delitem(HLS_OPS, "conv_lif")
+    with pytest.raises(ValueError, match=r"has no implementation of op 'conv_lif'"):
+        write_project(graph, tmp_path / "p", frames, np.zeros(len(frames), np.int64))
+    assert not list(tmp_path.iterdir())  # nothing written, not even the folder
+
+
+def test_output_types_come_from_the_stored_value_ranges():
+    """A node's C++ type is the unsigned type of its stored value_max (the head's: attrs.logit_bits); a graph
+    without the stored ranges is refused."""
+    import dataclasses
+
+    from hqflow.export.hls import node_views
+
+    graph, _ = random_layer_graph(np.random.default_rng(3), "conv_lif", "po2-4")
+    views = {view.name: view for view in node_views(graph, HlsOptions())}
+    x_max = graph.node("input").value_max
+    assert views["input"].type == ("hqflow::spike_t" if x_max == 1 else f"ap_uint<{x_max.bit_length()}>")
+    assert views["layer"].type == "hqflow::spike_t"
+    assert views["head"].type == f"ap_int<{graph.node('head').attrs['logit_bits']}>"
+    bare = dataclasses.replace(graph, nodes=tuple(dataclasses.replace(n, value_max=None) for n in graph.nodes))
+    with pytest.raises(ValueError, match="node 'input': no value_max"):
+        node_views(bare, HlsOptions())
+
+
+def test_each_op_call_has_its_own_template():
+    """top.cpp.j2 names no op: it loops over the nodes and calls each op template's macros."""
+    from hqflow.export.hls import HLS_OPS, TEMPLATES, environment
+
+    top = (TEMPLATES / "project" / "top.cpp.j2").read_text()
+    assert "op.step(node)" in top
+    for op, entry in HLS_OPS.items():
+        assert f"'{op}'" not in top and f'"{op}"' not in top, op
+        module = environment().get_template(entry.template).module
+        macros = [name for name in ("state", "step", "finish") if hasattr(module, name)]
+        assert macros or entry.output == "frames", (op, entry.template)  # only the input node calls nothing
+
+
+def _cpp_struct_members(struct: str) -> set[str]:
+    """The typedef and constant members of the kernel library's struct hqflow::<struct>, with its bases'."""
+    from hqflow.export.hls import KERNELS
+
+    text = "\n".join(path.read_text() for path in sorted(KERNELS.glob("*.h")))
+    found = re.search(rf"\nstruct {struct}(?: : ([\w:, ]+))? \{{(.*?)\n\}};", text, re.S)
+    assert found, struct
+    members = set(re.findall(r"typedef [^;]+? (\w+);", found.group(2)))
+    members |= set(re.findall(r"static const unsigned (\w+) = ", found.group(2)))
+    for base in filter(None, (b.strip() for b in (found.group(1) or "").split(","))):
+        members |= _cpp_struct_members(base.removeprefix("hqflow::"))
+    return members
+
+
+def _config_classes() -> list[type]:
+    from hqflow.export.hls.configs import KernelConfig
+
+    classes, todo = [], [KernelConfig]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            classes.append(sub)
+            todo.append(sub)
+    return sorted(set(classes), key=lambda cls: cls.__name__)
+
+
+def test_config_dataclasses_mirror_the_kernel_default_structs():
+    """Each typed config declares exactly the members of its kernel's documented default struct."""
+    import dataclasses
+
+    classes = _config_classes()
+    assert len(classes) >= 9
+    for cls in classes:
+        assert cls.cpp_base.startswith("hqflow::"), cls
+        fields = {field.name for field in dataclasses.fields(cls)}
+        assert _cpp_struct_members(cls.cpp_base.removeprefix("hqflow::")) == fields, cls
+    # the bases count: conv_lif_config has the LIF's and the weight ROM's members
+    assert {"v_t", "weight", "height"} <= _cpp_struct_members("conv_lif_config")
+    assert "v_t" not in _cpp_struct_members("maxpool_config")
+
+
+def test_kernel_configs_are_typed():
+    import dataclasses
+
+    from hqflow.export.hls.configs import AddConfig
+    from hqflow.export.hls.cpp_types import CType, ap_int, ap_uint, uint_for, value_type
+
+    config = AddConfig(a_t=ap_uint(1), b_t=ap_uint(2), out_t=uint_for(4), size=6)
+    assert config.typedefs() == [("a_t", "ap_uint<1>"), ("b_t", "ap_uint<2>"), ("out_t", "ap_uint<3>")]
+    assert config.constants() == [("size", 6)]
+    assert value_type(1) == "hqflow::spike_t" and ap_int(35) == "ap_int<35>" and uint_for(0) == "ap_uint<1>"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.size = 7
+    with pytest.raises(TypeError, match=r"AddConfig.a_t = 'ap_uint<1>': expected a CType"):
+        AddConfig(a_t="ap_uint<1>", b_t=ap_uint(2), out_t=uint_for(4), size=6)  # a plain string is no type
+    with pytest.raises(TypeError, match=r"AddConfig.size = -1: expected an int >= 0"):
+        AddConfig(a_t=ap_uint(1), b_t=ap_uint(2), out_t=uint_for(4), size=-1)
+    with pytest.raises(TypeError, match=r"AddConfig.size = 'ap_uint<3>': expected an int"):
+        AddConfig(a_t=ap_uint(1), b_t=ap_uint(2), out_t=uint_for(4), size=CType("ap_uint<3>"))
+
+
+KERNEL_DEFAULTS_CPP = """\
+#include "hqflow.h"
+// every kernel instantiated with its documented default config
+int main() {
+    using namespace hqflow;
+    static const long long bias[1] = {0}, thr[1] = {1};
+    static const signed char sign[1] = {1};
+    static const rom_word_t w[9][1] = {{1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}};
+    static conv_lif_config::in_t conv_x[1][1][1];
+    static conv_lif_config::v_t conv_v[1][1][1];
+    static spike_t conv_s[1][1][1], pooled[1][1][1];
+    conv_lif<conv_lif_config>(conv_x, w, bias, thr, sign, conv_v, conv_s, 0);
+    maxpool_or<maxpool_config>(conv_s, pooled);
+    static tokens_config::in_t tokens_out[1][1];
+    tokens<tokens_config>(pooled, tokens_out);
+    static linear_lif_config::v_t linear_v[1][1];
+    static spike_t q[1][1], k[1][1], v[1][1], attn[1][1];
+    linear_lif<linear_lif_config>(tokens_out, w, bias, thr, sign, linear_v, q, 0);
+    static ssa_config::v_t ssa_v[1][1];
+    ssa_lif<ssa_config>(q, k, v, bias, thr, sign, ssa_v, attn, 0);
+    static add_config::out_t sum[1];
+    add<add_config>(&q[0][0], &attn[0][0], sum);
+    static head_config::in_t head_x[1][1];
+    static head_config::sum_t x_sum[1];
+    static head_config::logit_t logits[1];
+    head_accumulate<head_config>(head_x, x_sum, 0);
+    head_logits<head_config>(x_sum, w, bias, logits);
+    return logits[0].to_int64() == 0 && sum[0] == 0 ? 0 : 1;
+}
+"""
+
+
+@pytest.mark.csim
+@pytest.mark.parametrize("flags", [(), ("-DHQFLOW_AP_ARITHMETIC",)], ids=["model64", "ap_arithmetic"])
+def test_kernel_default_configs_compile_clean(tmp_path, flags):
+    """The default structs are complete configs: every kernel compiles with its own under C++14, no warning."""
+    from hqflow.export.hls import KERNELS
+
+    (tmp_path / "defaults.cpp").write_text(KERNEL_DEFAULTS_CPP)
+    cmd = [csim.compiler(), "-std=c++14", "-O0", "-Wall", "-Wextra", "-Wno-uninitialized", "-Wno-maybe-uninitialized",
+           *flags, "-isystem", str(csim.ap_types_dir()), "-I", str(KERNELS), str(tmp_path / "defaults.cpp"),
+           "-o", str(tmp_path / "defaults")]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode == 0 and "warning" not in build.stderr, build.stderr[-4000:]
+    assert subprocess.run([str(tmp_path / "defaults")]).returncode == 0
+
+
+@pytest.mark.csim
+def test_a_window_the_kernel_lacks_fails_to_compile(tmp_path):
+    """The window sizes travel in the configs: a conv_lif config with stride 2 stops the build, named."""
+    from hqflow.export.hls import KERNELS
+
+    source = KERNEL_DEFAULTS_CPP.replace("int main() {", "struct strided : hqflow::conv_lif_config {\n"
+                                         "    static const unsigned stride = 2;\n};\nint main() {")
+    source = source.replace("conv_lif<conv_lif_config>(", "conv_lif<strided>(")
+    assert "conv_lif<strided>(" in source
+    (tmp_path / "strided.cpp").write_text(source)
+    cmd = [csim.compiler(), "-std=c++14", "-fsyntax-only", "-isystem", str(csim.ap_types_dir()), "-I", str(KERNELS),
+           str(tmp_path / "strided.cpp")]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode != 0 and "hqflow::conv_lif implements a 3x3 window, stride 1, padding 1" in build.stderr
+
+
+@pytest.mark.csim
+def test_project_compiles_as_cpp14(tiny_project):
+    """build_prj.tcl compiles the firmware and the testbench with -std=c++14: so does g++ here, without a warning."""
+    assert '-cflags "-std=c++14 -Ifirmware"' in (tiny_project / "build_prj.tcl").read_text()
+    for flags in ((), ("-DHQFLOW_AP_ARITHMETIC",)):
+        cmd = [csim.compiler(), "-std=c++14", "-fsyntax-only", "-Wall", "-Wextra", "-Wno-uninitialized",
+               "-Wno-maybe-uninitialized", *flags, "-isystem", str(csim.ap_types_dir()),
+               "-I", str(tiny_project / "firmware"), str(tiny_project / "firmware" / "spikformer_top.cpp"),
+               str(tiny_project / "tb" / "spikformer_tb.cpp")]
+        build = subprocess.run(cmd, capture_output=True, text=True)
+        assert build.returncode == 0 and "warning" not in build.stderr, build.stderr[-4000:]
 
 
 # ---- errors -------------------------------------------------------------------------------------

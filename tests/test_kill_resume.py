@@ -18,7 +18,8 @@ import yaml
 from hqflow.config import config_from_dict
 from hqflow.errors import UserError
 from hqflow.io import INCOMPLETE, require_complete, staging_path
-from hqflow.search.search import finetune, search
+from hqflow.search.quant_search import run_finetune as finetune
+from hqflow.search.quant_search import run_search as search
 from hqflow.search.trainer import KILL_ENV, train
 
 # 64 training samples: 48 for the weights, 16 for the alphas; batch 16: 3 search steps per epoch,
@@ -136,7 +137,7 @@ def test_a_fresh_run_that_fails_leaves_nothing(tiny, monkeypatch):
 
 
 def test_force_keeps_the_previous_result_until_the_new_run_has_an_epoch(tiny, full_search, monkeypatch):
-    import hqflow.search.search as mod
+    import hqflow.search.quant_search as mod
 
     before = (full_search / "checkpoint.pt").read_bytes()
 
@@ -168,7 +169,7 @@ def test_sweep_killed_midway_keeps_finished_lambdas_and_resumes(tmp_path, monkey
     from hqflow.config import Config
     from hqflow.numerics import Candidate
     from hqflow.plan import LayerPlan, QuantPlan
-    from hqflow.search import search as searching
+    from hqflow.search import quant_search as searching
     from hqflow.search.sweep import sweep
 
     fp32 = tmp_path / "fp32"
@@ -189,7 +190,7 @@ def test_sweep_killed_midway_keeps_finished_lambdas_and_resumes(tmp_path, monkey
         (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 0.8 - lam / 10}) + "\n")
         return [searching.SearchEpoch(1, 0.1, 1.0, 1.0, 50.0, 0.8 - lam / 10, 0, 0, 1.0)]
 
-    monkeypatch.setattr(searching, "search", fake_search)
+    monkeypatch.setattr(searching, "run_search", fake_search)
     out = tmp_path / "sweep"
     with pytest.raises(RuntimeError, match="injected"):
         sweep(Config(), fp32, [0.5, 1.0, 3.0], out, progress=False)

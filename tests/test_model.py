@@ -23,8 +23,8 @@ def test_tiny_forward_shapes_and_names():
 def test_tokens_and_spikes():
     cfg = ModelConfig(img_size=32, embed_dim=32, num_heads=2, depth=1, pools=(True, True, True, False), num_classes=10)
     model = Spikformer(cfg)
-    tokens = model.sps(torch.rand(2, 1, 2, 32, 32) * 3)  # [T, B, 2, H, W]
-    assert tokens.shape == (2, 1, 16, 32)  # 32 / 2^3 = 4 -> 16 tokens
+    tokens = model.run(torch.rand(1, 2, 2, 32, 32) * 3, until="tokens")  # frames [B, T, 2, H, W]
+    assert tokens.shape == (2, 1, 16, 32)  # [T, B, N, D]: 32 / 2^3 = 4 -> 16 tokens
     # LIF outputs spikes; the RPE residual makes the tokens integers in {0, 1, 2}
     assert set(tokens.unique().tolist()) <= {0.0, 1.0, 2.0}
     rates = spike_rates(model, torch.rand(1, 2, 2, 32, 32) * 3)
@@ -40,7 +40,7 @@ def test_paper_config_one_sample():
     # proj that the BN after them makes redundant (2 blocks x 1,536 of them)
     assert abs(count_parameters(model) + 2 * 1536 - 2.57e6) < 0.01e6
     with torch.no_grad():
-        tokens = model.sps(torch.rand(1, 1, 2, 128, 128))  # one time step of one sample
+        tokens = model.run(torch.rand(1, 1, 2, 128, 128), until="tokens")  # one time step of one sample
     assert tokens.shape == (1, 1, 64, 256)
 
 

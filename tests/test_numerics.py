@@ -1,4 +1,5 @@
-"""Weight codes (hqflow.numerics): every representable code of every bit width, ties, saturation."""
+"""Weight codes and formats (hqflow.numerics: formats, codes, rom): every representable code of every bit width,
+ties, saturation, and the ROM word layout."""
 
 import doctest
 import itertools
@@ -36,8 +37,9 @@ def _zero_point(bits, zero_point):
     return 2 ** (bits - 1) if zero_point is None else zero_point % 2**bits
 
 
-def test_doctests():
-    result = doctest.testmod(numerics)
+@pytest.mark.parametrize("module", [numerics.formats, numerics.codes, numerics.rom], ids=lambda m: m.__name__)
+def test_doctests(module):
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -253,3 +255,102 @@ def test_default_candidates_are_five_distinct_level_sets():
 def test_fake_quantize_fp32_is_identity():
     w = np.float32([0.1, -3.0, 1e-30])
     np.testing.assert_array_equal(fake_quantize(w, Candidate.parse("fp32"), {}), w)
+
+
+# ---- the ROM word layout (numerics.rom) ------------------------------------------------------------
+
+ROM_FORMATS = ["fp32"] + [f"{s}-{b}" for s in ("uniform", "po2", "po2z") for b in range(2, 9)
+                          if not (s == "po2z" and b == 2)]
+
+
+def _every_rom_code(fmt: Candidate) -> np.ndarray:
+    """Every code of a format that stands for a weight (fp32: the extremes and a sample), uint64 [n]."""
+    bits = numerics.rom_code_bits(fmt)
+    if fmt.scheme == "fp32":
+        sample = np.random.default_rng(0).integers(0, 2**32, 200)
+        return np.concatenate([np.uint64([0, 1, 2**31 - 1, 2**31, 2**32 - 1]), sample.astype(np.uint64)])
+    codes = np.arange(2**bits, dtype=np.uint64)
+    if fmt.scheme == "po2":
+        shift, field = codes & np.uint64(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
+        keep = shift <= numerics.MAX_PO2_SPAN
+        if fmt.zero_level:  # the zero code is [0][all ones]; [1][all ones] decodes to 0 as well
+            keep &= codes != np.uint64((1 << (bits - 1)) | field)
+        codes = codes[keep]
+    return codes
+
+
+@pytest.mark.parametrize("name", ROM_FORMATS)
+def test_rom_every_code_round_trips(name):
+    fmt = Candidate.parse(name)
+    zero_point = 2 ** (fmt.bits - 1) - 1 if fmt.scheme == "uniform" else 0
+    codes = _every_rom_code(fmt)
+    w_eff = numerics.rom_decode(fmt, codes, zero_point)
+    assert len(np.unique(w_eff)) == len(codes)  # one weight per code
+    np.testing.assert_array_equal(numerics.rom_encode(fmt, w_eff, zero_point), codes)
+
+
+@pytest.mark.parametrize("name", ROM_FORMATS)
+def test_rom_encodes_the_graphs_code_tables(name):
+    """rom_encode of w_eff (from the DeployGraph's tables) is the layout the module docstring states."""
+    fmt = Candidate.parse(name)
+    rng = np.random.default_rng(len(name))
+    w = (rng.normal(0, 1, 300) * rng.choice([1e-3, 1.0], 300)).astype(np.float32)
+    if fmt.zero_level or fmt.scheme != "po2":  # (po2 maps 0 to its smallest level: a span beyond int64)
+        w[:3] = 0  # the zero level (po2z), the zero point (uniform)
+    params = ({"scale": 0.05, "zero_point": 2 ** (fmt.bits - 1)} if fmt.scheme == "uniform"
+              else {"alpha_exp": 0} if fmt.scheme == "po2" else {})
+    tables = numerics.weight_codes(w, fmt, params)
+    zero_point = params.get("zero_point", 0)
+    codes = numerics.rom_encode(fmt, numerics.w_eff_from_codes(fmt, tables, zero_point), zero_point)
+    if fmt.scheme == "uniform":
+        expected = tables["w_int"].astype(np.uint64)
+    elif fmt.scheme == "po2":
+        field = 2 ** (fmt.bits - 1) - 1
+        negative = (tables["w_sign"] < 0).astype(np.uint64) << np.uint64(fmt.bits - 1)
+        expected = negative | np.where(tables["w_sign"] == 0, field, tables["w_shift"]).astype(np.uint64)
+        assert (tables["w_sign"] == 0).any() == fmt.zero_level  # the zero level is in the sample
+    else:
+        expected = tables["w_fx"].astype(np.int64).astype(np.uint64) & np.uint64(2**32 - 1)
+    np.testing.assert_array_equal(codes, expected)
+
+
+@pytest.mark.parametrize("name, w_eff, zero_point, message", [
+    ("uniform-2", [0, 3], 1, "weight 3 at index \\(1,\\), expected w_eff \\+ zero_point 1 in 0..3"),
+    ("uniform-2", [-2], 1, "weight -2"),
+    ("po2-3", [1, 3], 0, "weight 3 at index \\(1,\\)"),          # not a power of two
+    ("po2-3", [16], 0, "weight 16 .*shift in 0..3"),              # shift 4 > 3
+    ("po2z-3", [-8], 0, "weight -8 .*shift in 0..2 or 0"),        # shift 3 is the zero code
+    ("po2-3", [0], 0, "weight 0 .*no zero level"),
+    ("fp32", [2**31], 0, "weight 2147483648"),
+])
+def test_rom_encode_refuses_what_the_format_cannot_hold(name, w_eff, zero_point, message):
+    with pytest.raises(ValueError, match=message):
+        numerics.rom_encode(Candidate.parse(name), np.array(w_eff), zero_point, what="node n")
+    ok = {"uniform-2": [0, 2], "po2-3": [1, -8], "po2z-3": [0, -4], "fp32": [-(2**31), 2**31 - 1]}[name]
+    numerics.rom_encode(Candidate.parse(name), np.array(ok), 1 if name == "uniform-2" else 0)  # control
+
+
+def test_rom_decode_refuses_shifts_beyond_int64():
+    fmt = Candidate.parse("po2-8")
+    np.testing.assert_array_equal(numerics.rom_decode(fmt, np.uint64([62, 128 | 62])), [2**62, -(2**62)])
+    with pytest.raises(ValueError, match="beyond 62"):
+        numerics.rom_decode(fmt, np.uint64([63]))
+    assert numerics.rom_decode(Candidate.parse("po2z-8"), np.uint64([127, 255])).tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 7, 8, 32])
+def test_rom_packing_lanes_and_round_trip(bits):
+    """Output o in word o // lanes, bits [(o % lanes) * bits, ...), as the kernels read them."""
+    rng = np.random.default_rng(bits)
+    codes = rng.integers(0, 2**bits, (5, 37)).astype(np.uint64)
+    words = numerics.pack_rom(codes, bits)
+    lanes = 64 // bits
+    assert words.shape == (5, -(-37 // lanes))
+    for o in range(codes.shape[1]):
+        lane = (words[:, o // lanes] >> np.uint64((o % lanes) * bits)) & np.uint64(2**bits - 1)
+        np.testing.assert_array_equal(lane, codes[:, o])
+    np.testing.assert_array_equal(numerics.unpack_rom(words, bits, 37), codes)
+    unused = (-37) % lanes  # the last word's unused lanes are 0
+    assert unused == 0 or (words[:, -1] >> np.uint64((lanes - unused) * bits) == 0).all()
+    with pytest.raises(ValueError, match="exceeds"):
+        numerics.pack_rom(np.array([[2**bits]], np.uint64), bits)

@@ -1,6 +1,9 @@
-"""Integer ops of the deployed model (hqflow.numerics, section 2) against float, rational and torch references."""
+"""Integer ops of the deployed model (hqflow.numerics: bounds, folding, ops) against float, rational and torch references.
+
+The simulator's fast products are checked against these reference ops in tests/test_fast.py."""
 
 import doctest
+import inspect
 import math
 import subprocess
 import sys
@@ -29,6 +32,9 @@ from hqflow.numerics import (
     fold_head,
     fold_lif,
     head_logits,
+    lif_charge,
+    lif_fire,
+    lif_reset,
     lif_run,
     lif_step,
     linear_acc,
@@ -48,9 +54,26 @@ QUANT_CANDIDATES = [Candidate("uniform", b) for b in range(2, 9)] + [
 THETAS = (1.0, 0.5)
 
 
-def test_doctests():
-    result = doctest.testmod(numerics)
+@pytest.mark.parametrize("module", [numerics.bounds, numerics.folding, numerics.ops], ids=lambda m: m.__name__)
+def test_doctests(module):
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_every_module_is_tested_and_every_name_exported():
+    """The doctest lists cover every submodule; each one's __all__ holds every public name it defines,
+    no name is in two of them, and the package re-exports them all."""
+    assert set(numerics.SUBMODULES) == {numerics.formats, numerics.codes, numerics.rom, numerics.bounds,
+                                        numerics.folding, numerics.ops}
+    everywhere = [name for module in numerics.SUBMODULES for name in module.__all__]
+    assert len(everywhere) == len(set(everywhere)) and numerics.__all__ == everywhere
+    for module in numerics.SUBMODULES:
+        defined = {name for name, value in vars(module).items() if not name.startswith("_")
+                   and not inspect.ismodule(value) and name != "TYPE_CHECKING"
+                   and getattr(value, "__module__", module.__name__) == module.__name__}
+        assert defined - set(everywhere) == set(), module.__name__
+        assert set(module.__all__) <= defined, module.__name__
+        assert all(getattr(numerics, name) is getattr(module, name) for name in module.__all__)
 
 
 def test_numerics_does_not_import_torch():
@@ -190,7 +213,7 @@ def conv_reference(x, w_eff, padding):
     st.sampled_from([(1, 0), (3, 0), (3, 1), (1, 1)]),
     st.integers(0, 2**32 - 1),
 )
-def test_conv2d_acc_float64_path(shape, kernel_padding, seed):
+def test_conv2d_acc_matches_taps_and_torch(shape, kernel_padding, seed):
     (b, c, o, h, w), (k, padding) = shape, kernel_padding
     if h + 2 * padding < k or w + 2 * padding < k:
         return
@@ -205,11 +228,11 @@ def test_conv2d_acc_float64_path(shape, kernel_padding, seed):
     assert np.abs(acc).max(initial=0) <= acc_bound(x.max(), w_eff)
 
 
-def test_conv2d_acc_int64_path_and_overflow():
+def test_conv2d_acc_wide_values_and_overflow():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 2**10, (2, 3, 5, 6))
     w_eff = rng.integers(-(2**45), 2**45, (4, 3, 3, 3))
-    assert FLOAT64_EXACT < acc_bound(x.max(), w_eff) <= INT64_MAX  # the int64 fallback
+    assert FLOAT64_EXACT < acc_bound(x.max(), w_eff) <= INT64_MAX  # beyond float64, within int64
     np.testing.assert_array_equal(conv2d_acc(x, w_eff), conv_reference(x, w_eff, 1))
     with pytest.raises(ValueError, match="conv2d_acc"):
         conv2d_acc(x * 2**10, w_eff * 2**8)
@@ -311,6 +334,42 @@ def test_lif_exact_bias_matches_float_lif(theta, sign, time_steps, bias_frac_bit
     # the membrane is exact: v_int / 2^F in accumulator units is the float membrane / k
     _, h_float = lif_float(k * acc_seq + b, theta)
     np.testing.assert_array_equal(v_int * k / 2.0**consts.frac_bits, np.where(expected, 0.0, h_float))
+
+
+def test_lif_charge_fire_reset_each_match_the_float_lif():
+    """Each phase on its own, step by step: charge is H (times 2^F / k), fire is S, reset is V = H (1 - S)."""
+    rng = np.random.default_rng(8)
+    time_steps, channels, weight_scale, theta = 6, 7, 2.0**-3, 1.0
+    k = rng.choice([-1, 1], channels) * 2.0 ** -rng.integers(0, 5, channels).astype(np.float64)
+    b = k * rng.integers(-16, 17, channels) / 4
+    consts = fold_lif(k / weight_scale, b, weight_scale, theta, 2, time_steps)
+    acc_seq = rng.integers(-12, 13, (time_steps, 9, channels))
+    x_seq = k * acc_seq + b
+    v_int, v_float = np.zeros((9, channels), np.int64), np.zeros((9, channels))
+    for acc, x in zip(acc_seq, x_seq):
+        h_int, h_float = lif_charge(v_int, acc, consts), v_float + (x - v_float) / 2
+        np.testing.assert_array_equal(h_int * k / 2.0**consts.frac_bits, h_float)
+        spikes = lif_fire(h_int, consts)
+        assert spikes.dtype == np.uint8
+        np.testing.assert_array_equal(spikes, (h_float >= theta).astype(np.uint8))
+        v_int, v_float = lif_reset(h_int, spikes), h_float * (1 - (h_float >= theta))
+        np.testing.assert_array_equal(v_int * k / 2.0**consts.frac_bits, v_float)
+    assert 0 < lif_run(acc_seq, consts).mean() < 1  # it fires and stays silent
+
+
+def test_lif_step_is_the_pre_split_formula():
+    """lif_step (charge, fire, reset composed) gives the bits of the one-expression step it replaced."""
+    rng = np.random.default_rng(9)
+    consts = fold_lif(rng.uniform(-2, 2, 5), rng.uniform(-3, 3, 5), 0.03, 0.7, 5, 4)
+    v_int = rng.integers(-(2**20), 2**20, (3, 5, 2, 2))
+    acc = rng.integers(-500, 501, (3, 5, 2, 2))
+    per_channel = [c.reshape(1, -1, 1, 1) for c in (consts.bias_int << 4, consts.sign, consts.thr_int)]
+    h_int = (v_int + (acc << consts.frac_bits) + per_channel[0]) >> 1
+    spikes = per_channel[1] * h_int >= per_channel[2]
+    v_next, s_next = lif_step(v_int, acc, consts, channel_axis=1)
+    np.testing.assert_array_equal(s_next, spikes.astype(np.uint8))
+    np.testing.assert_array_equal(v_next, np.where(spikes, 0, h_int))
+    assert 0 < spikes.mean() < 1
 
 
 def test_lif_matches_spikingjelly():

@@ -203,7 +203,7 @@ def test_make_report(tmp_path):
 
 def test_sweep_collects_points(tmp_path, monkeypatch):
     """sweep with the search and QAT replaced by stand-ins: folders, sweep.json, pareto.png."""
-    from hqflow.search import search as searching
+    from hqflow.search import quant_search as searching
     from hqflow.search.sweep import sweep
 
     fp32 = tmp_path / "fp32"
@@ -223,8 +223,8 @@ def test_sweep_collects_points(tmp_path, monkeypatch):
         lam = json.loads(plan_path.read_text())["hw_lambda"]
         return [type("M", (), {"test_acc": 0.85 - lam / 10 if lam != 1 else 0.5})()]
 
-    monkeypatch.setattr(searching, "search", fake_search)
-    monkeypatch.setattr(searching, "finetune", fake_finetune)
+    monkeypatch.setattr(searching, "run_search", fake_search)
+    monkeypatch.setattr(searching, "run_finetune", fake_finetune)
     points = sweep(Config(), fp32, [0.5, 1.0, 3.0], tmp_path / "sweep", progress=False)
     assert calls == [(0.5, "lambda_0.5", fp32), (1.0, "lambda_1", fp32), (3.0, "lambda_3", fp32)]
     assert [p["accuracy"] for p in points] == pytest.approx([0.75, 0.7, 0.5])

@@ -9,7 +9,9 @@ from hqflow.config import config_from_dict
 from hqflow.errors import UserError
 from hqflow.numerics import Candidate
 from hqflow.plan import load_plan, plan_from_dict, uniform_plan
-from hqflow.search.search import finetune, search, temperature
+from hqflow.search.quant_search import run_finetune as finetune
+from hqflow.search.quant_search import run_search as search
+from hqflow.search.quant_search import temperature
 
 SMALL = {
     "model": {"img_size": 16, "embed_dim": 32, "num_heads": 2, "depth": 1, "pools": [True, True, False, False]},
@@ -48,7 +50,7 @@ def test_search_resume_equals_uninterrupted(searched, tmp_path, monkeypatch):
     """Interrupt the search in epoch 2 (after its steps, before its checkpoint), resume: the weights,
     the plan, the search log and the metrics (but for seconds) equal the uninterrupted run's."""
     out, _ = searched
-    import hqflow.search.search as mod
+    import hqflow.search.quant_search as mod
 
     real, calls = mod.plan_of, []
 
@@ -91,7 +93,7 @@ def test_finetune_with_hand_edited_plan(searched, tmp_path):
     edited.write_text(json.dumps(raw))
     history = finetune(edited, tmp_path / "qat", init=out, progress=False)
     assert len(history) == 1 and 0.0 <= history[0].test_acc <= 1.0
-    from hqflow.search.trainer import load_checkpoint
+    from hqflow.search.checkpoint import load_checkpoint
 
     _, model, state = load_checkpoint(tmp_path / "qat")
     assert state["plan"]["layers"]["head"]["format"] == "uniform-4"

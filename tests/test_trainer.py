@@ -9,14 +9,9 @@ from hqflow.config import config_from_dict
 from hqflow.errors import UserError
 from hqflow.io import atomic_write
 from hqflow.search.model import Spikformer
-from hqflow.search.trainer import (
-    EpochShuffle,
-    evaluate_run,
-    load_checkpoint,
-    load_weights,
-    lr_factor,
-    train,
-)
+from hqflow.search.checkpoint import load_checkpoint, load_weights
+from hqflow.search.loaders import EpochShuffle
+from hqflow.search.trainer import evaluate_run, lr_factor, train
 
 SMALL = {
     "model": {"img_size": 16, "embed_dim": 48, "num_heads": 2, "depth": 1, "pools": [True, True, False, False]},

@@ -89,9 +89,12 @@ def test_wheel_install_exports_and_csims(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("hqflow-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
     data = [f"hqflow/hls_templates/{p.relative_to(ROOT / 'hls_templates')}"
-            for sub in ("kernels", "tb", "project") for p in sorted((ROOT / "hls_templates" / sub).iterdir())]
+            for sub in ("kernels", "tb", "project") for p in sorted((ROOT / "hls_templates" / sub).rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts]
     data += [f"hqflow/tables/{p.name}" for p in sorted((ROOT / "hqflow" / "tables").glob("*.yaml"))]
-    assert len(data) > 15 and not [f for f in data if f not in shipped], sorted(set(data) - shipped)
+    data += [f"hqflow/export/hls/{p.name}" for p in sorted((ROOT / "export" / "hls").glob("*.py"))]  # a subpackage
+    assert any("/project/ops/" in f for f in data) and any(f.endswith("hls/writer.py") for f in data), data
+    assert len(data) > 30 and not [f for f in data if f not in shipped], sorted(set(data) - shipped)
 
     # a fresh environment (without pip of its own: this environment's pip installs into it) with the
     # wheel; then this environment's dependencies appended to its path

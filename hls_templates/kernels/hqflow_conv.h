@@ -13,6 +13,18 @@
 
 namespace hqflow {
 
+/** The defaults of a conv_lif config; a generated config inherits them and sets every one
+ *  (export/hls/configs.py ConvLifConfig). */
+struct conv_lif_config : weight_rom_config, lif_config {
+    static const unsigned in_channels = 1;     // C
+    static const unsigned out_channels = 1;    // O
+    static const unsigned height = 1;          // H, of the input and the output
+    static const unsigned width = 1;           // W, of the input and the output
+    static const unsigned kernel_size = 3;     // the window: conv_lif implements 3x3,
+    static const unsigned stride = 1;          // stride 1
+    static const unsigned padding = 1;         // and zero padding 1 (checked at compile time)
+};
+
 template <class CONFIG>
 void conv_lif(const typename CONFIG::in_t x[CONFIG::in_channels][CONFIG::height][CONFIG::width],
               const rom_word_t w[CONFIG::in_channels * 9][CONFIG::row_words],
@@ -20,6 +32,8 @@ void conv_lif(const typename CONFIG::in_t x[CONFIG::in_channels][CONFIG::height]
               const signed char sign[CONFIG::out_channels],
               typename CONFIG::v_t v_int[CONFIG::height][CONFIG::width][CONFIG::out_channels],
               spike_t s[CONFIG::out_channels][CONFIG::height][CONFIG::width], int t) {
+    static_assert(CONFIG::kernel_size == 3 && CONFIG::stride == 1 && CONFIG::padding == 1,
+                  "hqflow::conv_lif implements a 3x3 window, stride 1, padding 1");
     typedef typename CONFIG::acc_t acc_t;
     typedef typename accumulator<acc_t>::type acc_reg_t;
     typedef typename CONFIG::weight weight;

@@ -12,6 +12,17 @@
 
 namespace hqflow {
 
+/** The defaults of a head config (head_accumulate and head_logits); a generated config inherits
+ *  them and sets every one (export/hls/configs.py HeadConfig). */
+struct head_config : weight_rom_config {
+    typedef ap_uint<16> sum_t;                 // x_sum: the input summed over tokens and steps
+    typedef ap_int<32> logit_t;                // the logits, the width of their range
+    static const unsigned tokens = 1;          // N
+    static const unsigned in_channels = 1;     // C
+    static const unsigned classes = 1;         // K
+    static const unsigned bias_frac_bits = 0;  // logits = (acc << bias_frac_bits) + bias_int
+};
+
 template <class CONFIG>
 void head_accumulate(const typename CONFIG::in_t x[CONFIG::tokens][CONFIG::in_channels],
                      typename CONFIG::sum_t x_sum[CONFIG::in_channels], int t) {

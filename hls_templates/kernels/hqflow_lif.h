@@ -16,6 +16,14 @@
 
 namespace hqflow {
 
+/** The defaults of the LIF after a kernel; conv_lif_config, linear_lif_config and ssa_config
+ *  inherit them, and a generated config sets every one (export/hls/configs.py LifConfig). */
+struct lif_config {
+    typedef ap_int<64> v_t;                    // the membrane, ap_int<v_bits>: holds v_int + (acc << F) + (bias_int << T)
+    static const unsigned frac_bits = 0;       // F: fractional bits of the membrane
+    static const unsigned time_steps = 1;      // T: the bias enters the membrane as bias_int << T
+};
+
 template <class CONFIG>
 struct lif_value;  // the LIF's arithmetic type: CONFIG::v_t, or long long in the 64-bit model
 

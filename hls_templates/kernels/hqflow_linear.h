@@ -12,6 +12,14 @@
 
 namespace hqflow {
 
+/** The defaults of a linear_lif config; a generated config inherits them and sets every one
+ *  (export/hls/configs.py LinearLifConfig). */
+struct linear_lif_config : weight_rom_config, lif_config {
+    static const unsigned tokens = 1;          // N
+    static const unsigned in_channels = 1;     // C
+    static const unsigned out_channels = 1;    // O
+};
+
 template <class CONFIG>
 void linear_lif(const typename CONFIG::in_t x[CONFIG::tokens][CONFIG::in_channels],
                 const rom_word_t w[CONFIG::in_channels][CONFIG::row_words],

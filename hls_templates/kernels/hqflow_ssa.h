@@ -14,6 +14,18 @@
 
 namespace hqflow {
 
+/** The defaults of an ssa_lif config; a generated config inherits them and sets every one
+ *  (export/hls/configs.py SsaConfig). */
+struct ssa_config : lif_config {
+    typedef ap_int<32> acc_t;                  // q (k^T v), ap_int<acc_bits>: at most tokens * head_dim
+    typedef ap_uint<8> kv_t;                   // k^T v counts: at most tokens
+    static const unsigned tokens = 1;          // N
+    static const unsigned dim = 1;             // D = num_heads * head_dim
+    static const unsigned num_heads = 1;
+    static const unsigned head_dim = 1;        // d
+    static const unsigned parallel = 1;        // unroll factor of the inner products over j
+};
+
 template <class CONFIG>
 void ssa_lif(const spike_t q[CONFIG::tokens][CONFIG::dim], const spike_t k[CONFIG::tokens][CONFIG::dim],
              const spike_t v[CONFIG::tokens][CONFIG::dim], const long long bias_int[1], const long long thr_int[1],

@@ -46,18 +46,9 @@ from hqflow.numerics import Candidate
 from hqflow.plan import LayerPlan, QuantPlan, load_plan
 from hqflow.search import supernet
 from hqflow.search.model import Spikformer
-from hqflow.search.trainer import (
-    CHECKPOINT,
-    EpochMetrics,
-    evaluate,
-    kill_step,
-    load_checkpoint,
-    load_splits,
-    make_loader,
-    random_shift,
-    restore_state,
-    train,
-)
+from hqflow.search.checkpoint import CHECKPOINT, load_checkpoint, restore_state
+from hqflow.search.loaders import epoch_seed, load_splits, make_loader, random_shift
+from hqflow.search.trainer import EpochMetrics, evaluate, kill_step, train
 
 SEARCH_LOG = "search_log.jsonl"
 
@@ -80,11 +71,14 @@ def temperature(step: int, total: int, start: float, end: float) -> float:
     return start * (end / start) ** (step / max(1, total - 1))
 
 
+ALPHA_SPLIT_SEED_OFFSET = 17  # the weights / alphas split draws its own generator, apart from the shuffles'
+
+
 def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded split of the training split's indices into (weights, alphas)."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 17)).tolist()
-    n_val = max(1, round(val_fraction * n))
-    return sorted(order[n_val:]), sorted(order[:n_val])
+    """Seeded split of the training split's indices into (weight step indices, alpha step indices)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + ALPHA_SPLIT_SEED_OFFSET)).tolist()
+    alpha_count = max(1, round(val_fraction * n))
+    return sorted(order[alpha_count:]), sorted(order[:alpha_count])
 
 
 def plan_of(model: nn.Module, cfg: Config, shapes, table, hw_lambda: float) -> QuantPlan:
@@ -104,10 +98,10 @@ def plan_of(model: nn.Module, cfg: Config, shapes, table, hw_lambda: float) -> Q
     return QuantPlan(tuple(layers), candidates, hw_lambda, summary)
 
 
-def search(cfg: Config, out: str | Path, init: str | Path | None = None, resume: bool = False,
+def run_search(cfg: Config, out: str | Path, init: str | Path | None = None, resume: bool = False,
            force: bool = False, progress: bool = True) -> list[SearchEpoch]:
     """Run the search of `cfg.search` from the fp32 run `init` (or from scratch); write `out`."""
-    out, sc, tc = Path(out), cfg.search, cfg.train
+    out, sc = Path(out), cfg.search
     cfg, train_set, test_set = load_splits(cfg)  # resolves model.num_classes (0: the data set's)
     table = load_energy_table(sc.energy_table)
     folder = RunFolder(out, force, resume, f"hqflow search --resume -o {out}", CHECKPOINT)
@@ -179,7 +173,7 @@ def _search(cfg: Config, out: Path, folder: RunFolder, init: str | Path | None, 
         model.train()
         w_loader.sampler.set_epoch(epoch)
         a_loader.sampler.set_epoch(epoch)
-        shift = torch.Generator().manual_seed(tc.seed * 100_003 + epoch + 1)
+        shift = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch + 1))
         a_iter = iter(a_loader)
         sums = torch.zeros(4, dtype=torch.float64)  # weight CE, alpha CE, energy %, steps
         log_lines = []
@@ -268,7 +262,7 @@ def _write_metrics(out: Path, history: list[SearchEpoch]) -> None:
     atomic_text(out / "metrics.jsonl", "".join(json.dumps(dataclasses.asdict(h)) + "\n" for h in history))
 
 
-def finetune(plan_path: str | Path, out: str | Path, init: str | Path | None = None, resume: bool = False,
+def run_finetune(plan_path: str | Path, out: str | Path, init: str | Path | None = None, resume: bool = False,
              force: bool = False, progress: bool = True, epochs: int | None = None) -> list[EpochMetrics]:
     """QAT with the plan fixed, from the searched weights (`init`: default the plan's own folder)."""
     plan_path = Path(plan_path)

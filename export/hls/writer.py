@@ -1,0 +1,157 @@
+"""Rendering: the node views, firmware/ from the templates, the testbench and its vectors, the project."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from hqflow import numerics
+from hqflow.errors import UserError
+from hqflow.export.hls import cpp_types
+from hqflow.export.hls.ops import HLS_OPS, check_ops
+from hqflow.export.hls.views import HlsOptions, NodeView, OpContext, c_ident
+from hqflow.ir import DeployGraph
+from hqflow.sim.run import run
+
+# The kernel library, the testbench header and the Jinja templates, found through the package
+# hqflow.hls_templates (package data of a regular install; the hls_templates folder when editable).
+TEMPLATES = Path(str(resources.files("hqflow.hls_templates")))
+KERNELS = TEMPLATES / "kernels"
+
+
+def node_views(graph: DeployGraph, options: HlsOptions) -> list[NodeView]:
+    """What the templates need of each node: identifiers, C shapes, types, typed configs, tables."""
+    missing = [node.name for node in graph.nodes if node.value_max is None]
+    if missing:
+        raise ValueError(f"node {missing[0]!r}: no value_max (the output range that sizes its C++ type); build "
+                         "graphs with hqflow.ir.make_node or hqflow.ir.complete")
+    views: dict[str, NodeView] = {}
+    idents: set[str] = set()
+    for index, node in enumerate(graph.nodes):
+        ident = c_ident(node.name)
+        if ident in idents:
+            raise UserError(f"node {node.name!r}: its C name {ident} collides with another node's")
+        idents.add(ident)
+        entry = HLS_OPS[node.op]
+        inputs = tuple(views[name] for name in node.inputs)
+        emitted = entry.build(OpContext(graph, node, inputs, ident, options))
+        views[node.name] = NodeView(
+            index=index, name=node.name, ident=ident, op=node.op, shape=tuple(int(s) for s in node.shape),
+            inputs=inputs, type=emitted.value_type or cpp_types.value_type(node.value_max),
+            qualified_type=cpp_types.node_type(options.name, ident), output=entry.output, template=entry.template,
+            config=emitted.config, tables=emitted.tables, membrane_shape=emitted.membrane_shape)
+    return list(views.values())
+
+
+def _c_literal(array: np.ndarray):
+    """The C literal of one element: hex for ROM words, LL for 64-bit integers."""
+    if array.dtype == np.uint64:
+        return lambda v: f"0x{int(v):016x}ULL"
+    if array.dtype.itemsize == 8:
+        return lambda v: f"{int(v)}LL"
+    return lambda v: str(int(v))
+
+
+def _c_rows(array: np.ndarray, per_line: int = 8) -> str:
+    """An integer array as a C initializer body ({...} per leading index)."""
+    array = np.asarray(array)
+    literal = _c_literal(array)
+    if array.ndim == 1:
+        items = [literal(v) for v in array]
+        return ",\n    ".join(", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
+    return ",\n    ".join("{" + _c_rows(row, per_line).replace("\n    ", " ") + "}" for row in array)
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES / "project")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["c_rows"] = _c_rows
+    env.filters["dims"] = lambda shape: "".join(f"[{int(s)}]" for s in shape)
+    return env
+
+
+def render_firmware(graph: DeployGraph, out: Path, options: HlsOptions) -> list[NodeView]:
+    """Write firmware/ (and the kernel library) for graph into folder out; returns the node views."""
+    env, views = environment(), node_views(graph, options)
+    input_node, head = views[0], views[-1]
+    context = {"name": options.name, "nodes": views, "input": input_node, "head": head, "T": graph.time_steps,
+               "guard": options.name.upper()}
+    firmware = out / "firmware"
+    (firmware / "weights").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(KERNELS, firmware / "kernels", dirs_exist_ok=True)
+    for template, target in (("parameters.h.j2", "parameters.h"), ("top.h.j2", f"{options.name}_top.h"),
+                             ("top.cpp.j2", f"{options.name}_top.cpp")):
+        (firmware / target).write_text(env.get_template(template).render(context))
+    weights = env.get_template("weights.h.j2")
+    for view in views:
+        if view.tables:
+            (firmware / "weights" / f"{view.ident}.h").write_text(weights.render(context, node=view))
+    return views
+
+
+def write_testbench(graph: DeployGraph, out: Path, frames: np.ndarray, labels: np.ndarray, trace_samples: int,
+                    options: HlsOptions, views: list[NodeView], batch_size: int = 32) -> dict:
+    """tb/: the testbench and its vectors; frames int [S, T, C, H, W] run through the NumPy simulator,
+    every traced node's output of the first trace_samples samples at every step kept as golden trace."""
+    env = environment()
+    data = out / "tb" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    shutil.copy(TEMPLATES / "tb" / "hqflow_testbench.h", out / "tb" / "hqflow_testbench.h")
+    frames, labels = np.asarray(frames), np.asarray(labels)
+    traced = [view for view in views if view.traced]
+    correct = 0
+    with open(data / "inputs.txt", "w") as f_in, open(data / "golden_logits.txt", "w") as f_logits, \
+            open(data / "golden_trace.txt", "w") as f_trace:
+        for start in range(0, len(frames), batch_size):
+            batch = frames[start:start + batch_size]
+            traced_here = range(min(len(batch), max(0, trace_samples - start)))  # batch indices to trace
+            logits, trace = run(graph, batch, trace=len(traced_here) > 0)
+            correct += int((numerics.argmax_first(logits) == labels[start:start + batch_size]).sum())
+            np.savetxt(f_in, batch.reshape(len(batch), -1), fmt="%d")
+            np.savetxt(f_logits, logits, fmt="%d")
+            for b in traced_here:
+                for t in range(graph.time_steps):
+                    for view in traced:
+                        values = trace[view.name][t, b].ravel()
+                        f_trace.write(f"{start + b} {t} {view.index} {values.size} ")
+                        f_trace.write(" ".join(map(str, values.tolist())) + "\n")
+    np.savetxt(data / "labels.txt", labels, fmt="%d")
+    context = {"name": options.name, "nodes": traced, "input": views[0], "head": views[-1], "T": graph.time_steps,
+               "samples": len(frames), "trace_samples": min(trace_samples, len(frames))}
+    (out / "tb" / f"{options.name}_tb.cpp").write_text(env.get_template("tb.cpp.j2").render(context))
+    data_bytes = sum(f.stat().st_size for f in data.iterdir())
+    return {"samples": len(frames), "trace_samples": min(trace_samples, len(frames)), "correct": correct,
+            "data_bytes": data_bytes}
+
+
+def write_project(graph: DeployGraph, out: str | Path, frames: np.ndarray, labels: np.ndarray,
+                  trace_samples: int = 2, options: HlsOptions | None = None) -> dict:
+    """The complete project in folder out (built aside, then moved into place); returns a summary."""
+    options = options or HlsOptions()
+    check_ops()  # every op of the IR has an entry in the HLS table, before anything is written
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        views = render_firmware(graph, tmp, options)
+        summary = write_testbench(graph, tmp, frames, labels, trace_samples, options, views)
+        env = environment()
+        context = {"name": options.name, "options": options, "nodes": views, "T": graph.time_steps, **summary,
+                   "meta": graph.meta}
+        for template, target in (("Makefile.j2", "Makefile"), ("build_prj.tcl.j2", "build_prj.tcl"),
+                                 ("README.md.j2", "README.md")):
+            (tmp / target).write_text(env.get_template(template).render(context))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary

@@ -1,0 +1,21 @@
+"""add: the residual add of two values of one shape (integers, no overflow: outputs stay below 2^62)."""
+
+from __future__ import annotations
+
+from hqflow.ops.base import NodeCheck, Op
+
+
+class Add(Op):
+    name = "add"
+    arity = 2
+    output = "the shape of its inputs"
+
+    def validate(self, check: NodeCheck, sources) -> None:
+        first, second = sources
+        if first.shape != second.shape:
+            check.fail(f"inputs {first.name!r} {list(first.shape)} and {second.name!r} {list(second.shape)} differ "
+                       "in shape")
+        check.expect_shape(first.shape, "the shape of its inputs")
+
+    def value_max(self, node, sources, tensors, time_steps) -> int:
+        return sources[0].value_max + sources[1].value_max

@@ -1,0 +1,33 @@
+"""conv_lif: a 2-D convolution (no bias) and its BN-folded integer LIF.
+
+    input x [C, H, W] (values 0..x_max)  ->  spikes [O, H', W'],  H' = WINDOW.out(H)
+    tensors  weight codes [O, C, kernel, kernel] (common.WEIGHT_FIELDS of attrs.format), bias_int, thr_int, sign [O]
+"""
+
+from __future__ import annotations
+
+from hqflow import numerics
+from hqflow.ops import common
+from hqflow.ops.base import NodeCheck, Window, check_window
+
+# What the simulator (numerics.conv2d_acc) and the HLS kernel implement: a 3x3 window, stride 1, padding 1.
+WINDOW = Window(kernel_size=3, stride=1, padding=1)
+CONV_ATTRS = WINDOW.attrs()
+
+
+class ConvLif(common.WeightedLif):
+    name = "conv_lif"
+    arity = 1
+    window = WINDOW
+    attrs = (*CONV_ATTRS, *common.WEIGHT_ATTRS, *common.LIF_ATTRS)
+    output = "[channels, height, width]"
+
+    def validate(self, check: NodeCheck, sources) -> None:
+        (source,) = sources
+        check.own_ndim(3, self.output)
+        out_channels = check.node.shape[0]
+        window, in_channels = check_window(check, CONV_ATTRS, source, out_channels, "convolution")
+        weights = common.check_weights(check, (out_channels, in_channels, window.kernel_size, window.kernel_size),
+                                       source.value_max)
+        bound = numerics.acc_bound(source.value_max, weights)
+        common.check_lif(check, out_channels, -bound, bound)

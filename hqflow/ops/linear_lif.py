@@ -1,0 +1,28 @@
+"""linear_lif: a linear layer (a 1x1 convolution over tokens, no bias) and its BN-folded integer LIF.
+
+    input x [N, C] (values 0..x_max)  ->  spikes [N, O]
+    tensors  weight codes [O, C] (common.WEIGHT_FIELDS of attrs.format), bias_int, thr_int, sign [O]
+"""
+
+from __future__ import annotations
+
+from hqflow import numerics
+from hqflow.ops import common
+from hqflow.ops.base import NodeCheck
+
+
+class LinearLif(common.WeightedLif):
+    name = "linear_lif"
+    arity = 1
+    attrs = (*common.WEIGHT_ATTRS, *common.LIF_ATTRS)
+    output = "[tokens, channels]"
+
+    def validate(self, check: NodeCheck, sources) -> None:
+        (source,) = sources
+        tokens, in_channels = check.shape_of(source, 2, "[tokens, channels]")
+        check.own_ndim(2, self.output)
+        out_channels = check.node.shape[1]
+        check.expect_shape((tokens, out_channels), "the input's tokens")
+        weights = common.check_weights(check, (out_channels, in_channels), source.value_max)
+        bound = numerics.acc_bound(source.value_max, weights)
+        common.check_lif(check, out_channels, -bound, bound)

@@ -1,0 +1,56 @@
+"""ssa: spiking self-attention and its LIF (numerics.ssa_int, then the attention LIF).
+
+    inputs q, k, v spikes [N, D] (0/1)  ->  spikes [N, D]
+    y = q_h (k_h^T v_h) per head h of D / num_heads channels, 0 <= y <= ssa_bound(N, D / num_heads);
+    the LIF's one channel of tables (bias_int, thr_int, sign [1]) holds attn_scale and the threshold.
+"""
+
+from __future__ import annotations
+
+from hqflow import numerics
+from hqflow.ops import common
+from hqflow.ops.base import Attr, NodeCheck, Op
+
+
+def _bound(node) -> int:
+    tokens, dim = node.shape
+    return numerics.ssa_bound(tokens, dim // int(node.attrs["num_heads"]))
+
+
+class Ssa(Op):
+    name = "ssa"
+    arity = 3
+    attrs = (Attr("num_heads", 1, None, "attention heads, dividing the channels"),
+             Attr("x_max", 1, 1, "the largest value of q, k and v: spikes"),
+             Attr("acc_bits", 1, common.MAX_WIDTH, "the attention product's width in bits"),
+             *common.LIF_ATTRS)
+    metadata = ("attn_scale", "theta")
+    tensors = common.LIF_TENSORS
+    output = "[tokens, channels]"
+
+    def validate(self, check: NodeCheck, sources) -> None:
+        check.own_ndim(2, self.output)
+        tokens, dim = check.node.shape
+        for source in sources:
+            check.shape_of(source, 2, "[tokens, channels]")
+            if source.shape != check.node.shape or source.value_max != 1:
+                check.fail(f"input {source.name!r} ({list(source.shape)}, values up to {source.value_max}); q, k "
+                           f"and v are spikes (0/1) of the node's shape {[tokens, dim]}")
+        heads = check.attr(self.attrs[0])
+        if heads > dim or dim % heads:
+            check.fail(f"attrs.num_heads {heads} does not divide the {dim} channels")
+        bound = numerics.ssa_bound(tokens, dim // heads)
+        if bound > numerics.FLOAT64_EXACT:
+            check.fail(f"the attention product reaches {bound}, beyond 2^53 (the simulator's exact range)")
+        check.width("acc_bits", 0, bound, "the attention product range")
+        common.check_lif(check, 1, 0, bound)
+
+    def value_max(self, node, sources, tensors, time_steps) -> int:
+        return 1
+
+    def figures(self, node, sources, tensors, time_steps) -> dict[str, int]:
+        return {"x_max": 1}
+
+    def widths(self, node, sources, tensors, time_steps) -> dict[str, int]:
+        bound = _bound(node)
+        return {"acc_bits": numerics.bits_for(0, bound), "v_bits": common.v_bits(bound, node.attrs, tensors, 0)}
