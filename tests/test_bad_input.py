@@ -8,8 +8,6 @@ The rows share one tiny trained run and one export, made once for the module.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,6 +21,8 @@ from click.testing import CliRunner
 from hqflow.cli import main
 from hqflow.config import config_from_dict
 from hqflow.search.trainer import train
+
+from conftest import copy_path, random_bytes, truncate, write_file
 
 TINY = {
     "model": {"img_size": 16, "embed_dim": 16, "num_heads": 2, "depth": 1, "pools": [True, True, False, False]},
@@ -66,31 +66,6 @@ class _Evil:
 # ----------------------------------------------------------------------------- file breakers
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        shutil.copytree(src, dst)
-    else:
-        shutil.copy(src, dst)
-    return dst
-
-
-def _write(path: Path, data: bytes | str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data if isinstance(data, bytes) else data.encode())
-    return path
-
-
-def _truncate(path: Path, keep: float = 0.5) -> Path:
-    data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
-    return path
-
-
-def _random_bytes(path: Path) -> Path:
-    return _write(path, os.urandom(256) + b"\xff\xfe")
-
-
 def _edit_json(path: Path, change: Callable[[dict], None]) -> Path:
     doc = json.loads(path.read_text())
     change(doc)
@@ -106,11 +81,11 @@ def _edit_checkpoint(run: Path, change: Callable[[dict], object]) -> Path:
 
 
 def _plan(s: Path, t: Path, change: Callable[[dict], None]) -> Path:
-    return _edit_json(_copy(s / "plan.json", t / "p" / "plan.json"), change)
+    return _edit_json(copy_path(s / "plan.json", t / "p" / "plan.json"), change)
 
 
 def _config(t: Path, text: str) -> Path:
-    return _write(t / "c.yaml", text)
+    return write_file(t / "c.yaml", text)
 
 
 # ----------------------------------------------------------------------------- the catalogue
@@ -138,7 +113,7 @@ ROWS = [
     Row("config-folder", "train --config {t} -o {out}", "is a folder; expected a config"),
     Row("config-empty", "train --config {t}/c.yaml -o {out}", "c.yaml: empty file", lambda s, t: _config(t, "")),
     Row("config-binary", "train --config {t}/c.yaml -o {out}", "c.yaml: not a text file",
-        lambda s, t: _random_bytes(t / "c.yaml")),
+        lambda s, t: random_bytes(t / "c.yaml")),
     Row("config-truncated", "train --config {t}/c.yaml -o {out}", "c.yaml: not valid YAML at line",
         lambda s, t: _config(t, "model: {img_size: 16, embed_dim: [16\n")),
     Row("config-not-mapping", "train --config {t}/c.yaml -o {out}", "c.yaml: a config must be a mapping",
@@ -172,25 +147,25 @@ ROWS = [
     Row("run-missing", "evaluate {t}/none", "none: no such run folder"),
     Row("run-no-checkpoint", "evaluate {t}", "checkpoint.pt: checkpoint not found"),
     Row("checkpoint-empty", "evaluate {t}/r", "checkpoint.pt: empty file",
-        lambda s, t: _write(t / "r" / "checkpoint.pt", b"")),
+        lambda s, t: write_file(t / "r" / "checkpoint.pt", b"")),
     Row("checkpoint-random", "evaluate {t}/r", "checkpoint.pt: not a readable checkpoint",
-        lambda s, t: _random_bytes(t / "r" / "checkpoint.pt")),
+        lambda s, t: random_bytes(t / "r" / "checkpoint.pt")),
     Row("checkpoint-truncated", "evaluate {t}/r", "checkpoint.pt: not a readable checkpoint",
-        lambda s, t: _truncate(_copy(s / "fp32", t / "r") / "checkpoint.pt")),
+        lambda s, t: truncate(copy_path(s / "fp32", t / "r") / "checkpoint.pt")),
     Row("checkpoint-pickle", "evaluate {t}/r", "checkpoint.pt: refused: the checkpoint pickles the object",
-        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"), lambda st: st.update(x=_Evil(t / "pwned")))),
+        lambda s, t: _edit_checkpoint(copy_path(s / "fp32", t / "r"), lambda st: st.update(x=_Evil(t / "pwned")))),
     Row("checkpoint-no-model", "export {t}/r -o {out}", "checkpoint.pt: not an hqflow checkpoint (entry 'model'",
-        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"), lambda st: st.pop("model"))),
+        lambda s, t: _edit_checkpoint(copy_path(s / "fp32", t / "r"), lambda st: st.pop("model"))),
     Row("checkpoint-model-type", "evaluate {t}/r", "entry 'model' is a list, expected a dict",
-        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"), lambda st: st.update(model=[1]))),
+        lambda s, t: _edit_checkpoint(copy_path(s / "fp32", t / "r"), lambda st: st.update(model=[1]))),
     Row("checkpoint-nan-weight", "export {t}/r -o {out}", "model tensor 'head.weight' holds NaN",
-        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"),
+        lambda s, t: _edit_checkpoint(copy_path(s / "fp32", t / "r"),
                                       lambda st: st["model"]["head.weight"].fill_(float("nan")))),
     Row("checkpoint-config-key", "evaluate {t}/r", "checkpoint.pt: config: unknown key 'model.depht'",
-        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"),
+        lambda s, t: _edit_checkpoint(copy_path(s / "fp32", t / "r"),
                                       lambda st: st["config"]["model"].update(depht=1))),
     Row("checkpoint-shapes", "evaluate {t}/r", "checkpoint does not fit this model config",
-        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"),
+        lambda s, t: _edit_checkpoint(copy_path(s / "fp32", t / "r"),
                                       lambda st: st["config"]["model"].update(embed_dim=24))),
     Row("evaluate-batch-zero", "evaluate {s}/fp32 --batch-size 0", "--batch-size: 0 must be >= 1"),
     Row("evaluate-split", "evaluate {s}/fp32 --split val", "--split: 'val' is not one of"),
@@ -204,23 +179,23 @@ ROWS = [
     Row("energy-missing", "search --from {s}/fp32 --energy-table {t}/e.yaml -o {out}",
         "e.yaml: not found; expected an energy table"),
     Row("energy-key-missing", "search --from {s}/fp32 --energy-table {t}/e.yaml -o {out}",
-        "e.yaml: energy table lacks key(s) fp32_add", lambda s, t: _write(t / "e.yaml", "fp32_mult: 3.7\n")),
+        "e.yaml: energy table lacks key(s) fp32_add", lambda s, t: write_file(t / "e.yaml", "fp32_mult: 3.7\n")),
     Row("energy-negative", "search --from {s}/fp32 --energy-table {t}/e.yaml -o {out}",
         "e.yaml: int8_add: expected a finite, non-negative number of pJ, got -1",
-        lambda s, t: _write(t / "e.yaml", "fp32_mult: 3.7\nfp32_add: 0.9\nint32_mult: 3.1\nint8_mult: 0.2\n"
+        lambda s, t: write_file(t / "e.yaml", "fp32_mult: 3.7\nfp32_add: 0.9\nint32_mult: 3.1\nint8_mult: 0.2\n"
                                           "int32_add: 0.1\nint8_add: -1\ndram_per_bit: 20\n")),
     Row("energy-list", "search --from {s}/fp32 --energy-table {t}/e.yaml -o {out}",
-        "e.yaml: an energy table is a mapping", lambda s, t: _write(t / "e.yaml", "- 1\n")),
+        "e.yaml: an energy table is a mapping", lambda s, t: write_file(t / "e.yaml", "- 1\n")),
     # finetune: plan files
     Row("plan-missing", "finetune --plan {t}/plan.json --from {s}/fp32 -o {out}", "plan.json: not found; expected a plan"),
     Row("plan-empty", "finetune --plan {t}/plan.json --from {s}/fp32 -o {out}", "plan.json: empty file",
-        lambda s, t: _write(t / "plan.json", "\n")),
+        lambda s, t: write_file(t / "plan.json", "\n")),
     Row("plan-binary", "finetune --plan {t}/plan.json --from {s}/fp32 -o {out}", "plan.json: not a text file",
-        lambda s, t: _random_bytes(t / "plan.json")),
+        lambda s, t: random_bytes(t / "plan.json")),
     Row("plan-truncated", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}", "plan.json: not valid JSON at line",
-        lambda s, t: _truncate(_copy(s / "plan.json", t / "p" / "plan.json"))),
+        lambda s, t: truncate(copy_path(s / "plan.json", t / "p" / "plan.json"))),
     Row("plan-nan", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}", "NaN is not a number JSON allows",
-        lambda s, t: _write(t / "p" / "plan.json", '{"schema_version": 1, "hw_lambda": NaN}')),
+        lambda s, t: write_file(t / "p" / "plan.json", '{"schema_version": 1, "hw_lambda": NaN}')),
     Row("plan-format", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}", "layers.head.format",
         lambda s, t: _plan(s, t, _lay("head", format="int-4"))),
     Row("plan-format-type", "finetune --plan {t}/p/plan.json --from {s}/fp32 -o {out}",
@@ -255,19 +230,19 @@ ROWS = [
     # sim: the DeployGraph files
     Row("sim-not-export", "sim {t}", "graph.json: not found"),
     Row("sim-graph-empty", "sim {t}/x", "graph.json: empty file",
-        lambda s, t: _write(_copy(s / "export", t / "x") / "graph.json", "")),
+        lambda s, t: write_file(copy_path(s / "export", t / "x") / "graph.json", "")),
     Row("sim-graph-truncated", "sim {t}/x", "graph.json: not valid JSON",
-        lambda s, t: _truncate(_copy(s / "export", t / "x") / "graph.json")),
+        lambda s, t: truncate(copy_path(s / "export", t / "x") / "graph.json")),
     Row("sim-tensors-random", "sim {t}/x", "tensors.npz",
-        lambda s, t: _random_bytes(_copy(s / "export", t / "x") / "tensors.npz")),
+        lambda s, t: random_bytes(copy_path(s / "export", t / "x") / "tensors.npz")),
     Row("sim-tensors-truncated", "sim {t}/x", "tensors.npz",
-        lambda s, t: _truncate(_copy(s / "export", t / "x") / "tensors.npz")),
+        lambda s, t: truncate(copy_path(s / "export", t / "x") / "tensors.npz")),
     Row("sim-time-steps-type", "sim {t}/x", "time_steps",
-        lambda s, t: _edit_json(_copy(s / "export", t / "x") / "graph.json", lambda d: d.update(time_steps="2"))),
+        lambda s, t: _edit_json(copy_path(s / "export", t / "x") / "graph.json", lambda d: d.update(time_steps="2"))),
     Row("sim-node-op", "sim {t}/x", "unknown op 'conv'",
-        lambda s, t: _edit_json(_copy(s / "export", t / "x") / "graph.json", lambda d: d["nodes"][1].update(op="conv"))),
+        lambda s, t: _edit_json(copy_path(s / "export", t / "x") / "graph.json", lambda d: d["nodes"][1].update(op="conv"))),
     Row("sim-compare-other-run", "sim {s}/export --compare-torch {t}/r", "not the run",
-        lambda s, t: _edit_checkpoint(_copy(s / "fp32", t / "r"), lambda st: st["config"]["model"].update(v_threshold=0.5))),
+        lambda s, t: _edit_checkpoint(copy_path(s / "fp32", t / "r"), lambda st: st["config"]["model"].update(v_threshold=0.5))),
     Row("sim-limit-zero", "sim {s}/export --limit 0", "--limit: 0 must be >= 1"),
     Row("sim-batch-zero", "sim {s}/export --batch-size 0", "--batch-size: 0 must be >= 1"),
     # csim, report
@@ -304,7 +279,7 @@ def test_catalogue_covers_every_command():
 
 def test_existing_output_is_kept(shared, tmp_path):
     out = tmp_path / "out"
-    _write(out / "keep.txt", "x")
+    write_file(out / "keep.txt", "x")
     result = CliRunner().invoke(main, ["export", str(shared / "fp32"), "-o", str(out)])
     assert result.exit_code == 2 and "pass --force" in result.output
     assert (out / "keep.txt").read_text() == "x" and len(list(out.iterdir())) == 1

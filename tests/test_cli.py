@@ -1,13 +1,13 @@
 """The command line: help, argument handling and one-line errors for user mistakes."""
 
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from hqflow.cli import main
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from conftest import CONFIGS
+
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from hqflow.errors import UserError
 from hqflow.numerics import Candidate
 from hqflow.search.model import Spikformer
 
+from conftest import counted_macs
+
 TABLE = load_energy_table()
 CFG = ModelConfig(img_size=16, embed_dim=16, num_heads=2, depth=1, pools=(True, True, False, False), num_classes=10)
 
@@ -34,26 +36,6 @@ def test_hand_computed_conv_layer():
     assert p2.compute_pj == pytest.approx(36_864 * (0.1 * 2 / 32 + 0.1))
     half = layer_cost(shape, Candidate("po2", 2), TABLE, input_rate=0.5)
     assert half.compute_pj == pytest.approx(p2.compute_pj / 2) and half.memory_pj == p2.memory_pj
-
-
-def counted_macs(model: torch.nn.Module, frames: torch.Tensor) -> dict[str, int]:
-    """MACs of every conv / linear layer, counted by hooks on a real forward pass over `frames`."""
-    counted = {}
-
-    def hook(name):
-        def count(module, inputs, output):  # every output value costs c_in * k^2 MACs
-            counted[name] = counted.get(name, 0) + output.numel() * module.weight[0].numel()
-        return count
-
-    hooks = [m.register_forward_hook(hook(name)) for name, m in model.named_modules()
-             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    try:
-        with torch.no_grad():
-            model(frames)
-    finally:
-        for h in hooks:
-            h.remove()
-    return counted
 
 
 @pytest.mark.parametrize("cfg", [

@@ -27,9 +27,10 @@ from hqflow.export.hls import write_project
 from hqflow.export.lower import lower
 from hqflow.search import supernet
 
+from conftest import CONFIGS
+
 pytestmark = pytest.mark.csim
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 HQFLOW = Path(sys.executable).parent / "hqflow"
 SAMPLES, TRACED = 3, 2
 

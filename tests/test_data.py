@@ -16,7 +16,8 @@ from hqflow.data import frames as data_frames
 from hqflow.data import DATASETS, EVENT_DTYPE, digits_dvs_events, events_to_frames, load_dataset
 from hqflow.errors import UserError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED_DATA
+
 NMNIST_SAMPLE = SHARED_DATA / "sample_nmnist.bin"
 
 

@@ -21,19 +21,15 @@ from hqflow.search import supernet
 from hqflow.search.model import Spikformer
 from hqflow.sim.run import run
 
-CFG = config_from_dict({
-    "model": {"img_size": 16, "embed_dim": 32, "num_heads": 2, "depth": 1, "pools": [True, True, False, False],
-              "num_classes": 10},
-    "data": {"dataset": "digits-dvs", "time_steps": 4},
-})
-FORMATS = ["uniform-2", "po2-2", "po2z-4", "uniform-4", "fp32", "uniform-8", "po2z-8"]
+from conftest import GRAPH_CFG, MIXED_FORMATS, mixed_format_model
+
+CFG = GRAPH_CFG
+FORMATS = MIXED_FORMATS
 
 
 def random_model(seed: int) -> Spikformer:
     """A QAT-style model with every format in use and random BN statistics (negative gamma too)."""
-    formats = tuple(Candidate.parse(f) for f in FORMATS)
-    return supernet.random_quantized_model(CFG.model, formats, seed, gamma=(-0.5, 1.5), beta=(-0.2, 0.8),
-                                           mean=(-0.5, 0.5))
+    return mixed_format_model(seed, gamma=(-0.5, 1.5), beta=(-0.2, 0.8), mean=(-0.5, 0.5))
 
 
 def frames(seed: int, batch: int = 6) -> np.ndarray:
@@ -168,7 +164,7 @@ def test_random_models_lower_and_agree(dim_heads, pools, time_steps, formats, se
 
 
 def _model(cfg):
-    return supernet.random_quantized_model(cfg.model, tuple(Candidate.parse(f) for f in FORMATS), 0)
+    return mixed_format_model(0, cfg)
 
 
 @pytest.mark.parametrize(

@@ -15,29 +15,19 @@ import numpy as np
 import pytest
 import torch
 
-from hqflow.config import config_from_dict
 from hqflow.errors import UserError
 from hqflow.export.lower import lower
 from hqflow.ir import load_graph
-from hqflow.numerics import Candidate
-from hqflow.search import supernet
 from hqflow.sim.run import run
 
-CFG = config_from_dict({
-    "model": {"img_size": 16, "embed_dim": 32, "num_heads": 2, "depth": 1, "pools": [True, True, False, False],
-              "num_classes": 10},
-    "data": {"dataset": "digits-dvs", "time_steps": 4},
-})
-# the i-th weight layer takes FORMATS[i % 7]: sps.conv0 uniform-2, sps.conv1 po2-2, sps.conv2 po2z-4,
-# sps.conv3 uniform-4, sps.rpe fp32, q uniform-8, k po2z-8, v uniform-2, proj po2-2, fc1 po2z-4,
-# fc2 uniform-4, head fp32
-FORMATS = ["uniform-2", "po2-2", "po2z-4", "uniform-4", "fp32", "uniform-8", "po2z-8"]
+from conftest import GRAPH_CFG, MIXED_FORMATS, mixed_format_model, random_bytes, truncate
+
+CFG, FORMATS = GRAPH_CFG, MIXED_FORMATS  # the i-th weight layer takes FORMATS[i % 7] (see conftest)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    model = supernet.random_quantized_model(CFG.model, tuple(Candidate.parse(f) for f in FORMATS), 5,
-                                            gamma=(-0.5, 1.5), mean=(-0.5, 0.5))
+    model = mixed_format_model(5, gamma=(-0.5, 1.5), mean=(-0.5, 0.5))
     with torch.no_grad():
         graph = lower(model, CFG)
     folder = tmp_path_factory.mktemp("graph")
@@ -242,14 +232,6 @@ EDITS = [
 ]
 
 
-def _random_bytes(path: Path) -> None:
-    path.write_bytes(np.random.default_rng(0).bytes(3000))
-
-
-def _truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
 def _pickled_member(path: Path) -> None:
     with np.load(path) as npz:
         tensors = {k: npz[k] for k in npz.files}
@@ -281,16 +263,16 @@ def _damaged_member(path: Path) -> None:
 FILES = [
     ("graph-missing", "graph.json", lambda p: p.unlink(), ["graph.json: not found"]),
     ("graph-empty", "graph.json", lambda p: p.write_text(""), ["graph.json: empty file"]),
-    ("graph-truncated", "graph.json", _truncate, ["graph.json: not valid JSON at line"]),
-    ("graph-random-bytes", "graph.json", _random_bytes, ["graph.json: not a text file"]),
+    ("graph-truncated", "graph.json", truncate, ["graph.json: not valid JSON at line"]),
+    ("graph-random-bytes", "graph.json", random_bytes, ["graph.json: not a text file"]),
     ("graph-a-folder", "graph.json", lambda p: p.unlink() or p.mkdir(), ["graph.json: is a folder"]),
     ("graph-nan", "graph.json", lambda p: p.write_text(p.read_text().replace('"time_steps": 4', '"time_steps": NaN')),
      ["graph.json: NaN is not a number JSON allows"]),
     ("graph-list", "graph.json", lambda p: p.write_text("[1, 2]"), ["graph.json: holds a JSON list"]),
     ("tensors-missing", "tensors.npz", lambda p: p.unlink(), ["tensors.npz: not found"]),
     ("tensors-empty", "tensors.npz", lambda p: p.write_bytes(b""), ["tensors.npz: empty file"]),
-    ("tensors-truncated", "tensors.npz", _truncate, ["tensors.npz: not a readable .npz archive"]),
-    ("tensors-random-bytes", "tensors.npz", _random_bytes, ["tensors.npz: not a NumPy .npz archive"]),
+    ("tensors-truncated", "tensors.npz", truncate, ["tensors.npz: not a readable .npz archive"]),
+    ("tensors-random-bytes", "tensors.npz", random_bytes, ["tensors.npz: not a NumPy .npz archive"]),
     ("tensors-pickled-object", "tensors.npz", _pickled_member,
      ["tensors.npz: tensor 'sps.conv0/w_int' is an object array"]),
     ("tensors-single-npy", "tensors.npz", _single_npy, ["tensors.npz: a single .npy array"]),

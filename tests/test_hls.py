@@ -29,15 +29,10 @@ from hqflow.numerics import Candidate
 from hqflow.search import supernet
 from hqflow.sim.run import run
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from conftest import CONFIGS, EVERY_FORMAT
+
 
 SCHEMES = ["uniform", "po2", "po2z", "fp32"]
-
-
-def _formats() -> list[str]:
-    """Every scheme at every width 2..8 (po2z from 3: po2z-2 is the ternary uniform set)."""
-    names = ["fp32"] + [f"uniform-{b}" for b in range(2, 9)] + [f"po2-{b}" for b in range(2, 9)]
-    return names + [f"po2z-{b}" for b in range(3, 9)]
 
 
 def _weights(rng, fmt: Candidate, shape, max_shift: int = 12) -> tuple[dict[str, np.ndarray], dict]:
@@ -151,7 +146,7 @@ def compile_and_run(root: Path, names: list[str], flags: tuple[str, ...] = ()) -
 def _fuzz(tmp_path: Path, cases: int, seed: int, flags: tuple[str, ...] = (), offset: int = 0) -> None:
     """`cases` random layers (case offset .. offset + cases - 1 of the format cycle), compiled as one program."""
     rng = np.random.default_rng(seed)
-    formats = _formats()
+    formats = EVERY_FORMAT
     names, spike_rates = [], []
     for i in range(offset, offset + cases):  # every format in turn, conv and linear alternating (swapped each round)
         fmt = formats[i % len(formats)]
@@ -331,7 +326,7 @@ def _rom_graph(rng, name: str, shape=(37, 4), max_shift: int = 60) -> tuple[Depl
 def test_rom_codes_decode_to_w_eff():
     """The ROM words of every format unpack and decode (numerics.rom, the one definition) to the graph's w_eff."""
     rng = np.random.default_rng(1)
-    for name in _formats():
+    for name in EVERY_FORMAT:
         graph, node = _rom_graph(rng, name)
         rom, bits = rom_codes(graph, node)
         zero_point = node.attrs.get("zero_point", 0)
@@ -357,7 +352,7 @@ def test_cpp_decode_matches_numerics(tmp_path, flags):
              '        for (unsigned o = 0; o < N; o++) std::printf("%lld ", acc[o]);',
              '        std::printf("\\n");', "    }", "}"]
     calls, expected = [], []
-    for i, name in enumerate(_formats()):
+    for i, name in enumerate(EVERY_FORMAT):
         graph, node = _rom_graph(rng, name)
         rom, bits = rom_codes(graph, node)
         words = pack_rom(rom, bits)

@@ -26,6 +26,8 @@ from hqflow.numerics import (
     uniform_quantize,
 )
 
+from conftest import EVERY_FORMAT
+
 BITS = range(2, 9)
 # (scale, zero_point) pairs: a power of two (exact midpoints), an odd float32, the extreme zero points
 UNIFORM_CASES = [(0.25, None), (0.0123, None), (1e-3, 0), (7.5, -1)]  # None: the middle code, -1: the last
@@ -259,8 +261,7 @@ def test_fake_quantize_fp32_is_identity():
 
 # ---- the ROM word layout (numerics.rom) ------------------------------------------------------------
 
-ROM_FORMATS = ["fp32"] + [f"{s}-{b}" for s in ("uniform", "po2", "po2z") for b in range(2, 9)
-                          if not (s == "po2z" and b == 2)]
+ROM_FORMATS = EVERY_FORMAT
 
 
 def _every_rom_code(fmt: Candidate) -> np.ndarray:

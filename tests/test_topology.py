@@ -132,7 +132,7 @@ def _without_rpe(topology: Topology) -> Topology:
 
 def test_another_topology_needs_no_other_change():
     """A tokenizer without RPE: the torch model and the cost model follow the edited topology alone."""
-    from tests.test_cost import counted_macs
+    from conftest import counted_macs
 
     cfg = CONFIGS[1]
     topology = _without_rpe(spikformer(cfg))

@@ -68,7 +68,7 @@ def rom_encode(candidate: Candidate, w_eff, zero_point: int = 0, what: str = "we
         magnitude = np.abs(w_eff)
         shift = np.frexp(magnitude.astype(np.float64))[1].astype(np.int64) - 1  # exact for powers of two
         shift = np.where(magnitude == 0, 0, shift)
-        bad = (shift > largest) | (np.left_shift(1, np.clip(shift, 0, 62)) != magnitude)
+        bad = (shift > largest) | (np.left_shift(1, np.clip(shift, 0, MAX_PO2_SPAN)) != magnitude)
         if candidate.zero_level:
             bad &= magnitude != 0
             shift = np.where(magnitude == 0, field, shift)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # hqflow.ir imports the ops; the ops only name its types
 
 MAX_WIDTH = 64  # every accumulator, membrane and logit width: the C simulation's 64-bit model holds it
 VALUE_LIMIT = 2**62  # node output values stay below this, so that a residual add cannot leave int64
+MAX_FRAC_BITS = 62  # fractional bits of a bias or membrane: int64 keeps its sign and one integer bit
 
 
 def is_int(value) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 
 from hqflow import numerics
 from hqflow.errors import UserError
-from hqflow.ops.base import MAX_WIDTH, Attr, NodeCheck, Op, TensorField
+from hqflow.ops.base import MAX_FRAC_BITS, MAX_WIDTH, Attr, NodeCheck, Op, TensorField
 
 # The code tables of each weight scheme (numerics.w_eff_from_codes turns them into w_eff).
 WEIGHT_FIELDS = {"uniform": ("w_int",), "po2": ("w_sign", "w_shift"), "fp32": ("w_fx",)}
@@ -20,8 +20,8 @@ WEIGHT_TENSORS = (TensorField("w_int", np.uint8, "uniform-b codes in 0..2^b - 1,
 LIF_TENSORS = (TensorField("bias_int", np.int64, "[channels]"),
                TensorField("thr_int", np.int64, "[channels], >= 0"),
                TensorField("sign", np.int8, "[channels], -1, 0 or 1"))
-LIF_ATTRS = (Attr("bias_frac_bits", 0, 62, "fractional bits of bias_int"),
-             Attr("frac_bits", 0, 62, "fractional bits of the membrane: bias_frac_bits + T"),
+LIF_ATTRS = (Attr("bias_frac_bits", 0, MAX_FRAC_BITS, "fractional bits of bias_int"),
+             Attr("frac_bits", 0, MAX_FRAC_BITS, "fractional bits of the membrane: bias_frac_bits + T"),
              Attr("v_bits", 1, MAX_WIDTH, "the membrane width in bits"))
 WEIGHT_ATTRS = (Attr("x_max", 0, None, "the largest value the weights multiply"),
                 Attr("acc_bits", 1, MAX_WIDTH, "the accumulator width in bits"))

@@ -11,7 +11,7 @@ import numpy as np
 
 from hqflow import numerics
 from hqflow.ops import common
-from hqflow.ops.base import Attr, NodeCheck, Op, TensorField
+from hqflow.ops.base import MAX_FRAC_BITS, Attr, NodeCheck, Op, TensorField
 
 
 def logit_range(x_max: int, weights: np.ndarray, bias_int: np.ndarray, bias_frac_bits: int) -> tuple[int, int]:
@@ -29,7 +29,7 @@ class Head(Op):
     name = "head"
     arity = 1
     attrs = (Attr("num_tokens", 1, None, "the tokens it sums"),
-             Attr("bias_frac_bits", 0, 62, "fractional bits of the logits"),
+             Attr("bias_frac_bits", 0, MAX_FRAC_BITS, "fractional bits of the logits"),
              Attr("logit_bits", 1, common.MAX_WIDTH, "the width of the logits' range"),
              *common.WEIGHT_ATTRS)
     metadata = ("weight_scale", "qkeras")
