@@ -317,12 +317,22 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
 @click.option("--ap-arithmetic", is_flag=True,
               help="Simulate the synthesis arithmetic (ap_int accumulators, multipliers and LIF) instead of its "
                    "exact 64-bit model: the same bits, slower.")
-def csim_cmd(export_dir, ap_arithmetic):
+@click.option("--static-check", is_flag=True,
+              help="Instead of simulating, compile the firmware alone (-fno-exceptions -fno-rtti) and check what "
+                   "an HLS tool needs: no heap, no I/O, no library call it lacks, no recursion, fixed array sizes.")
+def csim_cmd(export_dir, ap_arithmetic, static_check):
     """Compile EXPORT_DIR's HLS project with g++ and check it against the NumPy simulator's vectors.
 
     Finds g++ (or $CXX) and the ap_types headers (hls4ml's, or $AP_TYPES). The last line printed is
     "mismatches: N". Exit status: 0 when N is 0, 1 on mismatches, 2 on a broken project or vectors.
+    With --static-check the last line is "static check: ok" (exit 0) or the violations (exit 1).
     """
+    if static_check:
+        from hqflow.export.hls.static_check import check_firmware
+
+        report = check_firmware(export_dir)
+        click.echo(report.summary())
+        sys.exit(0 if report.ok else 1)
     from hqflow.export.csim import run_csim
 
     sys.exit(run_csim(export_dir, ap_arithmetic))

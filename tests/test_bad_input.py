@@ -248,6 +248,7 @@ ROWS = [
     # csim, report
     Row("csim-not-export", "csim {t}", "{t}"),
     Row("csim-no-hls", "csim {s}/export", "hls"),
+    Row("csim-static-check-no-hls", "csim {s}/export --static-check", "hls"),
     Row("report-missing", "report {t}/none", "none"),
 ]
 

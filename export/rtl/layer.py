@@ -1,0 +1,147 @@
+"""Single weighted layers (conv_lif, linear_lif) as one Verilator project, checked against the NumPy simulator.
+
+    <out>/cases.txt                    one line per case: name samples T n_in spatial O G P
+    <out>/<case>/weights.mem, bias.mem, thr.mem, sign.mem   memory files (memfiles.py)
+    <out>/<case>/x.txt, s.txt          inputs [samples, T, n_in] and golden spikes [samples, T, spatial, O]
+                                       from hqflow.sim.run (every output of every step)
+    <out>/hqflow_layers_top.v          the rendered top: one core per case (parameters, file names)
+The cores are rtl_templates/cores; the testbench rtl_templates/tb/hqflow_layers_tb.cpp. Many
+cases share one Verilator build (one model), selected at run time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from hqflow import numerics
+from hqflow.errors import UserError
+from hqflow.export.rtl import memfiles, verilator
+from hqflow.io import atomic_text
+from hqflow.ir import DeployGraph, Node
+from hqflow.sim.run import run as sim_run
+
+__all__ = ["CORES", "LayerCase", "TEMPLATES", "build_layers", "expected_cycles", "layer_case", "run_layers", "templates_dir",
+           "write_layers"]
+
+SCHEME_CODE = {"uniform": 0, "po2": 1, "fp32": 2}
+CORE_FILES = ("hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_linear_lif.v", "hqflow_conv_lif.v")
+
+
+def templates_dir() -> Path:
+    """The rtl_templates folder: the installed package hqflow.rtl_templates, else the source tree's."""
+    try:
+        import hqflow.rtl_templates as package
+        return Path(package.__file__).parent
+    except ModuleNotFoundError:  # an editable install made before the package existed
+        return Path(__file__).resolve().parents[2] / "rtl_templates"
+
+
+TEMPLATES = templates_dir()
+CORES = TEMPLATES / "cores"
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    """One layer as the top instantiates it: the core module, its parameters, the testbench line."""
+    name: str
+    module: str
+    params: dict
+    P: int
+    line: str
+    nonzero: tuple[int, ...] = ()  # nonzero inputs of each (sample, step), in the testbench's order
+
+
+def layer_parameters(graph: DeployGraph, node: Node, parallel: int, folder: str) -> dict:
+    """Verilog parameters of a conv_lif / linear_lif node with P lanes, memory files in `folder`."""
+    fmt = numerics.Candidate.parse(node.attrs["format"])
+    lif_t = int(node.attrs["frac_bits"]) - int(node.attrs["bias_frac_bits"])
+    params = {"P": parallel, "BITS": numerics.rom_code_bits(fmt), "SCHEME": SCHEME_CODE[fmt.scheme],
+              "ZERO_LEVEL": int(fmt.zero_level), "ZP": int(node.attrs.get("zero_point", 0)),
+              "X_BITS": max(1, int(node.attrs["x_max"]).bit_length()), "ACC_BITS": int(node.attrs["acc_bits"]),
+              "V_BITS": int(node.attrs["v_bits"]), "F": int(node.attrs["frac_bits"]), "T": lif_t}
+    source = graph.node(node.inputs[0])
+    if node.op == "conv_lif":
+        c, h, w = source.shape
+        params.update(C=c, H=h, W=w, O=node.shape[0])
+    elif node.op == "linear_lif":
+        n, c = source.shape
+        params.update(N=n, C=c, O=node.shape[1])
+    else:
+        raise UserError(f"node {node.name}: op {node.op}, expected conv_lif or linear_lif for a single-layer core")
+    for key in ("ROM", "BIAS", "THR", "SIGN"):
+        params[f"{key}_FILE"] = f'"{folder}/{ {"ROM": "weights"}.get(key, key.lower()) }.mem"'
+    return params
+
+
+def layer_case(graph: DeployGraph, node_name: str, frames: np.ndarray, parallel: int, out: Path,
+               name: str) -> LayerCase:
+    """Write case `name` (memory files, input and golden vectors of every sample and step) under out/name."""
+    node = graph.node(node_name)
+    folder = Path(out) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    params = layer_parameters(graph, node, parallel, name)
+    rom_text, _, _ = memfiles.rom_lines(graph, node, parallel)
+    atomic_text(folder / "weights.mem", rom_text)
+    for key, text in memfiles.lif_tables(graph, node, parallel).items():
+        atomic_text(folder / f"{key}.mem", text)
+    _, trace = sim_run(graph, frames, trace=True)
+    x = trace[node.inputs[0]]  # [T, B, ...]
+    s = trace[node.name]
+    if node.op == "conv_lif":
+        s = s.reshape(*s.shape[:3], -1).swapaxes(2, 3)  # [T, B, O, H, W] -> [T, B, H*W, O]
+    x = x.reshape(*x.shape[:2], -1).swapaxes(0, 1)  # [B, T, n_in]
+    s = s.swapaxes(0, 1)  # [B, T, spatial, O]
+    atomic_text(folder / "x.txt", " ".join(map(str, x.ravel().tolist())) + "\n")
+    atomic_text(folder / "s.txt", " ".join(map(str, s.ravel().tolist())) + "\n")
+    samples, steps, spatial, outputs = s.shape
+    groups = -(-outputs // parallel)
+    line = f"{name} {samples} {steps} {x.shape[2]} {spatial} {outputs} {groups} {parallel}"
+    module = "hqflow_conv_lif" if node.op == "conv_lif" else "hqflow_linear_lif"
+    nonzero = tuple(int(v) for v in (x != 0).sum(axis=2).ravel())
+    return LayerCase(name, module, params, parallel, line, nonzero)
+
+
+def write_layers(cases: list[LayerCase], out: Path) -> Path:
+    """The rendered top and cases.txt for `cases` (written by layer_case under the same out); returns the top."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES / "project")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    top = Path(out) / "hqflow_layers_top.v"
+    atomic_text(top, env.get_template("layers_top.v.j2").render(cases=cases))
+    atomic_text(Path(out) / "cases.txt", "".join(case.line + "\n" for case in cases))
+    return top
+
+
+def build_layers(out: Path, defines: dict | None = None, workdir: Path | None = None) -> Path:
+    """Verilate the top of `out` with the cores and the testbench; returns the executable."""
+    sources = [CORES / f for f in CORE_FILES] + [Path(out) / "hqflow_layers_top.v"]
+    return verilator.build("hqflow_layers_top", sources, TEMPLATES / "tb" / "hqflow_layers_tb.cpp",
+                           Path(workdir or out), defines=defines)
+
+
+def run_layers(executable: Path, out: Path) -> tuple[dict[str, int], dict[str, list[int]], str]:
+    """Run the testbench in `out`: ({case: mismatches}, {case: cycles per (sample, step)}, stdout)."""
+    result = verilator.run(executable, [], Path(out))
+    mismatches = {m[0]: int(m[1]) for m in re.findall(r"^(\S+) mismatches: (\d+)$", result.stdout, re.M)}
+    cycles: dict[str, list[int]] = {}
+    for case, value in re.findall(r"^(\S+) sample \d+ step \d+ cycles (\d+)$", result.stdout, re.M):
+        cycles.setdefault(case, []).append(int(value))
+    if result.returncode not in (0, 1) or not mismatches:
+        raise RuntimeError(f"layer testbench failed ({result.returncode}): {result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return mismatches, cycles, result.stdout
+
+
+def expected_cycles(case: LayerCase, nonzero: int) -> int:
+    """Cycles of one time step (start to done) as the core's header documents it, for `nonzero`
+    nonzero inputs in the step. G = ceil(O / P) lane groups.
+        linear  N * (C + G + 2) + nnz * (G + 1) + 2
+        conv    C * H * W + nnz * (9 * G + 1) + H * W * G + 4"""
+    p = case.params
+    groups = -(-p["O"] // p["P"])
+    if case.module == "hqflow_linear_lif":
+        return p["N"] * (p["C"] + groups + 2) + nonzero * (groups + 1) + 2
+    return p["C"] * p["H"] * p["W"] + nonzero * (9 * groups + 1) + p["H"] * p["W"] * groups + 4

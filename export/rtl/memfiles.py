@@ -1,0 +1,76 @@
+"""Memory files of the RTL cores ($readmemh hex, one word a line, most significant digit first).
+
+    weight ROM  the words of hqflow.numerics.rom (rom_encode + pack_rom, rows as export.hls.rom_codes
+                orders them: conv (c, i, j) taps, linear input channels), KW = max(1, P / lanes)
+                64-bit words to a line (word k in bits [64k, 64k + 64)), each row padded with zero
+                words to ROW_WIDE = ceil(O / (lanes * KW)) lines; lanes = 64 // code bits
+    LIF tables  bias_int, thr_int ([O] each, V_BITS two's complement) and sign (2 bits: 01 = +1,
+                11 = -1, 00 = 0), P channels to a line (channel g*P + p in lane p), G = ceil(O / P)
+                lines, the padding lanes 0
+No arithmetic of the model happens here: codes and tables are written as the graph holds them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hqflow import numerics
+from hqflow.errors import UserError
+from hqflow.export.hls.rom import rom_codes
+from hqflow.ir import DeployGraph, Node
+from hqflow.ops import common
+
+__all__ = ["check_lanes", "hex_lines", "lif_tables", "rom_lines", "rom_shape"]
+
+
+def check_lanes(bits: int, parallel: int, what: str) -> None:
+    """P must divide the 64 // bits codes of a ROM word or be a multiple of them (UserError otherwise)."""
+    lanes = numerics.ROM_WORD_BITS // bits
+    if parallel < 1 or (lanes % parallel and parallel % lanes):
+        raise UserError(f"{what}: lanes P = {parallel} with {bits}-bit codes ({lanes} to a 64-bit word); "
+                        f"expected a divisor or a multiple of {lanes}")
+
+
+def rom_shape(bits: int, parallel: int, outputs: int) -> tuple[int, int]:
+    """(KW 64-bit words per ROM line, ROW_WIDE lines per row) for P lanes over `outputs` codes."""
+    lanes = numerics.ROM_WORD_BITS // bits
+    kw = max(1, parallel // lanes)
+    return kw, -(-outputs // (lanes * kw))
+
+
+def hex_lines(values, width: int) -> str:
+    """Non-negative ints < 2^width (Python ints) as $readmemh lines of ceil(width / 4) hex digits."""
+    digits = -(-width // 4)
+    return "".join(f"{int(v):0{digits}x}\n" for v in values)
+
+
+def rom_lines(graph: DeployGraph, node: Node, parallel: int) -> tuple[str, int, int]:
+    """(ROM file text, line width in bits, lines) of a weighted node for P lanes."""
+    codes, bits = rom_codes(graph, node)
+    check_lanes(bits, parallel, f"node {node.name}")
+    kw, row_wide = rom_shape(bits, parallel, codes.shape[1])
+    words = numerics.pack_rom(codes, bits)  # [rows, ceil(O / lanes)] uint64
+    padded = np.zeros((len(words), row_wide * kw), np.uint64)
+    padded[:, : words.shape[1]] = words
+    lines = []
+    for row in padded.reshape(len(words), row_wide, kw):
+        for wide in row:
+            lines.append(sum(int(w) << (64 * k) for k, w in enumerate(wide)))
+    return hex_lines(lines, 64 * kw), 64 * kw, len(lines)
+
+
+def lif_tables(graph: DeployGraph, node: Node, parallel: int) -> dict[str, str]:
+    """{"bias", "thr", "sign"} -> file text, P channels to a line (V_BITS = the node's v_bits)."""
+    consts = common.lif_consts(node.attrs, graph.node_tensors(node.name))
+    v_bits = int(node.attrs["v_bits"])
+    outputs = len(consts.bias_int)
+    groups = -(-outputs // parallel)
+
+    def packed(values, width: int) -> list[int]:
+        padded = [int(v) % (1 << width) for v in values] + [0] * (groups * parallel - outputs)
+        return [sum(padded[g * parallel + p] << (p * width) for p in range(parallel)) for g in range(groups)]
+
+    sign = [{1: 1, -1: 3, 0: 0}[int(s)] for s in consts.sign]
+    return {"bias": hex_lines(packed(consts.bias_int, v_bits), parallel * v_bits),
+            "thr": hex_lines(packed(consts.thr_int, v_bits), parallel * v_bits),
+            "sign": hex_lines(packed(sign, 2), parallel * 2)}

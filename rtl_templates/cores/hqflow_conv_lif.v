@@ -1,0 +1,162 @@
+// hqflow spiking conv 3x3 core (stride 1, zero padding 1) + LIF, one time step per start/done:
+// x [C][H][W] -> s [O][H][W].
+//
+//   acc[o][y][x] = sum_{c,i,j} w_eff[o][c][i][j] * x[c][y+i-1][x+j-1]   (numerics.conv2d_acc)
+// Event driven (scatter): the inputs are scanned (one read a cycle); a nonzero x[c][y][x] adds its
+// weights through each tap (i, j) into output pixel (y+1-i, x+1-j), P output channels (a lane
+// group g) per cycle from ROM row (c*3 + i)*3 + j; taps outside the image are idle cycles. Then the
+// LIF updates every pixel's O membranes, P per cycle. G = ceil(O / P). The membranes v [H*W][O]
+// stay in the core between steps (`first` at t = 0 ignores them).
+//
+// Interfaces: x_addr ((c*H + y)*W + x) -> x_data one cycle later (a synchronous RAM read port);
+// spikes written as s_we, s_addr = (y*W + x)*G + g, s_data bit p = s[g*P + p][y][x].
+// Memories: acc and v [H*W*G] x P*ACC_BITS / P*V_BITS, synchronous read (block RAM).
+//
+// Cycles per time step (start to done), nnz the nonzero inputs of the step:
+//   cycles = C*H*W + nnz * (9*G + 1) + H*W*G + 4
+module hqflow_conv_lif #(
+    parameter C = 1, H = 1, W = 1, O = 1, P = 1,
+    parameter BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
+    parameter X_BITS = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
+    parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem"
+) (
+    input  wire clk,
+    input  wire start,
+    input  wire first,
+    output reg  done,
+    output wire [31:0] x_addr,
+    input  wire [X_BITS-1:0] x_data,
+    output reg  s_we,
+    output reg  [31:0] s_addr,
+    output reg  [P-1:0] s_data
+);
+    localparam LANES_W = 64 / BITS;
+    localparam KW = P > LANES_W ? P / LANES_W : 1;
+    localparam GPW = LANES_W * KW / P;
+    localparam G = (O + P - 1) / P;
+    localparam ROW_WIDE = (G + GPW - 1) / GPW;
+    localparam RW = 64 * KW;
+    localparam ROM_DEPTH = C * 9 * ROW_WIDE;
+    localparam NV = H * W * G;
+    localparam GA = G > 1 ? $clog2(G) : 1;
+    localparam RA = ROM_DEPTH > 1 ? $clog2(ROM_DEPTH) : 1;
+
+    localparam S_IDLE = 0, S_SCAN = 1, S_ACC = 2, S_LIF = 3, S_DRAIN = 4, S_DONE = 5;
+    reg [2:0] state;
+    reg first_r;
+    reg [31:0] idx, sc, sy, sx;        // the scan's next read, as (c, y, x)
+    reg [31:0] pc, py, px;             // the read x_data answers
+    reg [31:0] cc, cy, cx;             // the input being accumulated
+    reg have;
+    reg [X_BITS-1:0] x_val;
+    reg [1:0] ti, tj;                  // tap
+    reg [31:0] g, wsel, wadr, pix;
+    assign x_addr = idx;
+
+    // ---- accumulation pipeline: issue (ROM and acc read) -> add and write back ----------------
+    wire signed [31:0] oy = $signed(cy) + 1 - $signed({30'd0, ti});
+    wire signed [31:0] ox = $signed(cx) + 1 - $signed({30'd0, tj});
+    wire tap_in = oy >= 0 && oy < H && ox >= 0 && ox < W;
+    wire [31:0] acc_addr_issue = state == S_ACC ? (oy * W + ox) * G + g : pix * G + g;
+    wire [RA-1:0] rom_addr = ((cc * 3 + ti) * 3 + tj) * ROW_WIDE + wadr;
+    wire [RW-1:0] rom_q;
+    hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE)) rom (
+        .clk(clk), .addr(rom_addr), .q(rom_q));
+    reg b_valid; reg [31:0] b_g, b_wsel, b_addr; reg [X_BITS-1:0] b_x;
+    wire [P*BITS-1:0] codes;
+    hqflow_rom_select #(.P(P), .BITS(BITS), .KW(KW)) select (.line(rom_q), .wsel(b_wsel), .codes(codes));
+    wire [P-1:0] live = live_of(b_g);
+    wire [P*ACC_BITS-1:0] prods;
+    hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(X_BITS),
+                   .ACC_BITS(ACC_BITS)) lanes (.codes(codes), .live(live), .x(b_x), .prods(prods));
+
+    reg [P*ACC_BITS-1:0] acc_mem [0:NV-1];
+    reg [P*ACC_BITS-1:0] acc_q;
+    reg [P*V_BITS-1:0] v_mem [0:NV-1];
+    reg [P*V_BITS-1:0] v_q;
+    integer i, k;
+    initial for (i = 0; i < NV; i = i + 1) begin acc_mem[i] = 0; v_mem[i] = 0; end
+
+    reg [P*ACC_BITS-1:0] acc_sum;
+    always @* for (k = 0; k < P; k = k + 1)
+        acc_sum[k*ACC_BITS +: ACC_BITS] = acc_q[k*ACC_BITS +: ACC_BITS] + prods[k*ACC_BITS +: ACC_BITS];
+
+    // ---- LIF pipeline: issue (acc, v and table reads) -> charge, fire, reset ------------------------
+    reg l_valid; reg [31:0] l_g, l_addr;
+    wire [P*V_BITS-1:0] bias_q, thr_q; wire [P*2-1:0] sign_q;
+    wire [GA-1:0] tab_addr = g;
+    hqflow_table_rom #(.WIDTH(P*V_BITS), .DEPTH(G), .AW(GA), .FILE(BIAS_FILE)) bias_rom (clk, tab_addr, bias_q);
+    hqflow_table_rom #(.WIDTH(P*V_BITS), .DEPTH(G), .AW(GA), .FILE(THR_FILE)) thr_rom (clk, tab_addr, thr_q);
+    hqflow_table_rom #(.WIDTH(P*2), .DEPTH(G), .AW(GA), .FILE(SIGN_FILE)) sign_rom (clk, tab_addr, sign_q);
+    wire [P*V_BITS-1:0] v_next; wire [P-1:0] spikes;
+    hqflow_lif #(.P(P), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
+        .first(first_r), .acc(acc_q), .v(v_q), .bias(bias_q), .thr(thr_q), .sign(sign_q),
+        .v_next(v_next), .spikes(spikes));
+
+    // memory ports: reads at issue, writes one cycle later (never the same address in one cycle)
+    always @(posedge clk) begin
+        if ((state == S_ACC && tap_in) || state == S_LIF) acc_q <= acc_mem[acc_addr_issue];
+        if (state == S_LIF) v_q <= v_mem[acc_addr_issue];
+        if (b_valid) acc_mem[b_addr] <= acc_sum;
+        else if (l_valid) acc_mem[l_addr] <= 0;
+        if (l_valid) v_mem[l_addr] <= v_next;
+    end
+
+    always @(posedge clk) begin
+        done <= 0;
+        s_we <= 0;
+        b_valid <= state == S_ACC && tap_in;
+        b_g <= g; b_wsel <= wsel; b_x <= x_val; b_addr <= acc_addr_issue;
+        l_valid <= state == S_LIF;
+        l_g <= g; l_addr <= acc_addr_issue;
+        if (l_valid) begin
+            s_we <= 1; s_addr <= l_addr; s_data <= spikes & live_of(l_g);
+        end
+        case (state)
+            S_IDLE: if (start) begin
+                first_r <= first; idx <= 0; sc <= 0; sy <= 0; sx <= 0; have <= 0; state <= S_SCAN;
+            end
+            S_SCAN: begin
+                if (have && x_data != 0) begin
+                    x_val <= x_data; cc <= pc; cy <= py; cx <= px; have <= 0;
+                    ti <= 0; tj <= 0; g <= 0; wsel <= 0; wadr <= 0; state <= S_ACC;
+                end else if (idx < C * H * W) begin
+                    pc <= sc; py <= sy; px <= sx; have <= 1; idx <= idx + 1;
+                    if (sx == W - 1) begin
+                        sx <= 0;
+                        if (sy == H - 1) begin sy <= 0; sc <= sc + 1; end else sy <= sy + 1;
+                    end else sx <= sx + 1;
+                end else begin
+                    have <= 0; g <= 0; pix <= 0; state <= S_LIF;
+                end
+            end
+            S_ACC: begin
+                if (g == G - 1) begin
+                    g <= 0; wsel <= 0; wadr <= 0;
+                    if (tj == 2) begin
+                        tj <= 0;
+                        if (ti == 2) state <= S_SCAN; else ti <= ti + 1;
+                    end else tj <= tj + 1;
+                end else begin
+                    g <= g + 1;
+                    if (wsel == GPW - 1) begin wsel <= 0; wadr <= wadr + 1; end else wsel <= wsel + 1;
+                end
+            end
+            S_LIF: begin
+                if (g == G - 1) begin
+                    g <= 0;
+                    if (pix == H * W - 1) state <= S_DRAIN; else pix <= pix + 1;
+                end else g <= g + 1;
+            end
+            S_DRAIN: state <= S_DONE;   // the last LIF write
+            default: begin done <= 1; state <= S_IDLE; end
+        endcase
+    end
+
+    function [P-1:0] live_of(input [31:0] grp);
+        integer k;
+        for (k = 0; k < P; k = k + 1) live_of[k] = grp * P + k < O;
+    endfunction
+
+    initial begin state = S_IDLE; done = 0; s_we = 0; b_valid = 0; l_valid = 0; end
+endmodule

@@ -1,0 +1,39 @@
+// hqflow_ram: simple dual-port RAM (one write port, one registered read port, one clock), the
+// buffer between cores. Written in the pattern Yosys (memory_bram / synth_xilinx) and the vendor
+// tools infer as block RAM (or distributed RAM when small): one array, one clocked always block,
+// a synchronous write and a registered read.
+//
+//   write:  at a rising edge with we = 1, mem[waddr] <= wdata
+//   read:   at a rising edge with re = 1, rdata <= mem[raddr]; rdata is valid the cycle after the
+//           address (latency 1), and holds while re = 0
+//   read during a write to the same address: the old word (read-first)
+//
+// Parameters: WIDTH bits per word, DEPTH words, ADDR_BITS >= clog2(DEPTH), INIT_FILE an optional
+// $readmemh file ("" leaves the memory uninitialized; simulation sees X as 0 under Verilator).
+// Every hqflow core reads its inputs through ports shaped like this RAM's read port (an address
+// out, the data in one cycle later) and writes its outputs through one shaped like its write port.
+module hqflow_ram #(
+    parameter integer WIDTH = 8,
+    parameter integer DEPTH = 16,
+    parameter integer ADDR_BITS = (DEPTH > 1) ? $clog2(DEPTH) : 1,
+    parameter INIT_FILE = ""
+) (
+    input  wire                 clk,
+    input  wire                 we,
+    input  wire [ADDR_BITS-1:0] waddr,
+    input  wire [WIDTH-1:0]     wdata,
+    input  wire                 re,
+    input  wire [ADDR_BITS-1:0] raddr,
+    output reg  [WIDTH-1:0]     rdata
+);
+    reg [WIDTH-1:0] mem [0:DEPTH-1];
+
+    initial begin
+        if (INIT_FILE != "") $readmemh(INIT_FILE, mem);
+    end
+
+    always @(posedge clk) begin
+        if (we) mem[waddr] <= wdata;
+        if (re) rdata <= mem[raddr];
+    end
+endmodule

@@ -1,0 +1,251 @@
+"""Yosys synthesis (export/rtl/yosys.py): finding the tool, reading `stat`, and the cells of real cores.
+
+The parsing tests run everywhere (captured Yosys 0.23 output); the synthesis tests need Yosys and skip
+with the way to install it where it is missing; the reference layers of benchmarks/core_resources.py
+run under `slow`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hqflow.errors import UserError
+from hqflow.export.rtl import yosys
+from hqflow.export.rtl.yosys import Resources, markdown_table, parse_stat_json, parse_stat_text
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_YOSYS = shutil.which("yosys") is not None
+needs_yosys = pytest.mark.skipif(not HAVE_YOSYS, reason=f"yosys not found: {yosys.INSTALL_HINT}")
+
+# `stat` of a flattened synth_xilinx of a block RAM (36 x 1024), a RAMB18 (18 x 512), an SRL, a LUT RAM
+# (8 x 64) and a counter with an asynchronous reset, as Yosys 0.23 printed it
+STAT_FLAT = """
+4. Printing statistics.
+
+=== mtop ===
+
+   Number of wires:                 48
+   Number of wire bits:            573
+   Number of memories:               0
+   Number of processes:              0
+   Number of cells:                 30
+     CARRY4                          2
+     FDCE                            8
+     INV                             1
+     LUT2                            8
+     RAM64X1S                        8
+     RAMB18E1                        1
+     RAMB36E1                        1
+     SRLC32E                         1
+Warning: Resizing cell port mtop.m2.0.0.DIADI from 64 bits to 16 bits.
+"""
+
+# `stat` of a hierarchical design (two 8 x 8 multiplier submodules), as Yosys 0.23 printed it
+STAT_HIER = """
+=== htop ===
+
+   Number of wires:                 13
+   Number of cells:                 10
+     LUT2                            8
+     sub                             2
+
+=== sub ===
+
+   Number of wires:                  5
+   Number of cells:                  1
+     DSP48E1                         1
+
+=== design hierarchy ===
+
+   htop                              1
+     sub                             2
+
+   Number of wires:                 23
+   Number of cells:                 10
+     DSP48E1                         2
+     LUT2                            8
+
+"""
+
+
+def test_parse_stat_text_flat():
+    res = parse_stat_text(STAT_FLAT)
+    assert (res.lut, res.ff, res.dsp, res.carry) == (8, 8, 0, 2)
+    assert (res.bram36, res.bram18, res.bram) == (1, 1, 1.5)
+    assert (res.lutram, res.other) == (9, 1)  # RAM64X1S x 8 + SRLC32E; INV
+    assert dict(res.cells)["RAM64X1S"] == 8
+    assert sum(n for _, n in res.cells) == 30  # every cell counted once
+
+
+def test_parse_stat_text_hierarchy_uses_the_totals():
+    res = parse_stat_text(STAT_HIER)
+    assert (res.lut, res.dsp, res.other) == (8, 2, 0)  # not the "sub" cells of htop's own section
+    with pytest.raises(ValueError, match="2 module sections and no design hierarchy"):
+        parse_stat_text(STAT_HIER.split("=== design hierarchy ===")[0])
+
+
+def test_parse_stat_json():
+    design = {"num_cells": 7, "num_cells_by_type": {"LUT6": 3, "LUT1": 1, "FDRE": 2, "DSP48E1": 1}}
+    res = parse_stat_json(json.dumps({"modules": {"\\top": design}}))
+    assert (res.lut, res.ff, res.dsp, res.other) == (4, 2, 1, 0)
+    both = {"modules": {"\\top": {"num_cells_by_type": {"sub": 2}}, "\\sub": design}, "design": design}
+    assert parse_stat_json(json.dumps(both)) == res
+    del both["design"]
+    with pytest.raises(ValueError, match="2 modules and no design totals"):
+        parse_stat_json(json.dumps(both))
+
+
+def test_resources_to_dict_and_markdown():
+    res = Resources.from_cells({"LUT3": 5, "FDSE": 1, "RAMB18E1": 3, "MUXF7": 2})
+    d = res.to_dict()
+    assert (d["lut"], d["ff"], d["bram"], d["other"], d["cells"]["MUXF7"]) == (5, 1, 1.5, 2, 2)
+    assert json.loads(json.dumps(d)) == d
+    table = markdown_table([("a", res), ("b", Resources())], name="core")
+    assert table.splitlines()[0] == "| core | LUT | FF | DSP48 | BRAM36 | CARRY4 | LUTRAM | other |"
+    assert table.splitlines()[2] == "| a | 5 | 1 | 0 | 1.5 | 0 | 0 | 2 |"
+    assert len(table.splitlines()) == 4
+    per_lane = markdown_table([("a", res)], lanes=[2]).splitlines()
+    assert per_lane[0].endswith("| LUT/lane | FF/lane |") and per_lane[2].endswith("| 2.5 | 0.5 |")
+
+
+def test_missing_yosys_names_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("YOSYS", str(tmp_path / "no-yosys"))
+    with pytest.raises(UserError) as err:
+        yosys.find_yosys()
+    assert "\n" not in str(err.value) and "no-yosys" in str(err.value) and "apt-get install yosys" in str(err.value)
+    monkeypatch.delenv("YOSYS")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match=r"^yosys not found .*apt-get install yosys.*OSS CAD Suite") as err:
+        yosys.synth("top", [tmp_path / "top.v"])
+    assert "\n" not in str(err.value)
+
+
+def test_missing_yosys_on_the_command_line(tmp_path):
+    """Through a fresh interpreter with an empty PATH: one line naming the install, no traceback."""
+    code = "from hqflow.export.rtl.yosys import find_yosys\ntry:\n find_yosys()\nexcept Exception as e:\n print(type(e).__name__, e)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PATH": str(tmp_path)}, check=True).stdout
+    assert out.startswith("UserError yosys not found") and out.count("\n") == 1
+
+
+def test_bad_parameters_are_user_errors(tmp_path):
+    source = tmp_path / "top.v"
+    source.write_text("module top; endmodule\n")
+    with pytest.raises(UserError, match=r"parameter MEM='a\"b'"):
+        yosys.script("top", [source], {"MEM": 'a"b'})
+    with pytest.raises(UserError, match="no such Verilog source"):
+        yosys.script("top", [tmp_path / "missing.v"])
+    assert 'chparam -set N 3 -set MEM "w.mem" top' in yosys.script("top", [source], {"N": 3, "MEM": "w.mem"})
+
+
+# a lane of the multiplier-against-shifter kind, to check the flow itself: a `*` on a multi-bit operand
+# maps to a DSP48, shifts do not; the ROM of random codes keeps the weights from folding into constants
+LANE_V = """
+module tlane #(parameter PO2 = 0, parameter B = 4, parameter MEM = "")
+  (input clk, input rst, input en, input [5:0] addr, input [7:0] x, output reg [23:0] acc);
+  reg [B-1:0] rom [0:63];
+  initial $readmemh(MEM, rom);
+  reg [B-1:0] code;
+  always @(posedge clk) code <= rom[addr];
+  wire signed [23:0] xs = {16'd0, x};
+  wire signed [23:0] sh = xs << code[B-2:0];
+  wire signed [B:0] w = $signed({1'b0, code}) - (1 << (B - 1));
+  wire signed [23:0] term = PO2 ? (code[B-1] ? -sh : sh) : xs * w;
+  always @(posedge clk) if (rst) acc <= 0; else if (en) acc <= acc + term;
+endmodule
+"""
+
+
+@pytest.mark.rtl
+@needs_yosys
+def test_synth_flow_multiplier_against_shifter(tmp_path):
+    (tmp_path / "lane.v").write_text(LANE_V)
+    (tmp_path / "rom.mem").write_text("".join(f"{(i * 7 + 3) % 16:x}\n" for i in range(64)))
+    mul = yosys.synth("tlane", [tmp_path / "lane.v"], {"PO2": 0, "MEM": "rom.mem"}, workdir=tmp_path / "mul")
+    shift = yosys.synth("tlane", [tmp_path / "lane.v"], {"PO2": 1, "MEM": "rom.mem"}, workdir=tmp_path / "shift")
+    assert mul.dsp == 1 and shift.dsp == 0
+    assert shift.lut > 0 and shift.ff > 0
+    for name in ("synth.ys", "yosys.log", "stat.json", "stat.txt"):
+        assert (tmp_path / "shift" / name).is_file()
+    assert parse_stat_text((tmp_path / "shift" / "stat.txt").read_text()) == shift  # text and JSON agree
+
+
+@pytest.mark.rtl
+@needs_yosys
+def test_synth_error_quotes_yosys(tmp_path):
+    (tmp_path / "lane.v").write_text(LANE_V)
+    with pytest.raises(UserError, match=r"yosys synthesis of tlane failed: .*ERROR: .*missing\.mem"):
+        yosys.synth("tlane", [tmp_path / "lane.v"], {"MEM": "missing.mem"}, workdir=tmp_path)
+
+
+# ---- the real cores ----------------------------------------------------------------------------------
+
+
+def _tiny_linear(folder: Path, fmt: str, x_bits: int) -> dict:
+    """Memory files and parameters of a tiny hqflow_linear_lif (2 tokens, 8 -> 4, 4 lanes), random codes."""
+    from hqflow import numerics
+    from hqflow.export.rtl import memfiles
+    from hqflow.numerics import Candidate
+
+    cand, rng = Candidate.parse(fmt), np.random.default_rng(3)
+    bits, zp = numerics.rom_code_bits(cand), (1 << (cand.bits - 1) if cand.scheme == "uniform" else 0)
+    codes = rng.integers(0, 1 << bits, (8, 4)).astype(np.uint64)  # [C, O]
+    words = numerics.pack_rom(codes, bits)  # 4 lanes fit one 64-bit word: KW 1, ROW_WIDE 1
+    assert memfiles.rom_shape(bits, 4, 4) == (1, 1)
+    (folder / "w.mem").write_text(memfiles.hex_lines(words[:, 0], 64))
+    v_bits = 24
+    (folder / "bias.mem").write_text(memfiles.hex_lines([0x000003_ffff00_000002_000001], 4 * v_bits))
+    (folder / "thr.mem").write_text(memfiles.hex_lines([0x000040_000030_000020_000010], 4 * v_bits))
+    (folder / "sign.mem").write_text(memfiles.hex_lines([0b01_11_01_01], 8))
+    return {"N": 2, "C": 8, "O": 4, "P": 4, "BITS": bits, "SCHEME": {"uniform": 0, "po2": 1}[cand.scheme],
+            "ZERO_LEVEL": int(cand.zero_level), "ZP": zp, "X_BITS": x_bits, "ACC_BITS": 16, "V_BITS": v_bits,
+            "F": 2, "T": 2, "ROM_FILE": "w.mem", "BIAS_FILE": "bias.mem", "THR_FILE": "thr.mem",
+            "SIGN_FILE": "sign.mem"}
+
+
+@pytest.mark.rtl
+@needs_yosys
+def test_tiny_linear_core_po2_lanes_use_no_dsp(tmp_path):
+    """A uniform-8 and a po2-4 lane group of hqflow_linear_lif with 4-bit inputs: the uniform lanes'
+    multiply takes DSP48s (the positive control), the po2 lanes' shifts none."""
+    from hqflow.export.rtl.layer import CORES
+
+    sources = [CORES / f for f in ("hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_linear_lif.v")]
+    found = {}
+    for fmt in ("uniform-8", "po2-4"):
+        work = tmp_path / fmt
+        work.mkdir()
+        found[fmt] = yosys.synth("hqflow_linear_lif", sources, _tiny_linear(work, fmt, x_bits=4), workdir=work)
+    assert found["uniform-8"].dsp > 0, found["uniform-8"]
+    assert found["po2-4"].dsp == 0, found["po2-4"]
+    assert found["po2-4"].lut > 0 and found["po2-4"].ff > 0
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+@needs_yosys
+def test_reference_layers(tmp_path, capsys):
+    """benchmarks/core_resources.py on the reference layers: the po2 lanes add no DSP48 (a po2 core
+    has no more DSP48s than the format-independent address logic of the uniform cores)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import core_resources
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert core_resources.main(["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith("po2_dsp_total: ")
+    records = json.loads((tmp_path / "core_resources.json").read_text())
+    assert len(records) == 2 * len(core_resources.FORMATS)
+    for core in ("linear", "conv"):
+        by = {r["format"]: r for r in records if r["core"] == core}
+        floor = min(by[f]["dsp"] for f in ("uniform-2", "uniform-4", "uniform-8"))
+        assert all(by[f]["dsp"] <= floor for f in ("po2-2", "po2-4", "po2z-4")), by
+    assert (tmp_path / "core_resources.md").read_text().count("\n| ") == 2 * len(core_resources.FORMATS)
