@@ -237,14 +237,17 @@ def lower(model: Spikformer, cfg: Config) -> DeployGraph:
 
 
 def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool = False, tb_samples: int = 200,
-           trace_samples: int = 2, data_root: str | Path | None = None, hls_options=None) -> tuple[DeployGraph, dict]:
+           trace_samples: int = 2, data_root: str | Path | None = None, hls_options=None,
+           rtl_options=None) -> tuple[DeployGraph, dict]:
     """Lower a run's checkpoint into folder `out` (built aside, moved into place): the DeployGraph
-    (graph.json + tensors.npz), and for target "hls" the C++ project in out/hls with testbench
-    vectors for the first tb_samples test samples (every node traced for trace_samples of them).
-    Returns the graph and, for "hls", the testbench summary."""
+    (graph.json + tensors.npz); for target "hls" the C++ project in out/hls with testbench
+    vectors for the first tb_samples test samples (every node traced for trace_samples of them);
+    for target "rtl" the layer cores of the weighted nodes in out/rtl (export/rtl/project.py), each
+    with the traced inputs and outputs of the first rtl_options.samples test samples.
+    Returns the graph and, for "hls", the testbench summary, for "rtl" the project's manifest."""
     out = Path(out)
-    if target not in ("numpy", "hls"):
-        raise UserError(f"export target {target!r}: expected numpy or hls")
+    if target not in ("numpy", "hls", "rtl"):
+        raise UserError(f"export target {target!r}: expected numpy, hls or rtl")
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"{out}: output folder exists; pass --force to replace it")
     if tb_samples < 1 or trace_samples < 0:
@@ -258,15 +261,23 @@ def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool 
     summary: dict = {}
     try:
         graph.save(tmp)
-        if target == "hls":
+        if target in ("hls", "rtl"):
             from hqflow.data import load_dataset
-            from hqflow.export.hls import write_project
 
             frames = load_dataset(cfg.data.dataset, "test", cfg.data.time_steps, cfg.model.img_size,
                                   None if data_root is None else str(data_root))
+        if target == "hls":
+            from hqflow.export.hls import write_project
+
             items = [frames[index] for index in range(min(tb_samples, len(frames)))]
             summary = write_project(graph, tmp / "hls", np.stack([sample for sample, _ in items]),
                                     np.array([label for _, label in items]), trace_samples, hls_options)
+        elif target == "rtl":
+            from hqflow.export.rtl.project import RtlOptions, write_rtl
+
+            rtl_options = rtl_options or RtlOptions()
+            samples = np.stack([frames[index][0] for index in range(min(rtl_options.samples, len(frames)))])
+            summary = write_rtl(graph, tmp / "rtl", samples, rtl_options)
         replace_dir(tmp, out)  # the previous export stays until the new one is whole
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

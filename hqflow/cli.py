@@ -89,6 +89,9 @@ def main() -> None:
       hqflow export   runs/l0.5/qat --target hls -o out/l0.5         integer DeployGraph + HLS C++
       hqflow sim      out/l0.5                                       NumPy integer simulator
       hqflow csim     out/l0.5                                       C simulation, bit for bit
+      hqflow export   runs/l0.5/qat --target rtl -o out/rtl          + Verilog layer cores
+      hqflow rtlsim   out/rtl                                        Verilator, each core bit for bit
+      hqflow synth    out/rtl                                        Yosys resources per core
 
     A mistake in the input (a file, an option, a folder) ends with one line `error: ...` and exit
     status 2. Every command that writes a folder leaves a complete result or none.
@@ -279,9 +282,12 @@ def sweep(init, lambdas, epochs, finetune_epochs, out, resume, force, quiet):
 
 @main.command(name="export")
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(["numpy", "hls"]), default="numpy", show_default=True,
+@click.option("--target", type=click.Choice(["numpy", "hls", "rtl"]), default="numpy", show_default=True,
               help="numpy: the DeployGraph (graph.json + tensors.npz) that `hqflow sim` runs; "
-                   "hls: that, plus the HLS C++ project in OUT/hls (run it with `hqflow csim OUT`).")
+                   "hls: that, plus the HLS C++ project in OUT/hls (run it with `hqflow csim OUT`); "
+                   "rtl: that, plus OUT/rtl: the Verilog layer cores of the weighted nodes (conv_lif, linear_lif), "
+                   "each checked on the traced inputs of the real model (not yet the whole model's top; "
+                   "`hqflow rtlsim OUT`, `hqflow synth OUT`).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Export folder to write.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--tb-samples", type=COUNT, default=200, show_default=True,
@@ -291,8 +297,13 @@ def sweep(init, lambdas, epochs, finetune_epochs, out, resume, force, quiet):
 @click.option("--reuse-factor", type=COUNT, default=1, show_default=True,
               help="hls: initiation interval, in cycles per weight ROM word, of the conv / linear accumulation (synthesis only).")
 @click.option("--name", default="spikformer", show_default=True, help="hls: project name (top function NAME_top).")
-@click.option("--data-root", type=DATA_ROOT, help="hls: data set folder (not for digits-dvs).")
-def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, data_root):
+@click.option("--rtl-samples", type=COUNT, default=2, show_default=True,
+              help="rtl: test samples traced through the NumPy simulator for each core's input and golden vectors.")
+@click.option("--lanes", type=COUNT, default=8, show_default=True,
+              help="rtl: output channels computed per cycle (P), moved per node to the nearest value its weight "
+                   "ROM word allows (the output says where).")
+@click.option("--data-root", type=DATA_ROOT, help="hls, rtl: data set folder (not for digits-dvs).")
+def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, rtl_samples, lanes, data_root):
     """Lower RUN (a finetuned or fp32 run) to the integer-only DeployGraph, and optionally HLS C++."""
     from hqflow.export.hls import HlsOptions
     from hqflow.export.lower import export
@@ -301,10 +312,23 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
         raise UserError(f"--trace-samples {trace_samples} exceeds --tb-samples {tb_samples} (the traced samples "
                         "are the first of the testbench's)")
     options = HlsOptions(name=name, reuse_factor=reuse_factor) if target == "hls" else None
-    graph, summary = export(run, out, target, force, tb_samples, trace_samples, data_root, options)
+    rtl_options = None
+    if target == "rtl":
+        from hqflow.export.rtl.project import RtlOptions
+
+        rtl_options = RtlOptions(samples=rtl_samples, lanes=lanes)
+    graph, summary = export(run, out, target, force, tb_samples, trace_samples, data_root, options, rtl_options)
     click.echo(f"{out}: {len(graph.nodes)} nodes, {sum(t.nbytes for t in graph.tensors.values())} bytes of "
                f"integer tensors, T {graph.time_steps}")
-    if summary:
+    if target == "rtl":
+        for item in summary["layers"]:
+            moved = (f" (--lanes {lanes} is not allowed with {item['bits']}-bit codes)"
+                     if item["lanes"] != lanes else "")
+            click.echo(f"  {item['node']}: {item['module']} {item['format']}, P {item['lanes']}{moved}")
+        click.echo(f"{out / 'rtl'}: {len(summary['layers'])} layer cores, each checked on {summary['samples']} "
+                   f"traced test sample(s) (the whole-model top is not part of it); run them with "
+                   f"`hqflow rtlsim {out}`, synthesize with `hqflow synth {out}`")
+    elif summary:
         if summary["samples"] < tb_samples:
             click.echo(f"--tb-samples {tb_samples}: the test split has {summary['samples']} samples; all are used")
         click.echo(f"{out / 'hls'}: HLS project, testbench of {summary['samples']} samples "
@@ -336,6 +360,44 @@ def csim_cmd(export_dir, ap_arithmetic, static_check):
     from hqflow.export.csim import run_csim
 
     sys.exit(run_csim(export_dir, ap_arithmetic))
+
+
+@main.command(name="rtlsim")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+def rtlsim_cmd(export_dir):
+    """Build EXPORT_DIR's layer cores (rtl/, from --target rtl) with Verilator and run their testbench.
+
+    Each weighted node's core gets that node's traced inputs from the real model and is compared, every
+    spike of every time step, with its traced output (the whole-model top is not part of the export).
+    Prints per node the mismatches and the cycles per time step (measured, and by the core's formula);
+    the last line is "mismatches: N". Exit status: 0 when N is 0, 1 on mismatches, 2 on a broken project.
+    """
+    from hqflow.export.rtl.project import rtlsim
+
+    lines, total = rtlsim(export_dir)
+    for line in lines:
+        click.echo(line)
+    sys.exit(1 if total else 0)
+
+
+@main.command(name="synth")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--nodes", help="Comma-separated weighted nodes to synthesize (default: every one).")
+def synth_cmd(export_dir, nodes):
+    """Synthesize EXPORT_DIR's layer cores (rtl/, from --target rtl) with Yosys synth_xilinx -family xc7.
+
+    One core per weighted node, out of context, with its own ROM and LIF tables; prints the resource table
+    (LUT, FF, DSP48, BRAM36, ...) and writes rtl/resources.md and rtl/resources.json.
+    """
+    from hqflow.export.rtl.project import synth_layers
+
+    names = None
+    if nodes is not None:
+        names = [n.strip() for n in nodes.split(",")]
+        if not all(names):
+            raise UserError(f"--nodes: {nodes!r} has an empty entry; expected comma-separated node names")
+    table, _ = synth_layers(export_dir, names)
+    click.echo(table, nl=False)
 
 
 @main.command(name="sim")

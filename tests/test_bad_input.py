@@ -250,6 +250,15 @@ ROWS = [
     Row("csim-no-hls", "csim {s}/export", "hls"),
     Row("csim-static-check-no-hls", "csim {s}/export --static-check", "hls"),
     Row("report-missing", "report {t}/none", "none"),
+    # rtl: export --target rtl, rtlsim, synth
+    Row("export-lanes-zero", "export {s}/fp32 --target rtl --lanes 0 -o {out}", "--lanes: 0 must be >= 1"),
+    Row("export-rtl-samples-zero", "export {s}/fp32 --target rtl --rtl-samples 0 -o {out}",
+        "--rtl-samples: 0 must be >= 1"),
+    Row("export-lanes-too-many", "export {s}/fp32 --target rtl --lanes 65 -o {out}", "--lanes 65: at most 64"),
+    Row("rtlsim-not-export", "rtlsim {t}", "no rtl/layers.json there"),
+    Row("rtlsim-no-rtl", "rtlsim {s}/export", "an export without an rtl/ project"),
+    Row("synth-no-rtl", "synth {s}/export", "an export without an rtl/ project"),
+    Row("synth-nodes-empty", "synth {s}/export --nodes a,,b", "--nodes: 'a,,b' has an empty entry"),
 ]
 
 

@@ -71,12 +71,12 @@ def _node_attrs(fmt: Candidate, x_max: int, w_eff: np.ndarray, extra: dict) -> d
     return {"format": fmt.name, "x_max": x_max, "acc_bits": numerics.bits_for(-bound, bound), **extra}
 
 
-def random_layer_graph(rng, op: str, fmt_name: str) -> tuple[DeployGraph, np.ndarray]:
+def random_layer_graph(rng, op: str, fmt_name: str, out_c: int | None = None) -> tuple[DeployGraph, np.ndarray]:
     """input -> conv_lif -> tokens -> head, or input -> tokens -> linear_lif -> head; and frames [S, T, C, H, W]."""
     fmt = Candidate.parse(fmt_name)
     t = int(rng.integers(1, 7))
     c, h, w = int(rng.integers(1, 5)), int(rng.integers(2, 7)), int(rng.integers(2, 7))
-    out_c = int(rng.integers(1, 20))
+    out_c = int(rng.integers(1, 20)) if out_c is None else out_c
     x_max = int(rng.choice([1, 1, 3, 255, 32767, int(rng.integers(2, 2**15))]))
     samples = 2
     density = rng.uniform(0.1, 0.6)

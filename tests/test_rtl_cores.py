@@ -43,17 +43,19 @@ def _lanes(rng, fmt: str) -> int:
     return int(rng.choice(choices))
 
 
-def _project(tmp_path, seed: int, specs: list[tuple[str, str]], zero_threshold: int = -1) -> list[layer.LayerCase]:
-    """Random layers of `specs` as one project; case `zero_threshold` gets thr_int = bias_int = 0 and
-    sign +1 everywhere (a silent input then gives h = 0 = thr: fires under >=, not under >)."""
+def _project(tmp_path, seed: int, specs: list[tuple], zero_threshold: int = -1) -> list[layer.LayerCase]:
+    """Random layers of `specs` ((op, format) or (op, format, P, O): lanes and outputs fixed) as one
+    project; case `zero_threshold` gets thr_int = bias_int = 0 and sign +1 everywhere (a silent input
+    then gives h = 0 = thr: fires under >=, not under >)."""
     rng = np.random.default_rng(seed)
     cases = []
-    for i, (op, fmt) in enumerate(specs):
-        graph, frames = random_layer_graph(rng, op, fmt)
+    for i, (op, fmt, *fixed) in enumerate(specs):
+        graph, frames = random_layer_graph(rng, op, fmt, out_c=fixed[1] if fixed else None)
         if i == zero_threshold:
             for key, value in (("thr_int", 0), ("bias_int", 0), ("sign", 1)):
                 graph.tensors[f"layer/{key}"][:] = value
-        cases.append(layer.layer_case(graph, "layer", frames, _lanes(rng, fmt), tmp_path, f"case{i:03d}"))
+        lanes = fixed[0] if fixed else _lanes(rng, fmt)
+        cases.append(layer.layer_case(graph, "layer", frames, lanes, tmp_path, f"case{i:03d}"))
     layer.write_layers(cases, tmp_path)
     return cases
 
@@ -68,7 +70,10 @@ def _check(cases, mismatches, cycles, stdout) -> None:
 # every scheme, conv and linear, random bits: 8 layers, one Verilator model
 DEFAULT_SPECS = [("conv_lif", "uniform-3"), ("linear_lif", "uniform-8"), ("conv_lif", "po2-5"),
                  ("linear_lif", "po2-2"), ("conv_lif", "po2z-4"), ("linear_lif", "po2z-7"),
-                 ("conv_lif", "fp32"), ("linear_lif", "fp32")]
+                 ("conv_lif", "fp32"), ("linear_lif", "fp32"),
+                 # ROM lines of several 64-bit words whose codes do not fill a word (3 and 6 bits: 21 and
+                 # 10 codes, 1 and 4 bits unused): lane p in word p // lanes; then slots of one word (GPW 3)
+                 ("linear_lif", "uniform-3", 42, 50), ("conv_lif", "po2z-6", 20, 33), ("linear_lif", "po2-3", 7, 19)]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +103,7 @@ def test_mutations_are_caught(default_project, define, caught):
     assert stdout.strip().splitlines()[-1] != "mismatches: 0"
     wrong = {name for name, n in mismatches.items() if n}
     if caught:
-        assert wrong and wrong <= {case.name for case, (_, fmt) in zip(cases, DEFAULT_SPECS) if fmt.startswith(caught)}
+        assert wrong and wrong <= {case.name for case, (_, fmt, *_) in zip(cases, DEFAULT_SPECS) if fmt.startswith(caught)}
 
 
 def _module_text(path, module: str) -> str:

@@ -4,6 +4,8 @@
     memfiles.py   ROM words and LIF tables as $readmemh files (the layout of hqflow.numerics.rom)
     layer.py      one layer as a stand-alone Verilator project: memory files, the rendered
                   wrapper, input / golden vectors from the NumPy simulator
+    project.py    `hqflow export --target rtl` (every weighted node's core, vectors traced on the real
+                  model, Makefile, README), `hqflow rtlsim`, `hqflow synth`
 
 The Verilog itself lives in rtl_templates/cores (the package hqflow.rtl_templates); Python
 fills in parameters, memory files and wiring only, never arithmetic.

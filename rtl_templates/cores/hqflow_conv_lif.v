@@ -11,6 +11,8 @@
 // Interfaces: x_addr ((c*H + y)*W + x) -> x_data one cycle later (a synchronous RAM read port);
 // spikes written as s_we, s_addr = (y*W + x)*G + g, s_data bit p = s[g*P + p][y][x].
 // Memories: acc and v [H*W*G] x P*ACC_BITS / P*V_BITS, synchronous read (block RAM).
+// Addresses are running offsets (a pixel's (y*W + x)*G, a tap's row and target pixel advance by
+// constant steps): no multiplier, so the only DSP48s of the core are the weight lanes' (none for po2).
 //
 // Cycles per time step (start to done), nnz the nonzero inputs of the step:
 //   cycles = C*H*W + nnz * (9*G + 1) + H*W*G + 4
@@ -50,15 +52,20 @@ module hqflow_conv_lif #(
     reg have;
     reg [X_BITS-1:0] x_val;
     reg [1:0] ti, tj;                  // tap
-    reg [31:0] g, wsel, wadr, pix;
+    reg [31:0] g, wsel, wadr;
+    reg [31:0] s_pix, p_pix;           // (sy*W + sx)*G and (py*W + px)*G
+    reg [31:0] s_row, p_row;           // sc*9*ROW_WIDE and pc*9*ROW_WIDE: the channel's first ROM row
+    reg [31:0] tap_row;                // ((cc*3 + ti)*3 + tj)*ROW_WIDE
+    reg [31:0] tap_pix;                // ((cy+1-ti)*W + cx+1-tj)*G, mod 2^32 (meaningful when tap_in)
+    reg [31:0] l_idx;                  // S_LIF: pix*G + g
     assign x_addr = idx;
 
     // ---- accumulation pipeline: issue (ROM and acc read) -> add and write back ----------------
     wire signed [31:0] oy = $signed(cy) + 1 - $signed({30'd0, ti});
     wire signed [31:0] ox = $signed(cx) + 1 - $signed({30'd0, tj});
     wire tap_in = oy >= 0 && oy < H && ox >= 0 && ox < W;
-    wire [31:0] acc_addr_issue = state == S_ACC ? (oy * W + ox) * G + g : pix * G + g;
-    wire [RA-1:0] rom_addr = ((cc * 3 + ti) * 3 + tj) * ROW_WIDE + wadr;
+    wire [31:0] acc_addr_issue = state == S_ACC ? tap_pix + g : l_idx;
+    wire [RA-1:0] rom_addr = tap_row + wadr;
     wire [RW-1:0] rom_q;
     hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE)) rom (
         .clk(clk), .addr(rom_addr), .q(rom_q));
@@ -115,47 +122,51 @@ module hqflow_conv_lif #(
         case (state)
             S_IDLE: if (start) begin
                 first_r <= first; idx <= 0; sc <= 0; sy <= 0; sx <= 0; have <= 0; state <= S_SCAN;
+                s_pix <= 0; s_row <= 0;
             end
             S_SCAN: begin
                 if (have && x_data != 0) begin
                     x_val <= x_data; cc <= pc; cy <= py; cx <= px; have <= 0;
                     ti <= 0; tj <= 0; g <= 0; wsel <= 0; wadr <= 0; state <= S_ACC;
+                    tap_row <= p_row; tap_pix <= p_pix + (W + 1) * G;
                 end else if (idx < C * H * W) begin
-                    pc <= sc; py <= sy; px <= sx; have <= 1; idx <= idx + 1;
+                    pc <= sc; py <= sy; px <= sx; p_pix <= s_pix; p_row <= s_row; have <= 1; idx <= idx + 1;
                     if (sx == W - 1) begin
                         sx <= 0;
-                        if (sy == H - 1) begin sy <= 0; sc <= sc + 1; end else sy <= sy + 1;
-                    end else sx <= sx + 1;
+                        if (sy == H - 1) begin
+                            sy <= 0; sc <= sc + 1; s_pix <= 0; s_row <= s_row + 9 * ROW_WIDE;
+                        end else begin sy <= sy + 1; s_pix <= s_pix + G; end
+                    end else begin sx <= sx + 1; s_pix <= s_pix + G; end
                 end else begin
-                    have <= 0; g <= 0; pix <= 0; state <= S_LIF;
+                    have <= 0; g <= 0; l_idx <= 0; state <= S_LIF;
                 end
             end
             S_ACC: begin
                 if (g == G - 1) begin
-                    g <= 0; wsel <= 0; wadr <= 0;
+                    g <= 0; wsel <= 0; wadr <= 0; tap_row <= tap_row + ROW_WIDE;
                     if (tj == 2) begin
-                        tj <= 0;
+                        tj <= 0; tap_pix <= tap_pix + 2 * G - W * G;
                         if (ti == 2) state <= S_SCAN; else ti <= ti + 1;
-                    end else tj <= tj + 1;
+                    end else begin tj <= tj + 1; tap_pix <= tap_pix - G; end
                 end else begin
                     g <= g + 1;
                     if (wsel == GPW - 1) begin wsel <= 0; wadr <= wadr + 1; end else wsel <= wsel + 1;
                 end
             end
             S_LIF: begin
-                if (g == G - 1) begin
-                    g <= 0;
-                    if (pix == H * W - 1) state <= S_DRAIN; else pix <= pix + 1;
-                end else g <= g + 1;
+                l_idx <= l_idx + 1;
+                if (g == G - 1) g <= 0; else g <= g + 1;
+                if (l_idx == NV - 1) state <= S_DRAIN;
             end
             S_DRAIN: state <= S_DONE;   // the last LIF write
             default: begin done <= 1; state <= S_IDLE; end
         endcase
     end
 
+    // lane k of group grp is output grp*P + k < O: only the last group has dead lanes
     function [P-1:0] live_of(input [31:0] grp);
         integer k;
-        for (k = 0; k < P; k = k + 1) live_of[k] = grp * P + k < O;
+        for (k = 0; k < P; k = k + 1) live_of[k] = grp != G - 1 || k < O - (G - 1) * P;
     endfunction
 
     initial begin state = S_IDLE; done = 0; s_we = 0; b_valid = 0; l_valid = 0; end

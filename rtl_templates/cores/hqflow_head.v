@@ -101,10 +101,15 @@ module hqflow_head #(
     // lane q's code: word q / LANES_W of the line, slot q % LANES_W (codes never straddle words)
     reg  [P*BITS-1:0] codes;
     integer q;
+    // (a mux over the GPW slots with constant offsets: no multiplier in the addressing)
+    integer s;
     always @* begin
         for (q = 0; q < P; q = q + 1)
-            if (KW == 1) codes[q*BITS +: BITS] = rom_q[(wsel1 * P + q) * BITS +: BITS];
-            else codes[q*BITS +: BITS] = rom_q[(q / LANES_W) * 64 + (q % LANES_W) * BITS +: BITS];
+            if (KW == 1) begin
+                codes[q*BITS +: BITS] = rom_q[q * BITS +: BITS];
+                for (s = 1; s < GPW; s = s + 1)
+                    if (wsel1 == s) codes[q*BITS +: BITS] = rom_q[(s * P + q) * BITS +: BITS];
+            end else codes[q*BITS +: BITS] = rom_q[(q / LANES_W) * 64 + (q % LANES_W) * BITS +: BITS];
     end
     reg  [P-1:0]      live;
     wire [P*ACC_BITS-1:0] prods;
@@ -125,7 +130,7 @@ module hqflow_head #(
     integer i;
     always @* begin
         for (i = 0; i < P; i = i + 1) begin
-            live[i] = g1 * P + i < CLASSES;
+            live[i] = g1 != G - 1 || i < CLASSES - (G - 1) * P;  // only the last group has dead lanes
             acc_new[i*ACC_BITS +: ACC_BITS] = (c1 == 0 ? {ACC_BITS{1'b0}} : acc_old[i*ACC_BITS +: ACC_BITS])
                                               + prods[i*ACC_BITS +: ACC_BITS];
         end
@@ -135,7 +140,12 @@ module hqflow_head #(
     wire [LOGIT_BITS-1:0] bias_q;
     hqflow_table_rom #(.WIDTH(LOGIT_BITS), .DEPTH(CLASSES), .AW(K_BITS), .FILE(BIAS_FILE)) bias_rom (
         .clk(clk), .addr(k), .q(bias_q));
-    wire signed [ACC_BITS-1:0]   acc_lane = acc_old[p1*ACC_BITS +: ACC_BITS];
+    reg  signed [ACC_BITS-1:0]   acc_lane;              // lane p1 of acc_old (a mux, constant offsets)
+    integer r;
+    always @* begin
+        acc_lane = acc_old[ACC_BITS-1:0];
+        for (r = 1; r < P; r = r + 1) if (p1 == r) acc_lane = acc_old[r*ACC_BITS +: ACC_BITS];
+    end
     wire signed [LOGIT_BITS-1:0] acc_wide = acc_lane;    // sign-extended
     wire [LOGIT_BITS-1:0]        logit = (acc_wide <<< BF) + bias_q;
 

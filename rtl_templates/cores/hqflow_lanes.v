@@ -6,6 +6,7 @@
 //                         ZERO_LEVEL: the all-ones shift is 0    a shift and a negation, no multiply
 //   SCHEME 2  fp32        code = w_eff, 32-bit two's complement  a 32 x (X_BITS+1) multiply
 // x is unsigned (X_BITS), products are ACC_BITS two's complement (exact: |x w_eff| <= acc_bound).
+// Spike inputs (X_BITS 1) select w_eff or 0 in every scheme: no multiplier (and no DSP48) at all.
 // `define HQFLOW_MUT_PO2_ZERO (a mutation control for the tests) takes shift 0 as the po2z zero code.
 
 module hqflow_lane_uniform #(parameter BITS = 8, ZP = 0, X_BITS = 1, ACC_BITS = 32) (
@@ -15,7 +16,7 @@ module hqflow_lane_uniform #(parameter BITS = 8, ZP = 0, X_BITS = 1, ACC_BITS = 
 );
     wire signed [BITS+1:0] w = $signed({2'b00, code}) - ZP;   // w_eff in [-(2^b - 1), 2^b - 1]
     wire signed [X_BITS:0] xs = $signed({1'b0, x});
-    wire signed [BITS+X_BITS+2:0] p = w * xs;
+    wire signed [BITS+X_BITS+2:0] p = X_BITS == 1 ? (x[0] ? w : 0) : w * xs;   // a spike gates w
     assign prod = p;
 endmodule
 
@@ -42,7 +43,7 @@ module hqflow_lane_fixed #(parameter X_BITS = 1, ACC_BITS = 64) (
 );
     wire signed [31:0] w = code;
     wire signed [X_BITS:0] xs = $signed({1'b0, x});
-    wire signed [X_BITS+32:0] p = w * xs;
+    wire signed [X_BITS+32:0] p = X_BITS == 1 ? (x[0] ? w : 0) : w * xs;       // a spike gates w
     assign prod = p;
 endmodule
 

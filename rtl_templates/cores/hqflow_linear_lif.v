@@ -10,6 +10,8 @@
 // Interfaces: x_addr (n*C + c) -> x_data one cycle later (a synchronous RAM read port);
 // spikes written as s_we, s_addr = n*G + g, s_data bit p = s[n][g*P + p] (lanes >= O are 0).
 // Memories: acc [G] x P*ACC_BITS and v [N*G] x P*V_BITS, synchronous read (block RAM).
+// Addresses are running offsets (n*C, n*G, c*ROW_WIDE advance by a constant step): no multiplier,
+// so the only DSP48s of the core are the weight lanes' (none for po2).
 //
 // Cycles per time step (start to done), nnz_n the nonzero inputs of token n, nnz = sum nnz_n:
 //   cycles = N * (C + G + 2) + nnz * (G + 1) + 2
@@ -47,10 +49,12 @@ module hqflow_linear_lif #(
     reg have;                          // x_data answers the read of `prev`
     reg [X_BITS-1:0] x_val;
     reg [31:0] g, wsel, wadr;          // lane group; its slot in the wide ROM word and the word
-    assign x_addr = n * C + idx;
+    reg [31:0] x_base, v_base;         // n * C and n * G
+    reg [31:0] idx_row, prev_row, cur_row;  // idx, prev and cur times ROW_WIDE (their ROM rows)
+    assign x_addr = x_base + idx;
 
     // ---- accumulation pipeline: issue (ROM and acc read) -> add and write back ----------------
-    wire [RA-1:0] rom_addr = cur * ROW_WIDE + wadr;
+    wire [RA-1:0] rom_addr = cur_row + wadr;
     wire [RW-1:0] rom_q;
     hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE)) rom (
         .clk(clk), .addr(rom_addr), .q(rom_q));
@@ -90,10 +94,10 @@ module hqflow_linear_lif #(
     wire rd_acc = state == S_ACC || state == S_LIF;
     always @(posedge clk) begin
         if (rd_acc) acc_q <= acc_mem[g];
-        if (state == S_LIF) v_q <= v_mem[n * G + g];
+        if (state == S_LIF) v_q <= v_mem[v_base + g];
         if (b_valid) acc_mem[b_g] <= acc_sum;
         else if (l_valid) acc_mem[l_g] <= 0;
-        if (l_valid) v_mem[n * G + l_g] <= v_next;
+        if (l_valid) v_mem[v_base + l_g] <= v_next;
     end
 
     always @(posedge clk) begin
@@ -104,17 +108,18 @@ module hqflow_linear_lif #(
         l_valid <= state == S_LIF;
         l_g <= g;
         if (l_valid) begin
-            s_we <= 1; s_addr <= n * G + l_g; s_data <= spikes & live_l(l_g);
+            s_we <= 1; s_addr <= v_base + l_g; s_data <= spikes & live_l(l_g);
         end
         case (state)
             S_IDLE: if (start) begin
                 first_r <= first; n <= 0; idx <= 0; have <= 0; state <= S_SCAN;
+                x_base <= 0; v_base <= 0; idx_row <= 0;
             end
             S_SCAN: begin
                 if (have && x_data != 0) begin
-                    x_val <= x_data; cur <= prev; have <= 0; g <= 0; wsel <= 0; wadr <= 0; state <= S_ACC;
+                    x_val <= x_data; cur <= prev; cur_row <= prev_row; have <= 0; g <= 0; wsel <= 0; wadr <= 0; state <= S_ACC;
                 end else if (idx < C) begin
-                    prev <= idx; idx <= idx + 1; have <= 1;
+                    prev <= idx; prev_row <= idx_row; idx <= idx + 1; idx_row <= idx_row + ROW_WIDE; have <= 1;
                 end else begin
                     have <= 0; g <= 0; state <= S_LIF;
                 end
@@ -130,15 +135,19 @@ module hqflow_linear_lif #(
             end
             S_DRAIN: begin              // the last LIF write
                 if (n == N - 1) state <= S_DONE;
-                else begin n <= n + 1; idx <= 0; state <= S_SCAN; end
+                else begin
+                    n <= n + 1; idx <= 0; idx_row <= 0; x_base <= x_base + C; v_base <= v_base + G;
+                    state <= S_SCAN;
+                end
             end
             default: begin done <= 1; state <= S_IDLE; end
         endcase
     end
 
+    // lane k of group grp is output grp*P + k < O: only the last group has dead lanes
     function [P-1:0] live_l(input [31:0] grp);
         integer k;
-        for (k = 0; k < P; k = k + 1) live_l[k] = grp * P + k < O;
+        for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < O - (G - 1) * P;
     endfunction
 
     initial begin state = S_IDLE; done = 0; s_we = 0; b_valid = 0; l_valid = 0; end

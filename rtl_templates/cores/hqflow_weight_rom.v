@@ -38,8 +38,15 @@ module hqflow_rom_select #(parameter P = 1, BITS = 8, KW = 1, WSEL_BITS = 32) (
     localparam LANES_W = 64 / BITS;
     genvar p;
     generate
-        if (KW == 1) begin : one_word           // P divides LANES_W: a slice of one word
-            assign codes = line[wsel * P * BITS +: P * BITS];
+        if (KW == 1) begin : one_word           // P divides LANES_W: slot s is bits [s*P*BITS, +P*BITS)
+            reg [P*BITS-1:0] slot;              // a mux over the GPW slots (constant offsets, no multiply)
+            integer s;
+            always @* begin
+                slot = line[P*BITS-1:0];
+                for (s = 1; s < LANES_W / P; s = s + 1)
+                    if (wsel == s) slot = line[s*P*BITS +: P*BITS];
+            end
+            assign codes = slot;
         end else begin : many_words             // P = KW * LANES_W: every code of the line
             for (p = 0; p < P; p = p + 1) begin : lane
                 assign codes[p*BITS +: BITS] = line[(p / LANES_W) * 64 + (p % LANES_W) * BITS +: BITS];
