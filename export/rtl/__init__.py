@@ -4,6 +4,9 @@
     memfiles.py   ROM words and LIF tables as $readmemh files (the layout of hqflow.numerics.rom)
     layer.py      one layer as a stand-alone Verilator project: memory files, the rendered
                   wrapper, input / golden vectors from the NumPy simulator
+    spike_ops.py  the SSA, pooling, add, tokens and head cores in one Verilator model, cases and
+                  expected values from hqflow.numerics
+    yosys.py      find_yosys, synth (synth_xilinx -family xc7) -> Resources (LUT, FF, DSP, BRAM, ...)
     project.py    `hqflow export --target rtl` (every weighted node's core, vectors traced on the real
                   model, Makefile, README), `hqflow rtlsim`, `hqflow synth`
 
