@@ -46,10 +46,11 @@ def _fail(message: str) -> None:
 
 
 class _Number(click.ParamType):
-    """A finite int or float option of at least `minimum` (NaN, infinities and values below refused)."""
+    """A finite int or float option of at least `minimum` (above it if `strict`; NaN, infinities and
+    values out of range refused)."""
 
-    def __init__(self, kind: type, minimum: float):
-        self.kind, self.minimum = kind, minimum
+    def __init__(self, kind: type, minimum: float, strict: bool = False):
+        self.kind, self.minimum, self.strict = kind, minimum, strict
         self.name = "integer" if kind is int else "number"
 
     def convert(self, value, param, ctx):
@@ -62,14 +63,15 @@ class _Number(click.ParamType):
                 self.fail(f"{value!r} is not {'an integer' if self.kind is int else 'a number'}", param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
-        if number < self.minimum:
-            self.fail(f"{value} must be >= {self.minimum:g}", param, ctx)
+        if number < self.minimum or (self.strict and number == self.minimum):
+            self.fail(f"{value} must be {'>' if self.strict else '>='} {self.minimum:g}", param, ctx)
         return number
 
 
 COUNT = _Number(int, 1)  # sample counts, batch sizes, epochs, limits, reuse factor
 NATURAL = _Number(int, 0)  # seeds, optional counts
 WEIGHT = _Number(float, 0.0)  # lambdas
+POSITIVE = _Number(float, 0.0, strict=True)  # clock frequencies
 DATA_ROOT = click.Path(path_type=Path, exists=True, file_okay=False)
 
 
@@ -292,26 +294,34 @@ def sweep(init, lambdas, epochs, finetune_epochs, out, resume, force, quiet):
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--tb-samples", type=COUNT, default=200, show_default=True,
               help="hls: test samples in the testbench (logits compared for each).")
-@click.option("--trace-samples", type=NATURAL, default=2, show_default=True,
-              help="hls: of those, how many compare every node at every time step.")
+@click.option("--trace-samples", type=NATURAL,
+              help="hls: of those, how many compare every node at every time step (default 2, at most --tb-samples).")
 @click.option("--reuse-factor", type=COUNT, default=1, show_default=True,
               help="hls: initiation interval, in cycles per weight ROM word, of the conv / linear accumulation (synthesis only).")
 @click.option("--name", default="spikformer", show_default=True, help="hls: project name (top function NAME_top).")
+@click.option("--part", default="xcvu9p-flga2104-2-e", show_default=True,
+              help="hls: the FPGA part build_prj.tcl targets (set_part).")
+@click.option("--clock-mhz", type=POSITIVE, default=200.0, show_default=True,
+              help="hls: the target clock of build_prj.tcl (create_clock -period 1000 / MHz ns).")
 @click.option("--rtl-samples", type=COUNT, default=2, show_default=True,
               help="rtl: test samples traced through the NumPy simulator for each core's input and golden vectors.")
 @click.option("--lanes", type=COUNT, default=8, show_default=True,
               help="rtl: output channels computed per cycle (P), moved per node to the nearest value its weight "
                    "ROM word allows (the output says where).")
 @click.option("--data-root", type=DATA_ROOT, help="hls, rtl: data set folder (not for digits-dvs).")
-def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, rtl_samples, lanes, data_root):
+def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, part, clock_mhz, rtl_samples,
+               lanes, data_root):
     """Lower RUN (a finetuned or fp32 run) to the integer-only DeployGraph, and optionally HLS C++."""
     from hqflow.export.hls import HlsOptions
     from hqflow.export.lower import export
 
+    if trace_samples is None:
+        trace_samples = min(2, tb_samples)
     if trace_samples > tb_samples:
         raise UserError(f"--trace-samples {trace_samples} exceeds --tb-samples {tb_samples} (the traced samples "
                         "are the first of the testbench's)")
-    options = HlsOptions(name=name, reuse_factor=reuse_factor) if target == "hls" else None
+    options = (HlsOptions(name=name, reuse_factor=reuse_factor, part=part, clock_ns=1000.0 / clock_mhz)
+               if target == "hls" else None)
     rtl_options = None
     if target == "rtl":
         from hqflow.export.rtl.project import RtlOptions

@@ -226,6 +226,10 @@ ROWS = [
     Row("export-reuse-zero", "export {s}/fp32 --target hls --reuse-factor 0 -o {out}", "--reuse-factor: 0 must be >= 1"),
     Row("export-name", "export {s}/fp32 --target hls --name 1st -o {out}", "'1st': must be a C identifier"),
     Row("export-target", "export {s}/fp32 --target vhdl -o {out}", "--target: 'vhdl' is not one of"),
+    Row("export-clock-zero", "export {s}/fp32 --target hls --clock-mhz 0 -o {out}", "--clock-mhz: 0 must be > 0"),
+    Row("export-clock-nan", "export {s}/fp32 --target hls --clock-mhz nan -o {out}",
+        "--clock-mhz: 'nan' is not a finite number"),
+    Row("export-part", "export {s}/fp32 --target hls --part xc7;rm -o {out}", "FPGA part 'xc7;rm': expected a part name"),
     Row("export-run-missing", "export {t}/none -o {out}", "none: no such run folder"),
     # sim: the DeployGraph files
     Row("sim-not-export", "sim {t}", "graph.json: not found"),
@@ -285,6 +289,17 @@ def test_catalogue_covers_every_command():
     commands = {r.args.split()[0] for r in ROWS}
     assert set(main.commands) <= commands, set(main.commands) - commands
     assert len(ROWS) >= 40
+
+
+def test_export_names_the_part_and_clock(shared, tmp_path):
+    """--part and --clock-mhz reach build_prj.tcl (set_part, create_clock in ns) and the project README."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["export", str(shared / "fp32"), "--target", "hls", "--tb-samples", "1",
+                                       "--part", "xc7a100tcsg324-1", "--clock-mhz", "125", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    tcl = (out / "hls" / "build_prj.tcl").read_text()
+    assert "set_part {xc7a100tcsg324-1}" in tcl and "create_clock -period 8 -name default" in tcl
+    assert "part xc7a100tcsg324-1, clock 8 ns (125 MHz)" in (out / "hls" / "README.md").read_text()
 
 
 def test_existing_output_is_kept(shared, tmp_path):

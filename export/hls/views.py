@@ -7,6 +7,7 @@ every node has (C identifier, shape, output type) and freezes the lot into a Nod
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -35,6 +36,10 @@ class HlsOptions:
             raise UserError(f"HLS project name {self.name!r}: must be a C identifier")
         if self.reuse_factor < 1:
             raise UserError(f"reuse factor {self.reuse_factor}: must be >= 1")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.part):
+            raise UserError(f"FPGA part {self.part!r}: expected a part name such as xcvu9p-flga2104-2-e")
+        if not (math.isfinite(self.clock_ns) and self.clock_ns > 0):
+            raise UserError(f"clock period {self.clock_ns} ns: must be a finite number > 0")
 
 
 @dataclass(frozen=True)
