@@ -15,13 +15,8 @@ import numpy as np
 from hqflow import numerics
 from hqflow.ir import DeployGraph, Node
 from hqflow.ops import check_backend
+from hqflow.ops.common import lif_consts
 from hqflow.sim import fast
-
-
-def _lif_consts(graph: DeployGraph, node: Node) -> numerics.LifConsts:
-    return numerics.LifConsts(graph.tensor(node.name, "bias_int"), graph.tensor(node.name, "thr_int"),
-                              graph.tensor(node.name, "sign"), int(node.attrs["frac_bits"]),
-                              int(node.attrs["bias_frac_bits"]))
 
 
 def _conv_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
@@ -29,17 +24,17 @@ def _conv_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
     step large, which the allocator reuses, instead of T times larger."""
     w_eff = graph.w_eff(node)
     acc_seq = (fast.conv2d_acc(x_t, w_eff, padding=int(node.attrs["padding"])) for x_t in x)
-    return numerics.lif_run(acc_seq, _lif_consts(graph, node), channel_axis=1)
+    return numerics.lif_run(acc_seq, lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=1)
 
 
 def _linear_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
     acc = fast.linear_acc(x, graph.w_eff(node))
-    return numerics.lif_run(acc, _lif_consts(graph, node), channel_axis=-1)
+    return numerics.lif_run(acc, lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
 
 
 def _ssa(graph: DeployGraph, node: Node, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
     y = numerics.ssa_int(q, k, v, int(node.attrs["num_heads"]))
-    return numerics.lif_run(y, _lif_consts(graph, node), channel_axis=-1)
+    return numerics.lif_run(y, lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
 
 
 def _head(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hqflow.errors import UserError
-from hqflow.export.rtl import spike_ops, verilator
+from hqflow.export.rtl import memfiles, spike_ops, verilator
 
 pytestmark = pytest.mark.rtl
 
@@ -98,10 +98,10 @@ def test_cycle_formula_depends_on_the_sizes(model):
 def test_rom_text_matches_pack_rom():
     from hqflow import numerics
     codes = np.arange(15, dtype=np.uint64).reshape(3, 5) % 8
-    text = spike_ops.rom_text(codes, 3, 3)      # 21 codes to a word, one line per row
+    text = memfiles.rom_text(codes, 3, 3)[0]      # 21 codes to a word, one line per row
     words = numerics.pack_rom(codes, 3)
     assert [int(line, 16) for line in text.split()] == [int(w) for w in words.ravel()]
-    wide = spike_ops.rom_text(codes.astype(np.uint64), 32, 4)   # 2 codes a word, 2 words a line
+    wide = memfiles.rom_text(codes.astype(np.uint64), 32, 4)[0]   # 2 codes a word, 2 words a line
     first = int(wide.split()[0], 16)
     assert [(first >> (32 * i)) & 0xFFFFFFFF for i in range(4)] == [int(c) for c in codes[0, :4]]
 

@@ -12,6 +12,7 @@ cases share one Verilator build (one model), selected at run time.
 from __future__ import annotations
 
 import re
+from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,23 +26,15 @@ from hqflow.io import atomic_text
 from hqflow.ir import DeployGraph, Node
 from hqflow.sim.run import run as sim_run
 
-__all__ = ["CORES", "LayerCase", "TEMPLATES", "build_layers", "expected_cycles", "layer_case", "run_layers", "templates_dir",
+__all__ = ["CORES", "LayerCase", "TEMPLATES", "build_layers", "expected_cycles", "layer_case", "run_layers",
            "write_layers"]
 
 SCHEME_CODE = {"uniform": 0, "po2": 1, "fp32": 2}
 CORE_FILES = ("hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_linear_lif.v", "hqflow_conv_lif.v")
 
 
-def templates_dir() -> Path:
-    """The rtl_templates folder: the installed package hqflow.rtl_templates, else the source tree's."""
-    try:
-        import hqflow.rtl_templates as package
-        return Path(package.__file__).parent
-    except ModuleNotFoundError:  # an editable install made before the package existed
-        return Path(__file__).resolve().parents[2] / "rtl_templates"
-
-
-TEMPLATES = templates_dir()
+# the Verilog cores, testbenches and Jinja templates, found through the package hqflow.rtl_templates
+TEMPLATES = Path(str(resources.files("hqflow.rtl_templates")))
 CORES = TEMPLATES / "cores"
 
 
@@ -79,8 +72,9 @@ def layer_parameters(graph: DeployGraph, node: Node, parallel: int, folder: str)
 
 
 def layer_case(graph: DeployGraph, node_name: str, frames: np.ndarray, parallel: int, out: Path,
-               name: str) -> LayerCase:
-    """Write case `name` (memory files, input and golden vectors of every sample and step) under out/name."""
+               name: str, trace: dict[str, np.ndarray] | None = None) -> LayerCase:
+    """Write case `name` (memory files, input and golden vectors of every sample and step) under out/name.
+    `trace`: the simulator's trace of `frames` ({node: [T, B, ...]}), when the caller has it already."""
     node = graph.node(node_name)
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -89,7 +83,8 @@ def layer_case(graph: DeployGraph, node_name: str, frames: np.ndarray, parallel:
     atomic_text(folder / "weights.mem", rom_text)
     for key, text in memfiles.lif_tables(graph, node, parallel).items():
         atomic_text(folder / f"{key}.mem", text)
-    _, trace = sim_run(graph, frames, trace=True)
+    if trace is None:
+        _, trace = sim_run(graph, frames, trace=True)
     x = trace[node.inputs[0]]  # [T, B, ...]
     s = trace[node.name]
     if node.op == "conv_lif":

@@ -20,7 +20,7 @@ from hqflow.export.hls.rom import rom_codes
 from hqflow.ir import DeployGraph, Node
 from hqflow.ops import common
 
-__all__ = ["check_lanes", "hex_lines", "lif_tables", "rom_lines", "rom_shape"]
+__all__ = ["check_lanes", "hex_lines", "lif_tables", "rom_lines", "rom_shape", "rom_text"]
 
 
 def check_lanes(bits: int, parallel: int, what: str) -> None:
@@ -44,19 +44,23 @@ def hex_lines(values, width: int) -> str:
     return "".join(f"{int(v):0{digits}x}\n" for v in values)
 
 
+def rom_text(codes: np.ndarray, bits: int, parallel: int, what: str = "rom") -> tuple[str, int, int]:
+    """(ROM file text, line width in bits, lines) of codes uint64 [rows, outputs] for P lanes: the
+    `numerics.pack_rom` words, KW to a line, every row padded to ROW_WIDE lines."""
+    check_lanes(bits, parallel, what)
+    kw, row_wide = rom_shape(bits, parallel, codes.shape[1])
+    words = numerics.pack_rom(codes, bits)  # [rows, ceil(outputs / lanes)] uint64
+    padded = np.zeros((len(words), row_wide * kw), np.uint64)
+    padded[:, : words.shape[1]] = words
+    lines = [sum(int(w) << (64 * k) for k, w in enumerate(wide))
+             for row in padded.reshape(len(words), row_wide, kw) for wide in row]
+    return hex_lines(lines, 64 * kw), 64 * kw, len(lines)
+
+
 def rom_lines(graph: DeployGraph, node: Node, parallel: int) -> tuple[str, int, int]:
     """(ROM file text, line width in bits, lines) of a weighted node for P lanes."""
     codes, bits = rom_codes(graph, node)
-    check_lanes(bits, parallel, f"node {node.name}")
-    kw, row_wide = rom_shape(bits, parallel, codes.shape[1])
-    words = numerics.pack_rom(codes, bits)  # [rows, ceil(O / lanes)] uint64
-    padded = np.zeros((len(words), row_wide * kw), np.uint64)
-    padded[:, : words.shape[1]] = words
-    lines = []
-    for row in padded.reshape(len(words), row_wide, kw):
-        for wide in row:
-            lines.append(sum(int(w) << (64 * k) for k, w in enumerate(wide)))
-    return hex_lines(lines, 64 * kw), 64 * kw, len(lines)
+    return rom_text(codes, bits, parallel, f"node {node.name}")
 
 
 def lif_tables(graph: DeployGraph, node: Node, parallel: int) -> dict[str, str]:

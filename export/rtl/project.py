@@ -34,6 +34,7 @@ from hqflow.errors import UserError
 from hqflow.export.rtl import layer, verilator, yosys
 from hqflow.io import atomic_text, read_json
 from hqflow.ir import DeployGraph
+from hqflow.sim.run import run as sim_run
 
 __all__ = ["MANIFEST", "RtlOptions", "allowed_lanes", "choose_lanes", "load_manifest", "rtl_dir", "rtlsim",
            "synth_layers", "write_rtl"]
@@ -100,13 +101,14 @@ def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, options: RtlOpt
     shutil.copyfile(layer.TEMPLATES / TESTBENCH, out / TESTBENCH)
     cases, layers, taken = [], [], set()
     env = _env()
+    _, trace = sim_run(graph, frames, trace=True)  # once, for every node's input and golden vectors
     for node in weighted:
         fmt = numerics.Candidate.parse(node.attrs["format"])
         bits = numerics.rom_code_bits(fmt)
         lanes = choose_lanes(bits, options.lanes)
         name = _case_name(node.name, taken)
         taken.add(name)
-        case = layer.layer_case(graph, node.name, frames, lanes, out, name)
+        case = layer.layer_case(graph, node.name, frames, lanes, out, name, trace)
         cases.append(case)
         info = {"node": node.name, "op": node.op, "format": fmt.name, "case": name, "module": case.module,
                 "bits": bits, "lanes": lanes, "lanes_requested": options.lanes, "params": case.params}
@@ -172,7 +174,7 @@ def rtlsim(export: str | Path) -> tuple[list[str], int]:
     folder = rtl_dir(export)
     manifest = load_manifest(folder)
     sources = [folder / f for f in manifest["cores"]] + [folder / f"{TOP}.v"]
-    exe = verilator.build(TOP, sources, folder / manifest["testbench"], folder.resolve())  # builds in rtl/obj
+    exe = verilator.build(TOP, sources, folder / manifest["testbench"], folder)  # builds in rtl/obj
     try:
         mismatches, cycles, _ = layer.run_layers(exe, folder)
     except RuntimeError as err:

@@ -23,14 +23,14 @@ import numpy as np
 
 from hqflow import numerics
 from hqflow.export.rtl import memfiles, verilator
-from hqflow.export.rtl.layer import templates_dir
+from hqflow.export.rtl.layer import TEMPLATES
 from hqflow.io import atomic_text
 from hqflow.sim.run import EXECUTORS
 
 __all__ = ["HEADS", "Case", "Result", "TbShape", "add_case", "build", "expected_cycles", "head_case",
-           "maxpool_case", "rom_text", "run", "ssa_case", "tokens_case"]
+           "maxpool_case", "run", "ssa_case", "tokens_case"]
 
-ROOT = templates_dir()
+ROOT = TEMPLATES
 SOURCES = ("hqflow_ram.v", "hqflow_add.v", "hqflow_tokens.v", "hqflow_maxpool.v", "hqflow_lif.v", "hqflow_ssa.v",
            "hqflow_lanes.v", "hqflow_weight_rom.v", "hqflow_head.v")
 SEL = {"add": 0, "tokens": 1, "maxpool": 2, "ssa": 3, "head_u": 4, "head_p": 5, "head_z": 6, "head_f": 7}
@@ -194,19 +194,6 @@ def ssa_case(rng: np.random.Generator, shape: TbShape, attention: bool = False) 
     return Case("ssa", 1, out, (int(consts.bias_int[0]), int(consts.thr_int[0]), int(consts.sign[0])))
 
 
-def rom_text(codes: np.ndarray, bits: int, parallel: int) -> str:
-    """$readmemh text of a weight ROM: codes uint64 [rows, outputs] -> the lines of memfiles.rom_lines
-    (pack_rom words, KW to a line, rows padded to ROW_WIDE lines)."""
-    memfiles.check_lanes(bits, parallel, "rom_text")
-    kw, row_wide = memfiles.rom_shape(bits, parallel, codes.shape[1])
-    words = numerics.pack_rom(codes, bits)
-    padded = np.zeros((len(words), row_wide * kw), np.uint64)
-    padded[:, : words.shape[1]] = words
-    lines = [sum(int(w) << (64 * i) for i, w in enumerate(wide)) for row in padded.reshape(len(words), row_wide, kw)
-             for wide in row]
-    return memfiles.hex_lines(lines, 64 * kw)
-
-
 def _random_codes(rng: np.random.Generator, fmt: numerics.Candidate, shape: tuple[int, int]) -> np.ndarray:
     if fmt.scheme == "fp32":  # 32-bit two's complement weights, of every magnitude
         w_eff = rng.integers(-(2**31), 2**31, shape) >> rng.integers(0, 31, shape)
@@ -232,7 +219,7 @@ def head_case(rng: np.random.Generator, shape: TbShape, kind: str, steps: int = 
     logits = numerics.head_logits(numerics.linear_acc(x.sum(axis=(0, 1)), w_eff), bias_int, bf)
     assert numerics.bits_for(int(logits.min()), int(logits.max())) <= shape.HEAD_LOGIT_BITS
     width = shape.HEAD_LOGIT_BITS
-    files = ((f"head_{kind}_weights.mem", rom_text(codes, bits, parallel)),
+    files = ((f"head_{kind}_weights.mem", memfiles.rom_text(codes, bits, parallel, f"head {kind}")[0]),
              (f"head_{kind}_bias.mem", memfiles.hex_lines([int(b) % (1 << width) for b in bias_int], width)))
     out = tuple((t == 0, t == steps - 1, x[t], [], [], logits if t == steps - 1 else []) for t in range(steps))
     return Case(f"head_{kind}", width, out, files=files)

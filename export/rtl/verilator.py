@@ -57,7 +57,7 @@ def build(top: str, sources: list[Path], testbench: Path, workdir: Path,
     into `workdir`/obj/V<top>; returns the executable. `parameters` override the top's
     parameters (-G), `defines` are `define macros (value None: defined without a value).
     A Verilator or C++ error is a UserError quoting its first error line."""
-    workdir = Path(workdir)
+    workdir = Path(workdir).resolve()  # verilator runs in it and gets --Mdir: a relative path would count twice
     workdir.mkdir(parents=True, exist_ok=True)
     obj = workdir / "obj"
     cmd = [str(find_verilator()), "--cc", "--exe", "--build", "-O3", "--top-module", top,
