@@ -242,8 +242,8 @@ def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool 
     """Lower a run's checkpoint into folder `out` (built aside, moved into place): the DeployGraph
     (graph.json + tensors.npz); for target "hls" the C++ project in out/hls with testbench
     vectors for the first tb_samples test samples (every node traced for trace_samples of them);
-    for target "rtl" the layer cores of the weighted nodes in out/rtl (export/rtl/project.py), each
-    with the traced inputs and outputs of the first rtl_options.samples test samples.
+    for target "rtl" the whole model as one Verilog top in out/rtl (export/rtl/project.py) with the
+    same test vectors (logits of tb_samples samples, every node of trace_samples of them).
     Returns the graph and, for "hls", the testbench summary, for "rtl" the project's manifest."""
     out = Path(out)
     if target not in ("numpy", "hls", "rtl"):
@@ -276,8 +276,8 @@ def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool 
             from hqflow.export.rtl.project import RtlOptions, write_rtl
 
             rtl_options = rtl_options or RtlOptions()
-            samples = np.stack([frames[index][0] for index in range(min(rtl_options.samples, len(frames)))])
-            summary = write_rtl(graph, tmp / "rtl", samples, rtl_options)
+            samples = np.stack([frames[index][0] for index in range(min(tb_samples, len(frames)))])
+            summary = write_rtl(graph, tmp / "rtl", samples, trace_samples, rtl_options)
         replace_dir(tmp, out)  # the previous export stays until the new one is whole
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

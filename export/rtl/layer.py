@@ -86,6 +86,8 @@ def layer_case(graph: DeployGraph, node_name: str, frames: np.ndarray, parallel:
     if trace is None:
         _, trace = sim_run(graph, frames, trace=True)
     x = trace[node.inputs[0]]  # [T, B, ...]
+    if node.op == "conv_lif":
+        x = np.moveaxis(x, 2, -1)  # [T, B, C, H, W] -> channels last [T, B, H, W, C], as the core reads it
     s = trace[node.name]
     if node.op == "conv_lif":
         s = s.reshape(*s.shape[:3], -1).swapaxes(2, 3)  # [T, B, O, H, W] -> [T, B, H*W, O]

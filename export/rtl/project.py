@@ -1,26 +1,22 @@
-"""`hqflow export --target rtl`, `hqflow rtlsim`, `hqflow synth`: the layer cores of an export.
+"""`hqflow export --target rtl`, `hqflow rtlsim`, `hqflow synth`: the whole model as one Verilog top.
 
-This export holds one Verilog core per weighted node (conv_lif, linear_lif) of the DeployGraph,
-each with its memory files and parameters, and a Verilator testbench that drives each core with
-that node's real input from the NumPy simulator's trace of the first test samples and compares
-every spike of every time step with the traced output. It is not the whole model: the top that
-wires every op together is still to come. OUT/rtl/ holds
+OUT/rtl/ holds (top.py says how the top is built; README.md, rendered, says it to the user):
 
+    hqflow_top.v                    the rendered top: cores, buffers, sequencer (export/rtl/top.py)
     cores/*.v                       the cores (copied from the package hqflow.rtl_templates)
-    tb/hqflow_layers_tb.cpp         the Verilator testbench (one core at a time, selected by `sel`)
-    hqflow_layers_top.v             the rendered top: one core per weighted node, parameters and file names
-    cases.txt                       one line per node: case samples T n_in spatial O G P
-    <case>/weights.mem bias.mem thr.mem sign.mem    the node's ROM words and LIF tables ($readmemh)
-    <case>/x.txt s.txt              its traced inputs [samples, T, n_in] and golden spikes [samples, T, spatial, O]
-    synth/<case>.ys                 the Yosys script of the node's core (run from rtl/ by `make synth`)
-    layers.json                     the node -> case map, lanes and parameters (read by rtlsim and synth)
-    Makefile                        `make sim` (Verilator) and `make synth` (Yosys synth_xilinx -family xc7)
-    README.md                       every file named, per node
+    mem/<node>_*.mem                each weighted node's weight ROM and LIF tables, the head's bias ($readmemh)
+    tb/hqflow_top_tb.cpp            the Verilator testbench
+    data/tb.txt frames.txt logits.txt trace.txt   test samples (frames channels last), golden logits of
+                                    each and golden outputs of every node at every step of the traced ones
+    top.json                        the manifest: options, cores, buffers, nodes (read by rtlsim and synth)
+    Makefile, README.md, architecture.png
+`hqflow rtlsim` writes rtl/cycles.json, `hqflow synth` rtl/resources.json and rtl/resources.md.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from dataclasses import dataclass
@@ -30,29 +26,42 @@ import jinja2
 import numpy as np
 
 from hqflow import numerics
+from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART, family_of
 from hqflow.errors import UserError
-from hqflow.export.rtl import layer, verilator, yosys
+from hqflow.export.rtl import diagram, top, verilator, yosys
+from hqflow.export.rtl.layer import CORES, TEMPLATES
 from hqflow.io import atomic_text, read_json
 from hqflow.ir import DeployGraph
 from hqflow.sim.run import run as sim_run
 
 __all__ = ["MANIFEST", "RtlOptions", "allowed_lanes", "choose_lanes", "load_manifest", "rtl_dir", "rtlsim",
-           "synth_layers", "write_rtl"]
+           "synth_top", "write_rtl"]
 
-WEIGHTED = ("conv_lif", "linear_lif")
-MANIFEST = "layers.json"
-TOP = "hqflow_layers_top"
-TESTBENCH = "tb/hqflow_layers_tb.cpp"
-MAX_LANES = 64  # the testbench reads at most 64 spikes a cycle (s_data of the top)
-FILES_PER_CASE = ("weights.mem", "bias.mem", "thr.mem", "sign.mem", "x.txt", "s.txt")
+MANIFEST = "top.json"
+TOP = "hqflow_top"
+TESTBENCH = "tb/hqflow_top_tb.cpp"
+MAX_LANES = 64
+TOP_CORES = ("hqflow_ram.v", "hqflow_buffer.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v",
+             "hqflow_linear_lif.v", "hqflow_conv_lif.v", "hqflow_maxpool.v", "hqflow_add.v", "hqflow_ssa.v",
+             "hqflow_head.v")
+DATA = ("data/tb.txt", "data/frames.txt", "data/logits.txt", "data/trace.txt")
 
 
 @dataclass(frozen=True)
 class RtlOptions:
-    """samples: traced test samples in the testbench; lanes: P, output channels per cycle (per node
-    moved to the nearest value its ROM word allows, `choose_lanes`)."""
-    samples: int = 2
+    """lanes: P, output channels per cycle of each weighted core (per node the largest power of two
+    <= lanes that its ROM word allows and its channel count divides); part and clock_mhz: the
+    target of the synthesis (its Yosys family) and of the latency figures."""
     lanes: int = 8
+    part: str = DEFAULT_PART
+    clock_mhz: float = DEFAULT_CLOCK_MHZ
+
+    def __post_init__(self):
+        if not 1 <= self.lanes <= MAX_LANES:
+            raise UserError(f"--lanes {self.lanes}: expected 1 to {MAX_LANES}")
+        family_of(self.part)  # an unknown part is an error here, not at synthesis
+        if not (math.isfinite(self.clock_mhz) and self.clock_mhz > 0):
+            raise UserError(f"--clock-mhz {self.clock_mhz}: expected a finite number > 0")
 
 
 def allowed_lanes(bits: int) -> list[int]:
@@ -69,57 +78,65 @@ def choose_lanes(bits: int, requested: int) -> int:
     return min(allowed_lanes(bits), key=lambda p: (abs(p - requested), p))
 
 
-def _case_name(node: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9_]", "_", node)
-    name, k = base, 1
-    while name in taken:
-        name, k = f"{base}_{k}", k + 1
-    return name
-
-
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(layer.TEMPLATES / "project")),
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES / "project")),
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
-def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, options: RtlOptions) -> dict:
-    """Write the layer-core project into `out` (a new folder, e.g. the export's rtl/) for the weighted
-    nodes of `graph`, vectors from the NumPy simulator on `frames` [samples, T, C, H, W] int16.
-    Returns {"samples", "layers": [{node, op, format, case, module, bits, lanes, lanes_requested, params}]}."""
-    if options.lanes > MAX_LANES:
-        raise UserError(f"--lanes {options.lanes}: at most {MAX_LANES} (the testbench reads up to {MAX_LANES} "
-                        "spikes a cycle)")
+def _ints(values: np.ndarray) -> str:
+    return " ".join(map(str, np.asarray(values, np.int64).ravel().tolist())) + "\n"
+
+
+def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, trace_samples: int, options: RtlOptions) -> dict:
+    """Write the whole-model project into `out` (a new folder, the export's rtl/); test vectors from
+    the NumPy simulator on `frames` [samples, T, C, H, W] (every node traced for the first
+    `trace_samples`). Returns the manifest (top.json)."""
     out = Path(out)
-    weighted = [node for node in graph.nodes if node.op in WEIGHTED]
-    if not weighted:
-        raise UserError("the graph has no conv_lif or linear_lif node: nothing for the rtl target")
-    (out / "cores").mkdir(parents=True)
-    (out / "tb").mkdir()
-    (out / "synth").mkdir()
-    for name in layer.CORE_FILES:
-        shutil.copyfile(layer.CORES / name, out / "cores" / name)
-    shutil.copyfile(layer.TEMPLATES / TESTBENCH, out / TESTBENCH)
-    cases, layers, taken = [], [], set()
+    plan = top.plan_top(graph, options.lanes)
+    for folder in ("cores", "tb", "mem", "data"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    for name in TOP_CORES:
+        shutil.copyfile(CORES / name, out / "cores" / name)
+    shutil.copyfile(TEMPLATES / TESTBENCH, out / TESTBENCH)
+    for core in plan.cores:
+        for name, text in core.files.items():
+            atomic_text(out / "mem" / name, text)
     env = _env()
-    _, trace = sim_run(graph, frames, trace=True)  # once, for every node's input and golden vectors
-    for node in weighted:
-        fmt = numerics.Candidate.parse(node.attrs["format"])
-        bits = numerics.rom_code_bits(fmt)
-        lanes = choose_lanes(bits, options.lanes)
-        name = _case_name(node.name, taken)
-        taken.add(name)
-        case = layer.layer_case(graph, node.name, frames, lanes, out, name, trace)
-        cases.append(case)
-        info = {"node": node.name, "op": node.op, "format": fmt.name, "case": name, "module": case.module,
-                "bits": bits, "lanes": lanes, "lanes_requested": options.lanes, "params": case.params}
-        layers.append(info)
-        atomic_text(out / "synth" / f"{name}.ys", env.get_template("synth.ys.j2").render(
-            layer=info, cores=[f"cores/{f}" for f in layer.CORE_FILES]))
-    layer.write_layers(cases, out)
-    manifest = {"schema": 1, "samples": int(frames.shape[0]), "time_steps": graph.time_steps,
-                "top": TOP, "cores": [f"cores/{f}" for f in layer.CORE_FILES], "testbench": TESTBENCH,
-                "layers": layers}
-    context = {**manifest, "files": FILES_PER_CASE}
+    frame_size = math.prod(plan.frame)
+    context = {"plan": plan, "frame_size": frame_size, "k_bits": max(1, (plan.classes - 1).bit_length()),
+               "no_node": top.NO_NODE, "input": plan.buffers[0]}
+    atomic_text(out / f"{TOP}.v", env.get_template("hqflow_top.v.j2").render(**context))
+
+    # test vectors: logits of every sample, every node's buffer at every step of the traced ones
+    samples, traced = len(frames), min(trace_samples, len(frames))
+    logits, trace = sim_run(graph, frames, trace=True)
+    compared = [node for node in graph.nodes if node.op != "head"]
+    buffer_index = {b.ident: i for i, b in enumerate(plan.buffers)}
+    lines = [f"{samples} {traced} {graph.time_steps} {frame_size} {plan.classes} {plan.logit_bits} {len(compared)}"]
+    golden = []
+    for node in compared:
+        buf = plan.buffer_of(node.name)
+        lines.append(f"{node.name} {buffer_index[buf.ident]} {math.prod(node.shape)}")
+        golden.append(top.layout(graph, node, trace[node.name][:, :traced]))  # [T, traced, size]
+    atomic_text(out / "data/tb.txt", "\n".join(lines) + "\n")
+    source = graph.nodes[0]
+    x = top.layout(graph, source, np.asarray(frames).swapaxes(0, 1))  # [T, samples, frame] -> per sample
+    atomic_text(out / "data/frames.txt", _ints(x.swapaxes(0, 1)))
+    atomic_text(out / "data/logits.txt", _ints(logits))
+    atomic_text(out / "data/trace.txt", _ints(np.concatenate(golden, axis=2).swapaxes(0, 1) if golden
+                                              else np.zeros(0)))
+
+    cores = [{"index": c.index, "node": c.node, "op": c.op, "module": c.module, "lanes": c.lanes,
+              "format": graph.node(c.node).attrs.get("format", ""), "params": c.params} for c in plan.cores]
+    buffers = [{"node": b.node, "ident": b.ident, "size": b.size, "pack": b.pack, "bits": b.bits, "words": b.words}
+               for b in plan.buffers]
+    manifest = {"schema": 2, "top": TOP, "samples": samples, "traced": traced, "time_steps": graph.time_steps,
+                "frame": list(plan.frame), "classes": plan.classes, "lanes_requested": options.lanes,
+                "part": options.part, "family": family_of(options.part), "clock_mhz": options.clock_mhz,
+                "cores": cores, "buffers": buffers, "aliases": plan.aliases,
+                "sources": [f"cores/{f}" for f in TOP_CORES] + [f"{TOP}.v"], "testbench": TESTBENCH}
+    diagram.draw(plan, out / "architecture.png")
+    context = {**manifest, "plan": plan, "frame_size": frame_size, "data": DATA}
     atomic_text(out / "Makefile", env.get_template("Makefile.j2").render(**context))
     atomic_text(out / "README.md", env.get_template("README.md.j2").render(**context))
     atomic_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
@@ -137,13 +154,12 @@ def rtl_dir(export: str | Path) -> Path:
         if (folder / MANIFEST).is_file():
             break
     else:
-        if (export / "graph.json").is_file():
-            raise UserError(f"{export}: an export without an rtl/ project (exported with another --target): "
-                            f"{how} --force")
+        if (export / "graph.json").is_file() or (export / "rtl").is_dir():
+            raise UserError(f"{export}: no rtl/{MANIFEST} (an export with another --target, or from an older "
+                            f"hqflow): {how} --force")
         raise UserError(f"{export}: no rtl/{MANIFEST} there ({how})")
     manifest = load_manifest(folder)
-    needed = [*manifest["cores"], manifest["testbench"], f"{TOP}.v", "cases.txt"]
-    needed += [f"{item['case']}/{f}" for item in manifest["layers"] for f in FILES_PER_CASE]
+    needed = [*manifest["sources"], manifest["testbench"], *DATA]
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise UserError(f"{folder / missing[0]}: missing from the rtl project ({len(missing)} file(s) missing); "
@@ -152,77 +168,124 @@ def rtl_dir(export: str | Path) -> Path:
 
 
 def load_manifest(folder: Path) -> dict:
-    """layers.json of an rtl/ folder, its keys checked (UserError naming the file otherwise)."""
+    """top.json of an rtl/ folder, its keys checked (UserError naming the file otherwise)."""
     path = Path(folder) / MANIFEST
     doc = read_json(path, "the rtl project's manifest")
-    layers = doc.get("layers") if isinstance(doc, dict) else None
-    if not isinstance(layers, list) or not layers or doc.get("schema") != 1 or not all(
-            isinstance(item, dict) and {"node", "case", "module", "lanes", "params", "format"} <= set(item)
-            for item in layers):
-        raise UserError(f"{path}: not an hqflow rtl manifest (schema 1 with a list of layers); export again")
+    keys = {"cores", "buffers", "sources", "testbench", "clock_mhz", "part", "family", "time_steps"}
+    if not isinstance(doc, dict) or doc.get("schema") != 2 or not keys <= set(doc) or not isinstance(
+            doc["cores"], list) or not all(isinstance(c, dict) and {"index", "node", "op"} <= set(c)
+                                           for c in doc["cores"]):
+        raise UserError(f"{path}: not an hqflow rtl manifest (schema 2 with {', '.join(sorted(keys))}); export again")
     return doc
 
 
-def _case(item: dict) -> layer.LayerCase:
-    return layer.LayerCase(item["case"], item["module"], item["params"], int(item["lanes"]), "")
+def build(folder: Path) -> Path:
+    """The Verilator model of the project in `folder` (rtl/obj), with the trace port."""
+    manifest = load_manifest(folder)
+    return verilator.build(TOP, [folder / s for s in manifest["sources"]], folder / manifest["testbench"], folder,
+                           defines={"HQFLOW_TRACE": None})
 
 
-def rtlsim(export: str | Path) -> tuple[list[str], int]:
-    """Build the export's Verilator model (in rtl/obj) and run its testbench. Returns (lines to print:
-    per node its mismatches and cycles per time step, measured and by the core's formula; then
+def rtlsim(export: str | Path, samples: int | None = None, stall: int = 0) -> tuple[list[str], int]:
+    """Build the export's Verilator model and run the testbench over the first `samples` test samples
+    (all of them: None). Writes rtl/cycles.json; returns (lines to print: per core its cycles per
+    step and per inference, the latency at the manifest's clock, the mismatch counts, last
     `mismatches: N`) and N."""
     folder = rtl_dir(export)
     manifest = load_manifest(folder)
-    sources = [folder / f for f in manifest["cores"]] + [folder / f"{TOP}.v"]
-    exe = verilator.build(TOP, sources, folder / manifest["testbench"], folder)  # builds in rtl/obj
-    try:
-        mismatches, cycles, _ = layer.run_layers(exe, folder)
-    except RuntimeError as err:
-        last = [line for line in str(err).splitlines() if line.strip()]
-        raise UserError(f"{folder}: the testbench stopped: {last[0] if last else err}") from None
-    lines, total = [], 0
-    for item in manifest["layers"]:
-        case = _case(item)
-        name = item["case"]
-        if name not in mismatches:
-            raise UserError(f"{folder / 'cases.txt'}: node {item['node']} (case {name}) was not run; export again")
-        x = np.loadtxt(folder / name / "x.txt", dtype=np.int64, ndmin=1)
-        steps = len(cycles.get(name, []))
-        nonzero = (x.reshape(max(steps, 1), -1) != 0).sum(axis=1) if steps and x.size % steps == 0 else []
-        formula = [layer.expected_cycles(case, int(n)) for n in nonzero]
-        measured = cycles.get(name, [])
-        same = sum(int(a == b) for a, b in zip(measured, formula))
-        span = (lambda v: f"{min(v)}..{max(v)}" if v and min(v) != max(v) else (str(v[0]) if v else "-"))
-        lines.append(f"{item['node']} ({item['op']} {item['format']}, P {item['lanes']}): mismatches "
-                     f"{mismatches[name]}, cycles per step {span(measured)} (formula {span(formula)}, "
-                     f"{same}/{len(measured)} steps equal)")
-        total += mismatches[name]
+    exe = build(folder)
+    args = [str(samples or 0), str(stall)]
+    proc = verilator.run(exe, args, folder)
+    text = proc.stdout
+    found = re.findall(r"^mismatches: (\d+)$", text, re.M)
+    if proc.returncode not in (0, 1) or not found:
+        tail = [line for line in (text + proc.stderr).splitlines() if line.strip()][-3:]
+        raise UserError(f"{folder}: the testbench stopped ({proc.returncode}): {' | '.join(tail)}")
+    total = int(found[-1])
+    report = cycle_report(manifest, text)
+    atomic_text(folder / "cycles.json", json.dumps(report, indent=1) + "\n")
+    lines = [line for line in text.splitlines() if line.startswith("mismatch ")]
+    lines += cycle_lines(report)
+    lines += [line for line in text.splitlines() if re.match(r"^(node \S+|logits) mismatches: ", line)]
+    ran = re.search(r"^samples: (\d+) traced: (\d+)$", text, re.M)
+    lines.append(f"samples: {ran.group(1)} (logits compared), {ran.group(2)} traced (every node, every step)")
     lines.append(f"mismatches: {total}")
     return lines, total
 
 
-def synth_layers(export: str | Path, nodes: list[str] | None = None, family: str = "xc7") -> tuple[str, dict]:
-    """Synthesize each layer core of the export (or the `nodes` named) with Yosys synth_xilinx; writes
-    rtl/resources.json and rtl/resources.md and returns (the markdown table, {node: resources dict})."""
+def cycle_report(manifest: dict, text: str) -> dict:
+    """cycles.json from the testbench's output: per core the cycles of each step (mean over the
+    samples run), per inference; the frame loads; the latency (first input to last logit)."""
+    steps = int(manifest["time_steps"])
+    runs: dict[int, dict[int, list[int]]] = {}
+    for b, t, k, n in re.findall(r"^cycles (\d+) (\d+) (\d+) (\d+)$", text, re.M):
+        runs.setdefault(int(k), {}).setdefault(int(b), [0] * steps)[int(t)] += int(n)
+    loads = [int(n) for n in re.findall(r"^load \d+ \d+ (\d+)$", text, re.M)]
+    latency = [int(n) for n in re.findall(r"^latency \d+ (\d+)$", text, re.M)]
+    samples = max(1, len(latency))
+    clock = float(manifest["clock_mhz"])
+    nodes = {}
+    for core in manifest["cores"]:
+        per_sample = runs.get(int(core["index"]), {})
+        per_step = [float(np.mean([v[t] for v in per_sample.values()])) if per_sample else 0.0 for t in range(steps)]
+        nodes[core["node"]] = {"op": core["op"], "lanes": core.get("lanes", 0), "cycles_per_step": per_step,
+                               "cycles_per_inference": float(sum(per_step))}
+    mean_latency = float(np.mean(latency)) if latency else 0.0
+    return {"clock_mhz": clock, "part": manifest["part"], "samples": len(latency), "nodes": nodes,
+            "load_cycles_per_inference": float(sum(loads)) / samples,
+            "total_cycles": mean_latency, "latency_cycles": {"mean": mean_latency, "min": min(latency, default=0),
+                                                              "max": max(latency, default=0)},
+            "latency_us": mean_latency / clock, "inferences_per_s": clock * 1e6 / mean_latency if latency else 0.0}
+
+
+def cycle_lines(report: dict) -> list[str]:
+    """A table of the cycle report, one line per core, then the totals."""
+    lines = [f"{'node':24} {'op':10} {'P':>3} {'cycles/step (mean over samples)':>34} {'per inference':>14}"]
+    for name, item in report["nodes"].items():
+        steps = " ".join(f"{v:.0f}" for v in item["cycles_per_step"])
+        lines.append(f"{name:24} {item['op']:10} {item['lanes'] or '':>3} {steps:>34} {item['cycles_per_inference']:>14.0f}")
+    lines.append(f"frame input: {report['load_cycles_per_inference']:.0f} cycles per inference")
+    lat = report["latency_cycles"]
+    lines.append(f"latency: {lat['mean']:.0f} cycles per inference (min {lat['min']}, max {lat['max']} over "
+                 f"{report['samples']} samples) = {report['latency_us']:.1f} us at {report['clock_mhz']:g} MHz, "
+                 f"{report['inferences_per_s']:.0f} inferences/s")
+    return lines
+
+
+def synth_top(export: str | Path, part: str | None = None, flatten: bool = False,
+              timeout: float | None = None) -> tuple[str, dict]:
+    """Synthesize the export's top with Yosys synth_xilinx for the family of `part` (the manifest's
+    part if None), hierarchically (per core figures) unless `flatten`. Writes rtl/resources.json and
+    rtl/resources.md; returns (markdown, result)."""
+    from hqflow.devices import fit_markdown
+
     folder = rtl_dir(export)
-    yosys.find_yosys()  # a missing Yosys is one error before any core is read
+    yosys.find_yosys()
     manifest = load_manifest(folder)
-    by_node = {item["node"]: item for item in manifest["layers"]}
-    for name in nodes or []:
-        if name not in by_node:
-            raise UserError(f"--nodes: no weighted node {name!r} in {folder}; choices: {', '.join(by_node)}")
-    chosen = [by_node[name] for name in nodes] if nodes else manifest["layers"]
-    rows, lanes, result = [], [], {}
-    for item in chosen:
-        params = {key: (str((folder / value.strip('"')).resolve()) if isinstance(value, str) else int(value))
-                  for key, value in item["params"].items()}
-        res = yosys.synth(item["module"], [folder / f for f in manifest["cores"]], params, family,
-                          workdir=folder / "synth" / item["case"])
-        rows.append((f"{item['node']} ({item['format']}, P {item['lanes']})", res))
-        lanes.append(int(item["lanes"]))
-        result[item["node"]] = {"module": item["module"], "format": item["format"], "lanes": item["lanes"],
-                                "family": family, **res.to_dict()}
-    table = yosys.markdown_table(rows, name="node", lanes=lanes)
+    part = part or manifest["part"]
+    family = family_of(part)
+    total, per_module, instances = yosys.synth_hierarchy(TOP, [folder / s for s in manifest["sources"]], family,
+                                                         workdir=folder / "synth", cwd=folder, flatten=flatten,
+                                                         timeout=timeout)
+    per_node = {}
+    for core in manifest["cores"]:
+        name = f"core_{core['index']}"
+        if name in instances:
+            per_node[core["node"]] = instances[name].to_dict()
+    buffers = {b["node"]: instances[f"buf_{b['ident']}"].to_dict() for b in manifest["buffers"]
+               if f"buf_{b['ident']}" in instances}
+    result = {"part": part, "family": family, "flatten": flatten, "total": total.to_dict(), "nodes": per_node,
+              "buffers": buffers}
+    rows = [(f"{c['node']} ({c['op']}{', ' + c['format'] if c.get('format') else ''}"
+             f"{', P ' + str(c['lanes']) if c.get('lanes') else ''})", instances[f"core_{c['index']}"])
+            for c in manifest["cores"] if f"core_{c['index']}" in instances]
+    rows += [(f"buffer {b['node']} ({b['words']} x {b['pack'] * b['bits']} bit)", instances[f"buf_{b['ident']}"])
+             for b in manifest["buffers"] if f"buf_{b['ident']}" in instances]
+    rows.append(("total (the top)", total))
+    table = yosys.markdown_table(rows, name="instance")
+    fits = fit_markdown(total.to_dict())
+    text = (f"# Resources of {TOP}: Yosys synth_xilinx -family {family} (part {part}), "
+            f"{'flattened' if flatten else 'hierarchical'}\n\n{table}\n## Devices\n\n{fits}")
     atomic_text(folder / "resources.json", json.dumps(result, indent=1) + "\n")
-    atomic_text(folder / "resources.md", table)
-    return table, result
+    atomic_text(folder / "resources.md", text)
+    return text, result

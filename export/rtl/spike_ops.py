@@ -160,12 +160,14 @@ def tokens_case(rng: np.random.Generator, shape: TbShape, steps: int = 2) -> Cas
 
 
 def maxpool_case(rng: np.random.Generator, shape: TbShape, steps: int = 3) -> Case:
-    """numerics.maxpool_or of random spikes (densities from sparse to dense)."""
+    """numerics.maxpool_or of random spikes (densities from sparse to dense), channels last in and out
+    (the core's layout: [H][W][C])."""
     out = []
     for t in range(steps):
         density = rng.uniform(0.02, 0.6)
         x = (rng.random((shape.MP_C, shape.MP_H, shape.MP_W)) < density).astype(np.uint8)
-        out.append((t == 0, t == steps - 1, x, [], [], numerics.maxpool_or(x)))
+        out.append((t == 0, t == steps - 1, np.ascontiguousarray(x.transpose(1, 2, 0)), [], [],
+                    np.ascontiguousarray(numerics.maxpool_or(x).transpose(1, 2, 0))))
     return Case("maxpool", 1, tuple(out))
 
 

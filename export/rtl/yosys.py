@@ -240,3 +240,65 @@ def _run(exe: Path, text: str, workdir: Path, top: str, timeout: float | None) -
         log = (workdir / "yosys.log").read_text(errors="replace") if (workdir / "yosys.log").is_file() else ""
         raise UserError(f"yosys synthesis of {top} failed: {_first_error(proc.stderr + proc.stdout + log)}")
     return parse_stat_json(stat.read_text())
+
+
+def _module_name(name: str) -> str:
+    """A module's name as `stat -json` and `dump` spell it, without RTLIL's leading backslash."""
+    return name[1:] if name.startswith("\\") else name
+
+
+def hierarchy_totals(stat: dict) -> dict[str, dict[str, int]]:
+    """{module: {leaf cell type: count}} of a hierarchical `stat -json`: each module's own cells with
+    its submodule instances expanded (recursively) into their cells."""
+    own = {_module_name(name): {_module_name(k): int(v) for k, v in body.get("num_cells_by_type", {}).items()}
+           for name, body in stat.get("modules", {}).items()}
+    done: dict[str, dict[str, int]] = {}
+
+    def expand(name: str) -> dict[str, int]:
+        if name not in done:
+            cells: dict[str, int] = {}
+            for kind, n in own[name].items():
+                for leaf, m in (expand(kind).items() if kind in own else ((kind, 1),)):
+                    cells[leaf] = cells.get(leaf, 0) + n * m
+            done[name] = cells
+        return done[name]
+
+    for name in own:
+        expand(name)
+    return done
+
+
+def synth_hierarchy(top: str, sources: Sequence[str | Path], family: str, workdir: Path, cwd: Path,
+                    flatten: bool = False, timeout: float | None = None
+                    ) -> tuple[Resources, dict[str, Resources], dict[str, Resources]]:
+    """Synthesize `top` (sources relative to `cwd`, where $readmemh files are found too) with
+    synth_xilinx, keeping the hierarchy unless `flatten`. Returns (the top's total, {module: total},
+    {instance of the top: its module's total}); the script, log and statistics go to `workdir`."""
+    exe = find_yosys()
+    cwd, workdir = Path(cwd).resolve(), Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    rel = Path(os.path.relpath(workdir, cwd))
+    lines = [f'read_verilog -defer "{Path(s).as_posix()}"' for s in sources]
+    lines += [f"synth_xilinx -family {family} -top {top}{' -flatten' if flatten else ''} -noiopad -noclkbuf",
+              f"tee -q -o {rel / 'stat.json'} stat -json",
+              f"tee -q -o {rel / 'stat.txt'} stat -top {top}",
+              f"tee -q -o {rel / 'instances.txt'} dump {top}/c:core_* {top}/c:buf_*"]
+    (workdir / "synth.ys").write_text("\n".join(lines) + "\n")
+    for name in ("stat.json", "stat.txt", "instances.txt"):
+        (workdir / name).unlink(missing_ok=True)
+    try:
+        proc = subprocess.run([str(exe), "-q", "-l", str(rel / "yosys.log"), str(rel / "synth.ys")], cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"yosys synthesis of {top} ran past {timeout:g} s (log: {workdir / 'yosys.log'})") from None
+    if proc.returncode != 0 or not (workdir / "stat.json").is_file():
+        log = (workdir / "yosys.log").read_text(errors="replace") if (workdir / "yosys.log").is_file() else ""
+        raise UserError(f"yosys synthesis of {top} failed: {_first_error(proc.stderr + proc.stdout + log)}")
+    totals = hierarchy_totals(json.loads((workdir / "stat.json").read_text()))
+    modules = {name: Resources.from_cells(cells) for name, cells in totals.items()}
+    instances = {}
+    text = (workdir / "instances.txt").read_text() if (workdir / "instances.txt").is_file() else ""
+    for kind, name in re.findall(r"^\s*cell (\S+) (\S+)$", text, re.M):
+        kind, name = _module_name(kind), _module_name(name)
+        instances[name] = modules.get(kind, Resources.from_cells({kind: 1}))
+    return modules[top], modules, instances

@@ -1,15 +1,18 @@
 // hqflow spiking conv 3x3 core (stride 1, zero padding 1) + LIF, one time step per start/done:
-// x [C][H][W] -> s [O][H][W].
+// x [C][H][W] -> s [O][H][W], both stored channels last ([H][W][C], [H][W][O]).
 //
 //   acc[o][y][x] = sum_{c,i,j} w_eff[o][c][i][j] * x[c][y+i-1][x+j-1]   (numerics.conv2d_acc)
-// Event driven (scatter): the inputs are scanned (one read a cycle); a nonzero x[c][y][x] adds its
+// Event driven (scatter): the inputs are scanned (one read a cycle, pixel by pixel, channels
+// innermost); a nonzero x[c][y][x] adds its
 // weights through each tap (i, j) into output pixel (y+1-i, x+1-j), P output channels (a lane
 // group g) per cycle from ROM row (c*3 + i)*3 + j; taps outside the image are idle cycles. Then the
 // LIF updates every pixel's O membranes, P per cycle. G = ceil(O / P). The membranes v [H*W][O]
 // stay in the core between steps (`first` at t = 0 ignores them).
 //
-// Interfaces: x_addr ((c*H + y)*W + x) -> x_data one cycle later (a synchronous RAM read port);
-// spikes written as s_we, s_addr = (y*W + x)*G + g, s_data bit p = s[g*P + p][y][x].
+// Layout: channels last (hqflow's RTL convention, as FINN's NHWC), inputs and outputs alike.
+// Interfaces: x_addr ((y*W + x)*C + c) -> x_data one cycle later (a synchronous RAM read port);
+// spikes written as s_we, s_addr = (y*W + x)*G + g, s_data bit p = s[g*P + p][y][x] (so with
+// P | O the word address of element ((y*W + x)*O + o) is that index / P, its bit the index % P).
 // Memories: acc and v [H*W*G] x P*ACC_BITS / P*V_BITS, synchronous read (block RAM).
 // Addresses are running offsets (a pixel's (y*W + x)*G, a tap's row and target pixel advance by
 // constant steps): no multiplier, so the only DSP48s of the core are the weight lanes' (none for po2).
@@ -23,6 +26,7 @@ module hqflow_conv_lif #(
     parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem"
 ) (
     input  wire clk,
+    input  wire rst,                   // synchronous: back to idle (the `initial` state too)
     input  wire start,
     input  wire first,
     output reg  done,
@@ -131,12 +135,10 @@ module hqflow_conv_lif #(
                     tap_row <= p_row; tap_pix <= p_pix + (W + 1) * G;
                 end else if (idx < C * H * W) begin
                     pc <= sc; py <= sy; px <= sx; p_pix <= s_pix; p_row <= s_row; have <= 1; idx <= idx + 1;
-                    if (sx == W - 1) begin
-                        sx <= 0;
-                        if (sy == H - 1) begin
-                            sy <= 0; sc <= sc + 1; s_pix <= 0; s_row <= s_row + 9 * ROW_WIDE;
-                        end else begin sy <= sy + 1; s_pix <= s_pix + G; end
-                    end else begin sx <= sx + 1; s_pix <= s_pix + G; end
+                    if (sc == C - 1) begin      // channels innermost: the next pixel
+                        sc <= 0; s_row <= 0; s_pix <= s_pix + G;
+                        if (sx == W - 1) begin sx <= 0; sy <= sy + 1; end else sx <= sx + 1;
+                    end else begin sc <= sc + 1; s_row <= s_row + 9 * ROW_WIDE; end
                 end else begin
                     have <= 0; g <= 0; l_idx <= 0; state <= S_LIF;
                 end
@@ -161,6 +163,7 @@ module hqflow_conv_lif #(
             S_DRAIN: state <= S_DONE;   // the last LIF write
             default: begin done <= 1; state <= S_IDLE; end
         endcase
+        if (rst) begin state <= S_IDLE; done <= 0; s_we <= 0; b_valid <= 0; l_valid <= 0; end
     end
 
     // lane k of group grp is output grp*P + k < O: only the last group has dead lanes

@@ -22,6 +22,7 @@ module hqflow_linear_lif #(
     parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem"
 ) (
     input  wire clk,
+    input  wire rst,                   // synchronous: back to idle (the `initial` state too)
     input  wire start,
     input  wire first,
     output reg  done,
@@ -142,6 +143,7 @@ module hqflow_linear_lif #(
             end
             default: begin done <= 1; state <= S_IDLE; end
         endcase
+        if (rst) begin state <= S_IDLE; done <= 0; s_we <= 0; b_valid <= 0; l_valid <= 0; end
     end
 
     // lane k of group grp is output grp*P + k < O: only the last group has dead lanes

@@ -3,13 +3,15 @@
 //   x [C][H][W] spikes (0/1)  ->  out [C][OH][OW],  OH = (H - 1) / 2 + 1,  OW = (W - 1) / 2 + 1
 //   out[c][oy][ox] = OR of x[c][y][x] over y in 2oy-1 .. 2oy+1, x in 2ox-1 .. 2ox+1 (inside the map)
 //
-// Streaming, every input read once in raster order (c, y, x): input column x belongs to the output
+// Layout: channels last (hqflow's RTL convention): x[c][y][x] at address (y*W + x)*C + c, out[c][oy][ox]
+// at (oy*OW + ox)*C + c (running addresses: + C per pixel, the next channel's base at a channel's end).
+// Streaming, every input read once, channel by channel in raster order: input column x belongs to the output
 // columns x >> 1 and (x + 1) >> 1 (one or two), input row y to the output rows y >> 1 and
 // (y + 1) >> 1. Two OW-bit row registers collect the ORs: acc_lo for output row y >> 1 and acc_hi
 // for the next one (odd rows only). At the end of an odd row, or of the channel's last row, output
 // row y >> 1 is complete: it moves to the emit register and is written in OW cycles while the next
 // rows are read (the next row completes >= W >= OW cycles later), so outputs are written in their
-// own raster order at addresses 0, 1, 2, ...  No arithmetic but counters.
+// own raster order, channel by channel.  No arithmetic but counters.
 //
 // Memories: one spike per word; x read with latency 1 (hqflow_ram), out written through a RAM
 // write port. Handshake as every hqflow core: a one-cycle `start` while idle runs one step; `done`
@@ -41,10 +43,15 @@ module hqflow_maxpool #(
     localparam integer YB = (HEIGHT > 1) ? $clog2(HEIGHT) : 1;
     localparam integer XB = (WIDTH > 1) ? $clog2(WIDTH) : 1;
     localparam integer CB = $clog2(OW + 2);
+    localparam integer OUT_PER_CHANNEL = OH * OW;
+    localparam integer OB = $clog2(OUT_PER_CHANNEL + 1);
 
     // read stage: raster counters
     reg                    reading;
-    reg [IN_ADDR_BITS-1:0] idx;
+    reg [IN_ADDR_BITS-1:0] idx;            // (y*W + x)*C + c
+    reg [IN_ADDR_BITS-1:0] chan, count;    // c; values read so far
+    reg [OUT_ADDR_BITS-1:0] out_chan;      // the channel being written
+    reg [OB-1:0]           out_n;          // its outputs written so far
     reg [YB-1:0]           y;
     reg [XB-1:0]           x;
     // the cycle the data arrive: the tags of the value read
@@ -58,7 +65,7 @@ module hqflow_maxpool #(
     assign x_addr = idx;
     assign out_we = emit_count != 0;
     assign out_data = emit_row[0];
-    assign done = out_we && out_addr == TOTAL_OUT - 1;
+    assign done = out_we && out_chan == CHANNELS - 1 && out_n == OUT_PER_CHANNEL - 1;
     assign busy = reading || valid1 || out_we;
 
     // the output columns of input column x1: x1 >> 1 and (x1 + 1) >> 1 (the one past OW dropped)
@@ -77,20 +84,32 @@ module hqflow_maxpool #(
             if (start && !busy) begin
                 reading <= 1'b1;
                 idx <= 0;
+                chan <= 0;
+                count <= 0;
                 y <= 0;
                 x <= 0;
                 acc_lo <= 0;
                 acc_hi <= 0;
                 out_addr <= 0;
+                out_chan <= 0;
+                out_n <= 0;
             end else begin
                 if (reading) begin
-                    if (idx == TOTAL_IN - 1) reading <= 1'b0;
-                    idx <= idx + 1'b1;
+                    if (count == TOTAL_IN - 1) reading <= 1'b0;
+                    count <= count + 1'b1;
                     if (x == WIDTH - 1) begin
                         x <= 0;
-                        y <= (y == HEIGHT - 1) ? {YB{1'b0}} : y + 1'b1;
+                        if (y == HEIGHT - 1) begin                 // the channel's last value
+                            y <= 0;
+                            chan <= chan + 1'b1;
+                            idx <= chan + 1'b1;
+                        end else begin
+                            y <= y + 1'b1;
+                            idx <= idx + CHANNELS;
+                        end
                     end else begin
                         x <= x + 1'b1;
+                        idx <= idx + CHANNELS;
                     end
                 end
                 if (row_complete) begin
@@ -100,7 +119,16 @@ module hqflow_maxpool #(
                     acc_lo <= lo_next;
                     acc_hi <= hi_next;
                 end
-                if (out_we) out_addr <= out_addr + 1'b1;
+                if (out_we) begin
+                    if (out_n == OUT_PER_CHANNEL - 1) begin
+                        out_n <= 0;
+                        out_chan <= out_chan + 1'b1;
+                        out_addr <= out_chan + 1'b1;
+                    end else begin
+                        out_n <= out_n + 1'b1;
+                        out_addr <= out_addr + CHANNELS;
+                    end
+                end
             end
             valid1 <= reading;
             y1 <= y;

@@ -1,0 +1,72 @@
+"""The block diagram of an RTL top (architecture.png in the export's rtl/ folder, shown by its README).
+
+Cores are drawn in the sequencer's order, row by row; each node's buffer as a small box under its
+core; an arrow from each buffer to every core that reads it (curved where it skips cores: the
+residual adds). The input stream enters the input buffer; the head streams the logits out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hqflow.io import atomic_write
+
+__all__ = ["draw"]
+
+PER_ROW = 6
+COLORS = {"conv_lif": "#9ecae1", "linear_lif": "#a1d99b", "ssa": "#fdae6b", "maxpool": "#dadaeb",
+          "add": "#fdd0a2", "head": "#fc9272"}
+
+
+def draw(plan, path: Path) -> None:
+    """Render `plan` (top.TopPlan) as a PNG at `path` (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    items = [("input", None)] + [(core.node, core) for core in plan.cores]
+    rows = -(-len(items) // PER_ROW)
+    fig, ax = plt.subplots(figsize=(2.3 * PER_ROW, 2.1 * rows + 1.2))
+    where = {}
+    for i, (name, core) in enumerate(items):
+        row, col = divmod(i, PER_ROW)
+        col = col if row % 2 == 0 else PER_ROW - 1 - col      # snake, so that neighbours stay close
+        x, y = col * 2.3, -row * 2.1
+        where[name] = (x, y)
+        if core is None:
+            label, color = f"input stream\n{plan.frame[0]}x{plan.frame[1]}x{plan.frame[2]}, {plan.in_bits} bit", "#eeeeee"
+        else:
+            extra = f", P {core.lanes}" if core.lanes else ""
+            label, color = f"{core.index}: {name}\n{core.op}{extra}", COLORS.get(core.op, "#eeeeee")
+        ax.add_patch(FancyBboxPatch((x, y), 1.9, 0.8, boxstyle="round,pad=0.03", fc=color, ec="black", lw=0.8))
+        ax.text(x + 0.95, y + 0.4, label, ha="center", va="center", fontsize=7)
+        buffer = next((b for b in plan.buffers if b.node == name), None)
+        if buffer is not None:
+            ax.add_patch(FancyBboxPatch((x + 0.35, y - 0.55), 1.2, 0.35, boxstyle="square,pad=0.01", fc="white",
+                                        ec="gray", lw=0.6))
+            ax.text(x + 0.95, y - 0.375, f"buffer {buffer.words} x {buffer.pack * buffer.bits} b", ha="center",
+                    va="center", fontsize=6, color="dimgray")
+        elif core is not None and core.op == "head":
+            ax.text(x + 0.95, y - 0.375, f"logits: {plan.classes} x {plan.logit_bits} b stream", ha="center",
+                    va="center", fontsize=6, color="darkred")
+    by_ident = {b.ident: b.node for b in plan.buffers}
+    for core in plan.cores:
+        tx, ty = where[core.node]
+        for src in dict.fromkeys(core.reads):
+            sx, sy = where[by_ident[src]]
+            skip = abs(items.index(next(i for i in items if i[0] == core.node))
+                       - items.index(next(i for i in items if i[0] == by_ident[src]))) > 1
+            arrow = FancyArrowPatch((sx + 0.95, sy - 0.55), (tx + 0.95, ty + 0.8), arrowstyle="-|>",
+                                    mutation_scale=8, lw=0.7, color="gray" if skip else "black",
+                                    connectionstyle=f"arc3,rad={0.35 if skip else 0.0}")
+            ax.add_patch(arrow)
+    ax.text(0, 1.3, f"hqflow top: layer-sequential, one core runs at a time (the sequencer starts each and waits "
+                    f"for its done), {plan.time_steps} time steps per inference; tokens are an alias (channels last)",
+            fontsize=8)
+    ax.set_xlim(-0.3, 2.3 * PER_ROW)
+    ax.set_ylim(-2.1 * rows + 0.9, 1.7)
+    ax.axis("off")
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
