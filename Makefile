@@ -11,7 +11,7 @@ OUT    ?= out/demo
 # fastest (measured: a tiny-config QAT step 0.11 s spinning, 0.19 s with OMP_WAIT_POLICY=PASSIVE);
 # on cores shared with other busy processes, run `OMP_WAIT_POLICY=PASSIVE make ...` instead.
 
-.PHONY: venv hw-tools demo csim test test-slow clean
+.PHONY: venv hw-tools demo csim rtlsim synth test test-slow clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,9 @@ $(VENV)/.installed: pyproject.toml
 
 LAMBDA ?= 0.5
 EXPORT ?= $(OUT)/l$(LAMBDA)
+RTL_EXPORT ?= $(OUT)/l$(LAMBDA)-rtl
+# the demo co-simulates the first RTL_DEMO_SAMPLES test samples of the RTL export (all of them: make rtlsim)
+RTL_DEMO_SAMPLES ?= 10
 
 demo: venv
 	$(VENV)/bin/hqflow train --config configs/tiny.yaml --dataset digits-dvs -o $(RUNS)/fp32 --force
@@ -41,16 +44,27 @@ demo: venv
 	$(VENV)/bin/hqflow sim $(OUT)/l$(LAMBDA) --compare-torch $(RUNS)/l$(LAMBDA)/qat
 	$(VENV)/bin/hqflow csim $(OUT)/l$(LAMBDA)
 	$(VENV)/bin/hqflow csim $(OUT)/l$(LAMBDA) --ap-arithmetic
+	$(VENV)/bin/hqflow export $(RUNS)/l$(LAMBDA)/qat --target rtl -o $(RTL_EXPORT) --force
+	$(VENV)/bin/hqflow rtlsim $(RTL_EXPORT) --samples $(RTL_DEMO_SAMPLES)
 	@echo "demo outputs:"
 	@echo "  fp32 run:    $(RUNS)/fp32 (checkpoint.pt, metrics.jsonl, curves.png)"
 	@echo "  search:      $(RUNS)/l$(LAMBDA) (plan.json, search_log.jsonl, probabilities.png)"
 	@echo "  QAT:         $(RUNS)/l$(LAMBDA)/qat"
 	@echo "  report:      $(RUNS)/l$(LAMBDA)/report (report.md, report.json, plots)"
 	@echo "  export:      $(OUT)/l$(LAMBDA) (graph.json, tensors.npz: the integer model; hls/: the C++ project)"
+	@echo "  RTL:         $(RTL_EXPORT)/rtl (hqflow_top.v, README.md, architecture.png, cycles.json)"
 
 # C simulation of an HLS export (default: the demo's), bit for bit against the NumPy simulator
 csim: venv
 	$(VENV)/bin/hqflow csim $(EXPORT)
+
+# Verilator co-simulation of the demo's RTL export on every test sample of its testbench
+rtlsim: venv
+	$(VENV)/bin/hqflow rtlsim $(RTL_EXPORT)
+
+# Yosys synthesis of the demo's RTL top (per core, total, the devices it fits)
+synth: venv hw-tools
+	$(VENV)/bin/hqflow synth $(RTL_EXPORT)
 
 # Yosys (RTL synthesis, `hqflow synth` and the synthesis tests) is a system package, not a PyPI one:
 # installed with apt-get where it is missing and this runs as root with apt (CI); otherwise the way

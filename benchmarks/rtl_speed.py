@@ -1,16 +1,14 @@
-"""Per-sample time of the Verilator model of the layer cores against the C simulation, same model, same frames.
+"""Per-sample time of the Verilator model of the whole RTL top against the C simulation, same model, same frames.
 
 A random-weight model with every default format (as `csim_speed.py` builds it) is written both as
-the HLS project and as the RTL layer cores (`hqflow export --target rtl`: one core per conv_lif /
-linear_lif node, driven by that node's traced input). Timed, after the builds, alternating:
+the HLS project and as the RTL top (`hqflow export --target rtl`). Timed, after the builds, alternating:
 
     csim   the C simulation's own timer (the whole model, one sample at a time through the top)
-    rtl    the Verilator testbench's wall time over every weighted node and sample, divided by samples
+    rtl    the Verilator testbench's wall time (the whole top, cycle by cycle, logits compared; no
+           traced sample), divided by samples
 
-The two do not cover the same ops: the RTL run holds the weighted layers only (the whole-model top is
-the next step), which carry nearly all of the work; the RTL run also reads its vectors from text
-files inside the timed region. Cycle-accurate simulation is expected to be far slower than C: the
-figure says by how much.
+Both run the whole model; the RTL run also reads its vectors from text files inside the timed region.
+Cycle-accurate simulation is expected to be far slower than C: the figure says by how much.
 
     python benchmarks/rtl_speed.py                       # tiny, 4 samples
     python benchmarks/rtl_speed.py --samples 8 --lanes 16
@@ -34,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from csim_speed import csim_ms  # noqa: E402  (the C simulation's timer, shared)
 
 from hqflow.export import csim  # noqa: E402
-from hqflow.export.rtl import layer, project, verilator  # noqa: E402
+from hqflow.export.rtl import project, verilator  # noqa: E402
 
 
 def export_both(config: Path, folder: Path, samples: int, lanes: int) -> tuple[Path, Path]:
-    """The random model's HLS project (folder/hls) and RTL layer cores (folder/rtl), same frames."""
+    """The random model's HLS project (folder/hls) and RTL top (folder/rtl), same frames."""
     import torch
 
     from hqflow.config import load_config
@@ -53,13 +51,15 @@ def export_both(config: Path, folder: Path, samples: int, lanes: int) -> tuple[P
     res = cfg.model.img_size
     frames = np.random.default_rng(0).poisson(0.3, (samples, cfg.data.time_steps, 2, res, res)).astype(np.int16)
     write_project(graph, folder / "hls", frames, np.zeros(samples, np.int64), trace_samples=0)
-    project.write_rtl(graph, folder / "rtl", frames, project.RtlOptions(samples=samples, lanes=lanes))
+    project.write_rtl(graph, folder / "rtl", frames, 0, project.RtlOptions(lanes=lanes))
     return folder / "hls", folder / "rtl"
 
 
 def rtl_ms(executable: Path, rtl: Path, samples: int) -> float:
     t0 = time.perf_counter()
-    layer.run_layers(executable, rtl)
+    result = verilator.run(executable, [str(samples), "0"], rtl)
+    if not result.stdout.endswith("mismatches: 0\n"):
+        raise SystemExit(f"the RTL top disagrees with the simulator: {result.stdout[-300:]}")
     return 1e3 * (time.perf_counter() - t0) / samples
 
 
@@ -75,15 +75,13 @@ def main() -> None:
         subprocess.run(["make", "--no-print-directory", "-C", str(hls), "csim", f"CXX={csim.compiler()}",
                         f"AP_TYPES={csim.ap_types_dir()}"], check=True, capture_output=True)
         binary = next((hls / "build").glob("*_csim"))
-        manifest = project.load_manifest(rtl)
-        sources = [rtl / f for f in manifest["cores"]] + [rtl / f"{project.TOP}.v"]
-        executable = verilator.build(project.TOP, sources, rtl / manifest["testbench"], rtl.resolve())
+        executable = project.build(rtl.resolve())
         ratios = []
         for repeat in range(args.repeats):
             cpp, hdl = csim_ms(binary, hls / "tb" / "data"), rtl_ms(executable, rtl, args.samples)
             ratios.append(hdl / cpp)
             print(f"repeat {repeat}: csim {cpp:.2f} ms/sample (whole model), Verilator {hdl:.1f} ms/sample "
-                  f"({len(manifest['layers'])} layer cores, P {args.lanes}), ratio {hdl / cpp:.0f}x "
+                  f"(whole top, P {args.lanes}), ratio {hdl / cpp:.0f}x "
                   f"({args.samples} samples)")
         print(f"rtl_speed_ratio: {statistics.median(ratios):.1f}")
 

@@ -1,10 +1,11 @@
 """`hqflow export --target rtl`, `hqflow rtlsim`, `hqflow synth` on a random tiny model.
 
-A random mixed-format Spikformer (every scheme, BN biased so that spikes reach every layer) saved as a
-run is exported with --target rtl (2 traced test samples, T 2); its 11 layer cores build into one
-Verilator model: `mismatches: 0` with the documented cycles per step, and one changed golden spike is
-`mismatches: 1` with exit status 1. Every file the rendered Makefile names exists; Yosys synthesizes one
-small node's core.
+A random mixed-format Spikformer (every default format and more: uniform-2/4/8, po2-2, po2z-4/8, fp32;
+BN biased so that spikes reach every layer) saved as a run is exported with --target rtl (3 test
+samples, 2 traced, T 2): the whole model as one Verilog top. Its co-simulation is `mismatches: 0` on
+every node at every step and on the logits, with every core's cycles equal to its documented formula;
+a changed golden value is `mismatches: 1`, exit status 1, naming node, sample, step and index. Every
+file the rendered Makefile names exists; Yosys synthesizes the whole top (slow).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from click.testing import CliRunner
 from hqflow.cli import main
 from hqflow.config import config_from_dict
 from hqflow.errors import UserError
-from hqflow.export.rtl import project, verilator, yosys
+from hqflow.export.rtl import project, top, verilator, yosys
 from hqflow.numerics import Candidate
 from hqflow.plan import LayerPlan, QuantPlan
 from hqflow.search import supernet
@@ -66,56 +67,71 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("rtl_cli")
     run = make_run(root / "run")
     out = root / "export"
-    result = CliRunner().invoke(main, ["export", str(run), "--target", "rtl", "--lanes", "5", "-o", str(out)])
+    result = CliRunner().invoke(main, ["export", str(run), "--target", "rtl", "--lanes", "5", "--tb-samples", "3",
+                                       "-o", str(out)])
     assert result.exit_code == 0, result.output
     return out, result.output
 
 
-def test_export_writes_every_layer_core(exported):
+def test_export_writes_the_whole_top(exported):
     out, output = exported
-    manifest = json.loads((out / "rtl" / "layers.json").read_text())
-    assert [item["op"] for item in manifest["layers"]] == ["conv_lif"] * 5 + ["linear_lif"] * 6
-    # --lanes 5 moved to the nearest allowed P: 2-bit codes (32 to a word) -> 4, 8-bit (8) -> 4, 4-bit (16) -> 4,
-    # fp32 (2 to a word) -> 4 (a multiple), and the output says so
-    for item in manifest["layers"]:
-        assert item["lanes"] in project.allowed_lanes(item["bits"]) and item["lanes"] == 4, item
-        assert f"{item['node']}: {item['module']} {item['format']}, P 4 (--lanes 5 is not allowed" in output
-    assert "whole-model top is not part of it" in output
-    readme = (out / "rtl" / "README.md").read_text()
-    silent = []
-    for item in manifest["layers"]:  # the traced vectors are the real model's: spikes reach the layers
-        x = np.loadtxt(out / "rtl" / item["case"] / "x.txt")
-        s = np.loadtxt(out / "rtl" / item["case"] / "s.txt")
-        assert s.any() and not s.all(), item["node"]
-        silent += [] if x.any() else [item["node"]]
-        assert f"`{item['case']}/weights.mem`" in readme
-    assert silent == ["blocks.0.attn.proj"]  # the attention's spikes, all 0 for this model: its bias alone fires
+    manifest = json.loads((out / "rtl" / "top.json").read_text())
+    graph = json.loads((out / "graph.json").read_text())
+    # one core per node but the input and tokens (an alias of its input's buffer in the channels-last layout)
+    assert [c["node"] for c in manifest["cores"]] == [n["name"] for n in graph["nodes"]
+                                                     if n["op"] not in ("input", "tokens")]
+    assert manifest["aliases"] == {"tokens": "n_sps_add"}
+    for core in manifest["cores"]:
+        if core["op"] in ("conv_lif", "linear_lif"):  # --lanes 5: a power of two <= 5 dividing the channels
+            lanes, outputs = core["lanes"], core["params"]["O"]
+            assert lanes in (1, 2, 4) and outputs % lanes == 0 and lanes == core["params"]["P"], core
+            assert lanes == 4 or outputs % 4, core
+    assert manifest["samples"] == 3 and manifest["traced"] == 2
+    assert manifest["part"] == "xc7a100tcsg324-1" and manifest["family"] == "xc7" and manifest["clock_mhz"] == 100
+    text = (out / "rtl" / "hqflow_top.v").read_text()
+    assert text.count("hqflow_buffer #(") == len(manifest["buffers"]) == len(manifest["cores"])  # the head has none
+    assert (out / "rtl" / "architecture.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "the whole model as one Verilog top" in output
 
 
 def test_choose_lanes():
     assert [project.choose_lanes(bits, 8) for bits in (2, 3, 4, 5, 6, 7, 8, 32)] == [8, 7, 8, 6, 10, 9, 8, 8]
     assert project.choose_lanes(8, 1) == 1 and project.choose_lanes(8, 64) == 64 and project.choose_lanes(8, 13) == 16
     assert project.choose_lanes(3, 30) == 21  # 21 codes to a word: 21 (|9|) before 42 (|12|)
+    # a buffer's writer: powers of two that divide the channels and the ROM word allows
+    assert [top.choose_pack_lanes(bits, 96, 8) for bits in (2, 3, 4, 8, 32)] == [8, 1, 8, 8, 8]
+    assert top.choose_pack_lanes(4, 12, 8) == 4 and top.choose_pack_lanes(4, 12, 64) == 4
+    assert top.choose_pack_lanes(4, 384, 64) == 64 and top.choose_pack_lanes(4, 7, 8) == 1
 
 
 def test_makefile_names_only_files_that_exist(exported):
     out, _ = exported
     rtl = out / "rtl"
     text = (rtl / "Makefile").read_text()
-    names = set(re.findall(r"[\w./-]+\.(?:v|sv|cpp|h|mem|txt|ys)\b", text))
-    assert len(names) >= 5 + 1 + 1 + 1 + 11 * 7, sorted(names)  # cores, top, testbench, cases, per node
-    missing = sorted(n for n in names if not (rtl / n).is_file())
+    names = set(re.findall(r"[\w./-]+\.(?:v|sv|cpp|h|mem|txt)\b", text))
+    assert len(names) >= 11 + 1 + 1 + 4, sorted(names)  # cores, top, testbench, data
+    missing = sorted(n for n in names if not (rtl / n).is_file() and not n.startswith("synth/"))  # synth/: outputs
     assert missing == []
     # negative control: the check sees a missing file
-    (rtl / "cases.txt").rename(rtl / "cases.bak")
+    (rtl / "data/tb.txt").rename(rtl / "data/tb.bak")
     try:
         assert not all((rtl / n).is_file() for n in names)
     finally:
-        (rtl / "cases.bak").rename(rtl / "cases.txt")
+        (rtl / "data/tb.bak").rename(rtl / "data/tb.txt")
     readme = (rtl / "README.md").read_text()
-    for path in sorted(p.relative_to(rtl).as_posix() for p in rtl.rglob("*") if p.is_file()):
-        if not path.startswith(("obj/", "synth/")) or path.endswith(".ys"):
-            assert Path(path).name in readme, path
+    for name in ("hqflow_top.v", "architecture.png", "tb/hqflow_top_tb.cpp", "trace.txt", "logits.txt", "frames.txt",
+                 "make sim", "make synth", "in_valid", "out_valid"):
+        assert name in readme, name
+    for core in json.loads((rtl / "top.json").read_text())["cores"]:
+        assert f"| {core['node']} | {core['op']} |" in readme
+
+
+def _corrupt(path: Path, index: int) -> str:
+    text = path.read_text()
+    values = text.split()
+    values[index] = str(int(values[index]) + 1)
+    path.write_text(" ".join(values) + "\n")
+    return text
 
 
 @needs_verilator
@@ -125,43 +141,75 @@ def test_rtlsim_zero_then_one_mismatch(exported):
     lines = result.output.splitlines()
     assert result.exit_code == 0, result.output
     assert lines[-1] == "mismatches: 0"
-    assert len(lines) == 12 and all("mismatches 0" in line for line in lines[:-1]), result.output
-    assert all(re.search(r", (\d+)/\1 steps equal\)$", line) for line in lines[:-1]), result.output  # the formula
-    # a changed golden spike: one mismatch, exit status 1 (in place: the Verilator build is reused)
-    golden = out / "rtl" / "blocks_0_attn_q" / "s.txt"
-    text = golden.read_text()
-    values = text.split()
-    values[3] = "1" if values[3] == "0" else "0"
-    golden.write_text(" ".join(values) + "\n")
+    manifest = json.loads((out / "rtl" / "top.json").read_text())
+    nodes = [line for line in lines if re.match(r"^node \S+ mismatches: 0$", line)]
+    assert len(nodes) == len(manifest["cores"]) + 1  # every node: the input and tokens, not the head (logits)
+    assert "logits mismatches: 0" in lines
+    cycles = json.loads((out / "rtl" / "cycles.json").read_text())
+    assert cycles["samples"] == 3 and cycles["latency_cycles"]["mean"] > 0
+    for name, item in cycles["nodes"].items():  # every core, every step of the traced samples: the formula
+        assert item["formula_compared"] == 2 * 2 and item["formula_equal"] == 4, (name, item)
+    # a changed golden value: one mismatch, named, exit status 1 (in place: the Verilator build is reused)
+    trace = out / "rtl" / "data" / "trace.txt"
+    tb = (out / "rtl" / "data" / "tb.txt").read_text().split("\n")
+    sizes = [int(line.split()[2]) for line in tb[1:] if line]
+    names = [line.split()[0] for line in tb[1:] if line]
+    k = names.index("blocks.0.attn.q")
+    index = sum(sizes) * (1 * 2 + 1) + sum(sizes[:k]) + 5  # sample 1, step 1, element 5 of q
+    text = _corrupt(trace, index)
     try:
         result = CliRunner().invoke(main, ["rtlsim", str(out)])
     finally:
-        golden.write_text(text)
+        trace.write_text(text)
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[-1] == "mismatches: 1"
-    assert "blocks.0.attn.q (linear_lif uniform-8, P 4): mismatches 1" in result.output
+    assert re.search(r"^mismatch blocks\.0\.attn\.q sample 1 step 1 index 5 got \d+ want \d+$", result.output, re.M)
+    assert "node blocks.0.attn.q mismatches: 1" in result.output
+    logits = out / "rtl" / "data" / "logits.txt"
+    text = _corrupt(logits, 12)  # sample 1, class 2
+    try:
+        result = CliRunner().invoke(main, ["rtlsim", str(out)])
+    finally:
+        logits.write_text(text)
+    assert result.exit_code == 1 and "mismatch logits sample 1 index 2 got" in result.output, result.output
+    assert result.output.splitlines()[-1] == "mismatches: 1"
+
+
+@needs_verilator
+def test_rtlsim_stalled_input_stream(exported):
+    """in_valid low one cycle in four: the same bits, the load takes longer, the cores do not."""
+    out, _ = exported
+    folder = project.rtl_dir(out)
+    exe = project.build(folder)
+    plain = verilator.run(exe, ["1", "0"], folder).stdout
+    stalled = verilator.run(exe, ["1", "4"], folder).stdout
+    assert plain.splitlines()[-1] == stalled.splitlines()[-1] == "mismatches: 0"
+    load = [int(v) for v in re.findall(r"^load 0 \d+ (\d+)$", plain, re.M)]
+    load_stalled = [int(v) for v in re.findall(r"^load 0 \d+ (\d+)$", stalled, re.M)]
+    assert load and all(b > a for a, b in zip(load, load_stalled)), (load, load_stalled)
+    assert re.findall(r"^cycles .*$", plain, re.M) == re.findall(r"^cycles .*$", stalled, re.M)
 
 
 def test_rtlsim_names_a_missing_vector_file(exported, tmp_path):
     copy = tmp_path / "export"
     shutil.copytree(exported[0], copy, ignore=shutil.ignore_patterns("obj"))
-    (copy / "rtl" / "sps_conv1" / "x.txt").unlink()
+    (copy / "rtl" / "data" / "trace.txt").unlink()
     result = CliRunner().invoke(main, ["rtlsim", str(copy)])
     assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1
-    assert "sps_conv1/x.txt: missing from the rtl project" in result.output
+    assert "data/trace.txt: missing from the rtl project" in result.output
 
 
 @needs_yosys
-def test_synth_one_small_node(exported):
+@pytest.mark.slow
+def test_synth_the_whole_top(exported):
     out, _ = exported
-    result = CliRunner().invoke(main, ["synth", str(out), "--nodes", "sps.conv2"])
+    result = CliRunner().invoke(main, ["synth", str(out)])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert lines[0].startswith("| node | LUT | FF | DSP48 | BRAM36 |") and len(lines) == 3, result.output
-    assert lines[2].startswith("| sps.conv2 (po2z-4, P 4) |")
     saved = json.loads((out / "rtl" / "resources.json").read_text())
-    assert list(saved) == ["sps.conv2"] and saved["sps.conv2"]["lut"] > 0 and saved["sps.conv2"]["dsp"] == 0
-    assert (out / "rtl" / "resources.md").read_text() == result.output
+    manifest = json.loads((out / "rtl" / "top.json").read_text())
+    assert set(saved["nodes"]) == {c["node"] for c in manifest["cores"]}
+    assert saved["total"]["lut"] >= sum(n["lut"] for n in saved["nodes"].values()) > 0
+    assert "| total (the top) |" in result.output and "xc7a100t" in result.output
 
 
 def test_missing_tools_are_one_line(exported, monkeypatch, tmp_path):

@@ -130,10 +130,11 @@ def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, trace_samples: 
               "format": graph.node(c.node).attrs.get("format", ""), "params": c.params} for c in plan.cores]
     buffers = [{"node": b.node, "ident": b.ident, "size": b.size, "pack": b.pack, "bits": b.bits, "words": b.words}
                for b in plan.buffers]
+    formula = top.expected_cycles(plan, graph, trace, traced)
     manifest = {"schema": 2, "top": TOP, "samples": samples, "traced": traced, "time_steps": graph.time_steps,
                 "frame": list(plan.frame), "classes": plan.classes, "lanes_requested": options.lanes,
                 "part": options.part, "family": family_of(options.part), "clock_mhz": options.clock_mhz,
-                "cores": cores, "buffers": buffers, "aliases": plan.aliases,
+                "cores": cores, "buffers": buffers, "aliases": plan.aliases, "formula_cycles": formula,
                 "sources": [f"cores/{f}" for f in TOP_CORES] + [f"{TOP}.v"], "testbench": TESTBENCH}
     diagram.draw(plan, out / "architecture.png")
     context = {**manifest, "plan": plan, "frame_size": frame_size, "data": DATA}
@@ -225,11 +226,16 @@ def cycle_report(manifest: dict, text: str) -> dict:
     samples = max(1, len(latency))
     clock = float(manifest["clock_mhz"])
     nodes = {}
+    formula = manifest.get("formula_cycles", {})
     for core in manifest["cores"]:
         per_sample = runs.get(int(core["index"]), {})
         per_step = [float(np.mean([v[t] for v in per_sample.values()])) if per_sample else 0.0 for t in range(steps)]
+        expected = formula.get(core["node"], [])
+        compared = [(per_sample[b][t], want[t]) for b, want in enumerate(expected) if b in per_sample
+                    for t in range(steps)]
         nodes[core["node"]] = {"op": core["op"], "lanes": core.get("lanes", 0), "cycles_per_step": per_step,
-                               "cycles_per_inference": float(sum(per_step))}
+                               "cycles_per_inference": float(sum(per_step)),
+                               "formula_equal": sum(int(a == b) for a, b in compared), "formula_compared": len(compared)}
     mean_latency = float(np.mean(latency)) if latency else 0.0
     return {"clock_mhz": clock, "part": manifest["part"], "samples": len(latency), "nodes": nodes,
             "load_cycles_per_inference": float(sum(loads)) / samples,
@@ -240,10 +246,13 @@ def cycle_report(manifest: dict, text: str) -> dict:
 
 def cycle_lines(report: dict) -> list[str]:
     """A table of the cycle report, one line per core, then the totals."""
-    lines = [f"{'node':24} {'op':10} {'P':>3} {'cycles/step (mean over samples)':>34} {'per inference':>14}"]
+    lines = [f"{'node':24} {'op':10} {'P':>3} {'cycles/step (mean over samples)':>34} {'per inference':>14} "
+             f"{'= formula':>10}"]
     for name, item in report["nodes"].items():
         steps = " ".join(f"{v:.0f}" for v in item["cycles_per_step"])
-        lines.append(f"{name:24} {item['op']:10} {item['lanes'] or '':>3} {steps:>34} {item['cycles_per_inference']:>14.0f}")
+        same = f"{item['formula_equal']}/{item['formula_compared']}"
+        lines.append(f"{name:24} {item['op']:10} {item['lanes'] or '':>3} {steps:>34} "
+                     f"{item['cycles_per_inference']:>14.0f} {same:>10}")
     lines.append(f"frame input: {report['load_cycles_per_inference']:.0f} cycles per inference")
     lat = report["latency_cycles"]
     lines.append(f"latency: {lat['mean']:.0f} cycles per inference (min {lat['min']}, max {lat['max']} over "

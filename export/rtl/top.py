@@ -271,3 +271,40 @@ def plan_top(graph: DeployGraph, lanes: int = 8) -> TopPlan:
                    {name: _ident(target) for name, target in aliases.items()}, tuple(source.shape),
                    _bits(source.value_max), int(head.shape[0]), int(head.attrs["logit_bits"]), graph.time_steps,
                    cores[-1].lanes)
+
+
+def core_cycles(op: str, params: dict, nonzero: int, last: bool) -> int:
+    """Cycles of one core in one time step, as its header documents them (start edge to done edge),
+    plus the sequencer's one start cycle. nonzero: the nonzero values of its input in the step (the
+    event-driven weighted cores); last: the last step (the head's logits)."""
+    p = params
+    if op == "conv_lif":
+        groups = -(-p["O"] // p["P"])
+        core = p["C"] * p["H"] * p["W"] + nonzero * (9 * groups + 1) + p["H"] * p["W"] * groups + 4
+    elif op == "linear_lif":
+        groups = -(-p["O"] // p["P"])
+        core = p["N"] * (p["C"] + groups + 2) + nonzero * (groups + 1) + 2
+    elif op == "maxpool":
+        core = p["CHANNELS"] * p["HEIGHT"] * p["WIDTH"] + (p["WIDTH"] - 1) // 2 + 1 + 1
+    elif op == "add":
+        core = p["SIZE"] + 2
+    elif op == "ssa":
+        core = 4 * p["TOKENS"] * p["DIM"] + p["HEADS"] + 2
+    elif op == "head":
+        groups = -(-p["CLASSES"] // p["P"])
+        core = p["TOKENS"] * p["CHANNELS"] + (p["CHANNELS"] * groups + p["CLASSES"] + 2 if last else 1)
+    else:
+        raise ValueError(f"no cycle formula for op {op!r}")
+    return core + 1
+
+
+def expected_cycles(plan: TopPlan, graph: DeployGraph, trace: dict[str, np.ndarray], samples: int) -> dict:
+    """{node: [[cycles of each step] of each of the first `samples`]} by core_cycles, the nonzero input
+    counts taken from the simulator's trace ({node: [T, B, ...]})."""
+    out = {}
+    for core in plan.cores:
+        x = trace[graph.node(core.node).inputs[0]][:, :samples]
+        nonzero = (x.reshape(*x.shape[:2], -1) != 0).sum(axis=2)  # [T, samples]
+        out[core.node] = [[core_cycles(core.op, core.params, int(nonzero[t, b]), t == plan.time_steps - 1)
+                           for t in range(plan.time_steps)] for b in range(samples)]
+    return out

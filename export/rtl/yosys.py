@@ -268,6 +268,14 @@ def hierarchy_totals(stat: dict) -> dict[str, dict[str, int]]:
     return done
 
 
+def _stat_modules(text: str) -> dict:
+    """{"modules": ...} of a hierarchical `stat -json`. Yosys 0.23 writes the design section of a
+    hierarchy as text into the JSON, so only the "modules" object is decoded."""
+    start = text.index('"modules"')
+    modules, _ = json.JSONDecoder().raw_decode(text, text.index("{", start))
+    return {"modules": modules}
+
+
 def synth_hierarchy(top: str, sources: Sequence[str | Path], family: str, workdir: Path, cwd: Path,
                     flatten: bool = False, timeout: float | None = None
                     ) -> tuple[Resources, dict[str, Resources], dict[str, Resources]]:
@@ -294,7 +302,7 @@ def synth_hierarchy(top: str, sources: Sequence[str | Path], family: str, workdi
     if proc.returncode != 0 or not (workdir / "stat.json").is_file():
         log = (workdir / "yosys.log").read_text(errors="replace") if (workdir / "yosys.log").is_file() else ""
         raise UserError(f"yosys synthesis of {top} failed: {_first_error(proc.stderr + proc.stdout + log)}")
-    totals = hierarchy_totals(json.loads((workdir / "stat.json").read_text()))
+    totals = hierarchy_totals(_stat_modules((workdir / "stat.json").read_text()))
     modules = {name: Resources.from_cells(cells) for name, cells in totals.items()}
     instances = {}
     text = (workdir / "instances.txt").read_text() if (workdir / "instances.txt").is_file() else ""
