@@ -107,6 +107,15 @@ def main() -> None:
           f"{paper['cycles_per_inference']:.0f} cycles per inference = {paper['latency_us'] / 1e3:.1f} ms at "
           f"{args.clock_mhz:g} MHz")
     print(fit_markdown(total))
+    print("how cycles and resources follow the lanes P (estimated; tiny: the demo, paper: as above):")
+    print(f"{'P':>3} {'tiny cycles':>12} {'tiny ms':>8} {'tiny LUT':>9} {'tiny DSP':>8} {'paper cycles':>13} {'paper ms':>9} "
+          f"{'paper LUT':>10} {'paper DSP':>9} {'paper BRAM36':>12}")
+    for lanes in (4, 8, 16, 32, 64):
+        t = estimate.estimate_top(demo, lanes, rates, clock_mhz=args.clock_mhz)
+        q = estimate.estimate_top(graph, lanes, paper_rates, clock_mhz=args.clock_mhz)
+        print(f"{lanes:3d} {t['cycles_per_inference']:12.0f} {t['latency_us'] / 1e3:8.2f} {t['total']['lut']:9.0f} "
+              f"{t['total']['dsp']:8.0f} {q['cycles_per_inference']:13.0f} {q['latency_us'] / 1e3:9.1f} "
+              f"{q['total']['lut']:10.0f} {q['total']['dsp']:9.0f} {q['total']['bram']:12.1f}")
     print(f"paper_latency_ms: {paper['latency_us'] / 1e3:.2f}")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART
 from hqflow.errors import UserError
 
 
@@ -87,13 +88,14 @@ def main() -> None:
       hqflow search   --from runs/fp32 --lambda 0.5 -o runs/l0.5     per-layer formats -> plan.json
       hqflow finetune --plan runs/l0.5/plan.json -o runs/l0.5/qat    QAT with the plan fixed
       hqflow report   runs/l0.5                                      accuracy, bits, energy, storage
+      hqflow hwreport runs/l0.5                                      + FPGA resources, cycles, device fit
       hqflow sweep    --from runs/fp32 --lambdas 0.1,0.5,2 -o runs/sweep   Pareto front
       hqflow export   runs/l0.5/qat --target hls -o out/l0.5         integer DeployGraph + HLS C++
       hqflow sim      out/l0.5                                       NumPy integer simulator
       hqflow csim     out/l0.5                                       C simulation, bit for bit
-      hqflow export   runs/l0.5/qat --target rtl -o out/rtl          + Verilog layer cores
-      hqflow rtlsim   out/rtl                                        Verilator, each core bit for bit
-      hqflow synth    out/rtl                                        Yosys resources per core
+      hqflow export   runs/l0.5/qat --target rtl -o out/rtl          + the whole model as a Verilog top
+      hqflow rtlsim   out/rtl                                        Verilator, bit for bit; cycles, latency
+      hqflow synth    out/rtl                                        Yosys resources per core, device fit
 
     A mistake in the input (a file, an option, a folder) ends with one line `error: ...` and exit
     status 2. Every command that writes a folder leaves a complete result or none.
@@ -179,14 +181,14 @@ def evaluate(run, split, data_root, batch_size):
                f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}, {result.seconds:.1f} s")
 
 
-def _search_config(config_path, init, hw_lambda, epochs, energy_table):
+def _search_config(config_path, init, hw_lambda, epochs, energy_table, cost=None):
     from hqflow.config import load_config
     from hqflow.search.checkpoint import load_checkpoint
 
     if config_path is None and init is None:
         raise UserError("give --from (an fp32 run) or --config (search from scratch)")
     cfg = load_config(config_path) if config_path else load_checkpoint(init)[0]
-    return cfg.replace("search", hw_lambda=hw_lambda, epochs=epochs,
+    return cfg.replace("search", hw_lambda=hw_lambda, epochs=epochs, cost=cost,
                        energy_table=None if energy_table is None else str(energy_table))
 
 
@@ -196,19 +198,22 @@ def _search_config(config_path, init, hw_lambda, epochs, energy_table):
 @click.option("--lambda", "hw_lambda", type=WEIGHT, help="Weight of the hardware cost in the loss (search.hw_lambda).")
 @click.option("--epochs", type=COUNT, help="Overrides search.epochs.")
 @click.option("--energy-table", type=click.Path(path_type=Path), help="YAML of operation energies in pJ.")
+@click.option("--cost", type=click.Choice(["energy", "fpga"]),
+              help="Hardware term of the loss (search.cost): energy (45 nm table, the default) or fpga "
+                   "(LUT-equivalents of the calibrated FPGA resource table).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Search folder to write.")
 @click.option("--resume", is_flag=True, help="Continue the search in --out.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True)
-def search(init, config_path, hw_lambda, epochs, energy_table, out, resume, force, quiet):
+def search(init, config_path, hw_lambda, epochs, energy_table, cost, out, resume, force, quiet):
     """Search a per-layer weight format (Gumbel-softmax supernet); writes plan.json into OUT."""
     from hqflow.search.quant_search import run_search
 
     if resume and force:
         raise UserError("--resume and --force exclude each other")
     _fixed_on_resume(resume, from_=init, config=config_path, lambda_=hw_lambda, epochs=epochs,
-                     energy_table=energy_table)
-    cfg = None if resume else _search_config(config_path, init, hw_lambda, epochs, energy_table)
+                     energy_table=energy_table, cost=cost)
+    cfg = None if resume else _search_config(config_path, init, hw_lambda, epochs, energy_table, cost)
     if resume:
         cfg = _resumed_config(out)
     history = run_search(cfg, out, init=init, resume=resume, force=force, progress=not quiet)
@@ -252,18 +257,40 @@ def report(search_dir, qat_dir, fp32_dir, out, data_root):
     click.echo(result["markdown"])
 
 
+@main.command(name="hwreport")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--cycles", type=click.Path(path_type=Path),
+              help="cycles.json of an RTL co-simulation (`hqflow rtlsim`): cycles and latency per layer.")
+@click.option("--part", help=f"FPGA part of the target (default: the cycles file's, else {DEFAULT_PART}).")
+@click.option("--clock-mhz", type=POSITIVE,
+              help=f"Clock of the latency figures (default: the cycles file's, else {DEFAULT_CLOCK_MHZ:g}).")
+@click.option("--lanes", type=COUNT, default=8, show_default=True, help="Output channels per cycle of every core (P).")
+@click.option("--fpga-table", type=click.Path(path_type=Path), help="FPGA resource table (YAML; default: the shipped one).")
+@click.option("--devices", type=click.Path(path_type=Path), help="Device table (YAML; default: the shipped one).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Report folder (default: RUN/report).")
+def hwreport_cmd(run, cycles, part, clock_mhz, lanes, fpga_table, devices, out):
+    """A plan's bits, 45 nm energy and storage beside its FPGA resources, cycles and device fit, per layer."""
+    from hqflow.search.hwreport import make_hwreport
+
+    result = make_hwreport(run, out_dir=out, cycles=cycles, part=part, clock_mhz=clock_mhz, lanes=lanes,
+                           fpga_table=fpga_table, devices=devices)
+    click.echo(result["markdown"])
+
+
 @main.command()
 @click.option("--from", "init", type=click.Path(path_type=Path), required=True, help="fp32 run to start from.")
 @click.option("--lambdas", required=True, help="Comma-separated hardware-cost weights, e.g. 0.1,0.5,2.")
 @click.option("--epochs", type=COUNT, help="Overrides search.epochs.")
 @click.option("--finetune-epochs", type=NATURAL, default=0, show_default=True, help="QAT epochs per plan (0: none).")
+@click.option("--cost", type=click.Choice(["energy", "fpga"]), help="Hardware term of each search (search.cost).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Sweep folder to write.")
 @click.option("--resume", is_flag=True,
               help="Continue the sweep in --out (same options): finished lambdas are kept, an interrupted one resumed.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True)
-def sweep(init, lambdas, epochs, finetune_epochs, out, resume, force, quiet):
-    """Search for several lambdas and plot accuracy against energy (pareto.png)."""
+def sweep(init, lambdas, epochs, finetune_epochs, cost, out, resume, force, quiet):
+    """Search for several lambdas; plot accuracy against energy (pareto.png) and against estimated LUT / DSP
+    (pareto_fpga.png)."""
     from hqflow.search.sweep import sweep as run_sweep
 
     if resume and force:
@@ -272,14 +299,15 @@ def sweep(init, lambdas, epochs, finetune_epochs, out, resume, force, quiet):
     values = [WEIGHT.convert(v, None, None) if v.strip() else None for v in lambdas.split(",")]
     if None in values:
         raise UserError(f"--lambdas: {lambdas!r} has an empty entry; expected comma-separated numbers >= 0")
-    cfg = _search_config(None, init, None, epochs, None)
+    cfg = _search_config(None, init, None, epochs, None, cost)
     points = run_sweep(cfg, init, values, out, finetune_epochs=finetune_epochs, force=force, progress=not quiet,
                        resume=resume)
     for p in points:
         click.echo(f"lambda {p['lambda']:g}: accuracy {p['accuracy']:.2%} ({p['accuracy_source']}), "
                    f"{p['avg_weight_bits']:.2f} bits, energy {p['energy_pct']:.2f} %, storage "
-                   f"{p['storage_pct']:.2f} %{', Pareto front' if p['pareto'] else ''}")
-    click.echo(f"{out / 'sweep.json'}, {out / 'pareto.png'}")
+                   f"{p['storage_pct']:.2f} %, estimated {p['lut']:,.0f} LUT / {p['dsp']:,.0f} DSP / "
+                   f"{p['bram']:,.1f} BRAM36{', Pareto front' if p['pareto'] else ''}")
+    click.echo(f"{out / 'sweep.json'}, {out / 'pareto.png'}, {out / 'pareto_fpga.png'}")
 
 
 @main.command(name="export")
@@ -287,30 +315,30 @@ def sweep(init, lambdas, epochs, finetune_epochs, out, resume, force, quiet):
 @click.option("--target", type=click.Choice(["numpy", "hls", "rtl"]), default="numpy", show_default=True,
               help="numpy: the DeployGraph (graph.json + tensors.npz) that `hqflow sim` runs; "
                    "hls: that, plus the HLS C++ project in OUT/hls (run it with `hqflow csim OUT`); "
-                   "rtl: that, plus OUT/rtl: the Verilog layer cores of the weighted nodes (conv_lif, linear_lif), "
-                   "each checked on the traced inputs of the real model (not yet the whole model's top; "
-                   "`hqflow rtlsim OUT`, `hqflow synth OUT`).")
+                   "rtl: that, plus OUT/rtl: the whole model as one Verilog top with its Verilator testbench "
+                   "(`hqflow rtlsim OUT`, `hqflow synth OUT`).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Export folder to write.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--tb-samples", type=COUNT, default=200, show_default=True,
-              help="hls: test samples in the testbench (logits compared for each).")
+              help="hls, rtl: test samples in the testbench (logits compared for each).")
 @click.option("--trace-samples", type=NATURAL,
-              help="hls: of those, how many compare every node at every time step (default 2, at most --tb-samples).")
+              help="hls, rtl: of those, how many compare every node at every time step (default 2, at most --tb-samples).")
 @click.option("--reuse-factor", type=COUNT, default=1, show_default=True,
               help="hls: initiation interval, in cycles per weight ROM word, of the conv / linear accumulation (synthesis only).")
 @click.option("--name", default="spikformer", show_default=True, help="hls: project name (top function NAME_top).")
-@click.option("--part", default="xcvu9p-flga2104-2-e", show_default=True,
-              help="hls: the FPGA part build_prj.tcl targets (set_part).")
-@click.option("--clock-mhz", type=POSITIVE, default=200.0, show_default=True,
-              help="hls: the target clock of build_prj.tcl (create_clock -period 1000 / MHz ns).")
-@click.option("--rtl-samples", type=COUNT, default=2, show_default=True,
-              help="rtl: test samples traced through the NumPy simulator for each core's input and golden vectors.")
+@click.option("--part", default=DEFAULT_PART, show_default=True,
+              help="The FPGA part: hls: build_prj.tcl's set_part; rtl: the Yosys family of `hqflow synth` and "
+                   "the device of the report.")
+@click.option("--clock-mhz", type=POSITIVE, default=DEFAULT_CLOCK_MHZ, show_default=True,
+              help="The target clock: hls: build_prj.tcl's create_clock (period 1000 / MHz ns); rtl: the latency "
+                   "figures of `hqflow rtlsim`.")
 @click.option("--lanes", type=COUNT, default=8, show_default=True,
-              help="rtl: output channels computed per cycle (P), moved per node to the nearest value its weight "
-                   "ROM word allows (the output says where).")
+              help="rtl: output channels computed per cycle (P) by each weighted core: per node the largest power "
+                   "of two <= LANES that its weight ROM word allows and its channel count divides (the output "
+                   "says where it is less).")
 @click.option("--data-root", type=DATA_ROOT, help="hls, rtl: data set folder (not for digits-dvs).")
-def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, part, clock_mhz, rtl_samples,
-               lanes, data_root):
+def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, part, clock_mhz, lanes,
+               data_root):
     """Lower RUN (a finetuned or fp32 run) to the integer-only DeployGraph, and optionally HLS C++."""
     from hqflow.export.hls import HlsOptions
     from hqflow.export.lower import export
@@ -326,21 +354,22 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
     if target == "rtl":
         from hqflow.export.rtl.project import RtlOptions
 
-        rtl_options = RtlOptions(samples=rtl_samples, lanes=lanes)
+        rtl_options = RtlOptions(lanes=lanes, part=part, clock_mhz=clock_mhz)
     graph, summary = export(run, out, target, force, tb_samples, trace_samples, data_root, options, rtl_options)
     click.echo(f"{out}: {len(graph.nodes)} nodes, {sum(t.nbytes for t in graph.tensors.values())} bytes of "
                f"integer tensors, T {graph.time_steps}")
+    if summary and summary["samples"] < tb_samples:
+        click.echo(f"--tb-samples {tb_samples}: the test split has {summary['samples']} samples; all are used")
     if target == "rtl":
-        for item in summary["layers"]:
-            moved = (f" (--lanes {lanes} is not allowed with {item['bits']}-bit codes)"
-                     if item["lanes"] != lanes else "")
-            click.echo(f"  {item['node']}: {item['module']} {item['format']}, P {item['lanes']}{moved}")
-        click.echo(f"{out / 'rtl'}: {len(summary['layers'])} layer cores, each checked on {summary['samples']} "
-                   f"traced test sample(s) (the whole-model top is not part of it); run them with "
-                   f"`hqflow rtlsim {out}`, synthesize with `hqflow synth {out}`")
+        for item in summary["cores"]:
+            if item["lanes"] and item["lanes"] < lanes and item["op"] != "head":
+                click.echo(f"  {item['node']}: P {item['lanes']} (the largest power of two <= {lanes} that its "
+                           f"{item['format']} ROM word allows and its {item['params']['O']} channels divide)")
+        click.echo(f"{out / 'rtl'}: the whole model as one Verilog top ({len(summary['cores'])} cores, part "
+                   f"{summary['part']}, {summary['clock_mhz']:g} MHz), testbench of {summary['samples']} samples "
+                   f"({summary['traced']} traced); simulate with `hqflow rtlsim {out}`, synthesize with "
+                   f"`hqflow synth {out}`")
     elif summary:
-        if summary["samples"] < tb_samples:
-            click.echo(f"--tb-samples {tb_samples}: the test split has {summary['samples']} samples; all are used")
         click.echo(f"{out / 'hls'}: HLS project, testbench of {summary['samples']} samples "
                    f"({summary['trace_samples']} traced, {summary['data_bytes'] / 1e6:.1f} MB of vectors); "
                    f"run it with `hqflow csim {out}`")
@@ -374,17 +403,18 @@ def csim_cmd(export_dir, ap_arithmetic, static_check):
 
 @main.command(name="rtlsim")
 @click.argument("export_dir", type=click.Path(path_type=Path))
-def rtlsim_cmd(export_dir):
-    """Build EXPORT_DIR's layer cores (rtl/, from --target rtl) with Verilator and run their testbench.
+@click.option("--samples", type=COUNT, help="Only the first N test samples of the export's testbench (default: all).")
+def rtlsim_cmd(export_dir, samples):
+    """Co-simulate EXPORT_DIR's Verilog top (rtl/, from --target rtl) with Verilator, bit for bit.
 
-    Each weighted node's core gets that node's traced inputs from the real model and is compared, every
-    spike of every time step, with its traced output (the whole-model top is not part of the export).
-    Prints per node the mismatches and the cycles per time step (measured, and by the core's formula);
-    the last line is "mismatches: N". Exit status: 0 when N is 0, 1 on mismatches, 2 on a broken project.
+    Streams each test sample's frames through the top and compares its logits with the NumPy simulator's,
+    and, for the traced samples, every node's output at every time step. Prints the cycles of each core
+    per step and per inference, the latency at the export's clock (also written to rtl/cycles.json), and
+    last "mismatches: N". Exit status: 0 when N is 0, 1 on mismatches, 2 on a broken project.
     """
     from hqflow.export.rtl.project import rtlsim
 
-    lines, total = rtlsim(export_dir)
+    lines, total = rtlsim(export_dir, samples)
     for line in lines:
         click.echo(line)
     sys.exit(1 if total else 0)
@@ -392,22 +422,22 @@ def rtlsim_cmd(export_dir):
 
 @main.command(name="synth")
 @click.argument("export_dir", type=click.Path(path_type=Path))
-@click.option("--nodes", help="Comma-separated weighted nodes to synthesize (default: every one).")
-def synth_cmd(export_dir, nodes):
-    """Synthesize EXPORT_DIR's layer cores (rtl/, from --target rtl) with Yosys synth_xilinx -family xc7.
+@click.option("--part", help="Synthesize for this FPGA part's family instead of the export's (--part of the export).")
+def synth_cmd(export_dir, part):
+    """Synthesize EXPORT_DIR's Verilog top (rtl/, from --target rtl) with Yosys synth_xilinx.
 
-    One core per weighted node, out of context, with its own ROM and LIF tables; prints the resource table
-    (LUT, FF, DSP48, BRAM36, ...) and writes rtl/resources.md and rtl/resources.json.
+    Out of context (no I/O buffers); each core and buffer stays a module of its own, with its figures.
+    Prints LUT, FF, DSP48, BRAM36 (and more) per core, per buffer and in total, and the devices of
+    hqflow's table it fits; writes rtl/resources.md and rtl/resources.json.
     """
-    from hqflow.export.rtl.project import synth_layers
+    from hqflow.export.rtl.project import synth_top
 
-    names = None
-    if nodes is not None:
-        names = [n.strip() for n in nodes.split(",")]
-        if not all(names):
-            raise UserError(f"--nodes: {nodes!r} has an empty entry; expected comma-separated node names")
-    table, _ = synth_layers(export_dir, names)
-    click.echo(table, nl=False)
+    if part is not None:
+        from hqflow.devices import family_of
+
+        family_of(part)
+    text, _ = synth_top(export_dir, part)
+    click.echo(text, nl=False)
 
 
 @main.command(name="sim")

@@ -174,14 +174,20 @@ class SearchConfig:
     weight_lr: float = 5e-4
     weight_decay: float = 0.01
     energy_table: str | None = None  # YAML of operation energies; None: the 45 nm table shipped
+    cost: str = "energy"  # the hardware term: "energy" (45 nm table) or "fpga" (hqflow.fpga LUT-equivalents)
+    fpga_table: str | None = None  # YAML FPGA resource table; None: tables/fpga_xc7.yaml
+    fpga_lanes: int = 8  # lanes per weighted core assumed by the fpga cost (hqflow.fpga.DEFAULT_LANES)
 
     SECTION: ClassVar[str] = "search"
     BOUNDS: ClassVar[dict[str, _Bound]] = {
         "hw_lambda": _ge(0.0), "epochs": _ge(1), "tau_start": _gt(0.0), "tau_end": _gt(0.0), "alpha_lr": _gt(0.0),
-        "weight_lr": _gt(0.0), "weight_decay": _ge(0.0)}
+        "weight_lr": _gt(0.0), "weight_decay": _ge(0.0), "fpga_lanes": _ge(1)}
+    COSTS: ClassVar[tuple[str, ...]] = ("energy", "fpga")
 
     def __post_init__(self) -> None:
         _check_bounds(self)
+        if self.cost not in self.COSTS:
+            raise UserError(f"search.cost: {self.cost!r}; expected one of {', '.join(self.COSTS)}")
         if not 0 < self.tau_end <= self.tau_start:
             raise UserError(f"search.tau_end, tau_start: need 0 < tau_end <= tau_start, got "
                             f"{self.tau_end}, {self.tau_start}")

@@ -5,6 +5,7 @@
     plot_cost_split          energy and storage per layer group, fp32 vs plan, % of the fp32 total
     plot_weight_histograms   weight values of a few layers before and after quantization
     plot_pareto              accuracy vs energy of a lambda sweep, the Pareto front connected
+    plot_pareto_fpga         accuracy vs estimated LUT and vs DSP of a lambda sweep, each front connected
 """
 
 from __future__ import annotations
@@ -198,11 +199,11 @@ def plot_weight_histograms(pairs: dict[str, tuple[np.ndarray, np.ndarray]], png_
     _save(fig, png_path)
 
 
-def pareto_front(points: list[dict]) -> list[dict]:
-    """The points no other point beats: none has lower-or-equal energy_pct and higher accuracy
-    (or equal accuracy at lower energy). Sorted by energy_pct."""
+def pareto_front(points: list[dict], key: str = "energy_pct") -> list[dict]:
+    """The points no other point beats: none has lower-or-equal `key` (a cost: energy_pct, lut,
+    dsp...) and higher accuracy (or equal accuracy at lower cost). Sorted by `key`."""
     front = []
-    for p in sorted(points, key=lambda p: (p["energy_pct"], -p["accuracy"])):
+    for p in sorted(points, key=lambda p: (p[key], -p["accuracy"])):
         if not front or p["accuracy"] > front[-1]["accuracy"]:
             front.append(p)
     return front
@@ -231,4 +232,32 @@ def plot_pareto(points: list[dict], png_path: Path, fp32: dict | None = None) ->
     ax.margins(x=0.12, y=0.15)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="best")
+    _save(fig, png_path)
+
+
+def plot_pareto_fpga(points: list[dict], png_path: Path, fp32: dict | None = None) -> None:
+    """Accuracy (%) vs the estimated FPGA resources of each plan of a sweep, two panels: LUT and
+    DSP (counts, `hqflow.fpga` estimate of the weighted layers' cores). points: dicts with keys
+    lambda, accuracy (fraction), lut, dsp, bram; each panel connects its Pareto front; `fp32`
+    (accuracy, lut, dsp) is drawn as the reference when it has them."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, key, label in ((axes[0], "lut", "LUT"), (axes[1], "dsp", "DSP")):
+        ax.scatter([p[key] for p in points], [100 * p["accuracy"] for p in points], color="tab:blue", zorder=3,
+                   label="searched plans")
+        for i, p in enumerate(sorted(points, key=lambda q: q[key])):
+            ax.annotate(f"λ={p['lambda']:g}\n{p['bram']:.1f} BRAM36", (p[key], 100 * p["accuracy"]),
+                        textcoords="offset points", xytext=(6, 4) if i % 2 else (-6, -4), fontsize=7,
+                        ha="left" if i % 2 else "right", va="bottom" if i % 2 else "top")
+        front = pareto_front(points, key)
+        ax.plot([p[key] for p in front], [100 * p["accuracy"] for p in front], color="tab:blue", lw=1.2,
+                label="Pareto front")
+        if fp32 is not None and key in fp32:
+            ax.scatter([fp32[key]], [100 * fp32["accuracy"]], marker="*", s=140, color="tab:red", zorder=3,
+                       label="fp32")
+            ax.axhline(100 * fp32["accuracy"], color="tab:red", lw=0.8, ls=":")
+        ax.set(xlabel=f"{label} (count, estimated, weighted layers' cores)", ylabel="test accuracy (%)",
+               title=f"accuracy vs {label} over hw_lambda")
+        ax.margins(x=0.15, y=0.15)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
     _save(fig, png_path)

@@ -5,6 +5,9 @@ Search (DESIGN.md, "Quantization and search"): the Spikformer becomes a supernet
 
     1. alpha step, on a held-out batch (data.val_fraction of the training split), hard sample:
            loss = CE + hw_lambda * E(alpha) / E_fp32,  E(alpha) = sum_l sum_k softmax(alpha_l)_k E_lk
+       E_lk is the 45 nm energy (search.cost "energy", the default) or the FPGA resources of layer l in
+       format k as LUT-equivalents (search.cost "fpga", hqflow.fpga.fpga_cost_matrix), both normalized
+       by the fp32 model's figure
     2. weight step, on a training batch, soft sample:   loss = CE (label smoothing)
 
 with the Gumbel temperature tau falling exponentially from tau_start to tau_end. After every
@@ -38,6 +41,7 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
+from hqflow import fpga
 from hqflow.config import Config
 from hqflow.cost import cost_matrix, layer_cost, layer_shapes, load_energy_table, summarize
 from hqflow.errors import UserError
@@ -49,6 +53,7 @@ from hqflow.search.model import Spikformer
 from hqflow.search.checkpoint import CHECKPOINT, load_checkpoint, restore_state
 from hqflow.search.loaders import epoch_seed, load_splits, make_loader, random_shift
 from hqflow.search.trainer import EpochMetrics, evaluate, kill_step, train
+from hqflow.topology import spikformer
 
 SEARCH_LOG = "search_log.jsonl"
 
@@ -94,8 +99,34 @@ def plan_of(model: nn.Module, cfg: Config, shapes, table, hw_lambda: float) -> Q
                                 cost.macs, cost.storage_bits, cost.energy_pj))
     summary = summarize(costs, fp32)
     summary.pop("layers")
+    summary.update(_fpga_summary(cfg, shapes, {lp.name: lp.candidate for lp in layers}))
     candidates = next(iter(supernet.searchable(model).values())).candidates
     return QuantPlan(tuple(layers), candidates, hw_lambda, summary)
+
+
+def _fpga_summary(cfg: Config, shapes, formats: dict[str, Candidate]) -> dict:
+    """The plan's record of the search's hardware term and its FPGA resources (hqflow.fpga estimate):
+    {"cost": "energy" | "fpga", "fpga": {lut, ff, dsp, bram (totals), lanes, table}}."""
+    sc = cfg.search
+    table = fpga.load_fpga_table(sc.fpga_table)
+    x_bits = fpga.layer_input_bits(spikformer(cfg.model), cfg.data.time_steps)
+    res = fpga.total(fpga.plan_resources(shapes, formats, table, sc.fpga_lanes, x_bits))
+    return {"cost": sc.cost, "fpga": {**{k: round(v, 1) for k, v in res.to_dict().items()}, "lanes": sc.fpga_lanes,
+                                      "table": Path(table.path).name, "estimate": True}}
+
+
+def _hw_cost(cfg: Config, shapes, candidates, energy: torch.Tensor, energy_fp32: float) -> tuple[torch.Tensor, float]:
+    """The search's hardware cost table [L, K] and its fp32 normalizer: the 45 nm energy (search.cost
+    "energy"), or the FPGA LUT-equivalents of hqflow.fpga.fpga_cost_matrix ("fpga"), each layer's input
+    width from the topology (event counts into the first conv, residual sums into q/k/v and fc1)."""
+    sc = cfg.search
+    if sc.cost == "energy":
+        return energy, energy_fp32
+    table = fpga.load_fpga_table(sc.fpga_table)
+    x_bits = fpga.layer_input_bits(spikformer(cfg.model), cfg.data.time_steps)
+    matrix = fpga.fpga_cost_matrix(shapes, candidates, table, sc.fpga_lanes, x_bits)
+    ref = fpga.fpga_cost_matrix(shapes, (Candidate("fp32", 32),), table, sc.fpga_lanes, x_bits)
+    return torch.tensor(matrix, dtype=torch.float64), sum(row[0] for row in ref)
 
 
 def run_search(cfg: Config, out: str | Path, init: str | Path | None = None, resume: bool = False,
@@ -104,6 +135,7 @@ def run_search(cfg: Config, out: str | Path, init: str | Path | None = None, res
     out, sc = Path(out), cfg.search
     cfg, train_set, test_set = load_splits(cfg)  # resolves model.num_classes (0: the data set's)
     table = load_energy_table(sc.energy_table)
+    fpga.load_fpga_table(sc.fpga_table)  # a bad table fails here, before the run folder exists
     folder = RunFolder(out, force, resume, f"hqflow search --resume -o {out}", CHECKPOINT)
     try:
         history = _search(cfg, out, folder, init, resume, progress, train_set, test_set, table)
@@ -137,6 +169,7 @@ def _search(cfg: Config, out: Path, folder: RunFolder, init: str | Path | None, 
     shapes = layer_shapes(cfg.model, cfg.data.time_steps)
     energy = torch.tensor(cost_matrix(shapes, candidates, table), dtype=torch.float64)
     energy_fp32 = sum(layer_cost(s, Candidate("fp32", 32), table).energy_pj for s in shapes)
+    hw, hw_fp32 = _hw_cost(cfg, shapes, candidates, energy, energy_fp32)
     pool = list(range(len(train_set)))  # data.max_train_samples > 0: the same seeded subset as training's
     if 0 < cfg.data.max_train_samples < len(pool):
         chosen = torch.randperm(len(pool), generator=torch.Generator().manual_seed(tc.seed))
@@ -190,8 +223,9 @@ def _search(cfg: Config, out: Path, folder: RunFolder, init: str | Path | None, 
             supernet.set_sampling(model, tau, hard=True)
             ce_a = criterion(model(xa), ya)
             e_pct = 100 * supernet.expected_energy(model, energy) / energy_fp32
+            hw_pct = e_pct if sc.cost == "energy" else 100 * supernet.expected_energy(model, hw) / hw_fp32
             a_opt.zero_grad(set_to_none=True)
-            (ce_a + sc.hw_lambda * e_pct.float() / 100).backward()
+            (ce_a + sc.hw_lambda * hw_pct.float() / 100).backward()
             a_opt.step()
             # 2. weights: soft sample on training data, CE
             supernet.set_sampling(model, tau, hard=False, learn_alpha=False)
@@ -203,8 +237,11 @@ def _search(cfg: Config, out: Path, folder: RunFolder, init: str | Path | None, 
                 os.kill(os.getpid(), signal.SIGKILL)
             sums += torch.tensor([ce_w.item(), ce_a.item(), e_pct.item(), 1.0], dtype=torch.float64)
             probs = {n: [round(p, 5) for p in m.probabilities().tolist()] for n, m in supernet.searchable(model).items()}
-            log_lines.append(json.dumps({"step": step, "epoch": epoch + 1, "tau": tau, "weight_ce": ce_w.item(),
-                                         "alpha_ce": ce_a.item(), "energy_pct": e_pct.item(), "probabilities": probs}))
+            line = {"step": step, "epoch": epoch + 1, "tau": tau, "weight_ce": ce_w.item(),
+                    "alpha_ce": ce_a.item(), "energy_pct": e_pct.item(), "probabilities": probs}
+            if sc.cost != "energy":  # the term the loss used: expected FPGA cost, % of the fp32 model's
+                line["fpga_pct"] = hw_pct.item()
+            log_lines.append(json.dumps(line))
             bar.set_postfix(ce=f"{sums[0] / sums[3]:.3f}", energy=f"{e_pct.item():.1f}%", tau=f"{tau:.2f}")
 
         supernet.set_argmax(model, True)

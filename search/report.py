@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from hqflow.search.trainer import METRICS
 SCHEMA_VERSION = 1
 ATTENTION_PARTS = ("q", "k", "v", "proj")
 RATE_BATCHES = 4  # test batches the input rates are measured on
+KEPT_FILES = ("hwreport.md", "hwreport.json", "hwreport.png")  # written by `hqflow hwreport` into the same folder
 
 
 @torch.no_grad()
@@ -185,7 +187,8 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
         raise UserError(f"{search_dir}: search folder not found")
     require_complete(search_dir, "the search folder")
     out_dir = Path(out_dir) if out_dir is not None else search_dir / "report"
-    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / "report.json").is_file())):
+    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or any(
+            (out_dir / name).is_file() for name in ("report.json", "hwreport.json")))):
         raise UserError(f"{out_dir}: exists and is not a report folder (no report.json); choose another --out")
     cfg = load_config(search_dir / "config.yaml")
     if data_root is not None:
@@ -247,6 +250,9 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
         plot_weight_histograms(pairs, tmp / "weights.png", {n: formats[n].name for n in shown})
         atomic_text(tmp / "report.json", json.dumps(report, indent=2) + "\n")
         atomic_text(tmp / "report.md", markdown)
+        for name in KEPT_FILES:  # `hqflow hwreport`'s files stay beside the new report
+            if (out_dir / name).is_file():
+                shutil.copy2(out_dir / name, tmp / name)
     return report | {"markdown": markdown}
 
 

@@ -7,6 +7,12 @@ into `OUT/lambda_<lambda>/qat/`). After every lambda the sweep rewrites
                   "points": [{lambda, accuracy, accuracy_source, energy_pct, storage_pct,
                               avg_weight_bits, dir, pareto}]}
     pareto.png   accuracy vs energy (% of fp32, every MAC), the Pareto front connected
+    pareto_fpga.png  accuracy vs estimated LUT and vs DSP, each Pareto front connected
+
+Each point (and fp32) also carries the FPGA resource estimate of its plan (`hqflow.fpga`, the
+shipped table, the default lanes; the weighted layers' cores, as `hqflow hwreport` gives them):
+lut, ff, dsp, bram (BRAM36), and pareto_lut / pareto_dsp, whether it is on the front of accuracy
+against LUT / DSP (pareto stays the front against energy).
 
 Accuracy is a fraction: the QAT run's last epoch when finetuned, else the derived plan's at the
 end of the search (accuracy_source "search, before finetune").
@@ -25,12 +31,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hqflow import fpga
 from hqflow.config import Config
+from hqflow.cost import layer_shapes
 from hqflow.errors import UserError
 from hqflow.io import INCOMPLETE, atomic_text, check_output_dir, read_incomplete, require_complete
 from hqflow.plan import load_plan
 from hqflow.search import quant_search
-from hqflow.search.plots import pareto_front, plot_pareto
+from hqflow.numerics import Candidate
+from hqflow.search.hwreport import design_resources
+from hqflow.search.plots import pareto_front, plot_pareto, plot_pareto_fpga
 from hqflow.search.report import read_last_metrics
 
 SCHEMA_VERSION = 1
@@ -58,6 +68,10 @@ def sweep(cfg: Config, init: str | Path | None, lambdas: list[float], out: str |
         require_complete(run, "--from")
         fp32 = {"accuracy": read_last_metrics(run)["test_acc"], "energy_pct": 100.0, "avg_weight_bits": 32.0,
                 "dir": str(run)}
+    table = fpga.load_fpga_table()
+    if fp32 is not None:
+        every = dict.fromkeys((s.name for s in layer_shapes(cfg.model, cfg.data.time_steps)), Candidate.parse("fp32"))
+        fp32.update(fpga.total(design_resources(cfg.model, cfg.data.time_steps, every, table)).to_dict())
     if resume:
         if not out.is_dir():
             raise UserError(f"{out}: nothing to resume (no sweep folder there)")
@@ -68,7 +82,7 @@ def sweep(cfg: Config, init: str | Path | None, lambdas: list[float], out: str |
     atomic_text(out / INCOMPLETE, json.dumps({"lambdas": [float(v) for v in lambdas],
                                               "resume": f"hqflow sweep --resume -o {out} (same options)"}) + "\n")
     try:
-        points = _sweep(configs, init, lambdas, out, finetune_epochs, force, progress, resume, fp32)
+        points = _sweep(configs, init, lambdas, out, finetune_epochs, force, progress, resume, fp32, table)
     except BaseException:
         if created and not [p for p in out.iterdir() if p.name != INCOMPLETE and not p.name.startswith(".")]:
             shutil.rmtree(out, ignore_errors=True)  # nothing finished: leave nothing
@@ -88,7 +102,7 @@ def _run(step, folder: Path, resume: bool, *args, **kwargs):
 
 
 def _sweep(configs: list[Config], init, lambdas: list[float], out: Path, finetune_epochs: int, force: bool,
-           progress: bool, resume: bool, fp32: dict | None) -> list[dict[str, Any]]:
+           progress: bool, resume: bool, fp32: dict | None, table: fpga.FpgaTable) -> list[dict[str, Any]]:
     points: list[dict[str, Any]] = []
     for lam, lam_cfg in zip(lambdas, configs):
         folder = out / f"lambda_{lam:g}"
@@ -98,14 +112,18 @@ def _sweep(configs: list[Config], init, lambdas: list[float], out: Path, finetun
             accuracy = _run(quant_search.run_finetune, folder / "qat", resume, folder / "plan.json", folder / "qat",
                             force=force, progress=progress, epochs=finetune_epochs)
             source = "qat"
-        summary = load_plan(folder / "plan.json").summary
+        plan = load_plan(folder / "plan.json")
+        summary = plan.summary
+        resources = fpga.total(design_resources(lam_cfg.model, lam_cfg.data.time_steps, plan.formats(), table))
         points.append({"lambda": float(lam), "accuracy": accuracy, "accuracy_source": source,
                        "energy_pct": summary["energy_pct"], "storage_pct": summary["storage_pct"],
-                       "avg_weight_bits": summary["avg_weight_bits"], "dir": str(folder)})
-        front = {id(p) for p in pareto_front(points)}
-        for p in points:
-            p["pareto"] = id(p) in front
+                       "avg_weight_bits": summary["avg_weight_bits"], "dir": str(folder), **resources.to_dict()})
+        for key, flag in (("energy_pct", "pareto"), ("lut", "pareto_lut"), ("dsp", "pareto_dsp")):
+            front = {id(p) for p in pareto_front(points, key)}
+            for p in points:
+                p[flag] = id(p) in front
         atomic_text(out / "sweep.json", json.dumps({"schema_version": SCHEMA_VERSION, "fp32": fp32,
                                                      "points": points}, indent=2) + "\n")
         plot_pareto(points, out / "pareto.png", fp32)
+        plot_pareto_fpga(points, out / "pareto_fpga.png", fp32)
     return points

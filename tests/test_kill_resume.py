@@ -171,6 +171,7 @@ def test_sweep_killed_midway_keeps_finished_lambdas_and_resumes(tmp_path, monkey
     from hqflow.plan import LayerPlan, QuantPlan
     from hqflow.search import quant_search as searching
     from hqflow.search.sweep import sweep
+    from hqflow.topology import spikformer
 
     fp32 = tmp_path / "fp32"
     fp32.mkdir()
@@ -184,8 +185,9 @@ def test_sweep_killed_midway_keeps_finished_lambdas_and_resumes(tmp_path, monkey
             raise RuntimeError("injected failure")
         out.mkdir(parents=True)
         summary = {"energy_pct": 20 / (1 + lam), "storage_pct": 10 / (1 + lam), "avg_weight_bits": 4 / (1 + lam)}
-        u2 = Candidate.parse("uniform-2")
-        QuantPlan((LayerPlan("head", u2),), (u2,), lam, summary).save(out / "plan.json")
+        u2 = Candidate.parse("uniform-2")  # every layer: the sweep estimates each plan's FPGA resources
+        layers = tuple(LayerPlan(layer.name, u2) for layer in spikformer(cfg.model).layers)
+        QuantPlan(layers, (u2,), lam, summary).save(out / "plan.json")
         (out / "checkpoint.pt").write_bytes(b"stand-in")
         (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 0.8 - lam / 10}) + "\n")
         return [searching.SearchEpoch(1, 0.1, 1.0, 1.0, 50.0, 0.8 - lam / 10, 0, 0, 1.0)]

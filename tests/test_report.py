@@ -210,6 +210,8 @@ def test_sweep_collects_points(tmp_path, monkeypatch):
     fp32.mkdir()
     (fp32 / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 0.9}) + "\n")
     calls = []
+    SWEEP_CFG = Config().replace("model", **{f: getattr(TINY, f) for f in ("img_size", "embed_dim", "num_heads",
+                                                                          "depth", "pools", "num_classes")})
 
     def fake_search(cfg, out, init=None, force=False, progress=True):
         lam = cfg.search.hw_lambda
@@ -225,7 +227,7 @@ def test_sweep_collects_points(tmp_path, monkeypatch):
 
     monkeypatch.setattr(searching, "run_search", fake_search)
     monkeypatch.setattr(searching, "run_finetune", fake_finetune)
-    points = sweep(Config(), fp32, [0.5, 1.0, 3.0], tmp_path / "sweep", progress=False)
+    points = sweep(SWEEP_CFG, fp32, [0.5, 1.0, 3.0], tmp_path / "sweep", progress=False)
     assert calls == [(0.5, "lambda_0.5", fp32), (1.0, "lambda_1", fp32), (3.0, "lambda_3", fp32)]
     assert [p["accuracy"] for p in points] == pytest.approx([0.75, 0.7, 0.5])
     assert {p["accuracy_source"] for p in points} == {"search, before finetune"}
@@ -233,8 +235,8 @@ def test_sweep_collects_points(tmp_path, monkeypatch):
     assert saved["fp32"]["accuracy"] == 0.9 and saved["points"] == points
     assert_png(tmp_path / "sweep" / "pareto.png")
 
-    points = sweep(Config(), fp32, [0.5, 1.0, 3.0], tmp_path / "qat", finetune_epochs=2, progress=False)
+    points = sweep(SWEEP_CFG, fp32, [0.5, 1.0, 3.0], tmp_path / "qat", finetune_epochs=2, progress=False)
     assert [p["accuracy"] for p in points] == pytest.approx([0.8, 0.5, 0.55])
     assert [p["pareto"] for p in points] == [True, False, True]  # lambda 1 is beaten by lambda 3
     with pytest.raises(UserError, match="repeat"):
-        sweep(Config(), fp32, [0.5, 0.5], tmp_path / "again", progress=False)
+        sweep(SWEEP_CFG, fp32, [0.5, 0.5], tmp_path / "again", progress=False)

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART, check_part_name
 from hqflow.errors import UserError
 from hqflow.export.hls.configs import KernelConfig
 from hqflow.export.hls.cpp_types import CType
@@ -24,20 +25,20 @@ from hqflow.ir import DeployGraph, Node
 class HlsOptions:
     """name: the project (top function `<name>_top`, C++ namespace `<name>`); reuse_factor: the
     initiation interval of a conv / linear layer's accumulation, in cycles per ROM word (a word
-    updates 64 // bits outputs at once); part and clock_ns: for build_prj.tcl."""
+    updates 64 // bits outputs at once); part and clock_ns: for build_prj.tcl (defaults: the
+    project's target, hqflow.devices.DEFAULT_PART and DEFAULT_CLOCK_MHZ)."""
 
     name: str = "spikformer"
     reuse_factor: int = 1
-    part: str = "xcvu9p-flga2104-2-e"
-    clock_ns: float = 5.0
+    part: str = DEFAULT_PART
+    clock_ns: float = 1000.0 / DEFAULT_CLOCK_MHZ
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
             raise UserError(f"HLS project name {self.name!r}: must be a C identifier")
         if self.reuse_factor < 1:
             raise UserError(f"reuse factor {self.reuse_factor}: must be >= 1")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.part):
-            raise UserError(f"FPGA part {self.part!r}: expected a part name such as xcvu9p-flga2104-2-e")
+        check_part_name(self.part, "FPGA part")
         if not (math.isfinite(self.clock_ns) and self.clock_ns > 0):
             raise UserError(f"clock period {self.clock_ns} ns: must be a finite number > 0")
 

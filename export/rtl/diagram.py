@@ -52,16 +52,21 @@ def draw(plan, path: Path) -> None:
             ax.text(x + 0.95, y - 0.375, f"logits: {plan.classes} x {plan.logit_bits} b stream", ha="center",
                     va="center", fontsize=6, color="darkred")
     by_ident = {b.ident: b.node for b in plan.buffers}
+    order = {name: i for i, (name, _) in enumerate(items)}
     for core in plan.cores:
         tx, ty = where[core.node]
         for src in dict.fromkeys(core.reads):
             sx, sy = where[by_ident[src]]
-            skip = abs(items.index(next(i for i in items if i[0] == core.node))
-                       - items.index(next(i for i in items if i[0] == by_ident[src]))) > 1
-            arrow = FancyArrowPatch((sx + 0.95, sy - 0.55), (tx + 0.95, ty + 0.8), arrowstyle="-|>",
-                                    mutation_scale=8, lw=0.7, color="gray" if skip else "black",
-                                    connectionstyle=f"arc3,rad={0.35 if skip else 0.0}")
-            ax.add_patch(arrow)
+            skip = order[core.node] - order[by_ident[src]] > 1
+            if sy == ty and not skip:                  # the next core in the row: buffer side to box side
+                right = tx > sx
+                start = (sx + (1.55 if right else 0.35), sy - 0.375)
+                end = (tx + (0.0 if right else 1.9), ty + 0.4)
+            else:                                      # down a row, or a skip: buffer bottom to box top
+                start, end = (sx + 0.95, sy - 0.55), (tx + 0.95, ty + 0.8)
+            ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=8, lw=0.7,
+                                         color="gray" if skip else "black",
+                                         connectionstyle=f"arc3,rad={0.25 if skip else 0.0}"))
     ax.text(0, 1.3, f"hqflow top: layer-sequential, one core runs at a time (the sequencer starts each and waits "
                     f"for its done), {plan.time_steps} time steps per inference; tokens are an alias (channels last)",
             fontsize=8)
@@ -69,4 +74,43 @@ def draw(plan, path: Path) -> None:
     ax.set_ylim(-2.1 * rows + 0.9, 1.7)
     ax.axis("off")
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def plot_cycles(report: dict, manifest: dict, path: Path) -> None:
+    """cycles.png: per core its cycles per inference (mean over the co-simulated samples), split into
+    the part no input changes (the scan of every input and the LIF pass: the formula at zero nonzero
+    inputs) and the part the spikes cost (the rest: nonzero inputs x lane groups), with each core's
+    measured input rate, and the latency at the export's clock in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hqflow.export.rtl.top import core_cycles
+
+    steps = int(manifest["time_steps"])
+    names, fixed, events, labels = [], [], [], []
+    for core in manifest["cores"]:
+        item = report["nodes"][core["node"]]
+        base = sum(core_cycles(core["op"], core["params"], 0, t == steps - 1) for t in range(steps))
+        names.append(core["node"])
+        fixed.append(base)
+        events.append(max(0.0, item["cycles_per_inference"] - base))
+        labels.append(f"P {core['lanes']}" if core.get("lanes") else "")
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(names) + 1.6))
+    y = range(len(names))
+    ax.barh(y, fixed, color="#bdbdbd", label="fixed: scan every input, LIF pass (formula at 0 spikes)")
+    ax.barh(y, events, left=fixed, color="#3182bd", label="event-driven: nonzero inputs x lane groups")
+    for i, (f, e, lab) in enumerate(zip(fixed, events, labels)):
+        ax.text(f + e, i, f" {f + e:,.0f} {lab}", va="center", fontsize=7)
+    ax.set_yticks(list(y), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("cycles per inference (mean over the co-simulated samples)")
+    lat = report["latency_cycles"]["mean"]
+    ax.set_title(f"{lat:,.0f} cycles per inference = {report['latency_us'] / 1e3:.2f} ms at {report['clock_mhz']:g} MHz "
+                 f"({report['samples']} samples, T {steps})", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

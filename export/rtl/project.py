@@ -25,7 +25,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from hqflow import numerics
+from hqflow import fpga, numerics
 from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART, family_of
 from hqflow.errors import UserError
 from hqflow.export.rtl import diagram, top, verilator, yosys
@@ -205,6 +205,7 @@ def rtlsim(export: str | Path, samples: int | None = None, stall: int = 0) -> tu
     total = int(found[-1])
     report = cycle_report(manifest, text)
     atomic_text(folder / "cycles.json", json.dumps(report, indent=1) + "\n")
+    diagram.plot_cycles(report, manifest, folder / "cycles.png")
     lines = [line for line in text.splitlines() if line.startswith("mismatch ")]
     lines += cycle_lines(report)
     lines += [line for line in text.splitlines() if re.match(r"^(node \S+|logits) mismatches: ", line)]
@@ -261,11 +262,10 @@ def cycle_lines(report: dict) -> list[str]:
     return lines
 
 
-def synth_top(export: str | Path, part: str | None = None, flatten: bool = False,
-              timeout: float | None = None) -> tuple[str, dict]:
+def synth_top(export: str | Path, part: str | None = None, timeout: float | None = None) -> tuple[str, dict]:
     """Synthesize the export's top with Yosys synth_xilinx for the family of `part` (the manifest's
-    part if None), hierarchically (per core figures) unless `flatten`. Writes rtl/resources.json and
-    rtl/resources.md; returns (markdown, result)."""
+    part if None), each core and buffer a module of its own (keep_hierarchy: its figures), out of
+    context. Writes rtl/resources.json and rtl/resources.md; returns (markdown, result)."""
     from hqflow.devices import fit_markdown
 
     folder = rtl_dir(export)
@@ -274,8 +274,7 @@ def synth_top(export: str | Path, part: str | None = None, flatten: bool = False
     part = part or manifest["part"]
     family = family_of(part)
     total, per_module, instances = yosys.synth_hierarchy(TOP, [folder / s for s in manifest["sources"]], family,
-                                                         workdir=folder / "synth", cwd=folder, flatten=flatten,
-                                                         timeout=timeout)
+                                                         workdir=folder / "synth", cwd=folder, timeout=timeout)
     per_node = {}
     for core in manifest["cores"]:
         name = f"core_{core['index']}"
@@ -283,7 +282,7 @@ def synth_top(export: str | Path, part: str | None = None, flatten: bool = False
             per_node[core["node"]] = instances[name].to_dict()
     buffers = {b["node"]: instances[f"buf_{b['ident']}"].to_dict() for b in manifest["buffers"]
                if f"buf_{b['ident']}" in instances}
-    result = {"part": part, "family": family, "flatten": flatten, "total": total.to_dict(), "nodes": per_node,
+    result = {"part": part, "family": family, "total": total.to_dict(), "nodes": per_node,
               "buffers": buffers}
     rows = [(f"{c['node']} ({c['op']}{', ' + c['format'] if c.get('format') else ''}"
              f"{', P ' + str(c['lanes']) if c.get('lanes') else ''})", instances[f"core_{c['index']}"])
@@ -292,9 +291,9 @@ def synth_top(export: str | Path, part: str | None = None, flatten: bool = False
              for b in manifest["buffers"] if f"buf_{b['ident']}" in instances]
     rows.append(("total (the top)", total))
     table = yosys.markdown_table(rows, name="instance")
-    fits = fit_markdown(total.to_dict())
+    fits = fit_markdown(fpga.resources_from_cells(dict(total.cells)))  # LUT RAM counted among the LUTs
     text = (f"# Resources of {TOP}: Yosys synth_xilinx -family {family} (part {part}), "
-            f"{'flattened' if flatten else 'hierarchical'}\n\n{table}\n## Devices\n\n{fits}")
+            f"each core and buffer kept as a module of its own, out of context\n\n{table}\n## Devices\n\n{fits}")
     atomic_text(folder / "resources.json", json.dumps(result, indent=1) + "\n")
     atomic_text(folder / "resources.md", text)
     return text, result

@@ -111,7 +111,7 @@ def layout(graph: DeployGraph, node: Node, values: np.ndarray) -> np.ndarray:
     [C, H, W] channels last ([H, W, C]); tokens [N, C] and the rest as they are."""
     if len(node.shape) == 3:
         values = np.moveaxis(values, -3, -1)
-    return values.reshape(*values.shape[: values.ndim - len(node.shape)], -1)
+    return values.reshape(*values.shape[: values.ndim - len(node.shape)], math.prod(node.shape))
 
 
 def choose_pack_lanes(bits: int, outputs: int, requested: int) -> int:
@@ -304,7 +304,7 @@ def expected_cycles(plan: TopPlan, graph: DeployGraph, trace: dict[str, np.ndarr
     out = {}
     for core in plan.cores:
         x = trace[graph.node(core.node).inputs[0]][:, :samples]
-        nonzero = (x.reshape(*x.shape[:2], -1) != 0).sum(axis=2)  # [T, samples]
+        nonzero = (x.reshape(*x.shape[:2], math.prod(x.shape[2:])) != 0).sum(axis=2)  # [T, samples]
         out[core.node] = [[core_cycles(core.op, core.params, int(nonzero[t, b]), t == plan.time_steps - 1)
                            for t in range(plan.time_steps)] for b in range(samples)]
     return out

@@ -277,17 +277,18 @@ def _stat_modules(text: str) -> dict:
 
 
 def synth_hierarchy(top: str, sources: Sequence[str | Path], family: str, workdir: Path, cwd: Path,
-                    flatten: bool = False, timeout: float | None = None
-                    ) -> tuple[Resources, dict[str, Resources], dict[str, Resources]]:
+                    timeout: float | None = None) -> tuple[Resources, dict[str, Resources], dict[str, Resources]]:
     """Synthesize `top` (sources relative to `cwd`, where $readmemh files are found too) with
-    synth_xilinx, keeping the hierarchy unless `flatten`. Returns (the top's total, {module: total},
-    {instance of the top: its module's total}); the script, log and statistics go to `workdir`."""
+    synth_xilinx -flatten: every instance marked (* keep_hierarchy *) (hqflow_top's cores and
+    buffers) stays a module of its own, flattened inside, the rest is flattened into its parent.
+    Returns (the top's total, {module: total}, {instance of the top: its module's total}); the
+    script, log and statistics go to `workdir`."""
     exe = find_yosys()
     cwd, workdir = Path(cwd).resolve(), Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     rel = Path(os.path.relpath(workdir, cwd))
     lines = [f'read_verilog -defer "{Path(s).as_posix()}"' for s in sources]
-    lines += [f"synth_xilinx -family {family} -top {top}{' -flatten' if flatten else ''} -noiopad -noclkbuf",
+    lines += [f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf",
               f"tee -q -o {rel / 'stat.json'} stat -json",
               f"tee -q -o {rel / 'stat.txt'} stat -top {top}",
               f"tee -q -o {rel / 'instances.txt'} dump {top}/c:core_* {top}/c:buf_*"]
