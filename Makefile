@@ -11,7 +11,7 @@ OUT    ?= out/demo
 # fastest (measured: a tiny-config QAT step 0.11 s spinning, 0.19 s with OMP_WAIT_POLICY=PASSIVE);
 # on cores shared with other busy processes, run `OMP_WAIT_POLICY=PASSIVE make ...` instead.
 
-.PHONY: venv hw-tools demo csim rtlsim synth test test-slow clean
+.PHONY: venv hw-tools demo paper csim rtlsim synth test test-slow clean
 
 venv: $(VENV)/.installed
 
@@ -53,6 +53,27 @@ demo: venv
 	@echo "  report:      $(RUNS)/l$(LAMBDA)/report (report.md, report.json, plots)"
 	@echo "  export:      $(OUT)/l$(LAMBDA) (graph.json, tensors.npz: the integer model; hls/: the C++ project)"
 	@echo "  RTL:         $(RTL_EXPORT)/rtl (hqflow_top.v, README.md, architecture.png, cycles.json)"
+
+# The paper's pipeline for one data set (search/paper.py): fp32 training, the lambda sweep with QAT,
+# the reports, the export of the chosen plan; rerun the same command to continue an interrupted run.
+#   make paper DATASET=dvs128-gesture DATA_ROOT=/data [NPROC=4] [FINETUNE_EPOCHS=0] [DRY_RUN=1]
+# DATASET: dvs128-gesture, cifar10-dvs or n-caltech101 (configs/paper-$(DATASET).yaml); NPROC > 1 runs each
+# training stage under torchrun; FINETUNE_EPOCHS=0 is the paper's variant (no QAT); DRY_RUN=1 prints the
+# stages and the time projected from steps measured on this machine; PAPER_ARGS passes more options.
+DATASET ?= dvs128-gesture
+DATA_ROOT ?=
+NPROC ?= 1
+PAPER_RUNS ?= runs/paper
+FINETUNE_EPOCHS ?=
+DRY_RUN ?=
+PAPER_ARGS ?=
+
+paper: venv
+	@test -f configs/paper-$(DATASET).yaml || { echo "make paper: DATASET=$(DATASET) has no configs/paper-$(DATASET).yaml;" \
+	  "choose dvs128-gesture, cifar10-dvs or n-caltech101" >&2; exit 2; }
+	$(VENV)/bin/hqflow paper --config configs/paper-$(DATASET).yaml $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
+	  --nproc $(NPROC) $(if $(FINETUNE_EPOCHS),--finetune-epochs $(FINETUNE_EPOCHS)) $(if $(DRY_RUN),--dry-run) \
+	  -o $(PAPER_RUNS)/$(DATASET) $(PAPER_ARGS)
 
 # C simulation of an HLS export (default: the demo's), bit for bit against the NumPy simulator
 csim: venv

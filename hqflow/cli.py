@@ -76,6 +76,34 @@ POSITIVE = _Number(float, 0.0, strict=True)  # clock frequencies
 DATA_ROOT = click.Path(path_type=Path, exists=True, file_okay=False)
 
 
+def _device_option(command):
+    """--device auto|cpu|cuda|cuda:N (checked by the library: a bad or missing device is one error line)."""
+    return click.option("--device", default="auto", show_default=True,
+                        help="Where to run: auto (CUDA when present, else the CPU), cpu, cuda (under torchrun: "
+                             "each rank's own GPU) or cuda:N.")(command)
+
+
+def _amp_option(command):
+    return click.option("--amp", is_flag=True,
+                        help="Mixed precision: the forward under bf16 autocast (the fake quantizers, the Gumbel "
+                             "sample and the hardware cost stay fp32). Off by default; meant for CUDA.")(command)
+
+
+def _distributed(call):
+    """(call(), whether this is the process that prints); under torchrun the process group is ended
+    afterwards (at once, without waiting for the others, when call() fails)."""
+    from hqflow.search.distributed import is_main_process, shutdown_distributed
+
+    try:
+        result = call()
+    except BaseException:
+        shutdown_distributed(wait=False)
+        raise
+    main_process = is_main_process()
+    shutdown_distributed()
+    return result, main_process
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hqflow")
 def main() -> None:
@@ -134,10 +162,12 @@ def _resumed_config(out: Path):
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
-def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed, out, resume, force, quiet):
+@_device_option
+@_amp_option
+def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed, out, resume, force, quiet, device,
+          amp):
     """Train the fp32 Spikformer; writes checkpoint.pt, metrics.jsonl, curves.png into OUT."""
     from hqflow.config import load_config
-    from hqflow.search.distributed import is_main_process, shutdown_distributed
     from hqflow.search.trainer import train as train_run
 
     if resume and force:
@@ -155,11 +185,8 @@ def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed,
     cfg = cfg.replace("data", dataset=dataset, time_steps=time_steps,
                       data_root=None if data_root is None else str(data_root))
     cfg = cfg.replace("train", epochs=epochs, batch_size=batch_size, seed=seed)
-    try:
-        history = train_run(cfg, out, resume=resume, force=force, progress=not quiet)
-        main_process = is_main_process()
-    finally:
-        shutdown_distributed()
+    history, main_process = _distributed(lambda: train_run(cfg, out, resume=resume, force=force, progress=not quiet,
+                                                           device=device, amp=amp))
     if history and main_process:
         last = history[-1]
         total = sum(m.seconds for m in history)
@@ -172,11 +199,14 @@ def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed,
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--data-root", type=DATA_ROOT, help="Folder holding the downloaded data sets.")
 @click.option("--batch-size", type=COUNT, help="Evaluation batch size (default: the run's).")
-def evaluate(run, split, data_root, batch_size):
+@_device_option
+@_amp_option
+def evaluate(run, split, data_root, batch_size, device, amp):
     """Accuracy of RUN's checkpoint (a run folder or a checkpoint file) on its data set."""
     from hqflow.search.trainer import evaluate_run
 
-    result = evaluate_run(run, split, None if data_root is None else str(data_root), batch_size)
+    result = evaluate_run(run, split, None if data_root is None else str(data_root), batch_size, device=device,
+                          amp=amp)
     click.echo(f"{run}: {result.dataset} {result.split} ({result.samples} samples): "
                f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}, {result.seconds:.1f} s")
 
@@ -205,7 +235,9 @@ def _search_config(config_path, init, hw_lambda, epochs, energy_table, cost=None
 @click.option("--resume", is_flag=True, help="Continue the search in --out.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True)
-def search(init, config_path, hw_lambda, epochs, energy_table, cost, out, resume, force, quiet):
+@_device_option
+@_amp_option
+def search(init, config_path, hw_lambda, epochs, energy_table, cost, out, resume, force, quiet, device, amp):
     """Search a per-layer weight format (Gumbel-softmax supernet); writes plan.json into OUT."""
     from hqflow.search.quant_search import run_search
 
@@ -216,7 +248,10 @@ def search(init, config_path, hw_lambda, epochs, energy_table, cost, out, resume
     cfg = None if resume else _search_config(config_path, init, hw_lambda, epochs, energy_table, cost)
     if resume:
         cfg = _resumed_config(out)
-    history = run_search(cfg, out, init=init, resume=resume, force=force, progress=not quiet)
+    history, main_process = _distributed(lambda: run_search(cfg, out, init=init, resume=resume, force=force,
+                                                            progress=not quiet, device=device, amp=amp))
+    if not main_process:
+        return
     last = history[-1]
     click.echo(f"{out / 'plan.json'}: derived plan test accuracy {last.test_acc:.2%}, energy "
                f"{last.plan_energy_pct:.1f} % of fp32, {last.plan_avg_bits:.2f} average weight bits")
@@ -231,15 +266,20 @@ def search(init, config_path, hw_lambda, epochs, energy_table, cost, out, resume
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True)
-def finetune(plan_path, init, epochs, out, resume, force, quiet):
+@_device_option
+@_amp_option
+def finetune(plan_path, init, epochs, out, resume, force, quiet, device, amp):
     """Quantization-aware training with the plan's formats fixed."""
     from hqflow.search.quant_search import run_finetune
 
     if resume and force:
         raise UserError("--resume and --force exclude each other")
     _fixed_on_resume(resume, from_=init)
-    history = run_finetune(plan_path, out, init=init, resume=resume, force=force, progress=not quiet, epochs=epochs)
-    click.echo(f"{out}: QAT test accuracy {history[-1].test_acc:.2%} after {history[-1].epoch} epochs")
+    history, main_process = _distributed(lambda: run_finetune(plan_path, out, init=init, resume=resume, force=force,
+                                                              progress=not quiet, epochs=epochs, device=device,
+                                                              amp=amp))
+    if main_process:
+        click.echo(f"{out}: QAT test accuracy {history[-1].test_acc:.2%} after {history[-1].epoch} epochs")
 
 
 @main.command()
@@ -248,12 +288,13 @@ def finetune(plan_path, init, epochs, out, resume, force, quiet):
 @click.option("--fp32", "fp32_dir", type=click.Path(path_type=Path), help="fp32 run (default: the search's --from).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Report folder (default: SEARCH_DIR/report).")
 @click.option("--data-root", type=DATA_ROOT)
-def report(search_dir, qat_dir, fp32_dir, out, data_root):
+@_device_option
+def report(search_dir, qat_dir, fp32_dir, out, data_root, device):
     """Accuracy, average bits, energy and storage of a searched (and finetuned) plan, with plots."""
     from hqflow.search.report import make_report
 
     result = make_report(search_dir, qat_dir=qat_dir, fp32_dir=fp32_dir, out_dir=out,
-                         data_root=None if data_root is None else str(data_root))
+                         data_root=None if data_root is None else str(data_root), device=device)
     click.echo(result["markdown"])
 
 
@@ -288,7 +329,9 @@ def hwreport_cmd(run, cycles, part, clock_mhz, lanes, fpga_table, devices, out):
               help="Continue the sweep in --out (same options): finished lambdas are kept, an interrupted one resumed.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True)
-def sweep(init, lambdas, epochs, finetune_epochs, cost, out, resume, force, quiet):
+@_device_option
+@_amp_option
+def sweep(init, lambdas, epochs, finetune_epochs, cost, out, resume, force, quiet, device, amp):
     """Search for several lambdas; plot accuracy against energy (pareto.png) and against estimated LUT / DSP
     (pareto_fpga.png)."""
     from hqflow.search.sweep import sweep as run_sweep
@@ -300,14 +343,67 @@ def sweep(init, lambdas, epochs, finetune_epochs, cost, out, resume, force, quie
     if None in values:
         raise UserError(f"--lambdas: {lambdas!r} has an empty entry; expected comma-separated numbers >= 0")
     cfg = _search_config(None, init, None, epochs, None, cost)
-    points = run_sweep(cfg, init, values, out, finetune_epochs=finetune_epochs, force=force, progress=not quiet,
-                       resume=resume)
+    points, main_process = _distributed(lambda: run_sweep(cfg, init, values, out, finetune_epochs=finetune_epochs,
+                                                           force=force, progress=not quiet, resume=resume,
+                                                           device=device, amp=amp))
+    if not main_process:
+        return
     for p in points:
         click.echo(f"lambda {p['lambda']:g}: accuracy {p['accuracy']:.2%} ({p['accuracy_source']}), "
                    f"{p['avg_weight_bits']:.2f} bits, energy {p['energy_pct']:.2f} %, storage "
                    f"{p['storage_pct']:.2f} %, estimated {p['lut']:,.0f} LUT / {p['dsp']:,.0f} DSP / "
                    f"{p['bram']:,.1f} BRAM36{', Pareto front' if p['pareto'] else ''}")
     click.echo(f"{out / 'sweep.json'}, {out / 'pareto.png'}, {out / 'pareto_fpga.png'}")
+
+
+def _paper_export(run, out, target, tb_samples, data_root):
+    """`hqflow export RUN --target TARGET -o OUT` for `hqflow paper` (the search layer knows no exporter)."""
+    from hqflow.export.lower import export
+
+    export(run, out, target, False, tb_samples, min(2, tb_samples), data_root)
+
+
+@main.command(name="paper")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True,
+              help="The data set's paper config (configs/paper-<dataset>.yaml).")
+@click.option("--data-root", type=DATA_ROOT, help="Folder holding the data set (required unless --dry-run).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="Pipeline folder (fp32/, sweep/, export/, paper.md); rerunning the command continues it.")
+@click.option("--lambdas", default="0.05,0.2,0.5,2", show_default=True, help="Comma-separated hardware-cost weights.")
+@click.option("--finetune-epochs", type=NATURAL,
+              help="QAT epochs per lambda (default finetune.epochs; 0: no QAT stage, the paper's variant).")
+@click.option("--max-drop", type=WEIGHT, default=1.0, show_default=True,
+              help="The chosen plan: the lowest energy within this many accuracy points of fp32.")
+@click.option("--target", type=click.Choice(["numpy", "hls", "rtl"]), default="hls", show_default=True,
+              help="Export target of the chosen plan.")
+@click.option("--tb-samples", type=COUNT, default=16, show_default=True, help="hls, rtl: test samples in the testbench.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a config key (repeatable), e.g. --set search.alpha_sample=soft.")
+@click.option("--nproc", type=COUNT, default=1, show_default=True,
+              help="Processes per training stage (> 1: each stage runs under torchrun --nproc_per_node N).")
+@click.option("--measure-steps", type=COUNT, default=2, show_default=True,
+              help="Timed steps of each kind for the projection (after one untimed).")
+@click.option("--measure-batch", type=COUNT,
+              help="Measure at this batch and scale to train.batch_size (when the configured batch does not fit).")
+@click.option("--dry-run", is_flag=True, help="Print the stages and the projected time only.")
+@click.option("--force", is_flag=True, help="Delete --out and start again.")
+@click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
+@_device_option
+def paper_cmd(config_path, data_root, out, lambdas, finetune_epochs, max_drop, target, tb_samples, overrides, nproc,
+              measure_steps, measure_batch, dry_run, force, quiet, device):
+    """The paper's pipeline for one data set: fp32 training, the lambda sweep with QAT, the reports, the
+    export of the chosen plan; resumable (rerun the same command), with the time projected up front."""
+    from hqflow.config import apply_overrides, load_config
+    from hqflow.search.paper import run_paper
+
+    cfg = apply_overrides(load_config(config_path), list(overrides))
+    if data_root is not None:
+        cfg = cfg.replace("data", data_root=str(data_root))
+    values = [WEIGHT.convert(v, None, None) if v.strip() else None for v in lambdas.split(",")]
+    if None in values:
+        raise UserError(f"--lambdas: {lambdas!r} has an empty entry; expected comma-separated numbers >= 0")
+    run_paper(cfg, out, values, finetune_epochs, target, tb_samples, max_drop, _paper_export, dry_run, force, nproc,
+              measure_steps, measure_batch, device, progress=not quiet, echo=click.echo)
 
 
 @main.command(name="export")

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import yaml
+
 from hqflow.errors import UserError
 from hqflow.io import read_yaml
 
@@ -137,6 +139,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     weight_decay: float = 6e-2
     warmup_epochs: int = 10
+    warmup_start_lr: float = 0.0  # the warmup ramps linearly from this to lr (the paper: 1e-4); 0: from 0
     label_smoothing: float = 0.1
     grad_clip: float = 0.0  # 0 disables clipping
     augment_shift: int = 0  # random translation of training frames by up to this many pixels
@@ -146,13 +149,16 @@ class TrainConfig:
     SECTION: ClassVar[str] = "train"
     BOUNDS: ClassVar[dict[str, _Bound]] = {
         "epochs": _ge(1), "batch_size": _ge(1), "lr": _gt(0.0), "min_lr": _ge(0.0), "weight_decay": _ge(0.0),
-        "warmup_epochs": _ge(0), "label_smoothing": _in(0.0, 1.0), "grad_clip": _ge(0.0), "augment_shift": _ge(0),
-        "seed": _ge(0), "num_workers": _ge(0)}
+        "warmup_epochs": _ge(0), "warmup_start_lr": _ge(0.0), "label_smoothing": _in(0.0, 1.0), "grad_clip": _ge(0.0),
+        "augment_shift": _ge(0), "seed": _ge(0), "num_workers": _ge(0)}
 
     def __post_init__(self) -> None:
         _check_bounds(self)
         if self.min_lr > self.lr:
             raise UserError(f"train.min_lr: {self.min_lr} exceeds train.lr {self.lr} (the schedule decays to it)")
+        if self.warmup_start_lr > self.lr:
+            raise UserError(f"train.warmup_start_lr: {self.warmup_start_lr} exceeds train.lr {self.lr} "
+                            "(the warmup rises from it to lr)")
 
 
 @dataclass(frozen=True)
@@ -160,9 +166,14 @@ class SearchConfig:
     """Gumbel-softmax search (DESIGN.md, "Quantization and search").
 
     Each step first updates the selection logits alpha on a held-out batch with the hard
-    (one-hot, straight-through) sample and the loss CE + hw_lambda * E / E_fp32, then the
-    weights on a training batch with the soft sample and CE. The temperature falls
-    exponentially from tau_start to tau_end over the search.
+    (one-hot, straight-through) sample (`alpha_sample` "soft": the relaxed Gumbel-softmax sample)
+    and the loss CE + hw_lambda * E / E_fp32, then the weights on a training batch with the soft
+    sample and CE. The temperature falls exponentially from tau_start to tau_end over the search.
+
+    The weights' learning rate is constant (`weight_schedule` "constant", the default) or, with
+    "cosine", the trainer's schedule over the search's steps: a linear warmup over
+    `weight_warmup_epochs` from `weight_warmup_start_lr` to `weight_lr`, then a cosine decay to
+    `weight_min_lr` (the paper's recipe: 1e-4 -> 1e-3 -> 1e-5).
     """
 
     hw_lambda: float = 0.5
@@ -177,17 +188,38 @@ class SearchConfig:
     cost: str = "energy"  # the hardware term: "energy" (45 nm table) or "fpga" (hqflow.fpga LUT-equivalents)
     fpga_table: str | None = None  # YAML FPGA resource table; None: tables/fpga_xc7.yaml
     fpga_lanes: int = 8  # lanes per weighted core assumed by the fpga cost (hqflow.fpga.DEFAULT_LANES)
+    alpha_sample: str = "hard"  # the alpha step's Gumbel sample: "hard" (one-hot, straight-through) or "soft"
+    weight_schedule: str = "constant"  # the weight step's lr: "constant" (weight_lr) or "cosine" (warmup + cosine)
+    weight_warmup_epochs: int = 0  # cosine only: linear warmup epochs
+    weight_warmup_start_lr: float = 0.0  # cosine only: the warmup starts here (0: from 0, as train.warmup_start_lr)
+    weight_min_lr: float = 0.0  # cosine only: the decay ends here
 
     SECTION: ClassVar[str] = "search"
     BOUNDS: ClassVar[dict[str, _Bound]] = {
         "hw_lambda": _ge(0.0), "epochs": _ge(1), "tau_start": _gt(0.0), "tau_end": _gt(0.0), "alpha_lr": _gt(0.0),
-        "weight_lr": _gt(0.0), "weight_decay": _ge(0.0), "fpga_lanes": _ge(1)}
+        "weight_lr": _gt(0.0), "weight_decay": _ge(0.0), "fpga_lanes": _ge(1), "weight_warmup_epochs": _ge(0),
+        "weight_warmup_start_lr": _ge(0.0), "weight_min_lr": _ge(0.0)}
     COSTS: ClassVar[tuple[str, ...]] = ("energy", "fpga")
+    ALPHA_SAMPLES: ClassVar[tuple[str, ...]] = ("hard", "soft")
+    WEIGHT_SCHEDULES: ClassVar[tuple[str, ...]] = ("constant", "cosine")
 
     def __post_init__(self) -> None:
         _check_bounds(self)
         if self.cost not in self.COSTS:
             raise UserError(f"search.cost: {self.cost!r}; expected one of {', '.join(self.COSTS)}")
+        if self.alpha_sample not in self.ALPHA_SAMPLES:
+            raise UserError(f"search.alpha_sample: {self.alpha_sample!r}; expected one of {', '.join(self.ALPHA_SAMPLES)}")
+        if self.weight_schedule not in self.WEIGHT_SCHEDULES:
+            raise UserError(f"search.weight_schedule: {self.weight_schedule!r}; expected one of "
+                            f"{', '.join(self.WEIGHT_SCHEDULES)}")
+        if self.weight_schedule == "constant":
+            for key, default in (("weight_warmup_epochs", 0), ("weight_warmup_start_lr", 0.0), ("weight_min_lr", 0.0)):
+                if getattr(self, key) != default:
+                    raise UserError(f"search.{key}: {getattr(self, key)} has no effect with search.weight_schedule "
+                                    "'constant'; set weight_schedule: cosine (or leave the key out)")
+        for key in ("weight_warmup_start_lr", "weight_min_lr"):
+            if getattr(self, key) > self.weight_lr:
+                raise UserError(f"search.{key}: {getattr(self, key)} exceeds search.weight_lr {self.weight_lr}")
         if not 0 < self.tau_end <= self.tau_start:
             raise UserError(f"search.tau_end, tau_start: need 0 < tau_end <= tau_start, got "
                             f"{self.tau_end}, {self.tau_start}")
@@ -211,15 +243,20 @@ class FinetuneConfig:
     min_lr: float = 1e-5
     weight_decay: float = 0.01
     warmup_epochs: int = 0
+    warmup_start_lr: float = 0.0  # as train.warmup_start_lr
 
     SECTION: ClassVar[str] = "finetune"
     BOUNDS: ClassVar[dict[str, _Bound]] = {"epochs": _ge(1), "lr": _gt(0.0), "min_lr": _ge(0.0),
-                                           "weight_decay": _ge(0.0), "warmup_epochs": _ge(0)}
+                                           "weight_decay": _ge(0.0), "warmup_epochs": _ge(0),
+                                           "warmup_start_lr": _ge(0.0)}
 
     def __post_init__(self) -> None:
         _check_bounds(self)
         if self.min_lr > self.lr:
             raise UserError(f"finetune.min_lr: {self.min_lr} exceeds finetune.lr {self.lr} (the schedule decays to it)")
+        if self.warmup_start_lr > self.lr:
+            raise UserError(f"finetune.warmup_start_lr: {self.warmup_start_lr} exceeds finetune.lr {self.lr} "
+                            "(the warmup rises from it to lr)")
 
 
 @dataclass(frozen=True)
@@ -312,3 +349,29 @@ def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config file."""
     raw = read_yaml(path, "a config (YAML with sections model, data, train, search, finetune)")
     return config_from_dict(raw, str(path))
+
+
+def apply_overrides(cfg: Config, items: list[str] | tuple[str, ...], option: str = "--set") -> Config:
+    """`cfg` with `section.key=value` items applied in order; a value is read as YAML (`3`, `1e-4`,
+    `soft`, `[true, false, false, false]`). A malformed item, an unknown key or a bad value is one
+    error naming the option and the item."""
+    for item in items:
+        name, sep, text = item.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot or not key:
+            raise UserError(f"{option} {item!r}: expected section.key=value (e.g. train.epochs=3)")
+        if section not in _SECTIONS:
+            raise UserError(f"{option} {item!r}: unknown section '{section}'; known: {', '.join(_SECTIONS)}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise UserError(f"{option} {item!r}: the value is not valid YAML") from None
+        if value is None:
+            raise UserError(f"{option} {item!r}: no value after '='")
+        raw = {**dataclasses.asdict(getattr(cfg, section)), key: value}
+        try:
+            part = _section(section, raw, option)
+        except UserError as err:
+            raise UserError(f"{option} {item!r}: {str(err).removeprefix(option + ': ')}") from None
+        cfg = dataclasses.replace(cfg, **{section: part})
+    return cfg

@@ -20,13 +20,25 @@ from torch import nn
 
 from hqflow.config import Config, config_from_dict
 from hqflow.errors import UserError
+from hqflow.io import atomic_write
+from hqflow.search.distributed import to_cpu
 from hqflow.search.model import Spikformer, quant_layers
 
 CHECKPOINT = "checkpoint.pt"
 
 
-def load_checkpoint(run: str | Path) -> tuple[Config, Spikformer, dict[str, Any]]:
-    """Read a run folder's (or a checkpoint file's) config and model; the rest of the state as a dict."""
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write `state` to `path` atomically, every tensor moved to the CPU first: a checkpoint written on a
+    GPU loads on a machine without one (and `load_checkpoint` puts it on any device)."""
+    atomic_write(path, lambda p: torch.save(to_cpu(state), p))
+
+
+def load_checkpoint(run: str | Path, device: torch.device | str | None = None) -> tuple[Config, Spikformer, dict[str, Any]]:
+    """Read a run folder's (or a checkpoint file's) config and model; the rest of the state as a dict.
+
+    The file is read onto the CPU (whatever device wrote it); the model is then moved to `device`
+    (default: stays on the CPU). The rest of the state stays on the CPU: an optimizer's
+    load_state_dict moves its tensors to its parameters' device."""
     path = Path(run)
     if not path.exists():
         raise UserError(f"{path}: no such run folder or checkpoint file")
@@ -39,6 +51,8 @@ def load_checkpoint(run: str | Path) -> tuple[Config, Spikformer, dict[str, Any]
     cfg = config_from_dict(state["config"], f"{path}: config")
     model = build_model(cfg, state, str(path))
     load_weights(model, state["model"], str(path))
+    if device is not None:
+        model.to(device)
     return cfg, model, state
 
 

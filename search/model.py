@@ -21,7 +21,8 @@ Every convolution and linear layer has a stable name (`sps.conv0`, `sps.rpe`, `b
 BN follows carry no bias (the BN's shift absorbs it); the head keeps its bias.
 
 Neurons are spikingjelly's multi-step LIF with tau = 2, hard reset to 0, decay_input and
-detach_reset. Each forward pass starts from a reset membrane, so a caller never has to reset.
+detach_reset, run by search/lif.py's fused LIFNode (a subclass, bitwise the same numbers, faster on
+CPU). Each forward pass starts from a reset membrane, so a caller never has to reset.
 """
 
 from __future__ import annotations
@@ -38,12 +39,16 @@ from torch import Tensor, nn  # noqa: E402
 
 from hqflow.config import ModelConfig  # noqa: E402
 from hqflow.errors import UserError  # noqa: E402
+from hqflow.search.lif import LIFNode  # noqa: E402
 from hqflow.topology import Attention, MaxPool, Step, Topology, WeightLayer, spikformer  # noqa: E402
 
 
-def lif(cfg: ModelConfig, v_threshold: float | None = None) -> neuron.LIFNode:
-    """Multi-step LIF: H = V + (X - V) / tau;  S = H >= V_th;  V = H * (1 - S)."""
-    return neuron.LIFNode(
+def lif(cfg: ModelConfig, v_threshold: float | None = None) -> LIFNode:
+    """Multi-step LIF: H = V + (X - V) / tau;  S = H >= V_th;  V = H * (1 - S).
+
+    search/lif.py's LIFNode: spikingjelly's LIFNode with a fused forward and backward over T, bitwise
+    equal to spikingjelly's on spikes, membranes and gradients."""
+    return LIFNode(
         tau=float(cfg.tau),
         v_threshold=cfg.v_threshold if v_threshold is None else v_threshold,
         v_reset=0.0,

@@ -42,6 +42,7 @@ from hqflow.plan import load_plan, plan_from_dict
 from hqflow.search import supernet
 from hqflow.search.plots import pick_layers, plot_cost_split, plot_weight_histograms
 from hqflow.search.checkpoint import load_checkpoint
+from hqflow.search.distributed import resolve_device
 from hqflow.search.loaders import load_split, make_loader
 from hqflow.search.trainer import METRICS
 
@@ -62,6 +63,7 @@ def measure_input_rates(model: nn.Module, loader, max_batches: int = RATE_BATCHE
     """
     layers = supernet.weight_layers(model)
     counts = {name: [0, 0] for name in layers}  # non-zero inputs, inputs
+    device = next(model.parameters()).device  # the batches go where the model is
 
     def hook(name):
         def count(_module, args):
@@ -76,7 +78,7 @@ def measure_input_rates(model: nn.Module, loader, max_batches: int = RATE_BATCHE
                                         disable=None if progress else True)):
             if i == max_batches:
                 break
-            model(x)
+            model(x.to(device))
     finally:
         for h in handles:
             h.remove()
@@ -175,14 +177,17 @@ def _fp32_run(search_dir: Path, fp32_dir: str | Path | None) -> Path | None:
 
 def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_dir: str | Path | None = None,
                 out_dir: str | Path | None = None, data_root: str | None = None,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Write report.md, report.json, cost_split.png and weights.png for a search; return the numbers.
+
+    `device` runs the quantized model's forward that measures the input rates ("auto", "cpu", "cuda", ...).
 
     The returned dict is report.json's content plus "markdown" (report.md's text). The folder is
     built aside and moved into place whole: a failure leaves the previous report (or none). An
     existing `out_dir` is replaced only if it is empty or a report folder (holds report.json).
     """
     search_dir = Path(search_dir)
+    device = resolve_device(device)
     if not search_dir.is_dir():
         raise UserError(f"{search_dir}: search folder not found")
     require_complete(search_dir, "the search folder")
@@ -205,7 +210,7 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
             raise UserError(f"{qat_dir}: QAT run folder not found")
         require_complete(qat_dir, "the QAT run")
         accuracy, source = read_last_metrics(qat_dir)["test_acc"], "qat"
-        _, model, state = load_checkpoint(qat_dir)
+        _, model, state = load_checkpoint(qat_dir, device)
         if "plan" not in state:
             raise UserError(f"{qat_dir}: its checkpoint holds no plan (not a `hqflow finetune` run)")
         qat_plan = plan_from_dict(state["plan"], f"{qat_dir}: plan")
@@ -214,7 +219,7 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
             plan = qat_plan
     else:
         accuracy, source = read_last_metrics(search_dir)["test_acc"], "search, before finetune"
-        _, model, _ = load_checkpoint(search_dir)
+        _, model, _ = load_checkpoint(search_dir, device)
         supernet.set_argmax(model, True)
     shapes = layer_shapes(cfg.model, cfg.data.time_steps)
     plan.check_layers([s.name for s in shapes], str(plan_path))
@@ -239,7 +244,8 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
     layers = supernet.weight_layers(model)
     shown = pick_layers(list(layers), 5)
     with torch.no_grad():
-        pairs = {n: (layers[n].weight.detach().numpy(), layers[n].quant_weight().detach().numpy()) for n in shown}
+        pairs = {n: (layers[n].weight.detach().cpu().numpy(), layers[n].quant_weight().detach().cpu().numpy())
+                 for n in shown}
     probabilities = search_dir / "probabilities.png"
     report["plots"] = {"cost_split": "cost_split.png", "weights": "weights.png",
                        "probabilities": os.path.relpath(probabilities, out_dir) if probabilities.is_file() else None}

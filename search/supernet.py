@@ -26,6 +26,18 @@ from hqflow.numerics import DEFAULT_CANDIDATES, Candidate
 from hqflow.search.quantizers import make_quantizer, straight_through
 
 
+def gumbel_softmax(alpha: Tensor, tau: float, hard: bool) -> Tensor:
+    """F.gumbel_softmax(alpha, tau, hard) over alpha [K], its Gumbel noise drawn from torch's CPU generator
+    whatever alpha's device: bit for bit F.gumbel_softmax on the CPU (the same draws and ops), and on a
+    GPU the same noise as on the CPU, restored by a checkpoint's CPU RNG state, equal on every rank."""
+    gumbels = -torch.empty(alpha.shape, dtype=alpha.dtype).exponential_().log()  # ~Gumbel(0, 1)
+    y_soft = ((alpha + gumbels.to(alpha.device)) / tau).softmax(0)
+    if not hard:
+        return y_soft
+    index = y_soft.max(0, keepdim=True)[1]  # straight through
+    return torch.zeros_like(alpha).scatter_(0, index, 1.0) - y_soft.detach() + y_soft
+
+
 class _Quantized:
     """Shared state and weight logic of QuantConv2d / QuantLinear (a mixin over the torch layer)."""
 
@@ -38,7 +50,8 @@ class _Quantized:
     def _setup(self, candidates: tuple[Candidate, ...], choice: int | None) -> None:
         self.candidates = tuple(candidates)
         self.quantizers = nn.ModuleList(make_quantizer(c) for c in self.candidates)
-        self.alpha = nn.Parameter(torch.zeros(len(self.candidates)))
+        # a layer fixed to one format (QAT) never uses alpha: no gradient, which DDP needs to know
+        self.alpha = nn.Parameter(torch.zeros(len(self.candidates)), requires_grad=choice is None)
         self.choice = choice
         self.tau, self.hard, self.learn_alpha = 1.0, False, True
 
@@ -53,15 +66,21 @@ class _Quantized:
         straight-through estimator d(sum_k g_k Q_k(w))/dw = sum_k g_k = 1, so the weight step
         passes the gradient straight through, with no autograd node per candidate.
         """
+        if torch.is_autocast_enabled(self.weight.device.type):  # mixed precision never reaches Q(w) or g: fp32
+            with torch.autocast(self.weight.device.type, enabled=False):
+                return self._quant_weight()
+        return self._quant_weight()
+
+    def _quant_weight(self) -> Tensor:
         if self.choice is not None:
             return self.quantizers[self.choice](self.weight)
         with torch.no_grad():
             branches = [q(self.weight) for q in self.quantizers]
         if self.learn_alpha:
-            g = F.gumbel_softmax(self.alpha, tau=self.tau, hard=self.hard)
+            g = gumbel_softmax(self.alpha, self.tau, self.hard)
             return sum(g[k] * b for k, b in enumerate(branches))
         with torch.no_grad():
-            g = F.gumbel_softmax(self.alpha, tau=self.tau, hard=self.hard)
+            g = gumbel_softmax(self.alpha, self.tau, self.hard)
             mixed = sum(g[k] * b for k, b in enumerate(branches))
         return straight_through(self.weight, mixed)
 

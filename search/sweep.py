@@ -22,6 +22,12 @@ last complete epoch (INCOMPLETE, resumable: `hqflow.io.RunFolder`), sweep.json l
 finished ones, and an INCOMPLETE marker in OUT. `resume=True` continues it: a complete lambda
 folder is read, not searched again; an incomplete one is resumed; a missing one is searched.
 A fresh sweep that fails before any search has completed an epoch leaves no OUT.
+
+Under `torchrun --nproc_per_node N` every lambda is searched (and finetuned) data-parallel by all
+N ranks, one lambda after the other (`quant_search`, "Devices and processes"), and rank 0 alone
+writes OUT's files. Why not one lambda per rank: each point is then the same whatever N and
+however many lambdas there are (no rank idles when N does not divide their number), resuming is
+the single-process logic unchanged, and a lambda's search on N GPUs is N times the batch of one.
 """
 
 from __future__ import annotations
@@ -41,18 +47,23 @@ from hqflow.search import quant_search
 from hqflow.numerics import Candidate
 from hqflow.search.hwreport import design_resources
 from hqflow.search.plots import pareto_front, plot_pareto, plot_pareto_fpga
+from hqflow.search.distributed import barrier, resolve_device, start_distributed
 from hqflow.search.report import read_last_metrics
 
 SCHEMA_VERSION = 1
 
 
 def sweep(cfg: Config, init: str | Path | None, lambdas: list[float], out: str | Path, finetune_epochs: int = 0,
-          force: bool = False, progress: bool = True, resume: bool = False) -> list[dict[str, Any]]:
+          force: bool = False, progress: bool = True, resume: bool = False, device="cpu",
+          amp: bool = False) -> list[dict[str, Any]]:
     """Search (and optionally finetune) for every lambda of `lambdas`; returns the points of sweep.json.
 
     `force` replaces each lambda's folder (each one only once its new search has an epoch);
-    `resume` continues a killed sweep in `out` (see the module docstring)."""
+    `resume` continues a killed sweep in `out` (see the module docstring); `device`, `amp`: as
+    `quant_search.run_search`."""
     out = Path(out)
+    device = resolve_device(device)
+    is_main = start_distributed(device)[0] == 0
     if not lambdas:
         raise UserError("sweep: no lambda given")
     if len(set(lambdas)) != len(lambdas):
@@ -78,16 +89,20 @@ def sweep(cfg: Config, init: str | Path | None, lambdas: list[float], out: str |
     elif not force:
         check_output_dir(out, force=False)
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_text(out / INCOMPLETE, json.dumps({"lambdas": [float(v) for v in lambdas],
-                                              "resume": f"hqflow sweep --resume -o {out} (same options)"}) + "\n")
+    barrier()  # every rank has checked `out` before rank 0 creates it
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_text(out / INCOMPLETE, json.dumps({"lambdas": [float(v) for v in lambdas],
+                                                  "resume": f"hqflow sweep --resume -o {out} (same options)"}) + "\n")
     try:
-        points = _sweep(configs, init, lambdas, out, finetune_epochs, force, progress, resume, fp32, table)
+        points = _sweep(configs, init, lambdas, out, finetune_epochs, force, progress, resume, fp32, table,
+                        device, amp, is_main)
     except BaseException:
-        if created and not [p for p in out.iterdir() if p.name != INCOMPLETE and not p.name.startswith(".")]:
+        if is_main and created and not [p for p in out.iterdir() if p.name != INCOMPLETE and not p.name.startswith(".")]:
             shutil.rmtree(out, ignore_errors=True)  # nothing finished: leave nothing
         raise
-    (out / INCOMPLETE).unlink(missing_ok=True)
+    if is_main:
+        (out / INCOMPLETE).unlink(missing_ok=True)
     return points
 
 
@@ -95,22 +110,27 @@ def _run(step, folder: Path, resume: bool, *args, **kwargs):
     """Run `step` (search or finetune) into `folder`; with `resume`: skip it when complete, resume it
     when incomplete. Returns the last epoch's test accuracy."""
     if resume and (folder / "checkpoint.pt").is_file():
-        if read_incomplete(folder) is None:
+        complete = read_incomplete(folder) is None
+        barrier()  # every rank has read the folder's state before rank 0 changes it
+        if complete:
             return read_last_metrics(folder)["test_acc"]
         return step(*args, resume=True, **kwargs)[-1].test_acc
+    barrier()
     return step(*args, **kwargs)[-1].test_acc
 
 
 def _sweep(configs: list[Config], init, lambdas: list[float], out: Path, finetune_epochs: int, force: bool,
-           progress: bool, resume: bool, fp32: dict | None, table: fpga.FpgaTable) -> list[dict[str, Any]]:
+           progress: bool, resume: bool, fp32: dict | None, table: fpga.FpgaTable, device="cpu", amp: bool = False,
+           is_main: bool = True) -> list[dict[str, Any]]:
     points: list[dict[str, Any]] = []
     for lam, lam_cfg in zip(lambdas, configs):
         folder = out / f"lambda_{lam:g}"
-        accuracy = _run(quant_search.run_search, folder, resume, lam_cfg, folder, init=init, force=force, progress=progress)
+        accuracy = _run(quant_search.run_search, folder, resume, lam_cfg, folder, init=init, force=force,
+                        progress=progress, device=device, amp=amp)
         source = "search, before finetune"
         if finetune_epochs:
             accuracy = _run(quant_search.run_finetune, folder / "qat", resume, folder / "plan.json", folder / "qat",
-                            force=force, progress=progress, epochs=finetune_epochs)
+                            force=force, progress=progress, epochs=finetune_epochs, device=device, amp=amp)
             source = "qat"
         plan = load_plan(folder / "plan.json")
         summary = plan.summary
@@ -122,6 +142,8 @@ def _sweep(configs: list[Config], init, lambdas: list[float], out: Path, finetun
             front = {id(p) for p in pareto_front(points, key)}
             for p in points:
                 p[flag] = id(p) in front
+        if not is_main:
+            continue
         atomic_text(out / "sweep.json", json.dumps({"schema_version": SCHEMA_VERSION, "fp32": fp32,
                                                      "points": points}, indent=2) + "\n")
         plot_pareto(points, out / "pareto.png", fp32)

@@ -11,14 +11,21 @@ A run folder holds:
     INCOMPLETE       present while the run has not finished (see `hqflow.io`, "Run folders")
 
 The loop is ready for `torchrun` with DistributedDataParallel: when a process group is
-initialised, each rank trains on its shard of every epoch's permutation and only rank 0 writes
-files or prints. The shuffle order of epoch e depends only on (seed, e), so `--resume`
-continues exactly where an interrupted run stopped.
+initialised, each rank trains on its shard of every epoch's permutation (train.batch_size samples
+per rank and step) and only rank 0 writes files or prints. BatchNorm statistics: each rank keeps
+its own (DDP without buffer broadcast) and they are averaged over the ranks before every
+evaluation and checkpoint (`distributed.average_buffers`). The shuffle order of epoch e depends
+only on (seed, e), so `--resume` continues exactly where an interrupted run stopped.
+
+Devices: `device` (a torch device or "auto" / "cpu" / "cuda" / "cuda:N") holds the model, the
+batches and the loss; `amp` runs the forward under bf16 autocast (the fake quantizers stay fp32).
+Checkpoints are written with CPU tensors and load onto any device.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -39,8 +46,9 @@ from hqflow.config import Config, TrainConfig
 from hqflow.data import FrameDataset
 from hqflow.errors import UserError
 from hqflow.io import RunFolder, atomic_text, atomic_write
-from hqflow.search.checkpoint import CHECKPOINT, EXTRA_KEYS, load_checkpoint, restore_state
-from hqflow.search.distributed import rank_and_world
+from hqflow.search.checkpoint import CHECKPOINT, EXTRA_KEYS, load_checkpoint, restore_state, save_checkpoint
+from hqflow.search.distributed import (autocast, average_buffers, barrier, rank_and_world, record_step,
+                                       resolve_device, start_distributed)
 from hqflow.search.loaders import epoch_seed, load_split, load_splits, make_loader, random_shift
 from hqflow.search.model import Spikformer
 
@@ -50,10 +58,16 @@ METRICS = "metrics.jsonl"
 # ----------------------------------------------------------------------------- schedule
 
 
-def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warmup over `warmup` steps, then cosine from 1 down to `min_ratio` at `total`."""
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float, start_ratio: float = 0.0) -> float:
+    """The learning rate of optimizer step `step` (0-based) as a fraction of the peak lr.
+
+    Linear warmup over `warmup` steps from `start_ratio` (the lr before the first step, 0 by default)
+    to 1 (reached at step warmup - 1): `start_ratio + (1 - start_ratio) * (step + 1) / warmup`; then
+    cosine from 1 down to `min_ratio` at `total`. With start_ratio 0 the warmup is `(step + 1) / warmup`
+    bit for bit (0.0 + 1.0 * x == x).
+    """
     if step < warmup:
-        return (step + 1) / warmup
+        return start_ratio + (1.0 - start_ratio) * ((step + 1) / warmup)
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -73,49 +87,61 @@ class EpochMetrics:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, progress: bool = False) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (fraction) of `model` over a loader (summed over ranks)."""
+def evaluate(model: nn.Module, loader: DataLoader, progress: bool = False, amp: bool = False) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (fraction) of `model` over a loader (summed over ranks), on the
+    device of the model's parameters (the batches are moved there; `amp`: bf16 autocast)."""
     model.eval()
+    device = next(model.parameters()).device
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
     for x, y in tqdm(loader, desc="eval", leave=False, disable=None if progress else True):
-        logits = model(x)
+        x, y = x.to(device), y.to(device)
+        with autocast(device, amp):
+            logits = model(x)
+        logits = logits.float()
         totals += torch.tensor([nn.functional.cross_entropy(logits, y, reduction="sum").item(),
                                 (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
     if rank_and_world()[1] > 1:
+        totals = totals.to(device)  # nccl reduces device tensors only
         dist.all_reduce(totals)
+        totals = totals.cpu()
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 
 
 def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = False,
           progress: bool = True, model: nn.Module | None = None, recipe: TrainConfig | None = None,
-          extra_state: dict[str, Any] | None = None, resume_command: str | None = None) -> list[EpochMetrics]:
+          extra_state: dict[str, Any] | None = None, resume_command: str | None = None,
+          device: torch.device | str = "cpu", amp: bool = False) -> list[EpochMetrics]:
     """Train a Spikformer of `cfg`, writing the run folder `out`; returns the epoch log.
 
     By default a fresh fp32 model with the `cfg.train` recipe. Quantization-aware training
     passes its `model` (layers fixed to a plan), its `recipe`, and `extra_state` (the plan)
     to store in every checkpoint, so that `load_checkpoint` can rebuild the same model, and the
     `resume_command` its INCOMPLETE marker names. The folder's life cycle: `hqflow.io.RunFolder`.
+    `device`: where to train (module docstring); `amp`: bf16 autocast of the forward.
     """
     out = Path(out)
-    rank, world = rank_and_world()
+    device = resolve_device(device)
+    rank, world = start_distributed(device)
     is_main = rank == 0
     cfg, train_set, test_set = load_splits(cfg)  # fail before writing; resolves model.num_classes
     folder = RunFolder(out, force, resume, resume_command or f"hqflow train --resume -o {out}") if is_main else None
     try:
         history = _train(cfg, out, folder, resume, progress, model, recipe or cfg.train, extra_state,
-                         train_set, test_set)
+                         train_set, test_set, device, amp)
     except BaseException:
         if folder is not None:
             folder.abandon()
         raise
     if folder is not None:
         folder.finish()
+    barrier()  # every rank returns once rank 0's files are complete
     return history
 
 
 def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progress: bool,
            model: nn.Module | None, tc: TrainConfig, extra_state: dict[str, Any] | None,
-           train_set: FrameDataset, test_set: FrameDataset) -> list[EpochMetrics]:
+           train_set: FrameDataset, test_set: FrameDataset, device: torch.device = torch.device("cpu"),
+           amp: bool = False) -> list[EpochMetrics]:
     """The loop of `train`; rank 0 writes into `folder.path` (None on the other ranks)."""
     rank, world = rank_and_world()
     is_main = rank == 0
@@ -128,12 +154,14 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
         extra_state = {k: state[k] for k in EXTRA_KEYS if k in state}
     elif model is None:
         model = Spikformer(cfg.model)
+    model.to(device)  # before the optimizer: its state (and a resumed one) lives on the parameters' device
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     train_loader = make_loader(train_set, tc.batch_size, tc.seed, True, tc.num_workers, cfg.data.max_train_samples)
     test_loader = make_loader(test_set, tc.batch_size, tc.seed, False, tc.num_workers)
     steps = tc.epochs * len(train_loader)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, steps, tc.warmup_epochs * len(train_loader), tc.min_lr / tc.lr))
+        optimizer, lambda s: lr_factor(s, steps, tc.warmup_epochs * len(train_loader), tc.min_lr / tc.lr,
+                                tc.warmup_start_lr / tc.lr))
     history: list[EpochMetrics] = []
     start = 0
     if resume:
@@ -148,7 +176,13 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
     if is_main and start < tc.epochs:
         folder.mark(start, tc.epochs)
     kill_at = kill_step()
-    net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # each rank keeps its own BN statistics (no buffer broadcast); averaged before evaluation and checkpoint
+    net: nn.Module = model
+    if world > 1:
+        ddp = nn.parallel.DistributedDataParallel
+        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                   else {"broadcast_buffers": False})  # the newer name of the same switch
+        net = ddp(model, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
     criterion = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
 
     for epoch in range(start, tc.epochs):
@@ -160,14 +194,18 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
                    disable=None if progress and is_main else True)  # None: a bar on terminals only
         shift = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch + 1))
         for x, y in bar:
-            logits = net(random_shift(x, tc.augment_shift, shift))
-            loss = criterion(logits, y)
+            x = random_shift(x, tc.augment_shift, shift).to(device)  # the shift's generator is on the CPU
+            y = y.to(device)
+            with autocast(device, amp):
+                logits = net(x)
+                loss = criterion(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
             schedule.step()
+            record_step("step", schedule.last_epoch - 1, model, x)
             if kill_at is not None and schedule.last_epoch - 1 == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
             loss_sum += loss.item() * len(y)
@@ -175,10 +213,12 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
             count += len(y)
             bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}")
         if world > 1:  # the training figures over all ranks' shards
-            totals = torch.tensor([loss_sum, correct, count], dtype=torch.float64)
+            totals = torch.tensor([loss_sum, correct, count], dtype=torch.float64, device=device)
             dist.all_reduce(totals)
             loss_sum, correct, count = totals.tolist()
-        test_loss, test_acc = evaluate(model, test_loader)
+        average_buffers(model)  # the same BN statistics on every rank for evaluation and checkpoint
+        record_step("epoch", epoch + 1, model)
+        test_loss, test_acc = evaluate(model, test_loader, amp=amp)
         metrics = EpochMetrics(epoch + 1, loss_sum / count, correct / count, test_loss, test_acc,
                                optimizer.param_groups[0]["lr"], time.perf_counter() - t0)
         history.append(metrics)
@@ -201,7 +241,7 @@ def _save_epoch(out: Path, cfg: Config, model: nn.Module, optimizer, schedule,
     state = {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "epoch": history[-1].epoch,
              "history": [dataclasses.asdict(m) for m in history], **extra_state}
-    atomic_write(out / CHECKPOINT, lambda p: torch.save(state, p))
+    save_checkpoint(out / CHECKPOINT, state)
     _write_metrics(out, history)
 
 
@@ -260,13 +300,14 @@ class Evaluation:
 
 
 def evaluate_run(run: str | Path, split: str = "test", data_root: str | None = None,
-                 batch_size: int | None = None, progress: bool = True) -> Evaluation:
-    """Accuracy of a run's checkpoint on a split of its data set."""
-    cfg, model, _ = load_checkpoint(run)
+                 batch_size: int | None = None, progress: bool = True, device: torch.device | str = "cpu",
+                 amp: bool = False) -> Evaluation:
+    """Accuracy of a run's checkpoint on a split of its data set, on `device` (`amp`: bf16 autocast)."""
+    cfg, model, _ = load_checkpoint(run, resolve_device(device))
     if data_root is not None:
         cfg = cfg.replace("data", data_root=data_root)
     frames = load_split(cfg, split)
     loader = make_loader(frames, batch_size or cfg.train.batch_size, cfg.train.seed, False)
     t0 = time.perf_counter()
-    loss, acc = evaluate(model, loader, progress=progress)
+    loss, acc = evaluate(model, loader, progress=progress, amp=amp)
     return Evaluation(cfg.data.dataset, split, len(frames), loss, acc, time.perf_counter() - t0)

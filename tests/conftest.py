@@ -11,10 +11,12 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
+os.environ["CUDA_VISIBLE_DEVICES"] = ""  # every test runs on the CPU, GPU or not (--device auto: the CPU)
 
-from hqflow.config import Config, config_from_dict
-from hqflow.numerics import Candidate
+import torch  # noqa: E402
+
+from hqflow.config import Config, config_from_dict  # noqa: E402
+from hqflow.numerics import Candidate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

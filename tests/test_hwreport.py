@@ -211,7 +211,7 @@ def test_sweep_adds_fpga_columns(tmp_path, monkeypatch):
     _metrics(fp32, 0.9)
     plans = {0.5: "uniform-4", 1.0: "po2-2", 3.0: "uniform-2"}
 
-    def fake_search(cfg, out, init=None, force=False, progress=True):
+    def fake_search(cfg, out, init=None, force=False, progress=True, **devices):
         lam = cfg.search.hw_lambda
         out.mkdir(parents=True)
         summary = {"energy_pct": 20 / (1 + lam), "storage_pct": 10 / (1 + lam), "avg_weight_bits": 4 / (1 + lam)}

@@ -178,7 +178,7 @@ def test_sweep_killed_midway_keeps_finished_lambdas_and_resumes(tmp_path, monkey
     (fp32 / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 0.9}) + "\n")
     calls, fail_at = [], [1.0]
 
-    def fake_search(cfg, out, init=None, force=False, progress=True, resume=False):
+    def fake_search(cfg, out, init=None, force=False, progress=True, resume=False, **devices):
         lam = cfg.search.hw_lambda
         calls.append(lam)
         if lam in fail_at:

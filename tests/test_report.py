@@ -213,7 +213,7 @@ def test_sweep_collects_points(tmp_path, monkeypatch):
     SWEEP_CFG = Config().replace("model", **{f: getattr(TINY, f) for f in ("img_size", "embed_dim", "num_heads",
                                                                           "depth", "pools", "num_classes")})
 
-    def fake_search(cfg, out, init=None, force=False, progress=True):
+    def fake_search(cfg, out, init=None, force=False, progress=True, **devices):
         lam = cfg.search.hw_lambda
         calls.append((lam, out.name, init))
         out.mkdir(parents=True)
@@ -221,7 +221,7 @@ def test_sweep_collects_points(tmp_path, monkeypatch):
         QuantPlan(tuple(LayerPlan(n, U2) for n in NAMES), (U2,), lam, summary).save(out / "plan.json")
         return [searching.SearchEpoch(1, 0.1, 1.0, 1.0, 50.0, 0.8 - lam / 10, 0, 0, 1.0)]
 
-    def fake_finetune(plan_path, out, force=False, progress=True, epochs=None):
+    def fake_finetune(plan_path, out, force=False, progress=True, epochs=None, **devices):
         lam = json.loads(plan_path.read_text())["hw_lambda"]
         return [type("M", (), {"test_acc": 0.85 - lam / 10 if lam != 1 else 0.5})()]
 
