@@ -11,7 +11,7 @@ OUT    ?= out/demo
 # fastest (measured: a tiny-config QAT step 0.11 s spinning, 0.19 s with OMP_WAIT_POLICY=PASSIVE);
 # on cores shared with other busy processes, run `OMP_WAIT_POLICY=PASSIVE make ...` instead.
 
-.PHONY: venv hw-tools demo paper csim rtlsim synth test test-slow clean
+.PHONY: venv venv-qkeras hw-tools demo paper csim rtlsim synth test test-slow test-interop clean
 
 venv: $(VENV)/.installed
 
@@ -108,6 +108,28 @@ test: venv hw-tools
 
 test-slow: venv hw-tools
 	$(PY) -m pytest -m slow
+
+# QKeras against hqflow's quantizers (tests/test_qkeras_interop.py) with a Python that has the extra
+# `qkeras` (TensorFlow, about 2.4 GB: never in .venv); with the default, .venv's Python, it skips and
+# says why. Without tests/conftest.py, which imports torch:
+#   make venv-qkeras && make test-interop QKERAS_PYTHON=.venv-qkeras/bin/python
+QKERAS_PYTHON ?= $(PY)
+QKERAS_VENV ?= .venv-qkeras
+
+test-interop: $(if $(filter $(PY),$(QKERAS_PYTHON)),venv)
+	@$(QKERAS_PYTHON) -m pytest --noconftest -p no:cacheprovider -m interop tests/test_qkeras_interop.py; rc=$$?; \
+	  if [ $$rc = 5 ]; then echo "test-interop: skipped (the reason is above)"; else exit $$rc; fi
+
+# hqflow's NumPy core (no torch: --no-deps), pytest and the extra `qkeras`, in a separate environment
+venv-qkeras: $(QKERAS_VENV)/.installed
+
+$(QKERAS_VENV)/.installed: pyproject.toml
+	@test -d $(QKERAS_VENV) || $(PYTHON) -m venv $(QKERAS_VENV)
+	$(QKERAS_VENV)/bin/python -m pip --disable-pip-version-check -q install numpy pyyaml pytest \
+	  $$($(QKERAS_VENV)/bin/python -c "import tomllib; \
+	  print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['qkeras']))")
+	$(QKERAS_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
+	@touch $@
 
 clean:
 	rm -rf $(RUNS) $(OUT) .pytest_cache

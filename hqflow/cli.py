@@ -227,7 +227,8 @@ def _search_config(config_path, init, hw_lambda, epochs, energy_table, cost=None
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config, to search from scratch.")
 @click.option("--lambda", "hw_lambda", type=WEIGHT, help="Weight of the hardware cost in the loss (search.hw_lambda).")
 @click.option("--epochs", type=COUNT, help="Overrides search.epochs.")
-@click.option("--energy-table", type=click.Path(path_type=Path), help="YAML of operation energies in pJ.")
+@click.option("--energy-table", type=click.Path(path_type=Path),
+              help="Energy table: a name (45nm, the default; paper) or a YAML of operation energies in pJ.")
 @click.option("--cost", type=click.Choice(["energy", "fpga"]),
               help="Hardware term of the loss (search.cost): energy (45 nm table, the default) or fpga "
                    "(LUT-equivalents of the calibrated FPGA resource table).")
@@ -318,6 +319,24 @@ def hwreport_cmd(run, cycles, part, clock_mhz, lanes, fpga_table, devices, out):
     click.echo(result["markdown"])
 
 
+@main.command(name="cost")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
+@click.option("--energy-table", help="Energy table: a name (45nm, the default; paper) or a YAML path.")
+@click.option("--layers", is_flag=True, help="Also list every layer.")
+def cost_cmd(config_path, energy_table, layers):
+    """The fp32 model's energy and storage per layer group (no training); last line: energy_split."""
+    from hqflow.config import load_config
+    from hqflow.cost import breakdown_lines, fp32_breakdown, load_energy_table
+
+    cfg = load_config(config_path)
+    table = load_energy_table(energy_table)
+    summary = fp32_breakdown(cfg.model, cfg.data.time_steps, table, cfg.data.dataset)
+    click.echo(f"{config_path}: fp32 model, T {cfg.data.time_steps}, {summary['num_classes']} classes; energy table "
+               f"{table.name} (accumulate_only {str(table.accumulate_only).lower()}, weight reads "
+               f"{table.weight_reads}); % of the whole model")
+    click.echo("\n".join(breakdown_lines(summary, layers)))
+
+
 @main.command()
 @click.option("--from", "init", type=click.Path(path_type=Path), required=True, help="fp32 run to start from.")
 @click.option("--lambdas", required=True, help="Comma-separated hardware-cost weights, e.g. 0.1,0.5,2.")
@@ -354,6 +373,40 @@ def sweep(init, lambdas, epochs, finetune_epochs, cost, out, resume, force, quie
                    f"{p['storage_pct']:.2f} %, estimated {p['lut']:,.0f} LUT / {p['dsp']:,.0f} DSP / "
                    f"{p['bram']:,.1f} BRAM36{', Pareto front' if p['pareto'] else ''}")
     click.echo(f"{out / 'sweep.json'}, {out / 'pareto.png'}, {out / 'pareto_fpga.png'}")
+
+
+@main.command(name="figures")
+@click.argument("target", metavar="RUN_OR_SWEEP", type=click.Path(path_type=Path))
+@click.option("--layer", help="Layer of Fig. 3 (default: blocks.1.attn.q, else the last block's q).")
+@click.option("--data-root", type=DATA_ROOT, help="Folder holding the downloaded data sets (firing rates).")
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Figures folder (default: RUN/report/figures, SWEEP/figures).")
+@_device_option
+def figures_cmd(target, layer, data_root, out, device):
+    """The paper's Fig. 3 (one layer's format probabilities, the loss CE + lambda E) and Fig. 5 (formats per
+    layer, format shares of q / k / v / o, weight histograms, firing rates) of a search or a sweep."""
+    from hqflow.search.figures import make_figures
+
+    result = make_figures(target, out_dir=out, layer=layer, data_root=None if data_root is None else str(data_root),
+                          device=device)
+    click.echo(f"{result['out']}: " + ", ".join(result["files"]) + ", figures.json")
+    click.echo(f"Fig. 3 layer: {result['fig3_layer']}" + (f" ({result['fig3_note']})" if result["fig3_note"] else ""))
+
+
+@main.command(name="table")
+@click.argument("targets", metavar="RUNS...", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Write OUT.md and OUT.csv (default: FIRST/table.md and .csv; a search's in FIRST/report/).")
+def table_cmd(targets, out):
+    """The paper's Table 1: data set x lambda rows (accuracy, bits, compression, energy %, storage %) of sweep
+    folders and search folders, printed as markdown and written as markdown and CSV."""
+    from hqflow.search.table import collect, default_out, to_markdown, write_table
+
+    if not targets:
+        raise UserError("table: give at least one sweep or search folder (RUNS...)")
+    rows = collect(list(targets))
+    md, csv_path = write_table(rows, out if out is not None else default_out(list(targets)))
+    click.echo(to_markdown(rows) + f"\nwritten: {md}, {csv_path}")
 
 
 def _paper_export(run, out, target, tb_samples, data_root):

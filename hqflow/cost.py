@@ -19,12 +19,23 @@ The paper's figure counts every MAC. A spiking core only adds where an input is 
 the sparsity-aware figure scales M and A by the layer's measured input rate (the fraction of
 non-zero inputs). Only weight layers are costed: the spike-by-spike SSA products and the LIF
 updates are the same for every plan and are left out of both sides of the ratio.
+
+Two counting options, keys of a table file with these defaults (those of the 45 nm table):
+    accumulate_only: false      true: spiking inputs, a MAC is an add of the weight (E_mul = 0
+                                for every format; the SNN literature's "AC" operation)
+    weight_reads: per_inference per_step: every weight bit is read from DRAM at every time step
+                                (S * E_mem * T)
+The `paper` table (`tables/energy_paper.yaml`) sets both and takes Horowitz's upper DRAM figure
+(2.6 nJ per 64-bit access); at configs/paper.yaml it gives the fp32 split tokenizer / attention
+/ mlp of the paper's Fig. 4 within 0.1 point (41.5 / 19.5 / 38.9 against 41.4 / 19.5 / 38.9):
+    E = T * (positions * params * fp32_add + params * 32 * dram_per_bit).
+A table is named (`45nm`, `paper`: `tables/energy_<name>.yaml`) or given as a YAML path.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from hqflow.config import ModelConfig
@@ -33,7 +44,32 @@ from hqflow.io import read_yaml
 from hqflow.numerics import Candidate
 from hqflow.topology import GROUPS, Topology, spikformer
 
-DEFAULT_TABLE = Path(__file__).with_name("tables") / "energy_45nm.yaml"
+TABLES = Path(__file__).with_name("tables")
+DEFAULT_TABLE = TABLES / "energy_45nm.yaml"
+DEFAULT_TABLE_NAME = "45nm"
+WEIGHT_READS = ("per_inference", "per_step")
+
+
+def table_names() -> tuple[str, ...]:
+    """The names of the shipped energy tables (tables/energy_<name>.yaml), sorted."""
+    return tuple(sorted(p.stem.removeprefix("energy_") for p in TABLES.glob("energy_*.yaml")))
+
+
+def resolve_energy_table(table: str | Path | None) -> tuple[str, Path]:
+    """(label, file) of an energy table given by name (`45nm`, `paper`), by YAML path, or None (45nm).
+
+    A value without a path separator and without a suffix is a name; anything else is a path.
+    The label is the name for a shipped table, else the path as given."""
+    if table is None:
+        return DEFAULT_TABLE_NAME, DEFAULT_TABLE
+    text = str(table)
+    if "/" in text or "\\" in text or Path(text).suffix:
+        return text, Path(text)
+    path = TABLES / f"energy_{text}.yaml"
+    if not path.is_file():
+        raise UserError(f"--energy-table (search.energy_table): unknown energy table {text!r}: expected one of "
+                        f"{', '.join(table_names())} or a YAML file path")
+    return text, path
 
 
 @dataclass(frozen=True)
@@ -47,8 +83,13 @@ class EnergyTable:
     int32_add: float
     int8_add: float
     dram_per_bit: float
+    accumulate_only: bool = False  # spiking inputs: a MAC is an add (E_mul = 0 for every format)
+    weight_reads: str = "per_inference"  # or "per_step": the weights are read from DRAM every time step
+    name: str = DEFAULT_TABLE_NAME  # the table's name (shipped) or path, for the reports
 
     def mult(self, c: Candidate) -> float:
+        if self.accumulate_only:
+            return 0.0
         if c.scheme == "fp32":
             return self.fp32_mult
         if c.scheme == "uniform":
@@ -60,9 +101,12 @@ class EnergyTable:
 
 
 def load_energy_table(path: str | Path | None = None) -> EnergyTable:
-    """Read an energy table (YAML with the EnergyTable keys, values in pJ)."""
-    path = Path(path) if path is not None else DEFAULT_TABLE
-    keys = [f.name for f in fields(EnergyTable)]
+    """Read an energy table: a name (`45nm`, `paper`), a YAML path, or None (45nm).
+
+    The YAML has the EnergyTable energies in pJ and optionally accumulate_only (bool) and
+    weight_reads (per_inference or per_step)."""
+    label, path = resolve_energy_table(path)
+    keys = [f.name for f in fields(EnergyTable) if f.type == "float"]
     raw = read_yaml(path, f"an energy table (YAML with keys {', '.join(keys)} in pJ)")
     if not isinstance(raw, dict):
         raise UserError(f"{path}: an energy table is a mapping of {', '.join(keys)} to pJ, got {type(raw).__name__}")
@@ -73,7 +117,14 @@ def load_energy_table(path: str | Path | None = None) -> EnergyTable:
         value = raw[k]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise UserError(f"{path}: {k}: expected a finite, non-negative number of pJ, got {value!r}")
-    return EnergyTable(**{k: float(raw[k]) for k in keys})
+    accumulate_only = raw.get("accumulate_only", False)
+    if not isinstance(accumulate_only, bool):
+        raise UserError(f"{path}: accumulate_only: expected true or false, got {accumulate_only!r}")
+    weight_reads = raw.get("weight_reads", "per_inference")
+    if weight_reads not in WEIGHT_READS:
+        raise UserError(f"{path}: weight_reads: expected one of {', '.join(WEIGHT_READS)}, got {weight_reads!r}")
+    return EnergyTable(**{k: float(raw[k]) for k in keys}, accumulate_only=accumulate_only,
+                       weight_reads=weight_reads, name=label)
 
 
 @dataclass(frozen=True)
@@ -123,8 +174,9 @@ def layer_cost(shape: LayerShape, c: Candidate, table: EnergyTable, input_rate: 
     """Energy and storage of one layer in format `c`; `input_rate` < 1 counts only non-zero inputs."""
     ops = shape.macs * input_rate
     storage = shape.params * c.bits
+    reads = shape.time_steps if table.weight_reads == "per_step" else 1
     return LayerCost(shape.name, shape.group, c.name, shape.macs, storage,
-                     ops * (table.mult(c) + table.add(c)), storage * table.dram_per_bit)
+                     ops * (table.mult(c) + table.add(c)), storage * table.dram_per_bit * reads)
 
 
 def cost_matrix(shapes: list[LayerShape], candidates: tuple[Candidate, ...], table: EnergyTable) -> list[list[float]]:
@@ -148,3 +200,48 @@ def summarize(costs: list[LayerCost], reference: list[LayerCost]) -> dict:
         "storage_pct_by_group": {g: 100 * total(costs, "storage_bits", g) / s_ref for g in GROUPS},
         "layers": [asdict(c) | {"energy_pj": c.energy_pj} for c in costs],
     }
+
+
+# Class counts of the data sets (hqflow.data.DATASETS), for costing a config whose model.num_classes
+# is 0 ("the data set's") without loading the data: the head's size only.
+CLASS_COUNTS = {"digits-dvs": 10, "dvs128-gesture": 11, "cifar10-dvs": 10, "n-caltech101": 101}
+SPLIT_GROUPS = ("tokenizer", "attention", "mlp")  # the groups of the paper's split (the head is < 0.1 %)
+
+
+def fp32_breakdown(model: ModelConfig, time_steps: int, table: EnergyTable, dataset: str | None = None) -> dict:
+    """`summarize` of the fp32 model of `model` (T = `time_steps`) against itself under `table`.
+
+    A model.num_classes of 0 takes the class count of `dataset` (CLASS_COUNTS; unknown: head of
+    0 outputs). Adds "num_classes" and "energy_split" (% of the total energy: tokenizer, attention,
+    mlp) to the summary."""
+    if model.num_classes == 0 and dataset in CLASS_COUNTS:
+        model = replace(model, num_classes=CLASS_COUNTS[dataset])
+    fp32 = Candidate.parse("fp32")
+    costs = [layer_cost(s, fp32, table) for s in layer_shapes(model, time_steps)]
+    summary = summarize(costs, costs)
+    summary["num_classes"] = model.num_classes
+    summary["energy_split"] = {g: summary["energy_pct_by_group"][g] for g in SPLIT_GROUPS}
+    return summary
+
+
+def breakdown_lines(summary: dict, layers: bool = False) -> list[str]:
+    """The `hqflow cost` text of an `fp32_breakdown`: per group (and per layer), energy and storage;
+    the last line is `energy_split: <tokenizer>/<attention>/<mlp>` in percent, one decimal."""
+    e_total, s_total = summary["energy_fp32_uj"], summary["storage_fp32_kib"]
+    lines = []
+    if layers:
+        lines += [f"{'layer':<22}{'group':<11}{'MACs':>14}{'energy uJ':>12}{'energy %':>10}{'storage KiB':>13}"
+                  f"{'storage %':>11}"]
+        for c in summary["layers"]:
+            e_uj, kib = c["energy_pj"] * 1e-6, c["storage_bits"] / 8192
+            lines.append(f"{c['name']:<22}{c['group']:<11}{c['macs']:>14,}{e_uj:>12.3f}{100 * e_uj / e_total:>10.2f}"
+                         f"{kib:>13.1f}{100 * kib / s_total:>11.2f}")
+        lines.append("")
+    lines.append(f"{'group':<11}{'energy uJ':>12}{'energy %':>10}{'storage KiB':>13}{'storage %':>11}")
+    for g in GROUPS:
+        e_pct, s_pct = summary["energy_pct_by_group"][g], summary["storage_pct_by_group"][g]
+        lines.append(f"{g:<11}{e_total * e_pct / 100:>12.3f}{e_pct:>10.2f}{s_total * s_pct / 100:>13.1f}{s_pct:>11.2f}")
+    lines.append(f"{'total':<11}{e_total:>12.3f}{100:>10.2f}{s_total:>13.1f}{100:>11.2f}")
+    lines.append("storage_split: " + "/".join(f"{summary['storage_pct_by_group'][g]:.1f}" for g in SPLIT_GROUPS))
+    lines.append("energy_split: " + "/".join(f"{summary['energy_split'][g]:.1f}" for g in SPLIT_GROUPS))
+    return lines

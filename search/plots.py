@@ -6,6 +6,10 @@
     plot_weight_histograms   weight values of a few layers before and after quantization
     plot_pareto              accuracy vs energy of a lambda sweep, the Pareto front connected
     plot_pareto_fpga         accuracy vs estimated LUT and vs DSP of a lambda sweep, each front connected
+    plot_layer_search        Fig. 3: one layer's format probabilities and the total loss CE + lambda E
+    plot_format_map          Fig. 5: chosen format per layer, layers x plans (lambdas)
+    plot_format_pies         Fig. 5: share of formats among q / k / v / proj
+    plot_firing_rates        Fig. 5: firing rates of the LIF after q / k / v / proj
 """
 
 from __future__ import annotations
@@ -164,11 +168,12 @@ def plot_cost_split(fp32_summary: dict, plan_summary: dict, png_path: Path, titl
 
 
 def plot_weight_histograms(pairs: dict[str, tuple[np.ndarray, np.ndarray]], png_path: Path,
-                           formats: dict[str, str] | None = None) -> None:
+                           formats: dict[str, str] | None = None, title: str = "") -> None:
     """Weights of each layer before (top, histogram) and after quantization (bottom).
 
     A quantized weight with at most 64 distinct values is drawn as one bar per level (its
-    height: how many weights hold it), so its discrete level set shows; `formats` titles the panels.
+    height: how many weights hold it), so its discrete level set shows; `formats` titles the
+    panels, `title` (optional) the figure.
     """
     if not pairs:
         raise ValueError("plot_weight_histograms: no layers given")
@@ -196,6 +201,8 @@ def plot_weight_histograms(pairs: dict[str, tuple[np.ndarray, np.ndarray]], png_
             ax.tick_params(labelsize=7)
     axes[0, 0].set_ylabel("count")
     axes[1, 0].set_ylabel("count")
+    if title:
+        fig.suptitle(title, fontsize=10)
     _save(fig, png_path)
 
 
@@ -259,5 +266,153 @@ def plot_pareto_fpga(points: list[dict], png_path: Path, fp32: dict | None = Non
                title=f"accuracy vs {label} over hw_lambda")
         ax.margins(x=0.15, y=0.15)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    _save(fig, png_path)
+
+
+# ---- the paper's figures (Fig. 3, Fig. 5): `hqflow figures`, search/figures.py -----------------------
+
+ATTENTION_LABELS = {"q": "q", "k": "k", "v": "v", "proj": "o (proj)"}
+
+
+def total_loss(records: list[dict], hw_lambda: float) -> np.ndarray:
+    """The alpha step's loss per search step: CE + hw_lambda * E / E_fp32 (the search's objective;
+    E is the log's fpga_pct when the search's cost was "fpga", else energy_pct). Shape [steps]."""
+    return np.array([r["alpha_ce"] + hw_lambda * r.get("fpga_pct", r["energy_pct"]) / 100 for r in records], float)
+
+
+def plot_layer_search(log_path: Path, png_path: Path, layer: str, hw_lambda: float, note: str = "") -> None:
+    """Fig. 3: the selection probability of each format of `layer` over the search steps (left) and
+    the search's total loss CE + lambda E with its two terms (right; running means).
+
+    The log's probability lists follow `search.candidates` of the `config.yaml` beside the log;
+    `note` is added to the title (e.g. why this layer was chosen)."""
+    log_path = Path(log_path)
+    records = read_search_log(log_path)
+    candidates = load_config(log_path.parent / "config.yaml").search.candidates
+    names = list(records[0]["probabilities"])
+    if layer not in names:
+        raise UserError(f"{log_path}: no layer {layer} in the log (its layers: {', '.join(names)})")
+    probs = np.array([r["probabilities"][layer] for r in records], float)  # [steps, K]
+    if probs.shape[1] != len(candidates):
+        raise UserError(f"{log_path}: layer {layer} has {probs.shape[1]} probabilities, "
+                        f"config.yaml's search.candidates has {len(candidates)}")
+    steps = np.array([r["step"] for r in records])
+    fig, (ax_p, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for k, cand in enumerate(candidates):
+        ax_p.plot(steps, probs[:, k], lw=1.5, label=cand)
+    final = candidates[int(probs[-1].argmax())]
+    ax_p.set(xlabel="search step", ylabel="selection probability softmax(alpha)", ylim=(-0.02, 1.02),
+             title=f"{layer}: format probabilities (ends at {final})")
+    ax_p.grid(alpha=0.3)
+    ax_p.legend(fontsize=8, loc="best")
+    window = max(1, len(records) // 50)
+    hw = total_loss(records, hw_lambda) - np.array([r["alpha_ce"] for r in records], float)
+    what = "FPGA cost" if "fpga_pct" in records[0] else "energy"
+    ax_l.plot(steps, _running_mean(total_loss(records, hw_lambda), window), color="black", lw=1.6,
+              label=f"total: CE + λ·E  (λ = {hw_lambda:g})")
+    ax_l.plot(steps, _running_mean(np.array([r["alpha_ce"] for r in records], float), window), color="tab:blue",
+              lw=1.1, label="CE (alpha step, held-out batch)")
+    ax_l.plot(steps, hw, color="tab:red", lw=1.1, ls="--", label=f"λ·E  (E: expected {what} / fp32's)")
+    ax_l.set(xlabel="search step", ylabel="loss",
+             title="search loss" + (f" (CE: mean of {window} steps)" if window > 1 else ""))
+    ax_l.grid(alpha=0.3)
+    ax_l.legend(fontsize=8, loc="best")
+    fig.suptitle(f"Fig. 3: {log_path.parent.name}" + (f" — {note}" if note else ""), fontsize=11)
+    _save(fig, png_path)
+
+
+def _format_colors(candidates: list[str]) -> dict[str, tuple]:
+    """One fixed colour per format name (fp32 grey; po2 family blues, uniform family oranges)."""
+    palette = {"fp32": "#9e9e9e"}
+    po2 = sorted(c for c in candidates if c.startswith("po2"))
+    uni = sorted(c for c in candidates if c.startswith("uniform"))
+    for family, cmap in ((po2, plt.get_cmap("Blues")), (uni, plt.get_cmap("Oranges"))):
+        for i, c in enumerate(family):
+            palette[c] = cmap(0.45 + 0.45 * i / max(1, len(family) - 1))
+    others = [c for c in candidates if c not in palette]
+    for i, c in enumerate(others):
+        palette[c] = plt.get_cmap("Greens")(0.4 + 0.5 * i / max(1, len(others) - 1))
+    return palette
+
+
+def plot_format_map(formats: dict[str, dict[str, str]], candidates: list[str], png_path: Path,
+                    title: str = "") -> None:
+    """Fig. 5 (left): each layer's chosen format, layers (rows, model order) x plans (columns).
+
+    formats: column label (e.g. "λ=0.5") -> {layer name: format name}; every column has the
+    same layers. Each cell is coloured by format and labelled with its name."""
+    if not formats:
+        raise ValueError("plot_format_map: no plan given")
+    columns = list(formats)
+    layers = list(formats[columns[0]])
+    names = list(dict.fromkeys(list(candidates) + [f for col in formats.values() for f in col.values()]))
+    colors = _format_colors(names)
+    index = {n: i for i, n in enumerate(names)}
+    grid = np.array([[index[formats[c][layer]] for c in columns] for layer in layers])  # [layers, plans]
+    cmap = matplotlib.colors.ListedColormap([colors[n] for n in names])
+    fig, ax = plt.subplots(figsize=(3.2 + 1.1 * len(columns), 1.4 + 0.36 * len(layers)), layout="constrained")
+    ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, aspect="auto")
+    for i, layer in enumerate(layers):
+        for j, c in enumerate(columns):
+            r, g, b = matplotlib.colors.to_rgb(colors[formats[c][layer]])
+            ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"  # legible on dark cells
+            ax.text(j, i, formats[c][layer], ha="center", va="center", fontsize=7, color=ink)
+    ax.set_xticks(range(len(columns)), columns, fontsize=8)
+    ax.set_yticks(range(len(layers)), layers, fontsize=8)
+    ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
+    ax.set_xticks(np.arange(len(columns) + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(len(layers) + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", lw=1.5)
+    ax.tick_params(which="minor", length=0)
+    ax.set_title(title or "chosen format per layer", fontsize=9, wrap=True)
+    _save(fig, png_path)
+
+
+def plot_format_pies(counts: dict[str, dict[str, int]], candidates: list[str], png_path: Path,
+                     title: str = "") -> None:
+    """Fig. 5: the share of formats among the q / k / v / proj layers, one pie per part.
+
+    counts: part ("q", "k", "v", "proj") -> {format name: how many layers of that part chose it};
+    the count n a pie is made of is under it."""
+    parts = [p for p in ATTENTION_LABELS if p in counts]
+    names = list(dict.fromkeys(list(candidates) + [f for c in counts.values() for f in c]))
+    colors = _format_colors(names)
+    fig, axes = plt.subplots(1, len(parts), figsize=(2.9 * len(parts), 3.6), squeeze=False, layout="constrained")
+    for ax, part in zip(axes[0], parts):
+        items = [(f, counts[part].get(f, 0)) for f in names if counts[part].get(f, 0)]
+        n = sum(c for _, c in items)
+        _, texts = ax.pie([c for _, c in items], colors=[colors[f] for f, _ in items], startangle=90,
+                          counterclock=False, labels=[f"{f}\n{c}/{n}" for f, c in items], labeldistance=0.55,
+                          textprops={"fontsize": 8, "ha": "center", "va": "center"}, wedgeprops={"edgecolor": "white"})
+        for text, (f, _) in zip(texts, items):  # legible on dark wedges
+            r, g, b = matplotlib.colors.to_rgb(colors[f])
+            text.set_color("black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
+        ax.set_title(f"{ATTENTION_LABELS[part]}  (n = {n})", fontsize=10)
+    handles = [matplotlib.patches.Patch(color=colors[f], label=f) for f in names]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(names), fontsize=8, frameon=False)
+    fig.suptitle(title or "formats of the attention projections", fontsize=10)
+    _save(fig, png_path)
+
+
+def plot_firing_rates(rates: dict[str, dict[str, float]], png_path: Path, title: str = "") -> None:
+    """Fig. 5: the firing rate (spikes / neuron / time step, in [0, 1]) of the LIF after q, k, v
+    and proj, grouped by part, one bar per series.
+
+    rates: series label (a plan, e.g. "λ=0.5", or a block) -> {part ("q", "k", "v", "proj"): rate}."""
+    series = list(rates)
+    parts = [p for p in ATTENTION_LABELS if all(p in r for r in rates.values())]
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(2.5 + 1.4 * len(parts) * max(1, len(series)) ** 0.5, 4), layout="constrained")
+    x = np.arange(len(parts))
+    for i, s in enumerate(series):
+        values = [rates[s][p] for p in parts]
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=s)
+        ax.bar_label(bars, [f"{v:.3f}" for v in values], fontsize=7, padding=1)
+    ax.set_xticks(x, [ATTENTION_LABELS[p] for p in parts])
+    ax.set(ylabel="firing rate (spikes / neuron / step)", title=title or "firing rates of the attention projections")
+    ax.set_ylim(0, max(max(r.values()) for r in rates.values()) * 1.25 + 1e-3)
+    ax.grid(alpha=0.3, axis="y")
+    if len(series) > 1:
         ax.legend(fontsize=8, loc="best")
     _save(fig, png_path)

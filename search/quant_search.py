@@ -115,6 +115,7 @@ def plan_of(model: nn.Module, cfg: Config, shapes, table, hw_lambda: float) -> Q
                                 cost.macs, cost.storage_bits, cost.energy_pj))
     summary = summarize(costs, fp32)
     summary.pop("layers")
+    summary["energy_table"] = table.name  # the cost table's name (45nm, paper) or path
     summary.update(_fpga_summary(cfg, shapes, {lp.name: lp.candidate for lp in layers}))
     candidates = next(iter(supernet.searchable(model).values())).candidates
     return QuantPlan(tuple(layers), candidates, hw_lambda, summary)

@@ -53,28 +53,26 @@ KEPT_FILES = ("hwreport.md", "hwreport.json", "hwreport.png")  # written by `hqf
 
 
 @torch.no_grad()
-def measure_input_rates(model: nn.Module, loader, max_batches: int = RATE_BATCHES,
-                        progress: bool = False) -> dict[str, float]:
-    """Fraction of non-zero inputs (in [0, 1]) of every conv / linear layer over `max_batches` batches.
-
-    `loader` yields (frames [B, T, 2, H, W], labels). Counted with forward pre-hooks on the
-    layers of `supernet.weight_layers(model)`: nonzero elements / elements of each layer's input.
-    Zero padding of the convolutions is not part of the input and is not counted.
-    """
-    layers = supernet.weight_layers(model)
-    counts = {name: [0, 0] for name in layers}  # non-zero inputs, inputs
+def count_nonzero(model: nn.Module, modules: dict[str, nn.Module], loader, max_batches: int, inputs: bool,
+                  what: str, progress: bool = False) -> dict[str, tuple[int, int]]:
+    """{name: (nonzero elements, elements)} of each module's first input (`inputs`: forward pre-hooks)
+    or of its output (forward hooks) over `max_batches` batches of `loader` (frames [B, T, 2, H, W],
+    labels) run through `model`; ValueError naming `what` when the loader gives no batch."""
+    counts = {name: [0, 0] for name in modules}
     device = next(model.parameters()).device  # the batches go where the model is
 
     def hook(name):
-        def count(_module, args):
-            counts[name][0] += int(torch.count_nonzero(args[0]))
-            counts[name][1] += args[0].numel()
+        def count(_module, args, out=None):
+            value = args[0] if inputs else out
+            counts[name][0] += int(torch.count_nonzero(value))
+            counts[name][1] += value.numel()
         return count
 
-    handles = [m.register_forward_pre_hook(hook(name)) for name, m in layers.items()]
+    handles = [m.register_forward_pre_hook(hook(name)) if inputs else m.register_forward_hook(hook(name))
+               for name, m in modules.items()]
     model.eval()
     try:
-        for i, (x, _) in enumerate(tqdm(loader, desc="input rates", total=max_batches, leave=False,
+        for i, (x, _) in enumerate(tqdm(loader, desc=what, total=max_batches, leave=False,
                                         disable=None if progress else True)):
             if i == max_batches:
                 break
@@ -83,7 +81,19 @@ def measure_input_rates(model: nn.Module, loader, max_batches: int = RATE_BATCHE
         for h in handles:
             h.remove()
     if not any(total for _, total in counts.values()):
-        raise ValueError("measure_input_rates: the loader gave no batch")
+        raise ValueError(f"{what}: the loader gave no batch")
+    return {name: (nonzero, total) for name, (nonzero, total) in counts.items()}
+
+
+def measure_input_rates(model: nn.Module, loader, max_batches: int = RATE_BATCHES,
+                        progress: bool = False) -> dict[str, float]:
+    """Fraction of non-zero inputs (in [0, 1]) of every conv / linear layer over `max_batches` batches.
+
+    `loader` yields (frames [B, T, 2, H, W], labels). Counted with forward pre-hooks on the
+    layers of `supernet.weight_layers(model)`: nonzero elements / elements of each layer's input.
+    Zero padding of the convolutions is not part of the input and is not counted.
+    """
+    counts = count_nonzero(model, supernet.weight_layers(model), loader, max_batches, True, "input rates", progress)
     return {name: nonzero / total for name, (nonzero, total) in counts.items()}
 
 
@@ -193,7 +203,7 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
     require_complete(search_dir, "the search folder")
     out_dir = Path(out_dir) if out_dir is not None else search_dir / "report"
     if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or any(
-            (out_dir / name).is_file() for name in ("report.json", "hwreport.json")))):
+            (out_dir / name).is_file() for name in ("report.json", "hwreport.json", "figures/figures.json")))):
         raise UserError(f"{out_dir}: exists and is not a report folder (no report.json); choose another --out")
     cfg = load_config(search_dir / "config.yaml")
     if data_root is not None:
@@ -237,6 +247,7 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
     report = {"schema_version": SCHEMA_VERSION, "search_dir": str(search_dir),
               "qat_dir": None if qat_dir is None else str(qat_dir),
               "fp32_dir": None if fp32_run is None else str(fp32_run), "hw_lambda": plan.hw_lambda,
+              "energy_table": table.name,
               "accuracy": {"fp32": fp32_acc, "quantized": accuracy, "quantized_source": source,
                            "drop_points": None if fp32_acc is None else 100 * (fp32_acc - accuracy)},
               **cost_figures(summaries, rates), "notes": notes}
@@ -259,6 +270,8 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
         for name in KEPT_FILES:  # `hqflow hwreport`'s files stay beside the new report
             if (out_dir / name).is_file():
                 shutil.copy2(out_dir / name, tmp / name)
+        if (out_dir / "figures" / "figures.json").is_file():  # and `hqflow figures`' folder
+            shutil.copytree(out_dir / "figures", tmp / "figures")
     return report | {"markdown": markdown}
 
 
@@ -272,7 +285,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     es = r.get("energy_sparse")
     drop = "n/a" if acc["drop_points"] is None else f"{acc['drop_points']:+.2f} points"
     lines = [f"# Quantization report: {r['search_dir']}", "",
-             f"hw_lambda {r['hw_lambda']}; quantized accuracy from: {acc['quantized_source']}.", "",
+             f"hw_lambda {r['hw_lambda']}; quantized accuracy from: {acc['quantized_source']}; "
+             f"energy table {r.get('energy_table', '45nm')} (`hqflow cost --energy-table`).", "",
              "| | fp32 | plan | |", "|---|---:|---:|---:|",
              f"| test accuracy | {_pct(acc['fp32'])} | {_pct(acc['quantized'])} | drop {drop} |",
              f"| average weight bits | 32 | {r['avg_weight_bits']:.2f} | compression {r['compression_x']:.1f}x |",

@@ -41,7 +41,7 @@ from hqflow import fpga
 from hqflow.config import Config
 from hqflow.cost import layer_shapes
 from hqflow.errors import UserError
-from hqflow.io import INCOMPLETE, atomic_text, check_output_dir, read_incomplete, require_complete
+from hqflow.io import INCOMPLETE, atomic_text, check_output_dir, read_incomplete, read_json, require_complete
 from hqflow.plan import load_plan
 from hqflow.search import quant_search
 from hqflow.numerics import Candidate
@@ -149,3 +149,12 @@ def _sweep(configs: list[Config], init, lambdas: list[float], out: Path, finetun
         plot_pareto(points, out / "pareto.png", fp32)
         plot_pareto_fpga(points, out / "pareto_fpga.png", fp32)
     return points
+
+def read_points(sweep_dir: Path) -> tuple[Path, dict, list]:
+    """(path, document, points) of sweep_dir/sweep.json; UserError unless points is a non-empty list."""
+    path = Path(sweep_dir) / "sweep.json"
+    data = read_json(path, "a sweep's sweep.json")
+    points = data.get("points") if isinstance(data, dict) else None
+    if not isinstance(points, list) or not points:
+        raise UserError(f"{path}: points: expected a non-empty list of the sweep's lambdas")
+    return path, data, points

@@ -307,6 +307,23 @@ ROWS = [
     Row("csim-no-hls", "csim {s}/export", "hls"),
     Row("csim-static-check-no-hls", "csim {s}/export --static-check", "hls"),
     Row("report-missing", "report {t}/none", "none"),
+    # figures, table ({s}: plan.json and config.yaml, no search log, no metrics)
+    Row("figures-missing", "figures {t}/none -o {out}", "none: no such search or sweep folder"),
+    Row("figures-not-search", "figures {s} -o {out}", "not a search folder (no search_log.jsonl)"),
+    Row("figures-sweep-no-points", "figures {t}/w -o {out}", "sweep.json: points: expected a non-empty list",
+        lambda s, t: write_file(t / "w" / "sweep.json", '{"fp32": null, "points": []}')),
+    Row("figures-layer-unknown", "figures {t}/r --layer blocks.9.attn.q -o {out}",
+        "--layer: no layer blocks.9.attn.q in",
+        lambda s, t: (copy_path(s / "plan.json", t / "r" / "plan.json"), copy_path(s / "config.yaml", t / "r" / "config.yaml"),
+                      write_file(t / "r" / "checkpoint.pt", "x"),
+                      write_file(t / "r" / "search_log.jsonl", json.dumps(
+                          {"step": 0, "tau": 1, "weight_ce": 1, "alpha_ce": 1, "energy_pct": 50,
+                           "probabilities": {"sps.conv0": [1.0]}}) + "\n"))),
+    Row("table-nothing", "table -o {out}/t", "table: give at least one sweep or search folder"),
+    Row("table-missing", "table {t}/none -o {out}/t", "none: no such sweep or search folder"),
+    Row("table-plan-no-summary", "table {s} -o {out}/t", "plan.json: summary lacks avg_weight_bits, energy_pct"),
+    Row("table-sweep-lambda-word", "table {t}/w -o {out}/t", "sweep.json: points[0].lambda: expected a number, got 'x'",
+        lambda s, t: write_file(t / "w" / "sweep.json", '{"points": [{"lambda": "x", "accuracy": 0.5}]}')),
     # hwreport ({s} holds config.yaml and plan.json: a search folder without metrics)
     Row("hwreport-missing", "hwreport {t}/none -o {out}", "none: search folder not found"),
     Row("hwreport-no-plan", "hwreport {t}/r -o {out}", "plan.json: not found; expected a plan",
@@ -336,6 +353,23 @@ ROWS = [
     Row("rtlsim-samples-zero", "rtlsim {s}/export --samples 0", "--samples: 0 must be >= 1"),
     Row("synth-no-rtl", "synth {s}/export", "no rtl/top.json (an export with another --target"),
     Row("synth-unknown-part", "synth {s}/export --part xc9z999", "--part 'xc9z999': not a Xilinx part"),
+    # cost: the fp32 model's energy and storage per group
+    Row("cost-config-missing", "cost {t}/none.yaml", "none.yaml: not found; expected a config"),
+    Row("cost-config-bad", "cost {t}/c.yaml", "model.embed_dim",
+        lambda s, t: _config(t, json.dumps({**TINY, "model": {**TINY["model"], "embed_dim": 2}}))),
+    Row("cost-table-unknown", "cost {s}/config.yaml --energy-table papr", "unknown energy table 'papr': expected one of"),
+    Row("cost-table-missing", "cost {s}/config.yaml --energy-table {t}/e.yaml", "e.yaml: not found; expected an energy table"),
+    Row("cost-table-weight-reads", "cost {s}/config.yaml --energy-table {t}/e.yaml",
+        "e.yaml: weight_reads: expected one of per_inference, per_step, got 'always'",
+        lambda s, t: write_file(t / "e.yaml", "fp32_mult: 3.7\nfp32_add: 0.9\nint32_mult: 3.1\nint8_mult: 0.2\n"
+                                          "int32_add: 0.1\nint8_add: 0.03\ndram_per_bit: 20\nweight_reads: always\n")),
+    Row("cost-table-accumulate-only", "cost {s}/config.yaml --energy-table {t}/e.yaml",
+        "e.yaml: accumulate_only: expected true or false, got 'yes please'",
+        lambda s, t: write_file(t / "e.yaml", "fp32_mult: 3.7\nfp32_add: 0.9\nint32_mult: 3.1\nint8_mult: 0.2\n"
+                                          "int32_add: 0.1\nint8_add: 0.03\ndram_per_bit: 20\n"
+                                          "accumulate_only: yes please\n")),
+    Row("search-energy-table-unknown", "search --from {s}/fp32 --energy-table papr -o {out}",
+        "unknown energy table 'papr'"),
 ]
 
 

@@ -11,15 +11,27 @@ Why po2-2 has no zero level in the default candidates: 2-bit po2 with a zero lev
 ternary set {0, +-alpha}, the levels a symmetric 2-bit uniform quantizer reaches, so the five
 default candidates (fp32, po2-2, po2z-4, uniform-2, uniform-4) would not be five distinct level sets.
 
-Differences from QKeras (Candidate.qkeras() names the nearest QKeras quantizer, never an equal):
+Differences from QKeras (Candidate.qkeras() names the nearest QKeras quantizer, never an equal;
+checked against QKeras 0.9.0 by tests/test_qkeras_interop.py, `make test-interop`):
 - quantized_bits(b,0,0,alpha=1) is the grid k * 2^-(b-1), k in [-2^(b-1), 2^(b-1) - 1]: the
-  uniform-b grid with scale = 2^-(b-1) and zero_point = 2^(b-1) fixed, where hqflow picks any
-  float32 scale and zero_point per tensor (asymmetric); it rounds ties to even, hqflow rounds
-  half up. Its alpha="auto" variants are symmetric and per output channel.
-- quantized_po2(b) has no per-tensor alpha (its exponents are absolute, -2^(b-2) .. 2^(b-2) - 1:
-  po2-b with alpha_exp = 2^(b-2) - 1), no zero level, and rounds in the log domain
-  (2^round(log2|w|): |w| in [2^(k+0.5), 1.5 * 2^k) goes up to 2^(k+1) there, down to 2^k here);
-  like po2-b it maps 0 to the smallest positive level.
+  uniform-b grid with scale = 2^-(b-1) and zero_point = 2^(b-1) fixed (uniform_params(-1,
+  1 - 2^-(b-1), b) gives exactly these), where hqflow picks any float32 scale and zero_point per
+  tensor (asymmetric); on that grid the level sets are equal and the codes too, except that it
+  rounds ties to even where hqflow rounds half up (w / scale = j + 1/2 with j even and interior:
+  one level lower there) and at w / scale = 0.49999997 (0 there, 1 here: codes.py). Its
+  alpha="auto" variants are symmetric and per output channel.
+- quantized_po2(b) has no per-tensor alpha (its exponents are absolute, min_exp = -2^(b-2) ..
+  2^(b-2) - 1: po2-b with alpha_exp = 2^(b-2) - 1, the same 2^b levels), no zero level (po2z-b
+  at that alpha_exp has its levels without +-2^min_exp, and 0), and rounds in the log domain
+  (2^round(log2|w|): |w| in [2^(k+0.5), 1.5 * 2^k) goes up to 2^(k+1) there, down to 2^k here;
+  about 8 % of Gaussian weights from b = 4 on; computed as float32 log(|w|) / log(2), so within
+  1e-7 relative of 2^(k+0.5) it rounds either way); like po2-b it maps 0 to the smallest
+  positive level. It also
+  maps every 0 < |w| < 1e-7 (the Keras epsilon) to its smallest level 2^min_exp: from b = 7 on
+  (2^min_exp = 2^-32, 2^-64) its levels 2^(min_exp+1) .. 2^-24 are unreachable, and such
+  |w| land up to 9 (po2-7) or 41 (po2-8) levels below hqflow's nearest one.
+- QKeras's forward value with its default use_ste=True is x + (xq - x) in float32, not xq: it
+  loses xq where xq is below half an ulp of x (uniform-4 at |w| = 2^30 gives 0, not +-0.875).
 """
 
 from __future__ import annotations
