@@ -40,6 +40,7 @@ demo: venv
 	$(VENV)/bin/hqflow search --from $(RUNS)/fp32 --lambda $(LAMBDA) -o $(RUNS)/l$(LAMBDA) --force
 	$(VENV)/bin/hqflow finetune --plan $(RUNS)/l$(LAMBDA)/plan.json -o $(RUNS)/l$(LAMBDA)/qat --force
 	$(VENV)/bin/hqflow report $(RUNS)/l$(LAMBDA)
+	$(VENV)/bin/hqflow figures $(RUNS)/l$(LAMBDA)
 	$(VENV)/bin/hqflow export $(RUNS)/l$(LAMBDA)/qat --target hls -o $(OUT)/l$(LAMBDA) --force
 	$(VENV)/bin/hqflow sim $(OUT)/l$(LAMBDA) --compare-torch $(RUNS)/l$(LAMBDA)/qat
 	$(VENV)/bin/hqflow csim $(OUT)/l$(LAMBDA)
@@ -50,7 +51,7 @@ demo: venv
 	@echo "  fp32 run:    $(RUNS)/fp32 (checkpoint.pt, metrics.jsonl, curves.png)"
 	@echo "  search:      $(RUNS)/l$(LAMBDA) (plan.json, search_log.jsonl, probabilities.png)"
 	@echo "  QAT:         $(RUNS)/l$(LAMBDA)/qat"
-	@echo "  report:      $(RUNS)/l$(LAMBDA)/report (report.md, report.json, plots)"
+	@echo "  report:      $(RUNS)/l$(LAMBDA)/report (report.md, report.json, plots; figures/: the paper's Fig. 3 and 5)"
 	@echo "  export:      $(OUT)/l$(LAMBDA) (graph.json, tensors.npz: the integer model; hls/: the C++ project)"
 	@echo "  RTL:         $(RTL_EXPORT)/rtl (hqflow_top.v, README.md, architecture.png, cycles.json)"
 
