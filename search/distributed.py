@@ -112,6 +112,22 @@ def barrier() -> None:
         dist.barrier()
 
 
+def in_run_folder(folder, work):
+    """`work()` writing into `folder` (a hqflow.io.RunFolder on rank 0, None on the other ranks): the
+    folder is finished when work returns and abandoned when it raises; every rank returns only once
+    rank 0's files are complete. Returns work's result."""
+    try:
+        result = work()
+    except BaseException:
+        if folder is not None:
+            folder.abandon()
+        raise
+    if folder is not None:
+        folder.finish()
+    barrier()
+    return result
+
+
 def _average_in_place(tensors: list[torch.Tensor], world: int) -> None:
     """Replace each tensor by its mean over the ranks: one flat all-reduce (sum, then divide by the
     world size: the same bits on every rank)."""

@@ -65,8 +65,8 @@ from hqflow.plan import LayerPlan, QuantPlan, load_plan
 from hqflow.search import supernet
 from hqflow.search.model import Spikformer
 from hqflow.search.checkpoint import CHECKPOINT, load_checkpoint, restore_state, save_checkpoint
-from hqflow.search.distributed import (all_reduce_grads, autocast, average_buffers, barrier, mean_over_ranks,
-                                       record_step, resolve_device, start_distributed)
+from hqflow.search.distributed import (all_reduce_grads, autocast, average_buffers, in_run_folder,
+                                       mean_over_ranks, record_step, resolve_device, start_distributed)
 from hqflow.search.loaders import epoch_seed, load_splits, make_loader, random_shift
 from hqflow.search.trainer import EpochMetrics, evaluate, kill_step, lr_factor, train
 from hqflow.topology import spikformer
@@ -159,16 +159,8 @@ def run_search(cfg: Config, out: str | Path, init: str | Path | None = None, res
     table = load_energy_table(sc.energy_table)
     fpga.load_fpga_table(sc.fpga_table)  # a bad table fails here, before the run folder exists
     folder = RunFolder(out, force, resume, f"hqflow search --resume -o {out}", CHECKPOINT) if rank == 0 else None
-    try:
-        history = _search(cfg, out, folder, init, resume, progress, train_set, test_set, table, device, amp)
-    except BaseException:
-        if folder is not None:
-            folder.abandon()
-        raise
-    if folder is not None:
-        folder.finish()
-    barrier()  # every rank returns once rank 0's files are complete
-    return history
+    return in_run_folder(folder, lambda: _search(cfg, out, folder, init, resume, progress, train_set, test_set,
+                                                 table, device, amp))
 
 
 def _search(cfg: Config, out: Path, folder: RunFolder | None, init: str | Path | None, resume: bool, progress: bool,

@@ -47,8 +47,8 @@ from hqflow.data import FrameDataset
 from hqflow.errors import UserError
 from hqflow.io import RunFolder, atomic_text, atomic_write
 from hqflow.search.checkpoint import CHECKPOINT, EXTRA_KEYS, load_checkpoint, restore_state, save_checkpoint
-from hqflow.search.distributed import (autocast, average_buffers, barrier, rank_and_world, record_step,
-                                       resolve_device, start_distributed)
+from hqflow.search.distributed import (autocast, average_buffers, in_run_folder, rank_and_world,
+                                       record_step, resolve_device, start_distributed)
 from hqflow.search.loaders import epoch_seed, load_split, load_splits, make_loader, random_shift
 from hqflow.search.model import Spikformer
 
@@ -125,17 +125,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
     is_main = rank == 0
     cfg, train_set, test_set = load_splits(cfg)  # fail before writing; resolves model.num_classes
     folder = RunFolder(out, force, resume, resume_command or f"hqflow train --resume -o {out}") if is_main else None
-    try:
-        history = _train(cfg, out, folder, resume, progress, model, recipe or cfg.train, extra_state,
-                         train_set, test_set, device, amp)
-    except BaseException:
-        if folder is not None:
-            folder.abandon()
-        raise
-    if folder is not None:
-        folder.finish()
-    barrier()  # every rank returns once rank 0's files are complete
-    return history
+    return in_run_folder(folder, lambda: _train(cfg, out, folder, resume, progress, model, recipe or cfg.train,
+                                                extra_state, train_set, test_set, device, amp))
 
 
 def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progress: bool,

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from hqflow.cli import main
 from hqflow.config import config_from_dict
 from hqflow.errors import UserError
-from hqflow.export.rtl import project, top, verilator, yosys
+from hqflow.export.rtl import memfiles, project, top, verilator, yosys
 from hqflow.numerics import Candidate
 from hqflow.plan import LayerPlan, QuantPlan
 from hqflow.search import supernet
@@ -94,9 +94,9 @@ def test_export_writes_the_whole_top(exported):
 
 
 def test_choose_lanes():
-    assert [project.choose_lanes(bits, 8) for bits in (2, 3, 4, 5, 6, 7, 8, 32)] == [8, 7, 8, 6, 10, 9, 8, 8]
-    assert project.choose_lanes(8, 1) == 1 and project.choose_lanes(8, 64) == 64 and project.choose_lanes(8, 13) == 16
-    assert project.choose_lanes(3, 30) == 21  # 21 codes to a word: 21 (|9|) before 42 (|12|)
+    assert [memfiles.choose_lanes(bits, 8) for bits in (2, 3, 4, 5, 6, 7, 8, 32)] == [8, 7, 8, 6, 10, 9, 8, 8]
+    assert memfiles.choose_lanes(8, 1) == 1 and memfiles.choose_lanes(8, 64) == 64 and memfiles.choose_lanes(8, 13) == 16
+    assert memfiles.choose_lanes(3, 30) == 21  # 21 codes to a word: 21 (|9|) before 42 (|12|)
     # a buffer's writer: powers of two that divide the channels and the ROM word allows
     assert [top.choose_pack_lanes(bits, 96, 8) for bits in (2, 3, 4, 8, 32)] == [8, 1, 8, 8, 8]
     assert top.choose_pack_lanes(4, 12, 8) == 4 and top.choose_pack_lanes(4, 12, 64) == 4

@@ -87,13 +87,14 @@ def plot_cycles(report: dict, manifest: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hqflow.export.rtl.top import core_cycles
+    from hqflow.export.rtl.top import SEQUENCER_CYCLES, core_cycles
 
     steps = int(manifest["time_steps"])
     names, fixed, events, labels = [], [], [], []
     for core in manifest["cores"]:
         item = report["nodes"][core["node"]]
-        base = sum(core_cycles(core["op"], core["params"], 0, t == steps - 1) for t in range(steps))
+        base = sum(SEQUENCER_CYCLES + core_cycles(core["op"], core["params"], 0, t == steps - 1)
+                   for t in range(steps))
         names.append(core["node"])
         fixed.append(base)
         events.append(max(0.0, item["cycles_per_inference"] - base))

@@ -42,7 +42,7 @@ def estimate_top(graph: DeployGraph, lanes: int = 8, rates: dict[str, float] | N
         steps = None
         if rates is not None:
             nonzero = round(rates.get(core.node, 0.0) * size)
-            steps = [top.core_cycles(core.op, core.params, nonzero, t == graph.time_steps - 1)
+            steps = [top.SEQUENCER_CYCLES + top.core_cycles(core.op, core.params, nonzero, t == graph.time_steps - 1)
                      for t in range(graph.time_steps)]
             cycles += sum(steps)
         nodes[core.node] = {"op": core.op, "lanes": core.lanes, "resources": per_core[core.node].to_dict(),

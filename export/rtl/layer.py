@@ -21,7 +21,7 @@ import numpy as np
 
 from hqflow import numerics
 from hqflow.errors import UserError
-from hqflow.export.rtl import memfiles, verilator
+from hqflow.export.rtl import memfiles, top, verilator
 from hqflow.io import atomic_text
 from hqflow.ir import DeployGraph, Node
 from hqflow.sim.run import run as sim_run
@@ -134,11 +134,7 @@ def run_layers(executable: Path, out: Path) -> tuple[dict[str, int], dict[str, l
 
 def expected_cycles(case: LayerCase, nonzero: int) -> int:
     """Cycles of one time step (start to done) as the core's header documents it, for `nonzero`
-    nonzero inputs in the step. G = ceil(O / P) lane groups.
-        linear  N * (C + G + 2) + nnz * (G + 1) + 2
-        conv    C * H * W + nnz * (9 * G + 1) + H * W * G + 4"""
-    p = case.params
-    groups = -(-p["O"] // p["P"])
-    if case.module == "hqflow_linear_lif":
-        return p["N"] * (p["C"] + groups + 2) + nonzero * (groups + 1) + 2
-    return p["C"] * p["H"] * p["W"] + nonzero * (9 * groups + 1) + p["H"] * p["W"] * groups + 4
+    nonzero inputs in the step (top.core_cycles: linear N (C + G + 2) + nnz (G + 1) + 2, conv
+    C H W + nnz (9 G + 1) + H W G + 4, G = ceil(O / P))."""
+    op = "linear_lif" if case.module == "hqflow_linear_lif" else "conv_lif"
+    return top.core_cycles(op, case.params, nonzero, False)

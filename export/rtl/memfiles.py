@@ -20,7 +20,7 @@ from hqflow.export.hls.rom import rom_codes
 from hqflow.ir import DeployGraph, Node
 from hqflow.ops import common
 
-__all__ = ["check_lanes", "hex_lines", "lif_tables", "rom_lines", "rom_shape", "rom_text"]
+__all__ = ["MAX_LANES", "allowed_lanes", "check_lanes", "choose_lanes", "hex_lines", "lif_tables", "rom_lines", "rom_shape", "rom_text"]
 
 
 def check_lanes(bits: int, parallel: int, what: str) -> None:
@@ -29,6 +29,23 @@ def check_lanes(bits: int, parallel: int, what: str) -> None:
     if parallel < 1 or (lanes % parallel and parallel % lanes):
         raise UserError(f"{what}: lanes P = {parallel} with {bits}-bit codes ({lanes} to a 64-bit word); "
                         f"expected a divisor or a multiple of {lanes}")
+
+
+MAX_LANES = 64  # the most output channels a core computes per cycle
+
+
+def allowed_lanes(bits: int) -> list[int]:
+    """Values of P a ROM word of `bits`-bit codes allows (check_lanes), up to MAX_LANES: the divisors of
+    the 64 // bits codes of a word, and its multiples."""
+    per_word = numerics.ROM_WORD_BITS // bits
+    divisors = [d for d in range(1, per_word + 1) if per_word % d == 0]
+    multiples = list(range(2 * per_word, MAX_LANES + 1, per_word))
+    return [p for p in divisors + multiples if p <= MAX_LANES]
+
+
+def choose_lanes(bits: int, requested: int) -> int:
+    """The allowed P nearest `requested` (the smaller one on a tie)."""
+    return min(allowed_lanes(bits), key=lambda p: (abs(p - requested), p))
 
 
 def rom_shape(bits: int, parallel: int, outputs: int) -> tuple[int, int]:

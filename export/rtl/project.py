@@ -25,22 +25,22 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from hqflow import fpga, numerics
+from hqflow import fpga
 from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART, family_of
 from hqflow.errors import UserError
 from hqflow.export.rtl import diagram, top, verilator, yosys
+from hqflow.export.rtl.memfiles import MAX_LANES
 from hqflow.export.rtl.layer import CORES, TEMPLATES
 from hqflow.io import atomic_text, read_json
 from hqflow.ir import DeployGraph
 from hqflow.sim.run import run as sim_run
 
-__all__ = ["MANIFEST", "RtlOptions", "allowed_lanes", "choose_lanes", "load_manifest", "rtl_dir", "rtlsim",
+__all__ = ["MANIFEST", "RtlOptions", "load_manifest", "rtl_dir", "rtlsim",
            "synth_top", "write_rtl"]
 
 MANIFEST = "top.json"
 TOP = "hqflow_top"
 TESTBENCH = "tb/hqflow_top_tb.cpp"
-MAX_LANES = 64
 TOP_CORES = ("hqflow_ram.v", "hqflow_buffer.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v",
              "hqflow_linear_lif.v", "hqflow_conv_lif.v", "hqflow_maxpool.v", "hqflow_add.v", "hqflow_ssa.v",
              "hqflow_head.v")
@@ -62,20 +62,6 @@ class RtlOptions:
         family_of(self.part)  # an unknown part is an error here, not at synthesis
         if not (math.isfinite(self.clock_mhz) and self.clock_mhz > 0):
             raise UserError(f"--clock-mhz {self.clock_mhz}: expected a finite number > 0")
-
-
-def allowed_lanes(bits: int) -> list[int]:
-    """Values of P a ROM word of `bits`-bit codes allows, up to MAX_LANES: the divisors of the
-    64 // bits codes of a word, and its multiples."""
-    per_word = numerics.ROM_WORD_BITS // bits
-    divisors = [d for d in range(1, per_word + 1) if per_word % d == 0]
-    multiples = list(range(2 * per_word, MAX_LANES + 1, per_word))
-    return [p for p in divisors + multiples if p <= MAX_LANES]
-
-
-def choose_lanes(bits: int, requested: int) -> int:
-    """The allowed P nearest `requested` (the smaller one on a tie)."""
-    return min(allowed_lanes(bits), key=lambda p: (abs(p - requested), p))
 
 
 def _env() -> jinja2.Environment:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hqflow import numerics
-from hqflow.export.rtl import memfiles, verilator
+from hqflow.export.rtl import memfiles, top, verilator
 from hqflow.export.rtl.layer import TEMPLATES
 from hqflow.io import atomic_text
 from hqflow.sim.run import EXECUTORS
@@ -228,17 +228,14 @@ def head_case(rng: np.random.Generator, shape: TbShape, kind: str, steps: int = 
 
 
 def expected_cycles(case: Case, step: int, shape: TbShape) -> int:
-    """The cycles per step each core's header documents."""
+    """The cycles per step each core's header documents (top.core_cycles, at the test top's sizes)."""
     s = shape
-    if case.core == "add":
-        return s.ADD_SIZE + 2
-    if case.core == "tokens":
-        return s.TOK_C * s.TOK_H * s.TOK_W + 2
-    if case.core == "maxpool":
-        return s.MP_C * s.MP_H * s.MP_W + (s.MP_W - 1) // 2 + 1 + 1
-    if case.core == "ssa":
-        return 4 * s.SSA_N * s.SSA_D + s.SSA_HEADS + 2
-    parallel = {"head_u": s.HU_P, "head_p": s.HP_P, "head_z": s.HZ_P, "head_f": s.HF_P}[case.core]
-    groups = -(-s.HEAD_K // parallel)
-    last = case.steps[step][1]
-    return s.HEAD_N * s.HEAD_C + (s.HEAD_C * groups + s.HEAD_K + 2 if last else 1)
+    params = {"add": {"SIZE": s.ADD_SIZE},
+              "tokens": {"CHANNELS": s.TOK_C, "HEIGHT": s.TOK_H, "WIDTH": s.TOK_W},
+              "maxpool": {"CHANNELS": s.MP_C, "HEIGHT": s.MP_H, "WIDTH": s.MP_W},
+              "ssa": {"TOKENS": s.SSA_N, "DIM": s.SSA_D, "HEADS": s.SSA_HEADS}}
+    if case.core in params:
+        return top.core_cycles(case.core, params[case.core], 0, False)
+    lanes = {"head_u": s.HU_P, "head_p": s.HP_P, "head_z": s.HZ_P, "head_f": s.HF_P}[case.core]
+    head = {"TOKENS": s.HEAD_N, "CHANNELS": s.HEAD_C, "CLASSES": s.HEAD_K, "P": lanes}
+    return top.core_cycles("head", head, 0, bool(case.steps[step][1]))

@@ -115,16 +115,8 @@ def layout(graph: DeployGraph, node: Node, values: np.ndarray) -> np.ndarray:
 
 def choose_pack_lanes(bits: int, outputs: int, requested: int) -> int:
     """P for a weighted node feeding a buffer: the largest power of two <= `requested` that its ROM
-    word allows (a divisor or multiple of 64 // bits codes) and that divides `outputs`."""
-    per_word = numerics.ROM_WORD_BITS // bits
-    best = 1
-    p = 1
-    while p <= requested:
-        allowed = per_word % p == 0 or p % per_word == 0
-        if allowed and outputs % p == 0:
-            best = p
-        p *= 2
-    return best
+    word allows (memfiles.allowed_lanes) and that divides `outputs`."""
+    return max(p for p in memfiles.allowed_lanes(bits) if p <= requested and p & (p - 1) == 0 and outputs % p == 0)
 
 
 def _check_window(node: Node, kernel: int, stride: int, padding: int, what: str) -> None:
@@ -203,11 +195,9 @@ def _ssa(graph: DeployGraph, node: Node, reads: list[Buffer], lanes: int) -> dic
 
 
 def _head(graph: DeployGraph, node: Node, reads: list[Buffer], lanes: int) -> dict:
-    from hqflow.export.rtl.project import choose_lanes
-
     fmt = numerics.Candidate.parse(node.attrs["format"])
     bits = numerics.rom_code_bits(fmt)
-    parallel = choose_lanes(bits, lanes)
+    parallel = memfiles.choose_lanes(bits, lanes)
     ident = _ident(node.name)
     tokens, channels = graph.node(node.inputs[0]).shape
     logit_bits = int(node.attrs["logit_bits"])
@@ -272,11 +262,17 @@ def plan_top(graph: DeployGraph, lanes: int = 8) -> TopPlan:
                    cores[-1].lanes)
 
 
+SEQUENCER_CYCLES = 1  # the top's start cycle before each core, counted with the core by rtlsim
+
+
 def core_cycles(op: str, params: dict, nonzero: int, last: bool) -> int:
-    """Cycles of one core in one time step, as its header documents them (start edge to done edge),
-    plus the sequencer's one start cycle. nonzero: the nonzero values of its input in the step (the
+    """Cycles of one core in one time step, as its header documents them (start edge to done edge):
+    the one home of the cores' cycle formulas (the top, the core tests and the estimate use it).
+    params: the core's Verilog parameters; nonzero: the nonzero values of its input in the step (the
     event-driven weighted cores); last: the last step (the head's logits)."""
     p = params
+    if op == "tokens":
+        return p["CHANNELS"] * p["HEIGHT"] * p["WIDTH"] + 2
     if op == "conv_lif":
         groups = -(-p["O"] // p["P"])
         core = p["C"] * p["H"] * p["W"] + nonzero * (9 * groups + 1) + p["H"] * p["W"] * groups + 4
@@ -294,7 +290,7 @@ def core_cycles(op: str, params: dict, nonzero: int, last: bool) -> int:
         core = p["TOKENS"] * p["CHANNELS"] + (p["CHANNELS"] * groups + p["CLASSES"] + 2 if last else 1)
     else:
         raise ValueError(f"no cycle formula for op {op!r}")
-    return core + 1
+    return core
 
 
 def expected_cycles(plan: TopPlan, graph: DeployGraph, trace: dict[str, np.ndarray], samples: int) -> dict:
@@ -304,6 +300,7 @@ def expected_cycles(plan: TopPlan, graph: DeployGraph, trace: dict[str, np.ndarr
     for core in plan.cores:
         x = trace[graph.node(core.node).inputs[0]][:, :samples]
         nonzero = (x.reshape(*x.shape[:2], math.prod(x.shape[2:])) != 0).sum(axis=2)  # [T, samples]
-        out[core.node] = [[core_cycles(core.op, core.params, int(nonzero[t, b]), t == plan.time_steps - 1)
+        out[core.node] = [[SEQUENCER_CYCLES + core_cycles(core.op, core.params, int(nonzero[t, b]),
+                                                          t == plan.time_steps - 1)
                            for t in range(plan.time_steps)] for b in range(samples)]
     return out

@@ -96,9 +96,9 @@ module hqflow_conv_lif #(
     reg l_valid; reg [31:0] l_g, l_addr;
     wire [P*V_BITS-1:0] bias_q, thr_q; wire [P*2-1:0] sign_q;
     wire [GA-1:0] tab_addr = g;
-    hqflow_table_rom #(.WIDTH(P*V_BITS), .DEPTH(G), .AW(GA), .FILE(BIAS_FILE)) bias_rom (clk, tab_addr, bias_q);
-    hqflow_table_rom #(.WIDTH(P*V_BITS), .DEPTH(G), .AW(GA), .FILE(THR_FILE)) thr_rom (clk, tab_addr, thr_q);
-    hqflow_table_rom #(.WIDTH(P*2), .DEPTH(G), .AW(GA), .FILE(SIGN_FILE)) sign_rom (clk, tab_addr, sign_q);
+    hqflow_weight_rom #(.WIDTH(P*V_BITS), .DEPTH(G), .AW(GA), .FILE(BIAS_FILE)) bias_rom (clk, tab_addr, bias_q);
+    hqflow_weight_rom #(.WIDTH(P*V_BITS), .DEPTH(G), .AW(GA), .FILE(THR_FILE)) thr_rom (clk, tab_addr, thr_q);
+    hqflow_weight_rom #(.WIDTH(P*2), .DEPTH(G), .AW(GA), .FILE(SIGN_FILE)) sign_rom (clk, tab_addr, sign_q);
     wire [P*V_BITS-1:0] v_next; wire [P-1:0] spikes;
     hqflow_lif #(.P(P), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
         .first(first_r), .acc(acc_q), .v(v_q), .bias(bias_q), .thr(thr_q), .sign(sign_q),

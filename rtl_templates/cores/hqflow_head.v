@@ -138,7 +138,7 @@ module hqflow_head #(
 
     // bias table (S_OUT) and the logit
     wire [LOGIT_BITS-1:0] bias_q;
-    hqflow_table_rom #(.WIDTH(LOGIT_BITS), .DEPTH(CLASSES), .AW(K_BITS), .FILE(BIAS_FILE)) bias_rom (
+    hqflow_weight_rom #(.WIDTH(LOGIT_BITS), .DEPTH(CLASSES), .AW(K_BITS), .FILE(BIAS_FILE)) bias_rom (
         .clk(clk), .addr(k), .q(bias_q));
     reg  signed [ACC_BITS-1:0]   acc_lane;              // lane p1 of acc_old (a mux, constant offsets)
     integer r;

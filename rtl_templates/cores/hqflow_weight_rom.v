@@ -5,19 +5,9 @@
 // file's words are KW = max(1, P / LANES_W) 64-bit words wide (word k in bits [64k, 64k + 64)), a
 // row padded to ROW_WIDE = ceil(O / (LANES_W * KW)) wide words: address r * ROW_WIDE + g / GPW,
 // GPW = LANES_W * KW / P groups per wide word (P must divide LANES_W or be a multiple of it).
-// Synchronous read (one cycle), so that synthesis maps it to block RAM.
+// Synchronous read (one cycle), so that synthesis maps it to block RAM. The same ROM holds the small
+// per-channel tables (LIF bias, threshold, sign; the head's bias): DEPTH lines of WIDTH bits.
 module hqflow_weight_rom #(parameter WIDTH = 64, DEPTH = 1, AW = 1, FILE = "weights.mem") (
-    input  wire clk,
-    input  wire [AW-1:0] addr,
-    output reg  [WIDTH-1:0] q
-);
-    reg [WIDTH-1:0] mem [0:DEPTH-1];
-    initial $readmemh(FILE, mem);
-    always @(posedge clk) q <= mem[addr];
-endmodule
-
-// A small per-channel table (LIF bias, threshold, sign): DEPTH lines of P lanes, synchronous read.
-module hqflow_table_rom #(parameter WIDTH = 8, DEPTH = 1, AW = 1, FILE = "table.mem") (
     input  wire clk,
     input  wire [AW-1:0] addr,
     output reg  [WIDTH-1:0] q
