@@ -34,13 +34,13 @@ def check_lanes(bits: int, parallel: int, what: str) -> None:
 MAX_LANES = 64  # the most output channels a core computes per cycle
 
 
-def allowed_lanes(bits: int) -> list[int]:
-    """Values of P a ROM word of `bits`-bit codes allows (check_lanes), up to MAX_LANES: the divisors of
+def allowed_lanes(bits: int, limit: int = MAX_LANES) -> list[int]:
+    """Values of P a ROM word of `bits`-bit codes allows (check_lanes), up to `limit`: the divisors of
     the 64 // bits codes of a word, and its multiples."""
     per_word = numerics.ROM_WORD_BITS // bits
     divisors = [d for d in range(1, per_word + 1) if per_word % d == 0]
-    multiples = list(range(2 * per_word, MAX_LANES + 1, per_word))
-    return [p for p in divisors + multiples if p <= MAX_LANES]
+    multiples = list(range(2 * per_word, limit + 1, per_word))
+    return [p for p in divisors + multiples if p <= limit]
 
 
 def choose_lanes(bits: int, requested: int) -> int:

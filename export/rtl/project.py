@@ -28,7 +28,7 @@ import numpy as np
 from hqflow import fpga
 from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART, family_of
 from hqflow.errors import UserError
-from hqflow.export.rtl import diagram, top, verilator, yosys
+from hqflow.export.rtl import diagram, stream, stream_project, top, verilator, yosys
 from hqflow.export.rtl.memfiles import MAX_LANES
 from hqflow.export.rtl.layer import CORES, TEMPLATES
 from hqflow.io import atomic_text, read_json
@@ -47,21 +47,42 @@ TOP_CORES = ("hqflow_ram.v", "hqflow_buffer.v", "hqflow_weight_rom.v", "hqflow_l
 DATA = ("data/tb.txt", "data/frames.txt", "data/logits.txt", "data/trace.txt")
 
 
+ARCHS = ("stream", "sequential")
+
+
 @dataclass(frozen=True)
 class RtlOptions:
-    """lanes: P, output channels per cycle of each weighted core (per node the largest power of two
-    <= lanes that its ROM word allows and its channel count divides); part and clock_mhz: the
-    target of the synthesis (its Yosys family) and of the latency figures."""
-    lanes: int = 8
+    """arch: "stream" (time-batched streaming pipeline, the default) or "sequential" (one core at a
+    time, time-major: the first architecture). lanes: P, output channels per cycle of each weighted
+    core: for "sequential" per node the largest power of two <= lanes that its ROM word allows and
+    its channel count divides (None: 8); for "stream" the upper bound of the folding (None: 64).
+    target_fps: the stream folding's target frame rate at clock_mhz (None: the fastest the lanes
+    allow). part and clock_mhz: the target of the synthesis (its Yosys family) and of the latency
+    figures."""
+    lanes: int | None = None
     part: str = DEFAULT_PART
     clock_mhz: float = DEFAULT_CLOCK_MHZ
+    arch: str = "stream"
+    target_fps: float | None = None
 
     def __post_init__(self):
-        if not 1 <= self.lanes <= MAX_LANES:
-            raise UserError(f"--lanes {self.lanes}: expected 1 to {MAX_LANES}")
+        if self.arch not in ARCHS:
+            raise UserError(f"--arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
+        most = stream.MAX_STREAM_LANES if self.arch == "stream" else MAX_LANES
+        if self.lanes is not None and not 1 <= self.lanes <= most:
+            raise UserError(f"--lanes {self.lanes}: expected 1 to {most} (--arch {self.arch})")
         family_of(self.part)  # an unknown part is an error here, not at synthesis
         if not (math.isfinite(self.clock_mhz) and self.clock_mhz > 0):
             raise UserError(f"--clock-mhz {self.clock_mhz}: expected a finite number > 0")
+        if self.target_fps is not None:
+            if self.arch != "stream":
+                raise UserError("--target-fps folds the streaming architecture; it needs --arch stream")
+            if not (math.isfinite(self.target_fps) and self.target_fps > 0):
+                raise UserError(f"--target-fps {self.target_fps}: expected a finite number > 0")
+
+    @property
+    def lanes_bound(self) -> int:
+        return self.lanes if self.lanes is not None else (stream.DEFAULT_LANES if self.arch == "stream" else 8)
 
 
 def _env() -> jinja2.Environment:
@@ -78,9 +99,11 @@ def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, trace_samples: 
     the NumPy simulator on `frames` [samples, T, C, H, W] (every node traced for the first
     `trace_samples`). Returns the manifest (top.json)."""
     out = Path(out)
-    plan = top.plan_top(graph, options.lanes)
     for folder in ("cores", "tb", "mem", "data"):
         (out / folder).mkdir(parents=True, exist_ok=True)
+    if options.arch == "stream":
+        return _write_stream(graph, out, frames, trace_samples, options)
+    plan = top.plan_top(graph, options.lanes_bound)
     for name in TOP_CORES:
         shutil.copyfile(CORES / name, out / "cores" / name)
     shutil.copyfile(TEMPLATES / TESTBENCH, out / TESTBENCH)
@@ -117,8 +140,8 @@ def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, trace_samples: 
     buffers = [{"node": b.node, "ident": b.ident, "size": b.size, "pack": b.pack, "bits": b.bits, "words": b.words}
                for b in plan.buffers]
     formula = top.expected_cycles(plan, graph, trace, traced)
-    manifest = {"schema": 2, "top": TOP, "samples": samples, "traced": traced, "time_steps": graph.time_steps,
-                "frame": list(plan.frame), "classes": plan.classes, "lanes_requested": options.lanes,
+    manifest = {"schema": 2, "arch": "sequential", "top": TOP, "samples": samples, "traced": traced, "time_steps": graph.time_steps,
+                "frame": list(plan.frame), "classes": plan.classes, "lanes_requested": options.lanes_bound,
                 "part": options.part, "family": family_of(options.part), "clock_mhz": options.clock_mhz,
                 "cores": cores, "buffers": buffers, "aliases": plan.aliases, "formula_cycles": formula,
                 "sources": [f"cores/{f}" for f in TOP_CORES] + [f"{TOP}.v"], "testbench": TESTBENCH}
@@ -126,6 +149,25 @@ def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, trace_samples: 
     context = {**manifest, "plan": plan, "frame_size": frame_size, "data": DATA}
     atomic_text(out / "Makefile", env.get_template("Makefile.j2").render(**context))
     atomic_text(out / "README.md", env.get_template("README.md.j2").render(**context))
+    atomic_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _write_stream(graph: DeployGraph, out: Path, frames: np.ndarray, trace_samples: int, options: RtlOptions) -> dict:
+    """write_rtl for the streaming architecture (stream_project renders the schedule and the vectors)."""
+    env = _env()
+    for name in stream_project.CORES:
+        shutil.copyfile(CORES / name, out / "cores" / name)
+    shutil.copyfile(TEMPLATES / stream_project.TESTBENCH, out / stream_project.TESTBENCH)
+    extra = stream_project.write(graph, out, frames, trace_samples, options, env)
+    schedule = extra.pop("schedule")
+    manifest = {"schema": 2, "top": TOP, "samples": len(frames), "traced": min(trace_samples, len(frames)),
+                "time_steps": graph.time_steps, "frame": list(schedule.frame), "classes": schedule.classes,
+                "lanes_requested": options.lanes_bound, "target_fps": options.target_fps, "part": options.part,
+                "family": family_of(options.part), "clock_mhz": options.clock_mhz, **extra}
+    context = {**manifest, "s": schedule, "data": DATA}
+    atomic_text(out / "Makefile", env.get_template("Makefile.j2").render(**context))
+    atomic_text(out / "README.md", env.get_template("stream_README.md.j2").render(**context))
     atomic_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -158,7 +200,8 @@ def load_manifest(folder: Path) -> dict:
     """top.json of an rtl/ folder, its keys checked (UserError naming the file otherwise)."""
     path = Path(folder) / MANIFEST
     doc = read_json(path, "the rtl project's manifest")
-    keys = {"cores", "buffers", "sources", "testbench", "clock_mhz", "part", "family", "time_steps"}
+    keys = {"cores", "sources", "testbench", "clock_mhz", "part", "family", "time_steps"}
+    keys |= {"streams", "interval_formula"} if isinstance(doc, dict) and doc.get("arch") == "stream" else {"buffers"}
     if not isinstance(doc, dict) or doc.get("schema") != 2 or not keys <= set(doc) or not isinstance(
             doc["cores"], list) or not all(isinstance(c, dict) and {"index", "node", "op"} <= set(c)
                                            for c in doc["cores"]):
@@ -181,7 +224,8 @@ def rtlsim(export: str | Path, samples: int | None = None, stall: int = 0) -> tu
     folder = rtl_dir(export)
     manifest = load_manifest(folder)
     exe = build(folder)
-    args = [str(samples or 0), str(stall)]
+    streaming = manifest.get("arch") == "stream"
+    args = stream_project.run_args(samples, stall) if streaming else [str(samples or 0), str(stall)]
     proc = verilator.run(exe, args, folder)
     text = proc.stdout
     found = re.findall(r"^mismatches: (\d+)$", text, re.M)
@@ -189,14 +233,23 @@ def rtlsim(export: str | Path, samples: int | None = None, stall: int = 0) -> tu
         tail = [line for line in (text + proc.stderr).splitlines() if line.strip()][-3:]
         raise UserError(f"{folder}: the testbench stopped ({proc.returncode}): {' | '.join(tail)}")
     total = int(found[-1])
-    report = cycle_report(manifest, text)
-    atomic_text(folder / "cycles.json", json.dumps(report, indent=1) + "\n")
-    diagram.plot_cycles(report, manifest, folder / "cycles.png")
-    lines = [line for line in text.splitlines() if line.startswith("mismatch ")]
-    lines += cycle_lines(report)
+    if streaming:
+        report = stream_project.cycle_report(manifest, text)
+        atomic_text(folder / "cycles.json", json.dumps(report, indent=1) + "\n")
+        lines = [line for line in text.splitlines() if line.startswith("mismatch ")]
+        lines += stream_project.cycle_lines(report)
+    else:
+        report = cycle_report(manifest, text)
+        atomic_text(folder / "cycles.json", json.dumps(report, indent=1) + "\n")
+        diagram.plot_cycles(report, manifest, folder / "cycles.png")
+        lines = [line for line in text.splitlines() if line.startswith("mismatch ")]
+        lines += cycle_lines(report)
     lines += [line for line in text.splitlines() if re.match(r"^(node \S+|logits) mismatches: ", line)]
     ran = re.search(r"^samples: (\d+) traced: (\d+)$", text, re.M)
     lines.append(f"samples: {ran.group(1)} (logits compared), {ran.group(2)} traced (every node, every step)")
+    if streaming:
+        lines += [f"interval_cycles: {report['interval_cycles']:.0f}",
+                  f"latency_cycles: {report['latency_cycles']['mean']:.0f}"]
     lines.append(f"mismatches: {total}")
     return lines, total
 

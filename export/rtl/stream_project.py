@@ -1,0 +1,139 @@
+"""The streaming top as an export (rtl/): render the schedule, write the test vectors, co-simulate.
+
+    hqflow_top.v                 the rendered pipeline (stream.py's Schedule, stream_top.v.j2)
+    cores/*.v                    the cores (copied from the package hqflow.rtl_templates)
+    mem/<node>_*.mem             weight ROMs, LIF tables, the head's bias ($readmemh)
+    tb/hqflow_stream_tb.cpp      the Verilator testbench
+    data/tb.txt frames.txt logits.txt trace.txt   the input elements of every test sample (T values
+                                 each), its golden logits, and the golden elements of every node's
+                                 stream for the traced samples
+    top.json                     the manifest (arch "stream"); Makefile, README.md, architecture.png
+`hqflow rtlsim` writes rtl/cycles.json and cycles.png.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from hqflow.export.rtl import stream, top
+from hqflow.io import atomic_text
+from hqflow.ir import DeployGraph
+from hqflow.sim.run import run as sim_run
+
+__all__ = ["CORES", "TESTBENCH", "cycle_lines", "cycle_report", "write"]
+
+TESTBENCH = "tb/hqflow_stream_tb.cpp"
+CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_window.v",
+         "hqflow_fifo.v", "hqflow_stream_fork.v", "hqflow_stream_wlif.v", "hqflow_stream_pool.v",
+         "hqflow_stream_add.v", "hqflow_stream_ssa.v", "hqflow_stream_head.v")
+ISOLATED = 1  # the co-simulation feeds the first ISOLATED + 1 samples alone (their latency), the rest back to back
+
+
+def _ints(values: np.ndarray) -> str:
+    return " ".join(map(str, np.asarray(values, np.int64).ravel().tolist())) + "\n"
+
+
+def elements(graph: DeployGraph, node, values: np.ndarray) -> np.ndarray:
+    """A node's values [T, B, *shape] as its stream carries them: [B, elements, T] (channels last)."""
+    flat = top.layout(graph, node, values)  # [T, B, size]
+    return np.moveaxis(flat, 0, -1)
+
+
+def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, options, env) -> dict:
+    """Render the schedule of `graph` into `out` (the rtl/ folder, its subfolders made) and write the test
+    vectors of `frames` [samples, T, C, H, W]; returns the manifest's arch-specific part."""
+    schedule = stream.plan_stream(graph, options.lanes or stream.DEFAULT_LANES, _target(options))
+    for core in schedule.cores:
+        for name, text in core.files.items():
+            atomic_text(out / "mem" / name, text)
+    offsets, at = {}, 0
+    for st in schedule.streams:
+        offsets[st.ident], at = at, at + st.width
+    frame_elements = math.prod(schedule.frame)
+    atomic_text(out / "hqflow_top.v", env.get_template("stream_top.v.j2").render(
+        s=schedule, dbg_width=at, frame_elements=frame_elements))
+
+    samples, traced = len(frames), min(trace_samples, len(frames))
+    logits, trace = sim_run(graph, frames, trace=True)
+    compared = [node for node in graph.nodes if node.op != "head"]
+    index = {st.ident: k for k, st in enumerate(schedule.streams)}
+    lines = [f"{samples} {traced} {graph.time_steps} {frame_elements} {schedule.in_bits} {schedule.classes} "
+             f"{schedule.logit_bits} {len(compared)} {len(schedule.cores)}"]
+    golden = []
+    for node in compared:
+        st = schedule.stream(schedule.node_stream[node.name])
+        lines.append(f"{node.name} {index[st.ident]} {st.size} {st.bits} {offsets[st.ident]}")
+        golden.append(elements(graph, node, trace[node.name][:, :traced]).reshape(traced, -1))
+    atomic_text(out / "data/tb.txt", "\n".join(lines) + "\n")
+    x = elements(graph, graph.nodes[0], np.asarray(frames).swapaxes(0, 1))  # [samples, elements, T]
+    atomic_text(out / "data/frames.txt", _ints(x))
+    atomic_text(out / "data/logits.txt", _ints(logits))
+    atomic_text(out / "data/trace.txt", _ints(np.concatenate(golden, axis=1) if golden else np.zeros(0)))
+    cores = [{"index": c.index, "node": c.node, "op": c.op, "module": c.module, "lanes": c.lanes,
+              "format": graph.node(c.node).attrs.get("format", ""), "params": c.params, "cycles": c.cycles,
+              "inputs": list(c.inputs)} for c in schedule.cores]
+    streams = [{"node": st.node, "ident": st.ident, "size": st.size, "bits": st.bits, "width": st.width}
+               for st in schedule.streams]
+    fifos = [{"source": q.source, "width": q.width, "depth": q.depth} for q in schedule.fifos]
+    return {"arch": "stream", "cores": cores, "streams": streams, "fifos": fifos,
+            "forks": [{"source": f.source, "outputs": len(f.outputs)} for f in schedule.forks],
+            "interval_formula": schedule.interval, "target_interval": schedule.target_interval,
+            "frame_elements": frame_elements, "schedule": schedule,
+            "sources": [f"cores/{f}" for f in CORES] + ["hqflow_top.v"], "testbench": TESTBENCH}
+
+
+def _target(options) -> int | None:
+    """The folding's target interval in cycles: the one --target-fps asks at the clock, else None."""
+    if getattr(options, "target_fps", None):
+        return max(1, int(options.clock_mhz * 1e6 / options.target_fps))
+    return None
+
+
+def run_args(samples: int | None, stall: int) -> list[str]:
+    return [str(samples or 0), str(stall), str(ISOLATED)]
+
+
+def cycle_report(manifest: dict, text: str) -> dict:
+    """cycles.json of a streaming co-simulation: per core its active cycles per image (measured, and the
+    formula), the latency of the samples run alone and the interval of those run back to back."""
+    latency = {int(b): int(n) for b, n in re.findall(r"^latency (\d+) (\d+)$", text, re.M)}
+    done = {int(b): int(n) for b, n in re.findall(r"^done (\d+) (\d+)$", text, re.M)}
+    run = len(done)
+    alone = [latency[b] for b in sorted(latency) if b <= ISOLATED]
+    spacing = [done[b] - done[b - 1] for b in sorted(done) if b > ISOLATED + 1]
+    clock = float(manifest["clock_mhz"])
+    nodes = {}
+    for core in manifest["cores"]:
+        found = re.search(rf"^active {core['index']} (\d+)$", text, re.M)
+        measured = int(found.group(1)) / run if found and run else 0.0
+        nodes[core["node"]] = {"op": core["op"], "lanes": core.get("lanes", 0), "cycles_per_inference": measured,
+                               "formula": core["cycles"], "formula_equal": measured == core["cycles"]}
+    mean_latency = float(np.mean(alone)) if alone else 0.0
+    interval = float(np.mean(spacing)) if spacing else 0.0
+    return {"arch": "stream", "clock_mhz": clock, "part": manifest["part"], "samples": run, "nodes": nodes,
+            "latency_cycles": {"mean": mean_latency, "min": min(alone, default=0), "max": max(alone, default=0),
+                               "samples": len(alone)},
+            "interval_cycles": interval, "interval_formula": manifest["interval_formula"],
+            "interval_samples": len(spacing), "total_cycles": mean_latency, "latency_us": mean_latency / clock,
+            "inferences_per_s": clock * 1e6 / interval if interval else 0.0}
+
+
+def cycle_lines(report: dict) -> list[str]:
+    """The cycle report as a table, one line per core, then the pipeline's figures."""
+    lines = [f"{'node':24} {'op':10} {'P':>3} {'cycles per inference':>20} {'= formula':>10}"]
+    for name, item in report["nodes"].items():
+        same = "yes" if item["formula_equal"] else f"no ({item['formula']})"
+        lines.append(f"{name:24} {item['op']:10} {item['lanes'] or '':>3} {item['cycles_per_inference']:>20.0f} "
+                     f"{same:>10}")
+    lat = report["latency_cycles"]
+    clock = report["clock_mhz"]
+    lines.append(f"latency: {lat['mean']:.0f} cycles (first input beat to last logit, {lat['samples']} sample(s) "
+                 f"run alone: min {lat['min']}, max {lat['max']}) = {report['latency_us']:.1f} us at {clock:g} MHz")
+    if report["interval_samples"]:
+        lines.append(f"interval: {report['interval_cycles']:.0f} cycles between inferences streamed back to back "
+                     f"({report['interval_samples']} intervals; the slowest core's formula: "
+                     f"{report['interval_formula']}) = {report['inferences_per_s']:.0f} inferences/s at {clock:g} MHz")
+    return lines

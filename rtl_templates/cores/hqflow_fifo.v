@@ -1,0 +1,53 @@
+// hqflow_fifo: a stream FIFO of DEPTH words in block RAM (hqflow_ram.v) plus a two-word output
+// register, first word fall through: the skip path of a residual add holds the elements its other
+// path has not produced yet. WIDTH data bits and tlast per word; one word in and one out a cycle.
+// s_tready depends only on the fill (never on s_tvalid). Capacity DEPTH + 2 words.
+module hqflow_fifo #(
+    parameter integer WIDTH = 1,
+    parameter integer DEPTH = 16,
+    parameter integer AB = (DEPTH > 1) ? $clog2(DEPTH) : 1
+) (
+    input  wire             clk,
+    input  wire             rst,
+    input  wire             s_tvalid,
+    output wire             s_tready,
+    input  wire [WIDTH-1:0] s_tdata,
+    input  wire             s_tlast,
+    output wire             m_tvalid,
+    input  wire             m_tready,
+    output wire [WIDTH-1:0] m_tdata,
+    output wire             m_tlast
+);
+    reg [AB-1:0] wp, rp;
+    reg [31:0] count;                   // words in the RAM
+    reg pend;                           // a RAM read in flight
+    reg [WIDTH:0] ob0, ob1;             // output words {tlast, data}, ob0 first
+    reg [1:0] on;
+    wire [WIDTH:0] q;
+    assign s_tready = count < DEPTH;
+    wire put = s_tvalid && s_tready;
+    assign m_tvalid = on != 0;
+    assign m_tdata = ob0[WIDTH-1:0];
+    assign m_tlast = ob0[WIDTH];
+    wire pop = m_tvalid && m_tready;
+    wire issue = count != 0 && ({1'b0, on} + pend < 2 + pop);
+    hqflow_ram #(.WIDTH(WIDTH + 1), .DEPTH(DEPTH), .ADDR_BITS(AB)) ram (
+        .clk(clk), .we(put), .waddr(wp), .wdata({s_tlast, s_tdata}), .re(issue), .raddr(rp), .rdata(q));
+    wire [1:0] left = on - pop;         // output words after this cycle's pop
+    always @(posedge clk) begin
+        if (rst) begin
+            wp <= 0; rp <= 0; count <= 0; pend <= 0; on <= 0;
+        end else begin
+            if (put) wp <= wp == DEPTH - 1 ? 0 : wp + 1'b1;
+            if (issue) rp <= rp == DEPTH - 1 ? 0 : rp + 1'b1;
+            count <= count + put - issue;
+            pend <= issue;
+            if (pop) ob0 <= ob1;
+            if (pend) begin
+                if (left == 0) ob0 <= q; else ob1 <= q;
+            end
+            on <= left + pend;
+        end
+    end
+    initial begin wp = 0; rp = 0; count = 0; pend = 0; on = 0; end
+endmodule

@@ -1,0 +1,203 @@
+// hqflow_stream_ssa: streaming, time-batched spiking self-attention with its attention LIF
+// (numerics.ssa_int, then lif_step with the node's one-channel constants), all T steps at once.
+//   q, k, v [N][D] spikes, streams of elements n*D + c, each a T-bit word (bit t = step t). Per head h
+//   of HD = D / HEADS channels and per step t (spike x spike is an AND, sums count):
+//     kv[i][j][t]      = sum_n k[n][h HD + i][t] & v[n][h HD + j][t]       (<= N, KV_BITS)
+//     y[n][h HD + j][t] = sum_i q[n][h HD + i][t] ? kv[i][j][t] : 0         (<= N HD, ACC_BITS)
+//   then per (n, c) the LIF of hqflow_lif.v over t = 0..T-1, the membrane in a register.
+// Stream out: elements n*D + c, T-bit spike words; tlast on the last.
+// Every token is needed before the first output (each query meets every key), so q, k and v are
+// buffered whole, N*D words of T bits each (block RAM), as they arrive. Schedule:
+//   A  per token n, as soon as k and v hold it, per head: HD cycles load v's HD words into a register,
+//      HD cycles read k's words and add k & v into the kv rows (kv: D rows of HD*T counts in RAM);
+//      a token starts with one cycle that waits for its k and v;
+//   B  when A is done and q is complete (one cycle), per token n and head h: HD cycles accumulate y
+//      (HD lanes by T steps), 1 drain cycle, T LIF cycles, 1 cycle handing the HD spike words to the
+//      output bank (it waits while the bank drains), which streams them out while the next head works.
+// The inputs are taken while the buffers fill (an image at a time: the next is taken after B).
+// `active` is high in the cycles the core advances:
+//   active cycles per image = N * (1 + 2 D) + 1 + N * HEADS * (HD + T + 2)
+// The LIF constants: BIAS, THR (V_BITS two's complement) and SIGN (1, -1 or 0).
+module hqflow_stream_ssa #(
+    parameter integer N = 4,
+    parameter integer D = 4,
+    parameter integer HEADS = 1,
+    parameter integer T = 1,
+    parameter integer ACC_BITS = 8,
+    parameter integer V_BITS = 16,
+    parameter integer F = 2,
+    parameter [63:0] BIAS = 0,
+    parameter [63:0] THR = 0,
+    parameter integer SIGN = 1
+) (
+    input  wire           clk,
+    input  wire           rst,
+    input  wire           q_tvalid,
+    output wire           q_tready,
+    input  wire [T-1:0]   q_tdata,
+    input  wire           k_tvalid,
+    output wire           k_tready,
+    input  wire [T-1:0]   k_tdata,
+    input  wire           v_tvalid,
+    output wire           v_tready,
+    input  wire [T-1:0]   v_tdata,
+    output wire           m_tvalid,
+    input  wire           m_tready,
+    output wire [T-1:0]   m_tdata,
+    output wire           m_tlast,
+    output wire           active
+);
+    localparam integer HD = D / HEADS;
+    localparam integer ND = N * D;
+    localparam integer KV_BITS = $clog2(N + 1);
+    localparam integer AB = ND > 1 ? $clog2(ND) : 1;
+    localparam integer KB = D > 1 ? $clog2(D) : 1;
+    localparam integer NB = $clog2(HD + 1);
+    localparam [2:0] S_AWAIT = 3'd0, S_A1 = 3'd1, S_A2 = 3'd2, S_BWAIT = 3'd3, S_B1 = 3'd4, S_DRAIN = 3'd5,
+                     S_LIF = 3'd6, S_HAND = 3'd7;
+    localparam [1:0] SIGN_CODE = SIGN > 0 ? 2'b01 : SIGN < 0 ? 2'b11 : 2'b00;
+
+    initial if (HEADS < 1 || D % HEADS != 0) $error("hqflow_stream_ssa: %0d heads do not divide D %0d", HEADS, D);
+
+    reg [2:0] state;
+    reg [31:0] wq, wk, wv;              // words of q, k, v taken
+    assign q_tready = wq < ND;          // (reset to 0 after the image's last output)
+    assign k_tready = wk < ND;
+    assign v_tready = wv < ND;
+    wire q_put = q_tvalid && q_tready, k_put = k_tvalid && k_tready, v_put = v_tvalid && v_tready;
+
+    reg [AB-1:0] addr;                  // n*D + h*HD + idx
+    reg [31:0] n, h, idx, base, tok_end;
+    wire [T-1:0] q_q, k_q, v_q;
+    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB)) q_ram (
+        .clk(clk), .we(q_put), .waddr(wq[AB-1:0]), .wdata(q_tdata), .re(1'b1), .raddr(addr), .rdata(q_q));
+    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB)) k_ram (
+        .clk(clk), .we(k_put), .waddr(wk[AB-1:0]), .wdata(k_tdata), .re(1'b1), .raddr(addr), .rdata(k_q));
+    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB)) v_ram (
+        .clk(clk), .we(v_put), .waddr(wv[AB-1:0]), .wdata(v_tdata), .re(1'b1), .raddr(addr), .rdata(v_q));
+
+    // kv rows h*HD + i: HD*T counts, lane j step t in bits [(j*T + t)*KV_BITS, +KV_BITS)
+    reg [KB-1:0] kv_raddr;
+    reg [HD*T*KV_BITS-1:0] kv_new, y_next;
+    wire [HD*T*KV_BITS-1:0] kv_row;
+    hqflow_ram #(.WIDTH(HD * T * KV_BITS), .DEPTH(D), .ADDR_BITS(KB)) kv_ram (
+        .clk(clk), .we(d_a2), .waddr(d_row), .wdata(kv_new), .re(1'b1), .raddr(kv_raddr), .rdata(kv_row));
+
+    reg d_a1, d_a2, d_b1, d_n0, d_i0;   // the data stage (one cycle after a read)
+    reg [KB-1:0] d_row;
+    reg [HD*T-1:0] vrow;                // lane j's v word in bits [j*T, j*T + T)
+    reg [HD*T*ACC_BITS-1:0] y;          // step t, lane j in bits [(t*HD + j)*ACC_BITS, +ACC_BITS)
+    integer j, t;
+    reg [ACC_BITS-1:0] kv_wide;
+    always @* begin                     // A's kv row update and B's y update (the data stage)
+        kv_new = 0; y_next = 0;
+        for (j = 0; j < HD; j = j + 1)
+            for (t = 0; t < T; t = t + 1) begin
+                kv_new[(j*T + t)*KV_BITS +: KV_BITS] = (d_n0 ? {KV_BITS{1'b0}} : kv_row[(j*T + t)*KV_BITS +: KV_BITS])
+                                                      + (k_q[t] & vrow[j*T + t]);
+                kv_wide = kv_row[(j*T + t)*KV_BITS +: KV_BITS];
+                y_next[(t*HD + j)*ACC_BITS +: ACC_BITS] = (d_i0 ? {ACC_BITS{1'b0}} : y[(t*HD + j)*ACC_BITS +: ACC_BITS])
+                                                         + (q_q[t] ? kv_wide : {ACC_BITS{1'b0}});
+            end
+    end
+
+    // the attention LIF, HD lanes
+    reg [31:0] ts;
+    reg [HD*V_BITS-1:0] vm;
+    wire [HD*V_BITS-1:0] vm_next; wire [HD-1:0] spikes;
+    hqflow_lif #(.P(HD), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
+        .first(ts == 0), .acc(y[HD*ACC_BITS-1:0]), .v(vm), .bias({HD{BIAS[V_BITS-1:0]}}),
+        .thr({HD{THR[V_BITS-1:0]}}), .sign({HD{SIGN_CODE}}), .v_next(vm_next), .spikes(spikes));
+    reg [HD*T-1:0] spk;
+
+    reg [HD*T-1:0] bank;
+    reg [NB-1:0] bank_n;
+    reg bank_last;
+    assign m_tvalid = bank_n != 0;
+    assign m_tdata = bank[T-1:0];
+    assign m_tlast = bank_last && bank_n == 1;
+    wire bank_free = bank_n == 0;
+    wire tok_in = wk >= tok_end && wv >= tok_end;
+    assign active = (state == S_AWAIT && tok_in) || state == S_A1 || state == S_A2
+                    || (state == S_BWAIT && wq == ND) || state == S_B1 || state == S_DRAIN || state == S_LIF
+                    || (state == S_HAND && bank_free);
+
+    always @(posedge clk) begin
+        if (q_put) wq <= wq + 1;
+        if (k_put) wk <= wk + 1;
+        if (v_put) wv <= wv + 1;
+        d_a1 <= state == S_A1;
+        d_a2 <= state == S_A2;
+        d_b1 <= state == S_B1;
+        d_n0 <= n == 0;
+        d_i0 <= idx == 0;
+        d_row <= kv_raddr;
+        if (d_a1) begin                 // v's words shift in from the top: word j ends in lane j
+            for (j = 0; j < HD - 1; j = j + 1) vrow[j*T +: T] <= vrow[(j+1)*T +: T];
+            vrow[(HD-1)*T +: T] <= v_q;
+        end
+        if (d_b1) y <= y_next;
+        if (m_tvalid && m_tready) begin bank <= bank >> T; bank_n <= bank_n - 1'b1; end
+        case (state)
+            S_AWAIT: if (tok_in) begin          // token n's k and v are in (tok_end = (n+1)*D)
+                state <= S_A1; h <= 0; idx <= 0; base <= tok_end - D; addr <= tok_end - D;
+                kv_raddr <= 0;
+            end
+            S_A1: begin                         // read v[n][h HD + idx]
+                if (idx == HD - 1) begin idx <= 0; addr <= base; state <= S_A2; end
+                else begin idx <= idx + 1; addr <= addr + 1'b1; end
+            end
+            S_A2: begin                         // read k[n][h HD + idx] and kv row h HD + idx
+                kv_raddr <= kv_raddr + 1'b1;
+                addr <= addr + 1'b1;
+                if (idx != HD - 1) idx <= idx + 1;
+                else begin
+                    idx <= 0;
+                    if (h != HEADS - 1) begin h <= h + 1; base <= base + HD; state <= S_A1; end
+                    else if (n != N - 1) begin n <= n + 1; tok_end <= tok_end + D; state <= S_AWAIT; end
+                    else begin n <= 0; state <= S_BWAIT; end
+                end
+            end
+            S_BWAIT: if (wq == ND) begin
+                state <= S_B1; n <= 0; h <= 0; idx <= 0; addr <= 0; base <= 0; kv_raddr <= 0;
+            end
+            S_B1: begin                         // read q[n][h HD + idx] and kv row h HD + idx
+                addr <= addr + 1'b1;
+                kv_raddr <= kv_raddr + 1'b1;
+                if (idx != HD - 1) idx <= idx + 1;
+                else begin idx <= 0; state <= S_DRAIN; end
+            end
+            S_DRAIN: begin state <= S_LIF; ts <= 0; end
+            S_LIF: begin
+                vm <= vm_next;
+                for (j = 0; j < HD; j = j + 1) spk[j*T + ts] <= spikes[j];
+                y <= y >> (HD * ACC_BITS);
+                ts <= ts + 1;
+                if (ts == T - 1) state <= S_HAND;
+            end
+            default: if (bank_free) begin       // S_HAND
+                bank <= spk; bank_n <= HD;
+                bank_last <= n == N - 1 && h == HEADS - 1;
+                if (h != HEADS - 1) begin h <= h + 1; state <= S_B1; end
+                else begin
+                    h <= 0; kv_raddr <= 0;
+                    if (n != N - 1) begin n <= n + 1; state <= S_B1; end
+                    else begin                  // the image is done: take the next one
+                        n <= 0; tok_end <= D; addr <= 0;
+                        wq <= 0; wk <= 0; wv <= 0;
+                        state <= S_AWAIT;
+                    end
+                end
+            end
+        endcase
+        if (rst) begin
+            state <= S_AWAIT; wq <= 0; wk <= 0; wv <= 0; n <= 0; tok_end <= D; addr <= 0;
+            bank_n <= 0; bank_last <= 0; d_a1 <= 0; d_a2 <= 0; d_b1 <= 0;
+        end
+    end
+
+    initial begin
+        state = S_AWAIT; wq = 0; wk = 0; wv = 0; n = 0; tok_end = D; addr = 0;
+        bank_n = 0; bank_last = 0; d_a1 = 0; d_a2 = 0; d_b1 = 0;
+    end
+endmodule

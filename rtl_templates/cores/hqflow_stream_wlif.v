@@ -1,0 +1,218 @@
+// hqflow_stream_wlif: a streaming, time-batched weighted layer + LIF: conv K x K (stride 1, padding
+// PAD) or linear (a 1 x 1 window over the tokens as an N x 1 image: H = N, W = 1, K = 1, PAD = 0).
+//
+//   acc[t][o] = sum_{c, i, j} w_eff[o][c][i][j] * x[t][c][y+i-PAD][x+j-PAD]   (numerics.conv2d_acc,
+//               linear_acc), then over t = 0..T-1 the LIF of hqflow_lif.v: s[t][o]
+// Stream in:  elements (y*W + x)*C + c, each the T values x[0..T-1] of one input (X_BITS each, step t
+//             in bits [t*X_BITS, (t+1)*X_BITS)), through the line buffer hqflow_window.v.
+// Stream out: elements (y*W + x)*O + o, each the T spikes of one output neuron (bit t = step t);
+//             tlast on an image's last element.
+// Time-batched: a weight is read once per output pixel and applied to all T steps: P output channels
+// (a lane group g, outputs g*P .. g*P+P-1) by T steps = P*T accumulators. Per output pixel and group:
+//   ACC    R = K*K*C cycles, one (c, i, j) a cycle: ROM row (c*K + i)*K + j (numerics.rom's row order),
+//          the window's element, T x P products added (a tap in the padding adds 0);
+//   DRAIN  1 cycle (the last product lands);
+//   LIF    T cycles: the membrane of each lane lives in a register; step t reads accumulator row 0
+//          and shifts the rows down (so the accumulators are zero again after the T steps);
+//   HAND   1 cycle: the group's P spike words go to the output bank (waits while it still drains),
+//          which streams them out, one a beat, while the next group accumulates.
+// Each output row starts with one cycle that waits for the window's rows (ROW). No membrane or
+// accumulator memory: the only state beyond the line buffer is the group being computed.
+// `active` is high in the cycles the core advances (not waiting for input rows or output room):
+//   active cycles per image = HO * (1 + WO * G * (R + T + 2)),  G = ceil(O / P)
+// ROM: hqflow_weight_rom.v (the words of numerics.rom, KW 64-bit words a line, rows ROW_WIDE lines);
+// LIF tables: P channels a line (memfiles.lif_tables).
+module hqflow_stream_wlif #(
+    parameter integer H = 1, W = 1, C = 1, O = 1, K = 1, PAD = 0, P = 1,
+    parameter integer BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
+    parameter integer X_BITS = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
+    parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem"
+) (
+    input  wire              clk,
+    input  wire              rst,
+    input  wire              s_tvalid,
+    output wire              s_tready,
+    input  wire [T*X_BITS-1:0] s_tdata,
+    output wire              m_tvalid,
+    input  wire              m_tready,
+    output wire [T-1:0]      m_tdata,
+    output wire              m_tlast,
+    output wire              active
+);
+    localparam integer HO = H + 2 * PAD - K + 1;
+    localparam integer WO = W + 2 * PAD - K + 1;
+    localparam integer R = K * K * C;
+    localparam integer EB = T * X_BITS;
+    localparam integer LANES_W = 64 / BITS;
+    localparam integer KW = P > LANES_W ? P / LANES_W : 1;
+    localparam integer GPW = LANES_W * KW / P;
+    localparam integer G = (O + P - 1) / P;
+    localparam integer ROW_WIDE = (G + GPW - 1) / GPW;
+    localparam integer RW = 64 * KW;
+    localparam integer ROM_DEPTH = R * ROW_WIDE;
+    localparam integer RA = ROM_DEPTH > 1 ? $clog2(ROM_DEPTH) : 1;
+    localparam integer GA = G > 1 ? $clog2(G) : 1;
+    localparam integer AB = (W * C > 1) ? $clog2(W * C) : 1;
+    localparam integer NB = $clog2(P + 1);
+
+    initial begin
+        if (P < 1 || (LANES_W % P != 0 && P % LANES_W != 0))
+            $error("hqflow_stream_wlif: P %0d must divide or be a multiple of the %0d codes of a ROM word", P, LANES_W);
+        if (HO < 1 || WO < 1) $error("hqflow_stream_wlif: no output for H %0d W %0d K %0d PAD %0d", H, W, K, PAD);
+    end
+
+    localparam [2:0] S_ROW = 3'd0, S_ACC = 3'd1, S_DRAIN = 3'd2, S_LIF = 3'd3, S_HAND = 3'd4;
+    reg [2:0] state;
+
+    // ---- the line buffer ------------------------------------------------------------------------
+    wire row_ok;
+    wire signed [31:0] top_row;
+    wire [K*EB-1:0] rows;
+    reg  rd_en;
+    reg  [AB-1:0] rd_addr;
+    reg  next_row;
+    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(1), .PAD(PAD), .EB(EB)) window (
+        .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
+        .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
+        .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows));
+
+    // ---- loop counters (running offsets: no multiplier) -------------------------------------------
+    reg [31:0] xo, g, wsel, wadr, c, i, j, r_row;
+    reg signed [31:0] xi, yi;           // the tap's input column and row
+    reg signed [31:0] col;              // xi * C
+    reg signed [31:0] xbase;            // (xo - PAD) * C
+    wire last_r = c == C - 1 && i == K - 1 && j == K - 1;
+    wire tap_ok = xi >= 0 && xi < W && yi >= 0 && yi < H;
+
+    // ---- ROM, lanes, accumulators ------------------------------------------------------------------
+    wire [RA-1:0] rom_addr = r_row + wadr;
+    wire [RW-1:0] rom_q;
+    hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE)) rom (
+        .clk(clk), .addr(rom_addr), .q(rom_q));
+    wire [P*BITS-1:0] codes;
+    hqflow_rom_select #(.P(P), .BITS(BITS), .KW(KW)) select (.line(rom_q), .wsel(wsel), .codes(codes));
+    wire [P-1:0] live = live_l(g);
+
+    reg d_valid, d_ok, d_first;         // the data stage: the read issued one cycle before
+    reg [31:0] d_i;
+    wire [EB-1:0] x_row = rows[d_i*EB +: EB];
+    reg [T*P*ACC_BITS-1:0] acc;         // step t, lane p: bits [(t*P + p)*ACC_BITS, +ACC_BITS)
+    wire [T*P*ACC_BITS-1:0] prods;
+    genvar tt;
+    generate
+        for (tt = 0; tt < T; tt = tt + 1) begin : step
+            hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(X_BITS),
+                           .ACC_BITS(ACC_BITS)) lanes (
+                .codes(codes), .live(live), .x(d_ok ? x_row[tt*X_BITS +: X_BITS] : {X_BITS{1'b0}}),
+                .prods(prods[tt*P*ACC_BITS +: P*ACC_BITS]));
+        end
+    endgenerate
+
+    // ---- LIF over the T steps ----------------------------------------------------------------------
+    wire [GA-1:0] tab_addr = g;
+    wire [P*V_BITS-1:0] bias_q, thr_q; wire [P*2-1:0] sign_q;
+    hqflow_weight_rom #(.WIDTH(P*V_BITS), .DEPTH(G), .AW(GA), .FILE(BIAS_FILE)) bias_rom (clk, tab_addr, bias_q);
+    hqflow_weight_rom #(.WIDTH(P*V_BITS), .DEPTH(G), .AW(GA), .FILE(THR_FILE)) thr_rom (clk, tab_addr, thr_q);
+    hqflow_weight_rom #(.WIDTH(P*2), .DEPTH(G), .AW(GA), .FILE(SIGN_FILE)) sign_rom (clk, tab_addr, sign_q);
+    reg [31:0] t;
+    reg [P*V_BITS-1:0] v;
+    wire [P*V_BITS-1:0] v_next; wire [P-1:0] spikes;
+    hqflow_lif #(.P(P), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
+        .first(t == 0), .acc(acc[P*ACC_BITS-1:0]), .v(v), .bias(bias_q), .thr(thr_q), .sign(sign_q),
+        .v_next(v_next), .spikes(spikes));
+    reg [P*T-1:0] spk;                  // lane p's word in bits [p*T, p*T + T), bit t = step t
+
+    // ---- the output bank ---------------------------------------------------------------------------
+    reg [P*T-1:0] bank;
+    reg [NB-1:0] bank_n;
+    reg bank_last;
+    assign m_tvalid = bank_n != 0;
+    assign m_tdata = bank[T-1:0];
+    assign m_tlast = bank_last && bank_n == 1;
+    wire bank_free = bank_n == 0;
+    wire last_px = xo == WO - 1;
+    wire last_row = top_row == HO - 1 - PAD;
+    assign active = state == S_ACC || state == S_DRAIN || state == S_LIF || (state == S_HAND && bank_free)
+                    || (state == S_ROW && row_ok && !next_row);
+
+    integer p, q;
+    always @(posedge clk) begin
+        next_row <= 0;
+        d_valid <= state == S_ACC;
+        d_ok <= tap_ok;
+        d_first <= c == 0 && i == 0 && j == 0;
+        d_i <= i;
+        if (d_valid)
+            for (q = 0; q < T * P; q = q + 1)
+                acc[q*ACC_BITS +: ACC_BITS] <= (d_first ? {ACC_BITS{1'b0}} : acc[q*ACC_BITS +: ACC_BITS])
+                                              + prods[q*ACC_BITS +: ACC_BITS];
+        if (m_tvalid && m_tready) begin
+            bank <= bank >> T;
+            bank_n <= bank_n - 1'b1;
+        end
+        case (state)
+            S_ROW: if (row_ok && !next_row) begin   // (next_row: the window moves at this edge)
+                state <= S_ACC;
+                xo <= 0; g <= 0; wsel <= 0; wadr <= 0;
+                c <= 0; i <= 0; j <= 0; r_row <= 0;
+                xi <= -PAD; xbase <= -PAD * C; col <= -PAD * C; yi <= top_row;
+                rd_addr <= -PAD * C; rd_en <= 1;
+            end
+            S_ACC: begin                    // issue (c, i, j); the read of the next one is set up here
+                r_row <= r_row + ROW_WIDE;
+                if (last_r) begin
+                    state <= S_DRAIN; rd_en <= 0;
+                end else if (j != K - 1) begin
+                    j <= j + 1; xi <= xi + 1; col <= col + C; rd_addr <= col + C + c;
+                end else if (i != K - 1) begin
+                    j <= 0; i <= i + 1; yi <= yi + 1; xi <= xi - (K - 1); col <= xbase; rd_addr <= xbase + c;
+                end else begin
+                    j <= 0; i <= 0; c <= c + 1; yi <= top_row; xi <= xi - (K - 1); col <= xbase;
+                    rd_addr <= xbase + c + 1;
+                end
+            end
+            S_DRAIN: begin state <= S_LIF; t <= 0; end
+            S_LIF: begin
+                v <= v_next;
+                for (p = 0; p < P; p = p + 1) spk[p*T + t] <= spikes[p];
+                acc <= acc >> (P * ACC_BITS);
+                t <= t + 1;
+                if (t == T - 1) state <= S_HAND;
+            end
+            default: if (bank_free) begin   // S_HAND
+                bank <= spk;
+                bank_n <= g == G - 1 ? O - (G - 1) * P : P;
+                bank_last <= g == G - 1 && last_px && last_row;
+                c <= 0; i <= 0; j <= 0; r_row <= 0;
+                if (g != G - 1) begin       // the next lane group of this pixel
+                    g <= g + 1;
+                    if (wsel == GPW - 1) begin wsel <= 0; wadr <= wadr + 1; end else wsel <= wsel + 1;
+                    xi <= xbase >= 0 ? xo - PAD : xo - PAD;  // (unchanged pixel)
+                    col <= xbase; yi <= top_row; rd_addr <= xbase; rd_en <= 1;
+                    state <= S_ACC;
+                end else begin
+                    g <= 0; wsel <= 0; wadr <= 0;
+                    if (!last_px) begin     // the next pixel of this row
+                        xo <= xo + 1; xbase <= xbase + C; col <= xbase + C; xi <= xo + 1 - PAD;
+                        yi <= top_row; rd_addr <= xbase + C; rd_en <= 1;
+                        state <= S_ACC;
+                    end else begin          // the row is done
+                        next_row <= 1;
+                        state <= S_ROW;
+                    end
+                end
+            end
+        endcase
+        if (rst) begin
+            state <= S_ROW; bank_n <= 0; bank_last <= 0; d_valid <= 0; rd_en <= 0; next_row <= 0;
+        end
+    end
+
+    // lane k of group grp is output grp*P + k < O: only the last group has dead lanes
+    function [P-1:0] live_l(input [31:0] grp);
+        integer k;
+        for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < O - (G - 1) * P;
+    endfunction
+
+    initial begin state = S_ROW; bank_n = 0; bank_last = 0; d_valid = 0; rd_en = 0; next_row = 0; end
+endmodule

@@ -1,0 +1,107 @@
+// hqflow_window: the line buffer of a streaming window core (time-batched architecture).
+//
+// The input is a stream of elements in pixel-major, channels-last order ((y*W + x)*C + c), one
+// element a beat, EB bits each (all T steps of one value: EB = T * value bits). The buffer keeps
+// SLOTS = K + S rows of W*C elements, one RAM bank per row slot (row y lives in slot y mod SLOTS),
+// so that the consumer reads the K rows of its window in one cycle and the next rows stream in while
+// it works (S rows ahead). The consumer works output row by output row:
+//   top_row   = yo*S - PAD: the window's first input row for output row yo (negative at the top:
+//               rows outside 0..H-1 are the consumer's zero padding);
+//   row_ok    = the rows top_row .. top_row + K - 1 that exist have arrived;
+//   next_row  = a one-cycle pulse when the consumer is done with output row yo (after the last one,
+//               the buffer starts over with the next image's rows).
+// The input is taken (s_tready) while its row is within SLOTS rows of the lowest row still needed
+// (max(0, top_row)) and belongs to this image.
+// Read port: rd_addr = x*C + c (an element of a row), rd_en; one cycle later rd_rows holds the element
+// of rows top_row + i, i = 0..K-1, in bits [i*EB, (i+1)*EB) (held while rd_en is low).
+// Parameters: H, W, C the input, K the window, S the stride, PAD the zero padding, EB element bits.
+module hqflow_window #(
+    parameter integer H = 4,
+    parameter integer W = 4,
+    parameter integer C = 1,
+    parameter integer K = 3,
+    parameter integer S = 1,
+    parameter integer PAD = 1,
+    parameter integer EB = 1,
+    parameter integer AB = (W * C > 1) ? $clog2(W * C) : 1
+) (
+    input  wire                  clk,
+    input  wire                  rst,
+    input  wire                  s_tvalid,
+    output wire                  s_tready,
+    input  wire [EB-1:0]         s_tdata,
+    output wire                  row_ok,
+    input  wire                  next_row,
+    output reg  signed [31:0]    top_row,
+    input  wire                  rd_en,
+    input  wire [AB-1:0]         rd_addr,
+    output reg  [K*EB-1:0]       rd_rows
+);
+    localparam integer SLOTS = K + S;
+    localparam integer ROW = W * C;
+    localparam integer HO = (H + 2 * PAD - K) / S + 1;
+    localparam integer SB = $clog2(SLOTS + 1);
+    localparam integer TOP_SLOT0 = (SLOTS - PAD % SLOTS) % SLOTS;   // slot of row -PAD
+
+    initial begin
+        if (K < 1 || S < 1 || PAD < 0 || PAD >= K || H < 1 || W < 1 || C < 1)
+            $error("hqflow_window: bad geometry H %0d W %0d C %0d K %0d S %0d PAD %0d", H, W, C, K, S, PAD);
+    end
+
+    reg [31:0]    in_row;               // rows of this image complete
+    reg [AB-1:0]  in_off;               // the next element within its row
+    reg [SB-1:0]  in_slot;              // its slot
+    reg [31:0]    yo;
+    reg [SB-1:0]  top_slot, top_slot_d;
+    wire signed [31:0] lo = top_row < 0 ? 0 : top_row;
+    wire signed [31:0] need = top_row + K > H ? H : top_row + K;
+    assign s_tready = in_row < H && $signed(in_row) < lo + SLOTS;
+    assign row_ok = $signed(in_row) >= need;
+    wire take = s_tvalid && s_tready;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            in_row <= 0; in_off <= 0; in_slot <= 0;
+            yo <= 0; top_row <= -PAD; top_slot <= TOP_SLOT0;
+        end else begin
+            if (take) begin
+                if (in_off == ROW - 1) begin
+                    in_off <= 0;
+                    in_row <= in_row + 1;
+                    in_slot <= in_slot == SLOTS - 1 ? 0 : in_slot + 1'b1;
+                end else in_off <= in_off + 1'b1;
+            end
+            if (next_row) begin
+                if (yo == HO - 1) begin         // the image is done (all its rows were in): start over
+                    yo <= 0; top_row <= -PAD; top_slot <= TOP_SLOT0;
+                    in_row <= 0; in_off <= 0; in_slot <= 0;
+                end else begin
+                    yo <= yo + 1;
+                    top_row <= top_row + S;
+                    top_slot <= top_slot + S >= SLOTS ? top_slot + S - SLOTS : top_slot + S;
+                end
+            end
+        end
+    end
+
+    // the row banks; the slot rotation of a read is the one at its issue
+    wire [SLOTS*EB-1:0] bank_q;
+    genvar b;
+    generate
+        for (b = 0; b < SLOTS; b = b + 1) begin : bank
+            hqflow_ram #(.WIDTH(EB), .DEPTH(ROW), .ADDR_BITS(AB)) ram (
+                .clk(clk), .we(take && in_slot == b), .waddr(in_off), .wdata(s_tdata),
+                .re(rd_en), .raddr(rd_addr), .rdata(bank_q[b*EB +: EB]));
+        end
+    endgenerate
+    always @(posedge clk) if (rd_en) top_slot_d <= top_slot;
+    integer i, s;
+    always @* begin
+        rd_rows = 0;
+        for (i = 0; i < K; i = i + 1) begin
+            s = top_slot_d + i;
+            if (s >= SLOTS) s = s - SLOTS;
+            rd_rows[i*EB +: EB] = bank_q[s*EB +: EB];
+        end
+    end
+endmodule
