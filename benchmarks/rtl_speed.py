@@ -51,7 +51,7 @@ def export_both(config: Path, folder: Path, samples: int, lanes: int) -> tuple[P
     res = cfg.model.img_size
     frames = np.random.default_rng(0).poisson(0.3, (samples, cfg.data.time_steps, 2, res, res)).astype(np.int16)
     write_project(graph, folder / "hls", frames, np.zeros(samples, np.int64), trace_samples=0)
-    project.write_rtl(graph, folder / "rtl", frames, 0, project.RtlOptions(lanes=lanes))
+    project.write_rtl(graph, folder / "rtl", frames, 0, project.RtlOptions(lanes=lanes, arch="sequential"))
     return folder / "hls", folder / "rtl"
 
 

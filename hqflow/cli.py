@@ -481,13 +481,19 @@ def paper_cmd(config_path, data_root, out, lambdas, finetune_epochs, max_drop, t
 @click.option("--clock-mhz", type=POSITIVE, default=DEFAULT_CLOCK_MHZ, show_default=True,
               help="The target clock: hls: build_prj.tcl's create_clock (period 1000 / MHz ns); rtl: the latency "
                    "figures of `hqflow rtlsim`.")
-@click.option("--lanes", type=COUNT, default=8, show_default=True,
-              help="rtl: output channels computed per cycle (P) by each weighted core: per node the largest power "
-                   "of two <= LANES that its weight ROM word allows and its channel count divides (the output "
-                   "says where it is less).")
+@click.option("--arch", type=click.Choice(["stream", "sequential"]), default="stream", show_default=True,
+              help="rtl: stream: a streaming pipeline, all T steps of a neuron together, every layer its own core; "
+                   "sequential: one core at a time, time step by time step (the first architecture).")
+@click.option("--lanes", type=COUNT,
+              help="rtl: output channels computed per cycle (P) by each weighted core. stream: the folding's upper "
+                   "bound (default 64, at most 256); sequential: per node the largest power of two <= LANES that "
+                   "its weight ROM word allows and its channel count divides (default 8).")
+@click.option("--target-fps", type=POSITIVE,
+              help="rtl, stream: fold every core to the fewest lanes that reach this many inferences a second at "
+                   "--clock-mhz (default: the fastest pipeline --lanes allows).")
 @click.option("--data-root", type=DATA_ROOT, help="hls, rtl: data set folder (not for digits-dvs).")
-def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, part, clock_mhz, lanes,
-               data_root):
+def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, part, clock_mhz, arch, lanes,
+               target_fps, data_root):
     """Lower RUN (a finetuned or fp32 run) to the integer-only DeployGraph, and optionally HLS C++."""
     from hqflow.export.hls import HlsOptions
     from hqflow.export.lower import export
@@ -503,16 +509,26 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
     if target == "rtl":
         from hqflow.export.rtl.project import RtlOptions
 
-        rtl_options = RtlOptions(lanes=lanes, part=part, clock_mhz=clock_mhz)
+        rtl_options = RtlOptions(lanes=lanes, part=part, clock_mhz=clock_mhz, arch=arch, target_fps=target_fps)
     graph, summary = export(run, out, target, force, tb_samples, trace_samples, data_root, options, rtl_options)
     click.echo(f"{out}: {len(graph.nodes)} nodes, {sum(t.nbytes for t in graph.tensors.values())} bytes of "
                f"integer tensors, T {graph.time_steps}")
     if summary and summary["samples"] < tb_samples:
         click.echo(f"--tb-samples {tb_samples}: the test split has {summary['samples']} samples; all are used")
-    if target == "rtl":
+    if target == "rtl" and summary.get("arch") == "stream":
+        click.echo(f"folding: target interval {summary['target_interval']} cycles; per core its lanes P and cycles "
+                   "per inference:")
         for item in summary["cores"]:
-            if item["lanes"] and item["lanes"] < lanes and item["op"] != "head":
-                click.echo(f"  {item['node']}: P {item['lanes']} (the largest power of two <= {lanes} that its "
+            click.echo(f"  {item['node']:24} {item['op']:10} P {item['lanes'] or '-':>3} {item['cycles']:>9} cycles")
+        clock = summary["clock_mhz"]
+        click.echo(f"pipeline: initiation interval {summary['interval_formula']} cycles by the formulas "
+                   f"({clock * 1e6 / summary['interval_formula']:.0f} inferences/s at {clock:g} MHz); "
+                   "latency and interval measured by `hqflow rtlsim`")
+    elif target == "rtl":
+        bound = rtl_options.lanes_bound
+        for item in summary["cores"]:
+            if item["lanes"] and item["lanes"] < bound and item["op"] != "head":
+                click.echo(f"  {item['node']}: P {item['lanes']} (the largest power of two <= {bound} that its "
                            f"{item['format']} ROM word allows and its {item['params']['O']} channels divide)")
         click.echo(f"{out / 'rtl'}: the whole model as one Verilog top ({len(summary['cores'])} cores, part "
                    f"{summary['part']}, {summary['clock_mhz']:g} MHz), testbench of {summary['samples']} samples "
@@ -556,10 +572,12 @@ def csim_cmd(export_dir, ap_arithmetic, static_check):
 def rtlsim_cmd(export_dir, samples):
     """Co-simulate EXPORT_DIR's Verilog top (rtl/, from --target rtl) with Verilator, bit for bit.
 
-    Streams each test sample's frames through the top and compares its logits with the NumPy simulator's,
-    and, for the traced samples, every node's output at every time step. Prints the cycles of each core
-    per step and per inference, the latency at the export's clock (also written to rtl/cycles.json), and
-    last "mismatches: N". Exit status: 0 when N is 0, 1 on mismatches, 2 on a broken project.
+    Streams each test sample through the top and compares its logits with the NumPy simulator's, and,
+    for the traced samples, every node's output at every time step. Prints the cycles of each core per
+    inference (and, for the sequential top, per step), the latency at the export's clock (also written to
+    rtl/cycles.json); for the streaming top "interval_cycles: N" (inferences streamed back to back) and
+    "latency_cycles: N" (first input beat to last logit, alone); last "mismatches: N". Exit status: 0
+    when N is 0, 1 on mismatches, 2 on a broken project.
     """
     from hqflow.export.rtl.project import rtlsim
 

@@ -66,7 +66,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("rtl_cli")
     run = make_run(root / "run")
     out = root / "export"
-    result = CliRunner().invoke(main, ["export", str(run), "--target", "rtl", "--lanes", "5", "--tb-samples", "3",
+    result = CliRunner().invoke(main, ["export", str(run), "--target", "rtl", "--arch", "sequential", "--lanes", "5", "--tb-samples", "3",
                                        "-o", str(out)])
     assert result.exit_code == 0, result.output
     return out, result.output

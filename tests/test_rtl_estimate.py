@@ -32,7 +32,7 @@ pytestmark = pytest.mark.rtl
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("rtl_estimate")
     out = root / "export"
-    result = CliRunner().invoke(main, ["export", str(make_run(root / "run")), "--target", "rtl", "--tb-samples", "4",
+    result = CliRunner().invoke(main, ["export", str(make_run(root / "run")), "--target", "rtl", "--arch", "sequential", "--tb-samples", "4",
                                        "--trace-samples", "0", "-o", str(out)])
     assert result.exit_code == 0, result.output
     return out

