@@ -115,3 +115,65 @@ def plot_cycles(report: dict, manifest: dict, path: Path) -> None:
     fig.tight_layout()
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
+
+
+def draw_stream(schedule, path: Path) -> None:
+    """Render a streaming schedule (stream.Schedule) as a PNG at `path`: each core a box (its lanes and
+    cycles per inference; the darker, the nearer the pipeline's interval), an arrow per stream from its
+    producer to each consumer, skip inputs (through a FIFO) curved and labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    items = [("input", None)] + [(core.node, core) for core in schedule.cores]
+    rows = -(-len(items) // PER_ROW)
+    fig, ax = plt.subplots(figsize=(2.3 * PER_ROW, 1.7 * rows + 1.2))
+    where, producer = {}, {}
+    interval = schedule.interval
+    for i, (name, core) in enumerate(items):
+        row, col = divmod(i, PER_ROW)
+        col = col if row % 2 == 0 else PER_ROW - 1 - col
+        x, y = col * 2.3, -row * 1.7
+        where[name] = (x, y)
+        if core is None:
+            c, h, w = schedule.frame
+            label, color, alpha = f"input stream\n{h}x{w}x{c}, T x {schedule.in_bits} b", "#eeeeee", 1.0
+        else:
+            extra = f", P {core.lanes}" if core.lanes else ""
+            label = f"{core.index}: {name}\n{core.op}{extra}\n{core.cycles:,} cycles"
+            color, alpha = COLORS.get(core.op, "#eeeeee"), 0.35 + 0.65 * core.cycles / interval
+        ax.add_patch(FancyBboxPatch((x, y), 1.9, 0.9, boxstyle="round,pad=0.03", fc=color, ec="black", lw=0.8,
+                                    alpha=alpha))
+        ax.text(x + 0.95, y + 0.45, label, ha="center", va="center", fontsize=7)
+    for node, ident_ in schedule.node_stream.items():
+        producer.setdefault(ident_, node)
+    order = {name: i for i, (name, _) in enumerate(items)}
+    fifo_of = {q.output for q in schedule.fifos}
+    for core in schedule.cores:
+        tx, ty = where[core.node]
+        for port in core.inputs:
+            base = next((s.ident for s in schedule.streams if port == s.ident or port.startswith(s.ident + "_f")),
+                        port)
+            src = producer[base]
+            sx, sy = where[src]
+            skip = order[core.node] - order[src] > 1
+            if sy == ty and not skip:                  # the next core in the row: side to side
+                start, end = ((sx + 1.9, sy + 0.45), (tx, ty + 0.45)) if tx > sx else \
+                    ((sx, sy + 0.45), (tx + 1.9, ty + 0.45))
+            else:                                      # down a row, or a skip: bottom to top
+                start, end = (sx + 0.95, sy), (tx + 0.95, ty + 0.9)
+            ax.add_patch(FancyArrowPatch(start, end,
+                                         arrowstyle="-|>", mutation_scale=8, lw=0.7,
+                                         color="gray" if skip else "black",
+                                         connectionstyle=f"arc3,rad={0.25 if skip else 0.0}"))
+            if port in fifo_of:
+                ax.text((sx + tx) / 2 + 0.95, (sy + ty) / 2 + 0.2, "FIFO", fontsize=6, color="dimgray")
+    ax.text(0, 1.25, f"hqflow top: a streaming pipeline, every core at once, all {schedule.time_steps} time steps of "
+                     f"a neuron together; interval {interval:,} cycles by the formulas (the slowest core)", fontsize=8)
+    ax.set_xlim(-0.3, 2.3 * PER_ROW)
+    ax.set_ylim(-1.7 * rows + 0.7, 1.6)
+    ax.axis("off")
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)

@@ -165,6 +165,7 @@ def _write_stream(graph: DeployGraph, out: Path, frames: np.ndarray, trace_sampl
                 "time_steps": graph.time_steps, "frame": list(schedule.frame), "classes": schedule.classes,
                 "lanes_requested": options.lanes_bound, "target_fps": options.target_fps, "part": options.part,
                 "family": family_of(options.part), "clock_mhz": options.clock_mhz, **extra}
+    diagram.draw_stream(schedule, out / "architecture.png")
     context = {**manifest, "s": schedule, "data": DATA}
     atomic_text(out / "Makefile", env.get_template("Makefile.j2").render(**context))
     atomic_text(out / "README.md", env.get_template("stream_README.md.j2").render(**context))

@@ -86,13 +86,13 @@ module hqflow_stream_head #(
     wire bank_free = bank_n == 0;
     assign active = put || state == S_ACC || state == S_DRAIN || (state == S_HAND && bank_free);
 
-    integer p;
+    integer p, cp;                      // (the combinational block has its own loop variable)
     reg signed [LOGIT_BITS-1:0] a_wide;
     reg [P*LOGIT_BITS-1:0] logits;
     always @* begin
-        for (p = 0; p < P; p = p + 1) begin
-            a_wide = $signed(acc[p*ACC_BITS +: ACC_BITS]);
-            logits[p*LOGIT_BITS +: LOGIT_BITS] = (a_wide <<< BF) + bias_q[p*LOGIT_BITS +: LOGIT_BITS];
+        for (cp = 0; cp < P; cp = cp + 1) begin
+            a_wide = $signed(acc[cp*ACC_BITS +: ACC_BITS]);
+            logits[cp*LOGIT_BITS +: LOGIT_BITS] = (a_wide <<< BF) + bias_q[cp*LOGIT_BITS +: LOGIT_BITS];
         end
     end
 

@@ -44,11 +44,11 @@ module hqflow_stream_pool #(
     reg [K-1:0] row_live;               // rows of the window inside the image (set per output row)
     reg d_valid, d_ok;
     reg [T-1:0] ored;
-    integer i;
+    integer i, ci;                      // (the combinational block has its own loop variable)
     reg [T-1:0] col_or;
     always @* begin
         col_or = 0;
-        for (i = 0; i < K; i = i + 1) if (row_live[i]) col_or = col_or | rows[i*T +: T];
+        for (ci = 0; ci < K; ci = ci + 1) if (row_live[ci]) col_or = col_or | rows[ci*T +: T];
     end
     wire [T-1:0] ored_next = ored | (d_ok ? col_or : {T{1'b0}});
     wire out_free = !m_tvalid || m_tready;

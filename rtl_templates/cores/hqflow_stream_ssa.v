@@ -78,7 +78,8 @@ module hqflow_stream_ssa #(
 
     // kv rows h*HD + i: HD*T counts, lane j step t in bits [(j*T + t)*KV_BITS, +KV_BITS)
     reg [KB-1:0] kv_raddr;
-    reg [HD*T*KV_BITS-1:0] kv_new, y_next;
+    reg [HD*T*KV_BITS-1:0] kv_new;
+    reg [HD*T*ACC_BITS-1:0] y_next;
     wire [HD*T*KV_BITS-1:0] kv_row;
     hqflow_ram #(.WIDTH(HD * T * KV_BITS), .DEPTH(D), .ADDR_BITS(KB)) kv_ram (
         .clk(clk), .we(d_a2), .waddr(d_row), .wdata(kv_new), .re(1'b1), .raddr(kv_raddr), .rdata(kv_row));
@@ -87,17 +88,17 @@ module hqflow_stream_ssa #(
     reg [KB-1:0] d_row;
     reg [HD*T-1:0] vrow;                // lane j's v word in bits [j*T, j*T + T)
     reg [HD*T*ACC_BITS-1:0] y;          // step t, lane j in bits [(t*HD + j)*ACC_BITS, +ACC_BITS)
-    integer j, t;
+    integer j, cj, ct;            // (the combinational block has its own loop variables)
     reg [ACC_BITS-1:0] kv_wide;
     always @* begin                     // A's kv row update and B's y update (the data stage)
         kv_new = 0; y_next = 0;
-        for (j = 0; j < HD; j = j + 1)
-            for (t = 0; t < T; t = t + 1) begin
-                kv_new[(j*T + t)*KV_BITS +: KV_BITS] = (d_n0 ? {KV_BITS{1'b0}} : kv_row[(j*T + t)*KV_BITS +: KV_BITS])
-                                                      + (k_q[t] & vrow[j*T + t]);
-                kv_wide = kv_row[(j*T + t)*KV_BITS +: KV_BITS];
-                y_next[(t*HD + j)*ACC_BITS +: ACC_BITS] = (d_i0 ? {ACC_BITS{1'b0}} : y[(t*HD + j)*ACC_BITS +: ACC_BITS])
-                                                         + (q_q[t] ? kv_wide : {ACC_BITS{1'b0}});
+        for (cj = 0; cj < HD; cj = cj + 1)
+            for (ct = 0; ct < T; ct = ct + 1) begin
+                kv_new[(cj*T + ct)*KV_BITS +: KV_BITS] = (d_n0 ? {KV_BITS{1'b0}} : kv_row[(cj*T + ct)*KV_BITS +: KV_BITS])
+                                                      + (k_q[ct] & vrow[cj*T + ct]);
+                kv_wide = kv_row[(cj*T + ct)*KV_BITS +: KV_BITS];
+                y_next[(ct*HD + cj)*ACC_BITS +: ACC_BITS] = (d_i0 ? {ACC_BITS{1'b0}} : y[(ct*HD + cj)*ACC_BITS +: ACC_BITS])
+                                                         + (q_q[ct] ? kv_wide : {ACC_BITS{1'b0}});
             end
     end
 
