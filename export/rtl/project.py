@@ -237,6 +237,7 @@ def rtlsim(export: str | Path, samples: int | None = None, stall: int = 0) -> tu
     if streaming:
         report = stream_project.cycle_report(manifest, text)
         atomic_text(folder / "cycles.json", json.dumps(report, indent=1) + "\n")
+        diagram.plot_timeline(report, folder / "cycles.png")
         lines = [line for line in text.splitlines() if line.startswith("mismatch ")]
         lines += stream_project.cycle_lines(report)
     else:
@@ -308,7 +309,7 @@ def synth_top(export: str | Path, part: str | None = None, timeout: float | None
     context. Writes rtl/resources.json and rtl/resources.md; returns (markdown, result)."""
     from hqflow.devices import fit_markdown
 
-    folder = rtl_dir(export)
+    folder = rtl_dir(export).resolve()  # yosys runs in the folder: the sources must not be relative to ours
     yosys.find_yosys()
     manifest = load_manifest(folder)
     part = part or manifest["part"]

@@ -32,6 +32,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from hqflow import numerics
 from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
@@ -124,19 +126,25 @@ class Schedule:
 
 class StreamOp:
     """An op's streaming core. `build` returns the core's module, params, files, lanes and output bits;
-    `cycles(params, T)` its active cycles per image (the formula in its Verilog header); a weighted
-    op also gives `lane_choices` (the P its ROM allows) for the folding."""
+    `cycles(params, T, nnz)` its active cycles per image (the formula in its Verilog header; nnz: the
+    event-driven cores' nonzero input elements over all output windows, None: every element); a
+    weighted op also gives `lane_choices` (the P its ROM allows) for the folding and `nnz` (its count
+    from an input trace)."""
 
     module = ""
 
     def build(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
         raise NotImplementedError
 
-    def cycles(self, params: dict, time_steps: int) -> int:
+    def cycles(self, params: dict, time_steps: int, nnz: float | None = None) -> float:
         raise NotImplementedError
 
     def lane_choices(self, graph: DeployGraph, node: Node, lanes: int) -> list[int]:
         return [0]
+
+    def nnz(self, graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray | None:
+        """Per sample, the nonzero input elements the core visits in an image; x: its input [T, B, ...]."""
+        return None
 
 
 def _check_window(node: Node, kernel: int, stride: int, padding: int, what: str) -> None:
@@ -193,11 +201,30 @@ class WeightedLif(StreamOp):
             params[f"{key}_FILE"] = f'"mem/{name}_{file}.mem"'
         return {"params": params, "files": files, "lanes": lanes, "bits": 1}
 
-    def cycles(self, params, time_steps):
+    def cycles(self, params, time_steps, nnz=None):
         p = params
         ho, wo = p["H"] + 2 * p["PAD"] - p["K"] + 1, p["W"] + 2 * p["PAD"] - p["K"] + 1
         groups = -(-p["O"] // p["P"])
-        return ho * (1 + wo * groups * (p["K"] * p["K"] * p["C"] + time_steps + 2))
+        if nnz is None:  # every element nonzero: each window's taps inside the image, C elements each
+            nnz = p["C"] * sum(_cover(p["H"], p["K"], p["PAD"])) * sum(_cover(p["W"], p["K"], p["PAD"]))
+        return ho * (1 + wo * groups * (2 * p["K"] + time_steps + 2)) + groups * nnz
+
+    def nnz(self, graph, node, x):
+        g = self._geometry(graph, node)
+        words = np.asarray(x != 0).any(axis=0)  # [B, ...]: an element nonzero at some step
+        if node.op == "conv_lif":
+            per_pixel = words.sum(axis=1)  # [B, H, W]
+        else:
+            per_pixel = words.sum(axis=2)[:, :, None]  # [B, N, 1]: a token is a pixel of an N x 1 image
+        rows = np.array(_cover(g["H"], g["K"], g["PAD"]))
+        cols = np.array(_cover(g["W"], g["K"], g["PAD"]))
+        return np.einsum("byx,y,x->b", per_pixel.astype(np.int64), rows, cols)
+
+
+def _cover(side: int, kernel: int, padding: int) -> list[int]:
+    """For each input position along a side, how many output windows (stride 1) contain it."""
+    out = side + 2 * padding - kernel + 1
+    return [sum(1 for o in range(out) if o - padding <= y <= o - padding + kernel - 1) for y in range(side)]
 
 
 class MaxPool(StreamOp):
@@ -210,7 +237,7 @@ class MaxPool(StreamOp):
         c, h, w = graph.node(node.inputs[0]).shape
         return {"params": {"H": h, "W": w, "C": c, "K": 3, "S": 2, "PAD": 1, "T": graph.time_steps}, "bits": 1}
 
-    def cycles(self, params, time_steps):
+    def cycles(self, params, time_steps, nnz=None):
         p = params
         ho = (p["H"] + 2 * p["PAD"] - p["K"]) // p["S"] + 1
         wo = (p["W"] + 2 * p["PAD"] - p["K"]) // p["S"] + 1
@@ -225,7 +252,7 @@ class Add(StreamOp):
         return {"params": {"T": graph.time_steps, "A_BITS": inputs[0].bits, "B_BITS": inputs[1].bits,
                            "OUT_BITS": out_bits, "SIZE": math.prod(node.shape)}, "bits": out_bits}
 
-    def cycles(self, params, time_steps):
+    def cycles(self, params, time_steps, nnz=None):
         return params["SIZE"]
 
 
@@ -245,7 +272,7 @@ class Ssa(StreamOp):
             "BIAS": f"64'h{int(consts.bias_int[0]) % (1 << 64):x}", "THR": f"64'h{int(consts.thr_int[0]) % (1 << 64):x}",
             "SIGN": int(consts.sign[0])}}
 
-    def cycles(self, params, time_steps):
+    def cycles(self, params, time_steps, nnz=None):
         p = params
         return p["N"] * (1 + 2 * p["D"]) + 1 + p["N"] * p["HEADS"] * (p["D"] // p["HEADS"] + time_steps + 2)
 
@@ -277,7 +304,7 @@ class Head(StreamOp):
                   "ROM_FILE": f'"mem/{name}_weights.mem"', "BIAS_FILE": f'"mem/{name}_bias.mem"'}
         return {"params": params, "files": files, "lanes": lanes, "bits": None}
 
-    def cycles(self, params, time_steps):
+    def cycles(self, params, time_steps, nnz=None):
         p = params
         return p["N"] * p["C"] + -(-p["K"] // p["P"]) * (p["C"] + 2)
 
@@ -317,11 +344,15 @@ def _node_streams(graph: DeployGraph) -> tuple[dict[str, Stream], dict[str, str]
     return streams, of
 
 
-def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None) -> tuple[dict[str, int], int]:
+def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
+         nnz: dict[str, float] | None = None) -> tuple[dict[str, int], int]:
     """P per weighted node (and the head): the smallest allowed P whose cycles per image meet the
     target interval. The target: `target_interval` if given, else the largest cycles per image any core
     has at its largest P (<= lanes): the fastest pipeline the lane bound allows, every core folded as
-    far as that interval lets it. Returns ({node: P}, the target)."""
+    far as that interval lets it. `nnz`: per event-driven node its nonzero input elements per image
+    (the mean of a trace: the folding is for those input rates), absent: every element (the worst
+    case). Returns ({node: P}, the target)."""
+    nnz = nnz or {}
     streams, of = _node_streams(graph)
     steps = graph.time_steps
     choices: dict[str, list[tuple[int, int]]] = {}  # node -> [(P, cycles)]
@@ -333,11 +364,12 @@ def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None) -> 
         inputs = [streams[of[src]] for src in node.inputs]
         options = op.lane_choices(graph, node, lanes)
         if options == [0]:
-            fixed.append(op.cycles(op.build(graph, node, inputs, 0)["params"], steps))
+            fixed.append(math.ceil(op.cycles(op.build(graph, node, inputs, 0)["params"], steps)))
             continue
         if not options:
             raise UserError(f"node {node.name}: no lane count <= {lanes} fits its ROM word")
-        choices[node.name] = [(p, op.cycles(_params_only(op, graph, node, inputs, p), steps)) for p in options]
+        choices[node.name] = [(p, math.ceil(op.cycles(_params_only(op, graph, node, inputs, p), steps,
+                                                      nnz.get(node.name)))) for p in options]
     if target_interval is None:
         target_interval = max([min(c for _, c in opts) for opts in choices.values()] + fixed)
     chosen = {}
@@ -360,10 +392,13 @@ def _params_only(op: StreamOp, graph: DeployGraph, node: Node, inputs: list[Stre
 # ---- the schedule ------------------------------------------------------------------------------------
 
 
-def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None = None) -> Schedule:
-    """The streaming pipeline of `graph`: cores (folded: `fold`), streams, forks and FIFOs."""
+def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None = None,
+                nnz: dict[str, float] | None = None) -> Schedule:
+    """The streaming pipeline of `graph`: cores (folded: `fold`, for the input rates `nnz`), streams,
+    forks and FIFOs. A core's `cycles`: its formula at those rates (rounded up), the worst case without."""
     streams, of = _node_streams(graph)
-    folding, target = fold(graph, lanes, target_interval)
+    nnz = nnz or {}
+    folding, target = fold(graph, lanes, target_interval, nnz)
     consumers: dict[str, list[tuple[str, int]]] = {}  # stream -> [(consumer node, input port)]
     for node in graph.nodes:
         if isinstance(STREAM_OPS[node.op], NoCore):
@@ -397,7 +432,8 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
         built = op.build(graph, node, inputs, folding.get(node.name, 0))
         cores.append(StreamCore(len(cores), node.name, node.op, op.module, ident(node.name), built["params"],
                                 tuple(port_stream[(node.name, k)] for k in range(len(node.inputs))),
-                                of.get(node.name, "out"), op.cycles(built["params"], graph.time_steps),
+                                of.get(node.name, "out"),
+                                math.ceil(op.cycles(built["params"], graph.time_steps, nnz.get(node.name))),
                                 built.get("lanes", 0), built.get("files", {})))
         if node.op == "head":
             head = node

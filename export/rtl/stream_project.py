@@ -45,7 +45,16 @@ def elements(graph: DeployGraph, node, values: np.ndarray) -> np.ndarray:
 def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, options, env) -> dict:
     """Render the schedule of `graph` into `out` (the rtl/ folder, its subfolders made) and write the test
     vectors of `frames` [samples, T, C, H, W]; returns the manifest's arch-specific part."""
-    schedule = stream.plan_stream(graph, options.lanes or stream.DEFAULT_LANES, _target(options))
+    samples, traced = len(frames), min(trace_samples, len(frames))
+    logits, trace = sim_run(graph, frames, trace=True)
+    # the event-driven cores' work per sample (nonzero input elements over their windows), from the simulator
+    work = {}
+    for node in graph.nodes:
+        counted = stream.STREAM_OPS[node.op].nnz(graph, node, trace[node.inputs[0]]) if node.inputs else None
+        if counted is not None:
+            work[node.name] = counted
+    schedule = stream.plan_stream(graph, options.lanes or stream.DEFAULT_LANES, _target(options),
+                                  {name: float(np.mean(n)) for name, n in work.items()})
     for core in schedule.cores:
         for name, text in core.files.items():
             atomic_text(out / "mem" / name, text)
@@ -56,8 +65,6 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
     atomic_text(out / "hqflow_top.v", env.get_template("stream_top.v.j2").render(
         s=schedule, dbg_width=at, frame_elements=frame_elements))
 
-    samples, traced = len(frames), min(trace_samples, len(frames))
-    logits, trace = sim_run(graph, frames, trace=True)
     compared = [node for node in graph.nodes if node.op != "head"]
     index = {st.ident: k for k, st in enumerate(schedule.streams)}
     lines = [f"{samples} {traced} {graph.time_steps} {frame_elements} {schedule.in_bits} {schedule.classes} "
@@ -72,8 +79,12 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
     atomic_text(out / "data/frames.txt", _ints(x))
     atomic_text(out / "data/logits.txt", _ints(logits))
     atomic_text(out / "data/trace.txt", _ints(np.concatenate(golden, axis=1) if golden else np.zeros(0)))
+    steps = graph.time_steps
     cores = [{"index": c.index, "node": c.node, "op": c.op, "module": c.module, "lanes": c.lanes,
               "format": graph.node(c.node).attrs.get("format", ""), "params": c.params, "cycles": c.cycles,
+              "cycles_dense": math.ceil(stream.STREAM_OPS[c.op].cycles(c.params, steps)),
+              "formula_cycles": [int(stream.STREAM_OPS[c.op].cycles(c.params, steps, work[c.node][b] if c.node in work
+                                                                     else None)) for b in range(samples)],
               "inputs": list(c.inputs)} for c in schedule.cores]
     streams = [{"node": st.node, "ident": st.ident, "size": st.size, "bits": st.bits, "width": st.width}
                for st in schedule.streams]
@@ -108,26 +119,32 @@ def cycle_report(manifest: dict, text: str) -> dict:
     nodes = {}
     for core in manifest["cores"]:
         found = re.search(rf"^active {core['index']} (\d+)$", text, re.M)
-        measured = int(found.group(1)) / run if found and run else 0.0
-        nodes[core["node"]] = {"op": core["op"], "lanes": core.get("lanes", 0), "cycles_per_inference": measured,
-                               "formula": core["cycles"], "formula_equal": measured == core["cycles"]}
+        total = int(found.group(1)) if found else -1
+        formula = sum(core["formula_cycles"][:run])  # the samples run: their cycles by the formula
+        nodes[core["node"]] = {"op": core["op"], "lanes": core.get("lanes", 0),
+                               "cycles_per_inference": total / run if run else 0.0,
+                               "formula": formula / run if run else 0.0, "formula_equal": total == formula,
+                               "dense": core["cycles_dense"]}
+    spans = {name: [int(a), int(b)] for name, a, b in re.findall(r"^span (\S+) (-?\d+) (-?\d+)$", text, re.M)}
     mean_latency = float(np.mean(alone)) if alone else 0.0
     interval = float(np.mean(spacing)) if spacing else 0.0
     return {"arch": "stream", "clock_mhz": clock, "part": manifest["part"], "samples": run, "nodes": nodes,
             "latency_cycles": {"mean": mean_latency, "min": min(alone, default=0), "max": max(alone, default=0),
                                "samples": len(alone)},
             "interval_cycles": interval, "interval_formula": manifest["interval_formula"],
-            "interval_samples": len(spacing), "total_cycles": mean_latency, "latency_us": mean_latency / clock,
+            "interval_samples": len(spacing), "spans": spans, "total_cycles": mean_latency,
+            "latency_us": mean_latency / clock,
             "inferences_per_s": clock * 1e6 / interval if interval else 0.0}
 
 
 def cycle_lines(report: dict) -> list[str]:
     """The cycle report as a table, one line per core, then the pipeline's figures."""
-    lines = [f"{'node':24} {'op':10} {'P':>3} {'cycles per inference':>20} {'= formula':>10}"]
+    lines = [f"{'node':24} {'op':10} {'P':>3} {'cycles per inference':>20} {'= formula':>10} "
+             f"{'dense (worst)':>14}"]
     for name, item in report["nodes"].items():
-        same = "yes" if item["formula_equal"] else f"no ({item['formula']})"
+        same = "yes" if item["formula_equal"] else f"no ({item['formula']:.0f})"
         lines.append(f"{name:24} {item['op']:10} {item['lanes'] or '':>3} {item['cycles_per_inference']:>20.0f} "
-                     f"{same:>10}")
+                     f"{same:>10} {item['dense']:>14}")
     lat = report["latency_cycles"]
     clock = report["clock_mhz"]
     lines.append(f"latency: {lat['mean']:.0f} cycles (first input beat to last logit, {lat['samples']} sample(s) "

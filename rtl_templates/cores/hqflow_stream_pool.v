@@ -25,6 +25,7 @@ module hqflow_stream_pool #(
     localparam integer HO = (H + 2 * PAD - K) / S + 1;
     localparam integer WO = (W + 2 * PAD - K) / S + 1;
     localparam integer AB = (W * C > 1) ? $clog2(W * C) : 1;
+    localparam integer XB = (W > 1) ? $clog2(W) : 1;
     localparam [1:0] S_ROW = 2'd0, S_COL = 2'd1, S_OUT = 2'd2;
 
     reg [1:0] state;
@@ -36,7 +37,7 @@ module hqflow_stream_pool #(
     hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(S), .PAD(PAD), .EB(T)) window (
         .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
         .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
-        .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows));
+        .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(1'b0), .m_rd_addr({XB{1'b0}}), .m_rows());
 
     reg [31:0] xo, c, j;
     reg signed [31:0] xi, xbase;        // the column read, and (xo*S - PAD) * C

@@ -8,9 +8,12 @@
 // Stream out: elements (y*W + x)*O + o, each the T spikes of one output neuron (bit t = step t);
 //             tlast on an image's last element.
 // Time-batched: a weight is read once per output pixel and applied to all T steps: P output channels
-// (a lane group g, outputs g*P .. g*P+P-1) by T steps = P*T accumulators. Per output pixel and group:
-//   ACC    R = K*K*C cycles, one (c, i, j) a cycle: ROM row (c*K + i)*K + j (numerics.rom's row order),
-//          the window's element, T x P products added (a tap in the padding adds 0);
+// (a lane group g, outputs g*P .. g*P+P-1) by T steps = P*T accumulators. Event-driven at the word
+// level: an input element that is zero at every step adds nothing and costs no cycle (the line buffer
+// keeps each pixel's nonzero mask). Per output pixel and group:
+//   per window column j (K of them): MASK reads the K rows' masks of the column, LOAD takes them (a
+//          column or row in the padding has none), then ACC one cycle per nonzero element (c, i): ROM
+//          row (c*K + i)*K + j (numerics.rom's row order), the element, T x P products added;
 //   DRAIN  1 cycle (the last product lands);
 //   LIF    T cycles: the membrane of each lane lives in a register; step t reads accumulator row 0
 //          and shifts the rows down (so the accumulators are zero again after the T steps);
@@ -19,7 +22,8 @@
 // Each output row starts with one cycle that waits for the window's rows (ROW). No membrane or
 // accumulator memory: the only state beyond the line buffer is the group being computed.
 // `active` is high in the cycles the core advances (not waiting for input rows or output room):
-//   active cycles per image = HO * (1 + WO * G * (R + T + 2)),  G = ceil(O / P)
+//   active cycles per image = HO * (1 + WO * G * (2 K + T + 2)) + G * NNZ,   G = ceil(O / P)
+// NNZ: the nonzero input elements summed over every output pixel's window (at most HO WO K K C).
 // ROM: hqflow_weight_rom.v (the words of numerics.rom, KW 64-bit words a line, rows ROW_WIDE lines);
 // LIF tables: P channels a line (memfiles.lif_tables).
 module hqflow_stream_wlif #(
@@ -53,6 +57,11 @@ module hqflow_stream_wlif #(
     localparam integer RA = ROM_DEPTH > 1 ? $clog2(ROM_DEPTH) : 1;
     localparam integer GA = G > 1 ? $clog2(G) : 1;
     localparam integer AB = (W * C > 1) ? $clog2(W * C) : 1;
+    localparam integer XB = (W > 1) ? $clog2(W) : 1;
+    localparam integer CB = (C > 1) ? $clog2(C) : 1;
+    localparam integer KB = (K > 1) ? $clog2(K) : 1;
+    localparam integer M_C = K * K * ROW_WIDE;      // ROM lines from channel c to c + 1
+    localparam integer M_I = K * ROW_WIDE;          // from row i to i + 1
     localparam integer NB = $clog2(P + 1);
 
     initial begin
@@ -61,39 +70,65 @@ module hqflow_stream_wlif #(
         if (HO < 1 || WO < 1) $error("hqflow_stream_wlif: no output for H %0d W %0d K %0d PAD %0d", H, W, K, PAD);
     end
 
-    localparam [2:0] S_ROW = 3'd0, S_ACC = 3'd1, S_DRAIN = 3'd2, S_LIF = 3'd3, S_HAND = 3'd4;
+    localparam [2:0] S_ROW = 3'd0, S_ACC = 3'd1, S_DRAIN = 3'd2, S_LIF = 3'd3, S_HAND = 3'd4, S_MASK = 3'd5,
+                     S_LOAD = 3'd6;
     reg [2:0] state;
 
     // ---- the line buffer ------------------------------------------------------------------------
     wire row_ok;
     wire signed [31:0] top_row;
     wire [K*EB-1:0] rows;
-    reg  rd_en;
+    reg  rd_en;                         // (the element reads: combinational from the pick)
     reg  [AB-1:0] rd_addr;
     reg  next_row;
-    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(1), .PAD(PAD), .EB(EB)) window (
+    reg  m_rd_en;
+    reg  [XB-1:0] m_rd_addr;
+    wire [K*C-1:0] masks;
+    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(1), .PAD(PAD), .EB(EB), .MASK(1)) window (
         .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
         .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
-        .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows));
+.rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(m_rd_en), .m_rd_addr(m_rd_addr),
+        .m_rows(masks));
 
-    // ---- loop counters (running offsets: no multiplier) -------------------------------------------
-    reg [31:0] xo, g, wsel, wadr, c, i, j, r_row;
-    reg signed [31:0] xi, yi;           // the tap's input column and row
+    // ---- loop counters (running offsets; constant products as shifts and adds: no multiplier) ----
+    reg [31:0] xo, g, wsel, wadr, j, j_row;
+    reg signed [31:0] xi;               // the column's input x
     reg signed [31:0] col;              // xi * C
     reg signed [31:0] xbase;            // (xo - PAD) * C
-    wire last_r = c == C - 1 && i == K - 1 && j == K - 1;
-    wire tap_ok = xi >= 0 && xi < W && yi >= 0 && yi < H;
+    wire col_ok = xi >= 0 && xi < W;
+    reg [K-1:0] row_live;               // rows of the window inside the image (set per output row)
+
+    // the pending nonzero elements of the column: K rows of C mask bits; the lowest goes next
+    reg [K*C-1:0] pend;
+    wire [K*C-1:0] lowest = pend & (~pend + 1'b1);
+    reg [31:0] pick;                    // its index i*C + c
+    integer pb, pk;
+    always @* begin
+        pick = 0;
+        for (pb = 0; (1 << pb) < K * C; pb = pb + 1)
+            for (pk = 0; pk < K * C; pk = pk + 1)
+                if (((pk >> pb) & 1) != 0 && lowest[pk]) pick = pick | (1 << pb);
+    end
+    reg [31:0] pick_i, pick_c;
+    integer qi;
+    always @* begin
+        pick_i = 0; pick_c = pick;
+        for (qi = 1; qi < K; qi = qi + 1) if (pick >= qi * C) begin pick_i = qi; pick_c = pick - qi * C; end
+    end
 
     // ---- ROM, lanes, accumulators ------------------------------------------------------------------
-    wire [RA-1:0] rom_addr = r_row + wadr;
+    wire [RA-1:0] rom_addr = times(pick_c, M_C) + times(pick_i, M_I) + j_row + wadr;
     wire [RW-1:0] rom_q;
     hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE)) rom (
         .clk(clk), .addr(rom_addr), .q(rom_q));
     wire [P*BITS-1:0] codes;
     hqflow_rom_select #(.P(P), .BITS(BITS), .KW(KW)) select (.line(rom_q), .wsel(wsel), .codes(codes));
     wire [P-1:0] live = live_l(g);
+    wire issue = state == S_ACC;
+    always @* begin rd_en = issue; rd_addr = col + pick_c; end
 
-    reg d_valid, d_ok, d_first;         // the data stage: the read issued one cycle before
+    reg d_valid;                        // the data stage: the read issued one cycle before
+    // (the accumulators start every group at zero: the LIF's T shifts empty them, reset clears them)
     reg [31:0] d_i;
     wire [EB-1:0] x_row = rows[d_i*EB +: EB];
     reg [T*P*ACC_BITS-1:0] acc;         // step t, lane p: bits [(t*P + p)*ACC_BITS, +ACC_BITS)
@@ -103,7 +138,7 @@ module hqflow_stream_wlif #(
         for (tt = 0; tt < T; tt = tt + 1) begin : step
             hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(X_BITS),
                            .ACC_BITS(ACC_BITS)) lanes (
-                .codes(codes), .live(live), .x(d_ok ? x_row[tt*X_BITS +: X_BITS] : {X_BITS{1'b0}}),
+                .codes(codes), .live(live), .x(x_row[tt*X_BITS +: X_BITS]),
                 .prods(prods[tt*P*ACC_BITS +: P*ACC_BITS]));
         end
     endgenerate
@@ -132,44 +167,40 @@ module hqflow_stream_wlif #(
     wire bank_free = bank_n == 0;
     wire last_px = xo == WO - 1;
     wire last_row = top_row == HO - 1 - PAD;
-    assign active = state == S_ACC || state == S_DRAIN || state == S_LIF || (state == S_HAND && bank_free)
-                    || (state == S_ROW && row_ok && !next_row);
+    assign active = state == S_MASK || state == S_LOAD || state == S_ACC || state == S_DRAIN || state == S_LIF
+                    || (state == S_HAND && bank_free) || (state == S_ROW && row_ok && !next_row);
 
-    integer p, q;
+    integer p, q, ri;
     always @(posedge clk) begin
         next_row <= 0;
-        d_valid <= state == S_ACC;
-        d_ok <= tap_ok;
-        d_first <= c == 0 && i == 0 && j == 0;
-        d_i <= i;
+        m_rd_en <= 0;
+        d_valid <= issue;
+        d_i <= pick_i;
         if (d_valid)
             for (q = 0; q < T * P; q = q + 1)
-                acc[q*ACC_BITS +: ACC_BITS] <= (d_first ? {ACC_BITS{1'b0}} : acc[q*ACC_BITS +: ACC_BITS])
-                                              + prods[q*ACC_BITS +: ACC_BITS];
+                acc[q*ACC_BITS +: ACC_BITS] <= acc[q*ACC_BITS +: ACC_BITS] + prods[q*ACC_BITS +: ACC_BITS];
         if (m_tvalid && m_tready) begin
             bank <= bank >> T;
             bank_n <= bank_n - 1'b1;
         end
         case (state)
             S_ROW: if (row_ok && !next_row) begin   // (next_row: the window moves at this edge)
-                state <= S_ACC;
+                for (ri = 0; ri < K; ri = ri + 1) row_live[ri] <= top_row + ri >= 0 && top_row + ri < H;
                 xo <= 0; g <= 0; wsel <= 0; wadr <= 0;
-                c <= 0; i <= 0; j <= 0; r_row <= 0;
-                xi <= -PAD; xbase <= -PAD * C; col <= -PAD * C; yi <= top_row;
-                rd_addr <= -PAD * C; rd_en <= 1;
+                xbase <= -PAD * C;
+                state <= S_MASK;
+                start_column(0, -PAD, -PAD * C);
             end
-            S_ACC: begin                    // issue (c, i, j); the read of the next one is set up here
-                r_row <= r_row + ROW_WIDE;
-                if (last_r) begin
-                    state <= S_DRAIN; rd_en <= 0;
-                end else if (j != K - 1) begin
-                    j <= j + 1; xi <= xi + 1; col <= col + C; rd_addr <= col + C + c;
-                end else if (i != K - 1) begin
-                    j <= 0; i <= i + 1; yi <= yi + 1; xi <= xi - (K - 1); col <= xbase; rd_addr <= xbase + c;
-                end else begin
-                    j <= 0; i <= 0; c <= c + 1; yi <= top_row; xi <= xi - (K - 1); col <= xbase;
-                    rd_addr <= xbase + c + 1;
-                end
+            S_MASK: state <= S_LOAD;          // the masks of column j arrive
+            S_LOAD: begin
+                for (ri = 0; ri < K; ri = ri + 1)
+                    pend[ri*C +: C] <= col_ok && row_live[ri] ? masks[ri*C +: C] : {C{1'b0}};
+                if (col_ok && |(masks & live_rows(row_live))) state <= S_ACC;
+                else next_column;
+            end
+            S_ACC: begin                        // issue the lowest pending element (its read is combinational)
+                pend <= pend & ~lowest;
+                if ((pend & ~lowest) == 0) next_column;
             end
             S_DRAIN: begin state <= S_LIF; t <= 0; end
             S_LIF: begin
@@ -183,19 +214,17 @@ module hqflow_stream_wlif #(
                 bank <= spk;
                 bank_n <= g == G - 1 ? O - (G - 1) * P : P;
                 bank_last <= g == G - 1 && last_px && last_row;
-                c <= 0; i <= 0; j <= 0; r_row <= 0;
                 if (g != G - 1) begin       // the next lane group of this pixel
                     g <= g + 1;
                     if (wsel == GPW - 1) begin wsel <= 0; wadr <= wadr + 1; end else wsel <= wsel + 1;
-                    xi <= xbase >= 0 ? xo - PAD : xo - PAD;  // (unchanged pixel)
-                    col <= xbase; yi <= top_row; rd_addr <= xbase; rd_en <= 1;
-                    state <= S_ACC;
+                    state <= S_MASK;
+                    start_column(0, xo - PAD, xbase);
                 end else begin
                     g <= 0; wsel <= 0; wadr <= 0;
                     if (!last_px) begin     // the next pixel of this row
-                        xo <= xo + 1; xbase <= xbase + C; col <= xbase + C; xi <= xo + 1 - PAD;
-                        yi <= top_row; rd_addr <= xbase + C; rd_en <= 1;
-                        state <= S_ACC;
+                        xo <= xo + 1; xbase <= xbase + C;
+                        state <= S_MASK;
+                        start_column(0, xo + 1 - PAD, xbase + C);
                     end else begin          // the row is done
                         next_row <= 1;
                         state <= S_ROW;
@@ -204,9 +233,40 @@ module hqflow_stream_wlif #(
             end
         endcase
         if (rst) begin
-            state <= S_ROW; bank_n <= 0; bank_last <= 0; d_valid <= 0; rd_en <= 0; next_row <= 0;
+            state <= S_ROW; bank_n <= 0; bank_last <= 0; d_valid <= 0; m_rd_en <= 0; next_row <= 0; acc <= 0;
         end
     end
+    // column j of the window at input x = x_in (its element offset x_in * C = col_in): read its masks
+    task start_column(input [31:0] j_in, input signed [31:0] x_in, input signed [31:0] col_in);
+        begin
+            j <= j_in; j_row <= times(j_in, ROW_WIDE); xi <= x_in; col <= col_in;
+            m_rd_en <= 1; m_rd_addr <= x_in;
+        end
+    endtask
+
+    // after column j: the next column, or the group's products are all issued
+    task next_column;
+        begin
+            if (j != K - 1) begin
+                state <= S_MASK;
+                start_column(j + 1, xi + 1, col + C);
+            end else state <= S_DRAIN;
+        end
+    endtask
+
+    function [K*C-1:0] live_rows(input [K-1:0] live_r);
+        integer k;
+        for (k = 0; k < K * C; k = k + 1) live_rows[k] = live_r[k / C];
+    endfunction
+
+    // v * M for a constant M, as shifts and adds (no multiplier cell for synthesis to map to a DSP)
+    function [31:0] times(input [31:0] v, input integer m);
+        integer b;
+        begin
+            times = 0;
+            for (b = 0; b < 31; b = b + 1) if ((m >> b) & 1) times = times + (v << b);
+        end
+    endfunction
 
     // lane k of group grp is output grp*P + k < O: only the last group has dead lanes
     function [P-1:0] live_l(input [31:0] grp);
@@ -214,5 +274,5 @@ module hqflow_stream_wlif #(
         for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < O - (G - 1) * P;
     endfunction
 
-    initial begin state = S_ROW; bank_n = 0; bank_last = 0; d_valid = 0; rd_en = 0; next_row = 0; end
+    initial begin state = S_ROW; bank_n = 0; bank_last = 0; d_valid = 0; m_rd_en = 0; next_row = 0; acc = 0; end
 endmodule

@@ -14,6 +14,10 @@
 // (max(0, top_row)) and belongs to this image.
 // Read port: rd_addr = x*C + c (an element of a row), rd_en; one cycle later rd_rows holds the element
 // of rows top_row + i, i = 0..K-1, in bits [i*EB, (i+1)*EB) (held while rd_en is low).
+// With MASK = 1 the buffer also keeps, per pixel of each row, the C-bit mask of its nonzero elements
+// (bit c: element c is not all zero), written as the pixel's last channel arrives, and reads the masks
+// of the K rows of a column: m_rd_addr = x, one cycle after m_rd_en, m_rows bits [i*C, (i+1)*C) are
+// row top_row + i's (the consumer skips the zero elements: event-driven at the word level).
 // Parameters: H, W, C the input, K the window, S the stride, PAD the zero padding, EB element bits.
 module hqflow_window #(
     parameter integer H = 4,
@@ -23,7 +27,9 @@ module hqflow_window #(
     parameter integer S = 1,
     parameter integer PAD = 1,
     parameter integer EB = 1,
-    parameter integer AB = (W * C > 1) ? $clog2(W * C) : 1
+    parameter integer MASK = 0,
+    parameter integer AB = (W * C > 1) ? $clog2(W * C) : 1,
+    parameter integer XB = (W > 1) ? $clog2(W) : 1
 ) (
     input  wire                  clk,
     input  wire                  rst,
@@ -35,7 +41,10 @@ module hqflow_window #(
     output reg  signed [31:0]    top_row,
     input  wire                  rd_en,
     input  wire [AB-1:0]         rd_addr,
-    output reg  [K*EB-1:0]       rd_rows
+    output reg  [K*EB-1:0]       rd_rows,
+    input  wire                  m_rd_en,
+    input  wire [XB-1:0]         m_rd_addr,
+    output reg  [K*C-1:0]        m_rows
 );
     localparam integer SLOTS = K + S;
     localparam integer ROW = W * C;
@@ -104,4 +113,46 @@ module hqflow_window #(
             rd_rows[i*EB +: EB] = bank_q[s*EB +: EB];
         end
     end
+
+    // the nonzero masks: one C-bit word a pixel, per row slot
+    generate
+        if (MASK != 0) begin : masks
+            reg [31:0] in_c;                // the channel of the next element
+            reg [XB-1:0] in_x;              // its pixel
+            reg [C-1:0] building;           // the pixel's mask so far
+            wire [C-1:0] one = 1;
+            wire [C-1:0] full = building | (|s_tdata ? one << in_c : {C{1'b0}});
+            wire [SLOTS*C-1:0] mask_q;
+            reg [SB-1:0] m_slot_d;
+            always @(posedge clk) begin
+                if (rst) begin in_c <= 0; in_x <= 0; building <= 0; end
+                else begin
+                    if (take) begin
+                        if (in_c == C - 1) begin
+                            in_c <= 0; building <= 0;
+                            in_x <= in_x == W - 1 ? 0 : in_x + 1'b1;
+                        end else begin in_c <= in_c + 1; building <= full; end
+                    end
+                    if (next_row && yo == HO - 1) begin in_c <= 0; in_x <= 0; building <= 0; end
+                end
+                if (m_rd_en) m_slot_d <= top_slot;
+            end
+            for (b = 0; b < SLOTS; b = b + 1) begin : mbank
+                hqflow_ram #(.WIDTH(C), .DEPTH(W), .ADDR_BITS(XB)) ram (
+                    .clk(clk), .we(take && in_slot == b && in_c == C - 1), .waddr(in_x), .wdata(full),
+                    .re(m_rd_en), .raddr(m_rd_addr), .rdata(mask_q[b*C +: C]));
+            end
+            integer mi, ms;
+            always @* begin
+                m_rows = 0;
+                for (mi = 0; mi < K; mi = mi + 1) begin
+                    ms = m_slot_d + mi;
+                    if (ms >= SLOTS) ms = ms - SLOTS;
+                    m_rows[mi*C +: C] = mask_q[ms*C +: C];
+                end
+            end
+        end else begin : no_masks
+            always @* m_rows = 0;
+        end
+    endgenerate
 endmodule

@@ -14,6 +14,8 @@
 //   active <core> <N>                   cycles each core advanced, over the whole run
 //   latency <sample> <N>                first input beat to last logit
 //   done <sample> <cycle>               the cycle of its last logit
+//   span <node> <first> <last>          sample 0: the cycles of the first and last beat of each node's
+//                                       stream, counted from its first input beat (a timeline)
 //   mismatch <node> sample <b> step <t> index <i> got <x> want <y>   (the first 20)
 //   node <name> mismatches: <N>
 //   logits mismatches: <N>
@@ -103,7 +105,7 @@ int main(int argc, char **argv) {
     const std::vector<long long> trace = read_values("data/trace.txt", (size_t)traced * per_sample);
 
     std::vector<long long> node_mm(nodes, 0), seen(nodes, 0), active(cores, 0);
-    std::vector<long long> first_beat(run, -1), last_logit(run, -1);
+    std::vector<long long> first_beat(run, -1), last_logit(run, -1), span_first(nodes, -1), span_last(nodes, -1);
     long long logit_mm = 0, shown = 0;
     unsigned fed = 0, fed_el = 0, done = 0, out_count = 0;
     top.rst = 1; top.in_tvalid = 0; top.in_tlast = 0; top.out_tready = 1;
@@ -131,6 +133,8 @@ int main(int argc, char **argv) {
             if (!get_bits(top.dbg_fire, stream[n], 1)) continue;
             const long long k = seen[n]++;
             const unsigned b = (unsigned)(k / sizes[n]), i = (unsigned)(k % sizes[n]);
+            if (k == 0) span_first[n] = now - first_beat[0];
+            if (k == (long long)sizes[n] - 1) span_last[n] = now - first_beat[0];
             if (b >= traced) continue;
             const long long *want = &trace[(size_t)b * per_sample + trace_base[n] + (size_t)i * steps];
             for (unsigned t = 0; t < steps; t++) {
@@ -172,6 +176,7 @@ int main(int argc, char **argv) {
         }
     }
     for (unsigned c = 0; c < cores; c++) std::printf("active %u %lld\n", c, active[c]);
+    for (unsigned n = 0; n < nodes; n++) std::printf("span %s %lld %lld\n", names[n].c_str(), span_first[n], span_last[n]);
     long long total = logit_mm;
     for (unsigned n = 0; n < nodes; n++) {
         const long long expect = (long long)run * sizes[n];
