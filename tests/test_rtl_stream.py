@@ -20,7 +20,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import MIXED_FORMATS, mixed_format_model
+from conftest import EVERY_FORMAT, MIXED_FORMATS, mixed_format_model
 from hqflow.cli import main
 from hqflow.config import config_from_dict
 from hqflow.errors import UserError
@@ -51,11 +51,12 @@ def _cfg(img=16, dim=16, heads=2, depth=1, steps=2, pools=(True, True, False, Fa
                              "data": {"dataset": "digits-dvs", "time_steps": steps}})
 
 
-def make_run(folder: Path, cfg=None, seed: int = 0) -> Path:
-    """A random quantized model saved as a run (config, weights, plan), as a QAT run leaves it."""
+def make_run(folder: Path, cfg=None, seed: int = 0, formats: list[str] = MIXED_FORMATS) -> Path:
+    """A random quantized model saved as a run (config, weights, plan), as a QAT run leaves it: `formats`
+    spread over its weight layers in turn, starting at the `seed`-th."""
     cfg = cfg or _cfg()
-    model = mixed_format_model(seed, cfg, beta=(0.5, 1.5))
-    formats = tuple(Candidate.parse(f) for f in MIXED_FORMATS)
+    model = mixed_format_model(seed, cfg, formats, beta=(0.5, 1.5))
+    formats = tuple(Candidate.parse(f) for f in formats)
     layers = supernet.weight_layers(model)
     plan = QuantPlan(tuple(LayerPlan(n, formats[(i + seed) % len(formats)]) for i, n in enumerate(layers)), formats)
     folder.mkdir(parents=True)
@@ -82,17 +83,19 @@ def test_export_writes_the_pipeline(exported):
     assert manifest["arch"] == "stream"
     assert [c["node"] for c in manifest["cores"]] == [n["name"] for n in graph["nodes"]
                                                      if n["op"] not in ("input", "tokens")]
-    # every residual add's skip input through a FIFO that holds the whole feature map
-    # (fork branches: conv3 -> rpe, sps.add; the tokens -> q, k, v, add1; add1 -> fc1, add2)
-    assert sorted(f["source"] for f in manifest["fifos"]) == ["n_blocks_0_add1_f1", "n_sps_add_f3", "n_sps_conv3_f1"]
+    # every residual add's skip input through a FIFO that holds the whole feature map (fork branches:
+    # conv3 -> rpe, sps.add; the tokens -> q, k, v, add1; add1 -> fc1, add2), and the attention's output
+    assert sorted(f["source"] for f in manifest["fifos"]) == ["n_blocks_0_add1_f1", "n_blocks_0_attn_attn",
+                                                             "n_sps_add_f3", "n_sps_conv3_f1"]
     for fifo in manifest["fifos"]:
-        stream_ = next(s for s in manifest["streams"] if fifo["source"].startswith(s["ident"] + "_f"))
+        stream_ = next(s for s in manifest["streams"] if fifo["source"] == s["ident"] or
+                       fifo["source"].startswith(s["ident"] + "_f"))
         assert fifo["depth"] == stream_["size"] and fifo["width"] == stream_["width"]
     for core in manifest["cores"]:  # folded within --lanes 8; the formula of the core
         assert 0 <= core["lanes"] <= 8 and core["cycles"] <= manifest["interval_formula"]
     assert manifest["interval_formula"] == max(c["cycles"] for c in manifest["cores"]) == manifest["target_interval"]
     text = (out / "rtl" / "hqflow_top.v").read_text()
-    assert text.count("hqflow_fifo #(") == 3 and text.count("hqflow_stream_fork #(") == 3
+    assert text.count("hqflow_fifo #(") == 4 and text.count("hqflow_stream_fork #(") == 3
     assert "folding: target interval" in output and "pipeline: initiation interval" in output
     readme = (out / "rtl" / "README.md").read_text()
     for name in ("in_tvalid", "out_tlast", "tb/hqflow_stream_tb.cpp", "make sim", "Folding"):
@@ -208,10 +211,16 @@ SHAPES = {  # name: (config, lanes)
 
 @needs_verilator
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(SHAPES))
+@pytest.mark.parametrize("name", sorted(SHAPES) + ["every-format-0", "every-format-13"])
 def test_other_shapes_bit_exact(tmp_path, name):
-    cfg, lanes = SHAPES[name]
-    run = make_run(tmp_path / "run", cfg, seed=len(name))
+    """Other shapes; and every format (fp32, uniform-2..8, po2-2..8, po2z-3..8) over the 13 weight layers of
+    two depth-2 models (the second starts 13 formats further)."""
+    if name.startswith("every-format"):
+        cfg, lanes = _cfg(img=16, dim=16, heads=2, depth=2, steps=3), 8
+        run = make_run(tmp_path / "run", cfg, seed=int(name.rsplit("-", 1)[1]), formats=EVERY_FORMAT)
+    else:
+        cfg, lanes = SHAPES[name]
+        run = make_run(tmp_path / "run", cfg, seed=len(name))
     out = tmp_path / "export"
     export(run, out, "rtl", tb_samples=3, trace_samples=2, rtl_options=project.RtlOptions(lanes=lanes))
     lines, total = project.rtlsim(out)

@@ -150,12 +150,12 @@ def draw_stream(schedule, path: Path) -> None:
     for node, ident_ in schedule.node_stream.items():
         producer.setdefault(ident_, node)
     order = {name: i for i, (name, _) in enumerate(items)}
-    fifo_of = {q.output for q in schedule.fifos}
+    fifo_of = {q.output for q in schedule.fifos} | {f"{q.output}_f{k}" for q in schedule.fifos for k in range(8)}
     for core in schedule.cores:
         tx, ty = where[core.node]
         for port in core.inputs:
-            base = next((s.ident for s in schedule.streams if port == s.ident or port.startswith(s.ident + "_f")),
-                        port)
+            base = max((s.ident for s in schedule.streams if port == s.ident or port.startswith(s.ident + "_")),
+                       key=len)  # (the longest: a node's name may extend another's)
             src = producer[base]
             sx, sy = where[src]
             skip = order[core.node] - order[src] > 1

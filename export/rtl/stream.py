@@ -132,6 +132,7 @@ class StreamOp:
     from an input trace)."""
 
     module = ""
+    barrier = False  # it emits its whole output only after its whole input (a FIFO decouples its consumer)
 
     def build(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
         raise NotImplementedError
@@ -258,6 +259,7 @@ class Add(StreamOp):
 
 class Ssa(StreamOp):
     module = "hqflow_stream_ssa"
+    barrier = True
 
     def build(self, graph, node, inputs, lanes):
         tokens, dim = node.shape
@@ -405,11 +407,17 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
             continue
         for port, src in enumerate(node.inputs):
             consumers.setdefault(of[src], []).append((node.name, port))
-    # each consumer's input: the stream itself, a fork branch, or (the skip input of an add) a FIFO after it
+    # each consumer's input: the stream itself, a fork branch, or (the skip input of an add) a FIFO after it;
+    # a barrier core's output (the attention, which emits a whole map at once) first goes through a FIFO of
+    # the whole map, so that it can take the next image's inputs while its consumer still drains this one
     port_stream: dict[tuple[str, int], str] = {}
     forks, fifos = [], []
     for sid, users in consumers.items():
         stream = streams[sid]
+        if STREAM_OPS[graph.node(stream.node).op].barrier:
+            fifo = Fifo(f"{sid}_b", sid, f"{sid}_b", stream.width, stream.size)
+            fifos.append(fifo)
+            sid = fifo.output
         if len(users) == 1:
             port_stream[users[0]] = sid
             continue
