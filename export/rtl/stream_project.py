@@ -103,18 +103,19 @@ def _target(options) -> int | None:
     return None
 
 
-def run_args(samples: int | None, stall: int) -> list[str]:
-    return [str(samples or 0), str(stall), str(ISOLATED)]
+def run_args(samples: int | None, stall: int, isolate: int = ISOLATED) -> list[str]:
+    """The testbench's arguments: the samples to run (None: all), the stall period, the samples run alone."""
+    return [str(samples or 0), str(stall), str(isolate)]
 
 
-def cycle_report(manifest: dict, text: str) -> dict:
+def cycle_report(manifest: dict, text: str, isolate: int = ISOLATED) -> dict:
     """cycles.json of a streaming co-simulation: per core its active cycles per image (measured, and the
     formula), the latency of the samples run alone and the interval of those run back to back."""
     latency = {int(b): int(n) for b, n in re.findall(r"^latency (\d+) (\d+)$", text, re.M)}
     done = {int(b): int(n) for b, n in re.findall(r"^done (\d+) (\d+)$", text, re.M)}
     run = len(done)
-    alone = [latency[b] for b in sorted(latency) if b <= ISOLATED]
-    spacing = [done[b] - done[b - 1] for b in sorted(done) if b > ISOLATED + 1]
+    alone = [latency[b] for b in sorted(latency) if b <= isolate]
+    spacing = [done[b] - done[b - 1] for b in sorted(done) if b > isolate + 1]
     clock = float(manifest["clock_mhz"])
     nodes = {}
     for core in manifest["cores"]:
