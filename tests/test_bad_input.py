@@ -347,7 +347,13 @@ ROWS = [
     # rtl: export --target rtl, rtlsim, synth
     Row("export-lanes-zero", "export {s}/fp32 --target rtl --lanes 0 -o {out}", "--lanes: 0 must be >= 1"),
     Row("export-rtl-unknown-part", "export {s}/fp32 --target rtl --part xc9z999 -o {out}", "--part 'xc9z999': not a Xilinx part"),
-    Row("export-lanes-too-many", "export {s}/fp32 --target rtl --lanes 65 -o {out}", "--lanes 65: expected 1 to 64"),
+    Row("export-lanes-too-many", "export {s}/fp32 --target rtl --lanes 257 -o {out}", "--lanes 257: expected 1 to 256 "
+        "(--arch stream)"),
+    Row("export-lanes-too-many-seq", "export {s}/fp32 --target rtl --arch sequential --lanes 65 -o {out}",
+        "--lanes 65: expected 1 to 64 (--arch sequential)"),
+    Row("export-target-fps-seq", "export {s}/fp32 --target rtl --arch sequential --target-fps 10 -o {out}",
+        "--target-fps folds the streaming architecture"),
+    Row("export-target-fps-zero", "export {s}/fp32 --target rtl --target-fps 0 -o {out}", "--target-fps"),
     Row("rtlsim-not-export", "rtlsim {t}", "no rtl/top.json there"),
     Row("rtlsim-no-rtl", "rtlsim {s}/export", "no rtl/top.json (an export with another --target"),
     Row("rtlsim-samples-zero", "rtlsim {s}/export --samples 0", "--samples: 0 must be >= 1"),

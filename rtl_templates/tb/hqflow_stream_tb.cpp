@@ -71,9 +71,10 @@ template <std::size_t N> static void put_bits(VlWide<N> &sig, unsigned off, unsi
 static Vhqflow_top top;
 static long long now = 0;
 
+// the rising edge; the falling edge is evaluated with the next cycle's inputs (one eval fewer a cycle)
 static void tick() {
     top.clk = 1; top.eval();
-    top.clk = 0; top.eval();
+    top.clk = 0;
     now++;
 }
 
@@ -109,7 +110,7 @@ int main(int argc, char **argv) {
     long long logit_mm = 0, shown = 0;
     unsigned fed = 0, fed_el = 0, done = 0, out_count = 0;
     top.rst = 1; top.in_tvalid = 0; top.in_tlast = 0; top.out_tready = 1;
-    tick(); tick();
+    top.eval(); tick(); top.eval(); tick();
     top.rst = 0; top.eval();
     const long long begin = now;
     while (done < run) {
