@@ -101,14 +101,16 @@ module hqflow_stream_wlif #(
     // the pending nonzero elements of the column: K rows of C mask bits; the lowest goes next
     reg [K*C-1:0] pend;
     wire [K*C-1:0] lowest = pend & (~pend + 1'b1);
-    reg [31:0] pick;                    // its index i*C + c
-    integer pb, pk;
-    always @* begin
-        pick = 0;
-        for (pb = 0; (1 << pb) < K * C; pb = pb + 1)
-            for (pk = 0; pk < K * C; pk = pk + 1)
-                if (((pk >> pb) & 1) != 0 && lowest[pk]) pick = pick | (1 << pb);
-    end
+    // its index i*C + c: bit b is the OR of the one-hot `lowest` over the indices with bit b set
+    localparam integer PB = K * C > 1 ? $clog2(K * C) : 1;
+    wire [PB-1:0] pick_bits;
+    genvar pb;
+    generate
+        for (pb = 0; pb < PB; pb = pb + 1) begin : encode
+            assign pick_bits[pb] = |(lowest & index_bit(pb));
+        end
+    endgenerate
+    wire [31:0] pick = pick_bits;
     reg [31:0] pick_i, pick_c;
     integer qi;
     always @* begin
@@ -253,6 +255,11 @@ module hqflow_stream_wlif #(
             end else state <= S_DRAIN;
         end
     endtask
+
+    function [K*C-1:0] index_bit(input integer b);   // bit k: bit b of k
+        integer k;
+        for (k = 0; k < K * C; k = k + 1) index_bit[k] = (k >> b) & 1;
+    endfunction
 
     function [K*C-1:0] live_rows(input [K-1:0] live_r);
         integer k;
