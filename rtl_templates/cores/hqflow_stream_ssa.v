@@ -171,7 +171,8 @@ module hqflow_stream_ssa #(
             S_DRAIN: begin state <= S_LIF; ts <= 0; end
             S_LIF: begin
                 vm <= vm_next;
-                for (j = 0; j < HD; j = j + 1) spk[j*T + ts] <= spikes[j];
+                for (j = 0; j < HD; j = j + 1)   // lane j's word shifts in step ts from the top (constant indices)
+                    spk[j*T +: T] <= (spk[j*T +: T] >> 1) | ({{(T > 1 ? T - 1 : 1){1'b0}}, spikes[j]} << (T - 1));
                 y <= y >> (HD * ACC_BITS);
                 ts <= ts + 1;
                 if (ts == T - 1) state <= S_HAND;

@@ -207,7 +207,8 @@ module hqflow_stream_wlif #(
             S_DRAIN: begin state <= S_LIF; t <= 0; end
             S_LIF: begin
                 v <= v_next;
-                for (p = 0; p < P; p = p + 1) spk[p*T + t] <= spikes[p];
+                for (p = 0; p < P; p = p + 1)   // lane p's word shifts in step t from the top (constant indices)
+                    spk[p*T +: T] <= (spk[p*T +: T] >> 1) | ({{(T > 1 ? T - 1 : 1){1'b0}}, spikes[p]} << (T - 1));
                 acc <= acc >> (P * ACC_BITS);
                 t <= t + 1;
                 if (t == T - 1) state <= S_HAND;
