@@ -137,11 +137,20 @@ module hqflow_stream_wlif #(
     wire [T*P*ACC_BITS-1:0] prods;
     genvar tt;
     generate
-        for (tt = 0; tt < T; tt = tt + 1) begin : step
-            hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(X_BITS),
-                           .ACC_BITS(ACC_BITS)) lanes (
-                .codes(codes), .live(live), .x(x_row[tt*X_BITS +: X_BITS]),
-                .prods(prods[tt*P*ACC_BITS +: P*ACC_BITS]));
+        if (X_BITS == 1) begin : spikes_in     // decode each lane's weight once; a spike of step t passes it
+            wire [P*ACC_BITS-1:0] w_eff;
+            hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(1),
+                           .ACC_BITS(ACC_BITS)) decode (.codes(codes), .live(live), .x(1'b1), .prods(w_eff));
+            for (tt = 0; tt < T; tt = tt + 1) begin : step
+                assign prods[tt*P*ACC_BITS +: P*ACC_BITS] = x_row[tt] ? w_eff : {P*ACC_BITS{1'b0}};
+            end
+        end else begin : values_in             // multi-bit inputs: P products per step
+            for (tt = 0; tt < T; tt = tt + 1) begin : step
+                hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP),
+                               .X_BITS(X_BITS), .ACC_BITS(ACC_BITS)) lanes (
+                    .codes(codes), .live(live), .x(x_row[tt*X_BITS +: X_BITS]),
+                    .prods(prods[tt*P*ACC_BITS +: P*ACC_BITS]));
+            end
         end
     endgenerate
 
