@@ -519,7 +519,9 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
         click.echo(f"folding: target interval {summary['target_interval']} cycles; per core its lanes P and cycles "
                    "per inference:")
         for item in summary["cores"]:
-            click.echo(f"  {item['node']:24} {item['op']:10} P {item['lanes'] or '-':>3} {item['cycles']:>9} cycles")
+            lif = item["params"].get("LIF_LANES")
+            click.echo(f"  {item['node']:24} {item['op']:10} P {item['lanes'] or '-':>3} "
+                       f"{'LIF ' + str(lif) if lif else '':>7} {item['cycles']:>9} cycles")
         clock = summary["clock_mhz"]
         click.echo(f"pipeline: initiation interval {summary['interval_formula']} cycles by the formulas "
                    f"({clock * 1e6 / summary['interval_formula']:.0f} inferences/s at {clock:g} MHz); "

@@ -321,15 +321,19 @@ def synth_top(export: str | Path, part: str | None = None, timeout: float | None
         name = f"core_{core['index']}"
         if name in instances:
             per_node[core["node"]] = instances[name].to_dict()
-    buffers = {b["node"]: instances[f"buf_{b['ident']}"].to_dict() for b in manifest["buffers"]
+    buffers = {b["node"]: instances[f"buf_{b['ident']}"].to_dict() for b in manifest.get("buffers", [])
                if f"buf_{b['ident']}" in instances}
+    buffers.update({f"fifo {q['source']}": instances[f"fifo_{q['source']}"].to_dict()
+                    for q in manifest.get("fifos", []) if f"fifo_{q['source']}" in instances})
     result = {"part": part, "family": family, "total": total.to_dict(), "nodes": per_node,
               "buffers": buffers}
     rows = [(f"{c['node']} ({c['op']}{', ' + c['format'] if c.get('format') else ''}"
              f"{', P ' + str(c['lanes']) if c.get('lanes') else ''})", instances[f"core_{c['index']}"])
             for c in manifest["cores"] if f"core_{c['index']}" in instances]
     rows += [(f"buffer {b['node']} ({b['words']} x {b['pack'] * b['bits']} bit)", instances[f"buf_{b['ident']}"])
-             for b in manifest["buffers"] if f"buf_{b['ident']}" in instances]
+             for b in manifest.get("buffers", []) if f"buf_{b['ident']}" in instances]
+    rows += [(f"FIFO {q['source']} ({q['depth']} x {q['width']} bit)", instances[f"fifo_{q['source']}"])
+             for q in manifest.get("fifos", []) if f"fifo_{q['source']}" in instances]
     rows.append(("total (the top)", total))
     table = yosys.markdown_table(rows, name="instance")
     fits = fit_markdown(fpga.resources_from_cells(dict(total.cells)))  # LUT RAM counted among the LUTs

@@ -45,6 +45,7 @@ __all__ = ["MAX_STREAM_LANES", "Schedule", "StreamCore", "STREAM_OPS", "fold", "
 SCHEME_CODE = {"uniform": 0, "po2": 1, "fp32": 2}
 MAX_STREAM_LANES = 256  # the most output channels a streaming weighted core computes per cycle
 DEFAULT_LANES = 64  # the folding's upper bound when none is given
+MAX_LIF_CHUNKS = 8  # a weighted core's LIF takes at most this many passes over its lanes per step
 
 
 def ident(name: str) -> str:
@@ -190,13 +191,15 @@ class WeightedLif(StreamOp):
             raise UserError(f"node {node.name}: its input holds {inputs[0].bits}-bit values, attrs.x_max "
                             f"{node.attrs['x_max']} only {x_bits} bits; export the run again")
         name = ident(node.name)
-        params = {**self._geometry(graph, node), "P": lanes, "BITS": numerics.rom_code_bits(fmt),
+        lanes, lif_lanes = lanes if isinstance(lanes, tuple) else (lanes, lanes)
+        params = {**self._geometry(graph, node), "P": lanes, "LIF_LANES": lif_lanes,
+                  "BITS": numerics.rom_code_bits(fmt),
                   "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
                   "ZP": int(node.attrs.get("zero_point", 0)), "X_BITS": x_bits,
                   "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": int(node.attrs["v_bits"]),
                   "F": int(node.attrs["frac_bits"]), "T": graph.time_steps}
         files = {f"{name}_weights.mem": memfiles.rom_lines(graph, node, lanes)[0]}
-        for key, text in memfiles.lif_tables(graph, node, lanes).items():
+        for key, text in memfiles.lif_tables(graph, node, lif_lanes).items():
             files[f"{name}_{key}.mem"] = text
         for key, file in (("ROM", "weights"), ("BIAS", "bias"), ("THR", "thr"), ("SIGN", "sign")):
             params[f"{key}_FILE"] = f'"mem/{name}_{file}.mem"'
@@ -206,9 +209,10 @@ class WeightedLif(StreamOp):
         p = params
         ho, wo = p["H"] + 2 * p["PAD"] - p["K"] + 1, p["W"] + 2 * p["PAD"] - p["K"] + 1
         groups = -(-p["O"] // p["P"])
+        chunks = p["P"] // p.get("LIF_LANES", p["P"])  # the LIF's passes over the lanes, per step
         if nnz is None:  # every element nonzero: each window's taps inside the image, C elements each
             nnz = p["C"] * sum(_cover(p["H"], p["K"], p["PAD"])) * sum(_cover(p["W"], p["K"], p["PAD"]))
-        return ho * (1 + wo * groups * (2 * p["K"] + time_steps + 2)) + groups * nnz
+        return ho * (1 + wo * groups * (2 * p["K"] + time_steps * chunks + 2)) + groups * nnz
 
     def nnz(self, graph, node, x):
         g = self._geometry(graph, node)
@@ -347,13 +351,15 @@ def _node_streams(graph: DeployGraph) -> tuple[dict[str, Stream], dict[str, str]
 
 
 def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
-         nnz: dict[str, float] | None = None) -> tuple[dict[str, int], int]:
+         nnz: dict[str, float] | None = None) -> tuple[dict[str, int | tuple[int, int]], int]:
     """P per weighted node (and the head): the smallest allowed P whose cycles per image meet the
     target interval. The target: `target_interval` if given, else the largest cycles per image any core
     has at its largest P (<= lanes): the fastest pipeline the lane bound allows, every core folded as
     far as that interval lets it. `nnz`: per event-driven node its nonzero input elements per image
     (the mean of a trace: the folding is for those input rates), absent: every element (the worst
-    case). Returns ({node: P}, the target)."""
+    case). A weighted core then gets the fewest LIF lanes (P / chunks, up to MAX_LIF_CHUNKS passes a
+    step) that still meet the target: its LIF is the widest adder of the core and works T steps of a
+    group only. Returns ({node: P, or (P, LIF lanes) for conv_lif / linear_lif}, the target)."""
     nnz = nnz or {}
     streams, of = _node_streams(graph)
     steps = graph.time_steps
@@ -378,6 +384,16 @@ def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
     for name, opts in choices.items():
         meeting = [p for p, c in opts if c <= target_interval]
         chosen[name] = min(meeting) if meeting else min(opts, key=lambda pc: (pc[1], pc[0]))[0]
+        node = graph.node(name)
+        if isinstance(STREAM_OPS[node.op], WeightedLif):  # then the fewest LIF lanes that still meet it
+            op, lanes_p = STREAM_OPS[node.op], chosen[name]
+            params = _params_only(op, graph, node, [], lanes_p)
+            lif = lanes_p
+            for chunks in range(2, MAX_LIF_CHUNKS + 1):
+                if lanes_p % chunks == 0 and math.ceil(op.cycles({**params, "LIF_LANES": lanes_p // chunks}, steps,
+                                                                nnz.get(name))) <= target_interval:
+                    lif = lanes_p // chunks
+            chosen[name] = (lanes_p, lif)
     return chosen, int(target_interval)
 
 

@@ -291,7 +291,7 @@ def synth_hierarchy(top: str, sources: Sequence[str | Path], family: str, workdi
     lines += [f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf",
               f"tee -q -o {rel / 'stat.json'} stat -json",
               f"tee -q -o {rel / 'stat.txt'} stat -top {top}",
-              f"tee -q -o {rel / 'instances.txt'} dump {top}/c:core_* {top}/c:buf_*"]
+              f"tee -q -o {rel / 'instances.txt'} dump {top}/c:core_* {top}/c:buf_* {top}/c:fifo_*"]
     (workdir / "synth.ys").write_text("\n".join(lines) + "\n")
     for name in ("stat.json", "stat.txt", "instances.txt"):
         (workdir / name).unlink(missing_ok=True)

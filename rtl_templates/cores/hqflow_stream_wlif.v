@@ -15,14 +15,15 @@
 //          column or row in the padding has none), then ACC one cycle per nonzero element (c, i): ROM
 //          row (c*K + i)*K + j (numerics.rom's row order), the element, T x P products added;
 //   DRAIN  1 cycle (the last product lands);
-//   LIF    T cycles: the membrane of each lane lives in a register; step t reads accumulator row 0
-//          and shifts the rows down (so the accumulators are zero again after the T steps);
+//   LIF    T * M cycles (M = P / LIF_LANES): the membrane of each lane lives in a register; each
+//          cycle LIF_LANES neurons of step t charge, fire and reset, and the accumulators shift down by
+//          LIF_LANES lanes (so they are zero again after the T steps);
 //   HAND   1 cycle: the group's P spike words go to the output bank (waits while it still drains),
 //          which streams them out, one a beat, while the next group accumulates.
 // Each output row starts with one cycle that waits for the window's rows (ROW). No membrane or
 // accumulator memory: the only state beyond the line buffer is the group being computed.
 // `active` is high in the cycles the core advances (not waiting for input rows or output room):
-//   active cycles per image = HO * (1 + WO * G * (2 K + T + 2)) + G * NNZ,   G = ceil(O / P)
+//   active cycles per image = HO * (1 + WO * G * (2 K + T M + 2)) + G * NNZ,   G = ceil(O / P)
 // NNZ: the nonzero input elements summed over every output pixel's window (at most HO WO K K C).
 // ROM: hqflow_weight_rom.v (the words of numerics.rom, KW 64-bit words a line, rows ROW_WIDE lines);
 // LIF tables: P channels a line (memfiles.lif_tables).
@@ -30,6 +31,7 @@ module hqflow_stream_wlif #(
     parameter integer H = 1, W = 1, C = 1, O = 1, K = 1, PAD = 0, P = 1,
     parameter integer BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
     parameter integer X_BITS = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
+    parameter integer LIF_LANES = P,
     parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem"
 ) (
     input  wire              clk,
@@ -63,10 +65,14 @@ module hqflow_stream_wlif #(
     localparam integer M_C = K * K * ROW_WIDE;      // ROM lines from channel c to c + 1
     localparam integer M_I = K * ROW_WIDE;          // from row i to i + 1
     localparam integer NB = $clog2(P + 1);
+    localparam integer L = LIF_LANES;
+    localparam integer M = P / LIF_LANES;
+    localparam integer TA = G * M > 1 ? $clog2(G * M) : 1;
 
     initial begin
         if (P < 1 || (LANES_W % P != 0 && P % LANES_W != 0))
             $error("hqflow_stream_wlif: P %0d must divide or be a multiple of the %0d codes of a ROM word", P, LANES_W);
+        if (LIF_LANES < 1 || P % LIF_LANES != 0) $error("hqflow_stream_wlif: LIF_LANES %0d must divide P %0d", LIF_LANES, P);
         if (HO < 1 || WO < 1) $error("hqflow_stream_wlif: no output for H %0d W %0d K %0d PAD %0d", H, W, K, PAD);
     end
 
@@ -154,19 +160,36 @@ module hqflow_stream_wlif #(
         end
     endgenerate
 
-    // ---- LIF over the T steps ----------------------------------------------------------------------
-    wire [GA-1:0] tab_addr = g;
-    wire [P*V_BITS-1:0] bias_q, thr_q; wire [P*2-1:0] sign_q;
-    hqflow_weight_rom #(.WIDTH(P*V_BITS), .DEPTH(G), .AW(GA), .FILE(BIAS_FILE)) bias_rom (clk, tab_addr, bias_q);
-    hqflow_weight_rom #(.WIDTH(P*V_BITS), .DEPTH(G), .AW(GA), .FILE(THR_FILE)) thr_rom (clk, tab_addr, thr_q);
-    hqflow_weight_rom #(.WIDTH(P*2), .DEPTH(G), .AW(GA), .FILE(SIGN_FILE)) sign_rom (clk, tab_addr, sign_q);
-    reg [31:0] t;
+    // ---- LIF over the T steps, L = LIF_LANES lanes at a time (M = P / L chunks a step) ---------------
+    // Each cycle the L neurons at the bottom of the accumulators (step t, lanes k*L ..) charge, fire
+    // and reset; the accumulators shift down by L lanes, the membranes and spike words turn by L lanes
+    // (after the M chunks of a step they are back in place). Tables: L channels a line, line g*M + k.
+    reg [31:0] t, k, tab_base;          // step, chunk, g * M
+    wire [31:0] k_next = state == S_LIF ? (k == M - 1 ? 0 : k + 1) : 0;
+    wire [TA-1:0] tab_addr = tab_base + k_next;
+    wire [L*V_BITS-1:0] bias_q, thr_q; wire [L*2-1:0] sign_q;
+    hqflow_weight_rom #(.WIDTH(L*V_BITS), .DEPTH(G*M), .AW(TA), .FILE(BIAS_FILE)) bias_rom (clk, tab_addr, bias_q);
+    hqflow_weight_rom #(.WIDTH(L*V_BITS), .DEPTH(G*M), .AW(TA), .FILE(THR_FILE)) thr_rom (clk, tab_addr, thr_q);
+    hqflow_weight_rom #(.WIDTH(L*2), .DEPTH(G*M), .AW(TA), .FILE(SIGN_FILE)) sign_rom (clk, tab_addr, sign_q);
     reg [P*V_BITS-1:0] v;
-    wire [P*V_BITS-1:0] v_next; wire [P-1:0] spikes;
-    hqflow_lif #(.P(P), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
-        .first(t == 0), .acc(acc[P*ACC_BITS-1:0]), .v(v), .bias(bias_q), .thr(thr_q), .sign(sign_q),
-        .v_next(v_next), .spikes(spikes));
+    wire [L*V_BITS-1:0] v_next; wire [L-1:0] spikes;
+    hqflow_lif #(.P(L), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
+        .first(t == 0), .acc(acc[L*ACC_BITS-1:0]), .v(v[L*V_BITS-1:0]), .bias(bias_q), .thr(thr_q),
+        .sign(sign_q), .v_next(v_next), .spikes(spikes));
     reg [P*T-1:0] spk;                  // lane p's word in bits [p*T, p*T + T), bit t = step t
+    reg [P*V_BITS-1:0] v_turned;        // the membranes turned by L lanes, the chunk's new ones on top
+    reg [P*T-1:0] spk_turned;           // likewise the spike words, the chunk's shifted in step t
+    reg [P*V_BITS-1:0] v_wide;
+    reg [P*T-1:0] words;
+    integer l;
+    always @* begin
+        v_wide = v_next;
+        v_turned = (v >> (L * V_BITS)) | (v_wide << ((P - L) * V_BITS));
+        words = 0;
+        for (l = 0; l < L; l = l + 1)
+            words[l*T +: T] = (spk[l*T +: T] >> 1) | ({{(T > 1 ? T - 1 : 1){1'b0}}, spikes[l]} << (T - 1));
+        spk_turned = (spk >> (L * T)) | (words << ((P - L) * T));
+    end
 
     // ---- the output bank ---------------------------------------------------------------------------
     reg [P*T-1:0] bank;
@@ -197,7 +220,7 @@ module hqflow_stream_wlif #(
         case (state)
             S_ROW: if (row_ok && !next_row) begin   // (next_row: the window moves at this edge)
                 for (ri = 0; ri < K; ri = ri + 1) row_live[ri] <= top_row + ri >= 0 && top_row + ri < H;
-                xo <= 0; g <= 0; wsel <= 0; wadr <= 0;
+                xo <= 0; g <= 0; wsel <= 0; wadr <= 0; tab_base <= 0;
                 xbase <= -PAD * C;
                 state <= S_MASK;
                 start_column(0, -PAD, -PAD * C);
@@ -213,26 +236,28 @@ module hqflow_stream_wlif #(
                 pend <= pend & ~lowest;
                 if ((pend & ~lowest) == 0) next_column;
             end
-            S_DRAIN: begin state <= S_LIF; t <= 0; end
+            S_DRAIN: begin state <= S_LIF; t <= 0; k <= 0; end
             S_LIF: begin
-                v <= v_next;
-                for (p = 0; p < P; p = p + 1)   // lane p's word shifts in step t from the top (constant indices)
-                    spk[p*T +: T] <= (spk[p*T +: T] >> 1) | ({{(T > 1 ? T - 1 : 1){1'b0}}, spikes[p]} << (T - 1));
-                acc <= acc >> (P * ACC_BITS);
-                t <= t + 1;
-                if (t == T - 1) state <= S_HAND;
+                v <= v_turned;
+                spk <= spk_turned;
+                acc <= acc >> (L * ACC_BITS);
+                if (k != M - 1) k <= k + 1;
+                else begin
+                    k <= 0; t <= t + 1;
+                    if (t == T - 1) state <= S_HAND;
+                end
             end
             default: if (bank_free) begin   // S_HAND
                 bank <= spk;
                 bank_n <= g == G - 1 ? O - (G - 1) * P : P;
                 bank_last <= g == G - 1 && last_px && last_row;
                 if (g != G - 1) begin       // the next lane group of this pixel
-                    g <= g + 1;
+                    g <= g + 1; tab_base <= tab_base + M;
                     if (wsel == GPW - 1) begin wsel <= 0; wadr <= wadr + 1; end else wsel <= wsel + 1;
                     state <= S_MASK;
                     start_column(0, xo - PAD, xbase);
                 end else begin
-                    g <= 0; wsel <= 0; wadr <= 0;
+                    g <= 0; wsel <= 0; wadr <= 0; tab_base <= 0;
                     if (!last_px) begin     // the next pixel of this row
                         xo <= xo + 1; xbase <= xbase + C;
                         state <= S_MASK;
