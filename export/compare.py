@@ -1,6 +1,6 @@
 """The integer simulator against the float fake-quant PyTorch model, on the same frames.
 
-Measured, not required to be exact (DESIGN.md): per-node spike agreement (the fraction of equal
+Measured, not required to be exact: per-node spike agreement (the fraction of equal
 spikes over every step, sample and neuron), prediction agreement, and both accuracies; the first
 node, step and index where the spikes differ, with both values. The simulator and the model
 differ only where a membrane lies within the LIF bias rounding (2^-17 accumulator units) or
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from hqflow.errors import UserError
 from hqflow.ir import DeployGraph
+from hqflow.ops import op_for
 from hqflow.search.model import Spikformer
 from hqflow.sim.run import run
 
@@ -50,7 +51,7 @@ def compare(graph: DeployGraph, model: Spikformer, batches, progress: bool = Tru
     spiking node's spikes are compared with those of its LIF module in the model's topology."""
     model.eval()
     lif_of = model.topology.lif_modules()  # spiking node -> the LIF module whose spikes it reproduces
-    spiking = [n for n in graph.nodes if n.op in ("conv_lif", "linear_lif", "ssa")]
+    spiking = [n for n in graph.nodes if op_for(n).spiking]
     unknown = [n.name for n in spiking if n.name not in lif_of]
     if unknown:
         raise UserError(f"graph node {unknown[0]!r} ({len(unknown)} in all) is no spiking step of the model; "

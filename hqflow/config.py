@@ -59,7 +59,7 @@ def _check_bounds(cfg: Any) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Spikformer shape (DESIGN.md, "Model").
+    """Spikformer shape.
 
     The tokenizer has four Conv3x3 stages with channels in_channels -> D/8 -> D/4 -> D/2 -> D;
     `pools[i]` says whether stage i ends with MaxPool(3, 2, 1). Tokens: (img_size / 2^sum(pools))^2.
@@ -163,7 +163,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Gumbel-softmax search (DESIGN.md, "Quantization and search").
+    """Gumbel-softmax search.
 
     Each step first updates the selection logits alpha on a held-out batch with the hard
     (one-hot, straight-through) sample (`alpha_sample` "soft": the relaxed Gumbel-softmax sample)

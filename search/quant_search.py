@@ -1,6 +1,6 @@
 """`hqflow search` and `hqflow finetune`: the heterogeneous quantization search, then QAT.
 
-Search (DESIGN.md, "Quantization and search"): the Spikformer becomes a supernet
+Search: the Spikformer becomes a supernet
 (`supernet.py`) and each step alternates
 
     1. alpha step, on a held-out batch (data.val_fraction of the training split), hard sample

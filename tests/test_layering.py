@@ -1,4 +1,4 @@
-"""The import graph: which part of hqflow may know which (DESIGN.md, "Layout").
+"""The import graph: which part of hqflow may know which.
 
     core    hqflow/*            knows no stage; never imports torch (a DeployGraph is checked and
                                 run on a machine with NumPy alone)

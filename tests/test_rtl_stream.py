@@ -182,7 +182,7 @@ def test_folding_meets_the_target_with_the_fewest_lanes(exported):
         op = stream.STREAM_OPS[core.op]
         fewer = [p for p in op.lane_choices(graph, node, 64) if p < core.lanes]
         for p in fewer:  # every smaller choice misses the target
-            params = stream._params_only(op, graph, node, [], p)
+            params = op.cycle_params(graph, node, [], p)
             assert op.cycles(params, graph.time_steps) > target, (core.node, p)
     # a looser target folds further; a target no lane count reaches gives every core its fastest
     loose = stream.plan_stream(graph, 64, target_interval=4 * target)

@@ -1,4 +1,4 @@
-"""The integer semantics of the deployed model (DESIGN.md, "Integer semantics: the contract").
+"""The integer semantics of the deployed model.
 
 Every integer op of the deployed model is defined here once, with its widths, its named rounding
 and its overflow rule; the NumPy simulator runs them (with the fast products of sim/fast.py,

@@ -1,6 +1,6 @@
 """The number rules every integer op obeys: the one rounding, widths, bounds, the overflow rule.
 
-Contract (DESIGN.md, "Integer semantics: the contract"):
+Contract:
 - Rounding: one named rounding, round_half_up (floor(x + 1/2), ties toward +inf), used only where
   constants are made (fp32 weights to fixed point, the LIF bias, the head bias); every run-time op
   is exact.

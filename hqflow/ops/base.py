@@ -178,6 +178,7 @@ class Op:
     output: ClassVar[str] = ""  # the output shape, in words
     value_limit: ClassVar[int] = VALUE_LIMIT  # outputs stay below it (a residual add must not leave int64)
     window: ClassVar[Window | None] = None  # a window op's geometry (the one its backends implement)
+    spiking: ClassVar[bool] = False  # its output is a LIF's spikes (a model's LIF module reproduces them)
 
     def validate(self, check: NodeCheck, sources: Sequence[Node]) -> None:
         """Check the node's shape, attributes and tensors; every source is already validated (its

@@ -140,6 +140,7 @@ class WeightedLif(Op):
 
     metadata = (*WEIGHT_METADATA, "theta")
     tensors = (*WEIGHT_TENSORS, *LIF_TENSORS)
+    spiking = True
 
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1

@@ -27,6 +27,7 @@ class Ssa(Op):
     metadata = ("attn_scale", "theta")
     tensors = common.LIF_TENSORS
     output = "[tokens, channels]"
+    spiking = True
 
     def validate(self, check: NodeCheck, sources) -> None:
         check.own_ndim(2, self.output)

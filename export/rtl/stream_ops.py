@@ -1,0 +1,267 @@
+"""The streaming top's cores, one `StreamOp` per DeployGraph op: the Verilog module, its parameters
+and memory files, the bits of its output values, its cycle formula (active cycles per image, as the
+core's Verilog header documents it and `hqflow rtlsim` checks), the lane counts the folding may give
+it and the work an input trace costs it. `export/rtl/stream.py` folds and wires them; no code
+branches on an op's name (`STREAM_OPS` is checked against hqflow.ops.OPS at import).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hqflow import numerics
+from hqflow.errors import UserError
+from hqflow.export.rtl import memfiles
+from hqflow.export.rtl.top import SCHEME_CODE, _check_window, _ident
+from hqflow.ir import DeployGraph, Node
+from hqflow.ops import check_backend, common
+
+__all__ = ["MAX_LIF_CHUNKS", "MAX_STREAM_LANES", "STREAM_OPS", "Stream", "StreamOp", "ident", "value_bits"]
+
+MAX_STREAM_LANES = 256  # the most output channels a streaming weighted core computes per cycle
+MAX_LIF_CHUNKS = 8  # a weighted core's LIF takes at most this many passes over its lanes per step
+ident = _ident  # a node's Verilog identifier, the same in both architectures
+
+
+def value_bits(value_max: int) -> int:
+    """Bits of the unsigned values 0..value_max (at least 1)."""
+    return max(1, int(value_max).bit_length())
+
+
+@dataclass(frozen=True)
+class Stream:
+    """The output of one node: `size` elements an image, each T values of `bits` bits."""
+    ident: str
+    node: str
+    bits: int
+    width: int
+    size: int
+
+
+# ---- one StreamOp per op: parameters, files, output bits, cycle formula ------------------------------
+
+
+class StreamOp:
+    """An op's streaming core. `build` returns the core's module, params, files, lanes and output bits;
+    `cycles(params, T, nnz)` its active cycles per image (the formula in its Verilog header; nnz: the
+    event-driven cores' nonzero input elements over all output windows, None: every element); a
+    weighted op also gives `lane_choices` (the P its ROM allows) for the folding and `nnz` (its count
+    from an input trace)."""
+
+    module = ""
+    has_core = True  # input and tokens have none (the top's input stream; the identity)
+    barrier = False  # it emits its whole output only after its whole input (a FIFO decouples its consumer)
+    joins = False  # it joins two streams that a whole map may separate (a fork branch into it gets a FIFO)
+
+    def build(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
+        raise NotImplementedError
+
+    def cycles(self, params: dict, time_steps: int, nnz: float | None = None) -> float:
+        raise NotImplementedError
+
+    def lane_choices(self, graph: DeployGraph, node: Node, lanes: int) -> list[int]:
+        return [0]
+
+    def nnz(self, graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray | None:
+        """Per sample, the nonzero input elements the core visits in an image; x: its input [T, B, ...]."""
+        return None
+
+    def cycle_params(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
+        """The parameters its cycle formula reads, without writing memory files."""
+        return self.build(graph, node, inputs, lanes)["params"]
+
+    def lif_lanes(self, params: dict, time_steps: int, nnz: float | None, target: int) -> int | None:
+        """The fewest LIF lanes that keep its cycles within `target` (None: it has no weighted LIF)."""
+        return None
+
+
+def _lanes_for(bits: int, outputs: int, lanes: int) -> list[int]:
+    """The P a ROM of `bits`-bit codes allows, up to `lanes`, and none beyond the first that covers
+    every output in one group (more lanes would idle)."""
+    allowed = [p for p in memfiles.allowed_lanes(bits, MAX_STREAM_LANES) if p <= lanes]
+    covering = [p for p in allowed if p >= outputs]
+    return [p for p in allowed if p < outputs] + covering[:1]
+
+
+class WeightedLif(StreamOp):
+    """conv_lif (3x3, stride 1, padding 1) and linear_lif (a 1x1 window over the tokens as an N x 1
+    image): hqflow_stream_wlif.v."""
+
+    module = "hqflow_stream_wlif"
+
+    def _geometry(self, graph: DeployGraph, node: Node) -> dict:
+        source = graph.node(node.inputs[0])
+        if node.op == "conv_lif":
+            _check_window(node, 3, 1, 1, "conv")
+            c, h, w = source.shape
+            return {"H": h, "W": w, "C": c, "O": node.shape[0], "K": 3, "PAD": 1}
+        n, c = source.shape
+        return {"H": n, "W": 1, "C": c, "O": node.shape[1], "K": 1, "PAD": 0}
+
+    def lane_choices(self, graph, node, lanes):
+        bits = numerics.rom_code_bits(numerics.Candidate.parse(node.attrs["format"]))
+        return _lanes_for(bits, self._geometry(graph, node)["O"], lanes)
+
+    def build(self, graph, node, inputs, lanes):
+        fmt = numerics.Candidate.parse(node.attrs["format"])
+        x_bits = value_bits(node.attrs["x_max"])
+        if inputs[0].bits > x_bits:
+            raise UserError(f"node {node.name}: its input holds {inputs[0].bits}-bit values, attrs.x_max "
+                            f"{node.attrs['x_max']} only {x_bits} bits; export the run again")
+        name = ident(node.name)
+        lanes, lif_lanes = lanes if isinstance(lanes, tuple) else (lanes, lanes)
+        params = {**self._geometry(graph, node), "P": lanes, "LIF_LANES": lif_lanes,
+                  "BITS": numerics.rom_code_bits(fmt),
+                  "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
+                  "ZP": int(node.attrs.get("zero_point", 0)), "X_BITS": x_bits,
+                  "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": int(node.attrs["v_bits"]),
+                  "F": int(node.attrs["frac_bits"]), "T": graph.time_steps}
+        files = {f"{name}_weights.mem": memfiles.rom_lines(graph, node, lanes)[0]}
+        for key, text in memfiles.lif_tables(graph, node, lif_lanes).items():
+            files[f"{name}_{key}.mem"] = text
+        for key, file in (("ROM", "weights"), ("BIAS", "bias"), ("THR", "thr"), ("SIGN", "sign")):
+            params[f"{key}_FILE"] = f'"mem/{name}_{file}.mem"'
+        return {"params": params, "files": files, "lanes": lanes, "bits": 1}
+
+    def cycles(self, params, time_steps, nnz=None):
+        p = params
+        ho, wo = p["H"] + 2 * p["PAD"] - p["K"] + 1, p["W"] + 2 * p["PAD"] - p["K"] + 1
+        groups = -(-p["O"] // p["P"])
+        chunks = p["P"] // p.get("LIF_LANES", p["P"])  # the LIF's passes over the lanes, per step
+        if nnz is None:  # every element nonzero: each window's taps inside the image, C elements each
+            nnz = p["C"] * sum(_cover(p["H"], p["K"], p["PAD"])) * sum(_cover(p["W"], p["K"], p["PAD"]))
+        return ho * (1 + wo * groups * (2 * p["K"] + time_steps * chunks + 2)) + groups * nnz
+
+    def cycle_params(self, graph, node, inputs, lanes):
+        return {**self._geometry(graph, node), "P": lanes}
+
+    def lif_lanes(self, params, time_steps, nnz, target):
+        """P / chunks for the most chunks (up to MAX_LIF_CHUNKS passes a step) that still meet `target`:
+        the LIF is the widest adder of the core and works only T steps of a group."""
+        lanes = params["P"]
+        fewest = lanes
+        for chunks in range(2, MAX_LIF_CHUNKS + 1):
+            if lanes % chunks == 0 and math.ceil(self.cycles({**params, "LIF_LANES": lanes // chunks}, time_steps,
+                                                             nnz)) <= target:
+                fewest = lanes // chunks
+        return fewest
+
+    def nnz(self, graph, node, x):
+        g = self._geometry(graph, node)
+        words = np.asarray(x != 0).any(axis=0)  # [B, ...]: an element nonzero at some step
+        if node.op == "conv_lif":
+            per_pixel = words.sum(axis=1)  # [B, H, W]
+        else:
+            per_pixel = words.sum(axis=2)[:, :, None]  # [B, N, 1]: a token is a pixel of an N x 1 image
+        rows = np.array(_cover(g["H"], g["K"], g["PAD"]))
+        cols = np.array(_cover(g["W"], g["K"], g["PAD"]))
+        return np.einsum("byx,y,x->b", per_pixel.astype(np.int64), rows, cols)
+
+
+def _cover(side: int, kernel: int, padding: int) -> list[int]:
+    """For each input position along a side, how many output windows (stride 1) contain it."""
+    out = side + 2 * padding - kernel + 1
+    return [sum(1 for o in range(out) if o - padding <= y <= o - padding + kernel - 1) for y in range(side)]
+
+
+class MaxPool(StreamOp):
+    module = "hqflow_stream_pool"
+
+    def build(self, graph, node, inputs, lanes):
+        _check_window(node, 3, 2, 1, "maxpool")
+        if inputs[0].bits != 1:
+            raise UserError(f"node {node.name}: maxpool of {inputs[0].bits}-bit values; the RTL core pools spikes")
+        c, h, w = graph.node(node.inputs[0]).shape
+        return {"params": {"H": h, "W": w, "C": c, "K": 3, "S": 2, "PAD": 1, "T": graph.time_steps}, "bits": 1}
+
+    def cycles(self, params, time_steps, nnz=None):
+        p = params
+        ho = (p["H"] + 2 * p["PAD"] - p["K"]) // p["S"] + 1
+        wo = (p["W"] + 2 * p["PAD"] - p["K"]) // p["S"] + 1
+        return ho * (1 + wo * p["C"] * (p["K"] + 1))
+
+
+class Add(StreamOp):
+    module = "hqflow_stream_add"
+    joins = True
+
+    def build(self, graph, node, inputs, lanes):
+        out_bits = value_bits(node.value_max)
+        return {"params": {"T": graph.time_steps, "A_BITS": inputs[0].bits, "B_BITS": inputs[1].bits,
+                           "OUT_BITS": out_bits, "SIZE": math.prod(node.shape)}, "bits": out_bits}
+
+    def cycles(self, params, time_steps, nnz=None):
+        return params["SIZE"]
+
+
+class Ssa(StreamOp):
+    module = "hqflow_stream_ssa"
+    barrier = True
+
+    def build(self, graph, node, inputs, lanes):
+        tokens, dim = node.shape
+        consts = common.lif_consts(node.attrs, graph.node_tensors(node.name))
+        if len({int(v) for v in consts.bias_int}) > 1 or len({int(v) for v in consts.thr_int}) > 1 \
+                or len({int(v) for v in consts.sign}) > 1:
+            raise UserError(f"node {node.name}: the attention LIF has per-channel constants; the RTL ssa core has one")
+        v_bits = int(node.attrs["v_bits"])
+        return {"bits": 1, "params": {
+            "N": tokens, "D": dim, "HEADS": int(node.attrs["num_heads"]), "T": graph.time_steps,
+            "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": v_bits, "F": int(node.attrs["frac_bits"]),
+            "BIAS": f"64'h{int(consts.bias_int[0]) % (1 << 64):x}", "THR": f"64'h{int(consts.thr_int[0]) % (1 << 64):x}",
+            "SIGN": int(consts.sign[0])}}
+
+    def cycles(self, params, time_steps, nnz=None):
+        p = params
+        return p["N"] * (1 + 2 * p["D"]) + 1 + p["N"] * p["HEADS"] * (p["D"] // p["HEADS"] + time_steps + 2)
+
+
+class Head(StreamOp):
+    module = "hqflow_stream_head"
+
+    def lane_choices(self, graph, node, lanes):
+        bits = numerics.rom_code_bits(numerics.Candidate.parse(node.attrs["format"]))
+        return _lanes_for(bits, node.shape[0], lanes)
+
+    def cycle_params(self, graph, node, inputs, lanes):
+        tokens, channels = graph.node(node.inputs[0]).shape
+        return {"N": tokens, "C": channels, "K": node.shape[0], "P": lanes}
+
+    def build(self, graph, node, inputs, lanes):
+        fmt = numerics.Candidate.parse(node.attrs["format"])
+        name = ident(node.name)
+        tokens, channels = graph.node(node.inputs[0]).shape
+        logit_bits = int(node.attrs["logit_bits"])
+        bias = [int(b) % (1 << logit_bits) for b in graph.tensor(node.name, "bias_int")]
+        classes = node.shape[0]
+        groups = -(-classes // lanes)
+        bias += [0] * (groups * lanes - classes)
+        lines = [sum(bias[g * lanes + p] << (p * logit_bits) for p in range(lanes)) for g in range(groups)]
+        files = {f"{name}_weights.mem": memfiles.rom_lines(graph, node, lanes)[0],
+                 f"{name}_bias.mem": memfiles.hex_lines(lines, lanes * logit_bits)}
+        params = {"N": tokens, "C": channels, "K": classes, "P": lanes, "BITS": numerics.rom_code_bits(fmt),
+                  "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
+                  "ZP": int(node.attrs.get("zero_point", 0)), "T": graph.time_steps, "IN_BITS": inputs[0].bits,
+                  "SUM_BITS": value_bits(node.attrs["x_max"]), "ACC_BITS": int(node.attrs["acc_bits"]),
+                  "LOGIT_BITS": logit_bits, "BF": int(node.attrs["bias_frac_bits"]),
+                  "ROM_FILE": f'"mem/{name}_weights.mem"', "BIAS_FILE": f'"mem/{name}_bias.mem"'}
+        return {"params": params, "files": files, "lanes": lanes, "bits": None}
+
+    def cycles(self, params, time_steps, nnz=None):
+        p = params
+        return p["N"] * p["C"] + -(-p["K"] // p["P"]) * (p["C"] + 2)
+
+
+class NoCore(StreamOp):
+    """input (the top's input stream) and tokens (the identity: its stream is its input's)."""
+
+    has_core = False
+
+
+STREAM_OPS: dict[str, StreamOp] = {"input": NoCore(), "conv_lif": WeightedLif(), "linear_lif": WeightedLif(),
+                                   "maxpool": MaxPool(), "add": Add(), "tokens": NoCore(), "ssa": Ssa(),
+                                   "head": Head()}
+check_backend(STREAM_OPS, "the streaming RTL top (export/rtl/stream_ops.py STREAM_OPS)")
