@@ -15,9 +15,9 @@ import numpy as np
 from hqflow import numerics
 from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
-from hqflow.export.rtl.top import SCHEME_CODE, _check_window, _ident
+from hqflow.export.rtl.top import SCHEME_CODE, _check_window, _ident, ssa_lif_consts
 from hqflow.ir import DeployGraph, Node
-from hqflow.ops import check_backend, common
+from hqflow.ops import check_backend
 
 __all__ = ["MAX_LIF_CHUNKS", "MAX_STREAM_LANES", "STREAM_OPS", "Stream", "StreamOp", "ident", "value_bits"]
 
@@ -203,10 +203,7 @@ class Ssa(StreamOp):
 
     def build(self, graph, node, inputs, lanes):
         tokens, dim = node.shape
-        consts = common.lif_consts(node.attrs, graph.node_tensors(node.name))
-        if len({int(v) for v in consts.bias_int}) > 1 or len({int(v) for v in consts.thr_int}) > 1 \
-                or len({int(v) for v in consts.sign}) > 1:
-            raise UserError(f"node {node.name}: the attention LIF has per-channel constants; the RTL ssa core has one")
+        consts = ssa_lif_consts(graph, node)
         v_bits = int(node.attrs["v_bits"])
         return {"bits": 1, "params": {
             "N": tokens, "D": dim, "HEADS": int(node.attrs["num_heads"]), "T": graph.time_steps,

@@ -179,12 +179,18 @@ def _add(graph: DeployGraph, node: Node, reads: list[Buffer], lanes: int) -> dic
                        "OUT_BITS": _bits(node.value_max)}}
 
 
-def _ssa(graph: DeployGraph, node: Node, reads: list[Buffer], lanes: int) -> dict:
-    tokens, dim = node.shape
+def ssa_lif_consts(graph: DeployGraph, node: Node) -> numerics.LifConsts:
+    """The attention LIF's constants, checked to be one channel's (both architectures' ssa cores have one)."""
     consts = common.lif_consts(node.attrs, graph.node_tensors(node.name))
     if len({int(v) for v in consts.bias_int}) > 1 or len({int(v) for v in consts.thr_int}) > 1 \
             or len({int(v) for v in consts.sign}) > 1:
         raise UserError(f"node {node.name}: the attention LIF has per-channel constants; the RTL ssa core has one")
+    return consts
+
+
+def _ssa(graph: DeployGraph, node: Node, reads: list[Buffer], lanes: int) -> dict:
+    tokens, dim = node.shape
+    consts = ssa_lif_consts(graph, node)
     v_bits = int(node.attrs["v_bits"])
     sign = {1: "2'b01", -1: "2'b11", 0: "2'b00"}[int(consts.sign[0])]
     return {"module": "hqflow_ssa", "bits": 1,
