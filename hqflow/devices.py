@@ -48,7 +48,8 @@ _FAMILY_PATTERNS = (
 _PART_SYNTAX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 # the resources a fit compares: (key in the design's resources, Device field, column name)
-FIT_RESOURCES = (("lut", "lut", "LUT"), ("ff", "ff", "FF"), ("dsp", "dsp", "DSP"), ("bram", "bram36", "BRAM36"))
+FIT_RESOURCES = (("lut", "lut", "LUT"), ("ff", "ff", "FF"), ("dsp", "dsp", "DSP"), ("bram", "bram36", "BRAM36"),
+                 ("uram", "uram", "URAM"))
 
 
 @dataclass(frozen=True)
@@ -172,27 +173,34 @@ def _amounts(resources: Any) -> dict[str, float]:
         resources = resources.to_dict() if hasattr(resources, "to_dict") else vars(resources)
     out = {}
     for key, _, label in FIT_RESOURCES:
-        value = resources.get(key)
+        value = resources.get(key, 0.0 if key == "uram" else None)  # a design without UltraRAM may omit it
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"fit_table: resources[{key!r}] ({label}) must be a finite number >= 0, got {value!r}")
         out[key] = float(value)
     return out
 
 
+def _share(use: float, capacity: int) -> float:
+    """use / capacity x 100; none of a resource the device lacks is 0 %, some of it infinite."""
+    if capacity:
+        return 100.0 * use / capacity
+    return 0.0 if use == 0 else math.inf
+
+
 def fit_table(resources: Any, devices: list[Device] | None = None) -> list[dict[str, Any]]:
     """Per device (default: the table's), the share of its capacity the design takes.
 
-    `resources`: the design's lut, ff, dsp, bram (BRAM36 equivalents), as a mapping or an object
-    with those attributes (`hqflow.fpga.Resources`). Each row: part, name, family, capacity
-    {lut, ff, dsp, bram36}, lut_pct, ff_pct, dsp_pct, bram_pct (use / capacity x 100), limit (the
-    resource with the largest share), max_pct (that share), fits (every share <= 100 %).
-    UltraRAM is not counted (a memory the design maps to BRAM could move there: a fit is conservative).
+    `resources`: the design's lut, ff, dsp, bram (BRAM36 equivalents) and uram (URAM288 blocks, 0 if
+    absent), as a mapping or an object with those attributes (`hqflow.fpga.Resources`). Each row:
+    part, name, family, capacity {lut, ff, dsp, bram36, uram}, lut_pct, ff_pct, dsp_pct, bram_pct,
+    uram_pct (use / capacity x 100; UltraRAM on a device without it: infinite), limit (the resource
+    with the largest share), max_pct (that share), fits (every share <= 100 %).
     """
     use = _amounts(resources)
     devices = load_devices() if devices is None else devices
     rows = []
     for d in devices:
-        pct = {f"{key}_pct": 100.0 * use[key] / getattr(d, field) for key, field, _ in FIT_RESOURCES}
+        pct = {f"{key}_pct": _share(use[key], getattr(d, field)) for key, field, _ in FIT_RESOURCES}
         limit_key, limit_field, limit_label = max(FIT_RESOURCES, key=lambda r: pct[f"{r[0]}_pct"])
         rows.append({"part": d.part, "name": d.name, "family": d.family,
                      "capacity": {field: getattr(d, field) for _, field, _ in FIT_RESOURCES},
@@ -207,11 +215,12 @@ def fit_markdown(resources: Any, devices: list[Device] | None = None) -> str:
     rows = fit_table(use, devices)
     lines = ["Design: " + ", ".join(f"{label} {use[key]:,.0f}" if key != "bram" else f"{label} {use[key]:,.1f}"
                                    for key, _, label in FIT_RESOURCES) + ".", "",
-             "| device (part, Yosys family) | LUT (% of capacity) | FF (% of capacity) | DSP (% of capacity) "
-             "| BRAM36 (% of capacity) | fits (every resource <= 100 %) |",
-             "|---|---:|---:|---:|---:|---|"]
+             "| device (part, Yosys family) | " + " | ".join(f"{label} (% of capacity)" for *_, label in FIT_RESOURCES)
+             + " | fits (every resource <= 100 %) |",
+             "|---|" + "---:|" * len(FIT_RESOURCES) + "---|"]
     for r in rows:
-        cells = [f"{r[f'{key}_pct']:.1f} % of {r['capacity'][field]:,}" for key, field, _ in FIT_RESOURCES]
+        cells = [f"{r[f'{key}_pct']:.1f} % of {r['capacity'][field]:,}" if r["capacity"][field]
+                 else ("none on the device" if use[key] else "-") for key, field, _ in FIT_RESOURCES]
         verdict = "yes" if r["fits"] else f"no ({r['limit']} {r['max_pct']:.0f} %)"
         lines.append(f"| {r['name']} ({r['part']}, {r['family']}) | " + " | ".join(cells) + f" | {verdict} |")
     return "\n".join(lines) + "\n"

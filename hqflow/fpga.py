@@ -48,19 +48,21 @@ DEFAULT_LANES = 8
 DEFAULT_TABLE = Path(__file__).with_name("tables") / "fpga_xc7.yaml"
 CORES = ("linear", "conv", "head")
 SPIKE_OPS = ("ssa", "maxpool", "add", "tokens")
-RESOURCE_KEYS = ("lut", "ff", "dsp", "bram")
+RESOURCE_KEYS = ("lut", "ff", "dsp", "bram", "uram")
 MEMORY_NUMBERS = ("rom_logic_cost", "ram_logic_cost", "rom_lut_depth", "ram_lut_per_bit")
 LIF_EXTRA_BITS = 1  # v_bits = acc_bits + frac_bits + 1 in the lowering (numerics.bounds.membrane_bits)
 
 
 @dataclass(frozen=True)
 class Resources:
-    """FPGA resources: LUTs (logic and LUT RAM), flip-flops, DSP48 slices, BRAM in RAMB36 equivalents."""
+    """FPGA resources: LUTs (logic and LUT RAM), flip-flops, DSP48 slices, BRAM in RAMB36 equivalents,
+    UltraRAM blocks (URAM288, UltraScale+ only)."""
 
     lut: float = 0.0
     ff: float = 0.0
     dsp: float = 0.0
     bram: float = 0.0
+    uram: float = 0.0
 
     def __add__(self, other: Resources) -> Resources:
         return Resources(*(getattr(self, k) + getattr(other, k) for k in RESOURCE_KEYS))
@@ -85,9 +87,10 @@ LUTRAM_LUTS = {"RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X1D"
 
 def resources_from_cells(cells) -> Resources:
     """Resources of a synthesized netlist's {cell type: count} (Yosys `stat`): lut = LUT1..LUT6 plus the
-    LUTs of LUT RAM / SRL cells (LUTRAM_LUTS), ff = FD*E, dsp = DSP48E1/E2, bram = RAMB36 + RAMB18 / 2.
+    LUTs of LUT RAM / SRL cells (LUTRAM_LUTS), ff = FD*E, dsp = DSP48E1/E2, bram = RAMB36 + RAMB18 / 2,
+    uram = URAM288.
     The same convention as this model's figures, so that a synthesis and an estimate compare."""
-    res = {"lut": 0.0, "ff": 0.0, "dsp": 0.0, "bram": 0.0}
+    res = dict.fromkeys(RESOURCE_KEYS, 0.0)
     for kind, n in dict(cells).items():
         kind, n = str(kind), float(n)
         if kind.startswith("LUT") and kind[3:].isdigit():
@@ -102,6 +105,8 @@ def resources_from_cells(cells) -> Resources:
             res["bram"] += n
         elif kind.startswith("RAMB18"):
             res["bram"] += n / 2
+        elif kind.startswith("URAM288"):
+            res["uram"] += n
     return Resources(**res)
 
 
@@ -384,7 +389,7 @@ def plan_resources(shapes: list[LayerShape], formats: dict[str, Candidate], tabl
 
 def scalar(res: Resources, table: FpgaTable) -> float:
     """LUT-equivalents: LUT + w_ff FF + w_dsp DSP + w_bram BRAM (weights from the table)."""
-    return sum(table.weights[k] * getattr(res, k) for k in RESOURCE_KEYS)
+    return sum(weight * getattr(res, k) for k, weight in table.weights.items())
 
 
 def fpga_cost_matrix(shapes: list[LayerShape], candidates, table: FpgaTable, lanes: int = DEFAULT_LANES,

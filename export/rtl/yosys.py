@@ -7,9 +7,10 @@
     synth_xilinx -family xc7 -top <top> -flatten -noiopad -noclkbuf
     tee -o stat.json stat -json
 
-out of context (no I/O buffers, no clock buffer: a core's cost, not a chip's), and returns the
+out of context (no I/O buffers, no clock buffer: a core's cost, not a chip's; for UltraScale+, xcup,
+with -uram: a large RAM without initial contents may map to URAM288), and returns the
 cells as `Resources`: LUT = LUT1..LUT6; FF = FDRE/FDSE/FDCE/FDPE; DSP = DSP48E1 (DSP48E2 on
-UltraScale families); BRAM in RAMB36 equivalents = RAMB36 + RAMB18 / 2 (both counts kept);
+UltraScale families); BRAM in RAMB36 equivalents = RAMB36 + RAMB18 / 2 (both counts kept); URAM = URAM288;
 CARRY = CARRY4 / CARRY8; LUTRAM = LUTs used as memory (RAM32M, RAM64X1D, ..., SRL16E, SRLC32E);
 `other` counts every other cell (MUXF7/MUXF8, INV, ...), all kept by type in `cells`.
 Yosys 0.23 (Debian / Ubuntu: apt-get install yosys) is the version this was measured with.
@@ -66,6 +67,7 @@ class Resources:
     dsp: int = 0
     bram36: int = 0
     bram18: int = 0
+    uram: int = 0
     carry: int = 0
     lutram: int = 0
     other: int = 0
@@ -79,7 +81,7 @@ class Resources:
     @classmethod
     def from_cells(cls, cells: Mapping[str, int]) -> Resources:
         """Classify a {cell type: count} map of a mapped Xilinx netlist."""
-        counts = dict.fromkeys(("lut", "ff", "dsp", "bram36", "bram18", "carry", "lutram", "other"), 0)
+        counts = dict.fromkeys(("lut", "ff", "dsp", "bram36", "bram18", "uram", "carry", "lutram", "other"), 0)
         for kind, n in cells.items():
             if _LUT.fullmatch(kind):
                 key = "lut"
@@ -91,6 +93,8 @@ class Resources:
                 key = "bram36"
             elif re.fullmatch(r"RAMB18E[12]", kind):
                 key = "bram18"
+            elif kind == "URAM288":
+                key = "uram"
             elif _CARRY.fullmatch(kind):
                 key = "carry"
             elif _LUTRAM.fullmatch(kind):
@@ -108,7 +112,7 @@ class Resources:
         return out
 
 
-COLUMNS = (("LUT", "lut"), ("FF", "ff"), ("DSP48", "dsp"), ("BRAM36", "bram"), ("CARRY4", "carry"),
+COLUMNS = (("LUT", "lut"), ("FF", "ff"), ("DSP48", "dsp"), ("BRAM36", "bram"), ("URAM", "uram"), ("CARRY4", "carry"),
            ("LUTRAM", "lutram"), ("other", "other"))
 
 
@@ -183,6 +187,13 @@ def _first_error(log: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def synth_command(family: str, top: str) -> str:
+    """synth_xilinx out of context for `family`; UltraScale+ (xcup) may map large RAMs to UltraRAM (-uram:
+    Yosys then picks URAM288 or block RAM by its cost; a ROM, having initial contents, stays in block RAM)."""
+    uram = " -uram" if family == "xcup" else ""
+    return f"synth_xilinx -family {family}{uram} -top {top} -flatten -noiopad -noclkbuf"
+
+
 def script(top: str, sources: Sequence[Path], parameters: Mapping[str, int | str] | None = None,
            family: str = "xc7", defines: Mapping[str, int | None] | None = None) -> str:
     """The Yosys script that `synth` runs (sources as absolute paths; writes stat.json and stat.txt)."""
@@ -199,7 +210,7 @@ def script(top: str, sources: Sequence[Path], parameters: Mapping[str, int | str
     if parameters:
         sets = " ".join(f"-set {k} {_value(k, v)}" for k, v in parameters.items())
         lines.append(f"chparam {sets} {top}")
-    lines += [f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf",
+    lines += [synth_command(family, top),
               "tee -q -o stat.json stat -json",
               "tee -q -o stat.txt stat"]
     return "\n".join(lines) + "\n"
@@ -288,7 +299,7 @@ def synth_hierarchy(top: str, sources: Sequence[str | Path], family: str, workdi
     workdir.mkdir(parents=True, exist_ok=True)
     rel = Path(os.path.relpath(workdir, cwd))
     lines = [f'read_verilog -defer "{Path(s).as_posix()}"' for s in sources]
-    lines += [f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf",
+    lines += [synth_command(family, top),
               f"tee -q -o {rel / 'stat.json'} stat -json",
               f"tee -q -o {rel / 'stat.txt'} stat -top {top}",
               f"tee -q -o {rel / 'instances.txt'} dump {top}/c:core_* {top}/c:buf_* {top}/c:fifo_*"]

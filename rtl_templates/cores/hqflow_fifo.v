@@ -19,7 +19,7 @@ module hqflow_fifo #(
     output wire             m_tlast
 );
     reg [AB-1:0] wp, rp;
-    reg [31:0] count;                   // words in the RAM
+    reg [$clog2(DEPTH + 1)-1:0] count;  // words in the RAM (0 .. DEPTH)
     reg pend;                           // a RAM read in flight
     reg [WIDTH:0] ob0, ob1;             // output words {tlast, data}, ob0 first
     reg [1:0] on;

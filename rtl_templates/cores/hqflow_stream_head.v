@@ -41,7 +41,12 @@ module hqflow_stream_head #(
     localparam [1:0] S_SUM = 2'd0, S_ACC = 2'd1, S_DRAIN = 2'd2, S_HAND = 2'd3;
 
     reg [1:0] state;
-    reg [31:0] n, c, g, wsel, wadr, c_row;
+    reg [(N > 1 ? $clog2(N) : 1)-1:0] n;            // the token
+    reg [(C > 1 ? $clog2(C) : 1)-1:0] c;            // the channel
+    reg [GA-1:0] g;                                 // the lane group
+    reg [(GPW > 1 ? $clog2(GPW) : 1)-1:0] wsel;     // the group's codes within a ROM line
+    reg [(ROW_WIDE > 1 ? $clog2(ROW_WIDE) : 1)-1:0] wadr;  // the group's line within a ROM row
+    reg [$clog2(ROM_DEPTH + 1)-1:0] c_row;          // c * ROW_WIDE
     reg [C*SUM_BITS-1:0] xs;            // channel (c + k) mod C in bits [k*SUM_BITS, +SUM_BITS)
     assign s_tready = state == S_SUM;
     wire put = s_tvalid && s_tready;
@@ -107,10 +112,10 @@ module hqflow_stream_head #(
         case (state)
             S_SUM: if (put) begin
                 xs <= xs_add;
-                if (c != C - 1) c <= c + 1;
+                if (c != C - 1) c <= c + 1'b1;
                 else begin
                     c <= 0;
-                    if (n != N - 1) n <= n + 1;
+                    if (n != N - 1) n <= n + 1'b1;
                     else begin n <= 0; g <= 0; wsel <= 0; wadr <= 0; c_row <= 0; state <= S_ACC; end
                 end
             end
@@ -118,7 +123,7 @@ module hqflow_stream_head #(
                 xd <= xs[SUM_BITS-1:0];
                 xs <= xs_turn;
                 c_row <= c_row + ROW_WIDE;
-                if (c != C - 1) c <= c + 1;
+                if (c != C - 1) c <= c + 1'b1;
                 else begin c <= 0; state <= S_DRAIN; end
             end
             S_DRAIN: state <= S_HAND;
@@ -128,8 +133,8 @@ module hqflow_stream_head #(
                 bank_last <= g == G - 1;
                 c_row <= 0;
                 if (g != G - 1) begin
-                    g <= g + 1;
-                    if (wsel == GPW - 1) begin wsel <= 0; wadr <= wadr + 1; end else wsel <= wsel + 1;
+                    g <= g + 1'b1;
+                    if (wsel == GPW - 1) begin wsel <= 0; wadr <= wadr + 1'b1; end else wsel <= wsel + 1'b1;
                     state <= S_ACC;
                 end else begin g <= 0; wsel <= 0; wadr <= 0; state <= S_SUM; end
             end

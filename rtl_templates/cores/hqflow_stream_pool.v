@@ -39,9 +39,17 @@ module hqflow_stream_pool #(
         .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
         .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(1'b0), .m_rd_addr({XB{1'b0}}), .m_rows());
 
-    reg [31:0] xo, c, j;
-    reg signed [31:0] xi, xbase;        // the column read, and (xo*S - PAD) * C
-    reg signed [31:0] col;              // xi * C
+    localparam integer XOB = WO > 1 ? $clog2(WO) : 1;
+    localparam integer CB = C > 1 ? $clog2(C) : 1;
+    localparam integer KB = K > 1 ? $clog2(K) : 1;
+    localparam integer XIB = $clog2(W + 2 * K + 1) + 1;             // xi (signed): -PAD .. W + K
+    localparam integer COB = $clog2((W + 2 * K + 1) * C + 1) + 1;   // xbase, col (signed): xi * C
+    reg [XOB-1:0] xo;
+    reg [CB-1:0] c;
+    reg [KB-1:0] j;
+    reg signed [XIB-1:0] xi;            // the column read
+    reg signed [COB-1:0] xbase;         // (xo*S - PAD) * C
+    reg signed [COB-1:0] col;           // xi * C
     reg [K-1:0] row_live;               // rows of the window inside the image (set per output row)
     reg d_valid, d_ok;
     reg [T-1:0] ored;

@@ -60,14 +60,18 @@ module hqflow_stream_ssa #(
     initial if (HEADS < 1 || D % HEADS != 0) $error("hqflow_stream_ssa: %0d heads do not divide D %0d", HEADS, D);
 
     reg [2:0] state;
-    reg [31:0] wq, wk, wv;              // words of q, k, v taken
+    localparam integer WB = $clog2(ND + 1);    // word counts 0 .. ND
+    reg [WB-1:0] wq, wk, wv;            // words of q, k, v taken
     assign q_tready = wq < ND;          // (reset to 0 after the image's last output)
     assign k_tready = wk < ND;
     assign v_tready = wv < ND;
     wire q_put = q_tvalid && q_tready, k_put = k_tvalid && k_tready, v_put = v_tvalid && v_tready;
 
     reg [AB-1:0] addr;                  // n*D + h*HD + idx
-    reg [31:0] n, h, idx, base, tok_end;
+    reg [$clog2(N + 1)-1:0] n;          // the token
+    reg [$clog2(HEADS + 1)-1:0] h;      // the head
+    reg [NB-1:0] idx;                   // the channel within the head
+    reg [WB-1:0] base, tok_end;         // n*D + h*HD; (n+1)*D
     wire [T-1:0] q_q, k_q, v_q;
     hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB)) q_ram (
         .clk(clk), .we(q_put), .waddr(wq[AB-1:0]), .wdata(q_tdata), .re(1'b1), .raddr(addr), .rdata(q_q));
@@ -103,7 +107,7 @@ module hqflow_stream_ssa #(
     end
 
     // the attention LIF, HD lanes
-    reg [31:0] ts;
+    reg [$clog2(T + 1)-1:0] ts;         // the step
     reg [HD*V_BITS-1:0] vm;
     wire [HD*V_BITS-1:0] vm_next; wire [HD-1:0] spikes;
     hqflow_lif #(.P(HD), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
@@ -124,9 +128,9 @@ module hqflow_stream_ssa #(
                     || (state == S_HAND && bank_free);
 
     always @(posedge clk) begin
-        if (q_put) wq <= wq + 1;
-        if (k_put) wk <= wk + 1;
-        if (v_put) wv <= wv + 1;
+        if (q_put) wq <= wq + 1'b1;
+        if (k_put) wk <= wk + 1'b1;
+        if (v_put) wv <= wv + 1'b1;
         d_a1 <= state == S_A1;
         d_a2 <= state == S_A2;
         d_b1 <= state == S_B1;

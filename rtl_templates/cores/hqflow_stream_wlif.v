@@ -68,6 +68,15 @@ module hqflow_stream_wlif #(
     localparam integer L = LIF_LANES;
     localparam integer M = P / LIF_LANES;
     localparam integer TA = G * M > 1 ? $clog2(G * M) : 1;
+    // counter widths: each the bits of its range (no 32-bit loop counters: they cost LUTs and FFs)
+    localparam integer XOB = WO > 1 ? $clog2(WO) : 1;                  // xo: 0 .. WO - 1
+    localparam integer WSB = GPW > 1 ? $clog2(GPW) : 1;                // wsel: 0 .. GPW - 1
+    localparam integer WAB = ROW_WIDE > 1 ? $clog2(ROW_WIDE) : 1;      // wadr: 0 .. ROW_WIDE - 1
+    localparam integer JRB = $clog2(K * ROW_WIDE + 1);                 // j_row: 0 .. (K - 1) ROW_WIDE
+    localparam integer XIB = $clog2(W + 2 * PAD + 1) + 1;              // xi (signed): -PAD .. W + PAD
+    localparam integer COB = $clog2((W + 2 * PAD + 1) * C + 1) + 1;    // col, xbase (signed): xi * C
+    localparam integer TB = $clog2(T + 1);                             // t: 0 .. T - 1
+    localparam integer MB = M > 1 ? $clog2(M) : 1;                     // k: 0 .. M - 1
 
     initial begin
         if (P < 1 || (LANES_W % P != 0 && P % LANES_W != 0))
@@ -97,10 +106,15 @@ module hqflow_stream_wlif #(
         .m_rows(masks));
 
     // ---- loop counters (running offsets; constant products as shifts and adds: no multiplier) ----
-    reg [31:0] xo, g, wsel, wadr, j, j_row;
-    reg signed [31:0] xi;               // the column's input x
-    reg signed [31:0] col;              // xi * C
-    reg signed [31:0] xbase;            // (xo - PAD) * C
+    reg [XOB-1:0] xo;                   // the output pixel of the row
+    reg [GA-1:0] g;                     // the lane group
+    reg [WSB-1:0] wsel;                 // the group's codes within a ROM line
+    reg [WAB-1:0] wadr;                 // the group's line within a ROM row
+    reg [KB-1:0] j;                     // the window column
+    reg [JRB-1:0] j_row;                // j * ROW_WIDE
+    reg signed [XIB-1:0] xi;            // the column's input x
+    reg signed [COB-1:0] col;           // xi * C
+    reg signed [COB-1:0] xbase;         // (xo - PAD) * C
     wire col_ok = xi >= 0 && xi < W;
     reg [K-1:0] row_live;               // rows of the window inside the image (set per output row)
 
@@ -117,10 +131,11 @@ module hqflow_stream_wlif #(
         end
     endgenerate
     wire [31:0] pick = pick_bits;
-    reg [31:0] pick_i, pick_c;
+    reg [KB-1:0] pick_i;
+    reg [PB-1:0] pick_c;
     integer qi;
     always @* begin
-        pick_i = 0; pick_c = pick;
+        pick_i = 0; pick_c = pick_bits;
         for (qi = 1; qi < K; qi = qi + 1) if (pick >= qi * C) begin pick_i = qi; pick_c = pick - qi * C; end
     end
 
@@ -137,7 +152,7 @@ module hqflow_stream_wlif #(
 
     reg d_valid;                        // the data stage: the read issued one cycle before
     // (the accumulators start every group at zero: the LIF's T shifts empty them, reset clears them)
-    reg [31:0] d_i;
+    reg [KB-1:0] d_i;
     wire [EB-1:0] x_row = rows[d_i*EB +: EB];
     reg [T*P*ACC_BITS-1:0] acc;         // step t, lane p: bits [(t*P + p)*ACC_BITS, +ACC_BITS)
     wire [T*P*ACC_BITS-1:0] prods;
@@ -164,8 +179,10 @@ module hqflow_stream_wlif #(
     // Each cycle the L neurons at the bottom of the accumulators (step t, lanes k*L ..) charge, fire
     // and reset; the accumulators shift down by L lanes, the membranes and spike words turn by L lanes
     // (after the M chunks of a step they are back in place). Tables: L channels a line, line g*M + k.
-    reg [31:0] t, k, tab_base;          // step, chunk, g * M
-    wire [31:0] k_next = state == S_LIF ? (k == M - 1 ? 0 : k + 1) : 0;
+    reg [TB-1:0] t;                     // step
+    reg [MB-1:0] k;                     // chunk
+    reg [TA-1:0] tab_base;              // g * M
+    wire [MB-1:0] k_next = state == S_LIF ? (k == M - 1 ? 0 : k + 1'b1) : 0;
     wire [TA-1:0] tab_addr = tab_base + k_next;
     wire [L*V_BITS-1:0] bias_q, thr_q; wire [L*2-1:0] sign_q;
     hqflow_weight_rom #(.WIDTH(L*V_BITS), .DEPTH(G*M), .AW(TA), .FILE(BIAS_FILE)) bias_rom (clk, tab_addr, bias_q);
@@ -274,7 +291,7 @@ module hqflow_stream_wlif #(
         end
     end
     // column j of the window at input x = x_in (its element offset x_in * C = col_in): read its masks
-    task start_column(input [31:0] j_in, input signed [31:0] x_in, input signed [31:0] col_in);
+    task start_column(input [KB-1:0] j_in, input signed [XIB-1:0] x_in, input signed [COB-1:0] col_in);
         begin
             j <= j_in; j_row <= times(j_in, ROW_WIDE); xi <= x_in; col <= col_in;
             m_rd_en <= 1; m_rd_addr <= x_in;

@@ -57,21 +57,27 @@ module hqflow_window #(
             $error("hqflow_window: bad geometry H %0d W %0d C %0d K %0d S %0d PAD %0d", H, W, C, K, S, PAD);
     end
 
-    reg [31:0]    in_row;               // rows of this image complete
+    localparam integer RB = $clog2(H + SLOTS + 1) + 1;  // signed row numbers: -PAD .. H + SLOTS
+    localparam integer YB = HO > 1 ? $clog2(HO) : 1;
+
+    reg [RB-1:0]  in_row;               // rows of this image complete (0 .. H)
     reg [AB-1:0]  in_off;               // the next element within its row
     reg [SB-1:0]  in_slot;              // its slot
-    reg [31:0]    yo;
+    reg [YB-1:0]  yo;
     reg [SB-1:0]  top_slot, top_slot_d;
-    wire signed [31:0] lo = top_row < 0 ? 0 : top_row;
-    wire signed [31:0] need = top_row + K > H ? H : top_row + K;
-    assign s_tready = in_row < H && $signed(in_row) < lo + SLOTS;
-    assign row_ok = $signed(in_row) >= need;
+    reg signed [RB-1:0] top;            // top_row in its own width (the port is 32 bits wide)
+    always @* top_row = top;
+    wire signed [RB-1:0] lo = top < 0 ? 0 : top;
+    wire signed [RB-1:0] need = top + K > H ? H : top + K;
+    wire signed [RB-1:0] in_rows = in_row;
+    assign s_tready = in_row < H && in_rows < lo + SLOTS;
+    assign row_ok = in_rows >= need;
     wire take = s_tvalid && s_tready;
 
     always @(posedge clk) begin
         if (rst) begin
             in_row <= 0; in_off <= 0; in_slot <= 0;
-            yo <= 0; top_row <= -PAD; top_slot <= TOP_SLOT0;
+            yo <= 0; top <= -PAD; top_slot <= TOP_SLOT0;
         end else begin
             if (take) begin
                 if (in_off == ROW - 1) begin
@@ -82,11 +88,11 @@ module hqflow_window #(
             end
             if (next_row) begin
                 if (yo == HO - 1) begin         // the image is done (all its rows were in): start over
-                    yo <= 0; top_row <= -PAD; top_slot <= TOP_SLOT0;
+                    yo <= 0; top <= -PAD; top_slot <= TOP_SLOT0;
                     in_row <= 0; in_off <= 0; in_slot <= 0;
                 end else begin
                     yo <= yo + 1;
-                    top_row <= top_row + S;
+                    top <= top + S;
                     top_slot <= top_slot + S >= SLOTS ? top_slot + S - SLOTS : top_slot + S;
                 end
             end
@@ -117,7 +123,8 @@ module hqflow_window #(
     // the nonzero masks: one C-bit word a pixel, per row slot
     generate
         if (MASK != 0) begin : masks
-            reg [31:0] in_c;                // the channel of the next element
+            localparam integer CB = C > 1 ? $clog2(C) : 1;
+            reg [CB-1:0] in_c;              // the channel of the next element
             reg [XB-1:0] in_x;              // its pixel
             reg [C-1:0] building;           // the pixel's mask so far
             wire [C-1:0] one = 1;
@@ -131,7 +138,7 @@ module hqflow_window #(
                         if (in_c == C - 1) begin
                             in_c <= 0; building <= 0;
                             in_x <= in_x == W - 1 ? 0 : in_x + 1'b1;
-                        end else begin in_c <= in_c + 1; building <= full; end
+                        end else begin in_c <= in_c + 1'b1; building <= full; end
                     end
                     if (next_row && yo == HO - 1) begin in_c <= 0; in_x <= 0; building <= 0; end
                 end
