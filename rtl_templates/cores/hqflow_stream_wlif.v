@@ -153,7 +153,12 @@ module hqflow_stream_wlif #(
     reg d_valid;                        // the data stage: the read issued one cycle before
     // (the accumulators start every group at zero: the LIF's T shifts empty them, reset clears them)
     reg [KB-1:0] d_i;
-    wire [EB-1:0] x_row = rows[d_i*EB +: EB];
+    reg [EB-1:0] x_row;                 // row d_i's element (constant part-selects: no index multiplier)
+    integer xr;
+    always @* begin
+        x_row = rows[EB-1:0];
+        for (xr = 1; xr < K; xr = xr + 1) if (d_i == xr) x_row = rows[xr*EB +: EB];
+    end
     reg [T*P*ACC_BITS-1:0] acc;         // step t, lane p: bits [(t*P + p)*ACC_BITS, +ACC_BITS)
     wire [T*P*ACC_BITS-1:0] prods;
     genvar tt;

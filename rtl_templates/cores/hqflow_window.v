@@ -111,13 +111,11 @@ module hqflow_window #(
     endgenerate
     always @(posedge clk) if (rd_en) top_slot_d <= top_slot;
     integer i, s;
-    always @* begin
+    always @* begin                     // row i of the window is in slot (top_slot_d + i) mod SLOTS
         rd_rows = 0;
-        for (i = 0; i < K; i = i + 1) begin
-            s = top_slot_d + i;
-            if (s >= SLOTS) s = s - SLOTS;
-            rd_rows[i*EB +: EB] = bank_q[s*EB +: EB];
-        end
+        for (i = 0; i < K; i = i + 1)
+            for (s = 0; s < SLOTS; s = s + 1)   // (constant part-selects: a multiplexer, no index multiplier)
+                if (top_slot_d + i == s || top_slot_d + i == s + SLOTS) rd_rows[i*EB +: EB] = bank_q[s*EB +: EB];
     end
 
     // the nonzero masks: one C-bit word a pixel, per row slot
@@ -152,11 +150,9 @@ module hqflow_window #(
             integer mi, ms;
             always @* begin
                 m_rows = 0;
-                for (mi = 0; mi < K; mi = mi + 1) begin
-                    ms = m_slot_d + mi;
-                    if (ms >= SLOTS) ms = ms - SLOTS;
-                    m_rows[mi*C +: C] = mask_q[ms*C +: C];
-                end
+                for (mi = 0; mi < K; mi = mi + 1)
+                    for (ms = 0; ms < SLOTS; ms = ms + 1)
+                        if (m_slot_d + mi == ms || m_slot_d + mi == ms + SLOTS) m_rows[mi*C +: C] = mask_q[ms*C +: C];
             end
         end else begin : no_masks
             always @* m_rows = 0;
