@@ -96,6 +96,10 @@ def run_case(name: str, args) -> dict:
     manifest = project.write_rtl(graph, rtl, frames, 1, options)
     print(f"exported in {time.time() - t0:.0f} s: {len(manifest['cores'])} cores, folding target "
           f"{manifest['target_interval']} cycles (lanes <= {args.lanes})")
+    est = manifest["estimate"]
+    print(f"estimate (no synthesis) for {args.part}: " + ", ".join(
+        f"{k.upper()} {est['total'][k]:,.0f}" for k in ("lut", "ff", "dsp", "bram", "uram")) +
+        f"; {'fits' if est['fits'] else 'does not fit'} within {est['share_limit']:.0%} of every resource")
     t1 = time.time()
     exe = project.build(rtl)
     print(f"verilator build {time.time() - t1:.0f} s")
@@ -124,6 +128,11 @@ def run_case(name: str, args) -> dict:
         print(text_md)
         print(f"synthesis {time.time() - t3:.0f} s")
         result["resources"] = synth["total"]
+        from hqflow.export.rtl import stream_estimate
+
+        lines, errors = stream_estimate.compare(out, stream_estimate.load_stream_table())
+        print("\n".join(lines))
+        result["estimate_error_pct"] = errors
     (out / "paper_hw.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
@@ -141,10 +150,11 @@ def main() -> None:
     results = [run_case(name, args) for name in args.cases.split(",")]
     first = results[0]
     if args.synth and "resources" in first:
+        from hqflow import fpga
         from hqflow.devices import load_devices
 
-        device = next(d for d in load_devices() if d.part == args.part)
-        res = first["resources"]
+        device = next(d for d in load_devices() if args.part.startswith(d.part))
+        res = fpga.resources_from_cells(first["resources"]["cells"]).to_dict()  # LUT RAM among the LUTs
         share = {key: 100.0 * res.get(key, 0) / cap if cap else 0.0
                  for key, cap in (("lut", device.lut), ("ff", device.ff), ("dsp", device.dsp),
                                   ("bram", device.bram36), ("uram", device.uram))}

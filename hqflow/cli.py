@@ -477,7 +477,8 @@ def paper_cmd(config_path, data_root, out, lambdas, finetune_epochs, max_drop, t
 @click.option("--name", default="spikformer", show_default=True, help="hls: project name (top function NAME_top).")
 @click.option("--part", default=DEFAULT_PART, show_default=True,
               help="The FPGA part: hls: build_prj.tcl's set_part; rtl: the Yosys family of `hqflow synth` and "
-                   "the device of the report.")
+                   "the device of the report; rtl, stream: the folding slows down until the resource estimate "
+                   "fits 80% of every resource of the part (LUT, FF, DSP, BRAM36, URAM).")
 @click.option("--clock-mhz", type=POSITIVE, default=DEFAULT_CLOCK_MHZ, show_default=True,
               help="The target clock: hls: build_prj.tcl's create_clock (period 1000 / MHz ns); rtl: the latency "
                    "figures of `hqflow rtlsim`.")
@@ -490,7 +491,7 @@ def paper_cmd(config_path, data_root, out, lambdas, finetune_epochs, max_drop, t
                    "its weight ROM word allows and its channel count divides (default 8).")
 @click.option("--target-fps", type=POSITIVE,
               help="rtl, stream: fold every core to the fewest lanes that reach this many inferences a second at "
-                   "--clock-mhz (default: the fastest pipeline --lanes allows).")
+                   "--clock-mhz (default: the fastest pipeline --lanes allows), or slower where --part needs it.")
 @click.option("--data-root", type=DATA_ROOT, help="hls, rtl: data set folder (not for digits-dvs).")
 def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, part, clock_mhz, arch, lanes,
                target_fps, data_root):
@@ -526,6 +527,12 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
         click.echo(f"pipeline: initiation interval {summary['interval_formula']} cycles by the formulas "
                    f"({clock * 1e6 / summary['interval_formula']:.0f} inferences/s at {clock:g} MHz); "
                    "latency and interval measured by `hqflow rtlsim`")
+        est = summary["estimate"]
+        limit = f"{est['share_limit']:.0%}"
+        click.echo(f"estimate for {summary['part']} ({summary['family']}): " + ", ".join(
+            f"{key.upper()} {est['total'][key]:,.0f}" for key in ("lut", "ff", "dsp", "bram", "uram")) +
+            (f": within {limit} of every resource" if est["fits"] else
+             f": does NOT fit within {limit} even at the slowest folding (try a larger --part)"))
     elif target == "rtl":
         bound = rtl_options.lanes_bound
         for item in summary["cores"]:

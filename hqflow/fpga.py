@@ -206,7 +206,7 @@ def load_fpga_table(path: str | Path | None = None) -> FpgaTable:
     if not isinstance(raw["family"], str):
         raise UserError(f"{path}: family: expected a Yosys synth_xilinx family name, got {raw['family']!r}")
     weights = {k: _number(path, f"weights.{k}", v)
-               for k, v in _mapping(path, "weights", raw["weights"], RESOURCE_KEYS).items() if k in RESOURCE_KEYS}
+               for k, v in _mapping(path, "weights", raw["weights"], RESOURCE_KEYS[:4]).items() if k in RESOURCE_KEYS}
     cores = {}
     for core in CORES:
         entry = _mapping(path, f"cores.{core}", _mapping(path, "cores", raw["cores"], CORES)[core], ("lut", "ff"))
@@ -271,30 +271,40 @@ def _prims(width_bits: int, depth: int, configs) -> list[tuple[int, int, int]]:
     return [(math.ceil(width_bits / w) * math.ceil(depth / d), w, d) for w, d in configs]
 
 
-def memory_resources(width_bits: int, depth: int, table: FpgaTable, rom: bool = False) -> Resources:
+URAM_WIDTH, URAM_DEPTH, URAM_COST = 72, 4096, 1024.0  # Yosys 0.23 xilinx/urams.txt: URAM288, 4096 x 72, cost 1024
+
+
+def memory_resources(width_bits: int, depth: int, table: FpgaTable, rom: bool = False,
+                     uram: bool = False) -> Resources:
     """Resources of one memory of `depth` words of `width_bits` bits, with one synchronous read port and
     (RAM) one write port, or a ROM (`rom`: initialized, never written).
 
     The mapping follows Yosys 0.23 memory_libmap for xc7: every option's cost is computed and the
-    cheapest wins: soft logic (bits * logic_cost_rom or logic_cost_ram per bit), LUT RAM (RAMs no deeper
-    than the deepest `lutram` configuration, 64 words: a deeper one went to block RAM in every
-    calibration point; `cost` per primitive) or block RAM (RAMB18 / RAMB36 aspect ratios,
+    cheapest wins: soft logic (bits * logic_cost_rom or logic_cost_ram per bit), LUT RAM (RAMs: primitives
+    cascaded in depth, `cost` per primitive scaled by the share of its width used, as Yosys'
+    `widthscale`) or block RAM (RAMB18 / RAMB36 aspect ratios,
     `cost` per primitive). Resources of each: logic ROM width * ceil(depth / rom_lut_depth) LUTs (a LUT6
     per output bit and 64 words) and `width` FFs (the output register); logic RAM `width * (depth + 1)`
     FFs (the words and the output register) and `ram_lut_per_bit` LUTs per bit; LUT RAM `luts` LUTs per
-    primitive and `width` FFs; block RAM its primitives (RAMB18 = 0.5 RAMB36)."""
+    primitive and `width` FFs; block RAM its primitives (RAMB18 = 0.5 RAMB36). With `uram` (UltraScale+,
+    synthesized with -uram) a RAM may also take URAM288s (4096 x 72 each; a ROM cannot: no initial contents)."""
     if width_bits <= 0 or depth <= 0:
         return Resources()
     m = table.memory
     bits = width_bits * depth
     options = [(bits * (m["rom_logic_cost"] if rom else m["ram_logic_cost"]), "logic", 0)]
-    if not rom and depth <= max(d for _, d in m["lutram"]["configs"]):
-        n = min(p[0] for p in _prims(width_bits, depth, m["lutram"]["configs"]))
-        options.append((n * m["lutram"]["cost"], "lutram", n))
+    if not rom:  # LUT RAM primitives, deeper ones cascaded; the cost scales with the width used (widthscale)
+        n, w, d = min(_prims(width_bits, depth, m["lutram"]["configs"]))
+        options.append((math.ceil(depth / d) * width_bits / w * m["lutram"]["cost"], "lutram", n))
     for key, scale in (("bram18", 0.5), ("bram36", 1.0)):
         n = min(p[0] for p in _prims(width_bits, depth, m[key]["configs"]))
         options.append((n * m[key]["cost"], key, n * scale))
+    if uram and not rom:
+        n = math.ceil(width_bits / URAM_WIDTH) * math.ceil(depth / URAM_DEPTH)
+        options.append((n * URAM_COST, "uram", n))
     _, kind, n = min(options, key=lambda o: o[0])
+    if kind == "uram":
+        return Resources(uram=n)
     if kind == "logic":
         if rom:
             return Resources(lut=width_bits * math.ceil(depth / m["rom_lut_depth"]), ff=width_bits)

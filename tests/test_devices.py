@@ -108,7 +108,7 @@ def test_fit_math_by_hand():
     (row,) = fit_table(design, a100t)
     assert (row["lut_pct"], row["ff_pct"], row["dsp_pct"], row["bram_pct"]) == (50.0, 10.0, 100.0, 100.0)
     assert row["fits"] is True  # exactly full fits
-    assert row["capacity"] == {"lut": 63400, "ff": 126800, "dsp": 240, "bram36": 135}
+    assert row["capacity"] == {"lut": 63400, "ff": 126800, "dsp": 240, "bram36": 135, "uram": 0}
     (over,) = fit_table(design | {"bram": 135.5}, a100t)  # half a BRAM36 too many
     assert over["fits"] is False and over["limit"] == "BRAM36"
     assert over["bram_pct"] == pytest.approx(100 * 135.5 / 135)
@@ -126,7 +126,7 @@ def test_fit_math_by_hand():
     assert by_part["xc7a35t"]["fits"] is False and by_part["xcvu9p"]["fits"] is True
     text = fit_markdown(design | {"bram": 135.5}, a100t)
     assert "| Artix-7 100T (xc7a100t, xc7) | 50.0 % of 63,400 | 10.0 % of 126,800 | 100.0 % of 240 | " \
-           "100.4 % of 135 | no (BRAM36 100 %) |" in text
+           "100.4 % of 135 | - | no (BRAM36 100 %) |" in text
     with pytest.raises(ValueError, match="lut"):
         fit_table({"lut": float("nan"), "ff": 0, "dsp": 0, "bram": 0})
 

@@ -47,7 +47,8 @@ def test_resources_arithmetic():
     assert a + b == fpga.Resources(11, 22, 33, 1.5)
     assert a.scaled(2) == fpga.Resources(2, 4, 6, 1)
     assert fpga.total([a, b]) == a + b and fpga.total({"x": a}) == a
-    assert a.to_dict() == {"lut": 1.0, "ff": 2.0, "dsp": 3.0, "bram": 0.5}
+    assert a.to_dict() == {"lut": 1.0, "ff": 2.0, "dsp": 3.0, "bram": 0.5, "uram": 0.0}
+    assert fpga.resources_from_cells({"URAM288": 3, "RAMB18E2": 2}) == fpga.Resources(bram=1.0, uram=3.0)
 
 
 def test_cells_convention():

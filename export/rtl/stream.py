@@ -18,7 +18,8 @@
 * **Folding.** Each weighted core computes P output channels a cycle (x T steps). `fold` picks, per
   core, the smallest P whose cycles per image meet a target interval (FINN's SetFolding): the
   interval the slowest core reaches at the largest P allowed (`lanes`), or the one a target frame
-  rate asks (`target_fps` at `clock_mhz`).
+  rate asks (`target_fps` at `clock_mhz`); `plan_to_fit` raises that target until a predicate (the
+  resource estimate against --part, stream_project.part_fit) accepts the folding.
 
 Each op's stream core is one `StreamOp` (stream_ops.py): its module, parameters, memory files, output value
 bits and its cycle formula (active cycles per image, the core's documented formula, checked against
@@ -38,7 +39,7 @@ from hqflow.ir import DeployGraph
 from hqflow.ops import OUTPUT_OP
 
 __all__ = ["DEFAULT_LANES", "MAX_STREAM_LANES", "STREAM_OPS", "Schedule", "StreamCore", "StreamOp", "fold",
-           "plan_stream"]
+           "plan_stream", "plan_to_fit"]
 
 DEFAULT_LANES = 64  # the folding's upper bound when none is given
 
@@ -170,9 +171,10 @@ def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
 
 
 def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None = None,
-                nnz: dict[str, float] | None = None) -> Schedule:
+                nnz: dict[str, float] | None = None, files: bool = True) -> Schedule:
     """The streaming pipeline of `graph`: cores (folded: `fold`, for the input rates `nnz`), streams,
-    forks and FIFOs. A core's `cycles`: its formula at those rates (rounded up), the worst case without."""
+    forks and FIFOs. A core's `cycles`: its formula at those rates (rounded up), the worst case without.
+    files=False leaves the cores' memory files out (a schedule to estimate, not to render)."""
     streams, of = _node_streams(graph)
     nnz = nnz or {}
     folding, target = fold(graph, lanes, target_interval, nnz)
@@ -212,7 +214,11 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
         if not op.has_core:
             continue
         inputs = [streams[of[src]] for src in node.inputs]
-        built = op.build(graph, node, inputs, folding.get(node.name, 0))
+        if files:
+            built = op.build(graph, node, inputs, folding.get(node.name, 0))
+        else:
+            params = op.params(graph, node, inputs, folding.get(node.name, 0))
+            built = {"params": params, "lanes": params.get("P", 0)}
         cores.append(StreamCore(len(cores), node.name, node.op, op.module, ident(node.name), built["params"],
                                 tuple(port_stream[(node.name, k)] for k in range(len(node.inputs))),
                                 of.get(node.name, "out"),
@@ -226,3 +232,36 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
     return Schedule(tuple(cores), tuple(streams.values()), of, tuple(forks), tuple(fifos), tuple(source.shape),
                     value_bits(source.value_max), int(head.shape[0]), int(head.attrs["logit_bits"]),
                     graph.time_steps, target)
+
+
+def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz: dict[str, float] | None,
+                fits) -> tuple[Schedule, bool]:
+    """The fastest schedule that `fits` (a predicate on a Schedule without files: the resource estimate
+    against a device) accepts, folded no faster than `target_interval` / `lanes` allow: the target
+    interval raised, by bisection over the cycle counts the cores' lane choices give (fewer lanes, fewer
+    resources), until it fits. Returns (the schedule with its files, whether it fits; if nothing fits,
+    the slowest schedule)."""
+    first = plan_stream(graph, lanes, target_interval, nnz, files=False)
+    if fits(first):
+        return plan_stream(graph, lanes, target_interval, nnz), True
+    steps = graph.time_steps
+    streams, of = _node_streams(graph)
+    targets = set()
+    for node in graph.nodes:
+        op = STREAM_OPS[node.op]
+        choices = op.lane_choices(graph, node, lanes) if op.has_core else [0]
+        if choices != [0]:
+            inputs = [streams[of[src]] for src in node.inputs]
+            targets |= {math.ceil(op.cycles(op.cycle_params(graph, node, inputs, p), steps, (nnz or {}).get(node.name)))
+                        for p in choices}
+    targets = sorted(t for t in targets if t > first.target_interval)
+    lo, hi = 0, len(targets)  # the first target index that fits lies in [lo, hi]; hi: none does
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(plan_stream(graph, lanes, targets[mid], nnz, files=False)):
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo == len(targets):
+        return plan_stream(graph, lanes, targets[-1] if targets else target_interval, nnz), False
+    return plan_stream(graph, lanes, targets[lo], nnz), True

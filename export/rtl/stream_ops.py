@@ -1,8 +1,10 @@
 """The streaming top's cores, one `StreamOp` per DeployGraph op: the Verilog module, its parameters
 and memory files, the bits of its output values, its cycle formula (active cycles per image, as the
 core's Verilog header documents it and `hqflow rtlsim` checks), the lane counts the folding may give
-it and the work an input trace costs it. `export/rtl/stream.py` folds and wires them; no code
-branches on an op's name (`STREAM_OPS` is checked against hqflow.ops.OPS at import).
+it, the work an input trace costs it, and its hardware: the memories it declares (`memories`), the
+logic terms of its LUT / FF model (`terms`, coefficients fitted by stream_estimate.py) and its DSP48s
+(`dsp`). `export/rtl/stream.py` folds and wires them; no code branches on an op's name (`STREAM_OPS`
+is checked against hqflow.ops.OPS at import).
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ from hqflow.export.rtl.top import SCHEME_CODE, _check_window, _ident, ssa_lif_co
 from hqflow.ir import DeployGraph, Node
 from hqflow.ops import check_backend
 
-__all__ = ["MAX_LIF_CHUNKS", "MAX_STREAM_LANES", "STREAM_OPS", "Stream", "StreamOp", "ident", "value_bits"]
+__all__ = ["DSP_MIN_X_BITS", "FIFO", "MAX_LIF_CHUNKS", "MAX_STREAM_LANES", "Memory", "STREAM_OPS", "Stream",
+           "StreamOp", "ident", "value_bits"]
 
 MAX_STREAM_LANES = 256  # the most output channels a streaming weighted core computes per cycle
 MAX_LIF_CHUNKS = 8  # a weighted core's LIF takes at most this many passes over its lanes per step
 ident = _ident  # a node's Verilog identifier, the same in both architectures
+# Yosys maps a lane's product w_eff x input to a DSP48 for inputs of at least this many bits (the
+# event counts into the first conv, 15 bits); narrower ones (residual sums of 2..3 bits) stay in LUTs,
+# below its mul2dsp width thresholds after word-size reduction (measured: stream_estimate.py's fit)
+DSP_MIN_X_BITS = 4
 
 
 def value_bits(value_max: int) -> int:
@@ -41,7 +48,33 @@ class Stream:
     size: int
 
 
-# ---- one StreamOp per op: parameters, files, output bits, cycle formula ------------------------------
+@dataclass(frozen=True)
+class Memory:
+    """One memory a core declares: `depth` words of `width` bits (rom: read-only, from a file)."""
+    name: str
+    width: int
+    depth: int
+    rom: bool = False
+
+
+def window_memories(p: dict, slots: int, element_bits: int, masks: bool) -> list[Memory]:
+    """hqflow_window.v's RAMs: a bank of W*C elements per row slot, and with `masks` a bank of W
+    C-bit nonzero masks per slot."""
+    banks = [Memory(f"row{b}", element_bits, p["W"] * p["C"]) for b in range(slots)]
+    return banks + ([Memory(f"mask{b}", p["C"], p["W"]) for b in range(slots)] if masks else [])
+
+
+def rom_geometry(p: dict, outputs: int, rows: int) -> tuple[int, int]:
+    """(width, depth) of a weight ROM (hqflow_weight_rom.v as hqflow_stream_wlif / _head address it):
+    64-bit words of 64 / BITS codes, KW words a line, ceil(G / GPW) lines a row of the weight matrix."""
+    codes = 64 // p["BITS"]
+    kw = p["P"] // codes if p["P"] > codes else 1
+    per_line = codes * kw // p["P"]
+    groups = -(-outputs // p["P"])
+    return 64 * kw, rows * -(-groups // per_line)
+
+
+# ---- one StreamOp per op: parameters, files, output bits, cycle formula, hardware --------------------
 
 
 class StreamOp:
@@ -69,6 +102,10 @@ class StreamOp:
         """Per sample, the nonzero input elements the core visits in an image; x: its input [T, B, ...]."""
         return None
 
+    def params(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes) -> dict:
+        """Its Verilog parameters at `lanes`, without its memory files (for folding and estimates)."""
+        return self.build(graph, node, inputs, lanes)["params"]
+
     def cycle_params(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
         """The parameters its cycle formula reads, without writing memory files."""
         return self.build(graph, node, inputs, lanes)["params"]
@@ -76,6 +113,19 @@ class StreamOp:
     def lif_lanes(self, params: dict, time_steps: int, nnz: float | None, target: int) -> int | None:
         """The fewest LIF lanes that keep its cycles within `target` (None: it has no weighted LIF)."""
         return None
+
+    def memories(self, params: dict) -> list[Memory]:
+        """The RAMs and ROMs its Verilog declares (the estimate maps each as Yosys does)."""
+        return []
+
+    def terms(self, params: dict) -> dict[str, float]:
+        """The logic terms of its LUT / FF model, LUT = sum_k c_k term_k (coefficients fitted per module
+        on synthesized cores, the memories' own LUTs / FFs apart): "fixed" 1, then what scales."""
+        return {"fixed": 1.0}
+
+    def dsp(self, params: dict) -> int:
+        """Its DSP48 slices (multipliers Yosys maps to one)."""
+        return 0
 
 
 def _lanes_for(bits: int, outputs: int, lanes: int) -> list[int]:
@@ -105,10 +155,10 @@ class WeightedLif(StreamOp):
         bits = numerics.rom_code_bits(numerics.Candidate.parse(node.attrs["format"]))
         return _lanes_for(bits, self._geometry(graph, node)["O"], lanes)
 
-    def build(self, graph, node, inputs, lanes):
+    def params(self, graph, node, inputs, lanes):
         fmt = numerics.Candidate.parse(node.attrs["format"])
         x_bits = value_bits(node.attrs["x_max"])
-        if inputs[0].bits > x_bits:
+        if inputs and inputs[0].bits > x_bits:
             raise UserError(f"node {node.name}: its input holds {inputs[0].bits}-bit values, attrs.x_max "
                             f"{node.attrs['x_max']} only {x_bits} bits; export the run again")
         name = ident(node.name)
@@ -119,11 +169,17 @@ class WeightedLif(StreamOp):
                   "ZP": int(node.attrs.get("zero_point", 0)), "X_BITS": x_bits,
                   "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": int(node.attrs["v_bits"]),
                   "F": int(node.attrs["frac_bits"]), "T": graph.time_steps}
+        for key, file in (("ROM", "weights"), ("BIAS", "bias"), ("THR", "thr"), ("SIGN", "sign")):
+            params[f"{key}_FILE"] = f'"mem/{name}_{file}.mem"'
+        return params
+
+    def build(self, graph, node, inputs, lanes):
+        params = self.params(graph, node, inputs, lanes)
+        name = ident(node.name)
+        lanes, lif_lanes = params["P"], params["LIF_LANES"]
         files = {f"{name}_weights.mem": memfiles.rom_lines(graph, node, lanes)[0]}
         for key, text in memfiles.lif_tables(graph, node, lif_lanes).items():
             files[f"{name}_{key}.mem"] = text
-        for key, file in (("ROM", "weights"), ("BIAS", "bias"), ("THR", "thr"), ("SIGN", "sign")):
-            params[f"{key}_FILE"] = f'"mem/{name}_{file}.mem"'
         return {"params": params, "files": files, "lanes": lanes, "bits": 1}
 
     def cycles(self, params, time_steps, nnz=None):
@@ -148,6 +204,30 @@ class WeightedLif(StreamOp):
                                                              nnz)) <= target:
                 fewest = lanes // chunks
         return fewest
+
+    def memories(self, params):
+        p = params
+        lif, groups = p["LIF_LANES"], -(-p["O"] // p["P"])
+        tables = groups * (p["P"] // lif)
+        width, depth = rom_geometry(p, p["O"], p["K"] * p["K"] * p["C"])
+        return [Memory("weights", width, depth, True), Memory("bias", lif * p["V_BITS"], tables, True),
+                Memory("thr", lif * p["V_BITS"], tables, True), Memory("sign", 2 * lif, tables, True),
+                *window_memories(p, p["K"] + 1, p["T"] * p["X_BITS"], masks=True)]
+
+    def terms(self, params):
+        """accumulators (P x T x ACC: adder and register), the LIF (LIF_LANES x V: charge, fire, reset),
+        the membranes (P x V), the spike words (P x T: the group's and the output bank), the pending
+        masks and the pick (K x C), the lanes' weight decode (P x BITS) and, for multi-bit inputs that
+        stay out of DSP48s, the products in LUTs (P x T x X_BITS x BITS)."""
+        p = params
+        in_luts = 1 < p["X_BITS"] < DSP_MIN_X_BITS
+        return {"fixed": 1.0, "acc": p["P"] * p["T"] * p["ACC_BITS"], "lif": p["LIF_LANES"] * p["V_BITS"],
+                "membrane": p["P"] * p["V_BITS"], "words": p["P"] * p["T"], "window": p["K"] * p["C"],
+                "decode": p["P"] * p["BITS"],
+                "products": p["P"] * p["T"] * p["X_BITS"] * p["BITS"] if in_luts else 0.0}
+
+    def dsp(self, params):
+        return params["P"] * params["T"] if params["X_BITS"] >= DSP_MIN_X_BITS else 0
 
     def nnz(self, graph, node, x):
         g = self._geometry(graph, node)
@@ -183,6 +263,12 @@ class MaxPool(StreamOp):
         wo = (p["W"] + 2 * p["PAD"] - p["K"]) // p["S"] + 1
         return ho * (1 + wo * p["C"] * (p["K"] + 1))
 
+    def memories(self, params):
+        return window_memories(params, params["K"] + params["S"], params["T"], masks=False)
+
+    def terms(self, params):
+        return {"fixed": 1.0, "words": params["T"]}
+
 
 class Add(StreamOp):
     module = "hqflow_stream_add"
@@ -195,6 +281,9 @@ class Add(StreamOp):
 
     def cycles(self, params, time_steps, nnz=None):
         return params["SIZE"]
+
+    def terms(self, params):
+        return {"fixed": 1.0, "sums": params["T"] * params["OUT_BITS"]}
 
 
 class Ssa(StreamOp):
@@ -215,6 +304,19 @@ class Ssa(StreamOp):
         p = params
         return p["N"] * (1 + 2 * p["D"]) + 1 + p["N"] * p["HEADS"] * (p["D"] // p["HEADS"] + time_steps + 2)
 
+    def memories(self, params):
+        p = params
+        hd, kv_bits = p["D"] // p["HEADS"], value_bits(p["N"])
+        return [Memory(name, p["T"], p["N"] * p["D"]) for name in ("q", "k", "v")] + [
+            Memory("kv", hd * p["T"] * kv_bits, p["D"])]
+
+    def terms(self, params):
+        """y (HD x T x ACC: AND-gated adds and registers), kv row updates (HD x T x KV bits), the LIF (HD x V)."""
+        p = params
+        hd = p["D"] // p["HEADS"]
+        return {"fixed": 1.0, "acc": hd * p["T"] * p["ACC_BITS"], "kv": hd * p["T"] * value_bits(p["N"]),
+                "lif": hd * p["V_BITS"]}
+
 
 class Head(StreamOp):
     module = "hqflow_stream_head"
@@ -227,11 +329,22 @@ class Head(StreamOp):
         tokens, channels = graph.node(node.inputs[0]).shape
         return {"N": tokens, "C": channels, "K": node.shape[0], "P": lanes}
 
-    def build(self, graph, node, inputs, lanes):
+    def params(self, graph, node, inputs, lanes):
         fmt = numerics.Candidate.parse(node.attrs["format"])
         name = ident(node.name)
         tokens, channels = graph.node(node.inputs[0]).shape
-        logit_bits = int(node.attrs["logit_bits"])
+        in_bits = inputs[0].bits if inputs else value_bits(graph.node(node.inputs[0]).value_max)
+        return {"N": tokens, "C": channels, "K": node.shape[0], "P": lanes, "BITS": numerics.rom_code_bits(fmt),
+                "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
+                "ZP": int(node.attrs.get("zero_point", 0)), "T": graph.time_steps, "IN_BITS": in_bits,
+                "SUM_BITS": value_bits(node.attrs["x_max"]), "ACC_BITS": int(node.attrs["acc_bits"]),
+                "LOGIT_BITS": int(node.attrs["logit_bits"]), "BF": int(node.attrs["bias_frac_bits"]),
+                "ROM_FILE": f'"mem/{name}_weights.mem"', "BIAS_FILE": f'"mem/{name}_bias.mem"'}
+
+    def build(self, graph, node, inputs, lanes):
+        params = self.params(graph, node, inputs, lanes)
+        name = ident(node.name)
+        logit_bits = params["LOGIT_BITS"]
         bias = [int(b) % (1 << logit_bits) for b in graph.tensor(node.name, "bias_int")]
         classes = node.shape[0]
         groups = -(-classes // lanes)
@@ -239,17 +352,42 @@ class Head(StreamOp):
         lines = [sum(bias[g * lanes + p] << (p * logit_bits) for p in range(lanes)) for g in range(groups)]
         files = {f"{name}_weights.mem": memfiles.rom_lines(graph, node, lanes)[0],
                  f"{name}_bias.mem": memfiles.hex_lines(lines, lanes * logit_bits)}
-        params = {"N": tokens, "C": channels, "K": classes, "P": lanes, "BITS": numerics.rom_code_bits(fmt),
-                  "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
-                  "ZP": int(node.attrs.get("zero_point", 0)), "T": graph.time_steps, "IN_BITS": inputs[0].bits,
-                  "SUM_BITS": value_bits(node.attrs["x_max"]), "ACC_BITS": int(node.attrs["acc_bits"]),
-                  "LOGIT_BITS": logit_bits, "BF": int(node.attrs["bias_frac_bits"]),
-                  "ROM_FILE": f'"mem/{name}_weights.mem"', "BIAS_FILE": f'"mem/{name}_bias.mem"'}
         return {"params": params, "files": files, "lanes": lanes, "bits": None}
 
     def cycles(self, params, time_steps, nnz=None):
         p = params
         return p["N"] * p["C"] + -(-p["K"] // p["P"]) * (p["C"] + 2)
+
+    def memories(self, params):
+        p = params
+        width, depth = rom_geometry(p, p["K"], p["C"])
+        return [Memory("weights", width, depth, True),
+                Memory("bias", p["P"] * p["LOGIT_BITS"], -(-p["K"] // p["P"]), True)]
+
+    def terms(self, params):
+        """the channel sums' ring (C x SUM_BITS), the accumulators and logits (P x ACC, P x LOGIT_BITS)."""
+        p = params
+        return {"fixed": 1.0, "ring": p["C"] * p["SUM_BITS"], "acc": p["P"] * p["ACC_BITS"],
+                "logits": p["P"] * p["LOGIT_BITS"]}
+
+    def dsp(self, params):
+        return params["P"] if params["SUM_BITS"] >= DSP_MIN_X_BITS else 0
+
+
+class FifoCore(StreamOp):
+    """hqflow_fifo.v (no DeployGraph op: the schedule puts it on a residual add's skip input and after a
+    barrier core); params WIDTH, DEPTH."""
+
+    module = "hqflow_fifo"
+
+    def memories(self, params):
+        return [Memory("words", params["WIDTH"] + 1, params["DEPTH"])]
+
+    def terms(self, params):
+        return {"fixed": 1.0, "width": params["WIDTH"]}
+
+
+FIFO = FifoCore()
 
 
 class NoCore(StreamOp):

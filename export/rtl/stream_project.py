@@ -18,7 +18,8 @@ import re
 
 import numpy as np
 
-from hqflow.export.rtl import stream, top
+from hqflow.devices import FIT_RESOURCES, family_of, find_device
+from hqflow.export.rtl import stream, stream_estimate, top
 from hqflow.io import atomic_text
 from hqflow.ir import DeployGraph
 from hqflow.sim.run import run as sim_run
@@ -42,6 +43,9 @@ def elements(graph: DeployGraph, node, values: np.ndarray) -> np.ndarray:
     return np.moveaxis(flat, 0, -1)
 
 
+FIT_SHARE = 0.8  # the folding keeps every resource's estimate within this share of --part's capacity
+
+
 def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, options, env) -> dict:
     """Render the schedule of `graph` into `out` (the rtl/ folder, its subfolders made) and write the test
     vectors of `frames` [samples, T, C, H, W]; returns the manifest's arch-specific part."""
@@ -53,8 +57,9 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
         counted = stream.STREAM_OPS[node.op].nnz(graph, node, trace[node.inputs[0]]) if node.inputs else None
         if counted is not None:
             work[node.name] = counted
-    schedule = stream.plan_stream(graph, options.lanes or stream.DEFAULT_LANES, _target(options),
-                                  {name: float(np.mean(n)) for name, n in work.items()})
+    fits, estimate = part_fit(options)
+    schedule, fitted = stream.plan_to_fit(graph, options.lanes or stream.DEFAULT_LANES, _target(options),
+                                          {name: float(np.mean(n)) for name, n in work.items()}, fits)
     for core in schedule.cores:
         for name, text in core.files.items():
             atomic_text(out / "mem" / name, text)
@@ -92,8 +97,26 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
     return {"arch": "stream", "cores": cores, "streams": streams, "fifos": fifos,
             "forks": [{"source": f.source, "outputs": len(f.outputs)} for f in schedule.forks],
             "interval_formula": schedule.interval, "target_interval": schedule.target_interval,
+            "estimate": {"fits": fitted, "share_limit": FIT_SHARE, **estimate(schedule)},
             "frame_elements": frame_elements, "schedule": schedule,
             "sources": [f"cores/{f}" for f in CORES] + ["hqflow_top.v"], "testbench": TESTBENCH}
+
+
+def part_fit(options):
+    """(fits, estimate): `estimate(schedule)` the resource estimate of a schedule for --part's family
+    (stream_estimate.py), `fits(schedule)` whether every resource stays within FIT_SHARE of the part's."""
+    device = find_device(options.part)
+    family = family_of(options.part)
+    table = stream_estimate.load_stream_table()
+
+    def estimate(schedule) -> dict:
+        return stream_estimate.estimate_schedule(schedule, table, family)
+
+    def fits(schedule) -> bool:
+        total = estimate(schedule)["total"]
+        return all(total[key] <= FIT_SHARE * getattr(device, field) for key, field, _ in FIT_RESOURCES)
+
+    return fits, estimate
 
 
 def _target(options) -> int | None:
