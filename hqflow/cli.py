@@ -532,7 +532,7 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
         click.echo(f"estimate for {summary['part']} ({summary['family']}): " + ", ".join(
             f"{key.upper()} {est['total'][key]:,.0f}" for key in ("lut", "ff", "dsp", "bram", "uram")) +
             (f": within {limit} of every resource" if est["fits"] else
-             f": does NOT fit within {limit} even at the slowest folding (try a larger --part)"))
+             f": does NOT fit within {limit} even at the slowest folding (left at the fastest; a larger --part)"))
     elif target == "rtl":
         bound = rtl_options.lanes_bound
         for item in summary["cores"]:

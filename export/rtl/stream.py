@@ -239,8 +239,9 @@ def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz
     """The fastest schedule that `fits` (a predicate on a Schedule without files: the resource estimate
     against a device) accepts, folded no faster than `target_interval` / `lanes` allow: the target
     interval raised, by bisection over the cycle counts the cores' lane choices give (fewer lanes, fewer
-    resources), until it fits. Returns (the schedule with its files, whether it fits; if nothing fits,
-    the slowest schedule)."""
+    resources), until it fits. Returns (the schedule with its files, whether it fits). If even the
+    slowest folding does not fit (a memory that lanes do not change, such as the weight ROMs, is too
+    large), folding slower gains nothing: the first schedule is returned, with False."""
     first = plan_stream(graph, lanes, target_interval, nnz, files=False)
     if fits(first):
         return plan_stream(graph, lanes, target_interval, nnz), True
@@ -255,13 +256,13 @@ def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz
             targets |= {math.ceil(op.cycles(op.cycle_params(graph, node, inputs, p), steps, (nnz or {}).get(node.name)))
                         for p in choices}
     targets = sorted(t for t in targets if t > first.target_interval)
-    lo, hi = 0, len(targets)  # the first target index that fits lies in [lo, hi]; hi: none does
+    if not targets or not fits(plan_stream(graph, lanes, targets[-1], nnz, files=False)):
+        return plan_stream(graph, lanes, target_interval, nnz), False
+    lo, hi = 0, len(targets) - 1  # the first target index that fits lies in [lo, hi]
     while lo < hi:
         mid = (lo + hi) // 2
         if fits(plan_stream(graph, lanes, targets[mid], nnz, files=False)):
             hi = mid
         else:
             lo = mid + 1
-    if lo == len(targets):
-        return plan_stream(graph, lanes, targets[-1] if targets else target_interval, nnz), False
     return plan_stream(graph, lanes, targets[lo], nnz), True
