@@ -287,7 +287,8 @@ def memory_resources(width_bits: int, depth: int, table: FpgaTable, rom: bool = 
     per output bit and 64 words) and `width` FFs (the output register); logic RAM `width * (depth + 1)`
     FFs (the words and the output register) and `ram_lut_per_bit` LUTs per bit; LUT RAM `luts` LUTs per
     primitive and `width` FFs; block RAM its primitives (RAMB18 = 0.5 RAMB36). With `uram` (UltraScale+,
-    synthesized with -uram) a RAM may also take URAM288s (4096 x 72 each; a ROM cannot: no initial contents)."""
+    synthesized with -uram) a RAM may also take URAM288s (4096 x 72 each, narrow words packed several to a
+    row: max(bits / 294,912, width / 72) of them, as measured; a ROM cannot: no initial contents)."""
     if width_bits <= 0 or depth <= 0:
         return Resources()
     m = table.memory
@@ -299,8 +300,8 @@ def memory_resources(width_bits: int, depth: int, table: FpgaTable, rom: bool = 
     for key, scale in (("bram18", 0.5), ("bram36", 1.0)):
         n = min(p[0] for p in _prims(width_bits, depth, m[key]["configs"]))
         options.append((n * m[key]["cost"], key, n * scale))
-    if uram and not rom:
-        n = math.ceil(width_bits / URAM_WIDTH) * math.ceil(depth / URAM_DEPTH)
+    if uram and not rom:  # Yosys packs narrow words side by side in a 72-bit row: about the bits' share
+        n = max(math.ceil(bits / (URAM_WIDTH * URAM_DEPTH)), math.ceil(width_bits / URAM_WIDTH))
         options.append((n * URAM_COST, "uram", n))
     _, kind, n = min(options, key=lambda o: o[0])
     if kind == "uram":

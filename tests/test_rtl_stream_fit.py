@@ -90,3 +90,19 @@ def test_plan_to_fit_returns_the_fastest_folding_that_fits(run_dir):
     assert lanes(stream.plan_stream(graph, 64, schedule.target_interval - 1, files=False)) > budget
     nothing, fits = stream.plan_to_fit(graph, 64, None, None, lambda s: False)  # slower would not help
     assert fits is False and nothing.target_interval == fastest.target_interval
+
+
+# (depth, width) -> (BRAM36, URAM288) as Yosys 0.23 `synth_xilinx -family xcup -uram` mapped a simple
+# dual-port RAM of that shape (one write, one registered read port; measured)
+YOSYS_XCUP_RAMS = {(4096, 16): (2, 0), (16384, 16): (0, 1), (16384, 17): (0, 1), (16384, 33): (0, 2),
+                   (16384, 48): (0, 3), (16384, 49): (0, 3), (65536, 16): (0, 4), (4096, 240): (0, 4),
+                   (1024, 240): (7, 0), (256, 1792): (25, 0)}
+
+
+def test_ultraram_mapping_follows_yosys():
+    table = fpga.load_fpga_table()
+    for (depth, width), expected in YOSYS_XCUP_RAMS.items():
+        r = fpga.memory_resources(width, depth, table, uram=True)
+        assert (r.bram, r.uram) == expected, (depth, width)
+    assert fpga.memory_resources(16, 16384, table, rom=True, uram=True).uram == 0  # a ROM has contents
+    assert fpga.memory_resources(16, 16384, table).uram == 0  # no UltraRAM outside UltraScale+
