@@ -11,7 +11,7 @@ demo run exists, else the default mixed formats; and every layer uniform-4), thi
      logits for all three: `mismatches: N`;
   3. with --synth, synthesizes the top with Yosys synth_xilinx for the part's family (slow: see below).
 
-    python benchmarks/paper_hw.py [--cases demo,uniform-4] [--lanes 64] [--synth]
+    python benchmarks/paper_hw.py [--cases demo,uniform-4] [--lanes 64] [--synth] [--resume]
 
 Prints per case the folding, each core's cycles, the latency of each input, and last
 `paper_fit: ...` (with --synth) and `paper_latency_ms: X` (the worst measured input of the first case
@@ -75,6 +75,32 @@ def paper_inputs(graph, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     frames = [events_to_frames(digits_dvs_events(int(test[k]), size), (size, size), steps) for k in (0, 1)]
     dense = np.random.default_rng(seed).integers(1, 4, size=(steps, channels, size, size)).astype(np.int16)
     return np.stack(frames + [dense]), ["digits-dvs #0", "digits-dvs #1", "dense (every value nonzero)"]
+
+
+def resumed(name: str, args) -> dict | None:
+    """--resume: the case's recorded result (paper_hw.json of an earlier run, its synthesis from
+    rtl/resources.json if that run stopped before recording it), or None to run the case."""
+    out = ROOT / "out" / "paper-hw" / name
+    if not (args.resume and (out / "paper_hw.json").is_file()):
+        return None
+    result = json.loads((out / "paper_hw.json").read_text())
+    measured = out / "rtl" / "resources.json"
+    if args.synth and "resources" not in result:
+        if not measured.is_file():
+            return None
+        result["resources"] = json.loads(measured.read_text())["total"]
+    print(f"\n== case {name}: resumed from {out / 'paper_hw.json'} (an earlier run's export, co-simulation"
+          f"{' and synthesis' if args.synth else ''})")
+    for label, cycles in zip(result["inputs"], result["latency_cycles"]):
+        print(f"  {label:28} latency {cycles:>10} cycles = {cycles / args.clock_mhz / 1e3:7.2f} ms at "
+              f"{args.clock_mhz:g} MHz (target clock)")
+    print(f"mismatches: {result['mismatches']}")
+    if args.synth:
+        from hqflow.export.rtl import stream_estimate
+
+        lines, result["estimate_error_pct"] = stream_estimate.compare(out, stream_estimate.load_stream_table())
+        print("\n".join(lines))
+    return result
 
 
 def run_case(name: str, args) -> dict:
@@ -146,8 +172,10 @@ def main() -> None:
     parser.add_argument("--part", default="xczu7ev-ffvc1156-2-e")
     parser.add_argument("--clock-mhz", type=float, default=200.0)
     parser.add_argument("--synth", action="store_true", help="also synthesize each case's whole top (slow)")
+    parser.add_argument("--resume", action="store_true", help="report a case an earlier run finished (its "
+                        "paper_hw.json, and rtl/resources.json) instead of running it again")
     args = parser.parse_args()
-    results = [run_case(name, args) for name in args.cases.split(",")]
+    results = [resumed(name, args) or run_case(name, args) for name in args.cases.split(",")]
     first = results[0]
     if args.synth and "resources" in first:
         from hqflow import fpga

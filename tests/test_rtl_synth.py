@@ -103,13 +103,13 @@ def test_parse_stat_json():
 
 
 def test_resources_to_dict_and_markdown():
-    res = Resources.from_cells({"LUT3": 5, "FDSE": 1, "RAMB18E1": 3, "MUXF7": 2})
+    res = Resources.from_cells({"LUT3": 5, "FDSE": 1, "RAMB18E1": 3, "MUXF7": 2, "URAM288": 4})
     d = res.to_dict()
-    assert (d["lut"], d["ff"], d["bram"], d["other"], d["cells"]["MUXF7"]) == (5, 1, 1.5, 2, 2)
+    assert (d["lut"], d["ff"], d["bram"], d["uram"], d["other"], d["cells"]["MUXF7"]) == (5, 1, 1.5, 4, 2, 2)
     assert json.loads(json.dumps(d)) == d
     table = markdown_table([("a", res), ("b", Resources())], name="core")
-    assert table.splitlines()[0] == "| core | LUT | FF | DSP48 | BRAM36 | CARRY4 | LUTRAM | other |"
-    assert table.splitlines()[2] == "| a | 5 | 1 | 0 | 1.5 | 0 | 0 | 2 |"
+    assert table.splitlines()[0] == "| core | LUT | FF | DSP48 | BRAM36 | URAM | CARRY4 | LUTRAM | other |"
+    assert table.splitlines()[2] == "| a | 5 | 1 | 0 | 1.5 | 4 | 0 | 0 | 2 |"
     assert len(table.splitlines()) == 4
     per_lane = markdown_table([("a", res)], lanes=[2]).splitlines()
     assert per_lane[0].endswith("| LUT/lane | FF/lane |") and per_lane[2].endswith("| 2.5 | 0.5 |")
@@ -250,3 +250,10 @@ def test_reference_layers(tmp_path, capsys):
         by = {r["format"]: r for r in records if r["core"] == core}
         assert all(by[f]["dsp"] == 0 for f in core_resources.FORMATS), by
     assert (tmp_path / "core_resources.md").read_text().count("\n| ") == 2 * len(core_resources.FORMATS)
+
+
+def test_ultrascale_plus_may_map_ultraram():
+    from hqflow.export.rtl.yosys import synth_command
+
+    assert synth_command("xcup", "top") == "synth_xilinx -family xcup -uram -top top -flatten -noiopad -noclkbuf"
+    assert "-uram" not in synth_command("xc7", "top") and "-uram" not in synth_command("xcu", "top")

@@ -28,7 +28,7 @@ import numpy as np
 from hqflow import fpga
 from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART, family_of
 from hqflow.errors import UserError
-from hqflow.export.rtl import diagram, stream, stream_project, top, verilator, yosys
+from hqflow.export.rtl import diagram, stream, stream_estimate, stream_project, top, verilator, yosys
 from hqflow.export.rtl.memfiles import MAX_LANES
 from hqflow.export.rtl.layer import CORES, TEMPLATES
 from hqflow.io import atomic_text, read_json
@@ -340,5 +340,9 @@ def synth_top(export: str | Path, part: str | None = None, timeout: float | None
     text = (f"# Resources of {TOP}: Yosys synth_xilinx -family {family} (part {part}), "
             f"each core and buffer kept as a module of its own, out of context\n\n{table}\n## Devices\n\n{fits}")
     atomic_text(folder / "resources.json", json.dumps(result, indent=1) + "\n")
+    if manifest.get("arch") == "stream":  # the estimate the folding used, beside what synthesis measured
+        lines, _ = stream_estimate.compare(folder, stream_estimate.load_stream_table())
+        text += ("\n## Estimate / synthesis\n\nThe resource estimate without synthesis (export/rtl/stream_estimate.py; "
+                 "LUT counts LUT RAM) beside this synthesis:\n\n```\n" + "\n".join(lines[1:]) + "\n```\n")
     atomic_text(folder / "resources.md", text)
     return text, result
