@@ -186,11 +186,23 @@ def compare(export: Path, table: StreamTable) -> tuple[list[str], dict]:
     return lines, errors
 
 
+def _describe(export: Path) -> str:
+    """An export in a few words: its folder, the frame, T, the lanes bound and the synthesis family."""
+    rtl = export / "rtl" if (export / "rtl").is_dir() else export
+    m = json.loads((rtl / "top.json").read_text())
+    family = json.loads((rtl / "resources.json").read_text())["family"]
+    c, h, w = m["frame"]
+    lanes = sorted({c["lanes"] for c in m["cores"] if c["lanes"]})
+    return (f"{export.name} ({h}x{w}, T {m['time_steps']}, {len(m['cores'])} cores, P {lanes[0]} to {lanes[-1]}, "
+            f"{family})")
+
+
 def _yaml(coeffs: dict, exports: list[str]) -> str:
     lines = ["# LUT / FF coefficients of the streaming RTL cores (export/rtl/stream_estimate.py): per module,",
              "# LUT = sum_k lut[k] * term_k (the terms: each StreamOp's `terms` in export/rtl/stream_ops.py), FF",
-             "# likewise, on top of the memories' own resources. Non-negative least squares on synthesized cores",
-             f"# (Yosys 0.23 synth_xilinx, each core a module of its own) of: {', '.join(exports)}.",
+             "# likewise, on top of the memories' own resources. Non-negative least squares on the synthesized",
+             "# cores (Yosys 0.23 synth_xilinx, each core a module of its own) of the exports:",
+             *[f"#   {e}" for e in exports],
              f"# Fitted {datetime.date.today().isoformat()} by: python -m hqflow.export.rtl.stream_estimate fit ...",
              "schema_version: 1", "modules:"]
     for module, keys in coeffs.items():
@@ -210,7 +222,7 @@ def main(argv=None) -> int:
     memory = fpga.load_fpga_table()
     if args.command == "fit":
         coeffs = fit([p for e in args.exports for p in _points(e)], memory)
-        atomic_text(args.out, _yaml(coeffs, [e.name for e in args.exports]))
+        atomic_text(args.out, _yaml(coeffs, [_describe(e) for e in args.exports]))
         print(f"wrote {args.out}")
         table, held = StreamTable(args.out, coeffs, memory), args.held_out
     else:

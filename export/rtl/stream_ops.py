@@ -21,16 +21,27 @@ from hqflow.export.rtl.top import SCHEME_CODE, _check_window, _ident, ssa_lif_co
 from hqflow.ir import DeployGraph, Node
 from hqflow.ops import check_backend
 
-__all__ = ["DSP_MIN_X_BITS", "FIFO", "MAX_LIF_CHUNKS", "MAX_STREAM_LANES", "Memory", "STREAM_OPS", "Stream",
-           "StreamOp", "ident", "value_bits"]
+__all__ = ["DSP_MIN_PRODUCT_BITS", "FIFO", "MAX_LIF_CHUNKS", "MAX_STREAM_LANES", "Memory", "STREAM_OPS", "Stream",
+           "StreamOp", "ident", "lane_dsp", "value_bits"]
 
 MAX_STREAM_LANES = 256  # the most output channels a streaming weighted core computes per cycle
 MAX_LIF_CHUNKS = 8  # a weighted core's LIF takes at most this many passes over its lanes per step
 ident = _ident  # a node's Verilog identifier, the same in both architectures
-# Yosys maps a lane's product w_eff x input to a DSP48 for inputs of at least this many bits (the
-# event counts into the first conv, 15 bits); narrower ones (residual sums of 2..3 bits) stay in LUTs,
-# below its mul2dsp width thresholds after word-size reduction (measured: stream_estimate.py's fit)
-DSP_MIN_X_BITS = 4
+# Yosys maps a multi-bit input's product w_eff x x (hqflow_lanes.v) to a DSP48 when its operands are
+# wide enough for mul2dsp after word-size reduction: measured, a uniform-b weight times an X-bit input
+# takes one when b + X >= DSP_MIN_PRODUCT_BITS (uniform-4 x 3-bit sums and x 15-bit event counts do;
+# uniform-4 x 2-bit sums and 2-bit weights x 3-bit sums stay in LUTs); a po2 weight is a shift (no
+# multiplier); an fp32 weight (32 bits, more than a DSP48's 25-bit port) takes two
+DSP_MIN_PRODUCT_BITS = 7
+
+
+def lane_dsp(scheme: int, bits: int, x_bits: int) -> int:
+    """DSP48s of one lane's product of a `bits`-bit code of `scheme` (SCHEME_CODE) and an x_bits input."""
+    if x_bits <= 1 or scheme == SCHEME_CODE["po2"]:
+        return 0  # a spike gates the weight; a power of two shifts the input
+    if scheme == SCHEME_CODE["fp32"]:
+        return 2
+    return 1 if bits + x_bits >= DSP_MIN_PRODUCT_BITS else 0
 
 
 def value_bits(value_max: int) -> int:
@@ -220,14 +231,16 @@ class WeightedLif(StreamOp):
         masks and the pick (K x C), the lanes' weight decode (P x BITS) and, for multi-bit inputs that
         stay out of DSP48s, the products in LUTs (P x T x X_BITS x BITS)."""
         p = params
-        in_luts = 1 < p["X_BITS"] < DSP_MIN_X_BITS
-        return {"fixed": 1.0, "acc": p["P"] * p["T"] * p["ACC_BITS"], "lif": p["LIF_LANES"] * p["V_BITS"],
-                "membrane": p["P"] * p["V_BITS"], "words": p["P"] * p["T"], "window": p["K"] * p["C"],
-                "decode": p["P"] * p["BITS"],
-                "products": p["P"] * p["T"] * p["X_BITS"] * p["BITS"] if in_luts else 0.0}
+        lanes = min(p["P"], p["O"])  # lanes past the outputs are dead in every group: synthesis removes them
+        in_luts = p["X_BITS"] > 1 and not lane_dsp(p["SCHEME"], p["BITS"], p["X_BITS"])
+        return {"fixed": 1.0, "acc": lanes * p["T"] * p["ACC_BITS"], "lif": min(p["LIF_LANES"], lanes) * p["V_BITS"],
+                "membrane": lanes * p["V_BITS"], "words": lanes * p["T"], "window": p["K"] * p["C"],
+                "decode": lanes * p["BITS"],
+                "products": lanes * p["T"] * p["X_BITS"] * p["BITS"] if in_luts else 0.0}
 
     def dsp(self, params):
-        return params["P"] * params["T"] if params["X_BITS"] >= DSP_MIN_X_BITS else 0
+        lanes = min(params["P"], params["O"])
+        return lanes * params["T"] * lane_dsp(params["SCHEME"], params["BITS"], params["X_BITS"])
 
     def nnz(self, graph, node, x):
         g = self._geometry(graph, node)
@@ -367,11 +380,12 @@ class Head(StreamOp):
     def terms(self, params):
         """the channel sums' ring (C x SUM_BITS), the accumulators and logits (P x ACC, P x LOGIT_BITS)."""
         p = params
-        return {"fixed": 1.0, "ring": p["C"] * p["SUM_BITS"], "acc": p["P"] * p["ACC_BITS"],
-                "logits": p["P"] * p["LOGIT_BITS"]}
+        lanes = min(p["P"], p["K"])
+        return {"fixed": 1.0, "ring": p["C"] * p["SUM_BITS"], "acc": lanes * p["ACC_BITS"],
+                "logits": lanes * p["LOGIT_BITS"]}
 
     def dsp(self, params):
-        return params["P"] if params["SUM_BITS"] >= DSP_MIN_X_BITS else 0
+        return min(params["P"], params["K"]) * lane_dsp(params["SCHEME"], params["BITS"], params["SUM_BITS"])
 
 
 class FifoCore(StreamOp):
