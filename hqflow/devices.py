@@ -180,11 +180,22 @@ def _amounts(resources: Any) -> dict[str, float]:
     return out
 
 
+URAM_AS_BRAM36 = 8  # a URAM288 holds 288 Kb, eight BRAM36's worth: where a device has none, its memories take BRAM
+
+
 def _share(use: float, capacity: int) -> float:
     """use / capacity x 100; none of a resource the device lacks is 0 %, some of it infinite."""
     if capacity:
         return 100.0 * use / capacity
     return 0.0 if use == 0 else math.inf
+
+
+def _on_device(use: dict[str, float], device: Device) -> dict[str, float]:
+    """The design's amounts as `device` would hold them: UltraRAM as BRAM36 (URAM_AS_BRAM36 each) on a
+    device without UltraRAM (a design synthesized for UltraScale+ put its large RAMs there)."""
+    if device.uram or not use["uram"]:
+        return use
+    return {**use, "bram": use["bram"] + URAM_AS_BRAM36 * use["uram"], "uram": 0.0}
 
 
 def fit_table(resources: Any, devices: list[Device] | None = None) -> list[dict[str, Any]]:
@@ -193,14 +204,16 @@ def fit_table(resources: Any, devices: list[Device] | None = None) -> list[dict[
     `resources`: the design's lut, ff, dsp, bram (BRAM36 equivalents) and uram (URAM288 blocks, 0 if
     absent), as a mapping or an object with those attributes (`hqflow.fpga.Resources`). Each row:
     part, name, family, capacity {lut, ff, dsp, bram36, uram}, lut_pct, ff_pct, dsp_pct, bram_pct,
-    uram_pct (use / capacity x 100; UltraRAM on a device without it: infinite), limit (the resource
-    with the largest share), max_pct (that share), fits (every share <= 100 %).
+    uram_pct (use / capacity x 100; on a device without UltraRAM the design's URAM288s count as
+    URAM_AS_BRAM36 BRAM36 each), limit (the resource with the largest share), max_pct (that share),
+    fits (every share <= 100 %).
     """
     use = _amounts(resources)
     devices = load_devices() if devices is None else devices
     rows = []
     for d in devices:
-        pct = {f"{key}_pct": _share(use[key], getattr(d, field)) for key, field, _ in FIT_RESOURCES}
+        here = _on_device(use, d)
+        pct = {f"{key}_pct": _share(here[key], getattr(d, field)) for key, field, _ in FIT_RESOURCES}
         limit_key, limit_field, limit_label = max(FIT_RESOURCES, key=lambda r: pct[f"{r[0]}_pct"])
         rows.append({"part": d.part, "name": d.name, "family": d.family,
                      "capacity": {field: getattr(d, field) for _, field, _ in FIT_RESOURCES},
@@ -220,7 +233,7 @@ def fit_markdown(resources: Any, devices: list[Device] | None = None) -> str:
              "|---|" + "---:|" * len(FIT_RESOURCES) + "---|"]
     for r in rows:
         cells = [f"{r[f'{key}_pct']:.1f} % of {r['capacity'][field]:,}" if r["capacity"][field]
-                 else ("none on the device" if use[key] else "-") for key, field, _ in FIT_RESOURCES]
+                 else (f"as {URAM_AS_BRAM36} BRAM36 each" if use[key] else "-") for key, field, _ in FIT_RESOURCES]
         verdict = "yes" if r["fits"] else f"no ({r['limit']} {r['max_pct']:.0f} %)"
         lines.append(f"| {r['name']} ({r['part']}, {r['family']}) | " + " | ".join(cells) + f" | {verdict} |")
     return "\n".join(lines) + "\n"

@@ -183,3 +183,13 @@ def test_intact_copy_loads(tmp_path):
     assert load_devices(path) == load_devices()
     with pytest.raises(UserError, match="not found; expected a device table"):
         load_devices(tmp_path / "none.yaml")
+
+
+def test_ultraram_counts_as_block_ram_where_a_device_has_none():
+    from hqflow.devices import URAM_AS_BRAM36, fit_table
+
+    design = {"lut": 1000, "ff": 1000, "dsp": 0, "bram": 10, "uram": 3}
+    rows = {r["part"]: r for r in fit_table(design)}
+    assert rows["xczu7ev"]["bram_pct"] == 100.0 * 10 / 312 and rows["xczu7ev"]["uram_pct"] == 100.0 * 3 / 96
+    assert rows["xc7a100t"]["bram_pct"] == 100.0 * (10 + 3 * URAM_AS_BRAM36) / 135
+    assert rows["xc7a100t"]["uram_pct"] == 0.0 and rows["xc7a100t"]["fits"]

@@ -140,24 +140,29 @@ def _points(export: Path) -> list[dict]:
 
 def fit(points: list[dict], memory: fpga.FpgaTable) -> dict:
     """{module: {"lut": {term: c}, "ff": {term: c}}}: non-negative least squares per module and key of
-    (measured - the memories' LUT / FF) on the op's terms, each column scaled to unit norm first."""
+    (measured - the memories' LUT / FF) on the op's terms (for FFs its `ff_terms`, the ones that hold
+    registers), each column scaled to unit norm first."""
     from scipy.optimize import nnls
 
     coeffs = {}
     for module in sorted({p["module"] for p in points}):
         op = _MODULE_OP[module]
         rows = [p for p in points if p["module"] == module]
-        names = sorted({t for p in rows for t in op.terms(p["params"])})
-        a = np.array([[op.terms(p["params"]).get(t, 0.0) for t in names] for p in rows], dtype=float)
-        scale = np.linalg.norm(a, axis=0)
-        scale[scale == 0] = 1.0
         coeffs[module] = {}
         for key in KEYS:
+            allowed = op.lut_terms if key == "lut" else op.ff_terms
+            counted = () if key == "lut" else op.counted_ff
+            names = sorted({t for p in rows for t in op.terms(p["params"])
+                            if (allowed is None or t in allowed) and t not in counted})
+            a = np.array([[op.terms(p["params"]).get(t, 0.0) for t in names] for p in rows], dtype=float)
+            scale = np.linalg.norm(a, axis=0)
+            scale[scale == 0] = 1.0
             mem = [getattr(_memories(op, p["params"], StreamTable(Path(), {}, memory), p["family"] == "xcup"), key)
                    for p in rows]
-            b = np.array([getattr(p["measured"], key) - m for p, m in zip(rows, mem)], dtype=float)
+            b = np.array([getattr(p["measured"], key) - m - sum(op.terms(p["params"])[t] for t in counted)
+                          for p, m in zip(rows, mem)], dtype=float)
             x, _ = nnls(a / scale, np.maximum(b, 0.0))
-            coeffs[module][key] = {t: round(float(v), 4) for t, v in zip(names, x / scale)}
+            coeffs[module][key] = {t: round(float(v), 4) for t, v in zip(names, x / scale)} | dict.fromkeys(counted, 1.0)
     return coeffs
 
 
@@ -193,7 +198,7 @@ def _describe(export: Path) -> str:
     family = json.loads((rtl / "resources.json").read_text())["family"]
     c, h, w = m["frame"]
     lanes = sorted({c["lanes"] for c in m["cores"] if c["lanes"]})
-    return (f"{export.name} ({h}x{w}, T {m['time_steps']}, {len(m['cores'])} cores, P {lanes[0]} to {lanes[-1]}, "
+    return (f"{export.parent.name}/{export.name} ({h}x{w}, T {m['time_steps']}, {len(m['cores'])} cores, P {lanes[0]} to {lanes[-1]}, "
             f"{family})")
 
 
@@ -220,6 +225,16 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--out", type=Path, default=DEFAULT_TABLE)
     args = parser.parse_args(argv)
     memory = fpga.load_fpga_table()
+    if args.command == "fit" and len(args.exports) > 1:  # each export predicted by a fit on the others
+        print("leave one export out (its whole top predicted by a fit on the others):")
+        worst = 0.0
+        for k, export in enumerate(args.exports):
+            others = [p for e in args.exports[:k] + args.exports[k + 1:] for p in _points(e)]
+            _, errors = compare(export, StreamTable(Path("(cross-validation)"), fit(others, memory), memory))
+            worst = max(worst, abs(errors["lut"]))
+            print(f"  {export.name:24} " + " ".join(f"{key.upper()} {errors[key]:+.1f} %"
+                                                    for key in ("lut", "ff", "dsp", "bram", "uram")))
+        print(f"max_left_out_lut_error_pct: {worst:.1f}")
     if args.command == "fit":
         coeffs = fit([p for e in args.exports for p in _points(e)], memory)
         atomic_text(args.out, _yaml(coeffs, [_describe(e) for e in args.exports]))

@@ -138,6 +138,10 @@ class StreamOp:
         """Its DSP48 slices (multipliers Yosys maps to one)."""
         return 0
 
+    lut_terms: tuple[str, ...] | None = None  # the terms of the LUT model (None: all of `terms`)
+    ff_terms: tuple[str, ...] | None = None  # the terms that hold registers (the FF model's; None: all)
+    counted_ff: tuple[str, ...] = ()  # FF terms counted from the Verilog (coefficient 1, not fitted)
+
 
 def _lanes_for(bits: int, outputs: int, lanes: int) -> list[int]:
     """The P a ROM of `bits`-bit codes allows, up to `lanes`, and none beyond the first that covers
@@ -152,6 +156,8 @@ class WeightedLif(StreamOp):
     image): hqflow_stream_wlif.v."""
 
     module = "hqflow_stream_wlif"
+    lut_terms = ("fixed", "acc", "lif", "membrane", "words", "window", "decode", "products")
+    ff_terms = ("fixed", "registers", "window")  # the datapath's register bits counted; the masks
 
     def _geometry(self, graph: DeployGraph, node: Node) -> dict:
         source = graph.node(node.inputs[0])
@@ -229,14 +235,17 @@ class WeightedLif(StreamOp):
         """accumulators (P x T x ACC: adder and register), the LIF (LIF_LANES x V: charge, fire, reset),
         the membranes (P x V), the spike words (P x T: the group's and the output bank), the pending
         masks and the pick (K x C), the lanes' weight decode (P x BITS) and, for multi-bit inputs that
-        stay out of DSP48s, the products in LUTs (P x T x X_BITS x BITS)."""
+        stay out of DSP48s, the products in LUTs (P x T x X_BITS x BITS); for the FFs, the register bits
+        of the datapath together (one coefficient: the terms above scale alike at a fixed T).
+        P counts the live lanes only (min(P, O))."""
         p = params
         lanes = min(p["P"], p["O"])  # lanes past the outputs are dead in every group: synthesis removes them
         in_luts = p["X_BITS"] > 1 and not lane_dsp(p["SCHEME"], p["BITS"], p["X_BITS"])
-        return {"fixed": 1.0, "acc": lanes * p["T"] * p["ACC_BITS"], "lif": min(p["LIF_LANES"], lanes) * p["V_BITS"],
-                "membrane": lanes * p["V_BITS"], "words": lanes * p["T"], "window": p["K"] * p["C"],
-                "decode": lanes * p["BITS"],
-                "products": lanes * p["T"] * p["X_BITS"] * p["BITS"] if in_luts else 0.0}
+        acc, membrane, words = lanes * p["T"] * p["ACC_BITS"], lanes * p["V_BITS"], lanes * p["T"]
+        return {"fixed": 1.0, "acc": acc, "lif": min(p["LIF_LANES"], lanes) * p["V_BITS"],
+                "membrane": membrane, "words": words, "window": p["K"] * p["C"], "decode": lanes * p["BITS"],
+                "products": lanes * p["T"] * p["X_BITS"] * p["BITS"] if in_luts else 0.0,
+                "registers": acc + membrane + 2 * words}  # accumulators, membranes, spike words and bank
 
     def dsp(self, params):
         lanes = min(params["P"], params["O"])
@@ -301,6 +310,7 @@ class Add(StreamOp):
 
 class Ssa(StreamOp):
     module = "hqflow_stream_ssa"
+    ff_terms = ("fixed", "acc", "lif")  # y and the membranes; the kv rows are in RAM
     barrier = True
 
     def build(self, graph, node, inputs, lanes):
