@@ -62,7 +62,8 @@ def test_export_records_its_estimate(run_dir, tmp_path):
     out = tmp_path / "export"
     result = CliRunner().invoke(main, ["export", str(run_dir), "--target", "rtl", "--tb-samples", "2", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "estimate for xc7a100tcsg324-1 (xc7): LUT" in result.output and "within 80% of every resource" in result.output
+    assert "estimate for xc7a100tcsg324-1 (xc7): LUT" in result.output
+    assert "within 80% of every resource" in result.output
     manifest = json.loads((out / "rtl" / "top.json").read_text())
     recorded = manifest["estimate"]
     assert recorded["fits"] is True and recorded["total"] == stream_estimate.estimate_manifest(manifest)["total"]

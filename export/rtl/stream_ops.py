@@ -140,7 +140,6 @@ class StreamOp:
 
     lut_terms: tuple[str, ...] | None = None  # the terms of the LUT model (None: all of `terms`)
     ff_terms: tuple[str, ...] | None = None  # the terms that hold registers (the FF model's; None: all)
-    counted_ff: tuple[str, ...] = ()  # FF terms counted from the Verilog (coefficient 1, not fitted)
 
 
 def _lanes_for(bits: int, outputs: int, lanes: int) -> list[int]:
