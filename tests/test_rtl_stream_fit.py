@@ -5,7 +5,9 @@ shipped table's non-negative coefficients, DSP48s counted; the estimate an expor
 one recomputed from its manifest; a table with a negative or missing coefficient is an error naming
 the file and key. `plan_to_fit` returns the fastest folding a predicate accepts: the next faster one
 it tried is rejected. Estimates against synthesis are measured by `python -m
-hqflow.export.rtl.stream_estimate check OUT` on synthesized exports (README).
+hqflow.export.rtl.stream_estimate check OUT` on synthesized exports (README); under `slow`, a small
+mixed-format top (fp32 layers included, outside the fit's data) is synthesized and its estimate
+checked: DSP48 exact, BRAM36 within 10 %, LUT and FF within 20 %.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from hqflow.export.lower import load_checkpoint, lower
 from hqflow.export.rtl import stream, stream_estimate
 from hqflow.export.rtl.stream_ops import FIFO, STREAM_OPS
 from test_rtl_stream import _cfg, make_run
+from test_rtl_synth import needs_yosys
 
 pytestmark = pytest.mark.rtl
 
@@ -107,3 +110,17 @@ def test_ultraram_mapping_follows_yosys():
         assert (r.bram, r.uram) == expected, (depth, width)
     assert fpga.memory_resources(16, 16384, table, rom=True, uram=True).uram == 0  # a ROM has contents
     assert fpga.memory_resources(16, 16384, table).uram == 0  # no UltraRAM outside UltraScale+
+
+
+@pytest.mark.slow
+@needs_yosys
+def test_estimate_beside_the_synthesis_of_a_small_top(run_dir, tmp_path):
+    out = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export", str(run_dir), "--target", "rtl", "--tb-samples", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["synth", str(out)])  # about 5 minutes on 2 cores
+    assert result.exit_code == 0, result.output
+    assert "## Estimate / synthesis" in (out / "rtl" / "resources.md").read_text()
+    _, errors = stream_estimate.compare(out, stream_estimate.load_stream_table())
+    assert errors["dsp"] == 0.0 and errors["uram"] == 0.0
+    assert abs(errors["bram"]) <= 10.0 and abs(errors["lut"]) <= 20.0 and abs(errors["ff"]) <= 20.0, errors
