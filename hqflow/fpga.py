@@ -15,8 +15,8 @@ estimate from the shape (`estimate_widths`). lane_*[f, X] is read at the calibra
 interpolated linearly in X between them (DSP: the value at the next calibrated width up, since a
 multiplier maps to a DSP48 by a width threshold), and between calibrated bit widths of a scheme.
 
-Memories (`memory_resources`): a RAM / ROM of `width` x `depth` maps, as Yosys 0.23 synth_xilinx does for
-xc7 (its memory_libmap cost rules, checked by the calibration), to
+Memories (`memory_resources`, hqflow/resources.py): a RAM / ROM of `width` x `depth` maps, as Yosys 0.23
+synth_xilinx does for xc7 (its memory_libmap cost rules, checked by the calibration), to
     registers      depth <= memory.ff_max_depth (FFs, width * depth, and a read mux in LUTs)
     distributed    width * depth <= memory.lutram_max_bits: ceil(depth / 64) LUTs per bit of width
                    (RAM64M / RAM32M cells count as LUT RAM, reported in `lut`)
@@ -39,6 +39,7 @@ from hqflow.errors import UserError
 from hqflow.io import read_yaml
 from hqflow.numerics import Candidate
 from hqflow.numerics.rom import ROM_WORD_BITS, rom_code_bits
+from hqflow.resources import RESOURCE_KEYS, Resources, memory_resources, resources_from_cells, total  # noqa: F401
 
 __all__ = ["DEFAULT_LANES", "DEFAULT_TABLE", "FpgaTable", "Resources", "estimate_widths", "fpga_cost_matrix",
            "graph_resources", "layer_input_bits", "layer_resources", "load_fpga_table", "memory_resources",
@@ -48,72 +49,8 @@ DEFAULT_LANES = 8
 DEFAULT_TABLE = Path(__file__).with_name("tables") / "fpga_xc7.yaml"
 CORES = ("linear", "conv", "head")
 SPIKE_OPS = ("ssa", "maxpool", "add", "tokens")
-RESOURCE_KEYS = ("lut", "ff", "dsp", "bram", "uram")
 MEMORY_NUMBERS = ("rom_logic_cost", "ram_logic_cost", "rom_lut_depth", "ram_lut_per_bit")
 LIF_EXTRA_BITS = 1  # v_bits = acc_bits + frac_bits + 1 in the lowering (numerics.bounds.membrane_bits)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """FPGA resources: LUTs (logic and LUT RAM), flip-flops, DSP48 slices, BRAM in RAMB36 equivalents,
-    UltraRAM blocks (URAM288, UltraScale+ only)."""
-
-    lut: float = 0.0
-    ff: float = 0.0
-    dsp: float = 0.0
-    bram: float = 0.0
-    uram: float = 0.0
-
-    def __add__(self, other: Resources) -> Resources:
-        return Resources(*(getattr(self, k) + getattr(other, k) for k in RESOURCE_KEYS))
-
-    def __radd__(self, other):  # sum() starts from 0
-        if other == 0:
-            return self
-        return NotImplemented
-
-    def scaled(self, k: float) -> Resources:
-        return Resources(*(getattr(self, key) * k for key in RESOURCE_KEYS))
-
-    def to_dict(self) -> dict:
-        return {k: float(getattr(self, k)) for k in RESOURCE_KEYS}
-
-
-# LUTs of each LUT RAM / shift register primitive (Vivado's "LUT as Memory" counts them among the LUTs)
-LUTRAM_LUTS = {"RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4,
-               "RAM256X1D": 8, "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8,
-               "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1}
-
-
-def resources_from_cells(cells) -> Resources:
-    """Resources of a synthesized netlist's {cell type: count} (Yosys `stat`): lut = LUT1..LUT6 plus the
-    LUTs of LUT RAM / SRL cells (LUTRAM_LUTS), ff = FD*E, dsp = DSP48E1/E2, bram = RAMB36 + RAMB18 / 2,
-    uram = URAM288.
-    The same convention as this model's figures, so that a synthesis and an estimate compare."""
-    res = dict.fromkeys(RESOURCE_KEYS, 0.0)
-    for kind, n in dict(cells).items():
-        kind, n = str(kind), float(n)
-        if kind.startswith("LUT") and kind[3:].isdigit():
-            res["lut"] += n
-        elif kind in LUTRAM_LUTS:
-            res["lut"] += LUTRAM_LUTS[kind] * n
-        elif kind[:2] == "FD" and kind.rstrip("_1")[-1] == "E":
-            res["ff"] += n
-        elif kind.startswith("DSP48E"):
-            res["dsp"] += n
-        elif kind.startswith("RAMB36"):
-            res["bram"] += n
-        elif kind.startswith("RAMB18"):
-            res["bram"] += n / 2
-        elif kind.startswith("URAM288"):
-            res["uram"] += n
-    return Resources(**res)
-
-
-def total(resources) -> Resources:
-    """The sum of an iterable (or a dict's values) of Resources."""
-    values = resources.values() if isinstance(resources, dict) else resources
-    return sum(values, Resources())
 
 
 @dataclass(frozen=True)
@@ -263,56 +200,6 @@ def load_fpga_table(path: str | Path | None = None) -> FpgaTable:
                                                     for k, v in entry.items()})
     return FpgaTable(str(path), raw["family"], bool(raw.get("placeholder", False)), weights, cores, width, lanes,
                      memory, spike_ops)
-
-
-# ---------------------------------------------------------------------------------------------- memories
-
-def _prims(width_bits: int, depth: int, configs) -> list[tuple[int, int, int]]:
-    return [(math.ceil(width_bits / w) * math.ceil(depth / d), w, d) for w, d in configs]
-
-
-URAM_WIDTH, URAM_DEPTH, URAM_COST = 72, 4096, 1024.0  # Yosys 0.23 xilinx/urams.txt: URAM288, 4096 x 72, cost 1024
-
-
-def memory_resources(width_bits: int, depth: int, table: FpgaTable, rom: bool = False,
-                     uram: bool = False) -> Resources:
-    """Resources of one memory of `depth` words of `width_bits` bits, with one synchronous read port and
-    (RAM) one write port, or a ROM (`rom`: initialized, never written).
-
-    The mapping follows Yosys 0.23 memory_libmap for xc7: every option's cost is computed and the
-    cheapest wins: soft logic (bits * logic_cost_rom or logic_cost_ram per bit), LUT RAM (RAMs: primitives
-    cascaded in depth, `cost` per primitive scaled by the share of its width used, as Yosys'
-    `widthscale`) or block RAM (RAMB18 / RAMB36 aspect ratios,
-    `cost` per primitive). Resources of each: logic ROM width * ceil(depth / rom_lut_depth) LUTs (a LUT6
-    per output bit and 64 words) and `width` FFs (the output register); logic RAM `width * (depth + 1)`
-    FFs (the words and the output register) and `ram_lut_per_bit` LUTs per bit; LUT RAM `luts` LUTs per
-    primitive and `width` FFs; block RAM its primitives (RAMB18 = 0.5 RAMB36). With `uram` (UltraScale+,
-    synthesized with -uram) a RAM may also take URAM288s (4096 x 72 each, narrow words packed several to a
-    row: max(bits / 294,912, width / 72) of them, as measured; a ROM cannot: no initial contents)."""
-    if width_bits <= 0 or depth <= 0:
-        return Resources()
-    m = table.memory
-    bits = width_bits * depth
-    options = [(bits * (m["rom_logic_cost"] if rom else m["ram_logic_cost"]), "logic", 0)]
-    if not rom:  # LUT RAM primitives, deeper ones cascaded; the cost scales with the width used (widthscale)
-        n, w, d = min(_prims(width_bits, depth, m["lutram"]["configs"]))
-        options.append((math.ceil(depth / d) * width_bits / w * m["lutram"]["cost"], "lutram", n))
-    for key, scale in (("bram18", 0.5), ("bram36", 1.0)):
-        n = min(p[0] for p in _prims(width_bits, depth, m[key]["configs"]))
-        options.append((n * m[key]["cost"], key, n * scale))
-    if uram and not rom:  # Yosys packs narrow words side by side in a 72-bit row: about the bits' share
-        n = max(math.ceil(bits / (URAM_WIDTH * URAM_DEPTH)), math.ceil(width_bits / URAM_WIDTH))
-        options.append((n * URAM_COST, "uram", n))
-    _, kind, n = min(options, key=lambda o: o[0])
-    if kind == "uram":
-        return Resources(uram=n)
-    if kind == "logic":
-        if rom:
-            return Resources(lut=width_bits * math.ceil(depth / m["rom_lut_depth"]), ff=width_bits)
-        return Resources(lut=bits * m["ram_lut_per_bit"], ff=bits + width_bits)
-    if kind == "lutram":
-        return Resources(lut=n * m["lutram"]["luts"], ff=width_bits)
-    return Resources(bram=n)
 
 
 # ---------------------------------------------------------------------------------------------- layers

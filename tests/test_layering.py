@@ -5,7 +5,7 @@
     search  search/            the PyTorch stage: knows the core, not export or sim
     sim     sim/               NumPy and the core only
     export  export/            knows everything but the CLI
-    cli     hqflow/cli.py      the top
+    cli     hqflow/cli/        the top
 
 Every import counts, also those inside functions. Module-level imports form no cycle.
 """
@@ -37,7 +37,7 @@ MODULES = _modules()
 
 
 def _part(module: str) -> str:
-    if module == "hqflow.cli":
+    if module == "hqflow.cli" or module.startswith("hqflow.cli."):
         return "cli"
     for part in ("search", "export", "sim"):
         if module == f"hqflow.{part}" or module.startswith(f"hqflow.{part}."):
