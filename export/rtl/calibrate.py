@@ -30,6 +30,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +56,7 @@ DEFAULT_CACHE = Path("out/fpga_calibration")
 
 def widths(kind: str, shape: dict, fmt: Candidate, x_bits: int) -> tuple[int, int]:
     """(ACC, V) of a calibration point: hqflow.fpga.estimate_widths of its shape."""
-    from hqflow.cost import LayerShape
-    taps = 9 if kind == "conv" else 1
-    positions = shape["H"] * shape["W"] if kind == "conv" else shape["N"]
-    return fpga.estimate_widths(LayerShape("p", "x", shape["C"], shape["O"], taps, positions, 1), fmt, x_bits,
-                                F_BITS)
+    return fpga.estimate_widths(POINT_KINDS[kind].shape(shape), fmt, x_bits, F_BITS)
 
 
 def design() -> list[dict]:
@@ -118,49 +116,96 @@ def _random_hex(folder: Path, name: str, width: int, depth: int, rng) -> str:
     return name
 
 
-def _weighted_params(point: dict, folder: Path, rng) -> tuple[str, list[str], dict]:
-    kind, fmt, lanes = point["kind"], Candidate.parse(point["format"]), point["P"]
+def _weighted_common(point: dict, folder: Path, rng) -> dict:
+    """The weight ROM (random codes of the point's format, written to weights.mem) and its parameters."""
+    kind, fmt, lanes = POINT_KINDS[point["kind"]], Candidate.parse(point["format"]), point["P"]
     bits = numerics.rom_code_bits(fmt)
-    rows = point.get("C", point.get("CHANNELS")) * (9 if kind == "conv" else 1)
-    outputs = point.get("O", point.get("CLASSES"))
-    codes, zero_point = _random_codes(fmt, rows, outputs, rng)
+    codes, zero_point = _random_codes(fmt, point[kind.inputs] * kind.taps, point[kind.outputs], rng)
     text, _, _ = memfiles.rom_text(codes, bits, lanes, f"calibration {fmt.name}")
     atomic_text(folder / "weights.mem", text)
-    common = {"P": lanes, "BITS": bits, "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
-              "ZP": zero_point, "ROM_FILE": "weights.mem"}
-    if kind == "head":
-        _random_hex(folder, "bias.mem", point["LOGIT_BITS"], outputs, rng)
-        params = {**common, **{k: point[k] for k in ("TOKENS", "CHANNELS", "CLASSES", "IN_BITS", "SUM_BITS",
-                                                     "LOGIT_BITS")}, "ACC_BITS": point["ACC"], "BF": 4,
-                  "BIAS_FILE": "bias.mem"}
-        return "hqflow_head", ["hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_head.v"], params
-    groups = -(-outputs // lanes)
-    for name, width in (("bias.mem", lanes * point["v"]), ("thr.mem", lanes * point["v"]), ("sign.mem", 2 * lanes)):
+    return {"P": lanes, "BITS": bits, "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
+            "ZP": zero_point, "ROM_FILE": "weights.mem"}
+
+
+def _lif_params(point: dict, folder: Path, rng) -> dict:
+    """hqflow_linear_lif / hqflow_conv_lif: the ROM, random LIF tables, widths and the point's geometry."""
+    common = _weighted_common(point, folder, rng)  # (the ROM's codes drawn first, the tables after)
+    groups = -(-point["O"] // point["P"])
+    for name, width in (("bias.mem", point["P"] * point["v"]), ("thr.mem", point["P"] * point["v"]),
+                        ("sign.mem", 2 * point["P"])):
         _random_hex(folder, name, width, groups, rng)
-    params = {**common, "X_BITS": point["x_bits"], "ACC_BITS": point["acc"], "V_BITS": point["v"], "F": F_BITS,
-              "T": T_SHIFT, "BIAS_FILE": "bias.mem", "THR_FILE": "thr.mem", "SIGN_FILE": "sign.mem",
-              **{k: point[k] for k in (("C", "H", "W", "O") if kind == "conv" else ("N", "C", "O"))}}
-    top = f"hqflow_{kind}_lif"
-    return top, [*WEIGHTED_SOURCES, f"{top}.v"], params
+    geometry = POINT_KINDS[point["kind"]].geometry
+    return {**common, "X_BITS": point["x_bits"], "ACC_BITS": point["acc"],
+            "V_BITS": point["v"], "F": F_BITS, "T": T_SHIFT, "BIAS_FILE": "bias.mem", "THR_FILE": "thr.mem",
+            "SIGN_FILE": "sign.mem", **{k: point[k] for k in geometry}}
+
+
+def _head_params(point: dict, folder: Path, rng) -> dict:
+    common = _weighted_common(point, folder, rng)
+    _random_hex(folder, "bias.mem", point["LOGIT_BITS"], point["CLASSES"], rng)
+    return {**common, **{k: point[k] for k in ("TOKENS", "CHANNELS", "CLASSES", "IN_BITS", "SUM_BITS", "LOGIT_BITS")},
+            "ACC_BITS": point["ACC"], "BF": 4, "BIAS_FILE": "bias.mem"}
+
+
+def _rom_params(point: dict, folder: Path, rng) -> dict:
+    _random_hex(folder, "rom.mem", point["width"], point["depth"], rng)
+    depth = point["depth"]
+    return {"WIDTH": point["width"], "DEPTH": depth, "AW": max(1, (depth - 1).bit_length()), "FILE": "rom.mem"}
+
+
+@dataclass(frozen=True)
+class PointKind:
+    """How a calibration point of one kind is synthesized and modelled. top / sources: the core; params:
+    writes its memory files, returns its parameters; a weighted core also has `group` (its LayerShape
+    group for hqflow.fpga), `taps`, the keys of its inputs, outputs and geometry, and `x_key` (its
+    input bits); memories: the resources hqflow.fpga predicts for the memories inside it."""
+    top: str
+    sources: tuple[str, ...]
+    params: Callable[[dict, Path, np.random.Generator], dict]
+    group: str | None = None
+    taps: int = 1
+    inputs: str = "C"
+    outputs: str = "O"
+    geometry: tuple[str, ...] = ()
+    x_key: str = "x_bits"
+    memories: Callable[[dict, fpga.FpgaTable], fpga.Resources] = lambda point, table: fpga.Resources()
+
+    @property
+    def weighted(self) -> bool:
+        return self.group is not None
+
+    def shape(self, point: dict):
+        """The LayerShape hqflow.fpga models a weighted point as."""
+        from hqflow.cost import LayerShape
+
+        positions = point["H"] * point["W"] if "H" in self.geometry else point.get("N", 1)
+        return LayerShape("p", self.group, point[self.inputs], point[self.outputs], self.taps, positions, 1)
+
+
+_PLAIN = lambda point, folder, rng: {k: v for k, v in point.items() if k != "kind"}  # noqa: E731 (the point's own)
+POINT_KINDS = {
+    "rom": PointKind("hqflow_weight_rom", ("hqflow_weight_rom.v",), _rom_params,
+                     memories=lambda p, table: fpga.memory_resources(p["width"], p["depth"], table, rom=True)),
+    "ram": PointKind("hqflow_ram", ("hqflow_ram.v",),
+                     lambda p, folder, rng: {"WIDTH": p["width"], "DEPTH": p["depth"]},
+                     memories=lambda p, table: fpga.memory_resources(p["width"], p["depth"], table)),
+    "linear": PointKind("hqflow_linear_lif", (*WEIGHTED_SOURCES, "hqflow_linear_lif.v"), _lif_params, "mlp",
+                        geometry=("N", "C", "O")),
+    "conv": PointKind("hqflow_conv_lif", (*WEIGHTED_SOURCES, "hqflow_conv_lif.v"), _lif_params, "tokenizer",
+                      taps=9, geometry=("C", "H", "W", "O")),
+    "head": PointKind("hqflow_head", ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_head.v"),
+                      _head_params, "head", inputs="CHANNELS", outputs="CLASSES", x_key="SUM_BITS"),
+    "add": PointKind("hqflow_add", ("hqflow_ram.v", "hqflow_add.v"), _PLAIN),
+    "maxpool": PointKind("hqflow_maxpool", ("hqflow_ram.v", "hqflow_maxpool.v"), _PLAIN),
+    "ssa": PointKind("hqflow_ssa", ("hqflow_ram.v", "hqflow_lif.v", "hqflow_ssa.v"), _PLAIN,
+                     memories=lambda p, table: fpga.ssa_memories(p["TOKENS"], p["DIM"], p["HEADS"], p["V_BITS"], table)),
+}
 
 
 def _setup(point: dict, folder: Path, seed: int) -> tuple[str, list[str], dict]:
     """(top, core source files, parameters) of a point, its memory files written into `folder`."""
-    rng = np.random.default_rng(seed)
-    kind = point["kind"]
-    if kind == "rom":
-        _random_hex(folder, "rom.mem", point["width"], point["depth"], rng)
-        depth = point["depth"]
-        return "hqflow_weight_rom", ["hqflow_weight_rom.v"], {
-            "WIDTH": point["width"], "DEPTH": depth, "AW": max(1, (depth - 1).bit_length()), "FILE": "rom.mem"}
-    if kind == "ram":
-        return "hqflow_ram", ["hqflow_ram.v"], {"WIDTH": point["width"], "DEPTH": point["depth"]}
-    if kind in ("linear", "conv", "head"):
-        return _weighted_params(point, folder, rng)
-    params = {k: v for k, v in point.items() if k != "kind"}
-    sources = {"add": ["hqflow_ram.v", "hqflow_add.v"], "maxpool": ["hqflow_ram.v", "hqflow_maxpool.v"],
-               "ssa": ["hqflow_ram.v", "hqflow_lif.v", "hqflow_ssa.v"]}[kind]
-    return f"hqflow_{kind}", sources, params
+    kind = POINT_KINDS[point["kind"]]
+    return kind.top, list(kind.sources), kind.params(point, folder, np.random.default_rng(seed))
 
 
 def point_key(point: dict, seed: int) -> str:
@@ -198,19 +243,15 @@ def synthesize(point: dict, cache: Path, family: str = "xc7", seed: int = 0) -> 
 
 def point_memories(point: dict, table: fpga.FpgaTable) -> fpga.Resources:
     """The predicted resources of the memories inside a core point (hqflow.fpga's rules)."""
-    kind = point["kind"]
-    if kind == "ssa":
-        return fpga.ssa_memories(point["TOKENS"], point["DIM"], point["HEADS"], point["V_BITS"], table)
-    return fpga.Resources()
+    return POINT_KINDS[point["kind"]].memories(point, table)
 
 
 def _shape_of(point: dict):
-    from hqflow.cost import LayerShape
-    if point["kind"] == "conv":
-        return LayerShape("p", "tokenizer", point["C"], point["O"], 9, point["H"] * point["W"], 1)
-    if point["kind"] == "head":
-        return LayerShape("p", "head", point["CHANNELS"], point["CLASSES"], 1, 1, 1)
-    return LayerShape("p", "mlp", point["C"], point["O"], 1, point["N"], 1)
+    return POINT_KINDS[point["kind"]].shape(point)
+
+
+def _weighted_x(point: dict) -> int:
+    return point[POINT_KINDS[point["kind"]].x_key]
 
 
 def _zero_table(memory: dict) -> fpga.FpgaTable:
@@ -222,10 +263,6 @@ def _zero_table(memory: dict) -> fpga.FpgaTable:
                           {f: {x: zero for x in X_BITS} for f in FORMATS}, memory, {})
 
 
-def _weighted_x(point: dict) -> int:
-    return point["SUM_BITS"] if point["kind"] == "head" else point["x_bits"]
-
-
 def fit(results: list[tuple[dict, dict]], memory: dict) -> dict:
     """The table's coefficients (a dict ready for YAML) from [(point, cells)]."""
     measured = [(p, fpga.resources_from_cells(c)) for p, c in results]
@@ -233,7 +270,7 @@ def fit(results: list[tuple[dict, dict]], memory: dict) -> dict:
     zero = _zero_table(memory)
 
     def mem_of(p):
-        if p["kind"] in ("linear", "conv", "head"):
+        if POINT_KINDS[p["kind"]].weighted:
             fmt = Candidate.parse(p["format"])
             return fpga.layer_resources(_shape_of(p), fmt, zero, p["P"], _weighted_x(p),
                                         p.get("acc", p.get("ACC")), p.get("v", 0))
@@ -274,7 +311,7 @@ def fit(results: list[tuple[dict, dict]], memory: dict) -> dict:
     # 4. spike ops: fixed cost = measured - their memories
     spike_ops: dict[str, dict] = {"tokens": {}}
     for p, r in measured:
-        if p["kind"] in ("add", "maxpool", "ssa"):
+        if p["kind"] in fpga.SPIKE_OPS:
             rest = fpga.Resources(r.lut, r.ff, r.dsp, r.bram) + point_memories(p, zero).scaled(-1)
             spike_ops[p["kind"]] = {"fixed": {k: round(float(v), 1) for k, v in rest.to_dict().items()}}
     return {"memory": memory, "cores": core_fixed, "width": width, "lanes": lanes, "spike_ops": spike_ops}
@@ -322,14 +359,11 @@ DEFAULT_MEMORY = {"rom_logic_cost": 1 / 64, "ram_logic_cost": 1.0, "rom_lut_dept
 def predict(point: dict, table: fpga.FpgaTable) -> fpga.Resources:
     """The fitted table's estimate of one point."""
     kind = point["kind"]
-    if kind == "rom":
-        return fpga.memory_resources(point["width"], point["depth"], table, rom=True)
-    if kind == "ram":
-        return fpga.memory_resources(point["width"], point["depth"], table)
-    if kind in ("linear", "conv", "head"):
+    if POINT_KINDS[kind].weighted:
         return fpga.layer_resources(_shape_of(point), Candidate.parse(point["format"]), table, point["P"],
                                     _weighted_x(point), point.get("acc", point.get("ACC")), point.get("v", 0))
-    return table.spike_ops[kind]["fixed"] + point_memories(point, table)
+    fixed = table.spike_ops[kind]["fixed"] if kind in table.spike_ops else fpga.Resources()
+    return fixed + point_memories(point, table)
 
 
 def errors(results: list[tuple[dict, dict]], table: fpga.FpgaTable) -> list[dict]:
@@ -369,7 +403,7 @@ def run(out: Path, cache: Path = DEFAULT_CACHE, family: str = "xc7", points: lis
                                           "max_ff_error_pct": 0, "dsp_exact": 0, "weighted_points": 0,
                                           "bram_exact": 0, "all_points": 0}))
     rows = errors(results, fpga.load_fpga_table(draft))
-    cores = [r for r in rows if r["point"]["kind"] in ("linear", "conv", "head")]
+    cores = [r for r in rows if POINT_KINDS[r["point"]["kind"]].weighted]
     lut_err = [_pct(r["estimate"]["lut"], r["measured"]["lut"]) for r in cores]
     ff_err = [_pct(r["estimate"]["ff"], r["measured"]["ff"]) for r in cores]
     header.update(max_lut_error_pct=max(lut_err), mean_lut_error_pct=float(np.mean(lut_err)),
