@@ -125,16 +125,10 @@ def _node_streams(graph: DeployGraph) -> tuple[dict[str, Stream], dict[str, str]
     return streams, of
 
 
-def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
-         nnz: dict[str, float] | None = None) -> tuple[dict[str, int | tuple[int, int]], int]:
-    """P per weighted node (and the head): the smallest allowed P whose cycles per image meet the
-    target interval. The target: `target_interval` if given, else the largest cycles per image any core
-    has at its largest P (<= lanes): the fastest pipeline the lane bound allows, every core folded as
-    far as that interval lets it. `nnz`: per event-driven node its nonzero input elements per image
-    (the mean of a trace: the folding is for those input rates), absent: every element (the worst
-    case). A weighted core then gets the fewest LIF lanes (P / chunks, up to MAX_LIF_CHUNKS passes a
-    step) that still meet the target: its LIF is the widest adder of the core and works T steps of a
-    group only. Returns ({node: P, or (P, LIF lanes) for conv_lif / linear_lif}, the target)."""
+def lane_cycles(graph: DeployGraph, lanes: int, nnz: dict[str, float] | None = None
+                ) -> tuple[dict[str, list[tuple[int, int]]], list[int]]:
+    """({node: [(P, cycles per image)] for each lane count its ROM allows up to `lanes`}, [the cycles of
+    each core without lanes]): what the folding chooses from. `nnz` as in `fold`."""
     nnz = nnz or {}
     streams, of = _node_streams(graph)
     steps = graph.time_steps
@@ -147,12 +141,28 @@ def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
         inputs = [streams[of[src]] for src in node.inputs]
         options = op.lane_choices(graph, node, lanes)
         if options == [0]:
-            fixed.append(math.ceil(op.cycles(op.build(graph, node, inputs, 0)["params"], steps)))
+            fixed.append(math.ceil(op.cycles(op.params(graph, node, inputs, 0), steps)))
             continue
         if not options:
             raise UserError(f"node {node.name}: no lane count <= {lanes} fits its ROM word")
         choices[node.name] = [(p, math.ceil(op.cycles(op.cycle_params(graph, node, inputs, p), steps,
                                                       nnz.get(node.name)))) for p in options]
+    return choices, fixed
+
+
+def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
+         nnz: dict[str, float] | None = None) -> tuple[dict[str, int | tuple[int, int]], int]:
+    """P per weighted node (and the head): the smallest allowed P whose cycles per image meet the
+    target interval. The target: `target_interval` if given, else the largest cycles per image any core
+    has at its largest P (<= lanes): the fastest pipeline the lane bound allows, every core folded as
+    far as that interval lets it. `nnz`: per event-driven node its nonzero input elements per image
+    (the mean of a trace: the folding is for those input rates), absent: every element (the worst
+    case). A weighted core then gets the fewest LIF lanes (P / chunks, up to MAX_LIF_CHUNKS passes a
+    step) that still meet the target: its LIF is the widest adder of the core and works T steps of a
+    group only. Returns ({node: P, or (P, LIF lanes) for conv_lif / linear_lif}, the target)."""
+    nnz = nnz or {}
+    choices, fixed = lane_cycles(graph, lanes, nnz)
+    steps = graph.time_steps
     if target_interval is None:
         target_interval = max([min(c for _, c in opts) for opts in choices.values()] + fixed)
     chosen = {}
@@ -245,17 +255,8 @@ def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz
     first = plan_stream(graph, lanes, target_interval, nnz, files=False)
     if fits(first):
         return plan_stream(graph, lanes, target_interval, nnz), True
-    steps = graph.time_steps
-    streams, of = _node_streams(graph)
-    targets = set()
-    for node in graph.nodes:
-        op = STREAM_OPS[node.op]
-        choices = op.lane_choices(graph, node, lanes) if op.has_core else [0]
-        if choices != [0]:
-            inputs = [streams[of[src]] for src in node.inputs]
-            targets |= {math.ceil(op.cycles(op.cycle_params(graph, node, inputs, p), steps, (nnz or {}).get(node.name)))
-                        for p in choices}
-    targets = sorted(t for t in targets if t > first.target_interval)
+    choices, _ = lane_cycles(graph, lanes, nnz)
+    targets = sorted({c for options in choices.values() for _, c in options if c > first.target_interval})
     if not targets or not fits(plan_stream(graph, lanes, targets[-1], nnz, files=False)):
         return plan_stream(graph, lanes, target_interval, nnz), False
     lo, hi = 0, len(targets) - 1  # the first target index that fits lies in [lo, hi]
