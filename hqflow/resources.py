@@ -89,8 +89,13 @@ def _prims(width_bits: int, depth: int, configs) -> list[tuple[int, int, int]]:
 URAM_WIDTH, URAM_DEPTH, URAM_COST = 72, 4096, 1024.0  # Yosys 0.23 xilinx/urams.txt: URAM288, 4096 x 72, cost 1024
 
 
+def _urams(width_bits: int, depth: int) -> int:
+    """URAM288s of a RAM: Yosys packs narrow words side by side in a 72-bit row (about the bits' share)."""
+    return max(math.ceil(width_bits * depth / (URAM_WIDTH * URAM_DEPTH)), math.ceil(width_bits / URAM_WIDTH))
+
+
 def memory_resources(width_bits: int, depth: int, table, rom: bool = False,
-                     uram: bool = False) -> Resources:
+                     uram: bool = False, ultra: bool = False) -> Resources:
     """Resources of one memory of `depth` words of `width_bits` bits, with one synchronous read port and
     (RAM) one write port, or a ROM (`rom`: initialized, never written); `table`: an FPGA table
     (hqflow.fpga.FpgaTable), its `memory` section.
@@ -104,11 +109,16 @@ def memory_resources(width_bits: int, depth: int, table, rom: bool = False,
     FFs (the words and the output register) and `ram_lut_per_bit` LUTs per bit; LUT RAM `luts` LUTs per
     primitive and `width` FFs; block RAM its primitives (RAMB18 = 0.5 RAMB36). With `uram` (UltraScale+,
     synthesized with -uram) a RAM may also take URAM288s (4096 x 72 each, narrow words packed several to a
-    row: max(bits / 294,912, width / 72) of them, as measured; a ROM cannot: no initial contents)."""
+    row: max(bits / 294,912, width / 72) of them, as measured; a ROM cannot: no initial contents).
+    `ultra`: a RAM placed in UltraRAM by its Verilog (ram_style "ultra"): those URAM288s, whatever the cost."""
     if width_bits <= 0 or depth <= 0:
         return Resources()
+    if ultra and rom:
+        raise ValueError("memory_resources: a ROM cannot be UltraRAM (no initial contents)")
     m = table.memory
     bits = width_bits * depth
+    if ultra:
+        return Resources(uram=_urams(width_bits, depth))
     options = [(bits * (m["rom_logic_cost"] if rom else m["ram_logic_cost"]), "logic", 0)]
     if not rom:  # LUT RAM primitives, deeper ones cascaded; the cost scales with the width used (widthscale)
         n, w, d = min(_prims(width_bits, depth, m["lutram"]["configs"]))
@@ -117,7 +127,7 @@ def memory_resources(width_bits: int, depth: int, table, rom: bool = False,
         n = min(p[0] for p in _prims(width_bits, depth, m[key]["configs"]))
         options.append((n * m[key]["cost"], key, n * scale))
     if uram and not rom:  # Yosys packs narrow words side by side in a 72-bit row: about the bits' share
-        n = max(math.ceil(bits / (URAM_WIDTH * URAM_DEPTH)), math.ceil(width_bits / URAM_WIDTH))
+        n = _urams(width_bits, depth)
         options.append((n * URAM_COST, "uram", n))
     _, kind, n = min(options, key=lambda o: o[0])
     if kind == "uram":

@@ -4,7 +4,9 @@ Every core has its op's hardware model: memories mapped as Yosys maps them, logi
 shipped table's non-negative coefficients, DSP48s counted; the estimate an export records equals the
 one recomputed from its manifest; a table with a negative or missing coefficient is an error naming
 the file and key. `plan_to_fit` returns the fastest folding a predicate accepts: the next faster one
-it tried is rejected. Estimates against synthesis are measured by `python -m
+it tried is rejected. On a part with UltraRAM where block RAM runs short, the placement moves the
+large RAMs of the cores that free the most BRAM36 per URAM288 (ULTRA); under `slow`, a top with every
+such core placed is co-simulated bit for bit. Estimates against synthesis are measured by `python -m
 hqflow.export.rtl.stream_estimate check OUT` on synthesized exports (README); under `slow`, a small
 mixed-format top (fp32 layers included, outside the fit's data) is synthesized and its estimate
 checked: DSP48 exact, BRAM36 within 10 %, LUT and FF within 20 %.
@@ -12,22 +14,27 @@ checked: DSP48 exact, BRAM36 within 10 %, LUT and FF within 20 %.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
-from hqflow import fpga
+from hqflow import devices, fpga
 from hqflow.cli import main
 from hqflow.errors import UserError
 from hqflow.export.lower import load_checkpoint, lower
-from hqflow.export.rtl import stream, stream_estimate
+from hqflow.export.rtl import project, stream, stream_estimate, stream_project
 from hqflow.export.rtl.stream_ops import FIFO, STREAM_OPS
-from test_rtl_stream import _cfg, make_run
+from hqflow.numerics import Candidate
+from test_rtl_stream import _cfg, make_run, needs_verilator
 from test_rtl_synth import needs_yosys
 
 pytestmark = pytest.mark.rtl
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_core_has_coefficients_for_its_terms():
@@ -87,12 +94,12 @@ def test_plan_to_fit_returns_the_fastest_folding_that_fits(run_dir):
     slowest = stream.plan_stream(graph, 1, files=False)
     assert lanes(slowest) < lanes(fastest)
     budget = (lanes(slowest) + lanes(fastest)) // 2
-    schedule, fits = stream.plan_to_fit(graph, 64, None, None, lambda s: lanes(s) <= budget)
+    schedule, fits = stream.plan_to_fit(graph, 64, None, None, lambda s: (frozenset(), lanes(s) <= budget))
     assert fits and lanes(schedule) <= budget and schedule.target_interval > fastest.target_interval
     assert schedule.cores[0].files  # the chosen schedule is rendered with its memory files
     # the foldings change only at the cycle counts of lane choices: one cycle faster is the faster candidate's
     assert lanes(stream.plan_stream(graph, 64, schedule.target_interval - 1, files=False)) > budget
-    nothing, fits = stream.plan_to_fit(graph, 64, None, None, lambda s: False)  # slower would not help
+    nothing, fits = stream.plan_to_fit(graph, 64, None, None, lambda s: (frozenset(), False))  # slower would not help
     assert fits is False and nothing.target_interval == fastest.target_interval
 
 
@@ -110,6 +117,74 @@ def test_ultraram_mapping_follows_yosys():
         assert (r.bram, r.uram) == expected, (depth, width)
     assert fpga.memory_resources(16, 16384, table, rom=True, uram=True).uram == 0  # a ROM has contents
     assert fpga.memory_resources(16, 16384, table).uram == 0  # no UltraRAM outside UltraScale+
+
+
+def test_ultra_memories_take_uram():
+    table = fpga.load_fpga_table()
+    assert fpga.memory_resources(16, 4096, table, uram=True) == fpga.Resources(bram=2)  # Yosys' own choice
+    assert fpga.memory_resources(16, 4096, table, uram=True, ultra=True) == fpga.Resources(uram=1)
+    assert fpga.memory_resources(240, 1024, table, uram=True, ultra=True) == fpga.Resources(uram=4)  # 72 bits a row
+    with pytest.raises(ValueError, match="ROM"):
+        fpga.memory_resources(16, 4096, table, rom=True, ultra=True)
+    # measured: Yosys 0.23 synth_xilinx -family xcup -uram of hqflow_stream_pool at the paper's first pool
+    # (128 x 128 x 32, T 16): ULTRA 0 took 10 RAMB36E2, ULTRA 1 five URAM288 (one per 4096 x 16 row bank)
+    stream_table = stream_estimate.load_stream_table()
+    pool = {"H": 128, "W": 128, "C": 32, "K": 3, "S": 2, "PAD": 1, "T": 16}
+    for ultra, bram, uram in ((0, 10, 0), (1, 0, 5)):
+        r = stream_estimate.core_resources("hqflow_stream_pool", {**pool, "ULTRA": ultra}, stream_table, "xcup")
+        assert (r.bram, r.uram) == (bram, uram)
+
+
+def _paper_graph(steps: int = 16):
+    from hqflow.config import load_config
+    from hqflow.search.supernet import random_quantized_model
+
+    cfg = load_config(ROOT / "configs" / "paper.yaml").replace("model", num_classes=10)
+    cfg = cfg.replace("data", time_steps=steps)
+    with torch.no_grad():
+        return lower(random_quantized_model(cfg.model, (Candidate.parse("uniform-4"),), seed=0), cfg)
+
+
+def test_placement_moves_large_rams_to_ultraram_where_block_ram_runs_short(monkeypatch):
+    graph = _paper_graph()
+    schedule = stream.plan_stream(graph, 16, files=False)
+    part = "xczu7ev-ffvc1156-2-e"
+    zu7ev = devices.find_device(part)
+    bram = stream_project.part_fit(project.RtlOptions(part=part))[1](schedule)["total"]["bram"]
+    tight = dataclasses.replace(zu7ev, bram36=(bram - 30) / stream_project.FIT_SHARE)  # 30 BRAM36 too many
+    monkeypatch.setattr(stream_project, "find_device", lambda *a, **k: tight)
+    place, estimate = stream_project.part_fit(project.RtlOptions(part=part))
+    ultra, fits = place(schedule)
+    assert fits and ultra and all(stream.STREAM_OPS[graph.node(n).op].ultra_ram for n in ultra)
+    assert {graph.node(n).op for n in ultra} >= {"maxpool"}  # the pools' row banks: 2 BRAM36 freed per URAM
+    placed = stream.plan_stream(graph, 16, files=False, ultra=ultra)
+    total = estimate(placed)["total"]
+    assert total["bram"] <= bram - 30 and total["uram"] > estimate(schedule)["total"]["uram"]
+    assert all(bool(c.params.get("ULTRA")) == (c.node in ultra) for c in placed.cores)
+    monkeypatch.setattr(stream_project, "find_device", lambda *a, **k: dataclasses.replace(tight, uram=0))
+    assert stream_project.part_fit(project.RtlOptions(part=part))[0](schedule) == (frozenset(), False)
+    with pytest.raises(UserError, match="no RAM to put in UltraRAM"):
+        stream.plan_stream(graph, 16, files=False, ultra=frozenset({"sps.add"}))
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_ultraram_cores_are_bit_exact(run_dir, tmp_path, monkeypatch):
+    def everything(options):  # every core that can puts its large RAMs in UltraRAM
+        place, estimate = real(options)
+        return (lambda s: (frozenset(c.node for c in s.cores if stream.STREAM_OPS[c.op].ultra_ram), True)), estimate
+
+    real = stream_project.part_fit
+    monkeypatch.setattr(stream_project, "part_fit", everything)
+    out = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export", str(run_dir), "--target", "rtl", "--tb-samples", "2",
+                                       "--part", "xczu7ev-ffvc1156-2-e", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("  URAM") >= 3  # the folding table marks the placed cores
+    assert (out / "rtl" / "hqflow_top.v").read_text().count(".ULTRA(1)") >= 3
+    result = CliRunner().invoke(main, ["rtlsim", str(out)])
+    assert result.exit_code == 0 and result.output.splitlines()[-1] == "mismatches: 0", result.output
+    assert "interval_cycles: n/a (no two samples back to back" in result.output  # 2 samples, both run alone
 
 
 @pytest.mark.slow

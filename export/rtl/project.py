@@ -250,8 +250,10 @@ def rtlsim(export: str | Path, samples: int | None = None, stall: int = 0) -> tu
     ran = re.search(r"^samples: (\d+) traced: (\d+)$", text, re.M)
     lines.append(f"samples: {ran.group(1)} (logits compared), {ran.group(2)} traced (every node, every step)")
     if streaming:
-        lines += [f"interval_cycles: {report['interval_cycles']:.0f}",
-                  f"latency_cycles: {report['latency_cycles']['mean']:.0f}"]
+        interval = (f"{report['interval_cycles']:.0f}" if report["interval_samples"] else
+                    f"n/a (no two samples back to back: the first {stream_project.ISOLATED + 1} run alone; "
+                    f"--tb-samples {stream_project.ISOLATED + 3} or more measure it)")
+        lines += [f"interval_cycles: {interval}", f"latency_cycles: {report['latency_cycles']['mean']:.0f}"]
     lines.append(f"mismatches: {total}")
     return lines, total
 

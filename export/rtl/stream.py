@@ -18,8 +18,11 @@
 * **Folding.** Each weighted core computes P output channels a cycle (x T steps). `fold` picks, per
   core, the smallest P whose cycles per image meet a target interval (FINN's SetFolding): the
   interval the slowest core reaches at the largest P allowed (`lanes`), or the one a target frame
-  rate asks (`target_fps` at `clock_mhz`); `plan_to_fit` raises that target until a predicate (the
+  rate asks (`target_fps` at `clock_mhz`); `plan_to_fit` raises that target until a placement (the
   resource estimate against --part, stream_project.part_fit) accepts the folding.
+* **Memory placement.** On a part with UltraRAM, the placement may move the large RAMs of some cores
+  (line buffers; the attention's q, k, v) from block RAM to UltraRAM (their ULTRA parameter) where
+  block RAM runs short: the folding changes no memory that lanes do not touch, the placement does.
 
 Each op's stream core is one `StreamOp` (stream_ops.py): its module, parameters, memory files, output value
 bits and its cycle formula (active cycles per image, the core's documented formula, checked against
@@ -33,7 +36,7 @@ import math
 from dataclasses import dataclass, field
 
 from hqflow.errors import UserError
-from hqflow.export.rtl.stream_ops import (MAX_LIF_CHUNKS, MAX_STREAM_LANES, STREAM_OPS, Stream, StreamOp, ident,
+from hqflow.export.rtl.stream_ops import (MAX_STREAM_LANES, STREAM_OPS, Stream, StreamOp, ident,
                                           value_bits)
 from hqflow.ir import DeployGraph
 from hqflow.ops import OUTPUT_OP
@@ -181,10 +184,12 @@ def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
 
 
 def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None = None,
-                nnz: dict[str, float] | None = None, files: bool = True) -> Schedule:
+                nnz: dict[str, float] | None = None, files: bool = True, ultra: frozenset[str] = frozenset()
+                ) -> Schedule:
     """The streaming pipeline of `graph`: cores (folded: `fold`, for the input rates `nnz`), streams,
     forks and FIFOs. A core's `cycles`: its formula at those rates (rounded up), the worst case without.
-    files=False leaves the cores' memory files out (a schedule to estimate, not to render)."""
+    files=False leaves the cores' memory files out (a schedule to estimate, not to render). `ultra`: the
+    nodes whose large RAMs go to UltraRAM (their ops' ULTRA parameter)."""
     streams, of = _node_streams(graph)
     nnz = nnz or {}
     folding, target = fold(graph, lanes, target_interval, nnz)
@@ -229,6 +234,10 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
         else:
             params = op.params(graph, node, inputs, folding.get(node.name, 0))
             built = {"params": params, "lanes": params.get("P", 0)}
+        if node.name in ultra:
+            if not op.ultra_ram:
+                raise UserError(f"node {node.name}: its {node.op} core has no RAM to put in UltraRAM")
+            built = {**built, "params": {**built["params"], "ULTRA": 1}}
         cores.append(StreamCore(len(cores), node.name, node.op, op.module, ident(node.name), built["params"],
                                 tuple(port_stream[(node.name, k)] for k in range(len(node.inputs))),
                                 of.get(node.name, "out"),
@@ -245,25 +254,33 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
 
 
 def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz: dict[str, float] | None,
-                fits) -> tuple[Schedule, bool]:
-    """The fastest schedule that `fits` (a predicate on a Schedule without files: the resource estimate
-    against a device) accepts, folded no faster than `target_interval` / `lanes` allow: the target
-    interval raised, by bisection over the cycle counts the cores' lane choices give (fewer lanes, fewer
-    resources), until it fits. Returns (the schedule with its files, whether it fits). If even the
-    slowest folding does not fit (a memory that lanes do not change, such as the weight ROMs, is too
-    large), folding slower gains nothing: the first schedule is returned, with False."""
+                place) -> tuple[Schedule, bool]:
+    """The fastest schedule that fits, folded no faster than `target_interval` / `lanes` allow.
+    `place(schedule)` (a schedule without files) = (the nodes whose large RAMs go to UltraRAM, whether it
+    then fits): the resource estimate against a device. The target interval is raised, by bisection over
+    the cycle counts the cores' lane choices give (fewer lanes, fewer resources), until it fits. Returns
+    (the schedule with its files and placement, whether it fits). If even the slowest folding does not
+    fit (a memory that lanes do not change, such as the weight ROMs, is too large), folding slower gains
+    nothing: the first schedule is returned, with its placement, and False."""
+    def fits(target: int | None) -> bool:
+        return place(plan_stream(graph, lanes, target, nnz, files=False))[1]
+
+    def planned(target: int | None, fitted: bool) -> tuple[Schedule, bool]:
+        ultra, _ = place(plan_stream(graph, lanes, target, nnz, files=False))
+        return plan_stream(graph, lanes, target, nnz, ultra=ultra), fitted
+
     first = plan_stream(graph, lanes, target_interval, nnz, files=False)
-    if fits(first):
-        return plan_stream(graph, lanes, target_interval, nnz), True
+    if place(first)[1]:
+        return planned(target_interval, True)
     choices, _ = lane_cycles(graph, lanes, nnz)
     targets = sorted({c for options in choices.values() for _, c in options if c > first.target_interval})
-    if not targets or not fits(plan_stream(graph, lanes, targets[-1], nnz, files=False)):
-        return plan_stream(graph, lanes, target_interval, nnz), False
+    if not targets or not fits(targets[-1]):
+        return planned(target_interval, False)
     lo, hi = 0, len(targets) - 1  # the first target index that fits lies in [lo, hi]
     while lo < hi:
         mid = (lo + hi) // 2
-        if fits(plan_stream(graph, lanes, targets[mid], nnz, files=False)):
+        if fits(targets[mid]):
             hi = mid
         else:
             lo = mid + 1
-    return plan_stream(graph, lanes, targets[lo], nnz), True
+    return planned(targets[lo], True)

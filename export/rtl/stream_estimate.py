@@ -80,7 +80,7 @@ def load_stream_table(path: str | Path | None = None) -> StreamTable:
 
 
 def _memories(op: StreamOp, params: dict, table: StreamTable, uram: bool) -> fpga.Resources:
-    return fpga.total(fpga.memory_resources(m.width, m.depth, table.memory, rom=m.rom, uram=uram)
+    return fpga.total(fpga.memory_resources(m.width, m.depth, table.memory, rom=m.rom, uram=uram, ultra=m.ultra)
                       for m in op.memories(params))
 
 

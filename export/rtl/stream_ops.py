@@ -61,17 +61,19 @@ class Stream:
 
 @dataclass(frozen=True)
 class Memory:
-    """One memory a core declares: `depth` words of `width` bits (rom: read-only, from a file)."""
+    """One memory a core declares: `depth` words of `width` bits (rom: read-only, from a file; ultra: a
+    RAM the core's ULTRA parameter puts in UltraRAM)."""
     name: str
     width: int
     depth: int
     rom: bool = False
+    ultra: bool = False
 
 
 def window_memories(p: dict, slots: int, element_bits: int, masks: bool) -> list[Memory]:
     """hqflow_window.v's RAMs: a bank of W*C elements per row slot, and with `masks` a bank of W
-    C-bit nonzero masks per slot."""
-    banks = [Memory(f"row{b}", element_bits, p["W"] * p["C"]) for b in range(slots)]
+    C-bit nonzero masks per slot. ULTRA puts the banks in UltraRAM."""
+    banks = [Memory(f"row{b}", element_bits, p["W"] * p["C"], ultra=bool(p.get("ULTRA"))) for b in range(slots)]
     return banks + ([Memory(f"mask{b}", p["C"], p["W"]) for b in range(slots)] if masks else [])
 
 
@@ -99,6 +101,7 @@ class StreamOp:
     has_core = True  # input and tokens have none (the top's input stream; the identity)
     barrier = False  # it emits its whole output only after its whole input (a FIFO decouples its consumer)
     joins = False  # it joins two streams that a whole map may separate (a fork branch into it gets a FIFO)
+    ultra_ram = False  # its Verilog takes ULTRA: 1 puts its large RAMs (the `ultra` memories) in UltraRAM
 
     def build(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
         raise NotImplementedError
@@ -155,6 +158,7 @@ class WeightedLif(StreamOp):
     image): hqflow_stream_wlif.v."""
 
     module = "hqflow_stream_wlif"
+    ultra_ram = True
     lut_terms = ("fixed", "acc", "lif", "membrane", "words", "window", "decode", "products")
     ff_terms = ("fixed", "registers", "window")  # the datapath's register bits counted; the masks
 
@@ -270,6 +274,7 @@ def _cover(side: int, kernel: int, padding: int) -> list[int]:
 
 class MaxPool(StreamOp):
     module = "hqflow_stream_pool"
+    ultra_ram = True
 
     def build(self, graph, node, inputs, lanes):
         _check_window(node, 3, 2, 1, "maxpool")
@@ -311,6 +316,7 @@ class Ssa(StreamOp):
     module = "hqflow_stream_ssa"
     ff_terms = ("fixed", "acc", "lif")  # y and the membranes; the kv rows are in RAM
     barrier = True
+    ultra_ram = True  # q, k and v (the kv rows are wide and shallow: block RAM)
 
     def build(self, graph, node, inputs, lanes):
         tokens, dim = node.shape
@@ -329,7 +335,7 @@ class Ssa(StreamOp):
     def memories(self, params):
         p = params
         hd, kv_bits = p["D"] // p["HEADS"], value_bits(p["N"])
-        return [Memory(name, p["T"], p["N"] * p["D"]) for name in ("q", "k", "v")] + [
+        return [Memory(name, p["T"], p["N"] * p["D"], ultra=bool(p.get("ULTRA"))) for name in ("q", "k", "v")] + [
             Memory("kv", hd * p["T"] * kv_bits, p["D"])]
 
     def terms(self, params):

@@ -57,9 +57,9 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
         counted = stream.STREAM_OPS[node.op].nnz(graph, node, trace[node.inputs[0]]) if node.inputs else None
         if counted is not None:
             work[node.name] = counted
-    fits, estimate = part_fit(options)
+    place, estimate = part_fit(options)
     schedule, fitted = stream.plan_to_fit(graph, options.lanes or stream.DEFAULT_LANES, _target(options),
-                                          {name: float(np.mean(n)) for name, n in work.items()}, fits)
+                                          {name: float(np.mean(n)) for name, n in work.items()}, place)
     for core in schedule.cores:
         for name, text in core.files.items():
             atomic_text(out / "mem" / name, text)
@@ -103,20 +103,42 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
 
 
 def part_fit(options):
-    """(fits, estimate): `estimate(schedule)` the resource estimate of a schedule for --part's family
-    (stream_estimate.py), `fits(schedule)` whether every resource stays within FIT_SHARE of the part's."""
+    """(place, estimate): `estimate(schedule)` the resource estimate of a schedule for --part's family
+    (stream_estimate.py); `place(schedule)` = (the nodes whose large RAMs go to UltraRAM, whether every
+    resource then stays within FIT_SHARE of the part's).
+
+    The placement (parts with UltraRAM, when block RAM is over its share): the cores that can (their op's
+    `ultra_ram`) move, the most BRAM36 freed per URAM288 taken first, while BRAM36 is over its share and
+    each move keeps URAM within its own (where nothing fits, the same moves: the least block RAM). A
+    move that frees fewer BRAM36 than the URAM288s it takes is none (eight BRAM36's worth each)."""
     device = find_device(options.part)
     family = family_of(options.part)
     table = stream_estimate.load_stream_table()
+    limit = {key: FIT_SHARE * getattr(device, field) for key, field, _ in FIT_RESOURCES}
 
     def estimate(schedule) -> dict:
         return stream_estimate.estimate_schedule(schedule, table, family)
 
-    def fits(schedule) -> bool:
-        total = estimate(schedule)["total"]
-        return all(total[key] <= FIT_SHARE * getattr(device, field) for key, field, _ in FIT_RESOURCES)
+    def place(schedule) -> tuple[frozenset[str], bool]:
+        total = dict(estimate(schedule)["total"])
+        moves = []
+        for core in schedule.cores if device.uram and total["bram"] > limit["bram"] else ():
+            if stream.STREAM_OPS[core.op].ultra_ram:
+                now = stream_estimate.core_resources(core.module, core.params, table, family)
+                ultra = stream_estimate.core_resources(core.module, {**core.params, "ULTRA": 1}, table, family)
+                if now.bram - ultra.bram >= ultra.uram - now.uram > 0:
+                    moves.append((now.bram - ultra.bram, ultra.uram - now.uram, core.node))
+        placed = set()
+        for freed, taken, node in sorted(moves, key=lambda m: (-m[0] / m[1], m[2])):
+            if total["bram"] <= limit["bram"]:
+                break
+            if total["uram"] + taken <= limit["uram"]:
+                total["bram"] -= freed
+                total["uram"] += taken
+                placed.add(node)
+        return frozenset(placed), all(total[key] <= limit[key] for key in limit)
 
-    return fits, estimate
+    return place, estimate
 
 
 def _target(options) -> int | None:

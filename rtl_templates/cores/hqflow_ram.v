@@ -9,14 +9,17 @@
 //   read during a write to the same address: the old word (read-first)
 //
 // Parameters: WIDTH bits per word, DEPTH words, ADDR_BITS >= clog2(DEPTH), INIT_FILE an optional
-// $readmemh file ("" leaves the memory uninitialized; simulation sees X as 0 under Verilator).
+// $readmemh file ("" leaves the memory uninitialized; simulation sees X as 0 under Verilator), ULTRA 1:
+// the array in UltraRAM (ram_style "ultra": UltraScale+ only; no INIT_FILE, UltraRAM has no initial
+// contents), 0: the synthesis tool's choice.
 // Every hqflow core reads its inputs through ports shaped like this RAM's read port (an address
 // out, the data in one cycle later) and writes its outputs through one shaped like its write port.
 module hqflow_ram #(
     parameter integer WIDTH = 8,
     parameter integer DEPTH = 16,
     parameter integer ADDR_BITS = (DEPTH > 1) ? $clog2(DEPTH) : 1,
-    parameter INIT_FILE = ""
+    parameter INIT_FILE = "",
+    parameter integer ULTRA = 0
 ) (
     input  wire                 clk,
     input  wire                 we,
@@ -26,14 +29,25 @@ module hqflow_ram #(
     input  wire [ADDR_BITS-1:0] raddr,
     output reg  [WIDTH-1:0]     rdata
 );
-    reg [WIDTH-1:0] mem [0:DEPTH-1];
+    reg [WIDTH-1:0] mem [0:DEPTH-1];    // (ULTRA 0; the testbenches may peek at it)
 
     initial begin
+        if (ULTRA != 0 && INIT_FILE != "") $error("hqflow_ram: an UltraRAM array has no initial contents");
         if (INIT_FILE != "") $readmemh(INIT_FILE, mem);
     end
 
-    always @(posedge clk) begin
-        if (we) mem[waddr] <= wdata;
-        if (re) rdata <= mem[raddr];
-    end
+    generate
+        if (ULTRA != 0) begin : ultra
+            (* ram_style = "ultra" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+            always @(posedge clk) begin
+                if (we) mem[waddr] <= wdata;
+                if (re) rdata <= mem[raddr];
+            end
+        end else begin : any
+            always @(posedge clk) begin
+                if (we) mem[waddr] <= wdata;
+                if (re) rdata <= mem[raddr];
+            end
+        end
+    endgenerate
 endmodule

@@ -8,8 +8,9 @@
 // the OR to the output register (waits while it is full). Each output row starts with one cycle that
 // waits for the window's rows. `active` is high in the cycles the core advances:
 //   active cycles per image = HO * (1 + WO * C * (K + 1))
+// ULTRA 1: the line buffer's rows in UltraRAM (hqflow_window.v).
 module hqflow_stream_pool #(
-    parameter integer H = 4, W = 4, C = 1, K = 3, S = 2, PAD = 1, T = 1
+    parameter integer H = 4, W = 4, C = 1, K = 3, S = 2, PAD = 1, T = 1, ULTRA = 0
 ) (
     input  wire           clk,
     input  wire           rst,
@@ -34,7 +35,7 @@ module hqflow_stream_pool #(
     wire [K*T-1:0] rows;
     reg  rd_en, next_row;
     reg  [AB-1:0] rd_addr;
-    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(S), .PAD(PAD), .EB(T)) window (
+    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(S), .PAD(PAD), .EB(T), .ULTRA(ULTRA)) window (
         .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
         .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
         .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(1'b0), .m_rd_addr({XB{1'b0}}), .m_rows());

@@ -17,7 +17,8 @@
 // The inputs are taken while the buffers fill (an image at a time: the next is taken after B).
 // `active` is high in the cycles the core advances:
 //   active cycles per image = N * (1 + 2 D) + 1 + N * HEADS * (HD + T + 2)
-// The LIF constants: BIAS, THR (V_BITS two's complement) and SIGN (1, -1 or 0).
+// The LIF constants: BIAS, THR (V_BITS two's complement) and SIGN (1, -1 or 0). ULTRA 1: q, k and v
+// in UltraRAM (hqflow_ram.v).
 module hqflow_stream_ssa #(
     parameter integer N = 4,
     parameter integer D = 4,
@@ -28,7 +29,8 @@ module hqflow_stream_ssa #(
     parameter integer F = 2,
     parameter [63:0] BIAS = 0,
     parameter [63:0] THR = 0,
-    parameter integer SIGN = 1
+    parameter integer SIGN = 1,
+    parameter integer ULTRA = 0
 ) (
     input  wire           clk,
     input  wire           rst,
@@ -73,11 +75,11 @@ module hqflow_stream_ssa #(
     reg [NB-1:0] idx;                   // the channel within the head
     reg [WB-1:0] base, tok_end;         // n*D + h*HD; (n+1)*D
     wire [T-1:0] q_q, k_q, v_q;
-    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB)) q_ram (
+    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB), .ULTRA(ULTRA)) q_ram (
         .clk(clk), .we(q_put), .waddr(wq[AB-1:0]), .wdata(q_tdata), .re(1'b1), .raddr(addr), .rdata(q_q));
-    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB)) k_ram (
+    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB), .ULTRA(ULTRA)) k_ram (
         .clk(clk), .we(k_put), .waddr(wk[AB-1:0]), .wdata(k_tdata), .re(1'b1), .raddr(addr), .rdata(k_q));
-    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB)) v_ram (
+    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB), .ULTRA(ULTRA)) v_ram (
         .clk(clk), .we(v_put), .waddr(wv[AB-1:0]), .wdata(v_tdata), .re(1'b1), .raddr(addr), .rdata(v_q));
 
     // kv rows h*HD + i: HD*T counts, lane j step t in bits [(j*T + t)*KV_BITS, +KV_BITS)

@@ -26,12 +26,12 @@
 //   active cycles per image = HO * (1 + WO * G * (2 K + T M + 2)) + G * NNZ,   G = ceil(O / P)
 // NNZ: the nonzero input elements summed over every output pixel's window (at most HO WO K K C).
 // ROM: hqflow_weight_rom.v (the words of numerics.rom, KW 64-bit words a line, rows ROW_WIDE lines);
-// LIF tables: P channels a line (memfiles.lif_tables).
+// LIF tables: P channels a line (memfiles.lif_tables). ULTRA 1: the line buffer's rows in UltraRAM.
 module hqflow_stream_wlif #(
     parameter integer H = 1, W = 1, C = 1, O = 1, K = 1, PAD = 0, P = 1,
     parameter integer BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
     parameter integer X_BITS = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
-    parameter integer LIF_LANES = P,
+    parameter integer LIF_LANES = P, ULTRA = 0,
     parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem"
 ) (
     input  wire              clk,
@@ -99,7 +99,7 @@ module hqflow_stream_wlif #(
     reg  m_rd_en;
     reg  [XB-1:0] m_rd_addr;
     wire [K*C-1:0] masks;
-    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(1), .PAD(PAD), .EB(EB), .MASK(1)) window (
+    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(1), .PAD(PAD), .EB(EB), .MASK(1), .ULTRA(ULTRA)) window (
         .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
         .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
 .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(m_rd_en), .m_rd_addr(m_rd_addr),

@@ -18,7 +18,8 @@
 // (bit c: element c is not all zero), written as the pixel's last channel arrives, and reads the masks
 // of the K rows of a column: m_rd_addr = x, one cycle after m_rd_en, m_rows bits [i*C, (i+1)*C) are
 // row top_row + i's (the consumer skips the zero elements: event-driven at the word level).
-// Parameters: H, W, C the input, K the window, S the stride, PAD the zero padding, EB element bits.
+// Parameters: H, W, C the input, K the window, S the stride, PAD the zero padding, EB element bits,
+// ULTRA 1: the row banks in UltraRAM (hqflow_ram.v; the masks stay the synthesis tool's choice).
 module hqflow_window #(
     parameter integer H = 4,
     parameter integer W = 4,
@@ -28,6 +29,7 @@ module hqflow_window #(
     parameter integer PAD = 1,
     parameter integer EB = 1,
     parameter integer MASK = 0,
+    parameter integer ULTRA = 0,
     parameter integer AB = (W * C > 1) ? $clog2(W * C) : 1,
     parameter integer XB = (W > 1) ? $clog2(W) : 1
 ) (
@@ -104,7 +106,7 @@ module hqflow_window #(
     genvar b;
     generate
         for (b = 0; b < SLOTS; b = b + 1) begin : bank
-            hqflow_ram #(.WIDTH(EB), .DEPTH(ROW), .ADDR_BITS(AB)) ram (
+            hqflow_ram #(.WIDTH(EB), .DEPTH(ROW), .ADDR_BITS(AB), .ULTRA(ULTRA)) ram (
                 .clk(clk), .we(take && in_slot == b), .waddr(in_off), .wdata(s_tdata),
                 .re(rd_en), .raddr(rd_addr), .rdata(bank_q[b*EB +: EB]));
         end
