@@ -145,8 +145,27 @@ def _paper_graph(steps: int = 16):
         return lower(random_quantized_model(cfg.model, (Candidate.parse("uniform-4"),), seed=0), cfg)
 
 
-def test_placement_moves_large_rams_to_ultraram_where_block_ram_runs_short(monkeypatch):
-    graph = _paper_graph()
+@pytest.fixture(scope="module")
+def paper_graph():
+    return _paper_graph()
+
+
+def test_attention_kv_split_takes_the_fewest_block_rams_within_the_target(paper_graph):
+    node = paper_graph.node("blocks.0.attn.attn")  # HD 16, T 16, N 64: kv rows of 1,792 bits
+    op = STREAM_OPS["ssa"]
+    whole = op.build(paper_graph, node, [], 1)["params"]
+    assert "SPLIT" not in whole and op.fold_fixed(paper_graph, node, 16, op.cycles(whole, 16)) == 1
+    table = fpga.load_fpga_table()
+    kv = {split: next(m for m in op.memories({**whole, "SPLIT": split}) if m.name == "kv") for split in (1, 2, 4)}
+    assert [(kv[s].width, kv[s].depth) for s in (1, 2, 4)] == [(1792, 256), (896, 512), (448, 1024)]
+    assert [fpga.memory_resources(kv[s].width, kv[s].depth, table).bram for s in (1, 2, 4)] == [25, 12.5, 12.5]
+    assert op.fold_fixed(paper_graph, node, 16, 10 ** 9) == 2  # 12.5 BRAM36 from split 2 on: the fastest of those
+    split2 = op.build(paper_graph, node, [], 2)["params"]
+    assert op.cycles(split2, 16) - op.cycles(whole, 16) == 2 * 64 * 256  # N D more in each phase
+
+
+def test_placement_moves_large_rams_to_ultraram_where_block_ram_runs_short(monkeypatch, paper_graph):
+    graph = paper_graph
     schedule = stream.plan_stream(graph, 16, files=False)
     part = "xczu7ev-ffvc1156-2-e"
     zu7ev = devices.find_device(part)
@@ -169,22 +188,27 @@ def test_placement_moves_large_rams_to_ultraram_where_block_ram_runs_short(monke
 
 @pytest.mark.slow
 @needs_verilator
-def test_ultraram_cores_are_bit_exact(run_dir, tmp_path, monkeypatch):
+def test_ultraram_cores_and_the_finest_kv_split_are_bit_exact(run_dir, tmp_path, monkeypatch):
     def everything(options):  # every core that can puts its large RAMs in UltraRAM
         place, estimate = real(options)
         return (lambda s: (frozenset(c.node for c in s.cores if stream.STREAM_OPS[c.op].ultra_ram), True)), estimate
 
     real = stream_project.part_fit
     monkeypatch.setattr(stream_project, "part_fit", everything)
+    ssa = type(STREAM_OPS["ssa"])  # the kv rows one lane a slice (HD 16)
+    monkeypatch.setattr(ssa, "fold_fixed", lambda self, graph, node, steps, target: 16)
     out = tmp_path / "export"
     result = CliRunner().invoke(main, ["export", str(run_dir), "--target", "rtl", "--tb-samples", "2",
                                        "--part", "xczu7ev-ffvc1156-2-e", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert result.output.count("  URAM") >= 3  # the folding table marks the placed cores
     assert (out / "rtl" / "hqflow_top.v").read_text().count(".ULTRA(1)") >= 3
+    assert "kv/16" in result.output
     result = CliRunner().invoke(main, ["rtlsim", str(out)])
     assert result.exit_code == 0 and result.output.splitlines()[-1] == "mismatches: 0", result.output
     assert "interval_cycles: n/a (no two samples back to back" in result.output  # 2 samples, both run alone
+    cycles = json.loads((out / "rtl" / "cycles.json").read_text())["nodes"]
+    assert all(item["formula_equal"] for item in cycles.values()), cycles  # kv/16: the split's formula
 
 
 @pytest.mark.slow

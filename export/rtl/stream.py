@@ -162,7 +162,9 @@ def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
     (the mean of a trace: the folding is for those input rates), absent: every element (the worst
     case). A weighted core then gets the fewest LIF lanes (P / chunks, up to MAX_LIF_CHUNKS passes a
     step) that still meet the target: its LIF is the widest adder of the core and works T steps of a
-    group only. Returns ({node: P, or (P, LIF lanes) for conv_lif / linear_lif}, the target)."""
+    group only; a core without lanes may fold otherwise within the target (`fold_fixed`: the
+    attention's kv split). Returns ({node: P, or (P, LIF lanes) for conv_lif / linear_lif, or the
+    attention's split}, the target)."""
     nnz = nnz or {}
     choices, fixed = lane_cycles(graph, lanes, nnz)
     steps = graph.time_steps
@@ -177,6 +179,10 @@ def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
         lif = op.lif_lanes(op.cycle_params(graph, node, [], chosen[name]), steps, nnz.get(name), target_interval)
         if lif is not None:
             chosen[name] = (chosen[name], lif)
+    for node in graph.nodes:  # the cores without lanes that fold otherwise (the attention's kv split)
+        fixed = STREAM_OPS[node.op].fold_fixed(graph, node, steps, target_interval) if node.name not in chosen else None
+        if fixed is not None:
+            chosen[node.name] = fixed
     return chosen, int(target_interval)
 
 

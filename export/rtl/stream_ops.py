@@ -19,7 +19,9 @@ from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
 from hqflow.export.rtl.top import SCHEME_CODE, _check_window, _ident, ssa_lif_consts
 from hqflow.ir import DeployGraph, Node
+from hqflow.export.rtl.stream_memories import Memory, memory_table, rom_geometry, window_memories
 from hqflow.ops import check_backend
+from hqflow.resources import memory_resources
 
 __all__ = ["DSP_MIN_PRODUCT_BITS", "FIFO", "MAX_LIF_CHUNKS", "MAX_STREAM_LANES", "Memory", "STREAM_OPS", "Stream",
            "StreamOp", "ident", "lane_dsp", "value_bits"]
@@ -57,34 +59,6 @@ class Stream:
     bits: int
     width: int
     size: int
-
-
-@dataclass(frozen=True)
-class Memory:
-    """One memory a core declares: `depth` words of `width` bits (rom: read-only, from a file; ultra: a
-    RAM the core's ULTRA parameter puts in UltraRAM)."""
-    name: str
-    width: int
-    depth: int
-    rom: bool = False
-    ultra: bool = False
-
-
-def window_memories(p: dict, slots: int, element_bits: int, masks: bool) -> list[Memory]:
-    """hqflow_window.v's RAMs: a bank of W*C elements per row slot, and with `masks` a bank of W
-    C-bit nonzero masks per slot. ULTRA puts the banks in UltraRAM."""
-    banks = [Memory(f"row{b}", element_bits, p["W"] * p["C"], ultra=bool(p.get("ULTRA"))) for b in range(slots)]
-    return banks + ([Memory(f"mask{b}", p["C"], p["W"]) for b in range(slots)] if masks else [])
-
-
-def rom_geometry(p: dict, outputs: int, rows: int) -> tuple[int, int]:
-    """(width, depth) of a weight ROM (hqflow_weight_rom.v as hqflow_stream_wlif / _head address it):
-    64-bit words of 64 / BITS codes, KW words a line, ceil(G / GPW) lines a row of the weight matrix."""
-    codes = 64 // p["BITS"]
-    kw = p["P"] // codes if p["P"] > codes else 1
-    per_line = codes * kw // p["P"]
-    groups = -(-outputs // p["P"])
-    return 64 * kw, rows * -(-groups // per_line)
 
 
 # ---- one StreamOp per op: parameters, files, output bits, cycle formula, hardware --------------------
@@ -126,6 +100,11 @@ class StreamOp:
 
     def lif_lanes(self, params: dict, time_steps: int, nnz: float | None, target: int) -> int | None:
         """The fewest LIF lanes that keep its cycles within `target` (None: it has no weighted LIF)."""
+        return None
+
+    def fold_fixed(self, graph: DeployGraph, node: Node, time_steps: int, target: int) -> int | None:
+        """A core without lanes: the folding of its datapath within `target` (passed to `build` as its
+        `lanes`), None: it has none."""
         return None
 
     def memories(self, params: dict) -> list[Memory]:
@@ -319,31 +298,51 @@ class Ssa(StreamOp):
     ultra_ram = True  # q, k and v (the kv rows are wide and shallow: block RAM)
 
     def build(self, graph, node, inputs, lanes):
+        """lanes: the kv rows' SPLIT (0 or 1: whole rows; fold_fixed chooses it)."""
         tokens, dim = node.shape
         consts = ssa_lif_consts(graph, node)
         v_bits = int(node.attrs["v_bits"])
-        return {"bits": 1, "params": {
-            "N": tokens, "D": dim, "HEADS": int(node.attrs["num_heads"]), "T": graph.time_steps,
-            "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": v_bits, "F": int(node.attrs["frac_bits"]),
-            "BIAS": f"64'h{int(consts.bias_int[0]) % (1 << 64):x}", "THR": f"64'h{int(consts.thr_int[0]) % (1 << 64):x}",
-            "SIGN": int(consts.sign[0])}}
+        params = {"N": tokens, "D": dim, "HEADS": int(node.attrs["num_heads"]), "T": graph.time_steps,
+                  "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": v_bits, "F": int(node.attrs["frac_bits"]),
+                  "BIAS": f"64'h{int(consts.bias_int[0]) % (1 << 64):x}",
+                  "THR": f"64'h{int(consts.thr_int[0]) % (1 << 64):x}", "SIGN": int(consts.sign[0])}
+        if lanes > 1:
+            params["SPLIT"] = int(lanes)
+        return {"bits": 1, "params": params}
 
     def cycles(self, params, time_steps, nnz=None):
         p = params
-        return p["N"] * (1 + 2 * p["D"]) + 1 + p["N"] * p["HEADS"] * (p["D"] // p["HEADS"] + time_steps + 2)
+        split, hd = p.get("SPLIT", 1), p["D"] // p["HEADS"]
+        return p["N"] * (1 + p["D"] + split * p["D"]) + 1 + p["N"] * p["HEADS"] * (split * hd + time_steps + 2)
+
+    def fold_fixed(self, graph, node, time_steps, target):
+        """The kv rows' SPLIT: of the splits (divisors of HD) whose cycles meet `target`, the one with
+        the fewest block RAMs for the kv words (then LUTs), the smallest of those (the fastest)."""
+        params = self.build(graph, node, [], 1)["params"]
+        hd = params["D"] // params["HEADS"]
+        table = memory_table()
+
+        def cost(split: int) -> tuple:
+            kv = next(m for m in self.memories({**params, "SPLIT": split}) if m.name == "kv")
+            mapped = memory_resources(kv.width, kv.depth, table)
+            return mapped.bram, mapped.lut, split
+
+        meeting = [s for s in range(1, hd + 1) if hd % s == 0 and self.cycles({**params, "SPLIT": s}, time_steps) <= target]
+        return min(meeting or [1], key=cost)
 
     def memories(self, params):
         p = params
-        hd, kv_bits = p["D"] // p["HEADS"], value_bits(p["N"])
+        hs, kv_bits = p["D"] // p["HEADS"] // p.get("SPLIT", 1), value_bits(p["N"])
         return [Memory(name, p["T"], p["N"] * p["D"], ultra=bool(p.get("ULTRA"))) for name in ("q", "k", "v")] + [
-            Memory("kv", hd * p["T"] * kv_bits, p["D"])]
+            Memory("kv", hs * p["T"] * kv_bits, p["D"] * p.get("SPLIT", 1))]
 
     def terms(self, params):
-        """y (HD x T x ACC: AND-gated adds and registers), kv row updates (HD x T x KV bits), the LIF (HD x V)."""
+        """y (HD x T x ACC: AND-gated adds and registers), kv slice updates (HD / SPLIT x T x KV bits),
+        the LIF (HD x V)."""
         p = params
         hd = p["D"] // p["HEADS"]
-        return {"fixed": 1.0, "acc": hd * p["T"] * p["ACC_BITS"], "kv": hd * p["T"] * value_bits(p["N"]),
-                "lif": hd * p["V_BITS"]}
+        return {"fixed": 1.0, "acc": hd * p["T"] * p["ACC_BITS"],
+                "kv": hd // p.get("SPLIT", 1) * p["T"] * value_bits(p["N"]), "lif": hd * p["V_BITS"]}
 
 
 class Head(StreamOp):

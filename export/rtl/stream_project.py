@@ -129,7 +129,7 @@ def part_fit(options):
                 if now.bram - ultra.bram >= ultra.uram - now.uram > 0:
                     moves.append((now.bram - ultra.bram, ultra.uram - now.uram, core.node))
         placed = set()
-        for freed, taken, node in sorted(moves, key=lambda m: (-m[0] / m[1], m[2])):
+        for freed, taken, node in sorted(moves, key=lambda m: (-m[0] / m[1], -m[0], m[2])):
             if total["bram"] <= limit["bram"]:
                 break
             if total["uram"] + taken <= limit["uram"]:

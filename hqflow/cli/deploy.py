@@ -71,11 +71,11 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
         click.echo(f"--tb-samples {tb_samples}: the test split has {summary['samples']} samples; all are used")
     if target == "rtl" and summary.get("arch") == "stream":
         click.echo(f"folding: target interval {summary['target_interval']} cycles; per core its lanes P and cycles "
-                   "per inference (URAM: its large RAMs placed in UltraRAM):")
+                   "per inference (kv/S: the attention's kv rows in S slices; URAM: its large RAMs in UltraRAM):")
         for item in summary["cores"]:
-            lif = item["params"].get("LIF_LANES")
+            lif, split = item["params"].get("LIF_LANES"), item["params"].get("SPLIT")
             click.echo(f"  {item['node']:24} {item['op']:10} P {item['lanes'] or '-':>3} "
-                       f"{'LIF ' + str(lif) if lif else '':>7} {item['cycles']:>9} cycles"
+                       f"{'LIF ' + str(lif) if lif else 'kv/' + str(split) if split else '':>7} {item['cycles']:>9} cycles"
                        + ("  URAM" if item["params"].get("ULTRA") else ""))
         clock = summary["clock_mhz"]
         click.echo(f"pipeline: initiation interval {summary['interval_formula']} cycles by the formulas "

@@ -38,10 +38,10 @@ module hqflow_ram #(
 
     generate
         if (ULTRA != 0) begin : ultra
-            (* ram_style = "ultra" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+            (* ram_style = "ultra" *) reg [WIDTH-1:0] umem [0:DEPTH-1];
             always @(posedge clk) begin
-                if (we) mem[waddr] <= wdata;
-                if (re) rdata <= mem[raddr];
+                if (we) umem[waddr] <= wdata;
+                if (re) rdata <= umem[raddr];
             end
         end else begin : any
             always @(posedge clk) begin

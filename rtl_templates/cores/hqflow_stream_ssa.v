@@ -7,17 +7,21 @@
 //   then per (n, c) the LIF of hqflow_lif.v over t = 0..T-1, the membrane in a register.
 // Stream out: elements n*D + c, T-bit spike words; tlast on the last.
 // Every token is needed before the first output (each query meets every key), so q, k and v are
-// buffered whole, N*D words of T bits each (block RAM), as they arrive. Schedule:
+// buffered whole, N*D words of T bits each (block RAM), as they arrive. The kv rows (D of them, HD*T
+// counts each) are kept in SPLIT slices of HD/SPLIT lanes (kv RAM: D*SPLIT words of HD/SPLIT*T counts,
+// word (h HD + i)*SPLIT + s holds lanes s HD/SPLIT .. (s+1) HD/SPLIT - 1 of row h HD + i): a narrower
+// RAM (fewer block RAMs where the rows are wide and few) for SPLIT cycles a row. Schedule:
 //   A  per token n, as soon as k and v hold it, per head: HD cycles load v's HD words into a register,
-//      HD cycles read k's words and add k & v into the kv rows (kv: D rows of HD*T counts in RAM);
+//      HD*SPLIT cycles read k's words and add k & v into the kv rows, a slice a cycle;
 //      a token starts with one cycle that waits for its k and v;
-//   B  when A is done and q is complete (one cycle), per token n and head h: HD cycles accumulate y
-//      (HD lanes by T steps), 1 drain cycle, T LIF cycles, 1 cycle handing the HD spike words to the
-//      output bank (it waits while the bank drains), which streams them out while the next head works.
+//   B  when A is done and q is complete (one cycle), per token n and head h: HD*SPLIT cycles accumulate
+//      y (HD lanes by T steps, a slice a cycle), 1 drain cycle, T LIF cycles, 1 cycle handing the HD
+//      spike words to the output bank (it waits while the bank drains), which streams them out while
+//      the next head works.
 // The inputs are taken while the buffers fill (an image at a time: the next is taken after B).
 // `active` is high in the cycles the core advances:
-//   active cycles per image = N * (1 + 2 D) + 1 + N * HEADS * (HD + T + 2)
-// The LIF constants: BIAS, THR (V_BITS two's complement) and SIGN (1, -1 or 0). ULTRA 1: q, k and v
+//   active cycles per image = N * (1 + D + SPLIT D) + 1 + N * HEADS * (SPLIT HD + T + 2)
+// The LIF constants: BIAS, THR (V_BITS two's complement) and SIGN (1, -1 or 0). SPLIT divides HD. ULTRA 1: q, k and v
 // in UltraRAM (hqflow_ram.v).
 module hqflow_stream_ssa #(
     parameter integer N = 4,
@@ -30,7 +34,8 @@ module hqflow_stream_ssa #(
     parameter [63:0] BIAS = 0,
     parameter [63:0] THR = 0,
     parameter integer SIGN = 1,
-    parameter integer ULTRA = 0
+    parameter integer ULTRA = 0,
+    parameter integer SPLIT = 1
 ) (
     input  wire           clk,
     input  wire           rst,
@@ -53,13 +58,16 @@ module hqflow_stream_ssa #(
     localparam integer ND = N * D;
     localparam integer KV_BITS = $clog2(N + 1);
     localparam integer AB = ND > 1 ? $clog2(ND) : 1;
-    localparam integer KB = D > 1 ? $clog2(D) : 1;
+    localparam integer HS = HD / SPLIT;         // lanes a kv slice
+    localparam integer KB = D * SPLIT > 1 ? $clog2(D * SPLIT) : 1;
+    localparam integer SB = SPLIT > 1 ? $clog2(SPLIT) : 1;
     localparam integer NB = $clog2(HD + 1);
     localparam [2:0] S_AWAIT = 3'd0, S_A1 = 3'd1, S_A2 = 3'd2, S_BWAIT = 3'd3, S_B1 = 3'd4, S_DRAIN = 3'd5,
                      S_LIF = 3'd6, S_HAND = 3'd7;
     localparam [1:0] SIGN_CODE = SIGN > 0 ? 2'b01 : SIGN < 0 ? 2'b11 : 2'b00;
 
     initial if (HEADS < 1 || D % HEADS != 0) $error("hqflow_stream_ssa: %0d heads do not divide D %0d", HEADS, D);
+    initial if (SPLIT < 1 || HD % SPLIT != 0) $error("hqflow_stream_ssa: SPLIT %0d does not divide HD %0d", SPLIT, HD);
 
     reg [2:0] state;
     localparam integer WB = $clog2(ND + 1);    // word counts 0 .. ND
@@ -73,6 +81,7 @@ module hqflow_stream_ssa #(
     reg [$clog2(N + 1)-1:0] n;          // the token
     reg [$clog2(HEADS + 1)-1:0] h;      // the head
     reg [NB-1:0] idx;                   // the channel within the head
+    reg [SB-1:0] sl;                    // the kv slice
     reg [WB-1:0] base, tok_end;         // n*D + h*HD; (n+1)*D
     wire [T-1:0] q_q, k_q, v_q;
     hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB), .ULTRA(ULTRA)) q_ram (
@@ -82,30 +91,34 @@ module hqflow_stream_ssa #(
     hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB), .ULTRA(ULTRA)) v_ram (
         .clk(clk), .we(v_put), .waddr(wv[AB-1:0]), .wdata(v_tdata), .re(1'b1), .raddr(addr), .rdata(v_q));
 
-    // kv rows h*HD + i: HD*T counts, lane j step t in bits [(j*T + t)*KV_BITS, +KV_BITS)
+    // kv words (h*HD + i)*SPLIT + s: HS*T counts, lane s HS + jj step t in bits [(jj*T + t)*KV_BITS, +KV_BITS)
     reg [KB-1:0] kv_raddr;
-    reg [HD*T*KV_BITS-1:0] kv_new;
+    reg [HS*T*KV_BITS-1:0] kv_new;
     reg [HD*T*ACC_BITS-1:0] y_next;
-    wire [HD*T*KV_BITS-1:0] kv_row;
-    hqflow_ram #(.WIDTH(HD * T * KV_BITS), .DEPTH(D), .ADDR_BITS(KB)) kv_ram (
+    wire [HS*T*KV_BITS-1:0] kv_row;
+    hqflow_ram #(.WIDTH(HS * T * KV_BITS), .DEPTH(D * SPLIT), .ADDR_BITS(KB)) kv_ram (
         .clk(clk), .we(d_a2), .waddr(d_row), .wdata(kv_new), .re(1'b1), .raddr(kv_raddr), .rdata(kv_row));
 
     reg d_a1, d_a2, d_b1, d_n0, d_i0;   // the data stage (one cycle after a read)
     reg [KB-1:0] d_row;
-    reg [HD*T-1:0] vrow;                // lane j's v word in bits [j*T, j*T + T)
+    reg [SB-1:0] d_sl;
+    reg [HD*T-1:0] vrow;                // lane j's v word in bits [j*T, j*T + T) (A: rotated a slice a cycle)
     reg [HD*T*ACC_BITS-1:0] y;          // step t, lane j in bits [(t*HD + j)*ACC_BITS, +ACC_BITS)
     integer j, cj, ct;            // (the combinational block has its own loop variables)
     reg [ACC_BITS-1:0] kv_wide;
-    always @* begin                     // A's kv row update and B's y update (the data stage)
-        kv_new = 0; y_next = 0;
-        for (cj = 0; cj < HD; cj = cj + 1)
-            for (ct = 0; ct < T; ct = ct + 1) begin
+    always @* begin                     // A's kv slice update and B's y update (the data stage)
+        kv_new = 0; y_next = y; kv_wide = 0;
+        for (cj = 0; cj < HS; cj = cj + 1)  // slice lane cj: v lane cj of the rotated register
+            for (ct = 0; ct < T; ct = ct + 1)
                 kv_new[(cj*T + ct)*KV_BITS +: KV_BITS] = (d_n0 ? {KV_BITS{1'b0}} : kv_row[(cj*T + ct)*KV_BITS +: KV_BITS])
                                                       + (k_q[ct] & vrow[cj*T + ct]);
-                kv_wide = kv_row[(cj*T + ct)*KV_BITS +: KV_BITS];
-                y_next[(ct*HD + cj)*ACC_BITS +: ACC_BITS] = (d_i0 ? {ACC_BITS{1'b0}} : y[(ct*HD + cj)*ACC_BITS +: ACC_BITS])
-                                                         + (q_q[ct] ? kv_wide : {ACC_BITS{1'b0}});
-            end
+        for (cj = 0; cj < HD; cj = cj + 1)  // lane cj takes slice cj / HS's lane cj % HS (constant indices)
+            if (SPLIT == 1 || d_sl == cj / HS)
+                for (ct = 0; ct < T; ct = ct + 1) begin
+                    kv_wide = kv_row[((cj % HS)*T + ct)*KV_BITS +: KV_BITS];
+                    y_next[(ct*HD + cj)*ACC_BITS +: ACC_BITS] = (d_i0 ? {ACC_BITS{1'b0}} : y[(ct*HD + cj)*ACC_BITS +: ACC_BITS])
+                                                             + (q_q[ct] ? kv_wide : {ACC_BITS{1'b0}});
+                end
     end
 
     // the attention LIF, HD lanes
@@ -138,27 +151,32 @@ module hqflow_stream_ssa #(
         d_b1 <= state == S_B1;
         d_n0 <= n == 0;
         d_i0 <= idx == 0;
+        d_sl <= sl;
         d_row <= kv_raddr;
         if (d_a1) begin                 // v's words shift in from the top: word j ends in lane j
             for (j = 0; j < HD - 1; j = j + 1) vrow[j*T +: T] <= vrow[(j+1)*T +: T];
             vrow[(HD-1)*T +: T] <= v_q;
         end
+        if (d_a2 && SPLIT > 1)          // the next slice's lanes down to lanes 0 .. HS-1 (after SPLIT: as loaded)
+            vrow <= (vrow >> (HS * T)) | (vrow << ((HD - HS) * T));
         if (d_b1) y <= y_next;
         if (m_tvalid && m_tready) begin bank <= bank >> T; bank_n <= bank_n - 1'b1; end
         case (state)
             S_AWAIT: if (tok_in) begin          // token n's k and v are in (tok_end = (n+1)*D)
-                state <= S_A1; h <= 0; idx <= 0; base <= tok_end - D; addr <= tok_end - D;
+                state <= S_A1; h <= 0; idx <= 0; sl <= 0; base <= tok_end - D; addr <= tok_end - D;
                 kv_raddr <= 0;
             end
             S_A1: begin                         // read v[n][h HD + idx]
                 if (idx == HD - 1) begin idx <= 0; addr <= base; state <= S_A2; end
                 else begin idx <= idx + 1; addr <= addr + 1'b1; end
             end
-            S_A2: begin                         // read k[n][h HD + idx] and kv row h HD + idx
+            S_A2: begin                         // read k[n][h HD + idx] and kv word (h HD + idx) SPLIT + sl
                 kv_raddr <= kv_raddr + 1'b1;
-                addr <= addr + 1'b1;
-                if (idx != HD - 1) idx <= idx + 1;
+                if (sl != SPLIT - 1) sl <= sl + 1'b1;
+                else if (idx != HD - 1) begin sl <= 0; idx <= idx + 1; addr <= addr + 1'b1; end
                 else begin
+                    sl <= 0;
+                    addr <= addr + 1'b1;
                     idx <= 0;
                     if (h != HEADS - 1) begin h <= h + 1; base <= base + HD; state <= S_A1; end
                     else if (n != N - 1) begin n <= n + 1; tok_end <= tok_end + D; state <= S_AWAIT; end
@@ -166,13 +184,17 @@ module hqflow_stream_ssa #(
                 end
             end
             S_BWAIT: if (wq == ND) begin
-                state <= S_B1; n <= 0; h <= 0; idx <= 0; addr <= 0; base <= 0; kv_raddr <= 0;
+                state <= S_B1; n <= 0; h <= 0; idx <= 0; sl <= 0; addr <= 0; base <= 0; kv_raddr <= 0;
             end
-            S_B1: begin                         // read q[n][h HD + idx] and kv row h HD + idx
-                addr <= addr + 1'b1;
+            S_B1: begin                         // read q[n][h HD + idx] and kv word (h HD + idx) SPLIT + sl
                 kv_raddr <= kv_raddr + 1'b1;
-                if (idx != HD - 1) idx <= idx + 1;
-                else begin idx <= 0; state <= S_DRAIN; end
+                if (sl != SPLIT - 1) sl <= sl + 1'b1;
+                else begin
+                    sl <= 0;
+                    addr <= addr + 1'b1;
+                    if (idx != HD - 1) idx <= idx + 1;
+                    else begin idx <= 0; state <= S_DRAIN; end
+                end
             end
             S_DRAIN: begin state <= S_LIF; ts <= 0; end
             S_LIF: begin

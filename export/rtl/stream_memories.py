@@ -1,0 +1,47 @@
+"""The memories the streaming cores declare (stream_ops.py's `StreamOp.memories`): their shapes as the
+Verilog lays them out, for the resource estimate (hqflow.resources.memory_resources maps each as Yosys
+does) and the folding's choices.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+__all__ = ["Memory", "memory_table", "rom_geometry", "window_memories"]
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One memory a core declares: `depth` words of `width` bits (rom: read-only, from a file; ultra: a
+    RAM the core's ULTRA parameter puts in UltraRAM)."""
+    name: str
+    width: int
+    depth: int
+    rom: bool = False
+    ultra: bool = False
+
+
+def window_memories(p: dict, slots: int, element_bits: int, masks: bool) -> list[Memory]:
+    """hqflow_window.v's RAMs: a bank of W*C elements per row slot, and with `masks` a bank of W
+    C-bit nonzero masks per slot. ULTRA puts the banks in UltraRAM."""
+    banks = [Memory(f"row{b}", element_bits, p["W"] * p["C"], ultra=bool(p.get("ULTRA"))) for b in range(slots)]
+    return banks + ([Memory(f"mask{b}", p["C"], p["W"]) for b in range(slots)] if masks else [])
+
+
+@functools.lru_cache(maxsize=1)
+def memory_table():
+    """The FPGA table whose memory rules map a RAM (hqflow.fpga; the folding's block RAM counts)."""
+    from hqflow.fpga import load_fpga_table
+
+    return load_fpga_table()
+
+
+def rom_geometry(p: dict, outputs: int, rows: int) -> tuple[int, int]:
+    """(width, depth) of a weight ROM (hqflow_weight_rom.v as hqflow_stream_wlif / _head address it):
+    64-bit words of 64 / BITS codes, KW words a line, ceil(G / GPW) lines a row of the weight matrix."""
+    codes = 64 // p["BITS"]
+    kw = p["P"] // codes if p["P"] > codes else 1
+    per_line = codes * kw // p["P"]
+    groups = -(-outputs // p["P"])
+    return 64 * kw, rows * -(-groups // per_line)
