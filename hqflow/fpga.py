@@ -10,7 +10,9 @@ weight format f, input width X (bits of the largest input: 1 for spikes, 15 for 
     DSP = P * lane_dsp[f, X]
     BRAM36 = sum over the core's memories of memory_resources(width, depth)
 
-ACC (accumulator bits) and V (membrane bits) are the layer's (graph attrs) or, for the search, an
+Each op's core (its memories, the terms of a spike op, none for input and tokens) is its CoreModel in
+hqflow/fpga_cores.py (FPGA_CORES); this module reads the table and evaluates them, branching on no op's
+name. ACC (accumulator bits) and V (membrane bits) are the layer's (graph attrs) or, for the search, an
 estimate from the shape (`estimate_widths`). lane_*[f, X] is read at the calibrated input widths and
 interpolated linearly in X between them (DSP: the value at the next calibrated width up, since a
 multiplier maps to a DSP48 by a width threshold), and between calibrated bit widths of a scheme.
@@ -36,19 +38,20 @@ from pathlib import Path
 
 from hqflow.cost import LayerShape
 from hqflow.errors import UserError
+from hqflow.fpga_cores import CORE_KEYS, FPGA_CORES, TABLE_OPS, ValueBound, core_model, layer_core, ssa_memories
 from hqflow.io import read_yaml
 from hqflow.numerics import Candidate
-from hqflow.numerics.rom import ROM_WORD_BITS, rom_code_bits
+from hqflow.ops import OPS
 from hqflow.resources import RESOURCE_KEYS, Resources, memory_resources, resources_from_cells, total  # noqa: F401
 
-__all__ = ["DEFAULT_LANES", "DEFAULT_TABLE", "FpgaTable", "Resources", "estimate_widths", "fpga_cost_matrix",
-           "graph_resources", "layer_input_bits", "layer_resources", "load_fpga_table", "memory_resources",
-           "plan_resources", "resources_from_cells", "scalar", "total"]
+__all__ = ["DEFAULT_LANES", "DEFAULT_TABLE", "FPGA_CORES", "FpgaTable", "Resources", "estimate_widths",
+           "fpga_cost_matrix", "graph_resources", "layer_input_bits", "layer_resources", "load_fpga_table",
+           "memory_resources", "plan_resources", "resources_from_cells", "scalar", "ssa_memories", "total"]
 
 DEFAULT_LANES = 8
 DEFAULT_TABLE = Path(__file__).with_name("tables") / "fpga_xc7.yaml"
-CORES = ("linear", "conv", "head")
-SPIKE_OPS = ("ssa", "maxpool", "add", "tokens")
+CORES = CORE_KEYS  # the weighted cores' entries of the table's cores section (fpga_cores.py)
+SPIKE_OPS = TABLE_OPS  # the ops the table's spike_ops may name (with terms, or without a core: empty)
 MEMORY_NUMBERS = ("rom_logic_cost", "ram_logic_cost", "rom_lut_depth", "ram_lut_per_bit")
 LIF_EXTRA_BITS = 1  # v_bits = acc_bits + frac_bits + 1 in the lowering (numerics.bounds.membrane_bits)
 
@@ -189,8 +192,12 @@ def load_fpga_table(path: str | Path | None = None) -> FpgaTable:
     for op, terms in _mapping(path, "spike_ops", raw["spike_ops"]).items():
         if op not in SPIKE_OPS:
             raise UserError(f"{path}: spike_ops.{op}: not one of {', '.join(SPIKE_OPS)}")
+        terms = _mapping(path, f"spike_ops.{op}", terms)
+        if terms and not FPGA_CORES[op].has_core:
+            raise UserError(f"{path}: spike_ops.{op}: the op has no core in the sequential top (0 resources); "
+                            f"expected no terms, got {', '.join(map(str, terms))}")
         spike_ops[op] = {}
-        for term, entry in _mapping(path, f"spike_ops.{op}", terms).items():
+        for term, entry in terms.items():
             entry = _mapping(path, f"spike_ops.{op}.{term}", entry)
             bad = [k for k in entry if k not in RESOURCE_KEYS]
             if bad:
@@ -222,53 +229,18 @@ def estimate_widths(shape: LayerShape, fmt: Candidate, x_bits: int, frac_bits: i
     return acc, min(64, acc + frac_bits + LIF_EXTRA_BITS)
 
 
-def _core_of(shape: LayerShape) -> str:
-    if shape.group == "head":
-        return "head"
-    return "conv" if shape.taps > 1 else "linear"
-
-
 def layer_resources(shape: LayerShape, fmt: Candidate, table: FpgaTable, lanes: int = DEFAULT_LANES,
                     x_bits: int = 1, acc_bits: int | None = None, v_bits: int | None = None) -> Resources:
     """Resources of the core of ONE weighted layer in format `fmt` with `lanes` lanes and `x_bits`-bit inputs:
     fixed control, weight lanes, accumulators, LIF, the weight ROM, accumulator and membrane memories and the
-    LIF tables. acc_bits / v_bits: the layer's widths (estimate_widths when None)."""
+    LIF tables (the core that computes it: fpga_cores.layer_core). acc_bits / v_bits: the layer's widths
+    (estimate_widths when None)."""
     if lanes < 1:
         raise UserError(f"lanes {lanes!r}: expected a positive integer")
-    core = _core_of(shape)
     est_acc, est_v = estimate_widths(shape, fmt, x_bits)
     acc = est_acc if acc_bits is None else int(acc_bits)
     v = est_v if v_bits is None else int(v_bits)
-    bits = rom_code_bits(fmt)
-    per_word = ROM_WORD_BITS // bits
-    kw = max(1, lanes // per_word)
-    groups = -(-shape.c_out // lanes)
-    gpw = max(1, per_word * kw // lanes)
-    row_wide = -(-groups // gpw)
-    rows = shape.c_in * shape.taps
-    lane = table.lane(fmt, x_bits)
-    w = table.width
-    fixed = table.cores[core]
-    if core == "head":
-        v = 0  # no membrane: the head sums its inputs and writes logits
-    logic = Resources(
-        lut=fixed["lut"] + lanes * (lane.lut + w["lut_per_acc_bit"] * acc + w["lut_per_v_bit"] * v),
-        ff=fixed["ff"] + lanes * (lane.ff + w["ff_per_acc_bit"] * acc + w["ff_per_v_bit"] * v),
-        dsp=lanes * lane.dsp)
-    mems = [memory_resources(ROM_WORD_BITS * kw, rows * row_wide, table, rom=True)]
-    if core == "conv":
-        mems += [memory_resources(lanes * acc, shape.positions * groups, table),
-                 memory_resources(lanes * v, shape.positions * groups, table)]
-    elif core == "linear":
-        mems += [memory_resources(lanes * acc, groups, table),
-                 memory_resources(lanes * v, shape.positions * groups, table)]
-    else:  # head: x_sum [C] x SUM_BITS, acc [G] x P*ACC, bias [K] x LOGIT_BITS
-        mems += [memory_resources(x_bits, shape.c_in, table), memory_resources(lanes * acc, groups, table),
-                 memory_resources(acc + 1, shape.c_out, table, rom=True)]
-    if core != "head":
-        mems += [memory_resources(lanes * v, groups, table, rom=True), memory_resources(lanes * v, groups, table, rom=True),
-                 memory_resources(lanes * 2, groups, table, rom=True)]
-    return total([logic, *mems])
+    return layer_core(shape).layer(shape, fmt, table, lanes, x_bits, acc, v)
 
 
 def plan_resources(shapes: list[LayerShape], formats: dict[str, Candidate], table: FpgaTable,
@@ -299,75 +271,33 @@ def fpga_cost_matrix(shapes: list[LayerShape], candidates, table: FpgaTable, lan
 
 def layer_input_bits(topology, time_steps: int, input_max: int = 32767) -> dict[str, int]:
     """{weight layer name: input bits} from the value ranges of a Topology, as the lowering's attrs.x_max:
-    event counts (input_max, the data's saturation) into the first conv, spikes (1) after a LIF, sums
-    of spikes after residual adds, and for the head its source's range * tokens * time_steps (it
-    multiplies the sums)."""
-    vmax: dict[str, int] = {}
+    each step's largest output by its op's rule (hqflow.ops Op.value_max: event counts up to `input_max`,
+    the data's saturation, from the input, spikes (1) after a LIF, sums of spikes after residual adds),
+    and each weighted core's x_max from its sources (WeightedCore.x_max: the input's range, for the head
+    that range * tokens * time_steps, as it multiplies the sums). UserError for an unknown op."""
+    read = {name for step in topology.steps for name in step.inputs}
+    bounds: dict[str, ValueBound] = {}
     out = {}
     for step in topology.steps:
-        if step.op == "input":
-            vmax[step.name] = input_max
-        elif step.op == "add":
-            vmax[step.name] = sum(vmax[s] for s in step.inputs)
-        elif step.op in ("maxpool", "tokens"):
-            vmax[step.name] = vmax[step.inputs[0]]
-        else:
-            vmax[step.name] = 1
-        if step.op in ("conv_lif", "linear_lif"):
-            out[step.name] = max(1, vmax[step.inputs[0]].bit_length())
-        elif step.op == "head":
-            out[step.name] = max(1, (vmax[step.inputs[0]] * topology.num_tokens * time_steps).bit_length())
+        core = core_model(step)
+        sources = [bounds[name] for name in step.inputs]
+        if core.weighted:
+            out[step.name] = max(1, int(core.x_max(step, sources, time_steps)).bit_length())
+        if step.name in read:  # (the head's logits, never read, have a range only with its weights)
+            node = ValueBound(step.name, tuple(step.shape), attrs={"max_count": input_max})
+            value_max = OPS[step.op].value_max(node, sources, {}, time_steps)
+            bounds[step.name] = ValueBound(step.name, tuple(step.shape), int(value_max))
     return out
 
 
 def graph_resources(graph, table: FpgaTable, lanes: int | dict[str, int] = DEFAULT_LANES) -> dict[str, Resources]:
-    """{node name: Resources} of every node of a DeployGraph: weighted nodes by layer_resources with their
-    real widths (x_bits = bit length of attrs.x_max, acc_bits, v_bits), the spike ops from their
-    calibrated terms, tokens and input 0. Buffers between nodes are not included."""
+    """{node name: Resources} of every node of a DeployGraph, by its op's core model (fpga_cores.FPGA_CORES):
+    weighted nodes by WeightedCore.layer with their real widths (x_bits = bit length of attrs.x_max,
+    acc_bits, v_bits), the spike ops from their calibrated terms, tokens and input 0 (no core). lanes:
+    one count, or per node name (DEFAULT_LANES for a node not in it). UserError for an unknown op, or an op
+    with terms the table lacks. Buffers between nodes are not included."""
     out = {}
     for node in graph.nodes:
         n = lanes.get(node.name, DEFAULT_LANES) if isinstance(lanes, dict) else lanes
-        attrs = node.attrs
-        if node.op in ("conv_lif", "linear_lif", "head"):
-            source = graph.node(node.inputs[0])
-            if node.op == "conv_lif":
-                c, h, w = source.shape
-                shape = LayerShape(node.name, "tokenizer", c, node.shape[0], 9, h * w, 1)
-            elif node.op == "linear_lif":
-                tokens, c = source.shape
-                shape = LayerShape(node.name, "mlp", c, node.shape[1], 1, tokens, 1)
-            else:
-                shape = LayerShape(node.name, "head", source.shape[-1], node.shape[0], 1, 1, 1)
-            x_bits = max(1, int(attrs["x_max"]).bit_length())
-            out[node.name] = layer_resources(shape, Candidate.parse(attrs["format"]), table, n, x_bits,
-                                             int(attrs["acc_bits"]), int(attrs.get("v_bits", 0)))
-        elif node.op in table.spike_ops:
-            out[node.name] = _spike_op(node, graph, table)
-        else:
-            out[node.name] = Resources()
+        out[node.name] = core_model(node).resources(graph, node, table, n)
     return out
-
-
-def ssa_memories(tokens: int, dim: int, heads: int, v_bits: int, table: FpgaTable) -> Resources:
-    """The SSA core's memories: membranes v [N*D] x V_BITS and kv [HD] x HD*KV_BITS (hqflow_ssa.v)."""
-    hd = dim // heads
-    kv_bits = max(1, tokens.bit_length())  # $clog2(N + 1)
-    return memory_resources(v_bits, tokens * dim, table) + memory_resources(hd * kv_bits, hd, table)
-
-
-def _spike_op(node, graph, table: FpgaTable) -> Resources:
-    """sum over the op's terms of coefficient * size: `fixed` (1), `element` (output elements),
-    `channel` (output channels); the SSA adds its memories (ssa_memories)."""
-    size = {"fixed": 1, "element": math.prod(node.shape), "channel": node.shape[-1] if node.shape else 1}
-    if node.op == "ssa":
-        size["token"] = node.shape[0]
-    res = Resources()
-    for term, coeff in table.spike_ops[node.op].items():
-        if term not in size:
-            raise UserError(f"{table.path}: spike_ops.{node.op}.{term}: unknown term; expected one of "
-                            f"{', '.join(size)}")
-        res = res + coeff.scaled(size[term])
-    if node.op == "ssa":
-        tokens, dim = node.shape
-        res = res + ssa_memories(tokens, dim, int(node.attrs["num_heads"]), int(node.attrs["v_bits"]), table)
-    return res

@@ -38,7 +38,8 @@ import numpy as np
 
 from hqflow import fpga, numerics
 from hqflow.export.rtl import memfiles, yosys
-from hqflow.export.rtl.layer import CORES, SCHEME_CODE
+from hqflow.export.rtl.layer import CORES
+from hqflow.export.rtl.seq_ops import SCHEME_CODE
 from hqflow.io import atomic_text
 from hqflow.numerics import Candidate
 
@@ -156,12 +157,17 @@ def _rom_params(point: dict, folder: Path, rng) -> dict:
 @dataclass(frozen=True)
 class PointKind:
     """How a calibration point of one kind is synthesized and modelled. top / sources: the core; params:
-    writes its memory files, returns its parameters; a weighted core also has `group` (its LayerShape
-    group for hqflow.fpga), `taps`, the keys of its inputs, outputs and geometry, and `x_key` (its
-    input bits); memories: the resources hqflow.fpga predicts for the memories inside it."""
+    writes its memory files, returns its parameters; fit: what `fit` learns from it ("memory": nothing,
+    it checks the memory rules; "lif": the kind's fixed cost, with the lane and width coefficients shared
+    by every "lif" kind, in one least squares; "residual": the fixed cost left after those (the head);
+    "terms": a spike op's fixed term, what its memories leave); a weighted core also has `group` (its
+    LayerShape group for hqflow.fpga), `taps`, the keys of its inputs, outputs and geometry, and `x_key`
+    (its input bits); memories: the resources hqflow.fpga predicts for the memories inside it. A weighted
+    kind's name is its entry in the table's cores."""
     top: str
     sources: tuple[str, ...]
     params: Callable[[dict, Path, np.random.Generator], dict]
+    fit: str
     group: str | None = None
     taps: int = 1
     inputs: str = "C"
@@ -184,22 +190,24 @@ class PointKind:
 
 _PLAIN = lambda point, folder, rng: {k: v for k, v in point.items() if k != "kind"}  # noqa: E731 (the point's own)
 POINT_KINDS = {
-    "rom": PointKind("hqflow_weight_rom", ("hqflow_weight_rom.v",), _rom_params,
+    "rom": PointKind("hqflow_weight_rom", ("hqflow_weight_rom.v",), _rom_params, "memory",
                      memories=lambda p, table: fpga.memory_resources(p["width"], p["depth"], table, rom=True)),
     "ram": PointKind("hqflow_ram", ("hqflow_ram.v",),
-                     lambda p, folder, rng: {"WIDTH": p["width"], "DEPTH": p["depth"]},
+                     lambda p, folder, rng: {"WIDTH": p["width"], "DEPTH": p["depth"]}, "memory",
                      memories=lambda p, table: fpga.memory_resources(p["width"], p["depth"], table)),
-    "linear": PointKind("hqflow_linear_lif", (*WEIGHTED_SOURCES, "hqflow_linear_lif.v"), _lif_params, "mlp",
+    "linear": PointKind("hqflow_linear_lif", (*WEIGHTED_SOURCES, "hqflow_linear_lif.v"), _lif_params, "lif", "mlp",
                         geometry=("N", "C", "O")),
-    "conv": PointKind("hqflow_conv_lif", (*WEIGHTED_SOURCES, "hqflow_conv_lif.v"), _lif_params, "tokenizer",
+    "conv": PointKind("hqflow_conv_lif", (*WEIGHTED_SOURCES, "hqflow_conv_lif.v"), _lif_params, "lif", "tokenizer",
                       taps=9, geometry=("C", "H", "W", "O")),
     "head": PointKind("hqflow_head", ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_head.v"),
-                      _head_params, "head", inputs="CHANNELS", outputs="CLASSES", x_key="SUM_BITS"),
-    "add": PointKind("hqflow_add", ("hqflow_ram.v", "hqflow_add.v"), _PLAIN),
-    "maxpool": PointKind("hqflow_maxpool", ("hqflow_ram.v", "hqflow_maxpool.v"), _PLAIN),
-    "ssa": PointKind("hqflow_ssa", ("hqflow_ram.v", "hqflow_lif.v", "hqflow_ssa.v"), _PLAIN,
+                      _head_params, "residual", "head", inputs="CHANNELS", outputs="CLASSES", x_key="SUM_BITS"),
+    "add": PointKind("hqflow_add", ("hqflow_ram.v", "hqflow_add.v"), _PLAIN, "terms"),
+    "maxpool": PointKind("hqflow_maxpool", ("hqflow_ram.v", "hqflow_maxpool.v"), _PLAIN, "terms"),
+    "ssa": PointKind("hqflow_ssa", ("hqflow_ram.v", "hqflow_lif.v", "hqflow_ssa.v"), _PLAIN, "terms",
                      memories=lambda p, table: fpga.ssa_memories(p["TOKENS"], p["DIM"], p["HEADS"], p["V_BITS"], table)),
 }
+FIT_KINDS = {stage: [k for k, kind in POINT_KINDS.items() if kind.fit == stage]
+             for stage in ("memory", "lif", "residual", "terms")}  # the point kinds of each stage of `fit`
 
 
 def _setup(point: dict, folder: Path, seed: int) -> tuple[str, list[str], dict]:
@@ -276,14 +284,14 @@ def fit(results: list[tuple[dict, dict]], memory: dict) -> dict:
                                         p.get("acc", p.get("ACC")), p.get("v", 0))
         return point_memories(p, zero)
 
-    # 2. weighted cores: least squares over [fixed linear, fixed conv, P*acc, P*v, P*lane(f, x)...]
-    cores = [(p, r, mem_of(p)) for p, r in measured if p["kind"] in ("linear", "conv")]
+    # 2. weighted LIF cores: least squares over [fixed of each kind (linear, conv), P*acc, P*v, P*lane(f, x)...]
+    cores = [(p, r, mem_of(p)) for p, r in measured if p["kind"] in FIT_KINDS["lif"]]
     combos = sorted({(p["format"], p["x_bits"]) for p, _, _ in cores})
-    cols = ["fixed_linear", "fixed_conv", "acc", "v"] + [f"{f}@{x}" for f, x in combos]
+    cols = [f"fixed_{k}" for k in FIT_KINDS["lif"]] + ["acc", "v"] + [f"{f}@{x}" for f, x in combos]
     a = np.zeros((len(cores), len(cols)))
     for i, (p, _, _) in enumerate(cores):
-        a[i, 0 if p["kind"] == "linear" else 1] = 1
-        a[i, 2], a[i, 3] = p["P"] * p["acc"], p["P"] * p["v"]
+        a[i, cols.index(f"fixed_{p['kind']}")] = 1
+        a[i, cols.index("acc")], a[i, cols.index("v")] = p["P"] * p["acc"], p["P"] * p["v"]
         a[i, cols.index(f"{p['format']}@{p['x_bits']}")] = p["P"]
     coef = {}
     for key in ("lut", "ff"):
@@ -296,22 +304,22 @@ def fit(results: list[tuple[dict, dict]], memory: dict) -> dict:
                                       "dsp": round(float(np.mean(dsp)), 3)}
     width = {"lut_per_acc_bit": round(coef["lut"]["acc"], 3), "ff_per_acc_bit": round(coef["ff"]["acc"], 3),
              "lut_per_v_bit": round(coef["lut"]["v"], 3), "ff_per_v_bit": round(coef["ff"]["v"], 3)}
-    core_fixed = {"linear": {"lut": round(coef["lut"]["fixed_linear"], 1), "ff": round(coef["ff"]["fixed_linear"], 1)},
-                  "conv": {"lut": round(coef["lut"]["fixed_conv"], 1), "ff": round(coef["ff"]["fixed_conv"], 1)}}
-    # 3. head: the residual after its lanes and memories (v = 0)
-    part = fpga.FpgaTable("(calibration)", "xc7", False, zero.weights, {**core_fixed, "head": {"lut": 0.0, "ff": 0.0}},
-                          width, {f: {x: fpga.Lane(**e) for x, e in by.items()} for f, by in lanes.items()}, memory, {})
-    heads = [(p, r) for p, r in measured if p["kind"] == "head"]
-    head = [(r.lut - fpga.layer_resources(_shape_of(p), Candidate.parse(p["format"]), part, p["P"], p["SUM_BITS"],
-                                          p["ACC"]).lut,
-             r.ff - fpga.layer_resources(_shape_of(p), Candidate.parse(p["format"]), part, p["P"], p["SUM_BITS"],
-                                         p["ACC"]).ff) for p, r in heads]
-    core_fixed["head"] = {"lut": round(float(np.mean([h[0] for h in head])), 1) if head else 0.0,
-                          "ff": round(float(np.mean([h[1] for h in head])), 1) if head else 0.0}
+    core_fixed = {k: {"lut": round(coef["lut"][f"fixed_{k}"], 1), "ff": round(coef["ff"][f"fixed_{k}"], 1)}
+                  for k in FIT_KINDS["lif"]}
+    # 3. the head: the residual after its lanes and memories (v = 0)
+    part = fpga.FpgaTable("(calibration)", "xc7", False, zero.weights,
+                          {**core_fixed, **{k: {"lut": 0.0, "ff": 0.0} for k in FIT_KINDS["residual"]}}, width,
+                          {f: {x: fpga.Lane(**e) for x, e in by.items()} for f, by in lanes.items()}, memory, {})
+    for kind in FIT_KINDS["residual"]:
+        rest = [r + fpga.layer_resources(_shape_of(p), Candidate.parse(p["format"]), part, p["P"], _weighted_x(p),
+                                         p.get("acc", p.get("ACC"))).scaled(-1)
+                for p, r in measured if p["kind"] == kind]
+        core_fixed[kind] = {"lut": round(float(np.mean([h.lut for h in rest])), 1) if rest else 0.0,
+                            "ff": round(float(np.mean([h.ff for h in rest])), 1) if rest else 0.0}
     # 4. spike ops: fixed cost = measured - their memories
     spike_ops: dict[str, dict] = {"tokens": {}}
     for p, r in measured:
-        if p["kind"] in fpga.SPIKE_OPS:
+        if p["kind"] in FIT_KINDS["terms"]:
             rest = fpga.Resources(r.lut, r.ff, r.dsp, r.bram) + point_memories(p, zero).scaled(-1)
             spike_ops[p["kind"]] = {"fixed": {k: round(float(v), 1) for k, v in rest.to_dict().items()}}
     return {"memory": memory, "cores": core_fixed, "width": width, "lanes": lanes, "spike_ops": spike_ops}

@@ -19,9 +19,8 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from hqflow import numerics
-from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles, top, verilator
+from hqflow.export.rtl.seq_ops import SEQ_MODULES, seq_op
 from hqflow.io import atomic_text
 from hqflow.ir import DeployGraph, Node
 from hqflow.sim.run import run as sim_run
@@ -29,7 +28,6 @@ from hqflow.sim.run import run as sim_run
 __all__ = ["CORES", "LayerCase", "TEMPLATES", "build_layers", "expected_cycles", "layer_case", "run_layers",
            "write_layers"]
 
-SCHEME_CODE = {"uniform": 0, "po2": 1, "fp32": 2}
 CORE_FILES = ("hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_linear_lif.v", "hqflow_conv_lif.v")
 
 
@@ -50,25 +48,9 @@ class LayerCase:
 
 
 def layer_parameters(graph: DeployGraph, node: Node, parallel: int, folder: str) -> dict:
-    """Verilog parameters of a conv_lif / linear_lif node with P lanes, memory files in `folder`."""
-    fmt = numerics.Candidate.parse(node.attrs["format"])
-    lif_t = int(node.attrs["frac_bits"]) - int(node.attrs["bias_frac_bits"])
-    params = {"P": parallel, "BITS": numerics.rom_code_bits(fmt), "SCHEME": SCHEME_CODE[fmt.scheme],
-              "ZERO_LEVEL": int(fmt.zero_level), "ZP": int(node.attrs.get("zero_point", 0)),
-              "X_BITS": max(1, int(node.attrs["x_max"]).bit_length()), "ACC_BITS": int(node.attrs["acc_bits"]),
-              "V_BITS": int(node.attrs["v_bits"]), "F": int(node.attrs["frac_bits"]), "T": lif_t}
-    source = graph.node(node.inputs[0])
-    if node.op == "conv_lif":
-        c, h, w = source.shape
-        params.update(C=c, H=h, W=w, O=node.shape[0])
-    elif node.op == "linear_lif":
-        n, c = source.shape
-        params.update(N=n, C=c, O=node.shape[1])
-    else:
-        raise UserError(f"node {node.name}: op {node.op}, expected conv_lif or linear_lif for a single-layer core")
-    for key in ("ROM", "BIAS", "THR", "SIGN"):
-        params[f"{key}_FILE"] = f'"{folder}/{ {"ROM": "weights"}.get(key, key.lower()) }.mem"'
-    return params
+    """Verilog parameters of a single-layer core (conv_lif / linear_lif: seq_ops.SeqOp.layer_params) with
+    P lanes, memory files in `folder`; UserError for another op."""
+    return seq_op(node).layer_params(graph, node, parallel, f"{folder}/")
 
 
 def layer_case(graph: DeployGraph, node_name: str, frames: np.ndarray, parallel: int, out: Path,
@@ -85,22 +67,20 @@ def layer_case(graph: DeployGraph, node_name: str, frames: np.ndarray, parallel:
         atomic_text(folder / f"{key}.mem", text)
     if trace is None:
         _, trace = sim_run(graph, frames, trace=True)
-    x = trace[node.inputs[0]]  # [T, B, ...]
-    if node.op == "conv_lif":
-        x = np.moveaxis(x, 2, -1)  # [T, B, C, H, W] -> channels last [T, B, H, W, C], as the core reads it
-    s = trace[node.name]
-    if node.op == "conv_lif":
-        s = s.reshape(*s.shape[:3], -1).swapaxes(2, 3)  # [T, B, O, H, W] -> [T, B, H*W, O]
-    x = x.reshape(*x.shape[:2], -1).swapaxes(0, 1)  # [B, T, n_in]
+    op = seq_op(node)
+    # the RTL layout (channels last, as the core reads and writes): [T, B, n_in], [T, B, spatial, O]
+    x = top.layout(graph, graph.node(node.inputs[0]), trace[node.inputs[0]])
+    s = top.layout(graph, node, trace[node.name])
+    s = s.reshape(*s.shape[:2], -1, op.outputs(node))
+    x = x.swapaxes(0, 1)  # [B, T, n_in]
     s = s.swapaxes(0, 1)  # [B, T, spatial, O]
     atomic_text(folder / "x.txt", " ".join(map(str, x.ravel().tolist())) + "\n")
     atomic_text(folder / "s.txt", " ".join(map(str, s.ravel().tolist())) + "\n")
     samples, steps, spatial, outputs = s.shape
     groups = -(-outputs // parallel)
     line = f"{name} {samples} {steps} {x.shape[2]} {spatial} {outputs} {groups} {parallel}"
-    module = "hqflow_conv_lif" if node.op == "conv_lif" else "hqflow_linear_lif"
     nonzero = tuple(int(v) for v in (x != 0).sum(axis=2).ravel())
-    return LayerCase(name, module, params, parallel, line, nonzero)
+    return LayerCase(name, op.module, params, parallel, line, nonzero)
 
 
 def write_layers(cases: list[LayerCase], out: Path) -> Path:
@@ -134,7 +114,6 @@ def run_layers(executable: Path, out: Path) -> tuple[dict[str, int], dict[str, l
 
 def expected_cycles(case: LayerCase, nonzero: int) -> int:
     """Cycles of one time step (start to done) as the core's header documents it, for `nonzero`
-    nonzero inputs in the step (top.core_cycles: linear N (C + G + 2) + nnz (G + 1) + 2, conv
-    C H W + nnz (9 G + 1) + H W G + 4, G = ceil(O / P))."""
-    op = "linear_lif" if case.module == "hqflow_linear_lif" else "conv_lif"
-    return top.core_cycles(op, case.params, nonzero, False)
+    nonzero inputs in the step (the module's SeqOp.cycles, seq_ops.py: linear N (C + G + 2) + nnz (G + 1)
+    + 2, conv C H W + nnz (9 G + 1) + H W G + 4, G = ceil(O / P))."""
+    return SEQ_MODULES[case.module].cycles(case.params, nonzero, False)

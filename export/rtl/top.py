@@ -23,26 +23,25 @@ Architecture (layer-sequential, the default and for now the only one):
   of the last step; no back-pressure (K values).
 
 `plan_top` decides every core's parameters, buffer and wiring from the graph (Python chooses
-numbers and names only; the arithmetic is the cores'). `hqflow_top.v.j2` renders it.
+numbers and names only; the arithmetic is the cores'). Each op's part (its module, parameters,
+memory files, buffer and cycle formula) is its SeqOp in seq_ops.py; this module branches on no op's
+name. `hqflow_top.v.j2` renders the plan.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from hqflow import numerics
 from hqflow.errors import UserError
-from hqflow.export.rtl import memfiles
+from hqflow.export.rtl import seq_ops
 from hqflow.ir import DeployGraph, Node
-from hqflow.ops import check_backend, common
 
-__all__ = ["Buffer", "Core", "TopPlan", "choose_pack_lanes", "layout", "plan_top", "RTL_OPS"]
+__all__ = ["Buffer", "Core", "TopPlan", "choose_pack_lanes", "core_cycles", "expected_cycles", "layout", "plan_top",
+           "RTL_OPS"]
 
-SCHEME_CODE = {"uniform": 0, "po2": 1, "fp32": 2}
 NO_NODE = 255  # dbg_node while no core runs (the sequencer loads a frame)
 
 
@@ -97,12 +96,10 @@ class TopPlan:
         return [core for core in self.cores if buffer in core.reads]
 
 
-def _ident(name: str) -> str:
-    return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
-
-
-def _bits(value_max: int) -> int:
-    return max(1, int(value_max).bit_length())
+# the helpers both architectures share (export/rtl/seq_ops.py), by the names stream_ops.py imports
+SCHEME_CODE, _ident, _bits, _check_window = seq_ops.SCHEME_CODE, seq_ops.ident, seq_ops.value_bits, seq_ops.check_window
+ssa_lif_consts, choose_pack_lanes = seq_ops.ssa_lif_consts, seq_ops.choose_pack_lanes
+RTL_OPS = seq_ops.SEQ_OPS  # op -> its core (SeqOp); the template of each op's instance is project/top_ops/<op>.v.j2
 
 
 def layout(graph: DeployGraph, node: Node, values: np.ndarray) -> np.ndarray:
@@ -113,155 +110,33 @@ def layout(graph: DeployGraph, node: Node, values: np.ndarray) -> np.ndarray:
     return values.reshape(*values.shape[: values.ndim - len(node.shape)], math.prod(node.shape))
 
 
-def choose_pack_lanes(bits: int, outputs: int, requested: int) -> int:
-    """P for a weighted node feeding a buffer: the largest power of two <= `requested` that its ROM
-    word allows (memfiles.allowed_lanes) and that divides `outputs`."""
-    return max(p for p in memfiles.allowed_lanes(bits) if p <= requested and p & (p - 1) == 0 and outputs % p == 0)
-
-
-def _check_window(node: Node, kernel: int, stride: int, padding: int, what: str) -> None:
-    got = tuple(int(node.attrs.get(key, default)) for key, default in
-                (("kernel_size", kernel), ("stride", stride), ("padding", padding)))
-    if got != (kernel, stride, padding):
-        raise UserError(f"node {node.name}: {node.op} with kernel {got[0]}, stride {got[1]}, padding {got[2]}; "
-                        f"the RTL {what} core implements kernel {kernel}, stride {stride}, padding {padding}")
-
-
-def _hex(value: int, width: int) -> str:
-    return f"{width}'h{int(value) % (1 << width):x}"
-
-
-# ---- one builder per op: (graph, node, buffers of its inputs, lanes) -> Core fields ------------------
-
-
-def _weighted(graph: DeployGraph, node: Node, reads: list[Buffer], lanes: int) -> dict:
-    fmt = numerics.Candidate.parse(node.attrs["format"])
-    bits = numerics.rom_code_bits(fmt)
-    outputs = node.shape[0] if node.op == "conv_lif" else node.shape[1]
-    parallel = choose_pack_lanes(bits, outputs, lanes)
-    ident = _ident(node.name)
-    x_bits = _bits(node.attrs["x_max"])
-    if reads[0].bits > x_bits:
-        raise UserError(f"node {node.name}: its input holds {reads[0].bits}-bit values, attrs.x_max "
-                        f"{node.attrs['x_max']} only {x_bits} bits; export the run again")
-    params = {"P": parallel, "BITS": bits, "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
-              "ZP": int(node.attrs.get("zero_point", 0)), "X_BITS": x_bits, "ACC_BITS": int(node.attrs["acc_bits"]),
-              "V_BITS": int(node.attrs["v_bits"]), "F": int(node.attrs["frac_bits"]),
-              "T": int(node.attrs["frac_bits"]) - int(node.attrs["bias_frac_bits"])}
-    source = graph.node(node.inputs[0])
-    if node.op == "conv_lif":
-        _check_window(node, 3, 1, 1, "conv")
-        c, h, w = source.shape
-        params.update(C=c, H=h, W=w, O=outputs)
-    else:
-        n, c = source.shape
-        params.update(N=n, C=c, O=outputs)
-    files = {f"{ident}_weights.mem": memfiles.rom_lines(graph, node, parallel)[0]}
-    for key, text in memfiles.lif_tables(graph, node, parallel).items():
-        files[f"{ident}_{key}.mem"] = text
-    for key in ("ROM", "BIAS", "THR", "SIGN"):
-        params[f"{key}_FILE"] = f'"mem/{ident}_{ {"ROM": "weights"}.get(key, key.lower()) }.mem"'
-    module = "hqflow_conv_lif" if node.op == "conv_lif" else "hqflow_linear_lif"
-    return {"module": module, "params": params, "lanes": parallel, "files": files, "pack": parallel, "bits": 1}
-
-
-def _maxpool(graph: DeployGraph, node: Node, reads: list[Buffer], lanes: int) -> dict:
-    _check_window(node, 3, 2, 1, "maxpool")
-    if reads[0].bits != 1:
-        raise UserError(f"node {node.name}: maxpool of {reads[0].bits}-bit values; the RTL core pools spikes")
-    c, h, w = graph.node(node.inputs[0]).shape
-    return {"module": "hqflow_maxpool", "params": {"CHANNELS": c, "HEIGHT": h, "WIDTH": w}, "bits": 1}
-
-
-def _add(graph: DeployGraph, node: Node, reads: list[Buffer], lanes: int) -> dict:
-    return {"module": "hqflow_add", "bits": _bits(node.value_max),
-            "params": {"SIZE": math.prod(node.shape), "A_BITS": reads[0].bits, "B_BITS": reads[1].bits,
-                       "OUT_BITS": _bits(node.value_max)}}
-
-
-def ssa_lif_consts(graph: DeployGraph, node: Node) -> numerics.LifConsts:
-    """The attention LIF's constants, checked to be one channel's (both architectures' ssa cores have one)."""
-    consts = common.lif_consts(node.attrs, graph.node_tensors(node.name))
-    if len({int(v) for v in consts.bias_int}) > 1 or len({int(v) for v in consts.thr_int}) > 1 \
-            or len({int(v) for v in consts.sign}) > 1:
-        raise UserError(f"node {node.name}: the attention LIF has per-channel constants; the RTL ssa core has one")
-    return consts
-
-
-def _ssa(graph: DeployGraph, node: Node, reads: list[Buffer], lanes: int) -> dict:
-    tokens, dim = node.shape
-    consts = ssa_lif_consts(graph, node)
-    v_bits = int(node.attrs["v_bits"])
-    sign = {1: "2'b01", -1: "2'b11", 0: "2'b00"}[int(consts.sign[0])]
-    return {"module": "hqflow_ssa", "bits": 1,
-            "params": {"TOKENS": tokens, "DIM": dim, "HEADS": int(node.attrs["num_heads"]),
-                       "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": v_bits, "F": int(node.attrs["frac_bits"]),
-                       "T": int(node.attrs["frac_bits"]) - int(node.attrs["bias_frac_bits"])},
-            "consts": {"bias": _hex(consts.bias_int[0], v_bits), "thr": _hex(consts.thr_int[0], v_bits), "sign": sign}}
-
-
-def _head(graph: DeployGraph, node: Node, reads: list[Buffer], lanes: int) -> dict:
-    fmt = numerics.Candidate.parse(node.attrs["format"])
-    bits = numerics.rom_code_bits(fmt)
-    parallel = memfiles.choose_lanes(bits, lanes)
-    ident = _ident(node.name)
-    tokens, channels = graph.node(node.inputs[0]).shape
-    logit_bits = int(node.attrs["logit_bits"])
-    bias = graph.tensor(node.name, "bias_int")
-    files = {f"{ident}_weights.mem": memfiles.rom_lines(graph, node, parallel)[0],
-             f"{ident}_bias.mem": memfiles.hex_lines([int(b) % (1 << logit_bits) for b in bias], logit_bits)}
-    params = {"TOKENS": tokens, "CHANNELS": channels, "CLASSES": node.shape[0], "P": parallel, "BITS": bits,
-              "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
-              "ZP": int(node.attrs.get("zero_point", 0)), "IN_BITS": reads[0].bits,
-              "SUM_BITS": _bits(node.attrs["x_max"]), "ACC_BITS": int(node.attrs["acc_bits"]),
-              "LOGIT_BITS": logit_bits, "BF": int(node.attrs["bias_frac_bits"]),
-              "ROM_FILE": f'"mem/{ident}_weights.mem"', "BIAS_FILE": f'"mem/{ident}_bias.mem"'}
-    return {"module": "hqflow_head", "params": params, "lanes": parallel, "files": files, "bits": None}
-
-
-def _no_core(graph, node, reads, lanes) -> dict:  # input (the loader writes it), tokens (an alias)
-    return {}
-
-
-# op -> builder; the template of each op's instance is project/top_ops/<op>.v.j2
-RTL_OPS = {"input": _no_core, "conv_lif": _weighted, "linear_lif": _weighted, "maxpool": _maxpool, "add": _add,
-           "tokens": _no_core, "ssa": _ssa, "head": _head}
-check_backend(RTL_OPS, "the RTL top (export/rtl/top.py RTL_OPS)")
-
-
 def plan_top(graph: DeployGraph, lanes: int = 8) -> TopPlan:
-    """Cores, buffers and wiring of `graph` with at most `lanes` output channels a cycle per core."""
+    """Cores, buffers and wiring of `graph` with at most `lanes` output channels a cycle per core: each
+    node's SeqOp (seq_ops.SEQ_OPS; UserError naming the node for an unknown op) checks it and says
+    what it places: a core, the buffer it writes (bits, pack), or an alias of its input's buffer."""
     buffers: dict[str, Buffer] = {}
     aliases: dict[str, str] = {}
     cores: list[Core] = []
-    head = None
     for node in graph.nodes:
-        if node.op == "input":
-            if len(node.shape) != 3:
-                raise UserError(f"node {node.name}: input of shape {node.shape}; the RTL top reads [C, H, W] frames")
-            buffers[node.name] = Buffer(_ident(node.name), node.name, math.prod(node.shape), 1, _bits(node.value_max))
-            continue
+        op = seq_ops.seq_op(node)
         reads = [buffers[aliases.get(src, src)] for src in node.inputs]
-        if node.op == "tokens":
-            if len(graph.node(node.inputs[0]).shape) != 3:
-                raise UserError(f"node {node.name}: tokens of a {graph.node(node.inputs[0]).shape} input")
+        built = op.build(graph, node, reads, lanes)
+        if op.alias:
             aliases[node.name] = aliases.get(node.inputs[0], node.inputs[0])
             continue
-        built = RTL_OPS[node.op](graph, node, reads, lanes)
         writes = None
         if built.get("bits") is not None:
             buffers[node.name] = Buffer(_ident(node.name), node.name, math.prod(node.shape),
                                         built.get("pack", 1), built["bits"])
             writes = buffers[node.name].ident
-        core = Core(len(cores), node.name, node.op, built["module"], _ident(node.name), built["params"],
-                    tuple(b.ident for b in reads), writes, built.get("lanes", 0), built.get("consts", {}),
-                    built.get("files", {}))
-        cores.append(core)
-        if node.op == "head":
-            head = node
-    if head is None or cores[-1].op != "head":
+        if op.has_core:
+            cores.append(Core(len(cores), node.name, node.op, built["module"], _ident(node.name), built["params"],
+                              tuple(b.ident for b in reads), writes, built.get("lanes", 0), built.get("consts", {}),
+                              built.get("files", {})))
+    if not cores or not seq_ops.SEQ_OPS[cores[-1].op].logits:
         raise UserError("the graph does not end in a head: the RTL top streams the head's logits")
-    source = next(n for n in graph.nodes if n.op == "input")
+    head = graph.node(cores[-1].node)
+    source = next(n for n in graph.nodes if seq_ops.SEQ_OPS[n.op].frame)
     return TopPlan(tuple(cores), tuple(buffers.values()),
                    {name: _ident(target) for name, target in aliases.items()}, tuple(source.shape),
                    _bits(source.value_max), int(head.shape[0]), int(head.attrs["logit_bits"]), graph.time_steps,
@@ -273,30 +148,13 @@ SEQUENCER_CYCLES = 1  # the top's start cycle before each core, counted with the
 
 def core_cycles(op: str, params: dict, nonzero: int, last: bool) -> int:
     """Cycles of one core in one time step, as its header documents them (start edge to done edge):
-    the one home of the cores' cycle formulas (the top, the core tests and the estimate use it).
-    params: the core's Verilog parameters; nonzero: the nonzero values of its input in the step (the
-    event-driven weighted cores); last: the last step (the head's logits)."""
-    p = params
-    if op == "tokens":
-        return p["CHANNELS"] * p["HEIGHT"] * p["WIDTH"] + 2
-    if op == "conv_lif":
-        groups = -(-p["O"] // p["P"])
-        core = p["C"] * p["H"] * p["W"] + nonzero * (9 * groups + 1) + p["H"] * p["W"] * groups + 4
-    elif op == "linear_lif":
-        groups = -(-p["O"] // p["P"])
-        core = p["N"] * (p["C"] + groups + 2) + nonzero * (groups + 1) + 2
-    elif op == "maxpool":
-        core = p["CHANNELS"] * p["HEIGHT"] * p["WIDTH"] + (p["WIDTH"] - 1) // 2 + 1 + 1
-    elif op == "add":
-        core = p["SIZE"] + 2
-    elif op == "ssa":
-        core = 4 * p["TOKENS"] * p["DIM"] + p["HEADS"] + 2
-    elif op == "head":
-        groups = -(-p["CLASSES"] // p["P"])
-        core = p["TOKENS"] * p["CHANNELS"] + (p["CHANNELS"] * groups + p["CLASSES"] + 2 if last else 1)
-    else:
+    the op's SeqOp.cycles (seq_ops.py, the one home of the cores' cycle formulas; the top, the core
+    tests and the estimate use it). params: the core's Verilog parameters; nonzero: the nonzero values
+    of its input in the step (the event-driven weighted cores); last: the last step (the head's logits).
+    ValueError for an op without a formula."""
+    if op not in seq_ops.SEQ_OPS:
         raise ValueError(f"no cycle formula for op {op!r}")
-    return core
+    return seq_ops.SEQ_OPS[op].cycles(params, nonzero, last)
 
 
 def expected_cycles(plan: TopPlan, graph: DeployGraph, trace: dict[str, np.ndarray], samples: int) -> dict:
