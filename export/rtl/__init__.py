@@ -7,7 +7,12 @@
     spike_ops.py  the SSA, pooling, add, tokens and head cores in one Verilator model, cases and
                   expected values from hqflow.numerics (the core tests)
     yosys.py      find_yosys, synth (one module), synth_hierarchy (a top, per instance) -> Resources
-    top.py        the whole DeployGraph as one top: cores, buffers, wiring (plan_top), cycle formulas
+    seq_ops.py    the layer-sequential top's cores, one SeqOp per op (module, parameters, buffer, cycles)
+    top.py        the whole DeployGraph as one layer-sequential top: cores, buffers, wiring (plan_top)
+    stream.py, stream_ops.py, stream_memories.py, stream_estimate.py, stream_project.py
+                  the streaming, time-batched top (the default): schedule and folding, one StreamOp
+                  per op, the cores' memories, the resource estimate, the export and cycle report
+    calibrate.py  the sequential cores' FPGA table from synthesized cores
     diagram.py    the top's block diagram (architecture.png)
     estimate.py   resources and cycles of a top without synthesis or simulation (calibrated model)
     project.py    `hqflow export --target rtl` (the top, test vectors, Makefile, README), `hqflow
