@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hqflow.export.rtl.seq_ops import SEQ_OPS
 from hqflow.io import atomic_write
 
 __all__ = ["draw"]
@@ -48,7 +49,7 @@ def draw(plan, path: Path) -> None:
                                         ec="gray", lw=0.6))
             ax.text(x + 0.95, y - 0.375, f"buffer {buffer.words} x {buffer.pack * buffer.bits} b", ha="center",
                     va="center", fontsize=6, color="dimgray")
-        elif core is not None and core.op == "head":
+        elif core is not None and SEQ_OPS[core.op].logits:
             ax.text(x + 0.95, y - 0.375, f"logits: {plan.classes} x {plan.logit_bits} b stream", ha="center",
                     va="center", fontsize=6, color="darkred")
     by_ident = {b.ident: b.node for b in plan.buffers}

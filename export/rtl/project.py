@@ -119,7 +119,7 @@ def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, trace_samples: 
     # test vectors: logits of every sample, every node's buffer at every step of the traced ones
     samples, traced = len(frames), min(trace_samples, len(frames))
     logits, trace = sim_run(graph, frames, trace=True)
-    compared = [node for node in graph.nodes if node.op != "head"]
+    compared = [node for node in graph.nodes if not top.RTL_OPS[node.op].logits]
     buffer_index = {b.ident: i for i, b in enumerate(plan.buffers)}
     lines = [f"{samples} {traced} {graph.time_steps} {frame_size} {plan.classes} {plan.logit_bits} {len(compared)}"]
     golden = []

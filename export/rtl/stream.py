@@ -39,7 +39,6 @@ from hqflow.errors import UserError
 from hqflow.export.rtl.stream_ops import (MAX_STREAM_LANES, STREAM_OPS, Stream, StreamOp, ident,
                                           value_bits)
 from hqflow.ir import DeployGraph
-from hqflow.ops import OUTPUT_OP
 
 __all__ = ["DEFAULT_LANES", "MAX_STREAM_LANES", "STREAM_OPS", "Schedule", "StreamCore", "StreamOp", "fold",
            "plan_stream", "plan_to_fit"]
@@ -112,14 +111,15 @@ def _node_streams(graph: DeployGraph) -> tuple[dict[str, Stream], dict[str, str]
     of: dict[str, str] = {}
     steps = graph.time_steps
     for node in graph.nodes:
-        if node.op == "tokens":
+        op = STREAM_OPS[node.op]
+        if op.alias:
             if len(graph.node(node.inputs[0]).shape) != 3:
-                raise UserError(f"node {node.name}: tokens of a {graph.node(node.inputs[0]).shape} input")
+                raise UserError(f"node {node.name}: {node.op} of a {graph.node(node.inputs[0]).shape} input")
             of[node.name] = of[node.inputs[0]]
             continue
-        if node.op == "head":
+        if op.logits:
             continue
-        if node.op == "input" and len(node.shape) != 3:
+        if op.frame and len(node.shape) != 3:
             raise UserError(f"node {node.name}: input of shape {node.shape}; the RTL top reads [C, H, W] frames")
         bits = value_bits(node.value_max)
         stream = Stream(ident(node.name), node.name, bits, bits * steps, math.prod(node.shape))
@@ -249,9 +249,9 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
                                 of.get(node.name, "out"),
                                 math.ceil(op.cycles(built["params"], graph.time_steps, nnz.get(node.name))),
                                 built.get("lanes", 0), built.get("files", {})))
-        if node.op == OUTPUT_OP:
+        if op.logits:
             head = node
-    if head is None or cores[-1].op != OUTPUT_OP:
+    if head is None or not STREAM_OPS[cores[-1].op].logits:
         raise UserError("the graph does not end in a head: the RTL top streams the head's logits")
     source = graph.nodes[0]
     return Schedule(tuple(cores), tuple(streams.values()), of, tuple(forks), tuple(fifos), tuple(source.shape),

@@ -76,6 +76,9 @@ class StreamOp:
     barrier = False  # it emits its whole output only after its whole input (a FIFO decouples its consumer)
     joins = False  # it joins two streams that a whole map may separate (a fork branch into it gets a FIFO)
     ultra_ram = False  # its Verilog takes ULTRA: 1 puts its large RAMs (the `ultra` memories) in UltraRAM
+    frame = False  # the top's input: its stream is in_tvalid / in_tdata, [C, H, W] frames
+    alias = False  # no core and no stream of its own: its stream is its input's (the identity)
+    logits = False  # the top's output: the last core, streaming the logits, no node stream
 
     def build(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
         raise NotImplementedError
@@ -142,13 +145,12 @@ class WeightedLif(StreamOp):
     ff_terms = ("fixed", "registers", "window")  # the datapath's register bits counted; the masks
 
     def _geometry(self, graph: DeployGraph, node: Node) -> dict:
-        source = graph.node(node.inputs[0])
-        if node.op == "conv_lif":
-            _check_window(node, 3, 1, 1, "conv")
-            c, h, w = source.shape
-            return {"H": h, "W": w, "C": c, "O": node.shape[0], "K": 3, "PAD": 1}
-        n, c = source.shape
-        return {"H": n, "W": 1, "C": c, "O": node.shape[1], "K": 1, "PAD": 0}
+        """H, W, C of its input image, O outputs, K the window, PAD its padding."""
+        raise NotImplementedError
+
+    def _per_pixel(self, words: np.ndarray) -> np.ndarray:
+        """[B, H, W]: nonzero input elements per pixel, from words [B, ...] (nonzero at some step)."""
+        raise NotImplementedError
 
     def lane_choices(self, graph, node, lanes):
         bits = numerics.rom_code_bits(numerics.Candidate.parse(node.attrs["format"]))
@@ -235,11 +237,7 @@ class WeightedLif(StreamOp):
 
     def nnz(self, graph, node, x):
         g = self._geometry(graph, node)
-        words = np.asarray(x != 0).any(axis=0)  # [B, ...]: an element nonzero at some step
-        if node.op == "conv_lif":
-            per_pixel = words.sum(axis=1)  # [B, H, W]
-        else:
-            per_pixel = words.sum(axis=2)[:, :, None]  # [B, N, 1]: a token is a pixel of an N x 1 image
+        per_pixel = self._per_pixel(np.asarray(x != 0).any(axis=0))
         rows = np.array(_cover(g["H"], g["K"], g["PAD"]))
         cols = np.array(_cover(g["W"], g["K"], g["PAD"]))
         return np.einsum("byx,y,x->b", per_pixel.astype(np.int64), rows, cols)
@@ -347,6 +345,7 @@ class Ssa(StreamOp):
 
 class Head(StreamOp):
     module = "hqflow_stream_head"
+    logits = True
 
     def lane_choices(self, graph, node, lanes):
         bits = numerics.rom_code_bits(numerics.Candidate.parse(node.attrs["format"]))
@@ -418,13 +417,44 @@ class FifoCore(StreamOp):
 FIFO = FifoCore()
 
 
-class NoCore(StreamOp):
-    """input (the top's input stream) and tokens (the identity: its stream is its input's)."""
+class ConvLif(WeightedLif):
+    """conv_lif: 3x3, stride 1, padding 1 over a [C, H, W] input."""
+
+    def _geometry(self, graph, node):
+        _check_window(node, 3, 1, 1, "conv")
+        c, h, w = graph.node(node.inputs[0]).shape
+        return {"H": h, "W": w, "C": c, "O": node.shape[0], "K": 3, "PAD": 1}
+
+    def _per_pixel(self, words):
+        return words.sum(axis=1)  # [B, C, H, W] -> [B, H, W]
+
+
+class LinearLif(WeightedLif):
+    """linear_lif: a 1x1 window over the [N, C] tokens as an N x 1 image."""
+
+    def _geometry(self, graph, node):
+        n, c = graph.node(node.inputs[0]).shape
+        return {"H": n, "W": 1, "C": c, "O": node.shape[1], "K": 1, "PAD": 0}
+
+    def _per_pixel(self, words):
+        return words.sum(axis=2)[:, :, None]  # [B, N, C] -> [B, N, 1]: a token is a pixel
+
+
+class Frame(StreamOp):
+    """input: the top's input stream (in_tvalid ...), [C, H, W] frames, no core."""
 
     has_core = False
+    frame = True
 
 
-STREAM_OPS: dict[str, StreamOp] = {"input": NoCore(), "conv_lif": WeightedLif(), "linear_lif": WeightedLif(),
-                                   "maxpool": MaxPool(), "add": Add(), "tokens": NoCore(), "ssa": Ssa(),
+class Alias(StreamOp):
+    """tokens: the identity, no core: its stream is its input's."""
+
+    has_core = False
+    alias = True
+
+
+STREAM_OPS: dict[str, StreamOp] = {"input": Frame(), "conv_lif": ConvLif(), "linear_lif": LinearLif(),
+                                   "maxpool": MaxPool(), "add": Add(), "tokens": Alias(), "ssa": Ssa(),
                                    "head": Head()}
 check_backend(STREAM_OPS, "the streaming RTL top (export/rtl/stream_ops.py STREAM_OPS)")

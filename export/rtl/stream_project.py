@@ -70,7 +70,7 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
     atomic_text(out / "hqflow_top.v", env.get_template("stream_top.v.j2").render(
         s=schedule, dbg_width=at, frame_elements=frame_elements))
 
-    compared = [node for node in graph.nodes if node.op != "head"]
+    compared = [node for node in graph.nodes if not stream.STREAM_OPS[node.op].logits]
     index = {st.ident: k for k, st in enumerate(schedule.streams)}
     lines = [f"{samples} {traced} {graph.time_steps} {frame_elements} {schedule.in_bits} {schedule.classes} "
              f"{schedule.logit_bits} {len(compared)} {len(schedule.cores)}"]
