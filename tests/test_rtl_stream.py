@@ -6,7 +6,8 @@ the traced samples) and on every sample's logits, every core's measured cycles p
 its formula, `interval_cycles:` and `latency_cycles:` just before the last line. A changed golden value
 is one mismatch, named; a stalled input and output stream changes no bit and no core's cycles. Other
 shapes (odd sizes, T 1 and 5, depth 2, several heads) run under `slow`. The folding picks, per core, the
-fewest lanes that meet the target interval.
+fewest lanes that meet the target interval. A window core's cycle formula (its LIF unit working while
+the next group accumulates) is checked by hand.
 """
 
 from __future__ import annotations
@@ -194,6 +195,28 @@ def test_folding_meets_the_target_with_the_fewest_lanes(exported):
         project.RtlOptions(lanes=300)
     with pytest.raises(UserError, match="--target-fps"):
         project.RtlOptions(arch="sequential", target_fps=10.0)
+
+
+def test_window_counts_and_the_lif_unit_overlap():
+    """A window core's work per output pixel, and its cycles by hand: per output row 1 + (T M + 1), the
+    row's first group A + 1, every other max(A + 1, T M + 1) (its LIF unit still busy with the group
+    before), A = 2 K + nnz + 1."""
+    import numpy as np
+
+    from hqflow.export.rtl.stream_memories import window_counts
+
+    per_pixel = np.random.default_rng(0).integers(0, 4, size=(2, 5, 4))
+    padded = np.pad(per_pixel, ((0, 0), (1, 1), (1, 1)))
+    brute = np.array([[[padded[b, y:y + 3, x:x + 3].sum() for x in range(4)] for y in range(5)] for b in range(2)])
+    np.testing.assert_array_equal(window_counts(per_pixel, 3, 1), brute)
+    np.testing.assert_array_equal(window_counts(per_pixel, 1, 0), per_pixel)
+
+    op = stream.STREAM_OPS["linear_lif"]
+    params = {"H": 2, "W": 2, "C": 8, "O": 4, "K": 1, "PAD": 0, "P": 2, "LIF_LANES": 1}  # 2 groups; T 2, M 2
+    nnz = [0, 3, 1, 5]  # A + 1 = 2 K + nnz + 2: row 0 (4, 7), row 1 (5, 9); the LIF unit T M + 1 = 5 a group
+    assert op.cycles(params, 2, nnz) == (1 + 5 + 4 + 5 + 7 + 7) + (1 + 5 + 5 + 5 + 9 + 9)
+    assert op.cycles({**params, "LIF_LANES": 2}, 2, nnz) == (1 + 3 + 4 + 4 + 7 + 7) + (1 + 3 + 5 + 5 + 9 + 9)
+    assert op.cycles(params, 2, 8.0) == 2 * (1 + 5 + 6 + 3 * 6)  # a total spreads evenly: nnz 2, A + 1 = 6
 
 
 def test_every_op_has_a_stream_core():

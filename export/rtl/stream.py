@@ -14,14 +14,15 @@
   and linear as a 1x1 window over the tokens) read through line buffers of K + S rows. A stream with
   several consumers goes through a lockstep fork; the skip input of a residual add through a FIFO that
   holds the whole feature map (its other path may need every token first: the attention). The
-  attention buffers q, k and v of all tokens as T-bit words and multiplies spikes by ANDs.
+  attention buffers q of all tokens as T-bit words (k and v two tokens each: A takes a token into
+  k^T v as it arrives) and multiplies spikes by ANDs.
 * **Folding.** Each weighted core computes P output channels a cycle (x T steps). `fold` picks, per
   core, the smallest P whose cycles per image meet a target interval (FINN's SetFolding): the
   interval the slowest core reaches at the largest P allowed (`lanes`), or the one a target frame
   rate asks (`target_fps` at `clock_mhz`); `plan_to_fit` raises that target until a placement (the
   resource estimate against --part, stream_project.part_fit) accepts the folding.
 * **Memory placement.** On a part with UltraRAM, the placement may move the large RAMs of some cores
-  (line buffers; the attention's q, k, v) from block RAM to UltraRAM (their ULTRA parameter) where
+  (line buffers; the attention's q buffer) from block RAM to UltraRAM (their ULTRA parameter) where
   block RAM runs short: the folding changes no memory that lanes do not touch, the placement does.
 
 Each op's stream core is one `StreamOp` (stream_ops.py): its module, parameters, memory files, output value
@@ -34,6 +35,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from hqflow.errors import UserError
 from hqflow.export.rtl.stream_ops import (MAX_STREAM_LANES, STREAM_OPS, Stream, StreamOp, ident,
@@ -72,6 +75,8 @@ class Fork:
 
 @dataclass(frozen=True)
 class Fifo:
+    """A FIFO on a stream: `depth` words, an image's elements (hqflow_fifo.v counts them for tlast)."""
+
     ident: str
     source: str
     output: str
@@ -128,7 +133,7 @@ def _node_streams(graph: DeployGraph) -> tuple[dict[str, Stream], dict[str, str]
     return streams, of
 
 
-def lane_cycles(graph: DeployGraph, lanes: int, nnz: dict[str, float] | None = None
+def lane_cycles(graph: DeployGraph, lanes: int, nnz: dict[str, np.ndarray] | None = None
                 ) -> tuple[dict[str, list[tuple[int, int]]], list[int]]:
     """({node: [(P, cycles per image)] for each lane count its ROM allows up to `lanes`}, [the cycles of
     each core without lanes]): what the folding chooses from. `nnz` as in `fold`."""
@@ -154,15 +159,15 @@ def lane_cycles(graph: DeployGraph, lanes: int, nnz: dict[str, float] | None = N
 
 
 def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
-         nnz: dict[str, float] | None = None) -> tuple[dict[str, int | tuple[int, int]], int]:
+         nnz: dict[str, np.ndarray] | None = None) -> tuple[dict[str, int | tuple[int, int]], int]:
     """P per weighted node (and the head): the smallest allowed P whose cycles per image meet the
     target interval. The target: `target_interval` if given, else the largest cycles per image any core
     has at its largest P (<= lanes): the fastest pipeline the lane bound allows, every core folded as
-    far as that interval lets it. `nnz`: per event-driven node its nonzero input elements per image
-    (the mean of a trace: the folding is for those input rates), absent: every element (the worst
-    case). A weighted core then gets the fewest LIF lanes (P / chunks, up to MAX_LIF_CHUNKS passes a
-    step) that still meet the target: its LIF is the widest adder of the core and works T steps of a
-    group only; a core without lanes may fold otherwise within the target (`fold_fixed`: the
+    far as that interval lets it. `nnz`: per event-driven node its nonzero input elements per output
+    pixel's window (the mean of a trace: the folding is for those input rates), absent: every element
+    (the worst case). A weighted core then gets the fewest LIF lanes (P / chunks, up to MAX_LIF_CHUNKS
+    passes a step) that still meet the target: its LIF is the widest adder of the core, and its unit
+    works while the next group accumulates; a core without lanes may fold otherwise within the target (`fold_fixed`: the
     attention's kv split). Returns ({node: P, or (P, LIF lanes) for conv_lif / linear_lif, or the
     attention's split}, the target)."""
     nnz = nnz or {}
@@ -190,7 +195,7 @@ def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
 
 
 def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None = None,
-                nnz: dict[str, float] | None = None, files: bool = True, ultra: frozenset[str] = frozenset()
+                nnz: dict[str, np.ndarray] | None = None, files: bool = True, ultra: frozenset[str] = frozenset()
                 ) -> Schedule:
     """The streaming pipeline of `graph`: cores (folded: `fold`, for the input rates `nnz`), streams,
     forks and FIFOs. A core's `cycles`: its formula at those rates (rounded up), the worst case without.
@@ -259,7 +264,7 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
                     graph.time_steps, target)
 
 
-def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz: dict[str, float] | None,
+def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz: dict[str, np.ndarray] | None,
                 place) -> tuple[Schedule, bool]:
     """The fastest schedule that fits, folded no faster than `target_interval` / `lanes` allow.
     `place(schedule)` (a schedule without files) = (the nodes whose large RAMs go to UltraRAM, whether it

@@ -1,6 +1,6 @@
 """The memories the streaming cores declare (stream_ops.py's `StreamOp.memories`): their shapes as the
 Verilog lays them out, for the resource estimate (hqflow.resources.memory_resources maps each as Yosys
-does) and the folding's choices.
+does) and the folding's choices; and the windows' geometry (`window_counts`: the work of a window core).
 """
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-__all__ = ["Memory", "memory_table", "rom_geometry", "window_memories"]
+import numpy as np
+
+__all__ = ["Memory", "memory_table", "rom_geometry", "window_counts", "window_memories"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +47,12 @@ def rom_geometry(p: dict, outputs: int, rows: int) -> tuple[int, int]:
     per_line = codes * kw // p["P"]
     groups = -(-outputs // p["P"])
     return 64 * kw, rows * -(-groups // per_line)
+
+
+def window_counts(per_pixel: np.ndarray, kernel: int, padding: int) -> np.ndarray:
+    """[B, HO, WO]: the sum of `per_pixel` [B, H, W] over each K x K window (stride 1, zero padding)."""
+    b, h, w = per_pixel.shape
+    padded = np.zeros((b, h + 2 * padding, w + 2 * padding), per_pixel.dtype)
+    padded[:, padding:padding + h, padding:padding + w] = per_pixel
+    ho, wo = h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1
+    return sum(padded[:, i:i + ho, j:j + wo] for i in range(kernel) for j in range(kernel))

@@ -19,15 +19,15 @@ from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
 from hqflow.export.rtl.top import SCHEME_CODE, _check_window, _ident, ssa_lif_consts
 from hqflow.ir import DeployGraph, Node
-from hqflow.export.rtl.stream_memories import Memory, memory_table, rom_geometry, window_memories
+from hqflow.export.rtl.stream_memories import Memory, memory_table, rom_geometry, window_counts, window_memories
 from hqflow.ops import check_backend
 from hqflow.resources import memory_resources
 
 __all__ = ["DSP_MIN_PRODUCT_BITS", "FIFO", "MAX_LIF_CHUNKS", "MAX_STREAM_LANES", "Memory", "STREAM_OPS", "Stream",
-           "StreamOp", "ident", "lane_dsp", "value_bits"]
+           "StreamOp", "ident", "lane_dsp", "selects", "value_bits"]
 
 MAX_STREAM_LANES = 256  # the most output channels a streaming weighted core computes per cycle
-MAX_LIF_CHUNKS = 8  # a weighted core's LIF takes at most this many passes over its lanes per step
+MAX_LIF_CHUNKS = 64  # a weighted core's LIF takes at most this many passes over its lanes per step
 ident = _ident  # a node's Verilog identifier, the same in both architectures
 # Yosys maps a multi-bit input's product w_eff x x (hqflow_lanes.v) to a DSP48 when its operands are
 # wide enough for mul2dsp after word-size reduction: measured, a uniform-b weight times an X-bit input
@@ -37,13 +37,19 @@ ident = _ident  # a node's Verilog identifier, the same in both architectures
 DSP_MIN_PRODUCT_BITS = 7
 
 
-def lane_dsp(scheme: int, bits: int, x_bits: int) -> int:
-    """DSP48s of one lane's product of a `bits`-bit code of `scheme` (SCHEME_CODE) and an x_bits input."""
-    if x_bits <= 1 or scheme == SCHEME_CODE["po2"]:
-        return 0  # a spike gates the weight; a power of two shifts the input
+def lane_dsp(scheme: int, bits: int, x_bits: int, x_max: int | None = None) -> int:
+    """DSP48s of one lane's product of a `bits`-bit code of `scheme` (SCHEME_CODE) and an x_bits input
+    of at most x_max (None: 2^x_bits - 1)."""
+    if x_bits <= 1 or scheme == SCHEME_CODE["po2"] or selects(x_bits, x_max):
+        return 0  # a spike gates the weight; a power of two shifts the input; 0 / w / 2 w is a select
     if scheme == SCHEME_CODE["fp32"]:
         return 2
     return 1 if bits + x_bits >= DSP_MIN_PRODUCT_BITS else 0
+
+
+def selects(x_bits: int, x_max: int | None) -> bool:
+    """Inputs in {0, 1, 2} (a residual sum of two spike maps): hqflow_stream_wlif.v selects 0, w or 2 w."""
+    return x_bits == 2 and x_max is not None and x_max <= 2
 
 
 def value_bits(value_max: int) -> int:
@@ -67,7 +73,7 @@ class Stream:
 class StreamOp:
     """An op's streaming core. `build` returns the core's module, params, files, lanes and output bits;
     `cycles(params, T, nnz)` its active cycles per image (the formula in its Verilog header; nnz: the
-    event-driven cores' nonzero input elements over all output windows, None: every element); a
+    event-driven cores' nonzero input elements in each output pixel's window, None: every element); a
     weighted op also gives `lane_choices` (the P its ROM allows) for the folding and `nnz` (its count
     from an input trace)."""
 
@@ -90,7 +96,8 @@ class StreamOp:
         return [0]
 
     def nnz(self, graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray | None:
-        """Per sample, the nonzero input elements the core visits in an image; x: its input [T, B, ...]."""
+        """Per sample, the nonzero input elements the core visits in an image (its cycles' `nnz`, e.g. per output
+        pixel [B, HO WO]); x: its input [T, B, ...]."""
         return None
 
     def params(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes) -> dict:
@@ -141,7 +148,7 @@ class WeightedLif(StreamOp):
 
     module = "hqflow_stream_wlif"
     ultra_ram = True
-    lut_terms = ("fixed", "acc", "lif", "membrane", "words", "window", "decode", "products")
+    lut_terms = ("fixed", "acc", "lif", "membrane", "words", "window", "decode", "products", "select")
     ff_terms = ("fixed", "registers", "window")  # the datapath's register bits counted; the masks
 
     def _geometry(self, graph: DeployGraph, node: Node) -> dict:
@@ -167,7 +174,7 @@ class WeightedLif(StreamOp):
         params = {**self._geometry(graph, node), "P": lanes, "LIF_LANES": lif_lanes,
                   "BITS": numerics.rom_code_bits(fmt),
                   "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
-                  "ZP": int(node.attrs.get("zero_point", 0)), "X_BITS": x_bits,
+                  "ZP": int(node.attrs.get("zero_point", 0)), "X_BITS": x_bits, "X_MAX": int(node.attrs["x_max"]),
                   "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": int(node.attrs["v_bits"]),
                   "F": int(node.attrs["frac_bits"]), "T": graph.time_steps}
         for key, file in (("ROM", "weights"), ("BIAS", "bias"), ("THR", "thr"), ("SIGN", "sign")):
@@ -184,20 +191,28 @@ class WeightedLif(StreamOp):
         return {"params": params, "files": files, "lanes": lanes, "bits": 1}
 
     def cycles(self, params, time_steps, nnz=None):
+        """The header's formula: per output row 1 + (T M + 1) + the row's groups, the first A + 1, the
+        others max(A + 1, T M + 1) (the LIF unit of the group before still busy), A = 2 K + NNZ_px + 1.
+        nnz: per output pixel the nonzero elements of its window ([HO WO], row-major), or their sum over
+        the image (spread evenly), None: every element nonzero."""
         p = params
         ho, wo = p["H"] + 2 * p["PAD"] - p["K"] + 1, p["W"] + 2 * p["PAD"] - p["K"] + 1
         groups = -(-p["O"] // p["P"])
-        chunks = p["P"] // p.get("LIF_LANES", p["P"])  # the LIF's passes over the lanes, per step
+        lif = time_steps * (p["P"] // p.get("LIF_LANES", p["P"])) + 1  # the LIF unit's cycles a group
         if nnz is None:  # every element nonzero: each window's taps inside the image, C elements each
-            nnz = p["C"] * sum(_cover(p["H"], p["K"], p["PAD"])) * sum(_cover(p["W"], p["K"], p["PAD"]))
-        return ho * (1 + wo * groups * (2 * p["K"] + time_steps * chunks + 2)) + groups * nnz
+            nnz = window_counts(np.full((1, p["H"], p["W"]), p["C"]), p["K"], p["PAD"])
+        per_pixel = np.broadcast_to(np.asarray(nnz, dtype=np.float64).reshape(-1) / (1 if np.ndim(nnz) else ho * wo),
+                                    (ho * wo,))
+        work = 2 * p["K"] + per_pixel.reshape(ho, wo) + 2  # A + 1 per pixel
+        rows = groups * np.maximum(work, lif).sum(axis=1) + work[:, 0] - np.maximum(work[:, 0], lif)
+        return float(np.sum(rows + 1 + lif))
 
     def cycle_params(self, graph, node, inputs, lanes):
         return {**self._geometry(graph, node), "P": lanes}
 
     def lif_lanes(self, params, time_steps, nnz, target):
         """P / chunks for the most chunks (up to MAX_LIF_CHUNKS passes a step) that still meet `target`:
-        the LIF is the widest adder of the core and works only T steps of a group."""
+        the LIF is the widest adder of the core, and its unit works while the next group accumulates."""
         lanes = params["P"]
         fewest = lanes
         for chunks in range(2, MAX_LIF_CHUNKS + 1):
@@ -216,37 +231,32 @@ class WeightedLif(StreamOp):
                 *window_memories(p, p["K"] + 1, p["T"] * p["X_BITS"], masks=True)]
 
     def terms(self, params):
-        """accumulators (P x T x ACC: adder and register), the LIF (LIF_LANES x V: charge, fire, reset),
-        the membranes (P x V), the spike words (P x T: the group's and the output bank), the pending
-        masks and the pick (K x C), the lanes' weight decode (P x BITS) and, for multi-bit inputs that
-        stay out of DSP48s, the products in LUTs (P x T x X_BITS x BITS); for the FFs, the register bits
-        of the datapath together (one coefficient: the terms above scale alike at a fixed T).
-        P counts the live lanes only (min(P, O))."""
+        """accumulators (P x T x ACC: adder and register, the LIF unit's copy and its chunk multiplexer),
+        the LIF (LIF_LANES x V: charge, fire, reset), the membranes (P x V), the spike words (P x T: the
+        group's and the output bank), the pending masks and the pick (K x C), the lanes' weight decode
+        (P x BITS) and, for multi-bit inputs that stay out of DSP48s, the products in LUTs
+        (P x T x X_BITS x BITS) or the 0 / w / 2 w selects (P x T x ACC); for the FFs, the register bits of the datapath together (one coefficient:
+        the terms above scale alike at a fixed T). P counts the live lanes only (min(P, O))."""
         p = params
         lanes = min(p["P"], p["O"])  # lanes past the outputs are dead in every group: synthesis removes them
-        in_luts = p["X_BITS"] > 1 and not lane_dsp(p["SCHEME"], p["BITS"], p["X_BITS"])
+        select = selects(p["X_BITS"], p.get("X_MAX"))
+        in_luts = p["X_BITS"] > 1 and not select and not lane_dsp(p["SCHEME"], p["BITS"], p["X_BITS"])
         acc, membrane, words = lanes * p["T"] * p["ACC_BITS"], lanes * p["V_BITS"], lanes * p["T"]
         return {"fixed": 1.0, "acc": acc, "lif": min(p["LIF_LANES"], lanes) * p["V_BITS"],
                 "membrane": membrane, "words": words, "window": p["K"] * p["C"], "decode": lanes * p["BITS"],
                 "products": lanes * p["T"] * p["X_BITS"] * p["BITS"] if in_luts else 0.0,
-                "registers": acc + membrane + 2 * words}  # accumulators, membranes, spike words and bank
+                "select": lanes * p["T"] * p["ACC_BITS"] if select else 0.0,
+                "registers": 2 * acc + membrane + 2 * words}  # both accumulators, membranes, words and bank
 
     def dsp(self, params):
         lanes = min(params["P"], params["O"])
-        return lanes * params["T"] * lane_dsp(params["SCHEME"], params["BITS"], params["X_BITS"])
+        return lanes * params["T"] * lane_dsp(params["SCHEME"], params["BITS"], params["X_BITS"], params.get("X_MAX"))
 
     def nnz(self, graph, node, x):
+        """Per sample and output pixel (row-major), the nonzero input elements of its window: [B, HO WO]."""
         g = self._geometry(graph, node)
-        per_pixel = self._per_pixel(np.asarray(x != 0).any(axis=0))
-        rows = np.array(_cover(g["H"], g["K"], g["PAD"]))
-        cols = np.array(_cover(g["W"], g["K"], g["PAD"]))
-        return np.einsum("byx,y,x->b", per_pixel.astype(np.int64), rows, cols)
-
-
-def _cover(side: int, kernel: int, padding: int) -> list[int]:
-    """For each input position along a side, how many output windows (stride 1) contain it."""
-    out = side + 2 * padding - kernel + 1
-    return [sum(1 for o in range(out) if o - padding <= y <= o - padding + kernel - 1) for y in range(side)]
+        per_pixel = self._per_pixel(np.asarray(x != 0).any(axis=0)).astype(np.int64)
+        return window_counts(per_pixel, g["K"], g["PAD"]).reshape(len(per_pixel), -1)
 
 
 class MaxPool(StreamOp):
@@ -331,8 +341,10 @@ class Ssa(StreamOp):
     def memories(self, params):
         p = params
         hs, kv_bits = p["D"] // p["HEADS"] // p.get("SPLIT", 1), value_bits(p["N"])
-        return [Memory(name, p["T"], p["N"] * p["D"], ultra=bool(p.get("ULTRA"))) for name in ("q", "k", "v")] + [
-            Memory("kv", hs * p["T"] * kv_bits, p["D"] * p.get("SPLIT", 1))]
+        nd, ring = p["N"] * p["D"], 1 << (2 * p["D"] - 1).bit_length()  # k and v: rings of two tokens
+        return [Memory("q", p["T"], nd, ultra=bool(p.get("ULTRA"))),
+                *(Memory(name, p["T"], min(ring, nd)) for name in ("k", "v")),
+                Memory("kv", hs * p["T"] * kv_bits, p["D"] * p.get("SPLIT", 1))]
 
     def terms(self, params):
         """y (HD x T x ACC: AND-gated adds and registers), kv slice updates (HD / SPLIT x T x KV bits),
@@ -403,12 +415,12 @@ class Head(StreamOp):
 
 class FifoCore(StreamOp):
     """hqflow_fifo.v (no DeployGraph op: the schedule puts it on a residual add's skip input and after a
-    barrier core); params WIDTH, DEPTH."""
+    barrier core); params WIDTH, DEPTH (its words: an image's elements; tlast is counted, not stored)."""
 
     module = "hqflow_fifo"
 
     def memories(self, params):
-        return [Memory("words", params["WIDTH"] + 1, params["DEPTH"])]
+        return [Memory("words", params["WIDTH"], params["DEPTH"])]
 
     def terms(self, params):
         return {"fixed": 1.0, "width": params["WIDTH"]}

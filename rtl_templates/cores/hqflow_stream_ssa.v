@@ -6,8 +6,10 @@
 //     y[n][h HD + j][t] = sum_i q[n][h HD + i][t] ? kv[i][j][t] : 0         (<= N HD, ACC_BITS)
 //   then per (n, c) the LIF of hqflow_lif.v over t = 0..T-1, the membrane in a register.
 // Stream out: elements n*D + c, T-bit spike words; tlast on the last.
-// Every token is needed before the first output (each query meets every key), so q, k and v are
-// buffered whole, N*D words of T bits each (block RAM), as they arrive. The kv rows (D of them, HD*T
+// Every token is needed before the first output (each query meets every key), so q is buffered
+// whole, N*D words of T bits each (block RAM), as it arrives; k and v only until A has taken their
+// token into kv: a ring of two tokens each (2^ceil(log2(2 D)) words: distributed RAM where small), the
+// token A works on and the next (k_tready and v_tready wait while both are in). The kv rows (D of them, HD*T
 // counts each) are kept in SPLIT slices of HD/SPLIT lanes (kv RAM: D*SPLIT words of HD/SPLIT*T counts,
 // word (h HD + i)*SPLIT + s holds lanes s HD/SPLIT .. (s+1) HD/SPLIT - 1 of row h HD + i): a narrower
 // RAM (fewer block RAMs where the rows are wide and few) for SPLIT cycles a row. Schedule:
@@ -21,8 +23,8 @@
 // The inputs are taken while the buffers fill (an image at a time: the next is taken after B).
 // `active` is high in the cycles the core advances:
 //   active cycles per image = N * (1 + D + SPLIT D) + 1 + N * HEADS * (SPLIT HD + T + 2)
-// The LIF constants: BIAS, THR (V_BITS two's complement) and SIGN (1, -1 or 0). SPLIT divides HD. ULTRA 1: q, k and v
-// in UltraRAM (hqflow_ram.v).
+// The LIF constants: BIAS, THR (V_BITS two's complement) and SIGN (1, -1 or 0). SPLIT divides HD. ULTRA 1: q in
+// UltraRAM (hqflow_ram.v).
 module hqflow_stream_ssa #(
     parameter integer N = 4,
     parameter integer D = 4,
@@ -58,6 +60,8 @@ module hqflow_stream_ssa #(
     localparam integer ND = N * D;
     localparam integer KV_BITS = $clog2(N + 1);
     localparam integer AB = ND > 1 ? $clog2(ND) : 1;
+    localparam integer RB = $clog2(2 * D) < AB ? $clog2(2 * D) : AB;   // the k / v rings' address bits
+    localparam integer RD = $clog2(2 * D) < AB ? 1 << RB : ND;          // and words (>= 2 D, or all)
     localparam integer HS = HD / SPLIT;         // lanes a kv slice
     localparam integer KB = D * SPLIT > 1 ? $clog2(D * SPLIT) : 1;
     localparam integer SB = SPLIT > 1 ? $clog2(SPLIT) : 1;
@@ -73,8 +77,9 @@ module hqflow_stream_ssa #(
     localparam integer WB = $clog2(ND + 1);    // word counts 0 .. ND
     reg [WB-1:0] wq, wk, wv;            // words of q, k, v taken
     assign q_tready = wq < ND;          // (reset to 0 after the image's last output)
-    assign k_tready = wk < ND;
-    assign v_tready = wv < ND;
+    reg [WB-1:0] base, tok_end;         // n*D + h*HD; (n+1)*D
+    assign k_tready = wk < ND && wk < tok_end + D;  // (the ring: A's token n and the next)
+    assign v_tready = wv < ND && wv < tok_end + D;
     wire q_put = q_tvalid && q_tready, k_put = k_tvalid && k_tready, v_put = v_tvalid && v_tready;
 
     reg [AB-1:0] addr;                  // n*D + h*HD + idx
@@ -82,14 +87,13 @@ module hqflow_stream_ssa #(
     reg [$clog2(HEADS + 1)-1:0] h;      // the head
     reg [NB-1:0] idx;                   // the channel within the head
     reg [SB-1:0] sl;                    // the kv slice
-    reg [WB-1:0] base, tok_end;         // n*D + h*HD; (n+1)*D
     wire [T-1:0] q_q, k_q, v_q;
     hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB), .ULTRA(ULTRA)) q_ram (
         .clk(clk), .we(q_put), .waddr(wq[AB-1:0]), .wdata(q_tdata), .re(1'b1), .raddr(addr), .rdata(q_q));
-    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB), .ULTRA(ULTRA)) k_ram (
-        .clk(clk), .we(k_put), .waddr(wk[AB-1:0]), .wdata(k_tdata), .re(1'b1), .raddr(addr), .rdata(k_q));
-    hqflow_ram #(.WIDTH(T), .DEPTH(ND), .ADDR_BITS(AB), .ULTRA(ULTRA)) v_ram (
-        .clk(clk), .we(v_put), .waddr(wv[AB-1:0]), .wdata(v_tdata), .re(1'b1), .raddr(addr), .rdata(v_q));
+    hqflow_ram #(.WIDTH(T), .DEPTH(RD), .ADDR_BITS(RB)) k_ram (
+        .clk(clk), .we(k_put), .waddr(wk[RB-1:0]), .wdata(k_tdata), .re(1'b1), .raddr(addr[RB-1:0]), .rdata(k_q));
+    hqflow_ram #(.WIDTH(T), .DEPTH(RD), .ADDR_BITS(RB)) v_ram (
+        .clk(clk), .we(v_put), .waddr(wv[RB-1:0]), .wdata(v_tdata), .re(1'b1), .raddr(addr[RB-1:0]), .rdata(v_q));
 
     // kv words (h*HD + i)*SPLIT + s: HS*T counts, lane s HS + jj step t in bits [(jj*T + t)*KV_BITS, +KV_BITS)
     reg [KB-1:0] kv_raddr;

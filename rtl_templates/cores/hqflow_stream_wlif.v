@@ -5,32 +5,39 @@
 //               linear_acc), then over t = 0..T-1 the LIF of hqflow_lif.v: s[t][o]
 // Stream in:  elements (y*W + x)*C + c, each the T values x[0..T-1] of one input (X_BITS each, step t
 //             in bits [t*X_BITS, (t+1)*X_BITS)), through the line buffer hqflow_window.v.
+// Products: spikes (X_BITS 1) gate each lane's decoded weight; inputs of at most X_MAX = 2 (the sum of
+// two spike maps: a residual add) select 0, w or 2 w of it (the decode shared by the T steps); wider
+// inputs multiply per step (hqflow_lanes.v).
 // Stream out: elements (y*W + x)*O + o, each the T spikes of one output neuron (bit t = step t);
 //             tlast on an image's last element.
 // Time-batched: a weight is read once per output pixel and applied to all T steps: P output channels
 // (a lane group g, outputs g*P .. g*P+P-1) by T steps = P*T accumulators. Event-driven at the word
 // level: an input element that is zero at every step adds nothing and costs no cycle (the line buffer
-// keeps each pixel's nonzero mask). Per output pixel and group:
+// keeps each pixel's nonzero mask). Two units work side by side: the accumulation of a group and the
+// LIF of the group before it. Per output pixel and group, the accumulation:
 //   per window column j (K of them): MASK reads the K rows' masks of the column, LOAD takes them (a
 //          column or row in the padding has none), then ACC one cycle per nonzero element (c, i): ROM
 //          row (c*K + i)*K + j (numerics.rom's row order), the element, T x P products added;
 //   DRAIN  1 cycle (the last product lands);
-//   LIF    T * M cycles (M = P / LIF_LANES): the membrane of each lane lives in a register; each
-//          cycle LIF_LANES neurons of step t charge, fire and reset, and the accumulators shift down by
-//          LIF_LANES lanes (so they are zero again after the T steps);
-//   HAND   1 cycle: the group's P spike words go to the output bank (waits while it still drains),
-//          which streams them out, one a beat, while the next group accumulates.
-// Each output row starts with one cycle that waits for the window's rows (ROW). No membrane or
-// accumulator memory: the only state beyond the line buffer is the group being computed.
+//   HAND   1 cycle once the LIF unit is free: the P x T sums move to the LIF unit's accumulators (the
+//          group's own are zero again) and the next group starts.
+// The LIF unit, per group: T * M cycles (M = P / LIF_LANES): the membrane of each lane lives in a
+// register; each cycle LIF_LANES neurons of step t charge, fire and reset, chunk t M + k of its
+// accumulators (a multiplexer: they hold still, so handing over costs no logic per bit); then 1 cycle hands the P spike words to the output bank (waits while it still
+// drains), which streams them out. An output row ends with FLUSH: the accumulation waits for the LIF
+// unit to finish the row's last group (so the cycles do not depend on when the next row arrives).
+// Each output row starts with one cycle that waits for the window's rows (ROW). No membrane memory:
+// the only state beyond the line buffer is the two groups being computed.
 // `active` is high in the cycles the core advances (not waiting for input rows or output room):
-//   active cycles per image = HO * (1 + WO * G * (2 K + T M + 2)) + G * NNZ,   G = ceil(O / P)
-// NNZ: the nonzero input elements summed over every output pixel's window (at most HO WO K K C).
+//   active cycles per image = sum over output rows of (1 + (T M + 1) + sum over its groups of c),
+//   c = A + 1 for the row's first group, max(A + 1, T M + 1) for the others, A = 2 K + NNZ_px + 1,
+// NNZ_px: the nonzero input elements in the output pixel's window (at most K K C).
 // ROM: hqflow_weight_rom.v (the words of numerics.rom, KW 64-bit words a line, rows ROW_WIDE lines);
-// LIF tables: P channels a line (memfiles.lif_tables). ULTRA 1: the line buffer's rows in UltraRAM.
+// LIF tables: LIF_LANES channels a line (memfiles.lif_tables). ULTRA 1: the line buffer's rows in UltraRAM.
 module hqflow_stream_wlif #(
     parameter integer H = 1, W = 1, C = 1, O = 1, K = 1, PAD = 0, P = 1,
     parameter integer BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
-    parameter integer X_BITS = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
+    parameter integer X_BITS = 1, X_MAX = (1 << X_BITS) - 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
     parameter integer LIF_LANES = P, ULTRA = 0,
     parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem"
 ) (
@@ -85,9 +92,11 @@ module hqflow_stream_wlif #(
         if (HO < 1 || WO < 1) $error("hqflow_stream_wlif: no output for H %0d W %0d K %0d PAD %0d", H, W, K, PAD);
     end
 
-    localparam [2:0] S_ROW = 3'd0, S_ACC = 3'd1, S_DRAIN = 3'd2, S_LIF = 3'd3, S_HAND = 3'd4, S_MASK = 3'd5,
+    localparam [2:0] S_ROW = 3'd0, S_ACC = 3'd1, S_DRAIN = 3'd2, S_FLUSH = 3'd3, S_HAND = 3'd4, S_MASK = 3'd5,
                      S_LOAD = 3'd6;
     reg [2:0] state;
+    localparam [1:0] L_IDLE = 2'd0, L_RUN = 2'd1, L_OUT = 2'd2;
+    reg [1:0] lstate;                   // the LIF unit
 
     // ---- the line buffer ------------------------------------------------------------------------
     wire row_ok;
@@ -170,6 +179,17 @@ module hqflow_stream_wlif #(
             for (tt = 0; tt < T; tt = tt + 1) begin : step
                 assign prods[tt*P*ACC_BITS +: P*ACC_BITS] = x_row[tt] ? w_eff : {P*ACC_BITS{1'b0}};
             end
+        end else if (X_BITS == 2 && X_MAX <= 2) begin : select_in  // x in {0, 1, 2} (a sum of two spikes):
+            wire [P*ACC_BITS-1:0] w_eff;       // decode once; each step selects 0, w_eff or 2 w_eff
+            hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(1),
+                           .ACC_BITS(ACC_BITS)) decode (.codes(codes), .live(live), .x(1'b1), .prods(w_eff));
+            genvar sp;
+            for (tt = 0; tt < T; tt = tt + 1) begin : step
+                for (sp = 0; sp < P; sp = sp + 1) begin : lane
+                    wire [ACC_BITS-1:0] w = w_eff[sp*ACC_BITS +: ACC_BITS];
+                    assign prods[(tt*P + sp)*ACC_BITS +: ACC_BITS] = x_row[tt*2 + 1] ? w << 1 : x_row[tt*2] ? w : {ACC_BITS{1'b0}};
+                end
+            end
         end else begin : values_in             // multi-bit inputs: P products per step
             for (tt = 0; tt < T; tt = tt + 1) begin : step
                 hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP),
@@ -180,23 +200,36 @@ module hqflow_stream_wlif #(
         end
     endgenerate
 
-    // ---- LIF over the T steps, L = LIF_LANES lanes at a time (M = P / L chunks a step) ---------------
-    // Each cycle the L neurons at the bottom of the accumulators (step t, lanes k*L ..) charge, fire
-    // and reset; the accumulators shift down by L lanes, the membranes and spike words turn by L lanes
-    // (after the M chunks of a step they are back in place). Tables: L channels a line, line g*M + k.
+    // ---- the LIF unit: over the T steps, L = LIF_LANES lanes at a time (M = P / L chunks a step) ------
+    // Each cycle the L neurons of chunk c = t M + k (step t, lanes k*L ..) charge, fire and reset: its
+    // accumulators are bits [c L ACC_BITS, +L ACC_BITS) of lacc; the membranes and spike words turn by
+    // L lanes (after the M chunks of a step they are back in place). Tables: L channels a line, line g*M + k.
+    localparam integer LCB = T * M > 1 ? $clog2(T * M) : 1;
+    reg [T*P*ACC_BITS-1:0] lacc;        // the group handed over: step t, lane p as in acc
     reg [TB-1:0] t;                     // step
     reg [MB-1:0] k;                     // chunk
-    reg [TA-1:0] tab_base;              // g * M
-    wire [MB-1:0] k_next = state == S_LIF ? (k == M - 1 ? 0 : k + 1'b1) : 0;
-    wire [TA-1:0] tab_addr = tab_base + k_next;
+    reg [LCB-1:0] c;                    // t * M + k
+    reg [TA-1:0] tab_base;              // g * M (the accumulating group)
+    reg [TA-1:0] ltab;                  // g * M of the LIF unit's group
+    reg l_lastg, l_last;                // its group is the pixel's last; the image's last
+    wire [MB-1:0] k_next = k == M - 1 ? 0 : k + 1'b1;
+    // (the table line of the cycle after: the next chunk while running, else the group handed over next)
+    wire [TA-1:0] tab_addr = lstate == L_RUN ? ltab + k_next : tab_base;
     wire [L*V_BITS-1:0] bias_q, thr_q; wire [L*2-1:0] sign_q;
     hqflow_weight_rom #(.WIDTH(L*V_BITS), .DEPTH(G*M), .AW(TA), .FILE(BIAS_FILE)) bias_rom (clk, tab_addr, bias_q);
     hqflow_weight_rom #(.WIDTH(L*V_BITS), .DEPTH(G*M), .AW(TA), .FILE(THR_FILE)) thr_rom (clk, tab_addr, thr_q);
     hqflow_weight_rom #(.WIDTH(L*2), .DEPTH(G*M), .AW(TA), .FILE(SIGN_FILE)) sign_rom (clk, tab_addr, sign_q);
     reg [P*V_BITS-1:0] v;
     wire [L*V_BITS-1:0] v_next; wire [L-1:0] spikes;
+    reg [L*ACC_BITS-1:0] chunk;         // chunk c of lacc: an AND-OR multiplexer over the T M chunks
+    integer ch;
+    always @* begin
+        chunk = 0;
+        for (ch = 0; ch < T * M; ch = ch + 1)
+            chunk = chunk | (lacc[ch*L*ACC_BITS +: L*ACC_BITS] & {L*ACC_BITS{c == ch}});
+    end
     hqflow_lif #(.P(L), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
-        .first(t == 0), .acc(acc[L*ACC_BITS-1:0]), .v(v[L*V_BITS-1:0]), .bias(bias_q), .thr(thr_q),
+        .first(t == 0), .acc(chunk), .v(v[L*V_BITS-1:0]), .bias(bias_q), .thr(thr_q),
         .sign(sign_q), .v_next(v_next), .spikes(spikes));
     reg [P*T-1:0] spk;                  // lane p's word in bits [p*T, p*T + T), bit t = step t
     reg [P*V_BITS-1:0] v_turned;        // the membranes turned by L lanes, the chunk's new ones on top
@@ -223,18 +256,29 @@ module hqflow_stream_wlif #(
     wire bank_free = bank_n == 0;
     wire last_px = xo == WO - 1;
     wire last_row = top_row == HO - 1 - PAD;
-    assign active = state == S_MASK || state == S_LOAD || state == S_ACC || state == S_DRAIN || state == S_LIF
-                    || (state == S_HAND && bank_free) || (state == S_ROW && row_ok && !next_row);
+    wire lif_ready = lstate == L_IDLE;
+    // (waiting for the LIF unit counts while it computes, not while it hands its words to the output bank:
+    // that waits for the bank, an output stall)
+    assign active = state == S_MASK || state == S_LOAD || state == S_ACC || state == S_DRAIN
+                    || ((state == S_HAND || state == S_FLUSH) && lstate != L_OUT)
+                    || (state == S_ROW && row_ok && !next_row);
 
-    integer p, q, ri;
+    // the accumulators: cleared as the group goes to the LIF unit (a synchronous reset, no logic per bit)
+    wire hand_go = state == S_HAND && lif_ready;
+    integer q;
+    always @(posedge clk) begin
+        if (rst || hand_go) acc <= 0;
+        else if (d_valid)
+            for (q = 0; q < T * P; q = q + 1)
+                acc[q*ACC_BITS +: ACC_BITS] <= acc[q*ACC_BITS +: ACC_BITS] + prods[q*ACC_BITS +: ACC_BITS];
+    end
+
+    integer p, ri;
     always @(posedge clk) begin
         next_row <= 0;
         m_rd_en <= 0;
         d_valid <= issue;
         d_i <= pick_i;
-        if (d_valid)
-            for (q = 0; q < T * P; q = q + 1)
-                acc[q*ACC_BITS +: ACC_BITS] <= acc[q*ACC_BITS +: ACC_BITS] + prods[q*ACC_BITS +: ACC_BITS];
         if (m_tvalid && m_tready) begin
             bank <= bank >> T;
             bank_n <= bank_n - 1'b1;
@@ -258,21 +302,12 @@ module hqflow_stream_wlif #(
                 pend <= pend & ~lowest;
                 if ((pend & ~lowest) == 0) next_column;
             end
-            S_DRAIN: begin state <= S_LIF; t <= 0; k <= 0; end
-            S_LIF: begin
-                v <= v_turned;
-                spk <= spk_turned;
-                acc <= acc >> (L * ACC_BITS);
-                if (k != M - 1) k <= k + 1;
-                else begin
-                    k <= 0; t <= t + 1;
-                    if (t == T - 1) state <= S_HAND;
-                end
-            end
-            default: if (bank_free) begin   // S_HAND
-                bank <= spk;
-                bank_n <= g == G - 1 ? O - (G - 1) * P : P;
-                bank_last <= g == G - 1 && last_px && last_row;
+            S_DRAIN: state <= S_HAND;
+            S_FLUSH: if (lif_ready) begin next_row <= 1; state <= S_ROW; end
+            default: if (lif_ready) begin   // S_HAND: the sums to the LIF unit
+                lacc <= acc;
+                lstate <= L_RUN; t <= 0; k <= 0; c <= 0;
+                ltab <= tab_base; l_lastg <= g == G - 1; l_last <= g == G - 1 && last_px && last_row;
                 if (g != G - 1) begin       // the next lane group of this pixel
                     g <= g + 1; tab_base <= tab_base + M;
                     if (wsel == GPW - 1) begin wsel <= 0; wadr <= wadr + 1; end else wsel <= wsel + 1;
@@ -284,15 +319,32 @@ module hqflow_stream_wlif #(
                         xo <= xo + 1; xbase <= xbase + C;
                         state <= S_MASK;
                         start_column(0, xo + 1 - PAD, xbase + C);
-                    end else begin          // the row is done
-                        next_row <= 1;
-                        state <= S_ROW;
-                    end
+                    end else state <= S_FLUSH;  // the row is done once its last group's LIF is
                 end
             end
         endcase
+        case (lstate)
+            L_RUN: begin
+                v <= v_turned;
+                spk <= spk_turned;
+                c <= c + 1'b1;
+                if (k != M - 1) k <= k + 1;
+                else begin
+                    k <= 0; t <= t + 1;
+                    if (t == T - 1) lstate <= L_OUT;
+                end
+            end
+            L_OUT: if (bank_free) begin     // the group's P spike words to the output bank
+                bank <= spk;
+                bank_n <= l_lastg ? O - (G - 1) * P : P;
+                bank_last <= l_last;
+                lstate <= L_IDLE;
+            end
+            default: ;
+        endcase
         if (rst) begin
-            state <= S_ROW; bank_n <= 0; bank_last <= 0; d_valid <= 0; m_rd_en <= 0; next_row <= 0; acc <= 0;
+            state <= S_ROW; lstate <= L_IDLE; bank_n <= 0; bank_last <= 0; d_valid <= 0; m_rd_en <= 0;
+            next_row <= 0;
         end
     end
     // column j of the window at input x = x_in (its element offset x_in * C = col_in): read its masks
@@ -338,5 +390,5 @@ module hqflow_stream_wlif #(
         for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < O - (G - 1) * P;
     endfunction
 
-    initial begin state = S_ROW; bank_n = 0; bank_last = 0; d_valid = 0; m_rd_en = 0; next_row = 0; acc = 0; end
+    initial begin state = S_ROW; lstate = L_IDLE; bank_n = 0; bank_last = 0; d_valid = 0; m_rd_en = 0; next_row = 0; acc = 0; end
 endmodule
