@@ -1,7 +1,9 @@
-"""What the `hqflow` commands share: the one-line error exit, number types, --device / --amp, torchrun."""
+"""What the `hqflow` commands share: the one-line error exit, number types, --device / --amp, a run folder's
+-o / --resume / --force / --quiet, torchrun."""
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -48,6 +50,28 @@ def device_option(command):
     return click.option("--device", default="auto", show_default=True,
                         help="Where to run: auto (CUDA when present, else the CPU), cpu, cuda (under torchrun: "
                              "each rank's own GPU) or cuda:N.")(command)
+
+
+def run_folder_options(what: str, resume_help: str):
+    """-o/--out (the `what` folder to write), --resume (`resume_help`), --force and --quiet; --resume with
+    --force is an error before the command runs."""
+    def decorate(command):
+        @functools.wraps(command)
+        def checked(*args, **kwargs):
+            if kwargs.get("resume") and kwargs.get("force"):
+                from hqflow.errors import UserError
+
+                raise UserError("--resume and --force exclude each other")
+            return command(*args, **kwargs)
+
+        for option in (click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines."),
+                       click.option("--force", is_flag=True, help="Replace --out if it exists."),
+                       click.option("--resume", is_flag=True, help=resume_help),
+                       click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+                                    help=f"{what} folder to write.")):
+            checked = option(checked)
+        return checked
+    return decorate
 
 
 def amp_option(command):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from hqflow.cli.options import COUNT, DATA_ROOT, NATURAL, POSITIVE, WEIGHT, amp_option, device_option, distributed
+from hqflow.cli.options import (COUNT, DATA_ROOT, NATURAL, POSITIVE, WEIGHT, amp_option, device_option, distributed,
+                                run_folder_options)
 from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART
 from hqflow.errors import UserError
 
@@ -40,10 +41,7 @@ def _resumed_config(out: Path):
 @click.option("--batch-size", type=COUNT, help="Overrides train.batch_size.")
 @click.option("--time-steps", type=COUNT, help="Overrides data.time_steps (T).")
 @click.option("--seed", type=NATURAL, help="Overrides train.seed (same seed, same run).")
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
-@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@run_folder_options("Run", "Continue the run in --out from its last checkpoint.")
 @device_option
 @amp_option
 def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed, out, resume, force, quiet, device,
@@ -52,8 +50,6 @@ def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed,
     from hqflow.config import load_config
     from hqflow.search.trainer import train as train_run
 
-    if resume and force:
-        raise UserError("--resume and --force exclude each other")
     _fixed_on_resume(resume, config=config_path, dataset=dataset, time_steps=time_steps,
                      batch_size=batch_size, seed=seed)
     if config_path is None and not resume:
@@ -114,18 +110,13 @@ def _search_config(config_path, init, hw_lambda, epochs, energy_table, cost=None
 @click.option("--cost", type=click.Choice(["energy", "fpga"]),
               help="Hardware term of the loss (search.cost): energy (45 nm table, the default) or fpga "
                    "(LUT-equivalents of the calibrated FPGA resource table).")
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Search folder to write.")
-@click.option("--resume", is_flag=True, help="Continue the search in --out.")
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
-@click.option("--quiet", is_flag=True)
+@run_folder_options("Search", "Continue the search in --out.")
 @device_option
 @amp_option
 def search(init, config_path, hw_lambda, epochs, energy_table, cost, out, resume, force, quiet, device, amp):
     """Search a per-layer weight format (Gumbel-softmax supernet); writes plan.json into OUT."""
     from hqflow.search.quant_search import run_search
 
-    if resume and force:
-        raise UserError("--resume and --force exclude each other")
     _fixed_on_resume(resume, from_=init, config=config_path, lambda_=hw_lambda, epochs=epochs,
                      energy_table=energy_table, cost=cost)
     cfg = None if resume else _search_config(config_path, init, hw_lambda, epochs, energy_table, cost)
@@ -145,18 +136,13 @@ def search(init, config_path, hw_lambda, epochs, energy_table, cost, out, resume
 @click.option("--from", "init", type=click.Path(path_type=Path),
               help="Run whose weights to start from (default: the plan's folder, the searched weights).")
 @click.option("--epochs", type=COUNT, help="Overrides finetune.epochs.")
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out.")
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
-@click.option("--quiet", is_flag=True)
+@run_folder_options("Run", "Continue the run in --out.")
 @device_option
 @amp_option
 def finetune(plan_path, init, epochs, out, resume, force, quiet, device, amp):
     """Quantization-aware training with the plan's formats fixed."""
     from hqflow.search.quant_search import run_finetune
 
-    if resume and force:
-        raise UserError("--resume and --force exclude each other")
     _fixed_on_resume(resume, from_=init)
     history, main_process = distributed(lambda: run_finetune(plan_path, out, init=init, resume=resume, force=force,
                                                               progress=not quiet, epochs=epochs, device=device,
@@ -225,20 +211,14 @@ def cost_cmd(config_path, energy_table, layers):
 @click.option("--epochs", type=COUNT, help="Overrides search.epochs.")
 @click.option("--finetune-epochs", type=NATURAL, default=0, show_default=True, help="QAT epochs per plan (0: none).")
 @click.option("--cost", type=click.Choice(["energy", "fpga"]), help="Hardware term of each search (search.cost).")
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Sweep folder to write.")
-@click.option("--resume", is_flag=True,
-              help="Continue the sweep in --out (same options): finished lambdas are kept, an interrupted one resumed.")
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
-@click.option("--quiet", is_flag=True)
+@run_folder_options("Sweep", "Continue the sweep in --out (same options): finished lambdas are kept, an interrupted "
+                             "one resumed.")
 @device_option
 @amp_option
 def sweep(init, lambdas, epochs, finetune_epochs, cost, out, resume, force, quiet, device, amp):
     """Search for several lambdas; plot accuracy against energy (pareto.png) and against estimated LUT / DSP
     (pareto_fpga.png)."""
     from hqflow.search.sweep import sweep as run_sweep
-
-    if resume and force:
-        raise UserError("--resume and --force exclude each other")
 
     values = [WEIGHT.convert(v, None, None) if v.strip() else None for v in lambdas.split(",")]
     if None in values:
