@@ -129,8 +129,14 @@ module hqflow_stream_ssa #(
     reg [$clog2(T + 1)-1:0] ts;         // the step
     reg [HD*V_BITS-1:0] vm;
     wire [HD*V_BITS-1:0] vm_next; wire [HD-1:0] spikes;
+    reg [HD*ACC_BITS-1:0] y_step;       // step ts of y: an AND-OR multiplexer (y holds still: no logic per bit)
+    integer st;
+    always @* begin
+        y_step = 0;
+        for (st = 0; st < T; st = st + 1) y_step = y_step | (y[st*HD*ACC_BITS +: HD*ACC_BITS] & {HD*ACC_BITS{ts == st}});
+    end
     hqflow_lif #(.P(HD), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
-        .first(ts == 0), .acc(y[HD*ACC_BITS-1:0]), .v(vm), .bias({HD{BIAS[V_BITS-1:0]}}),
+        .first(ts == 0), .acc(y_step), .v(vm), .bias({HD{BIAS[V_BITS-1:0]}}),
         .thr({HD{THR[V_BITS-1:0]}}), .sign({HD{SIGN_CODE}}), .v_next(vm_next), .spikes(spikes));
     reg [HD*T-1:0] spk;
 
@@ -205,7 +211,6 @@ module hqflow_stream_ssa #(
                 vm <= vm_next;
                 for (j = 0; j < HD; j = j + 1)   // lane j's word shifts in step ts from the top (constant indices)
                     spk[j*T +: T] <= (spk[j*T +: T] >> 1) | ({{(T > 1 ? T - 1 : 1){1'b0}}, spikes[j]} << (T - 1));
-                y <= y >> (HD * ACC_BITS);
                 ts <= ts + 1;
                 if (ts == T - 1) state <= S_HAND;
             end
