@@ -235,8 +235,9 @@ class WeightedLif(StreamOp):
         the LIF (LIF_LANES x V: charge, fire, reset), the membranes (P x V), the spike words (P x T: the
         group's and the output bank), the pending masks and the pick (K x C), the lanes' weight decode
         (P x BITS) and, for multi-bit inputs that stay out of DSP48s, the products in LUTs
-        (P x T x X_BITS x BITS) or the 0 / w / 2 w selects (P x T x ACC); for the FFs, the register bits of the datapath together (one coefficient:
-        the terms above scale alike at a fixed T). P counts the live lanes only (min(P, O))."""
+        (P x T x X_BITS x BITS) or the 0 / w / 2 w selects (P x T x ACC); for the FFs, the register bits
+        of the datapath together (one coefficient: the terms above scale alike at a fixed T). P counts
+        the live lanes only (min(P, O))."""
         p = params
         lanes = min(p["P"], p["O"])  # lanes past the outputs are dead in every group: synthesis removes them
         select = selects(p["X_BITS"], p.get("X_MAX"))
