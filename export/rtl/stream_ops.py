@@ -19,7 +19,7 @@ from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
 from hqflow.export.rtl.top import SCHEME_CODE, _check_window, _ident, ssa_lif_consts
 from hqflow.ir import DeployGraph, Node
-from hqflow.export.rtl.stream_memories import Memory, memory_table, rom_geometry, window_counts, window_memories
+from hqflow.export.rtl.stream_memories import Memory, memory_table, rom_geometry, window_memories
 from hqflow.ops import check_backend
 from hqflow.resources import memory_resources
 
@@ -140,124 +140,6 @@ def _lanes_for(bits: int, outputs: int, lanes: int) -> list[int]:
     allowed = [p for p in memfiles.allowed_lanes(bits, MAX_STREAM_LANES) if p <= lanes]
     covering = [p for p in allowed if p >= outputs]
     return [p for p in allowed if p < outputs] + covering[:1]
-
-
-class WeightedLif(StreamOp):
-    """conv_lif (3x3, stride 1, padding 1) and linear_lif (a 1x1 window over the tokens as an N x 1
-    image): hqflow_stream_wlif.v."""
-
-    module = "hqflow_stream_wlif"
-    ultra_ram = True
-    lut_terms = ("fixed", "acc", "lif", "membrane", "words", "window", "decode", "products", "select")
-    ff_terms = ("fixed", "registers", "window")  # the datapath's register bits counted; the masks
-
-    def _geometry(self, graph: DeployGraph, node: Node) -> dict:
-        """H, W, C of its input image, O outputs, K the window, PAD its padding."""
-        raise NotImplementedError
-
-    def _per_pixel(self, words: np.ndarray) -> np.ndarray:
-        """[B, H, W]: nonzero input elements per pixel, from words [B, ...] (nonzero at some step)."""
-        raise NotImplementedError
-
-    def lane_choices(self, graph, node, lanes):
-        bits = numerics.rom_code_bits(numerics.Candidate.parse(node.attrs["format"]))
-        return _lanes_for(bits, self._geometry(graph, node)["O"], lanes)
-
-    def params(self, graph, node, inputs, lanes):
-        fmt = numerics.Candidate.parse(node.attrs["format"])
-        x_bits = value_bits(node.attrs["x_max"])
-        if inputs and inputs[0].bits > x_bits:
-            raise UserError(f"node {node.name}: its input holds {inputs[0].bits}-bit values, attrs.x_max "
-                            f"{node.attrs['x_max']} only {x_bits} bits; export the run again")
-        name = ident(node.name)
-        lanes, lif_lanes = lanes if isinstance(lanes, tuple) else (lanes, lanes)
-        params = {**self._geometry(graph, node), "P": lanes, "LIF_LANES": lif_lanes,
-                  "BITS": numerics.rom_code_bits(fmt),
-                  "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
-                  "ZP": int(node.attrs.get("zero_point", 0)), "X_BITS": x_bits, "X_MAX": int(node.attrs["x_max"]),
-                  "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": int(node.attrs["v_bits"]),
-                  "F": int(node.attrs["frac_bits"]), "T": graph.time_steps}
-        for key, file in (("ROM", "weights"), ("BIAS", "bias"), ("THR", "thr"), ("SIGN", "sign")):
-            params[f"{key}_FILE"] = f'"mem/{name}_{file}.mem"'
-        return params
-
-    def build(self, graph, node, inputs, lanes):
-        params = self.params(graph, node, inputs, lanes)
-        name = ident(node.name)
-        lanes, lif_lanes = params["P"], params["LIF_LANES"]
-        files = {f"{name}_weights.mem": memfiles.rom_lines(graph, node, lanes)[0]}
-        for key, text in memfiles.lif_tables(graph, node, lif_lanes).items():
-            files[f"{name}_{key}.mem"] = text
-        return {"params": params, "files": files, "lanes": lanes, "bits": 1}
-
-    def cycles(self, params, time_steps, nnz=None):
-        """The header's formula: per output row 1 + (T M + 1) + the row's groups, the first A + 1, the
-        others max(A + 1, T M + 1) (the LIF unit of the group before still busy), A = 2 K + NNZ_px + 1.
-        nnz: per output pixel the nonzero elements of its window ([HO WO], row-major), or their sum over
-        the image (spread evenly), None: every element nonzero."""
-        p = params
-        ho, wo = p["H"] + 2 * p["PAD"] - p["K"] + 1, p["W"] + 2 * p["PAD"] - p["K"] + 1
-        groups = -(-p["O"] // p["P"])
-        lif = time_steps * (p["P"] // p.get("LIF_LANES", p["P"])) + 1  # the LIF unit's cycles a group
-        if nnz is None:  # every element nonzero: each window's taps inside the image, C elements each
-            nnz = window_counts(np.full((1, p["H"], p["W"]), p["C"]), p["K"], p["PAD"])
-        per_pixel = np.broadcast_to(np.asarray(nnz, dtype=np.float64).reshape(-1) / (1 if np.ndim(nnz) else ho * wo),
-                                    (ho * wo,))
-        work = 2 * p["K"] + per_pixel.reshape(ho, wo) + 2  # A + 1 per pixel
-        rows = groups * np.maximum(work, lif).sum(axis=1) + work[:, 0] - np.maximum(work[:, 0], lif)
-        return float(np.sum(rows + 1 + lif))
-
-    def cycle_params(self, graph, node, inputs, lanes):
-        return {**self._geometry(graph, node), "P": lanes}
-
-    def lif_lanes(self, params, time_steps, nnz, target):
-        """P / chunks for the most chunks (up to MAX_LIF_CHUNKS passes a step) that still meet `target`:
-        the LIF is the widest adder of the core, and its unit works while the next group accumulates."""
-        lanes = params["P"]
-        fewest = lanes
-        for chunks in range(2, MAX_LIF_CHUNKS + 1):
-            if lanes % chunks == 0 and math.ceil(self.cycles({**params, "LIF_LANES": lanes // chunks}, time_steps,
-                                                             nnz)) <= target:
-                fewest = lanes // chunks
-        return fewest
-
-    def memories(self, params):
-        p = params
-        lif, groups = p["LIF_LANES"], -(-p["O"] // p["P"])
-        tables = groups * (p["P"] // lif)
-        width, depth = rom_geometry(p, p["O"], p["K"] * p["K"] * p["C"])
-        return [Memory("weights", width, depth, True), Memory("bias", lif * p["V_BITS"], tables, True),
-                Memory("thr", lif * p["V_BITS"], tables, True), Memory("sign", 2 * lif, tables, True),
-                *window_memories(p, p["K"] + 1, p["T"] * p["X_BITS"], masks=True)]
-
-    def terms(self, params):
-        """accumulators (P x T x ACC: adder and register, the LIF unit's copy and its chunk multiplexer),
-        the LIF (LIF_LANES x V: charge, fire, reset), the membranes (P x V), the spike words (P x T: the
-        group's and the output bank), the pending masks and the pick (K x C), the lanes' weight decode
-        (P x BITS) and, for multi-bit inputs that stay out of DSP48s, the products in LUTs
-        (P x T x X_BITS x BITS) or the 0 / w / 2 w selects (P x T x ACC); for the FFs, the register bits
-        of the datapath together (one coefficient: the terms above scale alike at a fixed T). P counts
-        the live lanes only (min(P, O))."""
-        p = params
-        lanes = min(p["P"], p["O"])  # lanes past the outputs are dead in every group: synthesis removes them
-        select = selects(p["X_BITS"], p.get("X_MAX"))
-        in_luts = p["X_BITS"] > 1 and not select and not lane_dsp(p["SCHEME"], p["BITS"], p["X_BITS"])
-        acc, membrane, words = lanes * p["T"] * p["ACC_BITS"], lanes * p["V_BITS"], lanes * p["T"]
-        return {"fixed": 1.0, "acc": acc, "lif": min(p["LIF_LANES"], lanes) * p["V_BITS"],
-                "membrane": membrane, "words": words, "window": p["K"] * p["C"], "decode": lanes * p["BITS"],
-                "products": lanes * p["T"] * p["X_BITS"] * p["BITS"] if in_luts else 0.0,
-                "select": lanes * p["T"] * p["ACC_BITS"] if select else 0.0,
-                "registers": 2 * acc + membrane + 2 * words}  # both accumulators, membranes, words and bank
-
-    def dsp(self, params):
-        lanes = min(params["P"], params["O"])
-        return lanes * params["T"] * lane_dsp(params["SCHEME"], params["BITS"], params["X_BITS"], params.get("X_MAX"))
-
-    def nnz(self, graph, node, x):
-        """Per sample and output pixel (row-major), the nonzero input elements of its window: [B, HO WO]."""
-        g = self._geometry(graph, node)
-        per_pixel = self._per_pixel(np.asarray(x != 0).any(axis=0)).astype(np.int64)
-        return window_counts(per_pixel, g["K"], g["PAD"]).reshape(len(per_pixel), -1)
 
 
 class MaxPool(StreamOp):
@@ -430,29 +312,6 @@ class FifoCore(StreamOp):
 FIFO = FifoCore()
 
 
-class ConvLif(WeightedLif):
-    """conv_lif: 3x3, stride 1, padding 1 over a [C, H, W] input."""
-
-    def _geometry(self, graph, node):
-        _check_window(node, 3, 1, 1, "conv")
-        c, h, w = graph.node(node.inputs[0]).shape
-        return {"H": h, "W": w, "C": c, "O": node.shape[0], "K": 3, "PAD": 1}
-
-    def _per_pixel(self, words):
-        return words.sum(axis=1)  # [B, C, H, W] -> [B, H, W]
-
-
-class LinearLif(WeightedLif):
-    """linear_lif: a 1x1 window over the [N, C] tokens as an N x 1 image."""
-
-    def _geometry(self, graph, node):
-        n, c = graph.node(node.inputs[0]).shape
-        return {"H": n, "W": 1, "C": c, "O": node.shape[1], "K": 1, "PAD": 0}
-
-    def _per_pixel(self, words):
-        return words.sum(axis=2)[:, :, None]  # [B, N, C] -> [B, N, 1]: a token is a pixel
-
-
 class Frame(StreamOp):
     """input: the top's input stream (in_tvalid ...), [C, H, W] frames, no core."""
 
@@ -466,6 +325,9 @@ class Alias(StreamOp):
     has_core = False
     alias = True
 
+
+# the weighted ops live in stream_weighted.py (they build on StreamOp, defined above)
+from hqflow.export.rtl.stream_weighted import ConvLif, LinearLif  # noqa: E402
 
 STREAM_OPS: dict[str, StreamOp] = {"input": Frame(), "conv_lif": ConvLif(), "linear_lif": LinearLif(),
                                    "maxpool": MaxPool(), "add": Add(), "tokens": Alias(), "ssa": Ssa(),
