@@ -9,9 +9,11 @@
     yosys.py      find_yosys, synth (one module), synth_hierarchy (a top, per instance) -> Resources
     seq_ops.py    the layer-sequential top's cores, one SeqOp per op (module, parameters, buffer, cycles)
     top.py        the whole DeployGraph as one layer-sequential top: cores, buffers, wiring (plan_top)
-    stream.py, stream_ops.py, stream_memories.py, stream_estimate.py, stream_project.py
-                  the streaming, time-batched top (the default): schedule and folding, one StreamOp
-                  per op, the cores' memories, the resource estimate, the export and cycle report
+    stream.py, stream_base.py, stream_ops.py, stream_weighted.py, stream_memories.py,
+    stream_estimate.py, stream_project.py
+                  the streaming, time-batched top (the default): schedule and folding, the StreamOp
+                  interface, one StreamOp per op (the weighted ones apart), the cores' memories, the
+                  resource estimate, the export and cycle report
     calibrate.py  the sequential cores' FPGA table from synthesized cores
     diagram.py    the top's block diagram (architecture.png)
     estimate.py   resources and cycles of a top without synthesis or simulation (calibrated model)

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hqflow.errors import UserError
-from hqflow.export.rtl.stream_ops import (MAX_STREAM_LANES, STREAM_OPS, Stream, StreamOp, ident,
-                                          value_bits)
+from hqflow.export.rtl.stream_base import MAX_STREAM_LANES, Stream, StreamOp, ident, value_bits
+from hqflow.export.rtl.stream_ops import STREAM_OPS
 from hqflow.ir import DeployGraph
 
 __all__ = ["DEFAULT_LANES", "MAX_STREAM_LANES", "STREAM_OPS", "Schedule", "StreamCore", "StreamOp", "fold",

@@ -32,7 +32,8 @@ import numpy as np
 
 from hqflow import fpga
 from hqflow.errors import UserError
-from hqflow.export.rtl.stream_ops import FIFO, STREAM_OPS, StreamOp
+from hqflow.export.rtl.stream_base import StreamOp
+from hqflow.export.rtl.stream_ops import FIFO, STREAM_OPS
 from hqflow.io import atomic_text, read_yaml
 
 __all__ = ["DEFAULT_TABLE", "StreamTable", "core_resources", "estimate_manifest", "estimate_schedule", "fit",

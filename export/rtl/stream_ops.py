@@ -10,136 +10,18 @@ is checked against hqflow.ops.OPS at import).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
-import numpy as np
 
 from hqflow import numerics
 from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
-from hqflow.export.rtl.top import SCHEME_CODE, _check_window, _ident, ssa_lif_consts
-from hqflow.ir import DeployGraph, Node
+from hqflow.export.rtl.stream_base import StreamOp, ident, lane_dsp, lanes_for, value_bits
 from hqflow.export.rtl.stream_memories import Memory, memory_table, rom_geometry, window_memories
+from hqflow.export.rtl.stream_weighted import ConvLif, LinearLif
+from hqflow.export.rtl.top import SCHEME_CODE, _check_window, ssa_lif_consts
 from hqflow.ops import check_backend
 from hqflow.resources import memory_resources
 
-__all__ = ["DSP_MIN_PRODUCT_BITS", "FIFO", "MAX_LIF_CHUNKS", "MAX_STREAM_LANES", "Memory", "STREAM_OPS", "Stream",
-           "StreamOp", "ident", "lane_dsp", "selects", "value_bits"]
-
-MAX_STREAM_LANES = 256  # the most output channels a streaming weighted core computes per cycle
-MAX_LIF_CHUNKS = 64  # a weighted core's LIF takes at most this many passes over its lanes per step
-ident = _ident  # a node's Verilog identifier, the same in both architectures
-# Yosys maps a multi-bit input's product w_eff x x (hqflow_lanes.v) to a DSP48 when its operands are
-# wide enough for mul2dsp after word-size reduction: measured, a uniform-b weight times an X-bit input
-# takes one when b + X >= DSP_MIN_PRODUCT_BITS (uniform-4 x 3-bit sums and x 15-bit event counts do;
-# uniform-4 x 2-bit sums and 2-bit weights x 3-bit sums stay in LUTs); a po2 weight is a shift (no
-# multiplier); an fp32 weight (32 bits, more than a DSP48's 25-bit port) takes two
-DSP_MIN_PRODUCT_BITS = 7
-
-
-def lane_dsp(scheme: int, bits: int, x_bits: int, x_max: int | None = None) -> int:
-    """DSP48s of one lane's product of a `bits`-bit code of `scheme` (SCHEME_CODE) and an x_bits input
-    of at most x_max (None: 2^x_bits - 1)."""
-    if x_bits <= 1 or scheme == SCHEME_CODE["po2"] or selects(x_bits, x_max):
-        return 0  # a spike gates the weight; a power of two shifts the input; 0 / w / 2 w is a select
-    if scheme == SCHEME_CODE["fp32"]:
-        return 2
-    return 1 if bits + x_bits >= DSP_MIN_PRODUCT_BITS else 0
-
-
-def selects(x_bits: int, x_max: int | None) -> bool:
-    """Inputs in {0, 1, 2} (a residual sum of two spike maps): hqflow_stream_wlif.v selects 0, w or 2 w."""
-    return x_bits == 2 and x_max is not None and x_max <= 2
-
-
-def value_bits(value_max: int) -> int:
-    """Bits of the unsigned values 0..value_max (at least 1)."""
-    return max(1, int(value_max).bit_length())
-
-
-@dataclass(frozen=True)
-class Stream:
-    """The output of one node: `size` elements an image, each T values of `bits` bits."""
-    ident: str
-    node: str
-    bits: int
-    width: int
-    size: int
-
-
-# ---- one StreamOp per op: parameters, files, output bits, cycle formula, hardware --------------------
-
-
-class StreamOp:
-    """An op's streaming core. `build` returns the core's module, params, files, lanes and output bits;
-    `cycles(params, T, nnz)` its active cycles per image (the formula in its Verilog header; nnz: the
-    event-driven cores' nonzero input elements in each output pixel's window, None: every element); a
-    weighted op also gives `lane_choices` (the P its ROM allows) for the folding and `nnz` (its count
-    from an input trace)."""
-
-    module = ""
-    has_core = True  # input and tokens have none (the top's input stream; the identity)
-    barrier = False  # it emits its whole output only after its whole input (a FIFO decouples its consumer)
-    joins = False  # it joins two streams that a whole map may separate (a fork branch into it gets a FIFO)
-    ultra_ram = False  # its Verilog takes ULTRA: 1 puts its large RAMs (the `ultra` memories) in UltraRAM
-    frame = False  # the top's input: its stream is in_tvalid / in_tdata, [C, H, W] frames
-    alias = False  # no core and no stream of its own: its stream is its input's (the identity)
-    logits = False  # the top's output: the last core, streaming the logits, no node stream
-
-    def build(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
-        raise NotImplementedError
-
-    def cycles(self, params: dict, time_steps: int, nnz: float | None = None) -> float:
-        raise NotImplementedError
-
-    def lane_choices(self, graph: DeployGraph, node: Node, lanes: int) -> list[int]:
-        return [0]
-
-    def nnz(self, graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray | None:
-        """Per sample, the nonzero input elements the core visits in an image (its cycles' `nnz`, e.g. per output
-        pixel [B, HO WO]); x: its input [T, B, ...]."""
-        return None
-
-    def params(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes) -> dict:
-        """Its Verilog parameters at `lanes`, without its memory files (for folding and estimates)."""
-        return self.build(graph, node, inputs, lanes)["params"]
-
-    def cycle_params(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
-        """The parameters its cycle formula reads, without writing memory files."""
-        return self.build(graph, node, inputs, lanes)["params"]
-
-    def lif_lanes(self, params: dict, time_steps: int, nnz: float | None, target: int) -> int | None:
-        """The fewest LIF lanes that keep its cycles within `target` (None: it has no weighted LIF)."""
-        return None
-
-    def fold_fixed(self, graph: DeployGraph, node: Node, time_steps: int, target: int) -> int | None:
-        """A core without lanes: the folding of its datapath within `target` (passed to `build` as its
-        `lanes`), None: it has none."""
-        return None
-
-    def memories(self, params: dict) -> list[Memory]:
-        """The RAMs and ROMs its Verilog declares (the estimate maps each as Yosys does)."""
-        return []
-
-    def terms(self, params: dict) -> dict[str, float]:
-        """The logic terms of its LUT / FF model, LUT = sum_k c_k term_k (coefficients fitted per module
-        on synthesized cores, the memories' own LUTs / FFs apart): "fixed" 1, then what scales."""
-        return {"fixed": 1.0}
-
-    def dsp(self, params: dict) -> int:
-        """Its DSP48 slices (multipliers Yosys maps to one)."""
-        return 0
-
-    lut_terms: tuple[str, ...] | None = None  # the terms of the LUT model (None: all of `terms`)
-    ff_terms: tuple[str, ...] | None = None  # the terms that hold registers (the FF model's; None: all)
-
-
-def _lanes_for(bits: int, outputs: int, lanes: int) -> list[int]:
-    """The P a ROM of `bits`-bit codes allows, up to `lanes`, and none beyond the first that covers
-    every output in one group (more lanes would idle)."""
-    allowed = [p for p in memfiles.allowed_lanes(bits, MAX_STREAM_LANES) if p <= lanes]
-    covering = [p for p in allowed if p >= outputs]
-    return [p for p in allowed if p < outputs] + covering[:1]
+__all__ = ["FIFO", "STREAM_OPS"]
 
 
 class MaxPool(StreamOp):
@@ -244,7 +126,7 @@ class Head(StreamOp):
 
     def lane_choices(self, graph, node, lanes):
         bits = numerics.rom_code_bits(numerics.Candidate.parse(node.attrs["format"]))
-        return _lanes_for(bits, node.shape[0], lanes)
+        return lanes_for(bits, node.shape[0], lanes)
 
     def cycle_params(self, graph, node, inputs, lanes):
         tokens, channels = graph.node(node.inputs[0]).shape
@@ -325,9 +207,6 @@ class Alias(StreamOp):
     has_core = False
     alias = True
 
-
-# the weighted ops live in stream_weighted.py (they build on StreamOp, defined above)
-from hqflow.export.rtl.stream_weighted import ConvLif, LinearLif  # noqa: E402
 
 STREAM_OPS: dict[str, StreamOp] = {"input": Frame(), "conv_lif": ConvLif(), "linear_lif": LinearLif(),
                                    "maxpool": MaxPool(), "add": Add(), "tokens": Alias(), "ssa": Ssa(),

@@ -10,9 +10,9 @@ import numpy as np
 from hqflow import numerics
 from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
+from hqflow.export.rtl.stream_base import MAX_LIF_CHUNKS, StreamOp, ident, lane_dsp, lanes_for, selects, value_bits
 from hqflow.export.rtl.stream_memories import Memory, rom_geometry, window_counts, window_memories
-from hqflow.export.rtl.stream_ops import (MAX_LIF_CHUNKS, SCHEME_CODE, StreamOp, _check_window,
-                                          _lanes_for, ident, lane_dsp, selects, value_bits)
+from hqflow.export.rtl.top import SCHEME_CODE, _check_window
 from hqflow.ir import DeployGraph, Node
 
 __all__ = ["ConvLif", "LinearLif", "WeightedLif"]
@@ -37,7 +37,7 @@ class WeightedLif(StreamOp):
 
     def lane_choices(self, graph, node, lanes):
         bits = numerics.rom_code_bits(numerics.Candidate.parse(node.attrs["format"]))
-        return _lanes_for(bits, self._geometry(graph, node)["O"], lanes)
+        return lanes_for(bits, self._geometry(graph, node)["O"], lanes)
 
     def params(self, graph, node, inputs, lanes):
         fmt = numerics.Candidate.parse(node.attrs["format"])

@@ -96,7 +96,7 @@ class TopPlan:
         return [core for core in self.cores if buffer in core.reads]
 
 
-# the helpers both architectures share (export/rtl/seq_ops.py), by the names stream_ops.py imports
+# the helpers both architectures share (export/rtl/seq_ops.py), by the names the stream cores import
 SCHEME_CODE, _ident, _bits, _check_window = seq_ops.SCHEME_CODE, seq_ops.ident, seq_ops.value_bits, seq_ops.check_window
 ssa_lif_consts, choose_pack_lanes = seq_ops.ssa_lif_consts, seq_ops.choose_pack_lanes
 RTL_OPS = seq_ops.SEQ_OPS  # op -> its core (SeqOp); the template of each op's instance is project/top_ops/<op>.v.j2
