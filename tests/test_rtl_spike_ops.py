@@ -106,6 +106,16 @@ def test_rom_text_matches_pack_rom():
     assert [(first >> (32 * i)) & 0xFFFFFFFF for i in range(4)] == [int(c) for c in codes[0, :4]]
 
 
+
+def test_group_text_one_lane_group_a_line():
+    codes = np.arange(15, dtype=np.uint64).reshape(3, 5) % 8     # 3 rows, 5 outputs, 3-bit codes
+    text, width, lines = memfiles.group_text(codes, 3, 2)         # P 2: groups (0, 1), (2, 3), (4, pad)
+    assert (width, lines) == (6, 9)
+    values = [int(line, 16) for line in text.split()]
+    expected = [int(codes[r, 2 * g]) | (int(codes[r, 2 * g + 1]) << 3 if 2 * g + 1 < 5 else 0)
+                for r in range(3) for g in range(3)]
+    assert values == expected
+
 @pytest.mark.slow
 def test_spike_ops_other_sizes_many_cases(tmp_path):
     """Edge sizes: one-channel SSA heads (HD = 1), a one-row odd-width map, one input channel and one

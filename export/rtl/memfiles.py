@@ -4,6 +4,9 @@
                 orders them: conv (c, i, j) taps, linear input channels), KW = max(1, P / lanes)
                 64-bit words to a line (word k in bits [64k, 64k + 64)), each row padded with zero
                 words to ROW_WIDE = ceil(O / (lanes * KW)) lines; lanes = 64 // code bits
+    group ROM   the streaming cores' (group_lines): one lane group a line, its P codes side by side
+                (output g*P + p in bits [p*BITS, (p+1)*BITS)), G = ceil(O / P) lines a row, the padding
+                lanes 0: a line is exactly what a cycle reads (no word to select from, any P)
     LIF tables  bias_int, thr_int ([O] each, V_BITS two's complement) and sign (2 bits: 01 = +1,
                 11 = -1, 00 = 0), P channels to a line (channel g*P + p in lane p), G = ceil(O / P)
                 lines, the padding lanes 0
@@ -20,7 +23,8 @@ from hqflow.export.hls.rom import rom_codes
 from hqflow.ir import DeployGraph, Node
 from hqflow.ops import common
 
-__all__ = ["MAX_LANES", "allowed_lanes", "check_lanes", "choose_lanes", "hex_lines", "lif_tables", "rom_lines", "rom_shape", "rom_text"]
+__all__ = ["MAX_LANES", "allowed_lanes", "check_lanes", "choose_lanes", "group_lines", "group_text",
+           "hex_lines", "lif_tables", "rom_lines", "rom_shape", "rom_text"]
 
 
 def check_lanes(bits: int, parallel: int, what: str) -> None:
@@ -78,6 +82,24 @@ def rom_lines(graph: DeployGraph, node: Node, parallel: int) -> tuple[str, int, 
     """(ROM file text, line width in bits, lines) of a weighted node for P lanes."""
     codes, bits = rom_codes(graph, node)
     return rom_text(codes, bits, parallel, f"node {node.name}")
+
+
+def group_text(codes: np.ndarray, bits: int, parallel: int) -> tuple[str, int, int]:
+    """(ROM file text, line width P * bits, lines rows * G) of codes uint64 [rows, outputs]: line
+    r * G + g holds outputs g*P .. g*P + P - 1 of row r (output g*P + p in bits [p*bits, +bits))."""
+    rows, outputs = codes.shape
+    groups = -(-outputs // parallel)
+    padded = np.zeros((rows, groups * parallel), np.uint64)
+    padded[:, :outputs] = codes
+    lines = [sum(int(code) << (p * bits) for p, code in enumerate(group))
+             for group in padded.reshape(rows * groups, parallel)]
+    return hex_lines(lines, parallel * bits), parallel * bits, len(lines)
+
+
+def group_lines(graph: DeployGraph, node: Node, parallel: int) -> tuple[str, int, int]:
+    """(ROM file text, line width in bits, lines) of a weighted node, one lane group a line (group_text)."""
+    codes, bits = rom_codes(graph, node)
+    return group_text(codes, bits, parallel)
 
 
 def lif_tables(graph: DeployGraph, node: Node, parallel: int) -> dict[str, str]:

@@ -40,7 +40,7 @@ def memory_table():
 
 
 def rom_geometry(p: dict, outputs: int, rows: int) -> tuple[int, int]:
-    """(width, depth) of a weight ROM (hqflow_weight_rom.v as hqflow_stream_wlif / _head address it):
+    """(width, depth) of a weight ROM of 64-bit words (hqflow_weight_rom.v as hqflow_stream_head addresses it):
     64-bit words of 64 / BITS codes, KW words a line, ceil(G / GPW) lines a row of the weight matrix."""
     codes = 64 // p["BITS"]
     kw = p["P"] // codes if p["P"] > codes else 1

@@ -32,7 +32,8 @@
 //   active cycles per image = sum over output rows of (1 + (T M + 1) + sum over its groups of c),
 //   c = A + 1 for the row's first group, max(A + 1, T M + 1) for the others, A = 2 K + NNZ_px + 1,
 // NNZ_px: the nonzero input elements in the output pixel's window (at most K K C).
-// ROM: hqflow_weight_rom.v (the words of numerics.rom, KW 64-bit words a line, rows ROW_WIDE lines);
+// ROM: hqflow_weight_rom.v, one lane group a line (memfiles.group_lines): line r * G + g holds the P codes
+// of row r (numerics.rom's row order) for outputs g*P .. g*P + P - 1, exactly what a cycle reads;
 // LIF tables: LIF_LANES channels a line (memfiles.lif_tables). ULTRA 1: the line buffer's rows in UltraRAM.
 module hqflow_stream_wlif #(
     parameter integer H = 1, W = 1, C = 1, O = 1, K = 1, PAD = 0, P = 1,
@@ -56,38 +57,31 @@ module hqflow_stream_wlif #(
     localparam integer WO = W + 2 * PAD - K + 1;
     localparam integer R = K * K * C;
     localparam integer EB = T * X_BITS;
-    localparam integer LANES_W = 64 / BITS;
-    localparam integer KW = P > LANES_W ? P / LANES_W : 1;
-    localparam integer GPW = LANES_W * KW / P;
     localparam integer G = (O + P - 1) / P;
-    localparam integer ROW_WIDE = (G + GPW - 1) / GPW;
-    localparam integer RW = 64 * KW;
-    localparam integer ROM_DEPTH = R * ROW_WIDE;
+    localparam integer RW = P * BITS;
+    localparam integer ROM_DEPTH = R * G;
     localparam integer RA = ROM_DEPTH > 1 ? $clog2(ROM_DEPTH) : 1;
     localparam integer GA = G > 1 ? $clog2(G) : 1;
     localparam integer AB = (W * C > 1) ? $clog2(W * C) : 1;
     localparam integer XB = (W > 1) ? $clog2(W) : 1;
     localparam integer CB = (C > 1) ? $clog2(C) : 1;
     localparam integer KB = (K > 1) ? $clog2(K) : 1;
-    localparam integer M_C = K * K * ROW_WIDE;      // ROM lines from channel c to c + 1
-    localparam integer M_I = K * ROW_WIDE;          // from row i to i + 1
+    localparam integer M_C = K * K * G;             // ROM lines from channel c to c + 1
+    localparam integer M_I = K * G;                 // from row i to i + 1
     localparam integer NB = $clog2(P + 1);
     localparam integer L = LIF_LANES;
     localparam integer M = P / LIF_LANES;
     localparam integer TA = G * M > 1 ? $clog2(G * M) : 1;
     // counter widths: each the bits of its range (no 32-bit loop counters: they cost LUTs and FFs)
     localparam integer XOB = WO > 1 ? $clog2(WO) : 1;                  // xo: 0 .. WO - 1
-    localparam integer WSB = GPW > 1 ? $clog2(GPW) : 1;                // wsel: 0 .. GPW - 1
-    localparam integer WAB = ROW_WIDE > 1 ? $clog2(ROW_WIDE) : 1;      // wadr: 0 .. ROW_WIDE - 1
-    localparam integer JRB = $clog2(K * ROW_WIDE + 1);                 // j_row: 0 .. (K - 1) ROW_WIDE
+    localparam integer JRB = $clog2(K * G + 1);                        // j_row: 0 .. (K - 1) G
     localparam integer XIB = $clog2(W + 2 * PAD + 1) + 1;              // xi (signed): -PAD .. W + PAD
     localparam integer COB = $clog2((W + 2 * PAD + 1) * C + 1) + 1;    // col, xbase (signed): xi * C
     localparam integer TB = $clog2(T + 1);                             // t: 0 .. T - 1
     localparam integer MB = M > 1 ? $clog2(M) : 1;                     // k: 0 .. M - 1
 
     initial begin
-        if (P < 1 || (LANES_W % P != 0 && P % LANES_W != 0))
-            $error("hqflow_stream_wlif: P %0d must divide or be a multiple of the %0d codes of a ROM word", P, LANES_W);
+        if (P < 1) $error("hqflow_stream_wlif: P %0d lanes", P);
         if (LIF_LANES < 1 || P % LIF_LANES != 0) $error("hqflow_stream_wlif: LIF_LANES %0d must divide P %0d", LIF_LANES, P);
         if (HO < 1 || WO < 1) $error("hqflow_stream_wlif: no output for H %0d W %0d K %0d PAD %0d", H, W, K, PAD);
     end
@@ -117,44 +111,58 @@ module hqflow_stream_wlif #(
     // ---- loop counters (running offsets; constant products as shifts and adds: no multiplier) ----
     reg [XOB-1:0] xo;                   // the output pixel of the row
     reg [GA-1:0] g;                     // the lane group
-    reg [WSB-1:0] wsel;                 // the group's codes within a ROM line
-    reg [WAB-1:0] wadr;                 // the group's line within a ROM row
     reg [KB-1:0] j;                     // the window column
-    reg [JRB-1:0] j_row;                // j * ROW_WIDE
+    reg [JRB-1:0] j_row;                // j * G
     reg signed [XIB-1:0] xi;            // the column's input x
     reg signed [COB-1:0] col;           // xi * C
     reg signed [COB-1:0] xbase;         // (xo - PAD) * C
     wire col_ok = xi >= 0 && xi < W;
     reg [K-1:0] row_live;               // rows of the window inside the image (set per output row)
 
-    // the pending nonzero elements of the column: K rows of C mask bits; the lowest goes next
-    reg [K*C-1:0] pend;
-    wire [K*C-1:0] lowest = pend & (~pend + 1'b1);
-    // its index i*C + c: bit b is the OR of the one-hot `lowest` over the indices with bit b set
-    localparam integer PB = K * C > 1 ? $clog2(K * C) : 1;
-    wire [PB-1:0] pick_bits;
-    genvar pb;
+    // the pending nonzero elements of the column, in chunks of CW mask bits: chunk ch = i NCR + r holds
+    // row i's elements c = r CW .. r CW + CW - 1 (the bits past C stay 0). The lowest pending element
+    // goes next: the lowest nonzero chunk (`first`, one-hot), then the lowest bit of that chunk (`low`):
+    // a chunk-wide priority pick and a K NCR-wide one instead of a K C-wide one.
+    localparam integer CW = C < 16 ? C : 16;
+    localparam integer NCR = (C + CW - 1) / CW;
+    localparam integer NCH = K * NCR;
+    localparam integer CWB = CW > 1 ? $clog2(CW) : 1;
+    localparam integer NRB = NCR > 1 ? $clog2(NCR) : 1;
+    localparam integer PB = C > 1 ? $clog2(C) : 1;
+    reg  [NCH*CW-1:0] pend;
+    wire [NCH-1:0] flags;
+    genvar fc;
     generate
-        for (pb = 0; pb < PB; pb = pb + 1) begin : encode
-            assign pick_bits[pb] = |(lowest & index_bit(pb));
+        for (fc = 0; fc < NCH; fc = fc + 1) begin : flag
+            assign flags[fc] = |pend[fc*CW +: CW];
         end
     endgenerate
-    wire [31:0] pick = pick_bits;
-    reg [KB-1:0] pick_i;
-    reg [PB-1:0] pick_c;
-    integer qi;
+    wire [NCH-1:0] first = flags & (~flags + 1'b1);
+    reg  [CW-1:0] mchunk;               // the first nonzero chunk (an AND-OR multiplexer over the chunks)
+    integer fh;
     always @* begin
-        pick_i = 0; pick_c = pick_bits;
-        for (qi = 1; qi < K; qi = qi + 1) if (pick >= qi * C) begin pick_i = qi; pick_c = pick - qi * C; end
+        mchunk = 0;
+        for (fh = 0; fh < NCH; fh = fh + 1) mchunk = mchunk | (pend[fh*CW +: CW] & {CW{first[fh]}});
     end
+    wire [CW-1:0] low = mchunk & (~mchunk + 1'b1);
+    wire last_pick = (flags & ~first) == 0 && (mchunk & ~low) == 0;
+    // the pick (i, c = r CW + b): each field the OR of a one-hot over the indices with that bit set
+    reg [KB-1:0] pick_i;
+    reg [NRB-1:0] pick_r;
+    reg [CWB-1:0] pick_b;
+    integer fb;
+    always @* begin
+        pick_i = 0; pick_r = 0; pick_b = 0;
+        for (fb = 0; fb < NCH; fb = fb + 1) if (first[fb]) begin pick_i = pick_i | fb / NCR; pick_r = pick_r | fb % NCR; end
+        for (fb = 0; fb < CW; fb = fb + 1) if (low[fb]) pick_b = pick_b | fb;
+    end
+    wire [PB-1:0] pick_c = times(pick_r, CW) + pick_b;
 
     // ---- ROM, lanes, accumulators ------------------------------------------------------------------
-    wire [RA-1:0] rom_addr = times(pick_c, M_C) + times(pick_i, M_I) + j_row + wadr;
-    wire [RW-1:0] rom_q;
+    wire [RA-1:0] rom_addr = times(pick_c, M_C) + times(pick_i, M_I) + j_row + g;
+    wire [P*BITS-1:0] codes;            // the group's P codes: one ROM line
     hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE)) rom (
-        .clk(clk), .addr(rom_addr), .q(rom_q));
-    wire [P*BITS-1:0] codes;
-    hqflow_rom_select #(.P(P), .BITS(BITS), .KW(KW)) select (.line(rom_q), .wsel(wsel), .codes(codes));
+        .clk(clk), .addr(rom_addr), .q(codes));
     wire [P-1:0] live = live_l(g);
     wire issue = state == S_ACC;
     always @* begin rd_en = issue; rd_addr = col + pick_c; end
@@ -273,7 +281,7 @@ module hqflow_stream_wlif #(
                 acc[q*ACC_BITS +: ACC_BITS] <= acc[q*ACC_BITS +: ACC_BITS] + prods[q*ACC_BITS +: ACC_BITS];
     end
 
-    integer p, ri;
+    integer p, ri, rc;
     always @(posedge clk) begin
         next_row <= 0;
         m_rd_en <= 0;
@@ -286,21 +294,23 @@ module hqflow_stream_wlif #(
         case (state)
             S_ROW: if (row_ok && !next_row) begin   // (next_row: the window moves at this edge)
                 for (ri = 0; ri < K; ri = ri + 1) row_live[ri] <= top_row + ri >= 0 && top_row + ri < H;
-                xo <= 0; g <= 0; wsel <= 0; wadr <= 0; tab_base <= 0;
+                xo <= 0; g <= 0; tab_base <= 0;
                 xbase <= -PAD * C;
                 state <= S_MASK;
                 start_column(0, -PAD, -PAD * C);
             end
             S_MASK: state <= S_LOAD;          // the masks of column j arrive
             S_LOAD: begin
+                pend <= 0;
                 for (ri = 0; ri < K; ri = ri + 1)
-                    pend[ri*C +: C] <= col_ok && row_live[ri] ? masks[ri*C +: C] : {C{1'b0}};
+                    if (col_ok && row_live[ri])
+                        for (rc = 0; rc < C; rc = rc + 1) pend[(ri*NCR + rc/CW)*CW + rc%CW] <= masks[ri*C + rc];
                 if (col_ok && |(masks & live_rows(row_live))) state <= S_ACC;
                 else next_column;
             end
             S_ACC: begin                        // issue the lowest pending element (its read is combinational)
-                pend <= pend & ~lowest;
-                if ((pend & ~lowest) == 0) next_column;
+                for (rc = 0; rc < NCH; rc = rc + 1) pend[rc*CW +: CW] <= pend[rc*CW +: CW] & ~(low & {CW{first[rc]}});
+                if (last_pick) next_column;
             end
             S_DRAIN: state <= S_HAND;
             S_FLUSH: if (lif_ready) begin next_row <= 1; state <= S_ROW; end
@@ -310,11 +320,10 @@ module hqflow_stream_wlif #(
                 ltab <= tab_base; l_lastg <= g == G - 1; l_last <= g == G - 1 && last_px && last_row;
                 if (g != G - 1) begin       // the next lane group of this pixel
                     g <= g + 1; tab_base <= tab_base + M;
-                    if (wsel == GPW - 1) begin wsel <= 0; wadr <= wadr + 1; end else wsel <= wsel + 1;
                     state <= S_MASK;
                     start_column(0, xo - PAD, xbase);
                 end else begin
-                    g <= 0; wsel <= 0; wadr <= 0; tab_base <= 0;
+                    g <= 0; tab_base <= 0;
                     if (!last_px) begin     // the next pixel of this row
                         xo <= xo + 1; xbase <= xbase + C;
                         state <= S_MASK;
@@ -350,7 +359,7 @@ module hqflow_stream_wlif #(
     // column j of the window at input x = x_in (its element offset x_in * C = col_in): read its masks
     task start_column(input [KB-1:0] j_in, input signed [XIB-1:0] x_in, input signed [COB-1:0] col_in);
         begin
-            j <= j_in; j_row <= times(j_in, ROW_WIDE); xi <= x_in; col <= col_in;
+            j <= j_in; j_row <= times(j_in, G); xi <= x_in; col <= col_in;
             m_rd_en <= 1; m_rd_addr <= x_in;
         end
     endtask
@@ -364,11 +373,6 @@ module hqflow_stream_wlif #(
             end else state <= S_DRAIN;
         end
     endtask
-
-    function [K*C-1:0] index_bit(input integer b);   // bit k: bit b of k
-        integer k;
-        for (k = 0; k < K * C; k = k + 1) index_bit[k] = (k >> b) & 1;
-    endfunction
 
     function [K*C-1:0] live_rows(input [K-1:0] live_r);
         integer k;
