@@ -136,6 +136,7 @@ def _head(model: Spikformer, step: WeightLayer, x: Tensor) -> Tensor:
 
 # op -> its float forward on time-major tensors ([T, B, C, H, W] maps, [T, B, N, C] tokens)
 _FORWARD = {
+    "input": lambda _model, _step, frames: frames.transpose(0, 1).float(),  # [B, T, 2, H, W] -> time-major
     "conv_lif": _conv_lif,
     "linear_lif": _linear_lif,
     "maxpool": lambda model, step, x: _per_step(model.get_submodule(step.module), x),
@@ -156,7 +157,7 @@ class Spikformer(nn.Module):
             raise UserError(f"model.num_classes: {cfg.num_classes}; set it, or let train / search take the data set's")
         self.cfg = cfg
         self.topology = spikformer(cfg) if topology is None else topology
-        missing = [s.name for s in self.topology.steps if s.op not in _FORWARD and s.op != "input"]
+        missing = [s.name for s in self.topology.steps if s.op not in _FORWARD]
         if missing:
             raise ValueError(f"the torch Spikformer has no forward for step {missing[0]!r} "
                              f"(op {self.topology.step(missing[0]).op!r}); add it to _FORWARD")
@@ -187,10 +188,8 @@ class Spikformer(nn.Module):
         self.reset()
         values = {}
         for i, step in enumerate(self.topology.steps):
-            if step.op == "input":
-                out = frames.transpose(0, 1).float()  # [T, B, 2, H, W]
-            else:
-                out = _FORWARD[step.op](self, step, *(values[n] for n in step.inputs))
+            args = [values[n] for n in step.inputs] if step.inputs else [frames]  # no inputs: the frames
+            out = _FORWARD[step.op](self, step, *args)
             if step.name == until:
                 return out
             values[step.name] = out

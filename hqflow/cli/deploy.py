@@ -90,7 +90,7 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
     elif target == "rtl":
         bound = rtl_options.lanes_bound
         for item in summary["cores"]:
-            if item["lanes"] and item["lanes"] < bound and item["op"] != "head":
+            if item["lanes"] and item["lanes"] < bound and "O" in item["params"]:  # a weighted core's O outputs
                 click.echo(f"  {item['node']}: P {item['lanes']} (the largest power of two <= {bound} that its "
                            f"{item['format']} ROM word allows and its {item['params']['O']} channels divide)")
         click.echo(f"{out / 'rtl'}: the whole model as one Verilog top ({len(summary['cores'])} cores, part "
