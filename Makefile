@@ -11,7 +11,7 @@ OUT    ?= out/demo
 # fastest (measured: a tiny-config QAT step 0.11 s spinning, 0.19 s with OMP_WAIT_POLICY=PASSIVE);
 # on cores shared with other busy processes, run `OMP_WAIT_POLICY=PASSIVE make ...` instead.
 
-.PHONY: venv venv-qkeras hw-tools demo paper csim rtlsim synth test test-slow test-interop clean
+.PHONY: venv venv-qkeras hw-tools demo paper csim rtlsim synth pnr test test-slow test-interop clean
 
 venv: $(VENV)/.installed
 
@@ -87,6 +87,10 @@ rtlsim: venv
 # Yosys synthesis of the demo's RTL top (per core, total, the devices it fits)
 synth: venv hw-tools
 	$(VENV)/bin/hqflow synth $(RTL_EXPORT)
+
+# open place and route of the demo's RTL top on an ECP5 (nextpnr-ecp5): its last line `fmax_mhz: X`
+pnr: venv hw-tools
+	$(VENV)/bin/hqflow pnr $(RTL_EXPORT)
 
 # Yosys (RTL synthesis, `hqflow synth` and the synthesis tests) is a system package, not a PyPI one:
 # installed with apt-get where it is missing and this runs as root with apt (CI); otherwise the way

@@ -61,6 +61,7 @@ def main() -> None:
       hqflow export   runs/l0.5/qat --target rtl -o out/rtl          + the whole model as a Verilog top
       hqflow rtlsim   out/rtl                                        Verilator, bit for bit; cycles, latency
       hqflow synth    out/rtl                                        Yosys resources per core, device fit
+      hqflow pnr      out/rtl                                        ECP5 place and route: post-route Fmax
 
     A mistake in the input (a file, an option, a folder) ends with one line `error: ...` and exit
     status 2. Every command that writes a folder leaves a complete result or none.
@@ -69,5 +70,5 @@ def main() -> None:
 
 for command in (train.train, train.evaluate, train.search, train.finetune, train.report, train.hwreport_cmd,
                 train.cost_cmd, train.sweep, train.figures_cmd, train.table_cmd, train.paper_cmd, deploy.export_cmd,
-                deploy.csim_cmd, deploy.rtlsim_cmd, deploy.synth_cmd, deploy.sim_cmd):
+                deploy.csim_cmd, deploy.rtlsim_cmd, deploy.synth_cmd, deploy.pnr_cmd, deploy.sim_cmd):
     main.add_command(command)

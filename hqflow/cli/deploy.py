@@ -1,4 +1,4 @@
-"""The deployment side of `hqflow`: export, sim, csim, rtlsim and synth."""
+"""The deployment side of `hqflow`: export, sim, csim, rtlsim, synth and pnr."""
 
 from __future__ import annotations
 
@@ -168,6 +168,26 @@ def synth_cmd(export_dir, part):
         family_of(part)
     text, _ = synth_top(export_dir, part)
     click.echo(text, nl=False)
+
+
+@click.command(name="pnr")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--device", default="um5g-85k", show_default=True,
+              help="The ECP5 device, as nextpnr-ecp5 names it: 25k, 45k, 85k (LFE5U), um-85k, um5g-85k, ...")
+@click.option("--package", default="CABGA381", show_default=True, help="The ECP5 package.")
+@click.option("--speed", type=int, default=8, show_default=True, help="The speed grade (6, 7 or 8).")
+@click.option("--clock-mhz", type=float, default=150.0, show_default=True, help="The clock nextpnr aims for.")
+def pnr_cmd(export_dir, device, package, speed, clock_mhz):
+    """Place and route EXPORT_DIR's Verilog top on a Lattice ECP5 (Yosys synth_ecp5, nextpnr-ecp5).
+
+    Prints the post-route Fmax (register to register), the utilization and the critical path; writes
+    rtl/pnr.md and rtl/pnr.json (the tools' files in rtl/pnr/). Its last line: `fmax_mhz: X`.
+    """
+    from hqflow.export.rtl.pnr import place_and_route, pnr_markdown
+
+    result = place_and_route(export_dir, device, package, speed, clock_mhz)
+    click.echo(pnr_markdown(result), nl=False)
+    click.echo(f"fmax_mhz: {result['fmax_mhz']:.2f}")
 
 
 @click.command(name="sim")

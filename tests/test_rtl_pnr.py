@@ -1,0 +1,94 @@
+"""`hqflow pnr`: the nextpnr report read right (Fmax, utilization, the critical path), a design that does
+not fit named by its resource, bad options refused; and (slow) a small streaming top synthesized with
+synth_ecp5 and placed and routed for real."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from hqflow.cli import main
+from hqflow.errors import UserError
+from hqflow.export.rtl import pnr
+from test_rtl_stream import _cfg, make_run
+from test_rtl_synth import needs_yosys
+
+pytestmark = pytest.mark.rtl
+
+
+def _step(kind: str, delay: float, cell_from: str, cell_to: str, source: str = "") -> dict:
+    step = {"type": kind, "delay": delay, "from": {"cell": cell_from, "port": "Q"}, "to": {"cell": cell_to, "port": "D"}}
+    if source:
+        step["sources"] = [source]
+    return step
+
+
+REPORT = {
+    "fmax": {"clk": {"achieved": 123.456, "constraint": 150}},
+    "utilization": {"TRELLIS_COMB": {"used": 900, "available": 83640}, "TRELLIS_FF": {"used": 500, "available": 83640},
+                    "DP16KD": {"used": 4, "available": 208}, "DCCA": {"used": 1, "available": 56}},
+    "critical_paths": [
+        {"from": "<async>", "to": "posedge clk", "path": [_step("routing", 9.0, "in", "a")]},
+        {"from": "posedge clk", "to": "posedge clk", "path": [
+            _step("clk-to-q", 0.5, "a", "a"), _step("routing", 1.5, "a", "b", "/some/where/hqflow_x.v:10.1-10.5"),
+            _step("logic", 0.5, "b", "b"), _step("routing", 2.0, "b", "c", "/else/hqflow_y.v:20.3-20.9"),
+            _step("logic", 0.5, "c", "c"), _step("setup", 0.0, "c", "c")]},
+        {"from": "posedge clk", "to": "posedge clk", "path": [_step("clk-to-q", 0.5, "d", "d"),
+                                                               _step("routing", 1.0, "d", "e")]},
+    ],
+}
+
+
+def test_report_read_right():
+    path = pnr.critical_path(REPORT)
+    assert path == {"delay_ns": 5.0, "from": "a", "to": "c", "from_source": "hqflow_x.v:10.1-10.5",
+                    "to_source": "hqflow_y.v:20.3-20.9", "logic_levels": 2, "routing_share": 0.7}
+    use = pnr.utilization(REPORT)
+    assert list(use) == ["TRELLIS_COMB", "TRELLIS_FF", "DP16KD"]  # DCCA is not reported
+    assert use["DP16KD"] == {"used": 4, "available": 208}
+    text = pnr.pnr_markdown({"top": "t", "device": "um5g-85k", "package": "CABGA381", "speed": 8, "target_mhz": 150,
+                             "fmax_mhz": 123.46, "meets_target": False, "utilization": use, "critical_path": path,
+                             "synth_s": 1, "pnr_s": 2})
+    assert "**123.46 MHz**" in text and "FAILS the 150 MHz target" in text and "| DP16KD | 4 | 208 | 1.9% |" in text
+    assert "/some/where" not in text
+
+
+def test_a_design_that_does_not_fit_names_the_resource(tmp_path):
+    log = ("Info: Device utilisation:\nInfo: \t          TRELLIS_IO:      27/    365     7%\n"
+           "Info: \t              DP16KD:     250/    208   120%\nERROR: Failed to pack\n")
+    with pytest.raises(UserError, match=r"does not fit: DP16KD 250 of 208 \(42 over, 120%\)"):
+        pnr._check_fit(log, tmp_path / "nextpnr.log")
+    with pytest.raises(UserError, match="nextpnr-ecp5 failed: Failed to pack"):
+        pnr._check_fit("ERROR: Failed to pack\n", tmp_path / "nextpnr.log")
+
+
+@pytest.mark.parametrize("option, value, message", [("--device", "99k", "expected one of"),
+                                                    ("--speed", "5", "speed grades are 6, 7 and 8"),
+                                                    ("--clock-mhz", "0", "positive frequency")])
+def test_bad_options_refused(tmp_path, option, value, message):
+    result = CliRunner().invoke(main, ["pnr", str(tmp_path), option, value])
+    assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.slow
+@needs_yosys
+def test_small_top_placed_and_routed(tmp_path):
+    try:
+        pnr.find_nextpnr()
+    except UserError as err:
+        pytest.skip(str(err))
+    run = make_run(tmp_path / "run", _cfg(img=8, dim=8, heads=1, steps=2))
+    out = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export", str(run), "--target", "rtl", "--lanes", "2", "--tb-samples", "2",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["pnr", str(out), "--device", "25k", "--package", "CABGA256",
+                                       "--clock-mhz", "50"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "rtl" / "pnr.json").read_text())
+    assert result.output.splitlines()[-1] == f"fmax_mhz: {saved['fmax_mhz']:.2f}"
+    assert saved["fmax_mhz"] > 0 and saved["utilization"]["TRELLIS_COMB"]["used"] > 0
+    assert saved["critical_path"]["logic_levels"] >= 1
+    assert (out / "rtl" / "pnr.md").read_text().startswith("# Place and route of hqflow_top")
