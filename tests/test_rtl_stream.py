@@ -98,6 +98,9 @@ def test_export_writes_the_pipeline(exported):
     text = (out / "rtl" / "hqflow_top.v").read_text()
     assert text.count("hqflow_fifo #(") == 4 and text.count("hqflow_stream_fork #(") == 3
     assert "folding: target interval" in output and "pipeline: initiation interval" in output
+    tcl = (out / "rtl" / "vivado.tcl").read_text()  # for users with Vivado: every source, the part, the clock
+    assert f"set part {manifest['part']}" in tcl and "synth_design -top hqflow_top" in tcl
+    assert all(source in tcl for source in manifest["sources"]) and "report_timing_summary" in tcl
     readme = (out / "rtl" / "README.md").read_text()
     for name in ("in_tvalid", "out_tlast", "tb/hqflow_stream_tb.cpp", "make sim", "Folding"):
         assert name in readme, name

@@ -9,7 +9,7 @@ OUT/rtl/ holds (top.py says how the top is built; README.md, rendered, says it t
     data/tb.txt frames.txt logits.txt trace.txt   test samples (frames channels last), golden logits of
                                     each and golden outputs of every node at every step of the traced ones
     top.json                        the manifest: options, cores, buffers, nodes (read by rtlsim and synth)
-    Makefile, README.md, architecture.png
+    Makefile, README.md, architecture.png, vivado.tcl (for users with Vivado: out-of-context implementation)
 `hqflow rtlsim` writes rtl/cycles.json, `hqflow synth` rtl/resources.json and rtl/resources.md.
 """
 
@@ -149,6 +149,7 @@ def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, trace_samples: 
     context = {**manifest, "plan": plan, "frame_size": frame_size, "data": DATA}
     atomic_text(out / "Makefile", env.get_template("Makefile.j2").render(**context))
     atomic_text(out / "README.md", env.get_template("README.md.j2").render(**context))
+    atomic_text(out / "vivado.tcl", env.get_template("vivado.tcl.j2").render(**context))
     atomic_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -169,6 +170,7 @@ def _write_stream(graph: DeployGraph, out: Path, frames: np.ndarray, trace_sampl
     context = {**manifest, "s": schedule, "data": DATA}
     atomic_text(out / "Makefile", env.get_template("Makefile.j2").render(**context))
     atomic_text(out / "README.md", env.get_template("stream_README.md.j2").render(**context))
+    atomic_text(out / "vivado.tcl", env.get_template("vivado.tcl.j2").render(**context))
     atomic_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
 

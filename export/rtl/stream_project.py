@@ -7,7 +7,7 @@
     data/tb.txt frames.txt logits.txt trace.txt   the input elements of every test sample (T values
                                  each), its golden logits, and the golden elements of every node's
                                  stream for the traced samples
-    top.json                     the manifest (arch "stream"); Makefile, README.md, architecture.png
+    top.json                     the manifest (arch "stream"); Makefile, README.md, architecture.png, vivado.tcl
 `hqflow rtlsim` writes rtl/cycles.json and cycles.png.
 """
 

@@ -177,7 +177,10 @@ def synth_cmd(export_dir, part):
 @click.option("--package", default="CABGA381", show_default=True, help="The ECP5 package.")
 @click.option("--speed", type=int, default=8, show_default=True, help="The speed grade (6, 7 or 8).")
 @click.option("--clock-mhz", type=float, default=150.0, show_default=True, help="The clock nextpnr aims for.")
-def pnr_cmd(export_dir, device, package, speed, clock_mhz):
+@click.option("--dsp/--no-dsp", default=False, show_default=True,
+              help="Map products to MULT18X18D blocks (synth_ecp5 gives one to every product of two operands of "
+                   "2 bits or more: the demo's would take 161 of an 85F's 156); by default they stay in LUTs.")
+def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp):
     """Place and route EXPORT_DIR's Verilog top on a Lattice ECP5 (Yosys synth_ecp5, nextpnr-ecp5).
 
     Prints the post-route Fmax (register to register), the utilization and the critical path; writes
@@ -185,7 +188,7 @@ def pnr_cmd(export_dir, device, package, speed, clock_mhz):
     """
     from hqflow.export.rtl.pnr import place_and_route, pnr_markdown
 
-    result = place_and_route(export_dir, device, package, speed, clock_mhz)
+    result = place_and_route(export_dir, device, package, speed, clock_mhz, dsp)
     click.echo(pnr_markdown(result), nl=False)
     click.echo(f"fmax_mhz: {result['fmax_mhz']:.2f}")
 
