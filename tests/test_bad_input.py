@@ -359,6 +359,8 @@ ROWS = [
     Row("rtlsim-samples-zero", "rtlsim {s}/export --samples 0", "--samples: 0 must be >= 1"),
     Row("synth-no-rtl", "synth {s}/export", "no rtl/top.json (an export with another --target"),
     Row("synth-unknown-part", "synth {s}/export --part xc9z999", "--part 'xc9z999': not a Xilinx part"),
+    Row("pnr-no-rtl", "pnr {s}/export", "no rtl/top.json (an export with another --target"),
+    Row("pnr-unknown-device", "pnr {s}/export --device 99k", "--device 99k: expected one of 12k, 25k"),
     # cost: the fp32 model's energy and storage per group
     Row("cost-config-missing", "cost {t}/none.yaml", "none.yaml: not found; expected a config"),
     Row("cost-config-bad", "cost {t}/c.yaml", "model.embed_dim",
