@@ -83,9 +83,10 @@ def critical_path(report: dict) -> dict | None:
         files = [re.sub(r"^.*/", "", s) for s in step.get("sources", [])]
         return files[0] if files else ""
 
-    routed = [s for s in steps if s["type"] == "routing"]
+    # the nets that name a line of the design's Verilog (not of Yosys' own cell maps)
+    named = [source(s) for s in steps if s["type"] == "routing" and source(s).startswith("hqflow")]
     return {"delay_ns": round(total, 3), "from": steps[0]["from"]["cell"], "to": steps[-1]["to"]["cell"],
-            "from_source": source(routed[0]) if routed else "", "to_source": source(routed[-1]) if routed else "",
+            "from_source": named[0] if named else "", "to_source": named[-1] if named else "",
             "logic_levels": sum(1 for s in steps if s["type"] == "logic"),
             "routing_share": round(routing / total, 3) if total else 0.0}
 
