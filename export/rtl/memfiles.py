@@ -106,14 +106,9 @@ def lif_tables(graph: DeployGraph, node: Node, parallel: int) -> dict[str, str]:
     """{"bias", "thr", "sign"} -> file text, P channels to a line (V_BITS = the node's v_bits)."""
     consts = common.lif_consts(node.attrs, graph.node_tensors(node.name))
     v_bits = int(node.attrs["v_bits"])
-    outputs = len(consts.bias_int)
-    groups = -(-outputs // parallel)
 
-    def packed(values, width: int) -> list[int]:
-        padded = [int(v) % (1 << width) for v in values] + [0] * (groups * parallel - outputs)
-        return [sum(padded[g * parallel + p] << (p * width) for p in range(parallel)) for g in range(groups)]
+    def packed(values, width: int) -> str:  # one row of [O] values, two's complement in `width` bits
+        return group_text(np.array([[int(v) % (1 << width) for v in values]], np.uint64), width, parallel)[0]
 
     sign = [{1: 1, -1: 3, 0: 0}[int(s)] for s in consts.sign]
-    return {"bias": hex_lines(packed(consts.bias_int, v_bits), parallel * v_bits),
-            "thr": hex_lines(packed(consts.thr_int, v_bits), parallel * v_bits),
-            "sign": hex_lines(packed(sign, 2), parallel * 2)}
+    return {"bias": packed(consts.bias_int, v_bits), "thr": packed(consts.thr_int, v_bits), "sign": packed(sign, 2)}

