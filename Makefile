@@ -11,7 +11,7 @@ OUT    ?= out/demo
 # fastest (measured: a tiny-config QAT step 0.11 s spinning, 0.19 s with OMP_WAIT_POLICY=PASSIVE);
 # on cores shared with other busy processes, run `OMP_WAIT_POLICY=PASSIVE make ...` instead.
 
-.PHONY: venv venv-qkeras hw-tools demo paper csim rtlsim synth pnr test test-slow test-interop clean
+.PHONY: venv venv-qkeras hw-tools demo paper csim rtlsim synth pnr bitstream test test-slow test-interop clean
 
 venv: $(VENV)/.installed
 
@@ -88,9 +88,25 @@ rtlsim: venv
 synth: venv hw-tools
 	$(VENV)/bin/hqflow synth $(RTL_EXPORT)
 
-# open place and route of the demo's RTL top on an ECP5 (nextpnr-ecp5): its last line `fmax_mhz: X`
-pnr: venv hw-tools
-	$(VENV)/bin/hqflow pnr $(RTL_EXPORT)
+# The demo's streaming top folded for a Lattice ECP5-85F (ECP5_FOLD; the default folding needs more LUT4s
+# than its 83,640), exported from the demo's QAT run (made by `make demo` if it is missing).
+ECP5_EXPORT ?= $(OUT)/l$(LAMBDA)-ecp5
+ECP5_FOLD   ?= --lanes 16
+BOARD       ?= ulx3s-85f
+$(ECP5_EXPORT)/rtl/top.json:
+	@test -f $(RUNS)/l$(LAMBDA)/qat/checkpoint.pt || $(MAKE) demo
+	$(VENV)/bin/hqflow export $(RUNS)/l$(LAMBDA)/qat --target rtl $(ECP5_FOLD) -o $(ECP5_EXPORT) --force
+
+# open place and route of that top on an LFE5UM5G-85F-8 (nextpnr-ecp5): its last line `fmax_mhz: X`
+pnr: venv hw-tools $(ECP5_EXPORT)/rtl/top.json
+	$(VENV)/bin/hqflow pnr $(ECP5_EXPORT)
+
+# the same top behind a UART bridge: co-simulated through a pseudo-terminal (10 test samples), then
+# the bitstream for BOARD (rtl/board/$(BOARD)/hqflow.bit); talk to the board with
+#   .venv/bin/hqflow board run $(ECP5_EXPORT) --port /dev/ttyUSB0
+bitstream: venv hw-tools $(ECP5_EXPORT)/rtl/top.json
+	$(VENV)/bin/hqflow board sim $(ECP5_EXPORT) --samples 10 --board $(BOARD)
+	$(VENV)/bin/hqflow bitstream $(ECP5_EXPORT) --board $(BOARD)
 
 # Yosys (RTL synthesis, `hqflow synth` and the synthesis tests) is a system package, not a PyPI one:
 # installed with apt-get where it is missing and this runs as root with apt (CI); otherwise the way

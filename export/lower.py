@@ -276,8 +276,9 @@ def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool 
             from hqflow.export.rtl.project import RtlOptions, write_rtl
 
             rtl_options = rtl_options or RtlOptions()
-            samples = np.stack([frames[index][0] for index in range(min(tb_samples, len(frames)))])
-            summary = write_rtl(graph, tmp / "rtl", samples, trace_samples, rtl_options)
+            items = [frames[index] for index in range(min(tb_samples, len(frames)))]
+            summary = write_rtl(graph, tmp / "rtl", np.stack([sample for sample, _ in items]), trace_samples,
+                                rtl_options, labels=np.array([label for _, label in items]))
         replace_dir(tmp, out)  # the previous export stays until the new one is whole
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

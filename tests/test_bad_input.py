@@ -361,6 +361,10 @@ ROWS = [
     Row("synth-unknown-part", "synth {s}/export --part xc9z999", "--part 'xc9z999': not a Xilinx part"),
     Row("pnr-no-rtl", "pnr {s}/export", "no rtl/top.json (an export with another --target"),
     Row("pnr-unknown-device", "pnr {s}/export --device 99k", "--device 99k: expected one of 12k, 25k"),
+    Row("bitstream-no-rtl", "bitstream {s}/export", "no rtl/top.json (an export with another --target"),
+    Row("bitstream-unknown-board", "bitstream {s}/export --board ulx3s", "--board ulx3s: expected one of ulx3s-85f"),
+    Row("board-run-no-rtl", "board run {s}/export --port /dev/null", "no rtl/top.json (an export with another"),
+    Row("board-sim-no-rtl", "board sim {s}/export", "no rtl/top.json (an export with another --target"),
     # cost: the fp32 model's energy and storage per group
     Row("cost-config-missing", "cost {t}/none.yaml", "none.yaml: not found; expected a config"),
     Row("cost-config-bad", "cost {t}/c.yaml", "model.embed_dim",

@@ -1,6 +1,6 @@
 """`hqflow pnr`: the nextpnr report read right (Fmax, utilization, the critical path), a design that does
 not fit named by its resource, bad options refused; and (slow) a small streaming top synthesized with
-synth_ecp5 and placed and routed for real."""
+synth_ecp5 and placed and routed for real, then behind the UART bridge with a board's pins, to a bitstream."""
 
 from __future__ import annotations
 
@@ -92,3 +92,13 @@ def test_small_top_placed_and_routed(tmp_path):
     assert saved["fmax_mhz"] > 0 and saved["utilization"]["TRELLIS_COMB"]["used"] > 0
     assert saved["critical_path"]["logic_levels"] >= 1
     assert (out / "rtl" / "pnr.md").read_text().startswith("# Place and route of hqflow_top")
+    # the same top behind the UART bridge, for a board: its pins, ecppack's bitstream for its part
+    result = CliRunner().invoke(main, ["bitstream", str(out), "--board", "ulx3s-25f"])
+    assert result.exit_code == 0, result.output
+    board = json.loads((out / "rtl" / "board" / "ulx3s-25f.json").read_text())
+    assert result.output.splitlines()[-1] == f"fmax_mhz: {board['fmax_mhz']:.2f}"
+    assert board["top"] == "hqflow_board" and board["target_mhz"] == 25 and board["utilization"]["TRELLIS_IO"]["used"] == 12
+    bit = (out / "rtl" / board["bitstream"]).read_bytes()
+    assert len(bit) == board["bitstream_bytes"] > 100_000 and b"LFE5U-25F" in bit[:256]
+    lpf = (out / "rtl" / "board" / "ulx3s-25f" / "top.lpf").read_text()
+    assert 'LOCATE COMP "uart_tx" SITE "L4";' in lpf

@@ -5,7 +5,8 @@ is exported and co-simulated: `mismatches: 0` on every element of every node's s
 the traced samples) and on every sample's logits, every core's measured cycles per inference equal to
 its formula, `interval_cycles:` and `latency_cycles:` just before the last line. A changed golden value
 is one mismatch, named; a stalled input and output stream changes no bit and no core's cycles. Other
-shapes (odd sizes, T 1 and 5, depth 2, several heads) run under `slow`. The folding picks, per core, the
+shapes (odd sizes, T 1 and 5, depth 2, several heads) run under `slow`. The board design (the UART bridge
+and the top) runs behind a pseudo-terminal, driven by the host driver. The folding picks, per core, the
 fewest lanes that meet the target interval. A window core's cycle formula (its LIF unit working while
 the next group accumulates) is checked by hand.
 """
@@ -17,6 +18,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -169,6 +171,26 @@ def test_stalled_streams_change_no_bit_and_no_core_cycle(exported):
     assert re.findall(r"^active .*$", plain, re.M) == re.findall(r"^active .*$", stalled, re.M)
     done = [int(v) for v in re.findall(r"^done 2 (\d+)$", plain + "\n" + stalled, re.M)]
     assert len(done) == 2 and done[1] > done[0]
+
+
+@needs_verilator
+def test_board_design_through_a_pseudo_terminal(exported):
+    """`hqflow board sim`: the bitstream's design (the UART bridge and the top) co-simulated behind a pty and
+    driven by the host driver, byte for byte as a board: every sample's logits equal the simulator's, the
+    latency the circuit counts equals the testbench's for each sample run alone, the accuracy its labels'."""
+    out, _ = exported
+    result = CliRunner().invoke(main, ["board", "sim", str(out)])
+    assert result.exit_code == 0 and result.output.splitlines()[-1] == "mismatches: 0", result.output
+    run = json.loads((out / "rtl" / "board" / "run.json").read_text())
+    rows = run["rows"]
+    golden = np.array((out / "rtl/data/logits.txt").read_text().split(), np.int64).reshape(4, -1)
+    np.testing.assert_array_equal(np.array([r["logits"] for r in rows]), golden)
+    labels = np.array((out / "rtl/data/labels.txt").read_text().split(), np.int64)
+    assert run["accuracy"] == float(np.mean(golden.argmax(axis=1) == labels))
+    folder = project.rtl_dir(out)
+    alone = verilator.run(project.build(folder), ["4", "0", "4"], folder).stdout  # every sample alone
+    assert [r["cycles"] for r in rows] == [int(n) for n in re.findall(r"^latency \d+ (\d+)$", alone, re.M)]
+    assert f"latency counted by the circuit: {np.mean([r['cycles'] for r in rows]):.0f} cycles" in result.output
 
 
 def test_folding_meets_the_target_with_the_fewest_lanes(exported):

@@ -18,6 +18,7 @@ core's, not an I/O timing. A design that does not fit stops with the resource an
 Products go to LUTs by default (-nodsp): synth_ecp5 gives every product of two operands of 2 bits or
 more a MULT18X18D, and the demo's 2-bit x 2-bit products alone would take 128 of an 85F's 156
 (measured: 161 of 156 with them, conv0's and the head's included); `dsp=True` maps them.
+`route` does the same for any top, its parameters and a constraint file (board.py: the board design).
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from pathlib import Path
 from hqflow.errors import UserError
 from hqflow.io import atomic_text
 
-__all__ = ["DEVICES", "critical_path", "find_nextpnr", "place_and_route", "pnr_markdown", "utilization"]
+__all__ = ["DEVICES", "check_target", "critical_path", "find_ecppack", "find_nextpnr", "place_and_route",
+           "pnr_markdown", "route", "utilization"]
 
 # nextpnr-ecp5's device flags: LFE5U (no SERDES), LFE5UM, LFE5UM5G (the 5G parts)
 DEVICES = ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k", "um5g-25k", "um5g-45k", "um5g-85k")
 RESOURCES = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D", "TRELLIS_IO")
 INSTALL_HINT = "install the rtl extra (pip install -e '.[rtl]', `make venv`) or set NEXTPNR_ECP5=<path>"
+ECPPACK_HINT = "install the rtl extra (pip install -e '.[rtl]', `make venv`: its nextpnr-ecp5 ships it) or set ECPPACK=<path>"
 
 
 def find_nextpnr() -> Path:
@@ -104,61 +107,99 @@ def _check_fit(log: str, where: Path) -> None:
     raise UserError(f"nextpnr-ecp5 failed: {errors[0] if errors else 'no report written'} (log: {where})")
 
 
-def place_and_route(export: str | Path, device: str = "um5g-85k", package: str = "CABGA381", speed: int = 8,
-                    clock_mhz: float = 150.0, dsp: bool = False, timeout: float | None = None) -> dict:
-    """Synthesize (synth_ecp5) and place and route the export's top for an ECP5 `device` (DEVICES),
-    `package`, `speed` grade, at a `clock_mhz` target (`dsp`: products in MULT18X18D). Writes rtl/pnr.json and rtl/pnr.md; returns the
-    result: device, fmax_mhz (post-route, register to register), the target, utilization, the
-    critical path, and the seconds each tool took."""
-    from hqflow.export.rtl import yosys
-    from hqflow.export.rtl.project import TOP, load_manifest, rtl_dir
+def find_ecppack() -> Path:
+    """The ecppack executable (ECP5 bitstreams): $ECPPACK, else yowasp-ecppack or ecppack on PATH (or beside
+    this Python); UserError if none."""
+    env = os.environ.get("ECPPACK")
+    if env:
+        if not (Path(env).is_file() and os.access(env, os.X_OK)):
+            raise UserError(f"$ECPPACK: {env} is not an executable file; {ECPPACK_HINT}")
+        return Path(env)
+    for name in ("yowasp-ecppack", "ecppack"):
+        beside = Path(sys.executable).parent / name
+        found = str(beside) if beside.is_file() else shutil.which(name)
+        if found:
+            return Path(found)
+    raise UserError(f"ecppack not found: {ECPPACK_HINT}")
 
+
+def check_target(device: str, speed: int, clock_mhz: float) -> None:
+    """UserError for an ECP5 device flag, speed grade or clock nextpnr-ecp5 would not take."""
     if device not in DEVICES:
         raise UserError(f"--device {device}: expected one of {', '.join(DEVICES)}")
     if speed not in (6, 7, 8):
         raise UserError(f"--speed {speed}: ECP5 speed grades are 6, 7 and 8")
     if not clock_mhz > 0:
         raise UserError(f"--clock-mhz {clock_mhz}: expected a positive frequency")
-    folder = rtl_dir(export).resolve()
-    manifest = load_manifest(folder)
+
+
+def route(folder: Path, work: Path, top: str, sources: list[str], device: str, package: str, speed: int,
+          clock_mhz: float, dsp: bool = False, params: dict | None = None, lpf: str | None = None,
+          timeout: float | None = None) -> dict:
+    """Synthesize `sources` (paths relative to `folder`, where Yosys runs: $readmemh paths are relative to
+    it) with top module `top` (`params`: its parameters, chparam) into `work`/top.json and place and route
+    it there (`lpf`: a constraint file's text, work/top.lpf; None: unconstrained pins); leaves
+    work/top.config for ecppack. Returns device, fmax_mhz (post-route, the slowest clock), the target,
+    utilization, the critical path and the seconds each tool took."""
+    from hqflow.export.rtl import yosys
+
+    check_target(device, speed, clock_mhz)
     yosys_exe, nextpnr = yosys.find_yosys(), find_nextpnr()
-    work = folder / "pnr"
-    work.mkdir(exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     for name in ("top.json", "report.json", "top.config"):
         (work / name).unlink(missing_ok=True)
-    # $readmemh paths in the sources are relative to rtl/: Yosys runs there, writing into pnr/
-    script = [f'read_verilog -defer "{(folder / s).as_posix()}"' for s in manifest["sources"]]
-    script += [f"synth_ecp5 -top {TOP}{'' if dsp else ' -nodsp'} -json pnr/top.json"]
+    sub = work.relative_to(folder).as_posix()
+    script = [f'read_verilog -defer "{(folder / s).as_posix()}"' for s in sources]
+    script += [f"chparam -set {name} {value} {top}" for name, value in (params or {}).items()]
+    script += [f"synth_ecp5 -top {top}{'' if dsp else ' -nodsp'} -json {sub}/top.json"]
     (work / "synth.ys").write_text("\n".join(script) + "\n")
     t0 = time.time()
     try:
-        proc = subprocess.run([str(yosys_exe), "-q", "-l", "pnr/yosys.log", "pnr/synth.ys"], cwd=folder,
+        proc = subprocess.run([str(yosys_exe), "-q", "-l", f"{sub}/yosys.log", f"{sub}/synth.ys"], cwd=folder,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise UserError(f"synth_ecp5 of {TOP} ran past {timeout:g} s (log: {work / 'yosys.log'})") from None
+        raise UserError(f"synth_ecp5 of {top} ran past {timeout:g} s (log: {work / 'yosys.log'})") from None
     if proc.returncode != 0 or not (work / "top.json").is_file():
-        raise UserError(f"synth_ecp5 of {TOP} failed (log: {work / 'yosys.log'}): "
+        raise UserError(f"synth_ecp5 of {top} failed (log: {work / 'yosys.log'}): "
                         f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['no output']}")
     t1 = time.time()
     command = [str(nextpnr), f"--{device}", "--package", package, "--speed", str(speed), "--freq", f"{clock_mhz:g}",
                "--json", "top.json", "--textcfg", "top.config", "--report", "report.json",
-               "--detailed-timing-report", "--timing-allow-fail", "--lpf-allow-unconstrained", "--log", "nextpnr.log"]
+               "--detailed-timing-report", "--timing-allow-fail", "--log", "nextpnr.log"]
+    if lpf is None:
+        command.append("--lpf-allow-unconstrained")
+    else:
+        (work / "top.lpf").write_text(lpf)
+        command += ["--lpf", "top.lpf"]
     try:
         subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise UserError(f"nextpnr-ecp5 ran past {timeout:g} s (log: {work / 'nextpnr.log'})") from None
     log = (work / "nextpnr.log").read_text(errors="replace") if (work / "nextpnr.log").is_file() else ""
-    if not (work / "report.json").is_file():
+    if not (work / "report.json").is_file() or not (work / "top.config").is_file():
         _check_fit(log, work / "nextpnr.log")
     report = json.loads((work / "report.json").read_text())
     clocks = report.get("fmax", {})
     if not clocks:
-        raise UserError(f"nextpnr-ecp5 reported no clock for {TOP} (log: {work / 'nextpnr.log'})")
+        raise UserError(f"nextpnr-ecp5 reported no clock for {top} (log: {work / 'nextpnr.log'})")
     fmax = min(c["achieved"] for c in clocks.values())
-    result = {"top": TOP, "device": device, "package": package, "speed": speed, "dsp": dsp, "target_mhz": clock_mhz,
-              "fmax_mhz": round(fmax, 2), "meets_target": fmax >= clock_mhz, "utilization": utilization(report),
-              "critical_path": critical_path(report), "synth_s": round(t1 - t0, 1),
-              "pnr_s": round(time.time() - t1, 1)}
+    return {"top": top, "device": device, "package": package, "speed": speed, "dsp": dsp, "target_mhz": clock_mhz,
+            "fmax_mhz": round(fmax, 2), "meets_target": fmax >= clock_mhz, "utilization": utilization(report),
+            "critical_path": critical_path(report), "synth_s": round(t1 - t0, 1), "pnr_s": round(time.time() - t1, 1)}
+
+
+def place_and_route(export: str | Path, device: str = "um5g-85k", package: str = "CABGA381", speed: int = 8,
+                    clock_mhz: float = 150.0, dsp: bool = False, timeout: float | None = None) -> dict:
+    """Synthesize (synth_ecp5) and place and route the export's top for an ECP5 `device` (DEVICES),
+    `package`, `speed` grade, at a `clock_mhz` target (`dsp`: products in MULT18X18D), in rtl/pnr/.
+    Writes rtl/pnr.json and rtl/pnr.md; returns `route`'s result."""
+    from hqflow.export.rtl.project import TOP, load_manifest, rtl_dir
+
+    check_target(device, speed, clock_mhz)
+    folder = rtl_dir(export).resolve()
+    manifest = load_manifest(folder)
+    result = route(folder, folder / "pnr", TOP, manifest["sources"], device, package, speed, clock_mhz, dsp,
+                   timeout=timeout)
     atomic_text(folder / "pnr.json", json.dumps(result, indent=1) + "\n")
     atomic_text(folder / "pnr.md", pnr_markdown(result))
     return result

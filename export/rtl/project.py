@@ -8,6 +8,7 @@ OUT/rtl/ holds (top.py says how the top is built; README.md, rendered, says it t
     tb/hqflow_top_tb.cpp            the Verilator testbench
     data/tb.txt frames.txt logits.txt trace.txt   test samples (frames channels last), golden logits of
                                     each and golden outputs of every node at every step of the traced ones
+    data/labels.txt                 the test samples' labels
     top.json                        the manifest: options, cores, buffers, nodes (read by rtlsim and synth)
     Makefile, README.md, architecture.png, vivado.tcl (for users with Vivado: out-of-context implementation)
 `hqflow rtlsim` writes rtl/cycles.json, `hqflow synth` rtl/resources.json and rtl/resources.md.
@@ -45,6 +46,7 @@ TOP_CORES = ("hqflow_ram.v", "hqflow_buffer.v", "hqflow_weight_rom.v", "hqflow_l
              "hqflow_linear_lif.v", "hqflow_conv_lif.v", "hqflow_maxpool.v", "hqflow_add.v", "hqflow_ssa.v",
              "hqflow_head.v")
 DATA = ("data/tb.txt", "data/frames.txt", "data/logits.txt", "data/trace.txt")
+LABELS = "data/labels.txt"  # the test samples' labels (not needed by the testbench: exports before it lack it)
 
 
 ARCHS = ("stream", "sequential")
@@ -94,13 +96,17 @@ def _ints(values: np.ndarray) -> str:
     return " ".join(map(str, np.asarray(values, np.int64).ravel().tolist())) + "\n"
 
 
-def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, trace_samples: int, options: RtlOptions) -> dict:
+def write_rtl(graph: DeployGraph, out: Path, frames: np.ndarray, trace_samples: int, options: RtlOptions,
+              labels: np.ndarray | None = None) -> dict:
     """Write the whole-model project into `out` (a new folder, the export's rtl/); test vectors from
     the NumPy simulator on `frames` [samples, T, C, H, W] (every node traced for the first
-    `trace_samples`). Returns the manifest (top.json)."""
+    `trace_samples`), the samples' `labels` [samples] (data/labels.txt: the board run's accuracy).
+    Returns the manifest (top.json)."""
     out = Path(out)
     for folder in ("cores", "tb", "mem", "data"):
         (out / folder).mkdir(parents=True, exist_ok=True)
+    if labels is not None:
+        atomic_text(out / LABELS, _ints(labels))
     if options.arch == "stream":
         return _write_stream(graph, out, frames, trace_samples, options)
     plan = top.plan_top(graph, options.lanes_bound)

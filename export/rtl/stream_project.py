@@ -28,8 +28,8 @@ __all__ = ["CORES", "TESTBENCH", "cycle_lines", "cycle_report", "write"]
 
 TESTBENCH = "tb/hqflow_stream_tb.cpp"
 CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_window.v",
-         "hqflow_fifo.v", "hqflow_stream_fork.v", "hqflow_stream_wlif.v", "hqflow_stream_pool.v",
-         "hqflow_stream_add.v", "hqflow_stream_ssa.v", "hqflow_stream_head.v")
+         "hqflow_fifo.v", "hqflow_stream_fork.v", "hqflow_stream_reg.v", "hqflow_stream_wlif.v",
+         "hqflow_stream_pool.v", "hqflow_stream_add.v", "hqflow_stream_ssa.v", "hqflow_stream_head.v")
 ISOLATED = 1  # the co-simulation feeds the first ISOLATED + 1 samples alone (their latency), the rest back to back
 
 
@@ -99,6 +99,9 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
             "interval_formula": schedule.interval, "target_interval": schedule.target_interval,
             "estimate": {"fits": fitted, "share_limit": FIT_SHARE, **estimate(schedule)},
             "frame_elements": frame_elements, "schedule": schedule,
+            # the top's ports (the board bridge's parameters): in_tdata, its T values of x_bits; out_tdata
+            "io": {"in_width": schedule.streams[0].width, "x_bits": schedule.in_bits, "elements": frame_elements,
+                   "classes": schedule.classes, "logit_bits": schedule.logit_bits},
             "sources": [f"cores/{f}" for f in CORES] + ["hqflow_top.v"], "testbench": TESTBENCH}
 
 

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from hqflow.cli import deploy, train
+from hqflow.cli import board, deploy, train
 from hqflow.cli.options import fail
 from hqflow.errors import UserError
 
@@ -62,6 +62,9 @@ def main() -> None:
       hqflow rtlsim   out/rtl                                        Verilator, bit for bit; cycles, latency
       hqflow synth    out/rtl                                        Yosys resources per core, device fit
       hqflow pnr      out/rtl                                        ECP5 place and route: post-route Fmax
+      hqflow bitstream out/rtl --board ulx3s-85f                     the top behind a UART bridge: a .bit
+      hqflow board run out/rtl --port /dev/ttyUSB0                   test samples through the board
+      hqflow board sim out/rtl                                       the same through a simulated board
 
     A mistake in the input (a file, an option, a folder) ends with one line `error: ...` and exit
     status 2. Every command that writes a folder leaves a complete result or none.
@@ -70,5 +73,6 @@ def main() -> None:
 
 for command in (train.train, train.evaluate, train.search, train.finetune, train.report, train.hwreport_cmd,
                 train.cost_cmd, train.sweep, train.figures_cmd, train.table_cmd, train.paper_cmd, deploy.export_cmd,
-                deploy.csim_cmd, deploy.rtlsim_cmd, deploy.synth_cmd, deploy.pnr_cmd, deploy.sim_cmd):
+                deploy.csim_cmd, deploy.rtlsim_cmd, deploy.synth_cmd, deploy.pnr_cmd, deploy.sim_cmd, board.bitstream_cmd,
+                board.board_group):
     main.add_command(command)
