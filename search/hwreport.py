@@ -247,7 +247,8 @@ def to_markdown(r: dict[str, Any], devices) -> str:
     fp32_res = t["fp32_resources"]
     lines = [f"# Hardware report: {r['run']}", "",
              f"hw_lambda {r['hw_lambda']}; target {tgt['part']} ({tgt['device'] or 'not in the device table'}, "
-             f"Yosys family {tgt['family']}) at {clock:g} MHz; resource estimate: {model['table']} "
+             f"Yosys family {tgt['family']}) at a {clock:g} MHz target clock (not a routed one); "
+             f"resource estimate: {model['table']} "
              f"({model['family']}{', placeholder' if model['placeholder'] else ''}), {model['lanes']} lanes per core; "
              f"accuracy from: {acc['quantized_source'] or 'n/a'}.", "",
              "| | fp32 | plan | |", "|---|---:|---:|---:|",
@@ -262,14 +263,14 @@ def to_markdown(r: dict[str, Any], devices) -> str:
     if has_cycles:
         rate = "n/a" if t["inferences_per_s"] is None else f"{t['inferences_per_s']:,.0f}"
         lines += [f"| cycles per inference (count) | | {t['cycles']:,.0f} | |",
-                  f"| latency at {clock:g} MHz (ms / inference) | | {t['latency_ms']:.3f} | |",
-                  f"| throughput at {clock:g} MHz (inferences / s) | | {rate} | |"]
+                  f"| latency at the {clock:g} MHz target clock (ms / inference) | | {t['latency_ms']:.3f} | |",
+                  f"| throughput at the {clock:g} MHz target clock (inferences / s) | | {rate} | |"]
     lines += ["", "## Layers", "",
               "Energy: 45 nm model, every MAC counted, per inference; resources: the estimate of the layer's core "
               f"({model['lanes']} lanes)" + (f"; cycles: {r['cycles']}" if has_cycles else "") + ".", "",
               "| layer | format | weight bits (bits) | storage (KiB) | energy (nJ) | energy (% of fp32 model) "
               "| LUT (count) | FF (count) | DSP (count) | BRAM36 (count) | cycles / inference (count) "
-              f"| latency at {clock:g} MHz (us) |",
+              f"| latency at the {clock:g} MHz target clock (us) |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in r["layers"]:
         c = row.get("cycles")

@@ -64,6 +64,19 @@ def test_a_design_that_does_not_fit_names_the_resource(tmp_path):
         pnr._check_fit("ERROR: Failed to pack\n", tmp_path / "nextpnr.log")
 
 
+def test_latencies_name_their_clock(tmp_path):
+    """A latency in us says whether its clock is the target or the post-route Fmax of a routed part."""
+    assert pnr.routed_clock(tmp_path) is None
+    assert pnr.latency_phrase(85000, 100, None) == ("850.0 us at the 100 MHz target clock (a target, not a routed "
+                                                    "clock: `hqflow pnr` measures one)")
+    (tmp_path / "pnr.json").write_text(json.dumps({"fmax_mhz": 50.0, "device": "um5g-85k", "package": "CABGA381",
+                                                   "speed": 8, "utilization": {}}))
+    routed = pnr.routed_clock(tmp_path)
+    assert routed == {"fmax_mhz": 50.0, "device": "um5g-85k", "package": "CABGA381", "speed": 8}
+    assert pnr.latency_phrase(85000, 100, routed) == ("850.0 us at the 100 MHz target clock, 1700.0 us at the "
+                                                      "post-route 50.00 MHz (ECP5 um5g-85k, speed 8)")
+
+
 @pytest.mark.parametrize("option, value, message", [("--device", "99k", "expected one of"),
                                                     ("--speed", "5", "speed grades are 6, 7 and 8"),
                                                     ("--clock-mhz", "0", "positive frequency")])

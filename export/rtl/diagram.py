@@ -110,8 +110,8 @@ def plot_cycles(report: dict, manifest: dict, path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("cycles per inference (mean over the co-simulated samples)")
     lat = report["latency_cycles"]["mean"]
-    ax.set_title(f"{lat:,.0f} cycles per inference = {report['latency_us'] / 1e3:.2f} ms at {report['clock_mhz']:g} MHz "
-                 f"({report['samples']} samples, T {steps})", fontsize=9)
+    ax.set_title(f"{lat:,.0f} cycles per inference = {report['latency_us'] / 1e3:.2f} ms at a {report['clock_mhz']:g} MHz "
+                 f"target clock ({report['samples']} samples, T {steps})", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
@@ -205,7 +205,7 @@ def plot_timeline(report: dict, path: Path) -> None:
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("cycles from the first input beat (one inference alone): each node's output stream, first to last beat")
-    title = f"latency {lat:,.0f} cycles = {report['latency_us']:.1f} us at {report['clock_mhz']:g} MHz"
+    title = f"latency {lat:,.0f} cycles = {report['latency_us']:.1f} us at a {report['clock_mhz']:g} MHz target clock"
     if report.get("interval_cycles"):
         title += f"; back to back one inference every {report['interval_cycles']:,.0f} cycles"
     ax.set_title(title, fontsize=9)

@@ -35,8 +35,8 @@ from pathlib import Path
 from hqflow.errors import UserError
 from hqflow.io import atomic_text
 
-__all__ = ["DEVICES", "check_target", "critical_path", "find_ecppack", "find_nextpnr", "place_and_route",
-           "pnr_markdown", "route", "utilization"]
+__all__ = ["DEVICES", "check_target", "critical_path", "find_ecppack", "find_nextpnr", "latency_phrase",
+           "place_and_route", "pnr_markdown", "route", "routed_clock", "utilization"]
 
 # nextpnr-ecp5's device flags: LFE5U (no SERDES), LFE5UM, LFE5UM5G (the 5G parts)
 DEVICES = ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k", "um5g-25k", "um5g-45k", "um5g-85k")
@@ -222,3 +222,24 @@ def pnr_markdown(result: dict) -> str:
                   f"`{path['to']}` ({path['to_source']}), {path['logic_levels']} logic levels, "
                   f"{path['routing_share']:.0%} of the delay in routing."]
     return "\n".join(lines) + "\n"
+
+
+def routed_clock(folder: Path) -> dict | None:
+    """The post-route clock `hqflow pnr` measured for an rtl/ folder's top (its pnr.json: fmax_mhz, device,
+    speed), or None if it was not routed. A new export replaces the folder, pnr.json with it."""
+    path = Path(folder) / "pnr.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    return {key: doc[key] for key in ("fmax_mhz", "device", "package", "speed")}
+
+
+def latency_phrase(cycles: float, target_mhz: float, routed: dict | None) -> str:
+    """`cycles` in microseconds, saying which clock: the target (--clock-mhz, never routed) and, where `hqflow pnr`
+    routed the top, the post-route Fmax on its ECP5 part."""
+    text = f"{cycles / target_mhz:.1f} us at the {target_mhz:g} MHz target clock"
+    if routed is None:
+        return text + " (a target, not a routed clock: `hqflow pnr` measures one)"
+    return (text + f", {cycles / routed['fmax_mhz']:.1f} us at the post-route {routed['fmax_mhz']:.2f} MHz "
+            f"(ECP5 {routed['device']}, speed {routed['speed']})")
+

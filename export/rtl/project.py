@@ -29,7 +29,7 @@ import numpy as np
 from hqflow import fpga
 from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART, family_of
 from hqflow.errors import UserError
-from hqflow.export.rtl import diagram, stream, stream_estimate, stream_project, top, verilator, yosys
+from hqflow.export.rtl import diagram, pnr, stream, stream_estimate, stream_project, top, verilator, yosys
 from hqflow.export.rtl.memfiles import MAX_LANES
 from hqflow.export.rtl.layer import CORES, TEMPLATES
 from hqflow.io import atomic_text, read_json
@@ -242,14 +242,15 @@ def rtlsim(export: str | Path, samples: int | None = None, stall: int = 0) -> tu
         tail = [line for line in (text + proc.stderr).splitlines() if line.strip()][-3:]
         raise UserError(f"{folder}: the testbench stopped ({proc.returncode}): {' | '.join(tail)}")
     total = int(found[-1])
+    routed = pnr.routed_clock(folder)
     if streaming:
-        report = stream_project.cycle_report(manifest, text)
+        report = {**stream_project.cycle_report(manifest, text), "routed": routed}
         atomic_text(folder / "cycles.json", json.dumps(report, indent=1) + "\n")
         diagram.plot_timeline(report, folder / "cycles.png")
         lines = [line for line in text.splitlines() if line.startswith("mismatch ")]
         lines += stream_project.cycle_lines(report)
     else:
-        report = cycle_report(manifest, text)
+        report = {**cycle_report(manifest, text), "routed": routed}
         atomic_text(folder / "cycles.json", json.dumps(report, indent=1) + "\n")
         diagram.plot_cycles(report, manifest, folder / "cycles.png")
         lines = [line for line in text.splitlines() if line.startswith("mismatch ")]
@@ -307,9 +308,9 @@ def cycle_lines(report: dict) -> list[str]:
                      f"{item['cycles_per_inference']:>14.0f} {same:>10}")
     lines.append(f"frame input: {report['load_cycles_per_inference']:.0f} cycles per inference")
     lat = report["latency_cycles"]
+    at = pnr.latency_phrase(lat['mean'], report['clock_mhz'], report.get('routed'))
     lines.append(f"latency: {lat['mean']:.0f} cycles per inference (min {lat['min']}, max {lat['max']} over "
-                 f"{report['samples']} samples) = {report['latency_us']:.1f} us at {report['clock_mhz']:g} MHz, "
-                 f"{report['inferences_per_s']:.0f} inferences/s")
+                 f"{report['samples']} samples) = {at}")
     return lines
 
 

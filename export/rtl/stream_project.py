@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from hqflow.devices import FIT_RESOURCES, family_of, find_device
-from hqflow.export.rtl import stream, stream_estimate, top
+from hqflow.export.rtl import pnr, stream, stream_estimate, top
 from hqflow.io import atomic_text
 from hqflow.ir import DeployGraph
 from hqflow.sim.run import run as sim_run
@@ -197,9 +197,11 @@ def cycle_lines(report: dict) -> list[str]:
     lat = report["latency_cycles"]
     clock = report["clock_mhz"]
     lines.append(f"latency: {lat['mean']:.0f} cycles (first input beat to last logit, {lat['samples']} sample(s) "
-                 f"run alone: min {lat['min']}, max {lat['max']}) = {report['latency_us']:.1f} us at {clock:g} MHz")
+                 f"run alone: min {lat['min']}, max {lat['max']}) = "
+                 f"{pnr.latency_phrase(lat['mean'], clock, report.get('routed'))}")
     if report["interval_samples"]:
         lines.append(f"interval: {report['interval_cycles']:.0f} cycles between inferences streamed back to back "
                      f"({report['interval_samples']} intervals; the slowest core's formula: "
-                     f"{report['interval_formula']}) = {report['inferences_per_s']:.0f} inferences/s at {clock:g} MHz")
+                     f"{report['interval_formula']}) = {report['inferences_per_s']:.0f} inferences/s at the "
+                     f"{clock:g} MHz target clock")
     return lines

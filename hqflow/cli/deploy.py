@@ -79,7 +79,7 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
                        + ("  URAM" if item["params"].get("ULTRA") else ""))
         clock = summary["clock_mhz"]
         click.echo(f"pipeline: initiation interval {summary['interval_formula']} cycles by the formulas "
-                   f"({clock * 1e6 / summary['interval_formula']:.0f} inferences/s at {clock:g} MHz); "
+                   f"({clock * 1e6 / summary['interval_formula']:.0f} inferences/s at the {clock:g} MHz target clock); "
                    "latency and interval measured by `hqflow rtlsim`")
         est = summary["estimate"]
         limit = f"{est['share_limit']:.0%}"
