@@ -5,6 +5,7 @@ synth_ecp5 and placed and routed for real, then behind the UART bridge with a bo
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -62,6 +63,17 @@ def test_a_design_that_does_not_fit_names_the_resource(tmp_path):
         pnr._check_fit(log, tmp_path / "nextpnr.log")
     with pytest.raises(UserError, match="nextpnr-ecp5 failed: Failed to pack"):
         pnr._check_fit("ERROR: Failed to pack\n", tmp_path / "nextpnr.log")
+
+
+def test_long_runs_print_their_phase(tmp_path, capsys):
+    """A tool's phases, read from its log while it runs, are printed on stderr (a line each, off a terminal)."""
+    log = tmp_path / "tool.log"
+    script = ("import sys, time; f = open(sys.argv[1], 'w'); f.write('Info: Packing design\\n'); f.flush(); "
+              "time.sleep(0.8); f.write('Info: Routing 12 arcs.\\n'); f.flush(); time.sleep(0.8)")
+    proc = pnr._watched([sys.executable, "-c", script, str(log)], tmp_path, log, "tool", None, every=0.2)
+    assert proc.returncode == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in err] == ["tool: packing", "tool: routing 12 arcs"]
 
 
 def test_latencies_name_their_clock(tmp_path):

@@ -123,6 +123,49 @@ def find_ecppack() -> Path:
     raise UserError(f"ecppack not found: {ECPPACK_HINT}")
 
 
+# a tool's log line -> the phase it starts (the progress line of a long run)
+_PHASES = ((re.compile(r"^[\d.]+\s+Executing (\S+)"), "{0}"), (re.compile(r"^Info: Packing"), "packing"),
+           (re.compile(r"^Info: Running main analytical placer"), "placing"),
+           (re.compile(r"^Info: Running simulated annealing placer"), "refining the placement"),
+           (re.compile(r"^Info: Routing (\d+) arcs"), "routing {0} arcs"),
+           (re.compile(r"^Info:\s+\d+ \|.*\|\s+(\d+)\|"), "routing, {0} arcs left"))
+
+
+def _watched(command: list[str], cwd: Path, log: Path, tool: str, timeout: float | None,
+             every: float = 5.0) -> subprocess.CompletedProcess:
+    """Run a long tool that writes `log`, printing on stderr which phase it is in (read from the log every
+    `every` seconds): one line rewritten in place on a terminal, a line per new phase otherwise."""
+    log.unlink(missing_ok=True)
+    start, shown, seen = time.time(), "", 0
+    tty = sys.stderr.isatty()
+    with subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        while True:
+            try:
+                out, _ = proc.communicate(timeout=every)
+                break
+            except subprocess.TimeoutExpired:
+                if timeout is not None and time.time() - start > timeout:
+                    proc.kill()
+                    raise
+            text = log.read_text(errors="replace") if log.is_file() else ""
+            phase = shown
+            for line in text[seen:].splitlines():
+                for pattern, label in _PHASES:
+                    found = pattern.match(line)
+                    if found:
+                        phase = label.format(*found.groups())
+            seen = len(text)
+            if tty:
+                print(f"\r{tool}: {phase or 'starting'} ({time.time() - start:.0f} s)\033[K", end="", file=sys.stderr,
+                      flush=True)
+            elif phase != shown:
+                print(f"{tool}: {phase} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+            shown = phase
+    if tty:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    return subprocess.CompletedProcess(command, proc.returncode, out, "")
+
+
 def check_target(device: str, speed: int, clock_mhz: float) -> None:
     """UserError for an ECP5 device flag, speed grade or clock nextpnr-ecp5 would not take."""
     if device not in DEVICES:
@@ -155,8 +198,8 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
     (work / "synth.ys").write_text("\n".join(script) + "\n")
     t0 = time.time()
     try:
-        proc = subprocess.run([str(yosys_exe), "-q", "-l", f"{sub}/yosys.log", f"{sub}/synth.ys"], cwd=folder,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = _watched([str(yosys_exe), "-q", "-l", f"{sub}/yosys.log", f"{sub}/synth.ys"], folder,
+                        work / "yosys.log", "synth_ecp5", timeout)
     except subprocess.TimeoutExpired:
         raise UserError(f"synth_ecp5 of {top} ran past {timeout:g} s (log: {work / 'yosys.log'})") from None
     if proc.returncode != 0 or not (work / "top.json").is_file():
@@ -172,7 +215,7 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
         (work / "top.lpf").write_text(lpf)
         command += ["--lpf", "top.lpf"]
     try:
-        subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
+        _watched(command, work, work / "nextpnr.log", "nextpnr-ecp5", timeout)
     except subprocess.TimeoutExpired:
         raise UserError(f"nextpnr-ecp5 ran past {timeout:g} s (log: {work / 'nextpnr.log'})") from None
     log = (work / "nextpnr.log").read_text(errors="replace") if (work / "nextpnr.log").is_file() else ""
