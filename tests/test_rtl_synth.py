@@ -258,3 +258,44 @@ def test_ultrascale_plus_may_map_ultraram():
 
     assert synth_command("xcup", "top") == "synth_xilinx -family xcup -uram -top top -flatten -noiopad -noclkbuf"
     assert "-uram" not in synth_command("xc7", "top") and "-uram" not in synth_command("xcu", "top")
+
+
+def _cell(kind: str, inputs: dict, outputs: dict) -> dict:
+    return {"type": kind, "connections": {**inputs, **outputs},
+            "port_directions": {**{p: "input" for p in inputs}, **{p: "output" for p in outputs}}}
+
+
+def test_logic_depth_counts_lut_levels_and_carry_cascades():
+    """FF -> LUT -> LUT -> CARRY4 -> CARRY4 -> FF: 2 LUT levels, a chain of 2 CARRY4; a LUT-RAM read is a level
+    from its address only; a carry's bits are followed one by one (no false loop through its own cell)."""
+    from hqflow.export.rtl.depth import module_depth, netlist_depth
+
+    cells = {
+        "q": _cell("FDRE", {"D": [20], "C": [1]}, {"Q": [2]}),
+        "l1": _cell("LUT2", {"I0": [2], "I1": [2]}, {"O": [3]}),
+        "l2": _cell("LUT3", {"I0": [3], "I1": [2], "I2": [3]}, {"O": [4]}),
+        "c1": _cell("CARRY4", {"CI": ["0"], "CYINIT": ["0"], "DI": [4, 4, 4, 4], "S": [4, 2, 2, 2]},
+                    {"O": [5, 6, 7, 8], "CO": [9, 10, 11, 12]}),
+        "c2": _cell("CARRY4", {"CI": [12], "CYINIT": ["0"], "DI": [5, 2, 2, 2], "S": [5, 2, 2, 2]},
+                    {"O": [13, 14, 15, 16], "CO": [17, 18, 19, 20]}),
+        "ram": _cell("RAM32M", {"ADDRA": [16, 2], "DIA": [13, 14], "WE": [2]}, {"DOA": [30, 31]}),
+        "l3": _cell("LUT1", {"I0": [30]}, {"O": [32]}),
+    }
+    module = {"cells": cells, "ports": {"y": {"direction": "output", "bits": [32]}}}
+    assert module_depth(module) == {"lut_levels": 4, "carry_chain": 2}  # l1, l2, the RAM read, l3
+    del cells["ram"], cells["l3"]
+    module["ports"] = {}
+    assert module_depth(module) == {"lut_levels": 2, "carry_chain": 2}
+    lib = {"attributes": {"blackbox": 1}, "cells": {"x": {"type": "$specify2", "connections": {}}}}
+    assert netlist_depth({"modules": {"\\m": module, "LUT2": lib}}) == {"m": {"lut_levels": 2, "carry_chain": 2}}
+
+
+@needs_yosys
+def test_logic_depth_of_a_synthesized_adder(tmp_path):
+    """A registered 32-bit add: one LUT level before a chain of 8 CARRY4 (synth_xilinx, xc7)."""
+    src = tmp_path / "add.v"
+    src.write_text("module hqflow_add32(input clk, input [31:0] a, b, output reg [31:0] y);\n"
+                   "  reg [31:0] ra, rb;\n  always @(posedge clk) begin ra <= a; rb <= b; y <= ra + rb; end\n"
+                   "endmodule\n")
+    _, _, _, depths = yosys.synth_hierarchy("hqflow_add32", [src], "xc7", tmp_path / "work", tmp_path)
+    assert depths["hqflow_add32"] == {"lut_levels": 1, "carry_chain": 8}

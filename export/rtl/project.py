@@ -314,6 +314,18 @@ def cycle_lines(report: dict) -> list[str]:
     return lines
 
 
+def _depth_markdown(per_node: dict, top_depth: dict, clock_mhz: float) -> str:
+    """The logic depth per core (depth.py) under the clock the latencies use: a target, not a routed clock."""
+    lines = ["", "## Logic depth", "",
+             f"No open place and route exists for this family: {clock_mhz:g} MHz ({1e3 / clock_mhz:.2f} ns) is a "
+             "target. The most LUT levels (LUT, MUXF7/8, LUT-RAM read) on a path between registers, and the longest "
+             "carry chain (CARRY4/8 cells), per core after synth_xilinx (export/rtl/depth.py):", "",
+             "| node | LUT levels | carry chain |", "|---|---:|---:|"]
+    lines += [f"| {node} | {d['lut_levels']} | {d['carry_chain']} |" for node, d in per_node.items()]
+    lines.append(f"| glue between the cores (forks, slices) | {top_depth['lut_levels']} | {top_depth['carry_chain']} |")
+    return "\n".join(lines) + "\n"
+
+
 def synth_top(export: str | Path, part: str | None = None, timeout: float | None = None) -> tuple[str, dict]:
     """Synthesize the export's top with Yosys synth_xilinx for the family of `part` (the manifest's
     part if None), each core and buffer a module of its own (keep_hierarchy: its figures), out of
@@ -325,19 +337,21 @@ def synth_top(export: str | Path, part: str | None = None, timeout: float | None
     manifest = load_manifest(folder)
     part = part or manifest["part"]
     family = family_of(part)
-    total, per_module, instances = yosys.synth_hierarchy(TOP, [folder / s for s in manifest["sources"]], family,
-                                                         workdir=folder / "synth", cwd=folder, timeout=timeout)
-    per_node = {}
+    total, per_module, instances, depths = yosys.synth_hierarchy(
+        TOP, [folder / s for s in manifest["sources"]], family, workdir=folder / "synth", cwd=folder, timeout=timeout)
+    per_node, depth = {}, {}
     for core in manifest["cores"]:
         name = f"core_{core['index']}"
         if name in instances:
             per_node[core["node"]] = instances[name].to_dict()
+        if name in depths:
+            depth[core["node"]] = depths[name]
     buffers = {b["node"]: instances[f"buf_{b['ident']}"].to_dict() for b in manifest.get("buffers", [])
                if f"buf_{b['ident']}" in instances}
     buffers.update({f"fifo {q['source']}": instances[f"fifo_{q['source']}"].to_dict()
                     for q in manifest.get("fifos", []) if f"fifo_{q['source']}" in instances})
     result = {"part": part, "family": family, "total": total.to_dict(), "nodes": per_node,
-              "buffers": buffers}
+              "buffers": buffers, "depth": {"nodes": depth, "top": depths[TOP]}}
     rows = [(f"{c['node']} ({c['op']}{', ' + c['format'] if c.get('format') else ''}"
              f"{', P ' + str(c['lanes']) if c.get('lanes') else ''})", instances[f"core_{c['index']}"])
             for c in manifest["cores"] if f"core_{c['index']}" in instances]
@@ -349,7 +363,8 @@ def synth_top(export: str | Path, part: str | None = None, timeout: float | None
     table = yosys.markdown_table(rows, name="instance")
     fits = fit_markdown(fpga.resources_from_cells(dict(total.cells)))  # LUT RAM counted among the LUTs
     text = (f"# Resources of {TOP}: Yosys synth_xilinx -family {family} (part {part}), "
-            f"each core and buffer kept as a module of its own, out of context\n\n{table}\n## Devices\n\n{fits}")
+            f"each core and buffer kept as a module of its own, out of context\n\n{table}\n## Devices\n\n{fits}"
+            + _depth_markdown(depth, depths[TOP], manifest["clock_mhz"]))
     atomic_text(folder / "resources.json", json.dumps(result, indent=1) + "\n")
     if manifest.get("arch") == "stream":  # the estimate the folding used, beside what synthesis measured
         lines, _ = stream_estimate.compare(folder, stream_estimate.load_stream_table())

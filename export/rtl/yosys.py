@@ -288,12 +288,16 @@ def _stat_modules(text: str) -> dict:
 
 
 def synth_hierarchy(top: str, sources: Sequence[str | Path], family: str, workdir: Path, cwd: Path,
-                    timeout: float | None = None) -> tuple[Resources, dict[str, Resources], dict[str, Resources]]:
+                    timeout: float | None = None
+                    ) -> tuple[Resources, dict[str, Resources], dict[str, Resources], dict[str, dict]]:
     """Synthesize `top` (sources relative to `cwd`, where $readmemh files are found too) with
     synth_xilinx -flatten: every instance marked (* keep_hierarchy *) (hqflow_top's cores and
     buffers) stays a module of its own, flattened inside, the rest is flattened into its parent.
-    Returns (the top's total, {module: total}, {instance of the top: its module's total}); the
-    script, log and statistics go to `workdir`."""
+    Returns (the top's total, {module: total}, {instance of the top: its module's total}, {instance of the
+    top, and the top itself: its logic depth, depth.module_depth}); the script, log, statistics and the
+    netlist (netlist.json) go to `workdir`."""
+    from hqflow.export.rtl.depth import netlist_depth
+
     exe = find_yosys()
     cwd, workdir = Path(cwd).resolve(), Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -302,9 +306,10 @@ def synth_hierarchy(top: str, sources: Sequence[str | Path], family: str, workdi
     lines += [synth_command(family, top),
               f"tee -q -o {rel / 'stat.json'} stat -json",
               f"tee -q -o {rel / 'stat.txt'} stat -top {top}",
-              f"tee -q -o {rel / 'instances.txt'} dump {top}/c:core_* {top}/c:buf_* {top}/c:fifo_*"]
+              f"tee -q -o {rel / 'instances.txt'} dump {top}/c:core_* {top}/c:buf_* {top}/c:fifo_*",
+              f"write_json {rel / 'netlist.json'}"]
     (workdir / "synth.ys").write_text("\n".join(lines) + "\n")
-    for name in ("stat.json", "stat.txt", "instances.txt"):
+    for name in ("stat.json", "stat.txt", "instances.txt", "netlist.json"):
         (workdir / name).unlink(missing_ok=True)
     try:
         proc = subprocess.run([str(exe), "-q", "-l", str(rel / "yosys.log"), str(rel / "synth.ys")], cwd=cwd,
@@ -316,9 +321,13 @@ def synth_hierarchy(top: str, sources: Sequence[str | Path], family: str, workdi
         raise UserError(f"yosys synthesis of {top} failed: {_first_error(proc.stderr + proc.stdout + log)}")
     totals = hierarchy_totals(_stat_modules((workdir / "stat.json").read_text()))
     modules = {name: Resources.from_cells(cells) for name, cells in totals.items()}
-    instances = {}
+    instances, depths = {}, {}
+    by_module = netlist_depth(json.loads((workdir / "netlist.json").read_text()))
     text = (workdir / "instances.txt").read_text() if (workdir / "instances.txt").is_file() else ""
     for kind, name in re.findall(r"^\s*cell (\S+) (\S+)$", text, re.M):
         kind, name = _module_name(kind), _module_name(name)
         instances[name] = modules.get(kind, Resources.from_cells({kind: 1}))
-    return modules[top], modules, instances
+        if kind in by_module:
+            depths[name] = by_module[kind]
+    depths[top] = by_module.get(top, {"lut_levels": 0, "carry_chain": 0})
+    return modules[top], modules, instances, depths

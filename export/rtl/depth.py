@@ -1,0 +1,116 @@
+"""Logic depth of a Xilinx netlist after Yosys `synth_xilinx` (its `write_json`): per module, the most LUT
+levels on a path between registers and the longest carry chain. For Xilinx parts hqflow has no place and
+route, so a clock stays a target; these two numbers say how hard the target is (a 7-series LUT level with its
+routing takes roughly 0.5 to 1 ns, a CARRY4 about 0.1 ns after the first).
+
+A path starts at a sequential cell's output (flip-flop, block RAM, DSP48, UltraRAM), a LUT-RAM's stored
+word or a module input, and ends at a sequential cell's input or a module output. Levels: LUT1..LUT6,
+MUXF7/MUXF8 and LUT-RAM reads (RAM32M, RAM64X1D, SRL16E, ...: their output follows their read address) count
+one each; INV counts none (the implementation absorbs it into a LUT); CARRY4 / CARRY8 count none as levels but
+their cascades (CO of one into CI of the next) make the carry chain. CARRY4's outputs are modelled bit by bit
+(O[i] and CO[i] follow S[0..i], DI[0..i], CI and CYINIT), so that a chain is not mistaken for a loop. A DSP48
+is treated as registered (a combinational DSP path is not counted).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["module_depth", "netlist_depth"]
+
+_SEQUENTIAL = re.compile(r"FD[RSCP]E(_1)?|RAMB(18|36)E[12]|DSP48E[12]|URAM288|\$_DFF.*")
+_LEVEL = re.compile(r"LUT[1-6]|MUXF[78]")
+_LUTRAM = re.compile(r"RAM(32|64|128|256|512)(M|X\d[SD])(16)?|SRLC?(16|32)E")
+_CARRY = re.compile(r"CARRY[48]")
+_READ_ADDRESS = re.compile(r"A(DDR[A-H])?\d*|ADR\d|DPRA\d*")  # a LUT-RAM's read address ports
+
+
+def _carry_inputs(conn: dict, index: int) -> list:
+    """The input bits a CARRY4/8 output bit O[index] or CO[index] follows."""
+    return [*conn.get("S", [])[:index + 1], *conn.get("DI", [])[:index + 1], *conn.get("CI", []),
+            *conn.get("CYINIT", [])]
+
+
+def module_depth(module: dict) -> dict:
+    """{"lut_levels", "carry_chain"} of one module of a Yosys JSON netlist (its cells with port_directions)."""
+    driver: dict[int, tuple[str, str, int]] = {}  # bit -> (cell, output port, index)
+    cells = module.get("cells", {})
+    for name, cell in cells.items():
+        for port, bits in cell["connections"].items():
+            if cell.get("port_directions", {}).get(port) == "output":
+                for k, bit in enumerate(bits):
+                    if isinstance(bit, int):
+                        driver[bit] = (name, port, k)
+    memo: dict[int, tuple[int, int]] = {}  # bit -> (LUT levels to it, CARRY4 cells in its carry cascade)
+
+    def inputs_of(cell: dict, port: str, index: int) -> tuple[list, int, bool]:
+        """(the input bits an output bit follows, its level weight, whether it extends a carry cascade)."""
+        kind, conn, dirs = cell["type"], cell["connections"], cell.get("port_directions", {})
+        if _CARRY.fullmatch(kind):
+            return _carry_inputs(conn, index), 0, True
+        if _LUTRAM.fullmatch(kind):
+            return [b for p, bits in conn.items() if dirs.get(p) == "input" and _READ_ADDRESS.fullmatch(p)
+                    for b in bits], 1, False
+        ins = [b for p, bits in conn.items() if dirs.get(p) == "input" for b in bits]
+        return ins, (1 if _LEVEL.fullmatch(kind) else 0), False
+
+    def depth(bit) -> tuple[int, int]:
+        stack, expanding = [bit], set()  # expanding: bits waiting for their inputs (the path being followed)
+        while stack:
+            top = stack[-1]
+            if top in memo or not isinstance(top, int) or top not in driver:
+                stack.pop()
+                continue
+            name, port, index = driver[top]
+            cell = cells[name]
+            if _SEQUENTIAL.fullmatch(cell["type"]):
+                memo[top] = (0, 0)
+                stack.pop()
+                continue
+            ins, weight, carry = inputs_of(cell, port, index)
+            pending = {b for b in ins if isinstance(b, int) and b in driver and b not in memo}
+            if pending and top not in expanding:
+                expanding.add(top)
+                for b in pending:
+                    if b in expanding:  # a combinational loop (not in a synthesizable design): cut it
+                        memo[b] = (0, 0)
+                    else:
+                        stack.append(b)
+                continue
+            expanding.discard(top)
+            levels = max((memo.get(b, (0, 0))[0] for b in ins if isinstance(b, int)), default=0) + weight
+            chain = 0
+            if carry:
+                ci = [b for b in cell["connections"].get("CI", []) if isinstance(b, int)]
+                chain = max((memo.get(b, (0, 0))[1] for b in ci), default=0) + 1
+            memo[top] = (levels, chain)
+            stack.pop()
+        return memo.get(bit, (0, 0)) if isinstance(bit, int) else (0, 0)
+
+    levels = chain = 0
+    ends = []
+    for cell in cells.values():
+        if _SEQUENTIAL.fullmatch(cell["type"]) or _LUTRAM.fullmatch(cell["type"]):
+            dirs = cell.get("port_directions", {})
+            ends += [b for p, bits in cell["connections"].items() if dirs.get(p) == "input" for b in bits]
+    for port in module.get("ports", {}).values():
+        if port["direction"] == "output":
+            ends += port["bits"]
+    for bit in ends:
+        got = depth(bit)
+        levels = max(levels, got[0])
+    for bit, (_, c) in memo.items():
+        chain = max(chain, c)
+    return {"lut_levels": levels, "carry_chain": chain}
+
+
+def netlist_depth(netlist: dict) -> dict[str, dict]:
+    """{module: module_depth} for every module of a Yosys JSON netlist that has cells and is not a library cell."""
+    out = {}
+    for name, module in netlist.get("modules", {}).items():
+        if module.get("attributes", {}).get("blackbox") or not module.get("cells"):
+            continue
+        if all(c["type"].startswith("$") for c in module["cells"].values()):
+            continue  # a library cell's timing model ($specify cells)
+        out[name.lstrip("\\")] = module_depth(module)
+    return out
