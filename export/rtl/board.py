@@ -182,7 +182,8 @@ def simulate(export: str | Path, samples: int | None = None, clks_per_bit: int =
         first = proc.stdout.readline().split()
         if len(first) != 2 or first[0] != "port":
             raise UserError(f"the board co-simulation did not open its pseudo-terminal: {' '.join(first) or 'no output'}")
-        return board_link.run(folder, first[1], 115200, samples, timeout, clock_mhz)
+        return board_link.run(folder, first[1], 115200, samples, timeout, clock_mhz,  # a pty ignores the baud rate
+                              simulated=f"the co-simulation's pseudo-terminal, {clks_per_bit} cycles a bit")
     finally:
         proc.terminate()
         try:

@@ -97,14 +97,15 @@ def _ints(path: Path) -> np.ndarray:
 
 
 def run(export: str | Path, port: str, baud: int, samples: int | None = None, timeout: float = 10.0,
-        clock_mhz: float | None = None, serial_factory=None) -> dict:
+        clock_mhz: float | None = None, serial_factory=None, simulated: str | None = None) -> dict:
     """Send the export's test samples (the first `samples`; None: all) through `port` at `baud` one at a time,
     read each reply within `timeout` seconds; compare each sample's logits with the NumPy simulator's
     (data/logits.txt, integers, exactly) and its prediction with its label (data/labels.txt, if the export
     has it). Writes rtl/board/run.json; returns it: per sample the logits equal or not and the latency the
     circuit counted; mismatches, accuracy, inferences per second over the host's wall clock (the serial
     line included) and, at `clock_mhz`, the latency in microseconds. `serial_factory(port, baud, timeout)`
-    opens the port (default: pyserial's serial.Serial)."""
+    opens the port (default: pyserial's serial.Serial). `simulated`: what the port is when it is no board's
+    (the co-simulation: no baud rate reported)."""
     from hqflow.export.rtl.project import LABELS, load_manifest, rtl_dir
 
     folder = rtl_dir(export)
@@ -144,7 +145,8 @@ def run(export: str | Path, port: str, baud: int, samples: int | None = None, ti
     wall = time.perf_counter() - start
     mismatches = sum(not r["logits_equal"] for r in rows)
     cycles = [r["cycles"] for r in rows]
-    result = {"port": port, "baud": baud, "samples": n, "mismatches": mismatches,
+    result = {"port": f"{port} ({simulated})" if simulated else port, "baud": None if simulated else baud,
+              "samples": n, "mismatches": mismatches,
               "accuracy": None if labels is None else float(np.mean([r["prediction"] == r["label"] for r in rows])),
               "wall_s": round(wall, 3), "inferences_per_s": round(n / wall, 3),
               "latency_cycles": {"mean": float(np.mean(cycles)), "min": min(cycles), "max": max(cycles)},
@@ -161,8 +163,9 @@ def run_lines(result: dict) -> list[str]:
     lines = [f"mismatch sample {r['sample']}: logits {r['logits']}" for r in result["rows"] if not r["logits_equal"]]
     lat = result["latency_cycles"]
     at = f" = {result['latency_us']:.1f} us at {result['clock_mhz']:g} MHz" if result["clock_mhz"] else ""
-    lines.append(f"samples: {result['samples']} over {result['port']} at {result['baud']:,} baud "
-                 f"({result['image_bytes']:,} bytes an image, {result['reply_bytes']} a reply)")
+    baud = f" at {result['baud']:,} baud" if result["baud"] else ""
+    lines.append(f"samples: {result['samples']} over {result['port']}{baud}: {result['image_bytes']:,} bytes an "
+                 f"image, {result['reply_bytes']} a reply")
     if result["accuracy"] is not None:
         lines.append(f"accuracy: {result['accuracy']:.4f} (the board's predictions against the labels)")
     lines.append(f"latency counted by the circuit: {lat['mean']:.0f} cycles (min {lat['min']}, max {lat['max']}){at}")
