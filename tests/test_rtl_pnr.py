@@ -70,7 +70,7 @@ def test_long_runs_print_their_phase(tmp_path, capsys):
     log = tmp_path / "tool.log"
     script = ("import sys, time; f = open(sys.argv[1], 'w'); f.write('Info: Packing design\\n'); f.flush(); "
               "time.sleep(0.8); f.write('Info: Routing 12 arcs.\\n'); f.flush(); time.sleep(0.8)")
-    proc = pnr._watched([sys.executable, "-c", script, str(log)], tmp_path, log, "tool", None, every=0.2)
+    proc = pnr._watched([sys.executable, "-c", script, str(log)], tmp_path, log, "tool", None, every=0.2, quiet=0)
     assert proc.returncode == 0
     err = capsys.readouterr().err.splitlines()
     assert [line.split(" (")[0] for line in err] == ["tool: packing", "tool: routing 12 arcs"]

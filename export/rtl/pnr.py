@@ -132,11 +132,12 @@ _PHASES = ((re.compile(r"^[\d.]+\s+Executing (\S+)"), "{0}"), (re.compile(r"^Inf
 
 
 def _watched(command: list[str], cwd: Path, log: Path, tool: str, timeout: float | None,
-             every: float = 5.0) -> subprocess.CompletedProcess:
+             every: float = 5.0, quiet: float = 60.0) -> subprocess.CompletedProcess:
     """Run a long tool that writes `log`, printing on stderr which phase it is in (read from the log every
-    `every` seconds): one line rewritten in place on a terminal, a line per new phase otherwise."""
+    `every` seconds): one line rewritten in place on a terminal, otherwise a line when the phase changed, at
+    most one every `quiet` seconds."""
     log.unlink(missing_ok=True)
-    start, shown, seen = time.time(), "", 0
+    start, shown, seen, printed = time.time(), "", 0, -quiet
     tty = sys.stderr.isatty()
     with subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         while True:
@@ -158,9 +159,11 @@ def _watched(command: list[str], cwd: Path, log: Path, tool: str, timeout: float
             if tty:
                 print(f"\r{tool}: {phase or 'starting'} ({time.time() - start:.0f} s)\033[K", end="", file=sys.stderr,
                       flush=True)
-            elif phase != shown:
+            elif phase != shown and time.time() - printed >= quiet:
                 print(f"{tool}: {phase} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
-            shown = phase
+                shown, printed = phase, time.time()
+            if tty:
+                shown = phase
     if tty:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     return subprocess.CompletedProcess(command, proc.returncode, out, "")
