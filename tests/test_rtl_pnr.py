@@ -76,6 +76,14 @@ def test_long_runs_print_their_phase(tmp_path, capsys):
     assert [line.split(" (")[0] for line in err] == ["tool: packing", "tool: routing 12 arcs"]
 
 
+def test_ultraram_exports_are_refused(tmp_path):
+    manifest = {"part": "xczu7ev-ffvc1156-2-e", "cores": [{"node": "a", "params": {"ULTRA": 1}},
+                                                         {"node": "b", "params": {"P": 4}}]}
+    with pytest.raises(UserError, match=r"1 core\(s\) keep memories in UltraRAM \(a: the export's --part xczu7ev"):
+        pnr.check_ecp5(manifest, tmp_path)
+    pnr.check_ecp5({"part": "x", "cores": [{"node": "b", "params": {"P": 4}}]}, tmp_path)
+
+
 def test_latencies_name_their_clock(tmp_path):
     """A latency in us says whether its clock is the target or the post-route Fmax of a routed part."""
     assert pnr.routed_clock(tmp_path) is None

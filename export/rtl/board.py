@@ -119,6 +119,7 @@ def _design(export: str | Path) -> tuple[Path, dict, board_link.Link, list[str]]
     folder = rtl_dir(export).resolve()
     manifest = load_manifest(folder)
     link = board_link.link_of(manifest, folder)
+    pnr.check_ecp5(manifest, folder)
     (folder / "board").mkdir(exist_ok=True)
     for name in BRIDGE:
         shutil.copyfile(CORES / name, folder / "board" / name)

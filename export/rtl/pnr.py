@@ -35,7 +35,7 @@ from pathlib import Path
 from hqflow.errors import UserError
 from hqflow.io import atomic_text
 
-__all__ = ["DEVICES", "check_target", "critical_path", "find_ecppack", "find_nextpnr", "latency_phrase",
+__all__ = ["DEVICES", "check_ecp5", "check_target", "critical_path", "find_ecppack", "find_nextpnr", "latency_phrase",
            "place_and_route", "pnr_markdown", "route", "routed_clock", "utilization"]
 
 # nextpnr-ecp5's device flags: LFE5U (no SERDES), LFE5UM, LFE5UM5G (the 5G parts)
@@ -234,6 +234,15 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
             "critical_path": critical_path(report), "synth_s": round(t1 - t0, 1), "pnr_s": round(time.time() - t1, 1)}
 
 
+def check_ecp5(manifest: dict, folder: Path) -> None:
+    """UserError if the export keeps memories in UltraRAM (an UltraScale+ --part): an ECP5 has none."""
+    ultra = [c["node"] for c in manifest["cores"] if int(c.get("params", {}).get("ULTRA", 0))]
+    if ultra:
+        raise UserError(f"{folder}: {len(ultra)} core(s) keep memories in UltraRAM ({', '.join(ultra[:3])}"
+                        f"{', ...' if len(ultra) > 3 else ''}: the export's --part {manifest['part']}); an ECP5 has "
+                        f"none: export again for a part without UltraRAM (e.g. --part xc7a100tcsg324-1)")
+
+
 def place_and_route(export: str | Path, device: str = "um5g-85k", package: str = "CABGA381", speed: int = 8,
                     clock_mhz: float = 150.0, dsp: bool = False, timeout: float | None = None) -> dict:
     """Synthesize (synth_ecp5) and place and route the export's top for an ECP5 `device` (DEVICES),
@@ -244,6 +253,7 @@ def place_and_route(export: str | Path, device: str = "um5g-85k", package: str =
     check_target(device, speed, clock_mhz)
     folder = rtl_dir(export).resolve()
     manifest = load_manifest(folder)
+    check_ecp5(manifest, folder)
     result = route(folder, folder / "pnr", TOP, manifest["sources"], device, package, speed, clock_mhz, dsp,
                    timeout=timeout)
     atomic_text(folder / "pnr.json", json.dumps(result, indent=1) + "\n")
