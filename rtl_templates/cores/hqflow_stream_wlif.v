@@ -244,7 +244,7 @@ module hqflow_stream_wlif #(
     reg [T*P*ACC_BITS-1:0] lacc;        // the group handed over: step t, lane p as in acc
     reg [TB-1:0] t;                     // step
     reg [MB-1:0] k;                     // chunk
-    reg [LCB-1:0] c;                    // t * M + k
+    reg [LCB-1:0] c;                    // t * M + k + 1: the chunk of the cycle after
     reg [TA-1:0] tab_base;              // g * M (the accumulating group)
     reg [TA-1:0] ltab;                  // g * M of the LIF unit's group
     reg l_lastg, l_last;                // its group is the pixel's last; the image's last
@@ -257,12 +257,15 @@ module hqflow_stream_wlif #(
     hqflow_weight_rom #(.WIDTH(L*2), .DEPTH(G*M), .AW(TA), .FILE(SIGN_FILE)) sign_rom (clk, tab_addr, sign_q);
     reg [P*V_BITS-1:0] v;
     wire [L*V_BITS-1:0] v_next; wire [L-1:0] spikes;
-    reg [L*ACC_BITS-1:0] chunk;         // chunk c of lacc: an AND-OR multiplexer over the T M chunks
+    // the chunk t M + k of lacc, registered: selected the cycle before (chunk 0 straight from the sums
+    // handed over), so that the T M-way multiplexer is not in the LIF's path
+    reg [L*ACC_BITS-1:0] chunk;
+    reg [L*ACC_BITS-1:0] chunk_next;    // chunk c of lacc: an AND-OR multiplexer over the T M chunks
     integer ch;
     always @* begin
-        chunk = 0;
+        chunk_next = 0;
         for (ch = 0; ch < T * M; ch = ch + 1)
-            chunk = chunk | (lacc[ch*L*ACC_BITS +: L*ACC_BITS] & {L*ACC_BITS{c == ch}});
+            chunk_next = chunk_next | (lacc[ch*L*ACC_BITS +: L*ACC_BITS] & {L*ACC_BITS{c == ch}});
     end
     hqflow_lif #(.P(L), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
         .first(t == 0), .acc(chunk), .v(v[L*V_BITS-1:0]), .bias(bias_q), .thr(thr_q),
@@ -347,8 +350,8 @@ module hqflow_stream_wlif #(
             S_DRAIN: state <= S_HAND;
             S_FLUSH: if (lif_ready) begin next_row <= 1; state <= S_ROW; end
             default: if (lif_ready) begin   // S_HAND: the sums to the LIF unit
-                lacc <= sums;
-                lstate <= L_RUN; t <= 0; k <= 0; c <= 0;
+                lacc <= sums; chunk <= sums[L*ACC_BITS-1:0];
+                lstate <= L_RUN; t <= 0; k <= 0; c <= 1;
                 ltab <= tab_base; l_lastg <= g == G - 1; l_last <= g == G - 1 && last_px && last_row;
                 if (g != G - 1) begin       // the next lane group of this pixel
                     g <= g + 1; tab_base <= tab_base + M;
@@ -368,7 +371,7 @@ module hqflow_stream_wlif #(
             L_RUN: begin
                 v <= v_turned;
                 spk <= spk_turned;
-                c <= c + 1'b1;
+                c <= c + 1'b1; chunk <= chunk_next;
                 if (k != M - 1) k <= k + 1;
                 else begin
                     k <= 0; t <= t + 1;

@@ -69,10 +69,14 @@ module hqflow_window #(
     reg [SB-1:0]  top_slot, top_slot_d;
     reg signed [RB-1:0] top;            // top_row in its own width (the port is 32 bits wide)
     always @* top_row = top;
-    wire signed [RB-1:0] lo = top < 0 ? 0 : top;
-    wire signed [RB-1:0] need = top + K > H ? H : top + K;
+    // (the row arithmetic in RB bits: no 32-bit compare of an integer constant in the input's path)
+    localparam signed [RB-1:0] H_R = H, K_R = K, SLOTS_R = SLOTS;
+    wire signed [RB-1:0] lo = top < 0 ? {RB{1'b0}} : top;
+    wire signed [RB-1:0] top_k = top + K_R;
+    wire signed [RB-1:0] need = top_k > H_R ? H_R : top_k;
+    wire signed [RB-1:0] lim = lo + SLOTS_R;
     wire signed [RB-1:0] in_rows = in_row;
-    assign s_tready = in_row < H && in_rows < lo + SLOTS;
+    assign s_tready = in_rows < H_R && in_rows < lim;
     assign row_ok = in_rows >= need;
     wire take = s_tvalid && s_tready;
 
