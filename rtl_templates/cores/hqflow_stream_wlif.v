@@ -156,7 +156,8 @@ module hqflow_stream_wlif #(
         end
     endgenerate
     wire [NCH-1:0] first = flags & (~flags + 1'b1);
-    wire last_pick = (flags & ~first) == 0 && (first & ~single) == 0;
+    // the last pick: at most one chunk pending, and that one with a single element (no `first` on the way)
+    wire last_pick = (flags & (flags - 1'b1)) == 0 && (flags & ~single) == 0;
     // the pick (i, c = r CW + b) and its ROM row offset (c M_C + i M_I without b's share): each the
     // AND-OR of the chunks' constants (CW is 16, a power of two, whenever NCR > 1: r CW | b = r CW + b)
     reg [KB-1:0] pick_i;
