@@ -192,11 +192,11 @@ module hqflow_stream_wlif #(
     wire [P*BITS-1:0] codes;            // the group's P codes: one ROM line
     hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE)) rom (
         .clk(clk), .addr(rom_addr), .q(codes));
-    wire [P-1:0] live = live_l(g);
     wire issue = state == S_ACC;
     always @* begin rd_en = p_valid; rd_addr = p_col + p_c; end
 
     reg d_valid;                        // the data stage: the read issued one cycle before (n + 2)
+    wire [P-1:0] live = live_l(g) & {P{d_valid}};   // (no element landing: every product 0)
     // (the accumulators start every group at zero: the LIF's T shifts empty them, reset clears them)
     reg [KB-1:0] d_i;
     reg [EB-1:0] x_row;                 // row d_i's element (constant part-selects: no index multiplier)
@@ -306,10 +306,10 @@ module hqflow_stream_wlif #(
     // the accumulators: cleared as the group goes to the LIF unit (a synchronous reset, no logic per bit);
     // the group's last product lands in its first S_HAND cycle: the LIF unit takes the sums with it
     wire hand_go = state == S_HAND && lif_ready;
-    reg [T*P*ACC_BITS-1:0] sums;        // acc + the products landing (none unless d_valid)
+    reg [T*P*ACC_BITS-1:0] sums;        // acc + the products landing (0 unless d_valid: `live`)
     integer q;
     always @* for (q = 0; q < T * P; q = q + 1)
-        sums[q*ACC_BITS +: ACC_BITS] = acc[q*ACC_BITS +: ACC_BITS] + (d_valid ? prods[q*ACC_BITS +: ACC_BITS] : 0);
+        sums[q*ACC_BITS +: ACC_BITS] = acc[q*ACC_BITS +: ACC_BITS] + prods[q*ACC_BITS +: ACC_BITS];
     always @(posedge clk) begin
         if (rst || hand_go) acc <= 0;
         else if (d_valid) acc <= sums;
