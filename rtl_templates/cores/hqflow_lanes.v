@@ -33,7 +33,15 @@ module hqflow_lane_po2 #(parameter BITS = 4, ZERO_LEVEL = 0, X_BITS = 1, ACC_BIT
     wire is_zero = (ZERO_LEVEL != 0) && (shift == FIELD);
 `endif
     wire [ACC_BITS-1:0] magnitude = {{(ACC_BITS > X_BITS ? ACC_BITS - X_BITS : 1){1'b0}}, x} << shift;
-    assign prod = is_zero ? {ACC_BITS{1'b0}} : (code[BITS-1] ? -magnitude : magnitude);
+    // a spike (x = 1): -(1 << shift) is the ones from bit `shift` up, bit by bit (no carry chain)
+    wire [ACC_BITS-1:0] spike_w;
+    genvar kb;
+    generate
+        for (kb = 0; kb < ACC_BITS; kb = kb + 1) begin : spike_bit
+            assign spike_w[kb] = x[0] && (code[BITS-1] ? kb >= shift : kb == shift);
+        end
+    endgenerate
+    assign prod = is_zero ? {ACC_BITS{1'b0}} : X_BITS == 1 ? spike_w : (code[BITS-1] ? -magnitude : magnitude);
 endmodule
 
 module hqflow_lane_fixed #(parameter X_BITS = 1, ACC_BITS = 64) (

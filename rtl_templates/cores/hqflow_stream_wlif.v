@@ -18,7 +18,8 @@
 //   per window column j (K of them): MASK reads the K rows' masks of the column, LOAD takes them (a
 //          column or row in the padding has none), then ACC one cycle per nonzero element (c, i): ROM
 //          row (c*K + i)*K + j (numerics.rom's row order), the element, T x P products added;
-//   DRAIN  1 cycle (the last product lands);
+//   DRAIN  1 cycle (the last element's reads; its products land in HAND's first cycle: the pick is
+//          registered, an element's products land two cycles after its ACC cycle);
 //   HAND   1 cycle once the LIF unit is free: the P x T sums move to the LIF unit's accumulators (the
 //          group's own are zero again) and the next group starts.
 // The LIF unit, per group: T * M cycles (M = P / LIF_LANES): the membrane of each lane lives in a
@@ -121,8 +122,12 @@ module hqflow_stream_wlif #(
 
     // the pending nonzero elements of the column, in chunks of CW mask bits: chunk ch = i NCR + r holds
     // row i's elements c = r CW .. r CW + CW - 1 (the bits past C stay 0). The lowest pending element
-    // goes next: the lowest nonzero chunk (`first`, one-hot), then the lowest bit of that chunk (`low`):
-    // a chunk-wide priority pick and a K NCR-wide one instead of a K C-wide one.
+    // goes next: the lowest nonzero chunk (`first`, one-hot) and, in parallel in every chunk, its lowest
+    // bit (`lows`: its index; `rest`: the chunk without it); an AND-OR over the chunks picks the first's.
+    // Pipeline of an element (cycle n: S_ACC picks it from the registered `pend`):
+    //   n      the pick (chunk-wide priorities) -> p_* registers; pend loses the element
+    //   n + 1  read addresses p_col + p_c (line buffer), p_rom + p_c M_C + p_jg (ROM): one add each
+    //   n + 2  the element and the P codes out of the RAMs -> products -> acc (or, handing over, lacc)
     localparam integer CW = C < 16 ? C : 16;
     localparam integer NCR = (C + CW - 1) / CW;
     localparam integer NCH = K * NCR;
@@ -130,44 +135,68 @@ module hqflow_stream_wlif #(
     localparam integer NRB = NCR > 1 ? $clog2(NCR) : 1;
     localparam integer PB = C > 1 ? $clog2(C) : 1;
     reg  [NCH*CW-1:0] pend;
-    wire [NCH-1:0] flags;
+    wire [NCH-1:0] flags, single;       // chunk fc has pending elements; exactly one
+    wire [NCH*CW-1:0] rest;             // each chunk without its lowest element
+    wire [NCH*CWB-1:0] lows;            // the index of each chunk's lowest element
     genvar fc;
     generate
         for (fc = 0; fc < NCH; fc = fc + 1) begin : flag
-            assign flags[fc] = |pend[fc*CW +: CW];
+            wire [CW-1:0] pc = pend[fc*CW +: CW];
+            wire [CW-1:0] low = pc & (~pc + 1'b1);
+            reg [CWB-1:0] idx;          // (the OR of a one-hot over the indices with that bit set)
+            integer fb;
+            always @* begin
+                idx = 0;
+                for (fb = 0; fb < CW; fb = fb + 1) if (low[fb]) idx = idx | fb;
+            end
+            assign flags[fc] = |pc;
+            assign rest[fc*CW +: CW] = pc & ~low;
+            assign single[fc] = (pc & ~low) == 0;
+            assign lows[fc*CWB +: CWB] = idx;
         end
     endgenerate
     wire [NCH-1:0] first = flags & (~flags + 1'b1);
-    reg  [CW-1:0] mchunk;               // the first nonzero chunk (an AND-OR multiplexer over the chunks)
+    // the last pick: at most one chunk pending, and that one with a single element (no `first` on the way)
+    wire last_pick = (flags & (flags - 1'b1)) == 0 && (flags & ~single) == 0;
+    // the pick (i, c = r CW + b) and its ROM row offset (c M_C + i M_I without b's share): each the
+    // AND-OR of the chunks' constants (CW is 16, a power of two, whenever NCR > 1: r CW | b = r CW + b)
+    reg [KB-1:0] pick_i;
+    reg [PB-1:0] pick_c;
+    reg [CWB-1:0] pick_b;
+    reg [RA-1:0] pick_rom;
     integer fh;
     always @* begin
-        mchunk = 0;
-        for (fh = 0; fh < NCH; fh = fh + 1) mchunk = mchunk | (pend[fh*CW +: CW] & {CW{first[fh]}});
+        pick_i = 0; pick_c = 0; pick_b = 0; pick_rom = 0;
+        for (fh = 0; fh < NCH; fh = fh + 1) if (first[fh]) begin
+            pick_i = pick_i | fh / NCR;
+            pick_c = pick_c | (fh % NCR) * CW | lows[fh*CWB +: CWB];
+            pick_b = pick_b | lows[fh*CWB +: CWB];
+            pick_rom = pick_rom | ((fh % NCR) * CW * M_C + (fh / NCR) * M_I);
+        end
     end
-    wire [CW-1:0] low = mchunk & (~mchunk + 1'b1);
-    wire last_pick = (flags & ~first) == 0 && (mchunk & ~low) == 0;
-    // the pick (i, c = r CW + b): each field the OR of a one-hot over the indices with that bit set
-    reg [KB-1:0] pick_i;
-    reg [NRB-1:0] pick_r;
-    reg [CWB-1:0] pick_b;
-    integer fb;
+    reg p_valid;                        // the pick stage's registers (cycle n + 1)
+    reg [KB-1:0] p_i;
+    reg [PB-1:0] p_c;
+    reg [CWB-1:0] p_b;
+    reg [RA-1:0] p_rom, p_jg;           // the pick's ROM row offset; j * G + g of its column and group
+    reg signed [COB-1:0] p_col;         // its column's element offset xi * C
+    reg [RA-1:0] b_rom;                 // p_b * M_C (a table of the CW values: no adder chain)
+    integer fv;
     always @* begin
-        pick_i = 0; pick_r = 0; pick_b = 0;
-        for (fb = 0; fb < NCH; fb = fb + 1) if (first[fb]) begin pick_i = pick_i | fb / NCR; pick_r = pick_r | fb % NCR; end
-        for (fb = 0; fb < CW; fb = fb + 1) if (low[fb]) pick_b = pick_b | fb;
+        b_rom = 0;
+        for (fv = 0; fv < CW; fv = fv + 1) if (p_b == fv) b_rom = fv * M_C;
     end
-    wire [PB-1:0] pick_c = times(pick_r, CW) + pick_b;
 
     // ---- ROM, lanes, accumulators ------------------------------------------------------------------
-    wire [RA-1:0] rom_addr = times(pick_c, M_C) + times(pick_i, M_I) + j_row + g;
+    wire [RA-1:0] rom_addr = p_rom + b_rom + p_jg;
     wire [P*BITS-1:0] codes;            // the group's P codes: one ROM line
     hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE)) rom (
         .clk(clk), .addr(rom_addr), .q(codes));
-    wire [P-1:0] live = live_l(g);
     wire issue = state == S_ACC;
-    always @* begin rd_en = issue; rd_addr = col + pick_c; end
+    always @* begin rd_en = p_valid; rd_addr = p_col + p_c; end
 
-    reg d_valid;                        // the data stage: the read issued one cycle before
+    reg d_valid;                        // the data stage: the read issued one cycle before (n + 2)
+    wire [P-1:0] live = live_l(g) & {P{d_valid}};   // (no element landing: every product 0)
     // (the accumulators start every group at zero: the LIF's T shifts empty them, reset clears them)
     reg [KB-1:0] d_i;
     reg [EB-1:0] x_row;                 // row d_i's element (constant part-selects: no index multiplier)
@@ -216,7 +245,7 @@ module hqflow_stream_wlif #(
     reg [T*P*ACC_BITS-1:0] lacc;        // the group handed over: step t, lane p as in acc
     reg [TB-1:0] t;                     // step
     reg [MB-1:0] k;                     // chunk
-    reg [LCB-1:0] c;                    // t * M + k
+    reg [LCB-1:0] c;                    // t * M + k + 1: the chunk of the cycle after
     reg [TA-1:0] tab_base;              // g * M (the accumulating group)
     reg [TA-1:0] ltab;                  // g * M of the LIF unit's group
     reg l_lastg, l_last;                // its group is the pixel's last; the image's last
@@ -229,12 +258,15 @@ module hqflow_stream_wlif #(
     hqflow_weight_rom #(.WIDTH(L*2), .DEPTH(G*M), .AW(TA), .FILE(SIGN_FILE)) sign_rom (clk, tab_addr, sign_q);
     reg [P*V_BITS-1:0] v;
     wire [L*V_BITS-1:0] v_next; wire [L-1:0] spikes;
-    reg [L*ACC_BITS-1:0] chunk;         // chunk c of lacc: an AND-OR multiplexer over the T M chunks
+    // the chunk t M + k of lacc, registered: selected the cycle before (chunk 0 straight from the sums
+    // handed over), so that the T M-way multiplexer is not in the LIF's path
+    reg [L*ACC_BITS-1:0] chunk;
+    reg [L*ACC_BITS-1:0] chunk_next;    // chunk c of lacc: an AND-OR multiplexer over the T M chunks
     integer ch;
     always @* begin
-        chunk = 0;
+        chunk_next = 0;
         for (ch = 0; ch < T * M; ch = ch + 1)
-            chunk = chunk | (lacc[ch*L*ACC_BITS +: L*ACC_BITS] & {L*ACC_BITS{c == ch}});
+            chunk_next = chunk_next | (lacc[ch*L*ACC_BITS +: L*ACC_BITS] & {L*ACC_BITS{c == ch}});
     end
     hqflow_lif #(.P(L), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
         .first(t == 0), .acc(chunk), .v(v[L*V_BITS-1:0]), .bias(bias_q), .thr(thr_q),
@@ -271,22 +303,26 @@ module hqflow_stream_wlif #(
                     || ((state == S_HAND || state == S_FLUSH) && lstate != L_OUT)
                     || (state == S_ROW && row_ok && !next_row);
 
-    // the accumulators: cleared as the group goes to the LIF unit (a synchronous reset, no logic per bit)
+    // the accumulators: cleared as the group goes to the LIF unit (a synchronous reset, no logic per bit);
+    // the group's last product lands in its first S_HAND cycle: the LIF unit takes the sums with it
     wire hand_go = state == S_HAND && lif_ready;
+    reg [T*P*ACC_BITS-1:0] sums;        // acc + the products landing (0 unless d_valid: `live`)
     integer q;
+    always @* for (q = 0; q < T * P; q = q + 1)
+        sums[q*ACC_BITS +: ACC_BITS] = acc[q*ACC_BITS +: ACC_BITS] + prods[q*ACC_BITS +: ACC_BITS];
     always @(posedge clk) begin
         if (rst || hand_go) acc <= 0;
-        else if (d_valid)
-            for (q = 0; q < T * P; q = q + 1)
-                acc[q*ACC_BITS +: ACC_BITS] <= acc[q*ACC_BITS +: ACC_BITS] + prods[q*ACC_BITS +: ACC_BITS];
+        else if (d_valid) acc <= sums;
     end
 
     integer p, ri, rc;
     always @(posedge clk) begin
         next_row <= 0;
         m_rd_en <= 0;
-        d_valid <= issue;
-        d_i <= pick_i;
+        p_valid <= issue;                   // the pick (n) -> its reads (n + 1) -> the data (n + 2)
+        p_i <= pick_i; p_c <= pick_c; p_b <= pick_b; p_rom <= pick_rom; p_jg <= j_row + g; p_col <= col;
+        d_valid <= p_valid;
+        d_i <= p_i;
         if (m_tvalid && m_tready) begin
             bank <= bank >> T;
             bank_n <= bank_n - 1'b1;
@@ -309,14 +345,14 @@ module hqflow_stream_wlif #(
                 else next_column;
             end
             S_ACC: begin                        // issue the lowest pending element (its read is combinational)
-                for (rc = 0; rc < NCH; rc = rc + 1) pend[rc*CW +: CW] <= pend[rc*CW +: CW] & ~(low & {CW{first[rc]}});
+                for (rc = 0; rc < NCH; rc = rc + 1) if (first[rc]) pend[rc*CW +: CW] <= rest[rc*CW +: CW];
                 if (last_pick) next_column;
             end
             S_DRAIN: state <= S_HAND;
             S_FLUSH: if (lif_ready) begin next_row <= 1; state <= S_ROW; end
             default: if (lif_ready) begin   // S_HAND: the sums to the LIF unit
-                lacc <= acc;
-                lstate <= L_RUN; t <= 0; k <= 0; c <= 0;
+                lacc <= sums; chunk <= sums[L*ACC_BITS-1:0];
+                lstate <= L_RUN; t <= 0; k <= 0; c <= 1;
                 ltab <= tab_base; l_lastg <= g == G - 1; l_last <= g == G - 1 && last_px && last_row;
                 if (g != G - 1) begin       // the next lane group of this pixel
                     g <= g + 1; tab_base <= tab_base + M;
@@ -336,7 +372,7 @@ module hqflow_stream_wlif #(
             L_RUN: begin
                 v <= v_turned;
                 spk <= spk_turned;
-                c <= c + 1'b1;
+                c <= c + 1'b1; chunk <= chunk_next;
                 if (k != M - 1) k <= k + 1;
                 else begin
                     k <= 0; t <= t + 1;
@@ -352,7 +388,7 @@ module hqflow_stream_wlif #(
             default: ;
         endcase
         if (rst) begin
-            state <= S_ROW; lstate <= L_IDLE; bank_n <= 0; bank_last <= 0; d_valid <= 0; m_rd_en <= 0;
+            state <= S_ROW; lstate <= L_IDLE; bank_n <= 0; bank_last <= 0; d_valid <= 0; p_valid <= 0; m_rd_en <= 0;
             next_row <= 0;
         end
     end
@@ -394,5 +430,5 @@ module hqflow_stream_wlif #(
         for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < O - (G - 1) * P;
     endfunction
 
-    initial begin state = S_ROW; lstate = L_IDLE; bank_n = 0; bank_last = 0; d_valid = 0; m_rd_en = 0; next_row = 0; acc = 0; end
+    initial begin state = S_ROW; lstate = L_IDLE; bank_n = 0; bank_last = 0; d_valid = 0; p_valid = 0; m_rd_en = 0; next_row = 0; acc = 0; end
 endmodule

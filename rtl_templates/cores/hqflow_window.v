@@ -69,17 +69,20 @@ module hqflow_window #(
     reg [SB-1:0]  top_slot, top_slot_d;
     reg signed [RB-1:0] top;            // top_row in its own width (the port is 32 bits wide)
     always @* top_row = top;
-    wire signed [RB-1:0] lo = top < 0 ? 0 : top;
-    wire signed [RB-1:0] need = top + K > H ? H : top + K;
+    // (the row arithmetic in RB bits; the bounds of the current top registered with it: the input's
+    // s_tready is two compares of registers)
+    localparam signed [RB-1:0] H_R = H, K_R = K, S_R = S, SLOTS_R = SLOTS, TOP0 = -PAD;
+    reg signed [RB-1:0] lim;            // max(0, top) + SLOTS: the rows taken stay below it
+    reg signed [RB-1:0] need;           // min(top + K, H): the rows the window needs
     wire signed [RB-1:0] in_rows = in_row;
-    assign s_tready = in_row < H && in_rows < lo + SLOTS;
+    assign s_tready = in_rows < H_R && in_rows < lim;
     assign row_ok = in_rows >= need;
     wire take = s_tvalid && s_tready;
 
     always @(posedge clk) begin
         if (rst) begin
             in_row <= 0; in_off <= 0; in_slot <= 0;
-            yo <= 0; top <= -PAD; top_slot <= TOP_SLOT0;
+            yo <= 0; top <= TOP0; top_slot <= TOP_SLOT0; lim <= lim_of(TOP0); need <= need_of(TOP0);
         end else begin
             if (take) begin
                 if (in_off == ROW - 1) begin
@@ -90,16 +93,23 @@ module hqflow_window #(
             end
             if (next_row) begin
                 if (yo == HO - 1) begin         // the image is done (all its rows were in): start over
-                    yo <= 0; top <= -PAD; top_slot <= TOP_SLOT0;
+                    yo <= 0; top <= TOP0; top_slot <= TOP_SLOT0; lim <= lim_of(TOP0); need <= need_of(TOP0);
                     in_row <= 0; in_off <= 0; in_slot <= 0;
                 end else begin
                     yo <= yo + 1;
-                    top <= top + S;
+                    top <= top + S_R; lim <= lim_of(top + S_R); need <= need_of(top + S_R);
                     top_slot <= top_slot + S >= SLOTS ? top_slot + S - SLOTS : top_slot + S;
                 end
             end
         end
     end
+
+    function signed [RB-1:0] lim_of(input signed [RB-1:0] tp);
+        lim_of = (tp < 0 ? {RB{1'b0}} : tp) + SLOTS_R;
+    endfunction
+    function signed [RB-1:0] need_of(input signed [RB-1:0] tp);
+        need_of = tp + K_R > H_R ? H_R : tp + K_R;
+    endfunction
 
     // the row banks; the slot rotation of a read is the one at its issue
     wire [SLOTS*EB-1:0] bank_q;
