@@ -84,6 +84,23 @@ def test_ultraram_exports_are_refused(tmp_path):
     pnr.check_ecp5({"part": "x", "cores": [{"node": "b", "params": {"P": 4}}]}, tmp_path)
 
 
+def test_an_unknown_core_is_named(tmp_path):
+    from hqflow.export.rtl import pnr_cores
+
+    rtl = tmp_path / "rtl"
+    (rtl / "tb").mkdir(parents=True)
+    (rtl / "tb" / "t.cpp").write_text("")
+    for name in ("tb", "frames", "logits", "trace"):
+        (rtl / "data").mkdir(exist_ok=True)
+        (rtl / "data" / f"{name}.txt").write_text("")
+    (rtl / "top.json").write_text(json.dumps({
+        "schema": 2, "arch": "stream", "top": "hqflow_top", "part": "x", "family": "xc7", "clock_mhz": 100,
+        "time_steps": 2, "streams": [], "interval_formula": 1, "sources": [], "testbench": "tb/t.cpp",
+        "cores": [{"index": 0, "node": "sps.conv0", "op": "conv_lif", "module": "m", "params": {}}]}))
+    with pytest.raises(UserError, match=r"--core fc9: no such core in .*top.json \(sps.conv0\)"):
+        pnr_cores.route_core(tmp_path, "fc9")
+
+
 def test_latencies_name_their_clock(tmp_path):
     """A latency in us says whether its clock is the target or the post-route Fmax of a routed part."""
     assert pnr.routed_clock(tmp_path) is None
@@ -125,6 +142,13 @@ def test_small_top_placed_and_routed(tmp_path):
     assert saved["fmax_mhz"] > 0 and saved["utilization"]["TRELLIS_COMB"]["used"] > 0
     assert saved["critical_path"]["logic_levels"] >= 1
     assert (out / "rtl" / "pnr.md").read_text().startswith("# Place and route of hqflow_top")
+    # one core alone: its parameters from top.json, the Fmax inside it
+    result = CliRunner().invoke(main, ["pnr", str(out), "--core", "head", "--device", "25k", "--package", "CABGA256"])
+    assert result.exit_code == 0, result.output
+    alone = json.loads((out / "rtl" / "pnr_cores" / "head" / "result.json").read_text())
+    assert alone["module"] == "hqflow_stream_head" and alone["fmax_mhz"] > 0
+    assert result.output.splitlines()[-1] == f"fmax_mhz: {alone['fmax_mhz']:.2f}"
+    assert result.output.splitlines()[0].startswith("head ")
     # the same top behind the UART bridge, for a board: its pins, ecppack's bitstream for its part
     result = CliRunner().invoke(main, ["bitstream", str(out), "--board", "ulx3s-25f"])
     assert result.exit_code == 0, result.output

@@ -180,14 +180,25 @@ def synth_cmd(export_dir, part):
 @click.option("--dsp/--no-dsp", default=False, show_default=True,
               help="Map products to MULT18X18D blocks (synth_ecp5 gives one to every product of two operands of "
                    "2 bits or more: the demo's would take 161 of an 85F's 156); by default they stay in LUTs.")
-def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp):
+@click.option("--core", "cores", multiple=True,
+              help="Route this core alone instead of the top (a node name or core index; repeat for several): "
+                   "one line a core, its result in rtl/pnr_cores/<node>/result.json.")
+def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores):
     """Place and route EXPORT_DIR's Verilog top on a Lattice ECP5 (Yosys synth_ecp5, nextpnr-ecp5).
 
     Prints the post-route Fmax (register to register), the utilization and the critical path; writes
-    rtl/pnr.md and rtl/pnr.json (the tools' files in rtl/pnr/). Its last line: `fmax_mhz: X`.
+    rtl/pnr.md and rtl/pnr.json (the tools' files in rtl/pnr/). Its last line: `fmax_mhz: X` (with --core,
+    the slowest core's).
     """
     from hqflow.export.rtl.pnr import place_and_route, pnr_markdown
 
+    if cores:
+        from hqflow.export.rtl.pnr_cores import route_cores
+
+        results = route_cores(export_dir, list(cores), echo=click.echo, device=device, package=package, speed=speed,
+                              clock_mhz=clock_mhz, dsp=dsp)
+        click.echo(f"fmax_mhz: {min(r['fmax_mhz'] for r in results):.2f}")
+        return
     result = place_and_route(export_dir, device, package, speed, clock_mhz, dsp)
     click.echo(pnr_markdown(result), nl=False)
     click.echo(f"fmax_mhz: {result['fmax_mhz']:.2f}")
