@@ -234,9 +234,10 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
             "critical_path": critical_path(report), "synth_s": round(t1 - t0, 1), "pnr_s": round(time.time() - t1, 1)}
 
 
-def check_ecp5(manifest: dict, folder: Path) -> None:
-    """UserError if the export keeps memories in UltraRAM (an UltraScale+ --part): an ECP5 has none."""
-    ultra = [c["node"] for c in manifest["cores"] if int(c.get("params", {}).get("ULTRA", 0))]
+def check_ecp5(manifest: dict, folder: Path, cores: list[dict] | None = None) -> None:
+    """UserError if the export's `cores` (default: all) keep memories in UltraRAM (an UltraScale+ --part): an
+    ECP5 has none."""
+    ultra = [c["node"] for c in cores or manifest["cores"] if int(c.get("params", {}).get("ULTRA", 0))]
     if ultra:
         raise UserError(f"{folder}: {len(ultra)} core(s) keep memories in UltraRAM ({', '.join(ultra[:3])}"
                         f"{', ...' if len(ultra) > 3 else ''}: the export's --part {manifest['part']}); an ECP5 has "

@@ -37,12 +37,12 @@ def route_core(export: str | Path, node: str, device: str = "um5g-85k", package:
 
     folder = rtl_dir(export).resolve()
     manifest = load_manifest(folder)
-    pnr.check_ecp5(manifest, folder)
     cores = [c for c in manifest["cores"] if c["node"] == node or str(c["index"]) == str(node)]
     if not cores:
         raise UserError(f"--core {node}: no such core in {folder / 'top.json'} "
                         f"({', '.join(c['node'] for c in manifest['cores'])})")
     core = cores[0]
+    pnr.check_ecp5(manifest, folder, [core])
     files = [s for s in manifest["sources"] if Path(s).name != f"{manifest['top']}.v"]
     if sources is not None:
         files = [str(Path(sources).resolve() / Path(f).name) if (Path(sources) / Path(f).name).is_file() else f
