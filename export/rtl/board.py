@@ -6,7 +6,7 @@ board's pins; then ecppack):
 
     top.lpf                     the board's pins and oscillator (tables/boards.yaml)
     synth.ys yosys.log top.json nextpnr.log report.json top.config
-    hqflow.bit                  the bitstream (load it with the board's programmer, e.g. openFPGALoader -b ulx3s)
+    hqflow.bit                  the bitstream (load it with the board's programmer, over its USB JTAG)
 
 and writes OUT/rtl/board/<board>.json and .md: the post-route clock against the board's oscillator (the
 design runs on the oscillator's clock, no PLL), the utilization, the critical path, the serial line's
