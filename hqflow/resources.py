@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["LUTRAM_LUTS", "RESOURCE_KEYS", "Resources", "memory_resources", "resources_from_cells", "total"]
+__all__ = ["LUTRAM_LUTS", "RESOURCE_KEYS", "ROM_BLOCK_LINES", "Resources", "memory_resources", "resources_from_cells",
+           "rom_resources", "rom_tail", "total"]
 
 RESOURCE_KEYS = ("lut", "ff", "dsp", "bram", "uram")
 
@@ -139,3 +140,39 @@ def memory_resources(width_bits: int, depth: int, table, rom: bool = False,
     if kind == "lutram":
         return Resources(lut=n * m["lutram"]["luts"], ff=width_bits)
     return Resources(bram=n)
+
+
+# ------------------------------------------------------------------------------------- a ROM's tail in LUTs
+
+ROM_BLOCK_LINES = 512  # the shallowest block RAM aspect (RAMB18 / DP16KD 512 x 36): a split ROM's head is a multiple
+
+
+def rom_resources(width_bits: int, depth: int, table, tail: int = 0) -> Resources:
+    """A ROM of `depth` lines whose last `tail` lines are forced into LUTs (hqflow_weight_rom.v's TAIL,
+    rom_style "logic"): the head mapped as memory_resources maps it; the tail a LUT ROM, width *
+    ceil(tail / rom_lut_depth) LUTs and `width` FFs (its output register), and `width` LUTs for the select
+    between the two outputs."""
+    if not tail:
+        return memory_resources(width_bits, depth, table, rom=True)
+    logic = Resources(lut=width_bits * (math.ceil(tail / table.memory["rom_lut_depth"]) + 1), ff=width_bits)
+    return memory_resources(width_bits, depth - tail, table, rom=True) + logic
+
+
+def rom_tail(width_bits: int, depth: int, table) -> int:
+    """The lines of a ROM better held in LUTs than in a block RAM they would mostly leave empty: over the
+    splits whose head is a multiple of ROM_BLOCK_LINES and of the tail's power-of-two span (the tail is
+    addressed by the low address bits), the one of the least LUT-equivalent cost (the table's `weights`:
+    LUT + 0.5 FF + 470 BRAM36 for the xc7 table), 0 (no split) unless one costs less than the whole ROM.
+    E.g. 1,152 lines of 64 bits: 3 BRAM36, or 2 and 128 lines in 192 LUTs and 64 FFs (0 on a tie)."""
+    weights = table.weights
+
+    def cost(tail: int) -> float:
+        r = rom_resources(width_bits, depth, table, tail)
+        return sum(weights.get(k, 0.0) * getattr(r, k) for k in RESOURCE_KEYS)
+
+    best, best_cost = 0, cost(0)
+    for head in range(ROM_BLOCK_LINES, depth, ROM_BLOCK_LINES):
+        tail = depth - head
+        if head % (1 << max(0, (tail - 1).bit_length())) == 0 and cost(tail) < best_cost:
+            best, best_cost = tail, cost(tail)
+    return best

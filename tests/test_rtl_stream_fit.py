@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from hqflow.export.lower import load_checkpoint, lower
 from hqflow.export.rtl import project, stream, stream_estimate, stream_project
 from hqflow.export.rtl.stream_ops import FIFO, STREAM_OPS
 from hqflow.numerics import Candidate
+from hqflow.resources import rom_resources
 from test_rtl_stream import _cfg, make_run, needs_verilator
 from test_rtl_synth import needs_yosys
 
@@ -80,10 +82,17 @@ def test_export_records_its_estimate(run_dir, tmp_path):
     table = stream_estimate.load_stream_table()
     by_module = {op.module: op for op in STREAM_OPS.values() if op.has_core}
     dsp = sum(by_module[c["module"]].dsp(c["params"]) for c in manifest["cores"])
-    bram = sum(fpga.memory_resources(m.width, m.depth, table.memory, m.rom).bram
+    bram = sum((rom_resources(m.width, m.depth, table.memory, m.tail) if m.tail else
+                fpga.memory_resources(m.width, m.depth, table.memory, m.rom)).bram
                for c in manifest["cores"] for m in by_module[c["module"]].memories(c["params"]))
     bram += sum(fpga.memory_resources(q["width"] + 1, q["depth"], table.memory).bram for q in manifest["fifos"])
     assert recorded["total"]["dsp"] == dsp and recorded["total"]["bram"] == pytest.approx(bram)
+    # the ROMs just past a block's depth keep their last lines in LUTs, from a file of their own
+    tails = {c["params"]["ROM_TAIL_FILE"].strip('"'): c["params"]["ROM_TAIL"] for c in manifest["cores"]
+             if c["params"].get("ROM_TAIL")}
+    assert tails, "no ROM tail in this export: the co-simulations below would not cover one"
+    for file, tail in tails.items():
+        assert len((out / "rtl" / file).read_text().splitlines()) == tail
 
 
 def test_plan_to_fit_returns_the_fastest_folding_that_fits(run_dir):
@@ -204,6 +213,7 @@ def test_ultraram_cores_and_the_finest_kv_split_are_bit_exact(run_dir, tmp_path,
     assert result.output.count("  URAM") >= 3  # the folding table marks the placed cores
     assert (out / "rtl" / "hqflow_top.v").read_text().count(".ULTRA(1)") >= 3
     assert "kv/16" in result.output
+    assert re.search(r"\.ROM_TAIL\([1-9]", (out / "rtl" / "hqflow_top.v").read_text())  # a ROM's tail in LUTs
     result = CliRunner().invoke(main, ["rtlsim", str(out)])
     assert result.exit_code == 0 and result.output.splitlines()[-1] == "mismatches: 0", result.output
     assert "interval_cycles: n/a (no two samples back to back" in result.output  # 2 samples, both run alone

@@ -195,12 +195,13 @@ def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
 
 
 def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None = None,
-                nnz: dict[str, np.ndarray] | None = None, files: bool = True, ultra: frozenset[str] = frozenset()
-                ) -> Schedule:
+                nnz: dict[str, np.ndarray] | None = None, files: bool = True, ultra: frozenset[str] = frozenset(),
+                rom_tails: bool = True) -> Schedule:
     """The streaming pipeline of `graph`: cores (folded: `fold`, for the input rates `nnz`), streams,
     forks and FIFOs. A core's `cycles`: its formula at those rates (rounded up), the worst case without.
     files=False leaves the cores' memory files out (a schedule to estimate, not to render). `ultra`: the
-    nodes whose large RAMs go to UltraRAM (their ops' ULTRA parameter)."""
+    nodes whose large RAMs go to UltraRAM (their ops' ULTRA parameter). rom_tails=False: every weight ROM
+    line in block RAM (the ops that take `rom_tails`; True: their last lines in LUTs where cheaper)."""
     streams, of = _node_streams(graph)
     nnz = nnz or {}
     folding, target = fold(graph, lanes, target_interval, nnz)
@@ -240,10 +241,11 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
         if not op.has_core:
             continue
         inputs = [streams[of[src]] for src in node.inputs]
+        choices = {"rom_tails": rom_tails} if op.rom_tails else {}
         if files:
-            built = op.build(graph, node, inputs, folding.get(node.name, 0))
+            built = op.build(graph, node, inputs, folding.get(node.name, 0), **choices)
         else:
-            params = op.params(graph, node, inputs, folding.get(node.name, 0))
+            params = op.params(graph, node, inputs, folding.get(node.name, 0), **choices)
             built = {"params": params, "lanes": params.get("P", 0)}
         if node.name in ultra:
             if not op.ultra_ram:
@@ -265,7 +267,7 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
 
 
 def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz: dict[str, np.ndarray] | None,
-                place) -> tuple[Schedule, bool]:
+                place, rom_tails: bool = True) -> tuple[Schedule, bool]:
     """The fastest schedule that fits, folded no faster than `target_interval` / `lanes` allow.
     `place(schedule)` (a schedule without files) = (the nodes whose large RAMs go to UltraRAM, whether it
     then fits): the resource estimate against a device. The target interval is raised, by bisection over
@@ -274,13 +276,13 @@ def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz
     fit (a memory that lanes do not change, such as the weight ROMs, is too large), folding slower gains
     nothing: the first schedule is returned, with its placement, and False."""
     def fits(target: int | None) -> bool:
-        return place(plan_stream(graph, lanes, target, nnz, files=False))[1]
+        return place(plan_stream(graph, lanes, target, nnz, files=False, rom_tails=rom_tails))[1]
 
     def planned(target: int | None, fitted: bool) -> tuple[Schedule, bool]:
-        ultra, _ = place(plan_stream(graph, lanes, target, nnz, files=False))
-        return plan_stream(graph, lanes, target, nnz, ultra=ultra), fitted
+        ultra, _ = place(plan_stream(graph, lanes, target, nnz, files=False, rom_tails=rom_tails))
+        return plan_stream(graph, lanes, target, nnz, ultra=ultra, rom_tails=rom_tails), fitted
 
-    first = plan_stream(graph, lanes, target_interval, nnz, files=False)
+    first = plan_stream(graph, lanes, target_interval, nnz, files=False, rom_tails=rom_tails)
     if place(first)[1]:
         return planned(target_interval, True)
     choices, _ = lane_cycles(graph, lanes, nnz)

@@ -35,6 +35,7 @@ from hqflow.errors import UserError
 from hqflow.export.rtl.stream_base import StreamOp
 from hqflow.export.rtl.stream_ops import FIFO, STREAM_OPS
 from hqflow.io import atomic_text, read_yaml
+from hqflow.resources import rom_resources
 
 __all__ = ["DEFAULT_TABLE", "StreamTable", "core_resources", "estimate_manifest", "estimate_schedule", "fit",
            "load_stream_table"]
@@ -81,7 +82,8 @@ def load_stream_table(path: str | Path | None = None) -> StreamTable:
 
 
 def _memories(op: StreamOp, params: dict, table: StreamTable, uram: bool) -> fpga.Resources:
-    return fpga.total(fpga.memory_resources(m.width, m.depth, table.memory, rom=m.rom, uram=uram, ultra=m.ultra)
+    return fpga.total(rom_resources(m.width, m.depth, table.memory, m.tail) if m.tail else
+                      fpga.memory_resources(m.width, m.depth, table.memory, rom=m.rom, uram=uram, ultra=m.ultra)
                       for m in op.memories(params))
 
 

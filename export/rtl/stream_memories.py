@@ -16,12 +16,13 @@ __all__ = ["Memory", "memory_table", "rom_geometry", "window_counts", "window_me
 @dataclass(frozen=True)
 class Memory:
     """One memory a core declares: `depth` words of `width` bits (rom: read-only, from a file; ultra: a
-    RAM the core's ULTRA parameter puts in UltraRAM)."""
+    RAM the core's ULTRA parameter puts in UltraRAM; tail: a ROM's last lines, held in LUTs)."""
     name: str
     width: int
     depth: int
     rom: bool = False
     ultra: bool = False
+    tail: int = 0
 
 
 def window_memories(p: dict, slots: int, element_bits: int, masks: bool) -> list[Memory]:

@@ -59,7 +59,8 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
             work[node.name] = counted
     place, estimate = part_fit(options)
     schedule, fitted = stream.plan_to_fit(graph, options.lanes or stream.DEFAULT_LANES, _target(options),
-                                          {name: np.mean(n, axis=0) for name, n in work.items()}, place)
+                                          {name: np.mean(n, axis=0) for name, n in work.items()}, place,
+                                          rom_tails=options.rom_tails == "lut")
     for core in schedule.cores:
         for name, text in core.files.items():
             atomic_text(out / "mem" / name, text)

@@ -12,9 +12,10 @@ from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
 from hqflow.export.rtl.stream_base import (MAX_LIF_CHUNKS, MAX_STREAM_LANES, StreamOp, ident, lane_dsp, selects,
                                            value_bits)
-from hqflow.export.rtl.stream_memories import Memory, window_counts, window_memories
+from hqflow.export.rtl.stream_memories import Memory, memory_table, window_counts, window_memories
 from hqflow.export.rtl.top import SCHEME_CODE, _check_window
 from hqflow.ir import DeployGraph, Node
+from hqflow.resources import rom_tail
 
 __all__ = ["ConvLif", "LinearLif", "WeightedLif"]
 
@@ -25,6 +26,7 @@ class WeightedLif(StreamOp):
 
     module = "hqflow_stream_wlif"
     ultra_ram = True
+    rom_tails = True
     lut_terms = ("fixed", "acc", "lif", "membrane", "words", "window", "decode", "products", "select")
     ff_terms = ("fixed", "registers", "window")  # the datapath's register bits counted; the masks
 
@@ -45,7 +47,9 @@ class WeightedLif(StreamOp):
         powers = [1 << b for b in range(min(lanes, MAX_STREAM_LANES).bit_length()) if 1 << b <= lanes]
         return [p for p in powers if p < outputs] + [p for p in powers if p >= outputs][:1]
 
-    def params(self, graph, node, inputs, lanes):
+    def params(self, graph, node, inputs, lanes, rom_tails: bool = True):
+        """Its Verilog parameters; ROM_TAIL (rom_tails): the weight ROM's last lines held in LUTs, where
+        hqflow.resources.rom_tail finds that cheaper than the block RAM they would take (0: none)."""
         fmt = numerics.Candidate.parse(node.attrs["format"])
         x_bits = value_bits(node.attrs["x_max"])
         if inputs and inputs[0].bits > x_bits:
@@ -61,13 +65,21 @@ class WeightedLif(StreamOp):
                   "F": int(node.attrs["frac_bits"]), "T": graph.time_steps}
         for key, file in (("ROM", "weights"), ("BIAS", "bias"), ("THR", "thr"), ("SIGN", "sign")):
             params[f"{key}_FILE"] = f'"mem/{name}_{file}.mem"'
+        rom = self.memories(params)[0]
+        params["ROM_TAIL"] = rom_tail(rom.width, rom.depth, memory_table()) if rom_tails else 0
+        if params["ROM_TAIL"]:
+            params["ROM_TAIL_FILE"] = f'"mem/{name}_weights_tail.mem"'
         return params
 
-    def build(self, graph, node, inputs, lanes):
-        params = self.params(graph, node, inputs, lanes)
+    def build(self, graph, node, inputs, lanes, rom_tails: bool = True):
+        params = self.params(graph, node, inputs, lanes, rom_tails)
         name = ident(node.name)
         lanes, lif_lanes = params["P"], params["LIF_LANES"]
-        files = {f"{name}_weights.mem": memfiles.group_lines(graph, node, lanes)[0]}
+        lines = memfiles.group_lines(graph, node, lanes)[0].splitlines(keepends=True)
+        head = len(lines) - params["ROM_TAIL"]
+        files = {f"{name}_weights.mem": "".join(lines[:head])}
+        if params["ROM_TAIL"]:
+            files[f"{name}_weights_tail.mem"] = "".join(lines[head:])
         for key, text in memfiles.lif_tables(graph, node, lif_lanes).items():
             files[f"{name}_{key}.mem"] = text
         return {"params": params, "files": files, "lanes": lanes, "bits": 1}
@@ -108,8 +120,9 @@ class WeightedLif(StreamOp):
         lif, groups = p["LIF_LANES"], -(-p["O"] // p["P"])
         tables = groups * (p["P"] // lif)
         rows = p["K"] * p["K"] * p["C"]
-        return [Memory("weights", p["P"] * p["BITS"], rows * groups, True),  # one lane group a line Memory("bias", lif * p["V_BITS"], tables, True),
-                Memory("thr", lif * p["V_BITS"], tables, True), Memory("sign", 2 * lif, tables, True),
+        return [Memory("weights", p["P"] * p["BITS"], rows * groups, True, tail=p.get("ROM_TAIL", 0)),  # a group a line
+                Memory("bias", lif * p["V_BITS"], tables, True), Memory("thr", lif * p["V_BITS"], tables, True),
+                Memory("sign", 2 * lif, tables, True),
                 *window_memories(p, p["K"] + 1, p["T"] * p["X_BITS"], masks=True)]
 
     def terms(self, params):

@@ -35,13 +35,15 @@
 // NNZ_px: the nonzero input elements in the output pixel's window (at most K K C).
 // ROM: hqflow_weight_rom.v, one lane group a line (memfiles.group_lines): line r * G + g holds the P codes
 // of row r (numerics.rom's row order) for outputs g*P .. g*P + P - 1, exactly what a cycle reads;
+// ROM_TAIL > 0: its last ROM_TAIL lines in LUTs (ROM_TAIL_FILE), the others in block RAM (hqflow_weight_rom.v);
 // LIF tables: LIF_LANES channels a line (memfiles.lif_tables). ULTRA 1: the line buffer's rows in UltraRAM.
 module hqflow_stream_wlif #(
     parameter integer H = 1, W = 1, C = 1, O = 1, K = 1, PAD = 0, P = 1,
     parameter integer BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
     parameter integer X_BITS = 1, X_MAX = (1 << X_BITS) - 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
     parameter integer LIF_LANES = P, ULTRA = 0,
-    parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem"
+    parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem",
+    parameter integer ROM_TAIL = 0, parameter ROM_TAIL_FILE = "weights_tail.mem"
 ) (
     input  wire              clk,
     input  wire              rst,
@@ -190,8 +192,8 @@ module hqflow_stream_wlif #(
     // ---- ROM, lanes, accumulators ------------------------------------------------------------------
     wire [RA-1:0] rom_addr = p_rom + b_rom + p_jg;
     wire [P*BITS-1:0] codes;            // the group's P codes: one ROM line
-    hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE)) rom (
-        .clk(clk), .addr(rom_addr), .q(codes));
+    hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE), .TAIL(ROM_TAIL),
+                        .TAIL_FILE(ROM_TAIL_FILE)) rom (.clk(clk), .addr(rom_addr), .q(codes));
     wire issue = state == S_ACC;
     always @* begin rd_en = p_valid; rd_addr = p_col + p_c; end
 

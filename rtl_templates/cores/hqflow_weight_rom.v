@@ -7,14 +7,46 @@
 // GPW = LANES_W * KW / P groups per wide word (P must divide LANES_W or be a multiple of it).
 // Synchronous read (one cycle), so that synthesis maps it to block RAM. The same ROM holds the small
 // per-channel tables (LIF bias, threshold, sign; the head's bias): DEPTH lines of WIDTH bits.
-module hqflow_weight_rom #(parameter WIDTH = 64, DEPTH = 1, AW = 1, FILE = "weights.mem") (
+//
+// TAIL > 0: the last TAIL lines (from TAIL_FILE; FILE holds the first DEPTH - TAIL) are a ROM in LUTs
+// (rom_style "logic"), the others in block RAM: a ROM whose depth is just past a multiple of the block
+// RAM's (fc1's 1,152 lines of 64 bits: 2 BRAM36 hold 1,024, a third would hold the last 128) then takes
+// the blocks its head fills. The tail is addressed by the address's low bits (TAIL_AW bits: TAIL rounded
+// up to a power of two, which must divide DEPTH - TAIL); the same one-cycle read, the line chosen by a
+// registered select (one LUT level after the block RAM's output).
+module hqflow_weight_rom #(parameter WIDTH = 64, DEPTH = 1, AW = 1, FILE = "weights.mem",
+                           TAIL = 0, TAIL_FILE = "weights_tail.mem") (
     input  wire clk,
     input  wire [AW-1:0] addr,
-    output reg  [WIDTH-1:0] q
+    output wire [WIDTH-1:0] q
 );
-    reg [WIDTH-1:0] mem [0:DEPTH-1];
-    initial $readmemh(FILE, mem);
-    always @(posedge clk) q <= mem[addr];
+    generate
+        if (TAIL == 0) begin : whole
+            reg [WIDTH-1:0] mem [0:DEPTH-1];
+            reg [WIDTH-1:0] line;
+            initial $readmemh(FILE, mem);
+            always @(posedge clk) line <= mem[addr];
+            assign q = line;
+        end else begin : split
+            localparam integer HEAD = DEPTH - TAIL;
+            localparam integer TAIL_AW = TAIL > 1 ? $clog2(TAIL) : 1;
+            initial if (TAIL >= DEPTH || HEAD % (1 << TAIL_AW) != 0)
+                $error("hqflow_weight_rom: TAIL %0d of DEPTH %0d: the head, %0d lines, must be a multiple of %0d",
+                       TAIL, DEPTH, HEAD, 1 << TAIL_AW);
+            reg [WIDTH-1:0] head_mem [0:HEAD-1];
+            (* rom_style = "logic" *) reg [WIDTH-1:0] tail_mem [0:TAIL-1];
+            reg [WIDTH-1:0] head_q, tail_q;
+            reg in_tail;
+            initial $readmemh(FILE, head_mem);
+            initial $readmemh(TAIL_FILE, tail_mem);
+            always @(posedge clk) begin
+                head_q <= head_mem[addr];
+                tail_q <= tail_mem[addr[TAIL_AW-1:0]];
+                in_tail <= addr >= HEAD;
+            end
+            assign q = in_tail ? tail_q : head_q;
+        end
+    endgenerate
 endmodule
 
 // The P codes of lane group slot `wsel` (0 .. GPW-1) of a ROM line of KW 64-bit words: lane p is
