@@ -96,7 +96,7 @@ def _urams(width_bits: int, depth: int) -> int:
 
 
 def memory_resources(width_bits: int, depth: int, table, rom: bool = False,
-                     uram: bool = False, ultra: bool = False) -> Resources:
+                     uram: bool = False, ultra: bool = False, distributed: bool = False) -> Resources:
     """Resources of one memory of `depth` words of `width_bits` bits, with one synchronous read port and
     (RAM) one write port, or a ROM (`rom`: initialized, never written); `table`: an FPGA table
     (hqflow.fpga.FpgaTable), its `memory` section.
@@ -111,7 +111,8 @@ def memory_resources(width_bits: int, depth: int, table, rom: bool = False,
     primitive and `width` FFs; block RAM its primitives (RAMB18 = 0.5 RAMB36). With `uram` (UltraScale+,
     synthesized with -uram) a RAM may also take URAM288s (4096 x 72 each, narrow words packed several to a
     row: max(bits / 294,912, width / 72) of them, as measured; a ROM cannot: no initial contents).
-    `ultra`: a RAM placed in UltraRAM by its Verilog (ram_style "ultra"): those URAM288s, whatever the cost."""
+    `ultra`: a RAM placed in UltraRAM by its Verilog (ram_style "ultra"): those URAM288s, whatever the cost;
+    `distributed` (ram_style "distributed"): in LUT RAM, whatever the cost."""
     if width_bits <= 0 or depth <= 0:
         return Resources()
     if ultra and rom:
@@ -124,6 +125,8 @@ def memory_resources(width_bits: int, depth: int, table, rom: bool = False,
     if not rom:  # LUT RAM primitives, deeper ones cascaded; the cost scales with the width used (widthscale)
         n, w, d = min(_prims(width_bits, depth, m["lutram"]["configs"]))
         options.append((math.ceil(depth / d) * width_bits / w * m["lutram"]["cost"], "lutram", n))
+        if distributed:
+            return Resources(lut=n * m["lutram"]["luts"], ff=width_bits)
     for key, scale in (("bram18", 0.5), ("bram36", 1.0)):
         n = min(p[0] for p in _prims(width_bits, depth, m[key]["configs"]))
         options.append((n * m[key]["cost"], key, n * scale))

@@ -16,20 +16,27 @@ __all__ = ["Memory", "memory_table", "rom_geometry", "window_counts", "window_me
 @dataclass(frozen=True)
 class Memory:
     """One memory a core declares: `depth` words of `width` bits (rom: read-only, from a file; ultra: a
-    RAM the core's ULTRA parameter puts in UltraRAM; tail: a ROM's last lines, held in LUTs)."""
+    RAM the core's ULTRA parameter puts in UltraRAM; tail: a ROM's last lines, held in LUTs; distributed:
+    a RAM in LUT RAM, ram_style "distributed")."""
     name: str
     width: int
     depth: int
     rom: bool = False
     ultra: bool = False
     tail: int = 0
+    distributed: bool = False
 
 
-def window_memories(p: dict, slots: int, element_bits: int, masks: bool) -> list[Memory]:
-    """hqflow_window.v's RAMs: a bank of W*C elements per row slot, and with `masks` a bank of W
-    C-bit nonzero masks per slot. ULTRA puts the banks in UltraRAM."""
+def window_memories(p: dict, slots: int, element_bits: int, lists: bool) -> list[Memory]:
+    """hqflow_window.v's RAMs: a bank of W*C elements per row slot, and with `lists` (LIST 1) per slot
+    the lists of nonzero channels (W*C entries of clog2(C) bits) and their counts (W of clog2(C + 1)
+    bits), both in LUT RAM. ULTRA puts the element banks in UltraRAM."""
     banks = [Memory(f"row{b}", element_bits, p["W"] * p["C"], ultra=bool(p.get("ULTRA"))) for b in range(slots)]
-    return banks + ([Memory(f"mask{b}", p["C"], p["W"]) for b in range(slots)] if masks else [])
+    if not lists:
+        return banks
+    entry, count = max(1, (p["C"] - 1).bit_length()), p["C"].bit_length()
+    return banks + [m for b in range(slots) for m in (Memory(f"list{b}", entry, p["W"] * p["C"], distributed=True),
+                                                       Memory(f"count{b}", count, p["W"], distributed=True))]
 
 
 @functools.lru_cache(maxsize=1)

@@ -42,7 +42,7 @@ class MaxPool(StreamOp):
         return ho * (1 + wo * p["C"] * (p["K"] + 1))
 
     def memories(self, params):
-        return window_memories(params, params["K"] + params["S"], params["T"], masks=False)
+        return window_memories(params, params["K"] + params["S"], params["T"], lists=False)
 
     def terms(self, params):
         return {"fixed": 1.0, "words": params["T"]}

@@ -17,7 +17,7 @@ from hqflow.export.rtl.top import SCHEME_CODE, _check_window
 from hqflow.ir import DeployGraph, Node
 from hqflow.resources import rom_tail
 
-__all__ = ["ConvLif", "LinearLif", "WeightedLif"]
+__all__ = ["ConvLif", "LinearLif", "WeightedLif", "rom_order"]
 
 
 class WeightedLif(StreamOp):
@@ -76,6 +76,7 @@ class WeightedLif(StreamOp):
         name = ident(node.name)
         lanes, lif_lanes = params["P"], params["LIF_LANES"]
         lines = memfiles.group_lines(graph, node, lanes)[0].splitlines(keepends=True)
+        lines = [lines[k] for k in rom_order(params)]
         head = len(lines) - params["ROM_TAIL"]
         files = {f"{name}_weights.mem": "".join(lines[:head])}
         if params["ROM_TAIL"]:
@@ -123,7 +124,7 @@ class WeightedLif(StreamOp):
         return [Memory("weights", p["P"] * p["BITS"], rows * groups, True, tail=p.get("ROM_TAIL", 0)),  # a group a line
                 Memory("bias", lif * p["V_BITS"], tables, True), Memory("thr", lif * p["V_BITS"], tables, True),
                 Memory("sign", 2 * lif, tables, True),
-                *window_memories(p, p["K"] + 1, p["T"] * p["X_BITS"], masks=True)]
+                *window_memories(p, p["K"] + 1, p["T"] * p["X_BITS"], lists=True)]
 
     def terms(self, params):
         """accumulators (P x T x ACC: adder and register, the LIF unit's copy and its chunk multiplexer),
@@ -153,6 +154,14 @@ class WeightedLif(StreamOp):
         g = self._geometry(graph, node)
         per_pixel = self._per_pixel(np.asarray(x != 0).any(axis=0)).astype(np.int64)
         return window_counts(per_pixel, g["K"], g["PAD"]).reshape(len(per_pixel), -1)
+
+
+def rom_order(params: dict) -> np.ndarray:
+    """The weight ROM's lines as the core reads them: line ((i K + j) G + g) C + c holds tap (c, i, j) of
+    lane group g (channels innermost: an element's line is a base per (i, j, g) plus its channel), which
+    is line ((c K + i) K + j) G + g of memfiles.group_lines (numerics.rom's row order, G lines a row)."""
+    k, c, g = params["K"], params["C"], -(-params["O"] // params["P"])
+    return np.arange(c * k * k * g).reshape(c, k, k, g).transpose(1, 2, 3, 0).reshape(-1)
 
 
 class ConvLif(WeightedLif):

@@ -11,7 +11,8 @@
 // Parameters: WIDTH bits per word, DEPTH words, ADDR_BITS >= clog2(DEPTH), INIT_FILE an optional
 // $readmemh file ("" leaves the memory uninitialized; simulation sees X as 0 under Verilator), ULTRA 1:
 // the array in UltraRAM (ram_style "ultra": UltraScale+ only; no INIT_FILE, UltraRAM has no initial
-// contents), 0: the synthesis tool's choice.
+// contents), DISTRIBUTED 1: in LUT RAM (ram_style "distributed": a narrow RAM that block RAM would leave mostly
+// empty), neither: the synthesis tool's choice.
 // Every hqflow core reads its inputs through ports shaped like this RAM's read port (an address
 // out, the data in one cycle later) and writes its outputs through one shaped like its write port.
 module hqflow_ram #(
@@ -19,7 +20,8 @@ module hqflow_ram #(
     parameter integer DEPTH = 16,
     parameter integer ADDR_BITS = (DEPTH > 1) ? $clog2(DEPTH) : 1,
     parameter INIT_FILE = "",
-    parameter integer ULTRA = 0
+    parameter integer ULTRA = 0,
+    parameter integer DISTRIBUTED = 0
 ) (
     input  wire                 clk,
     input  wire                 we,
@@ -42,6 +44,12 @@ module hqflow_ram #(
             always @(posedge clk) begin
                 if (we) umem[waddr] <= wdata;
                 if (re) rdata <= umem[raddr];
+            end
+        end else if (DISTRIBUTED != 0) begin : distributed
+            (* ram_style = "distributed" *) reg [WIDTH-1:0] dmem [0:DEPTH-1];
+            always @(posedge clk) begin
+                if (we) dmem[waddr] <= wdata;
+                if (re) rdata <= dmem[raddr];
             end
         end else begin : any
             always @(posedge clk) begin

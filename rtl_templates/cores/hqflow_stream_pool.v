@@ -38,7 +38,8 @@ module hqflow_stream_pool #(
     hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(S), .PAD(PAD), .EB(T), .ULTRA(ULTRA)) window (
         .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
         .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
-        .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(1'b0), .m_rd_addr({XB{1'b0}}), .m_rows());
+        .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(1'b0), .m_rd_addr({XB{1'b0}}), .m_counts(),
+        .l_rd_en(1'b0), .l_rd_addr({AB{1'b0}}), .l_rows());
 
     localparam integer XOB = WO > 1 ? $clog2(WO) : 1;
     localparam integer CB = C > 1 ? $clog2(C) : 1;

@@ -13,11 +13,12 @@
 // Time-batched: a weight is read once per output pixel and applied to all T steps: P output channels
 // (a lane group g, outputs g*P .. g*P+P-1) by T steps = P*T accumulators. Event-driven at the word
 // level: an input element that is zero at every step adds nothing and costs no cycle (the line buffer
-// keeps each pixel's nonzero mask). Two units work side by side: the accumulation of a group and the
-// LIF of the group before it. Per output pixel and group, the accumulation:
-//   per window column j (K of them): MASK reads the K rows' masks of the column, LOAD takes them (a
-//          column or row in the padding has none), then ACC one cycle per nonzero element (c, i): ROM
-//          row (c*K + i)*K + j (numerics.rom's row order), the element, T x P products added;
+// keeps each pixel's list of nonzero channels and their count). Two units work side by side: the
+// accumulation of a group and the LIF of the group before it. Per output pixel and group, the accumulation:
+//   per window column j (K of them): MASK reads the K rows' counts of the column, LOAD takes them (a
+//          column or row in the padding has none) and reads the lists' first entries, then ACC one cycle
+//          per nonzero element (i, c), rows in order and channels ascending in each: the element, ROM
+//          line ((i*K + j)*G + g)*C + c, T x P products added;
 //   DRAIN  1 cycle (the last element's reads; its products land in HAND's first cycle: the pick is
 //          registered, an element's products land two cycles after its ACC cycle);
 //   HAND   1 cycle once the LIF unit is free: the P x T sums move to the LIF unit's accumulators (the
@@ -33,8 +34,9 @@
 //   active cycles per image = sum over output rows of (1 + (T M + 1) + sum over its groups of c),
 //   c = A + 1 for the row's first group, max(A + 1, T M + 1) for the others, A = 2 K + NNZ_px + 1,
 // NNZ_px: the nonzero input elements in the output pixel's window (at most K K C).
-// ROM: hqflow_weight_rom.v, one lane group a line (memfiles.group_lines): line r * G + g holds the P codes
-// of row r (numerics.rom's row order) for outputs g*P .. g*P + P - 1, exactly what a cycle reads;
+// ROM: hqflow_weight_rom.v, one lane group a line: line ((i*K + j)*G + g)*C + c holds the P codes of
+// tap (c, i, j) for outputs g*P .. g*P + P - 1, exactly what a cycle reads (channels innermost: the
+// address of an element is a base per (i, j, g) plus its channel);
 // ROM_TAIL > 0: its last ROM_TAIL lines in LUTs (ROM_TAIL_FILE), the others in block RAM (hqflow_weight_rom.v);
 // LIF tables: LIF_LANES channels a line (memfiles.lif_tables). ULTRA 1: the line buffer's rows in UltraRAM.
 module hqflow_stream_wlif #(
@@ -69,15 +71,15 @@ module hqflow_stream_wlif #(
     localparam integer XB = (W > 1) ? $clog2(W) : 1;
     localparam integer CB = (C > 1) ? $clog2(C) : 1;
     localparam integer KB = (K > 1) ? $clog2(K) : 1;
-    localparam integer M_C = K * K * G;             // ROM lines from channel c to c + 1
-    localparam integer M_I = K * G;                 // from row i to i + 1
+    localparam integer M_I = K * G * C;             // ROM lines from window row i to i + 1
+    localparam integer CNB = $clog2(C + 1);         // a pixel's count of nonzero elements: 0 .. C
     localparam integer NB = $clog2(P + 1);
     localparam integer L = LIF_LANES;
     localparam integer M = P / LIF_LANES;
     localparam integer TA = G * M > 1 ? $clog2(G * M) : 1;
     // counter widths: each the bits of its range (no 32-bit loop counters: they cost LUTs and FFs)
     localparam integer XOB = WO > 1 ? $clog2(WO) : 1;                  // xo: 0 .. WO - 1
-    localparam integer JRB = $clog2(K * G + 1);                        // j_row: 0 .. (K - 1) G
+    localparam integer JRB = $clog2(K * G * C + 1);                    // j_row: 0 .. ((K - 1) G + G - 1) C
     localparam integer XIB = $clog2(W + 2 * PAD + 1) + 1;              // xi (signed): -PAD .. W + PAD
     localparam integer COB = $clog2((W + 2 * PAD + 1) * C + 1) + 1;    // col, xbase (signed): xi * C
     localparam integer TB = $clog2(T + 1);                             // t: 0 .. T - 1
@@ -104,93 +106,88 @@ module hqflow_stream_wlif #(
     reg  next_row;
     reg  m_rd_en;
     reg  [XB-1:0] m_rd_addr;
-    wire [K*C-1:0] masks;
-    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(1), .PAD(PAD), .EB(EB), .MASK(1), .ULTRA(ULTRA)) window (
+    wire [K*CNB-1:0] counts;
+    reg  l_rd_en;
+    reg  [AB-1:0] l_rd_addr;
+    wire [K*CB-1:0] entries;
+    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(1), .PAD(PAD), .EB(EB), .LIST(1), .ULTRA(ULTRA)) window (
         .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
         .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
-.rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(m_rd_en), .m_rd_addr(m_rd_addr),
-        .m_rows(masks));
+        .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(m_rd_en), .m_rd_addr(m_rd_addr),
+        .m_counts(counts), .l_rd_en(l_rd_en), .l_rd_addr(l_rd_addr), .l_rows(entries));
 
     // ---- loop counters (running offsets; constant products as shifts and adds: no multiplier) ----
     reg [XOB-1:0] xo;                   // the output pixel of the row
     reg [GA-1:0] g;                     // the lane group
     reg [KB-1:0] j;                     // the window column
-    reg [JRB-1:0] j_row;                // j * G
+    reg [JRB-1:0] j_row;                // (j G + g) C: the ROM lines of the column and group
+    reg [JRB-1:0] g_c;                  // g C
     reg signed [XIB-1:0] xi;            // the column's input x
     reg signed [COB-1:0] col;           // xi * C
     reg signed [COB-1:0] xbase;         // (xo - PAD) * C
     wire col_ok = xi >= 0 && xi < W;
     reg [K-1:0] row_live;               // rows of the window inside the image (set per output row)
 
-    // the pending nonzero elements of the column, in chunks of CW mask bits: chunk ch = i NCR + r holds
-    // row i's elements c = r CW .. r CW + CW - 1 (the bits past C stay 0). The lowest pending element
-    // goes next: the lowest nonzero chunk (`first`, one-hot) and, in parallel in every chunk, its lowest
-    // bit (`lows`: its index; `rest`: the chunk without it); an AND-OR over the chunks picks the first's.
-    // Pipeline of an element (cycle n: S_ACC picks it from the registered `pend`):
-    //   n      the pick (chunk-wide priorities) -> p_* registers; pend loses the element
-    //   n + 1  read addresses p_col + p_c (line buffer), p_rom + p_c M_C + p_jg (ROM): one add each
+    // The column's nonzero elements, row by row: `rows_left` the rows after the current one that have
+    // some, `cur_i` the current row, `rem` its elements after the current one, `l_ptr` the current
+    // element's list entry x*C + e. The list read of an element is issued the cycle before its pick.
+    // Pipeline of an element (cycle n: S_ACC picks it, its channel just out of the list RAM):
+    //   n      the pick (i, c) -> p_* registers; the next element's list read
+    //   n + 1  read addresses p_col + p_c (line buffer), p_base + p_jg + p_c (ROM): one add each
     //   n + 2  the element and the P codes out of the RAMs -> products -> acc (or, handing over, lacc)
-    localparam integer CW = C < 16 ? C : 16;
-    localparam integer NCR = (C + CW - 1) / CW;
-    localparam integer NCH = K * NCR;
-    localparam integer CWB = CW > 1 ? $clog2(CW) : 1;
-    localparam integer NRB = NCR > 1 ? $clog2(NCR) : 1;
-    localparam integer PB = C > 1 ? $clog2(C) : 1;
-    reg  [NCH*CW-1:0] pend;
-    wire [NCH-1:0] flags, single;       // chunk fc has pending elements; exactly one
-    wire [NCH*CW-1:0] rest;             // each chunk without its lowest element
-    wire [NCH*CWB-1:0] lows;            // the index of each chunk's lowest element
-    genvar fc;
-    generate
-        for (fc = 0; fc < NCH; fc = fc + 1) begin : flag
-            wire [CW-1:0] pc = pend[fc*CW +: CW];
-            wire [CW-1:0] low = pc & (~pc + 1'b1);
-            reg [CWB-1:0] idx;          // (the OR of a one-hot over the indices with that bit set)
-            integer fb;
-            always @* begin
-                idx = 0;
-                for (fb = 0; fb < CW; fb = fb + 1) if (low[fb]) idx = idx | fb;
-            end
-            assign flags[fc] = |pc;
-            assign rest[fc*CW +: CW] = pc & ~low;
-            assign single[fc] = (pc & ~low) == 0;
-            assign lows[fc*CWB +: CWB] = idx;
-        end
-    endgenerate
-    wire [NCH-1:0] first = flags & (~flags + 1'b1);
-    // the last pick: at most one chunk pending, and that one with a single element (no `first` on the way)
-    wire last_pick = (flags & (flags - 1'b1)) == 0 && (flags & ~single) == 0;
-    // the pick (i, c = r CW + b) and its ROM row offset (c M_C + i M_I without b's share): each the
-    // AND-OR of the chunks' constants (CW is 16, a power of two, whenever NCR > 1: r CW | b = r CW + b)
-    reg [KB-1:0] pick_i;
-    reg [PB-1:0] pick_c;
-    reg [CWB-1:0] pick_b;
-    reg [RA-1:0] pick_rom;
-    integer fh;
+    reg  [K*CNB-1:0] cnt;               // the column's counts (row i in bits [i*CNB, +CNB)), taken in LOAD
+    reg  [K-1:0] rows_left;
+    reg  [KB-1:0] cur_i;
+    reg  [CNB-1:0] rem;
+    reg  [AB-1:0] l_ptr;
+    // LOAD: each row's count (none in the padding), the rows with elements, the first of them and its count
+    reg  [K*CNB-1:0] load_cnt;
+    reg  [K-1:0] load_rows;
+    reg  [KB-1:0] load_i;
+    reg  [CNB-1:0] load_n;
+    // ACC: the next row with elements (the lowest of rows_left) and its count
+    reg  [KB-1:0] next_i;
+    reg  [CNB-1:0] next_n;
+    integer li;
     always @* begin
-        pick_i = 0; pick_c = 0; pick_b = 0; pick_rom = 0;
-        for (fh = 0; fh < NCH; fh = fh + 1) if (first[fh]) begin
-            pick_i = pick_i | fh / NCR;
-            pick_c = pick_c | (fh % NCR) * CW | lows[fh*CWB +: CWB];
-            pick_b = pick_b | lows[fh*CWB +: CWB];
-            pick_rom = pick_rom | ((fh % NCR) * CW * M_C + (fh / NCR) * M_I);
+        load_rows = 0; load_i = 0; load_n = 0; next_i = 0; next_n = 0;
+        for (li = 0; li < K; li = li + 1) begin
+            load_cnt[li*CNB +: CNB] = col_ok && row_live[li] ? counts[li*CNB +: CNB] : {CNB{1'b0}};
+            load_rows[li] = load_cnt[li*CNB +: CNB] != 0;
         end
+        for (li = K - 1; li >= 0; li = li - 1) begin
+            if (load_rows[li]) begin load_i = li; load_n = load_cnt[li*CNB +: CNB]; end
+            if (rows_left[li]) begin next_i = li; next_n = cnt[li*CNB +: CNB]; end
+        end
+    end
+    wire in_row = rem != 0;             // the current row has more elements
+    wire last_pick = !in_row && rows_left == 0;
+    reg  [CB-1:0] pick_c;               // the current element's channel: row cur_i's list entry
+    integer lr;
+    always @* begin
+        pick_c = entries[CB-1:0];
+        for (lr = 1; lr < K; lr = lr + 1) if (cur_i == lr) pick_c = entries[lr*CB +: CB];
+    end
+    // the list reads: LOAD the columns' first entries; ACC the next element's (the next in the row, or
+    // the first of the next row with elements)
+    always @* begin
+        l_rd_en = state == S_LOAD || (state == S_ACC && !last_pick);
+        l_rd_addr = state == S_ACC && in_row ? l_ptr + 1'b1 : col[AB-1:0];
     end
     reg p_valid;                        // the pick stage's registers (cycle n + 1)
     reg [KB-1:0] p_i;
-    reg [PB-1:0] p_c;
-    reg [CWB-1:0] p_b;
-    reg [RA-1:0] p_rom, p_jg;           // the pick's ROM row offset; j * G + g of its column and group
+    reg [CB-1:0] p_c;
+    reg [RA-1:0] p_base, p_jg;          // i M_I (a table of the K values); (j G + g) C
     reg signed [COB-1:0] p_col;         // its column's element offset xi * C
-    reg [RA-1:0] b_rom;                 // p_b * M_C (a table of the CW values: no adder chain)
+    reg [RA-1:0] i_base;
     integer fv;
     always @* begin
-        b_rom = 0;
-        for (fv = 0; fv < CW; fv = fv + 1) if (p_b == fv) b_rom = fv * M_C;
+        i_base = 0;
+        for (fv = 1; fv < K; fv = fv + 1) if (cur_i == fv) i_base = fv * M_I;
     end
 
     // ---- ROM, lanes, accumulators ------------------------------------------------------------------
-    wire [RA-1:0] rom_addr = p_rom + b_rom + p_jg;
+    wire [RA-1:0] rom_addr = p_base + p_jg + p_c;
     wire [P*BITS-1:0] codes;            // the group's P codes: one ROM line
     hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE), .TAIL(ROM_TAIL),
                         .TAIL_FILE(ROM_TAIL_FILE)) rom (.clk(clk), .addr(rom_addr), .q(codes));
@@ -322,7 +319,7 @@ module hqflow_stream_wlif #(
         next_row <= 0;
         m_rd_en <= 0;
         p_valid <= issue;                   // the pick (n) -> its reads (n + 1) -> the data (n + 2)
-        p_i <= pick_i; p_c <= pick_c; p_b <= pick_b; p_rom <= pick_rom; p_jg <= j_row + g; p_col <= col;
+        p_i <= cur_i; p_c <= pick_c; p_base <= i_base; p_jg <= j_row; p_col <= col;
         d_valid <= p_valid;
         d_i <= p_i;
         if (m_tvalid && m_tready) begin
@@ -332,22 +329,28 @@ module hqflow_stream_wlif #(
         case (state)
             S_ROW: if (row_ok && !next_row) begin   // (next_row: the window moves at this edge)
                 for (ri = 0; ri < K; ri = ri + 1) row_live[ri] <= top_row + ri >= 0 && top_row + ri < H;
-                xo <= 0; g <= 0; tab_base <= 0;
+                xo <= 0; g <= 0; g_c <= 0; tab_base <= 0;
                 xbase <= -PAD * C;
                 state <= S_MASK;
-                start_column(0, -PAD, -PAD * C);
+                start_column(0, -PAD, -PAD * C, 0);
             end
-            S_MASK: state <= S_LOAD;          // the masks of column j arrive
-            S_LOAD: begin
-                pend <= 0;
-                for (ri = 0; ri < K; ri = ri + 1)
-                    if (col_ok && row_live[ri])
-                        for (rc = 0; rc < C; rc = rc + 1) pend[(ri*NCR + rc/CW)*CW + rc%CW] <= masks[ri*C + rc];
-                if (col_ok && |(masks & live_rows(row_live))) state <= S_ACC;
+            S_MASK: state <= S_LOAD;          // the counts of column j arrive
+            S_LOAD: begin                     // (the first entries' list read goes out)
+                cnt <= load_cnt;
+                l_ptr <= col[AB-1:0];
+                cur_i <= load_i;
+                rem <= load_n - 1'b1;
+                rows_left <= load_rows & ~(1 << load_i);
+                if (load_rows != 0) state <= S_ACC;
                 else next_column;
             end
-            S_ACC: begin                        // issue the lowest pending element (its read is combinational)
-                for (rc = 0; rc < NCH; rc = rc + 1) if (first[rc]) pend[rc*CW +: CW] <= rest[rc*CW +: CW];
+            S_ACC: begin                      // pick the current element; the next one's entry is read
+                if (in_row) begin
+                    rem <= rem - 1'b1; l_ptr <= l_ptr + 1'b1;
+                end else begin
+                    cur_i <= next_i; rem <= next_n - 1'b1; l_ptr <= col[AB-1:0];
+                    rows_left <= rows_left & ~(1 << next_i);
+                end
                 if (last_pick) next_column;
             end
             S_DRAIN: state <= S_HAND;
@@ -357,15 +360,15 @@ module hqflow_stream_wlif #(
                 lstate <= L_RUN; t <= 0; k <= 0; c <= 1;
                 ltab <= tab_base; l_lastg <= g == G - 1; l_last <= g == G - 1 && last_px && last_row;
                 if (g != G - 1) begin       // the next lane group of this pixel
-                    g <= g + 1; tab_base <= tab_base + M;
+                    g <= g + 1; g_c <= g_c + C; tab_base <= tab_base + M;
                     state <= S_MASK;
-                    start_column(0, xo - PAD, xbase);
+                    start_column(0, xo - PAD, xbase, g_c + C);
                 end else begin
-                    g <= 0; tab_base <= 0;
+                    g <= 0; g_c <= 0; tab_base <= 0;
                     if (!last_px) begin     // the next pixel of this row
                         xo <= xo + 1; xbase <= xbase + C;
                         state <= S_MASK;
-                        start_column(0, xo + 1 - PAD, xbase + C);
+                        start_column(0, xo + 1 - PAD, xbase + C, 0);
                     end else state <= S_FLUSH;  // the row is done once its last group's LIF is
                 end
             end
@@ -394,10 +397,12 @@ module hqflow_stream_wlif #(
             next_row <= 0;
         end
     end
-    // column j of the window at input x = x_in (its element offset x_in * C = col_in): read its masks
-    task start_column(input [KB-1:0] j_in, input signed [XIB-1:0] x_in, input signed [COB-1:0] col_in);
+    // column j of the window at input x = x_in (its element offset x_in * C = col_in) for the group whose
+    // g C is gc_in: read its counts
+    task start_column(input [KB-1:0] j_in, input signed [XIB-1:0] x_in, input signed [COB-1:0] col_in,
+                      input [JRB-1:0] gc_in);
         begin
-            j <= j_in; j_row <= times(j_in, G); xi <= x_in; col <= col_in;
+            j <= j_in; j_row <= times(j_in, G * C) + gc_in; xi <= x_in; col <= col_in;
             m_rd_en <= 1; m_rd_addr <= x_in;
         end
     endtask
@@ -407,15 +412,10 @@ module hqflow_stream_wlif #(
         begin
             if (j != K - 1) begin
                 state <= S_MASK;
-                start_column(j + 1, xi + 1, col + C);
+                start_column(j + 1, xi + 1, col + C, g_c);
             end else state <= S_DRAIN;
         end
     endtask
-
-    function [K*C-1:0] live_rows(input [K-1:0] live_r);
-        integer k;
-        for (k = 0; k < K * C; k = k + 1) live_rows[k] = live_r[k / C];
-    endfunction
 
     // v * M for a constant M, as shifts and adds (no multiplier cell for synthesis to map to a DSP)
     function [31:0] times(input [31:0] v, input integer m);

@@ -14,12 +14,16 @@
 // (max(0, top_row)) and belongs to this image.
 // Read port: rd_addr = x*C + c (an element of a row), rd_en; one cycle later rd_rows holds the element
 // of rows top_row + i, i = 0..K-1, in bits [i*EB, (i+1)*EB) (held while rd_en is low).
-// With MASK = 1 the buffer also keeps, per pixel of each row, the C-bit mask of its nonzero elements
-// (bit c: element c is not all zero), written as the pixel's last channel arrives, and reads the masks
-// of the K rows of a column: m_rd_addr = x, one cycle after m_rd_en, m_rows bits [i*C, (i+1)*C) are
-// row top_row + i's (the consumer skips the zero elements: event-driven at the word level).
+// With LIST = 1 the buffer also keeps, per pixel of each row, the list of its nonzero elements (nonzero
+// at some step): their channels c, ascending, at x*C .. x*C + n - 1 of the row slot's list bank, and
+// n (0 .. C) at x of its count bank, written as the elements arrive (the count with the pixel's last
+// channel). Reads: m_rd_addr = x -> one cycle after m_rd_en, m_counts bits [i*NB, (i+1)*NB) hold row
+// top_row + i's count; l_rd_addr = x*C + e -> one cycle after l_rd_en, l_rows bits [i*CB, (i+1)*CB)
+// hold entry e of row top_row + i's list (the consumer visits only the nonzero elements: event-driven
+// at the word level, with no per-channel logic: a count, a pointer and a small RAM a row).
 // Parameters: H, W, C the input, K the window, S the stride, PAD the zero padding, EB element bits,
-// ULTRA 1: the row banks in UltraRAM (hqflow_ram.v; the masks stay the synthesis tool's choice).
+// ULTRA 1: the row banks in UltraRAM (hqflow_ram.v); the lists and counts in LUT RAM (a list is narrow:
+// block RAM would hold a few hundred bits of it).
 module hqflow_window #(
     parameter integer H = 4,
     parameter integer W = 4,
@@ -28,10 +32,12 @@ module hqflow_window #(
     parameter integer S = 1,
     parameter integer PAD = 1,
     parameter integer EB = 1,
-    parameter integer MASK = 0,
+    parameter integer LIST = 0,
     parameter integer ULTRA = 0,
     parameter integer AB = (W * C > 1) ? $clog2(W * C) : 1,
-    parameter integer XB = (W > 1) ? $clog2(W) : 1
+    parameter integer XB = (W > 1) ? $clog2(W) : 1,
+    parameter integer CB = (C > 1) ? $clog2(C) : 1,
+    parameter integer NB = $clog2(C + 1)
 ) (
     input  wire                  clk,
     input  wire                  rst,
@@ -46,7 +52,10 @@ module hqflow_window #(
     output reg  [K*EB-1:0]       rd_rows,
     input  wire                  m_rd_en,
     input  wire [XB-1:0]         m_rd_addr,
-    output reg  [K*C-1:0]        m_rows
+    output reg  [K*NB-1:0]       m_counts,
+    input  wire                  l_rd_en,
+    input  wire [AB-1:0]         l_rd_addr,
+    output reg  [K*CB-1:0]       l_rows
 );
     localparam integer SLOTS = K + S;
     localparam integer ROW = W * C;
@@ -130,44 +139,57 @@ module hqflow_window #(
                 if (top_slot_d + i == s || top_slot_d + i == s + SLOTS) rd_rows[i*EB +: EB] = bank_q[s*EB +: EB];
     end
 
-    // the nonzero masks: one C-bit word a pixel, per row slot
+    // the lists of nonzero elements and their counts, per row slot
     generate
-        if (MASK != 0) begin : masks
-            localparam integer CB = C > 1 ? $clog2(C) : 1;
+        if (LIST != 0) begin : lists
             reg [CB-1:0] in_c;              // the channel of the next element
             reg [XB-1:0] in_x;              // its pixel
-            reg [C-1:0] building;           // the pixel's mask so far
-            wire [C-1:0] one = 1;
-            wire [C-1:0] full = building | (|s_tdata ? one << in_c : {C{1'b0}});
-            wire [SLOTS*C-1:0] mask_q;
-            reg [SB-1:0] m_slot_d;
+            reg [NB-1:0] in_n;              // the pixel's nonzero elements so far
+            reg [AB:0] l_wptr;              // x*C + in_n: the list entry of the next nonzero element
+            reg [AB:0] px_next;             // (x + 1)*C: the next pixel's first entry
+            wire nz = |s_tdata;
+            wire px_end = in_c == C - 1;
             always @(posedge clk) begin
-                if (rst) begin in_c <= 0; in_x <= 0; building <= 0; end
-                else begin
-                    if (take) begin
-                        if (in_c == C - 1) begin
-                            in_c <= 0; building <= 0;
-                            in_x <= in_x == W - 1 ? 0 : in_x + 1'b1;
-                        end else begin in_c <= in_c + 1'b1; building <= full; end
+                if (take) begin
+                    if (px_end) begin
+                        in_c <= 0; in_n <= 0;
+                        if (in_x == W - 1) begin in_x <= 0; l_wptr <= 0; px_next <= C; end
+                        else begin in_x <= in_x + 1'b1; l_wptr <= px_next; px_next <= px_next + C; end
+                    end else begin
+                        in_c <= in_c + 1'b1;
+                        if (nz) begin in_n <= in_n + 1'b1; l_wptr <= l_wptr + 1'b1; end
                     end
-                    if (next_row && yo == HO - 1) begin in_c <= 0; in_x <= 0; building <= 0; end
                 end
-                if (m_rd_en) m_slot_d <= top_slot;
+                if (rst || (next_row && yo == HO - 1)) begin
+                    in_c <= 0; in_x <= 0; in_n <= 0; l_wptr <= 0; px_next <= C;
+                end
             end
-            for (b = 0; b < SLOTS; b = b + 1) begin : mbank
-                hqflow_ram #(.WIDTH(C), .DEPTH(W), .ADDR_BITS(XB)) ram (
-                    .clk(clk), .we(take && in_slot == b && in_c == C - 1), .waddr(in_x), .wdata(full),
-                    .re(m_rd_en), .raddr(m_rd_addr), .rdata(mask_q[b*C +: C]));
+            wire [SLOTS*NB-1:0] count_q;
+            wire [SLOTS*CB-1:0] list_q;
+            reg [SB-1:0] m_slot_d, l_slot_d;
+            always @(posedge clk) begin
+                if (m_rd_en) m_slot_d <= top_slot;
+                if (l_rd_en) l_slot_d <= top_slot;
+            end
+            for (b = 0; b < SLOTS; b = b + 1) begin : lbank
+                hqflow_ram #(.WIDTH(CB), .DEPTH(ROW), .ADDR_BITS(AB), .DISTRIBUTED(1)) list (
+                    .clk(clk), .we(take && nz && in_slot == b), .waddr(l_wptr[AB-1:0]), .wdata(in_c),
+                    .re(l_rd_en), .raddr(l_rd_addr), .rdata(list_q[b*CB +: CB]));
+                hqflow_ram #(.WIDTH(NB), .DEPTH(W), .ADDR_BITS(XB), .DISTRIBUTED(1)) count (
+                    .clk(clk), .we(take && px_end && in_slot == b), .waddr(in_x), .wdata(in_n + nz),
+                    .re(m_rd_en), .raddr(m_rd_addr), .rdata(count_q[b*NB +: NB]));
             end
             integer mi, ms;
-            always @* begin
-                m_rows = 0;
+            always @* begin                 // row i of the window is in slot (slot at the read + i) mod SLOTS
+                m_counts = 0; l_rows = 0;
                 for (mi = 0; mi < K; mi = mi + 1)
-                    for (ms = 0; ms < SLOTS; ms = ms + 1)
-                        if (m_slot_d + mi == ms || m_slot_d + mi == ms + SLOTS) m_rows[mi*C +: C] = mask_q[ms*C +: C];
+                    for (ms = 0; ms < SLOTS; ms = ms + 1) begin
+                        if (m_slot_d + mi == ms || m_slot_d + mi == ms + SLOTS) m_counts[mi*NB +: NB] = count_q[ms*NB +: NB];
+                        if (l_slot_d + mi == ms || l_slot_d + mi == ms + SLOTS) l_rows[mi*CB +: CB] = list_q[ms*CB +: CB];
+                    end
             end
-        end else begin : no_masks
-            always @* m_rows = 0;
+        end else begin : no_lists
+            always @* begin m_counts = 0; l_rows = 0; end
         end
     endgenerate
 endmodule
