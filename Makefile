@@ -89,10 +89,10 @@ synth: venv hw-tools
 	$(VENV)/bin/hqflow synth $(RTL_EXPORT)
 
 # The demo's streaming top folded for a Lattice ECP5-85F (ECP5_FOLD; the default folding needs more LUT4s
-# than its 83,640; every ROM line in block RAM: this build runs short of LUT4s, not of DP16KDs), exported
-# from the demo's QAT run (made by `make demo` if it is missing).
+# than its 83,640; the small memories in block RAM: an ECP5's LUT RAM is 16 words deep, and this build
+# runs short of LUT4s, not of DP16KDs), exported from the demo's QAT run (made by `make demo` if missing).
 ECP5_EXPORT ?= $(OUT)/l$(LAMBDA)-ecp5
-ECP5_FOLD   ?= --lanes 16 --rom-tails block
+ECP5_FOLD   ?= --lanes 16 --memory-style block
 BOARD       ?= ulx3s-85f
 $(ECP5_EXPORT)/rtl/top.json:
 	@test -f $(RUNS)/l$(LAMBDA)/qat/checkpoint.pt || $(MAKE) demo

@@ -2,7 +2,7 @@
 
 The split ROM reads every line as the whole one does (Verilator, each address); the rule splits where
 the tail's LUTs cost less than the block RAM it frees (and never a ROM that fills its blocks); the
-estimate counts the head's block RAM and the tail's LUTs; an export with `--rom-tails block` has none.
+estimate counts the head's block RAM and the tail's LUTs; an export with `--memory-style block` has none.
 """
 
 from __future__ import annotations

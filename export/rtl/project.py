@@ -50,7 +50,7 @@ LABELS = "data/labels.txt"  # the test samples' labels (not needed by the testbe
 
 
 ARCHS = ("stream", "sequential")
-ROM_TAILS = ("lut", "block")  # where a weight ROM's last lines go (RtlOptions.rom_tails)
+MEMORY_STYLES = ("lut", "block")  # where the small memories go (RtlOptions.memory_style)
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,17 @@ class RtlOptions:
     its channel count divides (None: 8); for "stream" the upper bound of the folding (None: 64).
     target_fps: the stream folding's target frame rate at clock_mhz (None: the fastest the lanes
     allow). part and clock_mhz: the target of the synthesis (its Yosys family) and of the latency
-    figures. rom_tails (stream): "lut", each weight ROM's last lines in LUTs where that costs less than
-    the block RAM they would mostly leave empty (hqflow.resources.rom_tail); "block", every line in block
-    RAM (where LUTs run short before block RAM: the demo on an ECP5-85F, whose LUT4s a ROM's tail takes
-    more of: fc1's 128 lines 448 LUT4 on an ECP5, 192 LUT6 on an xc7)."""
+    figures. memory_style (stream): "lut" (LUT6 parts), each weight ROM's last lines in LUTs where that
+    costs less than the block RAM they would mostly leave empty (hqflow.resources.rom_tail), and the line
+    buffers' lists of nonzero elements in LUT RAM; "block", both in block RAM (LUT4 parts such as the
+    ECP5: its LUT RAM is 16 words deep, a 576-entry list a tree of them, and fc1's ROM tail of 128
+    lines takes 448 LUT4 against 192 LUT6 on an xc7)."""
     lanes: int | None = None
     part: str = DEFAULT_PART
     clock_mhz: float = DEFAULT_CLOCK_MHZ
     arch: str = "stream"
     target_fps: float | None = None
-    rom_tails: str = "lut"
+    memory_style: str = "lut"
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -79,8 +80,8 @@ class RtlOptions:
         if self.lanes is not None and not 1 <= self.lanes <= most:
             raise UserError(f"--lanes {self.lanes}: expected 1 to {most} (--arch {self.arch})")
         family_of(self.part)  # an unknown part is an error here, not at synthesis
-        if self.rom_tails not in ROM_TAILS:
-            raise UserError(f"--rom-tails {self.rom_tails!r}: expected one of {', '.join(ROM_TAILS)}")
+        if self.memory_style not in MEMORY_STYLES:
+            raise UserError(f"--memory-style {self.memory_style!r}: expected one of {', '.join(MEMORY_STYLES)}")
         if not (math.isfinite(self.clock_mhz) and self.clock_mhz > 0):
             raise UserError(f"--clock-mhz {self.clock_mhz}: expected a finite number > 0")
         if self.target_fps is not None:

@@ -196,12 +196,13 @@ def fold(graph: DeployGraph, lanes: int, target_interval: int | None = None,
 
 def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None = None,
                 nnz: dict[str, np.ndarray] | None = None, files: bool = True, ultra: frozenset[str] = frozenset(),
-                rom_tails: bool = True) -> Schedule:
+                lut_memories: bool = True) -> Schedule:
     """The streaming pipeline of `graph`: cores (folded: `fold`, for the input rates `nnz`), streams,
     forks and FIFOs. A core's `cycles`: its formula at those rates (rounded up), the worst case without.
     files=False leaves the cores' memory files out (a schedule to estimate, not to render). `ultra`: the
-    nodes whose large RAMs go to UltraRAM (their ops' ULTRA parameter). rom_tails=False: every weight ROM
-    line in block RAM (the ops that take `rom_tails`; True: their last lines in LUTs where cheaper)."""
+    nodes whose large RAMs go to UltraRAM (their ops' ULTRA parameter). lut_memories (the ops that take
+    it): a weight ROM's last lines in LUTs where cheaper and the lists of nonzero elements in LUT RAM;
+    False: both in block RAM (LUT4 parts)."""
     streams, of = _node_streams(graph)
     nnz = nnz or {}
     folding, target = fold(graph, lanes, target_interval, nnz)
@@ -241,7 +242,7 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
         if not op.has_core:
             continue
         inputs = [streams[of[src]] for src in node.inputs]
-        choices = {"rom_tails": rom_tails} if op.rom_tails else {}
+        choices = {"lut_memories": lut_memories} if op.lut_memories else {}
         if files:
             built = op.build(graph, node, inputs, folding.get(node.name, 0), **choices)
         else:
@@ -267,7 +268,7 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
 
 
 def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz: dict[str, np.ndarray] | None,
-                place, rom_tails: bool = True) -> tuple[Schedule, bool]:
+                place, lut_memories: bool = True) -> tuple[Schedule, bool]:
     """The fastest schedule that fits, folded no faster than `target_interval` / `lanes` allow.
     `place(schedule)` (a schedule without files) = (the nodes whose large RAMs go to UltraRAM, whether it
     then fits): the resource estimate against a device. The target interval is raised, by bisection over
@@ -276,13 +277,13 @@ def plan_to_fit(graph: DeployGraph, lanes: int, target_interval: int | None, nnz
     fit (a memory that lanes do not change, such as the weight ROMs, is too large), folding slower gains
     nothing: the first schedule is returned, with its placement, and False."""
     def fits(target: int | None) -> bool:
-        return place(plan_stream(graph, lanes, target, nnz, files=False, rom_tails=rom_tails))[1]
+        return place(plan_stream(graph, lanes, target, nnz, files=False, lut_memories=lut_memories))[1]
 
     def planned(target: int | None, fitted: bool) -> tuple[Schedule, bool]:
-        ultra, _ = place(plan_stream(graph, lanes, target, nnz, files=False, rom_tails=rom_tails))
-        return plan_stream(graph, lanes, target, nnz, ultra=ultra, rom_tails=rom_tails), fitted
+        ultra, _ = place(plan_stream(graph, lanes, target, nnz, files=False, lut_memories=lut_memories))
+        return plan_stream(graph, lanes, target, nnz, ultra=ultra, lut_memories=lut_memories), fitted
 
-    first = plan_stream(graph, lanes, target_interval, nnz, files=False, rom_tails=rom_tails)
+    first = plan_stream(graph, lanes, target_interval, nnz, files=False, lut_memories=lut_memories)
     if place(first)[1]:
         return planned(target_interval, True)
     choices, _ = lane_cycles(graph, lanes, nnz)

@@ -73,7 +73,7 @@ class StreamOp:
     barrier = False  # it emits its whole output only after its whole input (a FIFO decouples its consumer)
     joins = False  # it joins two streams that a whole map may separate (a fork branch into it gets a FIFO)
     ultra_ram = False  # its Verilog takes ULTRA: 1 puts its large RAMs (the `ultra` memories) in UltraRAM
-    rom_tails = False  # its build and params take rom_tails: its weight ROM's last lines in LUTs where cheaper
+    lut_memories = False  # its build and params take lut_memories (its small memories in LUTs: plan_stream)
     frame = False  # the top's input: its stream is in_tvalid / in_tdata, [C, H, W] frames
     alias = False  # no core and no stream of its own: its stream is its input's (the identity)
     logits = False  # the top's output: the last core, streaming the logits, no node stream

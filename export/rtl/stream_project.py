@@ -60,7 +60,7 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
     place, estimate = part_fit(options)
     schedule, fitted = stream.plan_to_fit(graph, options.lanes or stream.DEFAULT_LANES, _target(options),
                                           {name: np.mean(n, axis=0) for name, n in work.items()}, place,
-                                          rom_tails=options.rom_tails == "lut")
+                                          lut_memories=options.memory_style == "lut")
     for core in schedule.cores:
         for name, text in core.files.items():
             atomic_text(out / "mem" / name, text)

@@ -26,9 +26,9 @@ class WeightedLif(StreamOp):
 
     module = "hqflow_stream_wlif"
     ultra_ram = True
-    rom_tails = True
+    lut_memories = True
     lut_terms = ("fixed", "acc", "lif", "membrane", "words", "window", "decode", "products", "select")
-    ff_terms = ("fixed", "registers", "window")  # the datapath's register bits counted; the masks
+    ff_terms = ("fixed", "registers", "window")  # the datapath's register bits counted; the list walk
 
     def _geometry(self, graph: DeployGraph, node: Node) -> dict:
         """H, W, C of its input image, O outputs, K the window, PAD its padding."""
@@ -47,9 +47,10 @@ class WeightedLif(StreamOp):
         powers = [1 << b for b in range(min(lanes, MAX_STREAM_LANES).bit_length()) if 1 << b <= lanes]
         return [p for p in powers if p < outputs] + [p for p in powers if p >= outputs][:1]
 
-    def params(self, graph, node, inputs, lanes, rom_tails: bool = True):
-        """Its Verilog parameters; ROM_TAIL (rom_tails): the weight ROM's last lines held in LUTs, where
-        hqflow.resources.rom_tail finds that cheaper than the block RAM they would take (0: none)."""
+    def params(self, graph, node, inputs, lanes, lut_memories: bool = True):
+        """Its Verilog parameters; with lut_memories, ROM_TAIL: the weight ROM's last lines held in LUTs,
+        where hqflow.resources.rom_tail finds that cheaper than the block RAM they would take (0: none),
+        and LIST_LUTRAM 1: the line buffer's lists of nonzero elements in LUT RAM."""
         fmt = numerics.Candidate.parse(node.attrs["format"])
         x_bits = value_bits(node.attrs["x_max"])
         if inputs and inputs[0].bits > x_bits:
@@ -66,13 +67,14 @@ class WeightedLif(StreamOp):
         for key, file in (("ROM", "weights"), ("BIAS", "bias"), ("THR", "thr"), ("SIGN", "sign")):
             params[f"{key}_FILE"] = f'"mem/{name}_{file}.mem"'
         rom = self.memories(params)[0]
-        params["ROM_TAIL"] = rom_tail(rom.width, rom.depth, memory_table()) if rom_tails else 0
+        params["ROM_TAIL"] = rom_tail(rom.width, rom.depth, memory_table()) if lut_memories else 0
+        params["LIST_LUTRAM"] = int(lut_memories)
         if params["ROM_TAIL"]:
             params["ROM_TAIL_FILE"] = f'"mem/{name}_weights_tail.mem"'
         return params
 
-    def build(self, graph, node, inputs, lanes, rom_tails: bool = True):
-        params = self.params(graph, node, inputs, lanes, rom_tails)
+    def build(self, graph, node, inputs, lanes, lut_memories: bool = True):
+        params = self.params(graph, node, inputs, lanes, lut_memories)
         name = ident(node.name)
         lanes, lif_lanes = params["P"], params["LIF_LANES"]
         lines = memfiles.group_lines(graph, node, lanes)[0].splitlines(keepends=True)
@@ -129,7 +131,8 @@ class WeightedLif(StreamOp):
     def terms(self, params):
         """accumulators (P x T x ACC: adder and register, the LIF unit's copy and its chunk multiplexer),
         the LIF (LIF_LANES x V: charge, fire, reset), the membranes (P x V), the spike words (P x T: the
-        group's and the output bank), the pending masks and the pick (K x C), the lanes' weight decode
+        group's and the output bank), the walk over the column's lists (K rows of counts and list
+        entries, clog2(C + 1) bits each: their registers and multiplexers), the lanes' weight decode
         (P x BITS) and, for multi-bit inputs that stay out of DSP48s, the products in LUTs
         (P x T x X_BITS x BITS) or the 0 / w / 2 w selects (P x T x ACC); for the FFs, the register bits
         of the datapath together (one coefficient: the terms above scale alike at a fixed T). P counts
@@ -140,7 +143,7 @@ class WeightedLif(StreamOp):
         in_luts = p["X_BITS"] > 1 and not select and not lane_dsp(p["SCHEME"], p["BITS"], p["X_BITS"])
         acc, membrane, words = lanes * p["T"] * p["ACC_BITS"], lanes * p["V_BITS"], lanes * p["T"]
         return {"fixed": 1.0, "acc": acc, "lif": min(p["LIF_LANES"], lanes) * p["V_BITS"],
-                "membrane": membrane, "words": words, "window": p["K"] * p["C"], "decode": lanes * p["BITS"],
+                "membrane": membrane, "words": words, "window": p["K"] * p["C"].bit_length(), "decode": lanes * p["BITS"],
                 "products": lanes * p["T"] * p["X_BITS"] * p["BITS"] if in_luts else 0.0,
                 "select": lanes * p["T"] * p["ACC_BITS"] if select else 0.0,
                 "registers": 2 * acc + membrane + 2 * words}  # both accumulators, membranes, words and bank

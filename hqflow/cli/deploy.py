@@ -45,13 +45,14 @@ from hqflow.errors import UserError
 @click.option("--target-fps", type=POSITIVE,
               help="rtl, stream: fold every core to the fewest lanes that reach this many inferences a second at "
                    "--clock-mhz (default: the fastest pipeline --lanes allows), or slower where --part needs it.")
-@click.option("--rom-tails", type=click.Choice(["lut", "block"]), default="lut", show_default=True,
-              help="rtl, stream: lut: a weight ROM's last lines in LUTs where that costs less than the block RAM "
-                   "they would mostly leave empty (fc1's 1,152 lines: 2 BRAM36 and 128 lines in LUTs, not 3); "
-                   "block: every line in block RAM (where LUTs run short first: the demo on an ECP5-85F).")
+@click.option("--memory-style", type=click.Choice(["lut", "block"]), default="lut", show_default=True,
+              help="rtl, stream: lut (LUT6 parts): a weight ROM's last lines in LUTs where that costs less than "
+                   "the block RAM they would mostly leave empty (fc1's 1,152 lines: 2 BRAM36 and 128 lines in "
+                   "LUTs, not 3), the lists of nonzero elements in LUT RAM; block: both in block RAM (LUT4 "
+                   "parts: the ECP5 of `hqflow pnr` and `hqflow bitstream`).")
 @click.option("--data-root", type=DATA_ROOT, help="hls, rtl: data set folder (not for digits-dvs).")
 def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor, name, part, clock_mhz, arch, lanes,
-               target_fps, rom_tails, data_root):
+               target_fps, memory_style, data_root):
     """Lower RUN (a finetuned or fp32 run) to the integer-only DeployGraph, and optionally HLS C++."""
     from hqflow.export.hls import HlsOptions
     from hqflow.export.lower import export
@@ -68,7 +69,7 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
         from hqflow.export.rtl.project import RtlOptions
 
         rtl_options = RtlOptions(lanes=lanes, part=part, clock_mhz=clock_mhz, arch=arch, target_fps=target_fps,
-                                 rom_tails=rom_tails)
+                                 memory_style=memory_style)
     graph, summary = export(run, out, target, force, tb_samples, trace_samples, data_root, options, rtl_options)
     click.echo(f"{out}: {len(graph.nodes)} nodes, {sum(t.nbytes for t in graph.tensors.values())} bytes of "
                f"integer tensors, T {graph.time_steps}")

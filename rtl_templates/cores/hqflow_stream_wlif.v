@@ -38,6 +38,7 @@
 // tap (c, i, j) for outputs g*P .. g*P + P - 1, exactly what a cycle reads (channels innermost: the
 // address of an element is a base per (i, j, g) plus its channel);
 // ROM_TAIL > 0: its last ROM_TAIL lines in LUTs (ROM_TAIL_FILE), the others in block RAM (hqflow_weight_rom.v);
+// LIST_LUTRAM 1: the line buffer's lists of nonzero elements in LUT RAM (0: the synthesis tool's choice);
 // LIF tables: LIF_LANES channels a line (memfiles.lif_tables). ULTRA 1: the line buffer's rows in UltraRAM.
 module hqflow_stream_wlif #(
     parameter integer H = 1, W = 1, C = 1, O = 1, K = 1, PAD = 0, P = 1,
@@ -45,7 +46,7 @@ module hqflow_stream_wlif #(
     parameter integer X_BITS = 1, X_MAX = (1 << X_BITS) - 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
     parameter integer LIF_LANES = P, ULTRA = 0,
     parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem",
-    parameter integer ROM_TAIL = 0, parameter ROM_TAIL_FILE = "weights_tail.mem"
+    parameter integer ROM_TAIL = 0, parameter ROM_TAIL_FILE = "weights_tail.mem", parameter integer LIST_LUTRAM = 1
 ) (
     input  wire              clk,
     input  wire              rst,
@@ -110,7 +111,8 @@ module hqflow_stream_wlif #(
     reg  l_rd_en;
     reg  [AB-1:0] l_rd_addr;
     wire [K*CB-1:0] entries;
-    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(1), .PAD(PAD), .EB(EB), .LIST(1), .ULTRA(ULTRA)) window (
+    hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(1), .PAD(PAD), .EB(EB), .LIST(1), .LIST_LUTRAM(LIST_LUTRAM),
+                    .ULTRA(ULTRA)) window (
         .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
         .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
         .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(m_rd_en), .m_rd_addr(m_rd_addr),
@@ -314,7 +316,7 @@ module hqflow_stream_wlif #(
         else if (d_valid) acc <= sums;
     end
 
-    integer p, ri, rc;
+    integer ri;
     always @(posedge clk) begin
         next_row <= 0;
         m_rd_en <= 0;

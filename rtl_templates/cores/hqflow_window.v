@@ -22,8 +22,9 @@
 // hold entry e of row top_row + i's list (the consumer visits only the nonzero elements: event-driven
 // at the word level, with no per-channel logic: a count, a pointer and a small RAM a row).
 // Parameters: H, W, C the input, K the window, S the stride, PAD the zero padding, EB element bits,
-// ULTRA 1: the row banks in UltraRAM (hqflow_ram.v); the lists and counts in LUT RAM (a list is narrow:
-// block RAM would hold a few hundred bits of it).
+// ULTRA 1: the row banks in UltraRAM (hqflow_ram.v); LIST_LUTRAM 1: the lists and counts in LUT RAM (a
+// list is narrow: block RAM would hold a few hundred bits of it; 0: the tool's choice, for LUT4 parts whose
+// LUT RAM is 16 words deep).
 module hqflow_window #(
     parameter integer H = 4,
     parameter integer W = 4,
@@ -33,6 +34,7 @@ module hqflow_window #(
     parameter integer PAD = 1,
     parameter integer EB = 1,
     parameter integer LIST = 0,
+    parameter integer LIST_LUTRAM = 1,
     parameter integer ULTRA = 0,
     parameter integer AB = (W * C > 1) ? $clog2(W * C) : 1,
     parameter integer XB = (W > 1) ? $clog2(W) : 1,
@@ -172,10 +174,10 @@ module hqflow_window #(
                 if (l_rd_en) l_slot_d <= top_slot;
             end
             for (b = 0; b < SLOTS; b = b + 1) begin : lbank
-                hqflow_ram #(.WIDTH(CB), .DEPTH(ROW), .ADDR_BITS(AB), .DISTRIBUTED(1)) list (
+                hqflow_ram #(.WIDTH(CB), .DEPTH(ROW), .ADDR_BITS(AB), .DISTRIBUTED(LIST_LUTRAM)) list (
                     .clk(clk), .we(take && nz && in_slot == b), .waddr(l_wptr[AB-1:0]), .wdata(in_c),
                     .re(l_rd_en), .raddr(l_rd_addr), .rdata(list_q[b*CB +: CB]));
-                hqflow_ram #(.WIDTH(NB), .DEPTH(W), .ADDR_BITS(XB), .DISTRIBUTED(1)) count (
+                hqflow_ram #(.WIDTH(NB), .DEPTH(W), .ADDR_BITS(XB), .DISTRIBUTED(LIST_LUTRAM)) count (
                     .clk(clk), .we(take && px_end && in_slot == b), .waddr(in_x), .wdata(in_n + nz),
                     .re(m_rd_en), .raddr(m_rd_addr), .rdata(count_q[b*NB +: NB]));
             end
