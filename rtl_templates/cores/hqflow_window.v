@@ -86,9 +86,16 @@ module hqflow_window #(
     reg signed [RB-1:0] lim;            // max(0, top) + SLOTS: the rows taken stay below it
     reg signed [RB-1:0] need;           // min(top + K, H): the rows the window needs
     wire signed [RB-1:0] in_rows = in_row;
-    assign s_tready = in_rows < H_R && in_rows < lim;
     assign row_ok = in_rows >= need;
     wire take = s_tvalid && s_tready;
+    // s_tready = in_row < H && in_row < lim, registered: the same compares on the next state (in_row and
+    // lim as the block below updates them), so that the producer's handshake starts at a register
+    wire restart = next_row && yo == HO - 1;
+    wire signed [RB-1:0] in_rows_n = restart ? {RB{1'b0}} : take && in_off == ROW - 1 ? in_rows + 1'b1 : in_rows;
+    wire signed [RB-1:0] lim_n = restart ? lim_of(TOP0) : next_row ? lim_of(top + S_R) : lim;
+    reg ready;
+    always @(posedge clk) ready <= rst || (in_rows_n < H_R && in_rows_n < lim_n);
+    assign s_tready = ready;
 
     always @(posedge clk) begin
         if (rst) begin
