@@ -90,32 +90,40 @@ module hqflow_window #(
     wire take = s_tvalid && s_tready;
     // s_tready = in_row < H && in_row < lim, registered: the same compares on the next state (in_row and
     // lim as the block below updates them), so that the producer's handshake starts at a register
-    wire restart = next_row && yo == HO - 1;
-    wire signed [RB-1:0] in_rows_n = restart ? {RB{1'b0}} : take && in_off == ROW - 1 ? in_rows + 1'b1 : in_rows;
-    wire signed [RB-1:0] lim_n = restart ? lim_of(TOP0) : next_row ? lim_of(top + S_R) : lim;
+    // (the compares of the counters with their last values, and the next row's limit, kept in registers)
+    reg off_last;                       // in_off == ROW - 1
+    reg yo_last;                        // yo == HO - 1
+    reg signed [RB-1:0] lim_adv;        // lim_of(top + S): lim once the window moves
+    wire restart = next_row && yo_last;
+    wire signed [RB-1:0] in_rows_n = restart ? {RB{1'b0}} : take && off_last ? in_rows + 1'b1 : in_rows;
+    wire signed [RB-1:0] lim_n = restart ? lim_of(TOP0) : next_row ? lim_adv : lim;
     reg ready;
     always @(posedge clk) ready <= rst || (in_rows_n < H_R && in_rows_n < lim_n);
     assign s_tready = ready;
 
     always @(posedge clk) begin
         if (rst) begin
-            in_row <= 0; in_off <= 0; in_slot <= 0;
-            yo <= 0; top <= TOP0; top_slot <= TOP_SLOT0; lim <= lim_of(TOP0); need <= need_of(TOP0);
+            in_row <= 0; in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
+            yo <= 0; yo_last <= HO == 1; top <= TOP0; top_slot <= TOP_SLOT0;
+            lim <= lim_of(TOP0); lim_adv <= lim_of(TOP0 + S_R); need <= need_of(TOP0);
         end else begin
             if (take) begin
-                if (in_off == ROW - 1) begin
-                    in_off <= 0;
+                if (off_last) begin
+                    in_off <= 0; off_last <= ROW == 1;
                     in_row <= in_row + 1;
                     in_slot <= in_slot == SLOTS - 1 ? 0 : in_slot + 1'b1;
-                end else in_off <= in_off + 1'b1;
+                end else begin
+                    in_off <= in_off + 1'b1; off_last <= in_off == ROW - 2;
+                end
             end
             if (next_row) begin
-                if (yo == HO - 1) begin         // the image is done (all its rows were in): start over
-                    yo <= 0; top <= TOP0; top_slot <= TOP_SLOT0; lim <= lim_of(TOP0); need <= need_of(TOP0);
-                    in_row <= 0; in_off <= 0; in_slot <= 0;
+                if (yo_last) begin              // the image is done (all its rows were in): start over
+                    yo <= 0; yo_last <= HO == 1; top <= TOP0; top_slot <= TOP_SLOT0;
+                    lim <= lim_of(TOP0); lim_adv <= lim_of(TOP0 + S_R); need <= need_of(TOP0);
+                    in_row <= 0; in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
                 end else begin
-                    yo <= yo + 1;
-                    top <= top + S_R; lim <= lim_of(top + S_R); need <= need_of(top + S_R);
+                    yo <= yo + 1; yo_last <= yo == HO - 2;
+                    top <= top + S_R; lim <= lim_adv; lim_adv <= lim_of(top + S_R + S_R); need <= need_of(top + S_R);
                     top_slot <= top_slot + S >= SLOTS ? top_slot + S - SLOTS : top_slot + S;
                 end
             end
@@ -169,7 +177,7 @@ module hqflow_window #(
                         if (nz) begin in_n <= in_n + 1'b1; l_wptr <= l_wptr + 1'b1; end
                     end
                 end
-                if (rst || (next_row && yo == HO - 1)) begin
+                if (rst || restart) begin
                     in_c <= 0; in_x <= 0; in_n <= 0; l_wptr <= 0; px_next <= C;
                 end
             end
