@@ -6,7 +6,8 @@
                 words to ROW_WIDE = ceil(O / (lanes * KW)) lines; lanes = 64 // code bits
     group ROM   the streaming cores' (group_lines): one lane group a line, its P codes side by side
                 (output g*P + p in bits [p*BITS, (p+1)*BITS)), G = ceil(O / P) lines a row, the padding
-                lanes 0: a line is exactly what a cycle reads (no word to select from, any P)
+                lanes 0: a line is exactly what a cycle reads (no word to select from, any P); the
+                streaming weighted core writes these lines channel-innermost (stream_weighted.rom_order)
     LIF tables  bias_int, thr_int ([O] each, V_BITS two's complement) and sign (2 bits: 01 = +1,
                 11 = -1, 00 = 0), P channels to a line (channel g*P + p in lane p), G = ceil(O / P)
                 lines, the padding lanes 0
