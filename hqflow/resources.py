@@ -173,9 +173,6 @@ def rom_tail(width_bits: int, depth: int, table) -> int:
         r = rom_resources(width_bits, depth, table, tail)
         return sum(weights.get(k, 0.0) * getattr(r, k) for k in RESOURCE_KEYS)
 
-    best, best_cost = 0, cost(0)
-    for head in range(ROM_BLOCK_LINES, depth, ROM_BLOCK_LINES):
-        tail = depth - head
-        if head % (1 << max(0, (tail - 1).bit_length())) == 0 and cost(tail) < best_cost:
-            best, best_cost = tail, cost(tail)
-    return best
+    tails = [depth - head for head in range(ROM_BLOCK_LINES, depth, ROM_BLOCK_LINES)
+             if head % (1 << (depth - head - 1).bit_length()) == 0]
+    return min([0, *tails], key=lambda tail: (cost(tail), tail != 0))  # a tie keeps the ROM whole

