@@ -11,7 +11,11 @@
     LIF tables  bias_int, thr_int ([O] each, V_BITS two's complement) and sign (2 bits: 01 = +1,
                 11 = -1, 00 = 0), P channels to a line (channel g*P + p in lane p), G = ceil(O / P)
                 lines, the padding lanes 0
-No arithmetic of the model happens here: codes and tables are written as the graph holds them.
+    LIF step    the streaming LIF unit's constants (lif_step_tables, hqflow_lif_unit.v): charge
+    tables      (bias_int << T, V_BITS), fire (the threshold folded into an offset, V_BITS + 3) and
+                neg (1 bit), laid out as the LIF tables
+No arithmetic of the model happens here: codes and tables are written as the graph holds them (the LIF
+step tables are those same constants, rearranged exactly: lif_step_constants).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from hqflow.ir import DeployGraph, Node
 from hqflow.ops import common
 
 __all__ = ["MAX_LANES", "allowed_lanes", "check_lanes", "choose_lanes", "group_lines", "group_text",
-           "hex_lines", "lif_tables", "rom_lines", "rom_shape", "rom_text"]
+           "hex_lines", "lif_step_constants", "lif_step_tables", "lif_tables", "rom_lines", "rom_shape", "rom_text"]
 
 
 def check_lanes(bits: int, parallel: int, what: str) -> None:
@@ -86,11 +90,11 @@ def rom_lines(graph: DeployGraph, node: Node, parallel: int) -> tuple[str, int, 
 
 
 def group_text(codes: np.ndarray, bits: int, parallel: int) -> tuple[str, int, int]:
-    """(ROM file text, line width P * bits, lines rows * G) of codes uint64 [rows, outputs]: line
+    """(ROM file text, line width P * bits, lines rows * G) of codes uint64 (or Python ints) [rows, outputs]: line
     r * G + g holds outputs g*P .. g*P + P - 1 of row r (output g*P + p in bits [p*bits, +bits))."""
     rows, outputs = codes.shape
     groups = -(-outputs // parallel)
-    padded = np.zeros((rows, groups * parallel), np.uint64)
+    padded = np.zeros((rows, groups * parallel), object if codes.dtype == object else np.uint64)  # (object: > 64 bits)
     padded[:, :outputs] = codes
     lines = [sum(int(code) << (p * bits) for p, code in enumerate(group))
              for group in padded.reshape(rows * groups, parallel)]
@@ -113,3 +117,37 @@ def lif_tables(graph: DeployGraph, node: Node, parallel: int) -> dict[str, str]:
 
     sign = [{1: 1, -1: 3, 0: 0}[int(s)] for s in consts.sign]
     return {"bias": packed(consts.bias_int, v_bits), "thr": packed(consts.thr_int, v_bits), "sign": packed(sign, 2)}
+
+
+def lif_step_constants(bias_int, thr_int, sign, time_steps: int, v_bits: int) -> tuple[list, list, list]:
+    """(charge, fire, neg) per channel, Python ints, of hqflow_lif_unit.v's form of lif_step: with
+    x = v + (acc << F) + charge the membrane's sum (h = x >>> 1) and e = v + (acc << F) + fire,
+    the neuron fires iff (e < 0 if neg else e >= 0):
+        charge = bias_int << T
+        fire   = charge - 2 thr       (sign +1: h >= thr  <=> x >= 2 thr)
+                 charge + 2 thr - 2   (sign -1: h <= -thr <=> x < 2 - 2 thr)
+                 charge + 2^(V + 1)   (sign 0 and thr <= 0: always; |x| < 2^(V - 1))
+                 charge - 2^(V + 1)   (sign 0 and thr > 0: never)
+        neg    = sign < 0
+    Exact integers (the hardware takes them modulo 2^V and 2^(V + 3): every value it forms fits)."""
+    charge = [int(b) << time_steps for b in bias_int]
+    fire, neg = [], []
+    for c, t, s in zip(charge, thr_int, sign):
+        t, s = int(t), int(s)
+        offset = -2 * t if s > 0 else 2 * t - 2 if s < 0 else (1 if t <= 0 else -1) << (v_bits + 1)
+        fire.append(c + offset)
+        neg.append(int(s < 0))
+    return charge, fire, neg
+
+
+def lif_step_tables(graph: DeployGraph, node: Node, parallel: int) -> dict[str, str]:
+    """{"charge", "fire", "neg"} -> file text (lif_step_constants), P channels to a line: charge in
+    V_BITS, fire in V_BITS + 3 (two's complement), neg one bit."""
+    consts = common.lif_consts(node.attrs, graph.node_tensors(node.name))
+    v_bits = int(node.attrs["v_bits"])
+    charge, fire, neg = lif_step_constants(consts.bias_int, consts.thr_int, consts.sign, graph.time_steps, v_bits)
+
+    def packed(values, width: int) -> str:  # one row of [O] values, two's complement in `width` bits
+        return group_text(np.array([[v % (1 << width) for v in values]], object), width, parallel)[0]
+
+    return {"charge": packed(charge, v_bits), "fire": packed(fire, v_bits + 3), "neg": packed(neg, 1)}

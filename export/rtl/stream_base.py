@@ -38,6 +38,14 @@ def lane_dsp(scheme: int, bits: int, x_bits: int, x_max: int | None = None) -> i
     return 1 if bits + x_bits >= DSP_MIN_PRODUCT_BITS else 0
 
 
+def mul_latency(x_bits: int, x_max: int | None) -> int:
+    """Cycles a weighted core's products of multi-bit inputs take (hqflow_lanes_piped: w_eff registered, then
+    ceil(clog2(x_bits) / 2) registers in the product): 0 for spikes and 0 / w / 2 w selects."""
+    if x_bits <= 1 or selects(x_bits, x_max):
+        return 0
+    return 1 + ((x_bits - 1).bit_length() + 1) // 2
+
+
 def selects(x_bits: int, x_max: int | None) -> bool:
     """Inputs in {0, 1, 2} (a residual sum of two spike maps): hqflow_stream_wlif.v selects 0, w or 2 w."""
     return x_bits == 2 and x_max is not None and x_max <= 2

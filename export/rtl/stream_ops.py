@@ -14,7 +14,7 @@ import math
 from hqflow import numerics
 from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
-from hqflow.export.rtl.stream_base import StreamOp, ident, lane_dsp, lanes_for, value_bits
+from hqflow.export.rtl.stream_base import StreamOp, ident, lane_dsp, lanes_for, mul_latency, value_bits
 from hqflow.export.rtl.stream_memories import Memory, memory_table, rom_geometry, window_memories
 from hqflow.export.rtl.stream_weighted import ConvLif, LinearLif
 from hqflow.export.rtl.top import SCHEME_CODE, _check_window, ssa_lif_consts
@@ -130,7 +130,7 @@ class Head(StreamOp):
 
     def cycle_params(self, graph, node, inputs, lanes):
         tokens, channels = graph.node(node.inputs[0]).shape
-        return {"N": tokens, "C": channels, "K": node.shape[0], "P": lanes}
+        return {"N": tokens, "C": channels, "K": node.shape[0], "P": lanes, "SUM_BITS": value_bits(node.attrs["x_max"])}
 
     def params(self, graph, node, inputs, lanes):
         fmt = numerics.Candidate.parse(node.attrs["format"])
@@ -142,7 +142,10 @@ class Head(StreamOp):
                 "ZP": int(node.attrs.get("zero_point", 0)), "T": graph.time_steps, "IN_BITS": in_bits,
                 "SUM_BITS": value_bits(node.attrs["x_max"]), "ACC_BITS": int(node.attrs["acc_bits"]),
                 "LOGIT_BITS": int(node.attrs["logit_bits"]), "BF": int(node.attrs["bias_frac_bits"]),
-                "ROM_FILE": f'"mem/{name}_weights.mem"', "BIAS_FILE": f'"mem/{name}_bias.mem"'}
+                "ROM_FILE": f'"mem/{name}_weights.mem"', "BIAS_FILE": f'"mem/{name}_bias.mem"',
+                # products a DSP multiplier would not take: a pipelined tree in LUTs (hqflow_mul)
+                "MUL_TREE": int(lane_dsp(SCHEME_CODE[fmt.scheme], numerics.rom_code_bits(fmt),
+                                         value_bits(node.attrs["x_max"])) == 0)}
 
     def build(self, graph, node, inputs, lanes):
         params = self.params(graph, node, inputs, lanes)
@@ -158,8 +161,10 @@ class Head(StreamOp):
         return {"params": params, "files": files, "lanes": lanes, "bits": None}
 
     def cycles(self, params, time_steps, nnz=None):
+        """N C (the sums) + per lane group C + 2 + mul_latency (the products pipelined)."""
         p = params
-        return p["N"] * p["C"] + -(-p["K"] // p["P"]) * (p["C"] + 2)
+        latency = mul_latency(p.get("SUM_BITS", 1), None)
+        return p["N"] * p["C"] + -(-p["K"] // p["P"]) * (p["C"] + 2 + latency)
 
     def memories(self, params):
         p = params

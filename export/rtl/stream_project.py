@@ -27,7 +27,7 @@ from hqflow.sim.run import run as sim_run
 __all__ = ["CORES", "TESTBENCH", "cycle_lines", "cycle_report", "write"]
 
 TESTBENCH = "tb/hqflow_stream_tb.cpp"
-CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_window.v",
+CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_lif_unit.v", "hqflow_window.v",
          "hqflow_fifo.v", "hqflow_stream_fork.v", "hqflow_stream_reg.v", "hqflow_stream_wlif.v",
          "hqflow_stream_pool.v", "hqflow_stream_add.v", "hqflow_stream_ssa.v", "hqflow_stream_head.v")
 ISOLATED = 1  # the co-simulation feeds the first ISOLATED + 1 samples alone (their latency), the rest back to back

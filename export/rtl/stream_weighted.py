@@ -10,8 +10,8 @@ import numpy as np
 from hqflow import numerics
 from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
-from hqflow.export.rtl.stream_base import (MAX_LIF_CHUNKS, MAX_STREAM_LANES, StreamOp, ident, lane_dsp, selects,
-                                           value_bits)
+from hqflow.export.rtl.stream_base import (MAX_LIF_CHUNKS, MAX_STREAM_LANES, StreamOp, ident, lane_dsp,
+                                           mul_latency, selects, value_bits)
 from hqflow.export.rtl.stream_memories import Memory, memory_table, window_counts, window_memories
 from hqflow.export.rtl.top import SCHEME_CODE, _check_window
 from hqflow.ir import DeployGraph, Node
@@ -64,11 +64,13 @@ class WeightedLif(StreamOp):
                   "ZP": int(node.attrs.get("zero_point", 0)), "X_BITS": x_bits, "X_MAX": int(node.attrs["x_max"]),
                   "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": int(node.attrs["v_bits"]),
                   "F": int(node.attrs["frac_bits"]), "T": graph.time_steps}
-        for key, file in (("ROM", "weights"), ("BIAS", "bias"), ("THR", "thr"), ("SIGN", "sign")):
+        for key, file in (("ROM", "weights"), ("CHARGE", "charge"), ("FIRE", "fire"), ("NEG", "neg")):
             params[f"{key}_FILE"] = f'"mem/{name}_{file}.mem"'
         rom = self.memories(params)[0]
         params["ROM_TAIL"] = rom_tail(rom.width, rom.depth, memory_table()) if lut_memories else 0
         params["LIST_LUTRAM"] = int(lut_memories)
+        # products a DSP multiplier would not take: a pipelined tree in LUTs (hqflow_mul)
+        params["MUL_TREE"] = int(lane_dsp(params["SCHEME"], params["BITS"], x_bits, params["X_MAX"]) == 0)
         if params["ROM_TAIL"]:
             params["ROM_TAIL_FILE"] = f'"mem/{name}_weights_tail.mem"'
         return params
@@ -83,29 +85,31 @@ class WeightedLif(StreamOp):
         files = {f"{name}_weights.mem": "".join(lines[:head])}
         if params["ROM_TAIL"]:
             files[f"{name}_weights_tail.mem"] = "".join(lines[head:])
-        for key, text in memfiles.lif_tables(graph, node, lif_lanes).items():
+        for key, text in memfiles.lif_step_tables(graph, node, lif_lanes).items():
             files[f"{name}_{key}.mem"] = text
         return {"params": params, "files": files, "lanes": lanes, "bits": 1}
 
     def cycles(self, params, time_steps, nnz=None):
-        """The header's formula: per output row 1 + (T M + 1) + the row's groups, the first A + 1, the
-        others max(A + 1, T M + 1) (the LIF unit of the group before still busy), A = 2 K + NNZ_px + 1.
+        """The header's formula: per output row 1 + (T M + 2) + the row's groups, the first A + 1, the
+        others max(A + 1, T M + 2) (the LIF unit of the group before still busy), A = 3 K + NNZ_px + 2 +
+        mul_latency (multi-bit inputs' products).
         nnz: per output pixel the nonzero elements of its window ([HO WO], row-major), or their sum over
         the image (spread evenly), None: every element nonzero."""
         p = params
         ho, wo = p["H"] + 2 * p["PAD"] - p["K"] + 1, p["W"] + 2 * p["PAD"] - p["K"] + 1
         groups = -(-p["O"] // p["P"])
-        lif = time_steps * (p["P"] // p.get("LIF_LANES", p["P"])) + 1  # the LIF unit's cycles a group
+        lif = time_steps * (p["P"] // p.get("LIF_LANES", p["P"])) + 2  # the LIF unit's cycles a group
         if nnz is None:  # every element nonzero: each window's taps inside the image, C elements each
             nnz = window_counts(np.full((1, p["H"], p["W"]), p["C"]), p["K"], p["PAD"])
         per_pixel = np.broadcast_to(np.asarray(nnz, dtype=np.float64).reshape(-1) / (1 if np.ndim(nnz) else ho * wo),
                                     (ho * wo,))
-        work = 2 * p["K"] + per_pixel.reshape(ho, wo) + 2  # A + 1 per pixel
+        work = 3 * p["K"] + per_pixel.reshape(ho, wo) + 3 + mul_latency(p.get("X_BITS", 1), p.get("X_MAX"))  # A + 1 per pixel
         rows = groups * np.maximum(work, lif).sum(axis=1) + work[:, 0] - np.maximum(work[:, 0], lif)
         return float(np.sum(rows + 1 + lif))
 
     def cycle_params(self, graph, node, inputs, lanes):
-        return {**self._geometry(graph, node), "P": lanes}
+        x_max = int(node.attrs["x_max"])
+        return {**self._geometry(graph, node), "P": lanes, "X_BITS": value_bits(x_max), "X_MAX": x_max}
 
     def lif_lanes(self, params, time_steps, nnz, target):
         """P / chunks for the most chunks (up to MAX_LIF_CHUNKS passes a step) that still meet `target`:
@@ -124,8 +128,8 @@ class WeightedLif(StreamOp):
         tables = groups * (p["P"] // lif)
         rows = p["K"] * p["K"] * p["C"]
         return [Memory("weights", p["P"] * p["BITS"], rows * groups, True, tail=p.get("ROM_TAIL", 0)),  # a group a line
-                Memory("bias", lif * p["V_BITS"], tables, True), Memory("thr", lif * p["V_BITS"], tables, True),
-                Memory("sign", 2 * lif, tables, True),
+                Memory("charge", lif * p["V_BITS"], tables, True), Memory("fire", lif * (p["V_BITS"] + 3), tables, True),
+                Memory("neg", lif, tables, True),
                 *window_memories(p, p["K"] + 1, p["T"] * p["X_BITS"], lists=True)]
 
     def terms(self, params):

@@ -82,3 +82,88 @@ module hqflow_lanes #(parameter P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP 
         end
     endgenerate
 endmodule
+
+// p = x * w (x unsigned X_BITS, w signed W_BITS, p OUT_BITS two's complement: exact where the product
+// fits) as a pipelined tree in LUTs: rows x[k] ? w << k : 0, added in pairs level by level (LEVELS =
+// clog2(X_BITS) levels), a register after the last level and after every second one before it:
+// LATENCY = ceil(LEVELS / 2) cycles (hqflow_mul_latency in Python: stream_base.mul_latency).
+module hqflow_mul #(parameter X_BITS = 2, W_BITS = 2, OUT_BITS = 32) (
+    input  wire clk,
+    input  wire [X_BITS-1:0] x,
+    input  wire signed [W_BITS-1:0] w,
+    output wire [OUT_BITS-1:0] p
+);
+    localparam integer LEVELS = X_BITS > 1 ? $clog2(X_BITS) : 0;
+    localparam integer N0 = 1 << LEVELS;
+    initial if (X_BITS < 2) $error("hqflow_mul: X_BITS %0d (a 1-bit x gates w: no tree)", X_BITS);
+    wire [OUT_BITS-1:0] w_wide = {{(OUT_BITS > W_BITS ? OUT_BITS - W_BITS : 1){w[W_BITS-1]}}, w};
+    wire [2*N0*OUT_BITS-1:0] tree;      // level l's node k: bits [(2 N0 - 2 (N0 >> l) + k) OUT_BITS, +OUT_BITS)
+    genvar l, k;
+    generate
+        for (k = 0; k < N0; k = k + 1) begin : row
+            if (k < X_BITS) begin : bit_row
+                assign tree[k*OUT_BITS +: OUT_BITS] = x[k] ? w_wide << k : {OUT_BITS{1'b0}};
+            end else begin : pad_row
+                assign tree[k*OUT_BITS +: OUT_BITS] = {OUT_BITS{1'b0}};
+            end
+        end
+        for (l = 1; l <= LEVELS; l = l + 1) begin : level
+            for (k = 0; k < (N0 >> l); k = k + 1) begin : node
+                wire [OUT_BITS-1:0] sum = tree[(2*N0 - 2*(N0 >> (l-1)) + 2*k)*OUT_BITS +: OUT_BITS]
+                                        + tree[(2*N0 - 2*(N0 >> (l-1)) + 2*k + 1)*OUT_BITS +: OUT_BITS];
+                if ((LEVELS - l) % 2 == 0) begin : registered
+                    reg [OUT_BITS-1:0] r;
+                    always @(posedge clk) r <= sum;
+                    assign tree[(2*N0 - 2*(N0 >> l) + k)*OUT_BITS +: OUT_BITS] = r;
+                end else begin : wired
+                    assign tree[(2*N0 - 2*(N0 >> l) + k)*OUT_BITS +: OUT_BITS] = sum;
+                end
+            end
+        end
+    endgenerate
+    assign p = tree[(2*N0 - 2)*OUT_BITS +: OUT_BITS];
+endmodule
+
+// P lanes of products x * w_eff, pipelined: the codes decoded into w_eff (hqflow_lanes, x = 1) and
+// registered with x, then per lane MUL_TREE 1: hqflow_mul (a tree in LUTs), 0: x * w_eff (for a DSP
+// multiplier) and as many registers after it: LATENCY = 1 + ceil(clog2(X_BITS) / 2) cycles from codes and
+// x to prods either way (stream_base.mul_latency). The lanes past `live` give 0.
+module hqflow_lanes_piped #(parameter P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
+                            X_BITS = 2, ACC_BITS = 32, MUL_TREE = 1) (
+    input  wire clk,
+    input  wire [P*BITS-1:0] codes,
+    input  wire [P-1:0] live,
+    input  wire [X_BITS-1:0] x,
+    output wire [P*ACC_BITS-1:0] prods
+);
+    // w_eff's width: uniform BITS + 2, po2 (+- 2^shift) 2^(BITS-1) + 1, fp32 32 bits
+    localparam integer WB = SCHEME == 0 ? BITS + 2 : SCHEME == 1 ? (1 << (BITS - 1)) + 1 : 32;
+    localparam integer EW = WB < ACC_BITS ? WB : ACC_BITS;
+    localparam integer REGS = ($clog2(X_BITS) + 1) / 2;     // the product's registers
+    wire [P*ACC_BITS-1:0] w_eff;
+    hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(1),
+                   .ACC_BITS(ACC_BITS)) decode (.codes(codes), .live(live), .x(1'b1), .prods(w_eff));
+    reg [P*EW-1:0] w_r;
+    reg [X_BITS-1:0] x_r;
+    integer q;
+    always @(posedge clk) begin
+        x_r <= x;
+        for (q = 0; q < P; q = q + 1) w_r[q*EW +: EW] <= w_eff[q*ACC_BITS +: EW];
+    end
+    genvar p;
+    generate
+        for (p = 0; p < P; p = p + 1) begin : lane
+            if (MUL_TREE) begin : tree
+                hqflow_mul #(.X_BITS(X_BITS), .W_BITS(EW), .OUT_BITS(ACC_BITS)) mul (
+                    .clk(clk), .x(x_r), .w(w_r[p*EW +: EW]), .p(prods[p*ACC_BITS +: ACC_BITS]));
+            end else begin : dsp
+                wire signed [EW-1:0] w = w_r[p*EW +: EW];
+                wire signed [X_BITS:0] xs = $signed({1'b0, x_r});
+                wire signed [ACC_BITS-1:0] prod = w * xs;
+                reg [REGS*ACC_BITS-1:0] pipe;       // stage r in bits [r ACC_BITS, +ACC_BITS)
+                always @(posedge clk) pipe <= {pipe, prod};  // (the top stage shifts out)
+                assign prods[p*ACC_BITS +: ACC_BITS] = pipe[(REGS-1)*ACC_BITS +: ACC_BITS];
+            end
+        end
+    endgenerate
+endmodule

@@ -15,38 +15,39 @@
 // level: an input element that is zero at every step adds nothing and costs no cycle (the line buffer
 // keeps each pixel's list of nonzero channels and their count). Two units work side by side: the
 // accumulation of a group and the LIF of the group before it. Per output pixel and group, the accumulation:
-//   per window column j (K of them): MASK reads the K rows' counts of the column, LOAD takes them (a
-//          column or row in the padding has none) and reads the lists' first entries, then ACC one cycle
-//          per nonzero element (i, c), rows in order and channels ascending in each: the element, ROM
-//          line ((i*K + j)*G + g)*C + c, T x P products added;
-//   DRAIN  1 cycle (the last element's reads; its products land in HAND's first cycle: the pick is
-//          registered, an element's products land two cycles after its ACC cycle);
-//   HAND   1 cycle once the LIF unit is free: the P x T sums move to the LIF unit's accumulators (the
-//          group's own are zero again) and the next group starts.
-// The LIF unit, per group: T * M cycles (M = P / LIF_LANES): the membrane of each lane lives in a
-// register; each cycle LIF_LANES neurons of step t charge, fire and reset, chunk t M + k of its
-// accumulators (a multiplexer: they hold still, so handing over costs no logic per bit); then 1 cycle hands the P spike words to the output bank (waits while it still
-// drains), which streams them out. An output row ends with FLUSH: the accumulation waits for the LIF
-// unit to finish the row's last group (so the cycles do not depend on when the next row arrives).
-// Each output row starts with one cycle that waits for the window's rows (ROW). No membrane memory:
-// the only state beyond the line buffer is the two groups being computed.
+//   per window column j (K of them): MASK reads the K rows' counts of the column, COUNT registers them,
+//          LOAD takes them (a column or row in the padding has none) and reads the lists' first entries,
+//          then ACC one cycle per nonzero element (i, c), rows in order and channels ascending in each:
+//          the element, ROM line ((i*K + j)*G + g)*C + c, T x P products added;
+//   DRAIN  2 + MUL_LAT cycles (the last element's reads; its products land in HAND's first cycle: the
+//          pick, the read addresses and the data read each registered, an element's products land
+//          3 + MUL_LAT cycles after its ACC cycle; MUL_LAT > 0 only for multi-bit inputs that are not
+//          selects: hqflow_lanes_piped's pipelined products, MUL_TREE 1 a tree in LUTs, 0 for a DSP);
+//   HAND   1 cycle once the LIF unit is ready: the P x T sums go to the LIF unit (hqflow_lif_unit.v; the
+//          group's own accumulators are zero again) and the next group starts.
+// The LIF unit, per group: T M + 2 cycles (M = P / LIF_LANES; LIF_LANES neurons of step t a cycle, then
+// the P spike words wait for the output bank, which streams them out). An output row ends with FLUSH:
+// the accumulation waits for the LIF unit to finish the row's last group (so the cycles do not depend on
+// when the next row arrives). Each output row starts with one cycle that waits for the window's rows
+// (ROW). No membrane memory: the only state beyond the line buffer is the two groups being computed.
 // `active` is high in the cycles the core advances (not waiting for input rows or output room):
-//   active cycles per image = sum over output rows of (1 + (T M + 1) + sum over its groups of c),
-//   c = A + 1 for the row's first group, max(A + 1, T M + 1) for the others, A = 2 K + NNZ_px + 1,
+//   active cycles per image = sum over output rows of (1 + (T M + 2) + sum over its groups of c),
+//   c = A + 1 for the row's first group, max(A + 1, T M + 2) for the others, A = 3 K + NNZ_px + 2 + MUL_LAT,
 // NNZ_px: the nonzero input elements in the output pixel's window (at most K K C).
 // ROM: hqflow_weight_rom.v, one lane group a line: line ((i*K + j)*G + g)*C + c holds the P codes of
 // tap (c, i, j) for outputs g*P .. g*P + P - 1, exactly what a cycle reads (channels innermost: the
 // address of an element is a base per (i, j, g) plus its channel);
 // ROM_TAIL > 0: its last ROM_TAIL lines in LUTs (ROM_TAIL_FILE), the others in block RAM (hqflow_weight_rom.v);
 // LIST_LUTRAM 1: the line buffer's lists of nonzero elements in LUT RAM (0: the synthesis tool's choice);
-// LIF tables: LIF_LANES channels a line (memfiles.lif_tables). ULTRA 1: the line buffer's rows in UltraRAM.
+// LIF tables (CHARGE, FIRE, NEG: memfiles.lif_step_tables): LIF_LANES channels a line. ULTRA 1: the line buffer's rows in UltraRAM.
 module hqflow_stream_wlif #(
     parameter integer H = 1, W = 1, C = 1, O = 1, K = 1, PAD = 0, P = 1,
     parameter integer BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
     parameter integer X_BITS = 1, X_MAX = (1 << X_BITS) - 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
     parameter integer LIF_LANES = P, ULTRA = 0,
-    parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem",
-    parameter integer ROM_TAIL = 0, parameter ROM_TAIL_FILE = "weights_tail.mem", parameter integer LIST_LUTRAM = 1
+    parameter ROM_FILE = "weights.mem", CHARGE_FILE = "charge.mem", FIRE_FILE = "fire.mem", NEG_FILE = "neg.mem",
+    parameter integer ROM_TAIL = 0, parameter ROM_TAIL_FILE = "weights_tail.mem", parameter integer LIST_LUTRAM = 1,
+    parameter integer MUL_TREE = 1
 ) (
     input  wire              clk,
     input  wire              rst,
@@ -92,11 +93,13 @@ module hqflow_stream_wlif #(
         if (HO < 1 || WO < 1) $error("hqflow_stream_wlif: no output for H %0d W %0d K %0d PAD %0d", H, W, K, PAD);
     end
 
-    localparam [2:0] S_ROW = 3'd0, S_ACC = 3'd1, S_DRAIN = 3'd2, S_FLUSH = 3'd3, S_HAND = 3'd4, S_MASK = 3'd5,
-                     S_LOAD = 3'd6;
-    reg [2:0] state;
-    localparam [1:0] L_IDLE = 2'd0, L_RUN = 2'd1, L_OUT = 2'd2;
-    reg [1:0] lstate;                   // the LIF unit
+    localparam [3:0] S_ROW = 4'd0, S_ACC = 4'd1, S_DRAIN = 4'd2, S_FLUSH = 4'd3, S_HAND = 4'd4, S_MASK = 4'd5,
+                     S_LOAD = 4'd6, S_COUNT = 4'd7;
+    reg [3:0] state;
+    // multi-bit inputs that are not selects: the products take MUL_LAT more cycles (hqflow_lanes_piped)
+    localparam integer MUL_LAT = X_BITS > 1 && !(X_BITS == 2 && X_MAX <= 2) ? 1 + ($clog2(X_BITS) + 1) / 2 : 0;
+    localparam integer DRAIN = 2 + MUL_LAT;     // the drain's cycles: the last element's reads and products
+    reg [$clog2(DRAIN + 1)-1:0] drain;
 
     // ---- the line buffer ------------------------------------------------------------------------
     wire row_ok;
@@ -127,7 +130,7 @@ module hqflow_stream_wlif #(
     reg signed [XIB-1:0] xi;            // the column's input x
     reg signed [COB-1:0] col;           // xi * C
     reg signed [COB-1:0] xbase;         // (xo - PAD) * C
-    wire col_ok = xi >= 0 && xi < W;
+    reg col_ok;                         // xi >= 0 && xi < W (set with xi)
     reg [K-1:0] row_live;               // rows of the window inside the image (set per output row)
 
     // The column's nonzero elements, row by row: `rows_left` the rows after the current one that have
@@ -135,9 +138,11 @@ module hqflow_stream_wlif #(
     // element's list entry x*C + e. The list read of an element is issued the cycle before its pick.
     // Pipeline of an element (cycle n: S_ACC picks it, its channel just out of the list RAM):
     //   n      the pick (i, c) -> p_* registers; the next element's list read
-    //   n + 1  read addresses p_col + p_c (line buffer), p_base + p_jg + p_c (ROM): one add each
-    //   n + 2  the element and the P codes out of the RAMs -> products -> acc (or, handing over, lacc)
+    //   n + 1  read addresses p_col + p_c (line buffer), p_base + p_jg + p_c (ROM)
+    //   n + 2  the element (its row's) and the P codes out of the RAMs -> registers
+    //   n + 3  products -> acc (or, handing over, the sums to the LIF unit)
     reg  [K*CNB-1:0] cnt;               // the column's counts (row i in bits [i*CNB, +CNB)), taken in LOAD
+    reg  [K*CNB-1:0] counts_r;          // the counts read, registered in COUNT
     reg  [K-1:0] rows_left;
     reg  [KB-1:0] cur_i;
     reg  [CNB-1:0] rem;
@@ -154,7 +159,7 @@ module hqflow_stream_wlif #(
     always @* begin
         load_rows = 0; load_i = 0; load_n = 0; next_i = 0; next_n = 0;
         for (li = 0; li < K; li = li + 1) begin
-            load_cnt[li*CNB +: CNB] = col_ok && row_live[li] ? counts[li*CNB +: CNB] : {CNB{1'b0}};
+            load_cnt[li*CNB +: CNB] = col_ok && row_live[li] ? counts_r[li*CNB +: CNB] : {CNB{1'b0}};
             load_rows[li] = load_cnt[li*CNB +: CNB] != 0;
         end
         for (li = K - 1; li >= 0; li = li - 1) begin
@@ -162,7 +167,8 @@ module hqflow_stream_wlif #(
             if (rows_left[li]) begin next_i = li; next_n = cnt[li*CNB +: CNB]; end
         end
     end
-    wire in_row = rem != 0;             // the current row has more elements
+    reg  in_row;                        // rem != 0: the current row has more elements (set with rem)
+    reg  [AB-1:0] l_inc;                // l_ptr + 1 (set with l_ptr)
     wire last_pick = !in_row && rows_left == 0;
     reg  [CB-1:0] pick_c;               // the current element's channel: row cur_i's list entry
     integer lr;
@@ -174,7 +180,7 @@ module hqflow_stream_wlif #(
     // the first of the next row with elements)
     always @* begin
         l_rd_en = state == S_LOAD || (state == S_ACC && !last_pick);
-        l_rd_addr = state == S_ACC && in_row ? l_ptr + 1'b1 : col[AB-1:0];
+        l_rd_addr = state == S_ACC && in_row ? l_inc : col[AB-1:0];
     end
     reg p_valid;                        // the pick stage's registers (cycle n + 1)
     reg [KB-1:0] p_i;
@@ -197,15 +203,19 @@ module hqflow_stream_wlif #(
     always @* begin rd_en = p_valid; rd_addr = p_col + p_c; end
 
     reg d_valid;                        // the data stage: the read issued one cycle before (n + 2)
-    wire [P-1:0] live = live_l(g) & {P{d_valid}};   // (no element landing: every product 0)
-    // (the accumulators start every group at zero: the LIF's T shifts empty them, reset clears them)
     reg [KB-1:0] d_i;
-    reg [EB-1:0] x_row;                 // row d_i's element (constant part-selects: no index multiplier)
+    reg [EB-1:0] d_row;                 // row d_i's element (constant part-selects: no index multiplier)
     integer xr;
     always @* begin
-        x_row = rows[EB-1:0];
-        for (xr = 1; xr < K; xr = xr + 1) if (d_i == xr) x_row = rows[xr*EB +: EB];
+        d_row = rows[EB-1:0];
+        for (xr = 1; xr < K; xr = xr + 1) if (d_i == xr) d_row = rows[xr*EB +: EB];
     end
+    reg [MUL_LAT:0] m_valid;            // bit 0: e_valid; bit MUL_LAT: the products landing
+    reg e_valid;                        // the product stage (n + 3): the element and its codes, registered
+    reg [EB-1:0] x_row;
+    reg [P*BITS-1:0] e_codes;
+    always @(posedge clk) begin x_row <= d_row; e_codes <= codes; end
+    wire [P-1:0] live = live_l(g) & {P{e_valid}};   // (no element landing: every product 0)
     reg [T*P*ACC_BITS-1:0] acc;         // step t, lane p: bits [(t*P + p)*ACC_BITS, +ACC_BITS)
     wire [T*P*ACC_BITS-1:0] prods;
     genvar tt;
@@ -213,14 +223,14 @@ module hqflow_stream_wlif #(
         if (X_BITS == 1) begin : spikes_in     // decode each lane's weight once; a spike of step t passes it
             wire [P*ACC_BITS-1:0] w_eff;
             hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(1),
-                           .ACC_BITS(ACC_BITS)) decode (.codes(codes), .live(live), .x(1'b1), .prods(w_eff));
+                           .ACC_BITS(ACC_BITS)) decode (.codes(e_codes), .live(live), .x(1'b1), .prods(w_eff));
             for (tt = 0; tt < T; tt = tt + 1) begin : step
                 assign prods[tt*P*ACC_BITS +: P*ACC_BITS] = x_row[tt] ? w_eff : {P*ACC_BITS{1'b0}};
             end
         end else if (X_BITS == 2 && X_MAX <= 2) begin : select_in  // x in {0, 1, 2} (a sum of two spikes):
             wire [P*ACC_BITS-1:0] w_eff;       // decode once; each step selects 0, w_eff or 2 w_eff
             hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(1),
-                           .ACC_BITS(ACC_BITS)) decode (.codes(codes), .live(live), .x(1'b1), .prods(w_eff));
+                           .ACC_BITS(ACC_BITS)) decode (.codes(e_codes), .live(live), .x(1'b1), .prods(w_eff));
             genvar sp;
             for (tt = 0; tt < T; tt = tt + 1) begin : step
                 for (sp = 0; sp < P; sp = sp + 1) begin : lane
@@ -228,64 +238,21 @@ module hqflow_stream_wlif #(
                     assign prods[(tt*P + sp)*ACC_BITS +: ACC_BITS] = x_row[tt*2 + 1] ? w << 1 : x_row[tt*2] ? w : {ACC_BITS{1'b0}};
                 end
             end
-        end else begin : values_in             // multi-bit inputs: P products per step
+        end else begin : values_in             // multi-bit inputs: P products per step, MUL_LAT cycles
             for (tt = 0; tt < T; tt = tt + 1) begin : step
-                hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP),
-                               .X_BITS(X_BITS), .ACC_BITS(ACC_BITS)) lanes (
-                    .codes(codes), .live(live), .x(x_row[tt*X_BITS +: X_BITS]),
+                hqflow_lanes_piped #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP),
+                                     .X_BITS(X_BITS), .ACC_BITS(ACC_BITS), .MUL_TREE(MUL_TREE)) lanes (
+                    .clk(clk), .codes(e_codes), .live(live), .x(x_row[tt*X_BITS +: X_BITS]),
                     .prods(prods[tt*P*ACC_BITS +: P*ACC_BITS]));
             end
         end
     endgenerate
 
-    // ---- the LIF unit: over the T steps, L = LIF_LANES lanes at a time (M = P / L chunks a step) ------
-    // Each cycle the L neurons of chunk c = t M + k (step t, lanes k*L ..) charge, fire and reset: its
-    // accumulators are bits [c L ACC_BITS, +L ACC_BITS) of lacc; the membranes and spike words turn by
-    // L lanes (after the M chunks of a step they are back in place). Tables: L channels a line, line g*M + k.
-    localparam integer LCB = T * M > 1 ? $clog2(T * M) : 1;
-    reg [T*P*ACC_BITS-1:0] lacc;        // the group handed over: step t, lane p as in acc
-    reg [TB-1:0] t;                     // step
-    reg [MB-1:0] k;                     // chunk
-    reg [LCB-1:0] c;                    // t * M + k + 1: the chunk of the cycle after
-    reg [TA-1:0] tab_base;              // g * M (the accumulating group)
-    reg [TA-1:0] ltab;                  // g * M of the LIF unit's group
-    reg l_lastg, l_last;                // its group is the pixel's last; the image's last
-    wire [MB-1:0] k_next = k == M - 1 ? 0 : k + 1'b1;
-    // (the table line of the cycle after: the next chunk while running, else the group handed over next)
-    wire [TA-1:0] tab_addr = lstate == L_RUN ? ltab + k_next : tab_base;
-    wire [L*V_BITS-1:0] bias_q, thr_q; wire [L*2-1:0] sign_q;
-    hqflow_weight_rom #(.WIDTH(L*V_BITS), .DEPTH(G*M), .AW(TA), .FILE(BIAS_FILE)) bias_rom (clk, tab_addr, bias_q);
-    hqflow_weight_rom #(.WIDTH(L*V_BITS), .DEPTH(G*M), .AW(TA), .FILE(THR_FILE)) thr_rom (clk, tab_addr, thr_q);
-    hqflow_weight_rom #(.WIDTH(L*2), .DEPTH(G*M), .AW(TA), .FILE(SIGN_FILE)) sign_rom (clk, tab_addr, sign_q);
-    reg [P*V_BITS-1:0] v;
-    wire [L*V_BITS-1:0] v_next; wire [L-1:0] spikes;
-    // the chunk t M + k of lacc, registered: selected the cycle before (chunk 0 straight from the sums
-    // handed over), so that the T M-way multiplexer is not in the LIF's path
-    reg [L*ACC_BITS-1:0] chunk;
-    reg [L*ACC_BITS-1:0] chunk_next;    // chunk c of lacc: an AND-OR multiplexer over the T M chunks
-    integer ch;
-    always @* begin
-        chunk_next = 0;
-        for (ch = 0; ch < T * M; ch = ch + 1)
-            chunk_next = chunk_next | (lacc[ch*L*ACC_BITS +: L*ACC_BITS] & {L*ACC_BITS{c == ch}});
-    end
-    hqflow_lif #(.P(L), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
-        .first(t == 0), .acc(chunk), .v(v[L*V_BITS-1:0]), .bias(bias_q), .thr(thr_q),
-        .sign(sign_q), .v_next(v_next), .spikes(spikes));
-    reg [P*T-1:0] spk;                  // lane p's word in bits [p*T, p*T + T), bit t = step t
-    reg [P*V_BITS-1:0] v_turned;        // the membranes turned by L lanes, the chunk's new ones on top
-    reg [P*T-1:0] spk_turned;           // likewise the spike words, the chunk's shifted in step t
-    reg [P*V_BITS-1:0] v_wide;
-    reg [P*T-1:0] words;
-    integer l;
-    always @* begin
-        v_wide = v_next;
-        v_turned = (v >> (L * V_BITS)) | (v_wide << ((P - L) * V_BITS));
-        words = 0;
-        for (l = 0; l < L; l = l + 1)
-            words[l*T +: T] = (spk[l*T +: T] >> 1) | ({{(T > 1 ? T - 1 : 1){1'b0}}, spikes[l]} << (T - 1));
-        spk_turned = (spk >> (L * T)) | (words << ((P - L) * T));
-    end
+    // ---- the LIF unit's side (hqflow_lif_unit.v, below) ---------------------------------------------
+    reg [TA-1:0] tab_base;              // g * M: the accumulating group's first table line
+    reg l_lastg, l_last;                // the LIF unit's group is the pixel's last; the image's last
+    wire lif_ready, lif_done;
+    wire [P*T-1:0] lif_words;
 
     // ---- the output bank ---------------------------------------------------------------------------
     reg [P*T-1:0] bank;
@@ -294,27 +261,32 @@ module hqflow_stream_wlif #(
     assign m_tvalid = bank_n != 0;
     assign m_tdata = bank[T-1:0];
     assign m_tlast = bank_last && bank_n == 1;
-    wire bank_free = bank_n == 0;
     wire last_px = xo == WO - 1;
     wire last_row = top_row == HO - 1 - PAD;
-    wire lif_ready = lstate == L_IDLE;
     // (waiting for the LIF unit counts while it computes, not while it hands its words to the output bank:
     // that waits for the bank, an output stall)
-    assign active = state == S_MASK || state == S_LOAD || state == S_ACC || state == S_DRAIN
-                    || ((state == S_HAND || state == S_FLUSH) && lstate != L_OUT)
+    assign active = state == S_MASK || state == S_COUNT || state == S_LOAD || state == S_ACC || state == S_DRAIN
+                    || ((state == S_HAND || state == S_FLUSH) && !lif_done)
                     || (state == S_ROW && row_ok && !next_row);
 
     // the accumulators: cleared as the group goes to the LIF unit (a synchronous reset, no logic per bit);
     // the group's last product lands in its first S_HAND cycle: the LIF unit takes the sums with it
     wire hand_go = state == S_HAND && lif_ready;
-    reg [T*P*ACC_BITS-1:0] sums;        // acc + the products landing (0 unless d_valid: `live`)
+    reg [T*P*ACC_BITS-1:0] sums;        // acc + the products landing (0 unless e_valid: `live`)
     integer q;
     always @* for (q = 0; q < T * P; q = q + 1)
         sums[q*ACC_BITS +: ACC_BITS] = acc[q*ACC_BITS +: ACC_BITS] + prods[q*ACC_BITS +: ACC_BITS];
     always @(posedge clk) begin
         if (rst || hand_go) acc <= 0;
-        else if (d_valid) acc <= sums;
+        else if (m_valid[MUL_LAT]) acc <= sums;
     end
+
+    // ---- the LIF unit (hqflow_lif_unit.v): the group handed over, L = LIF_LANES lanes a cycle ---------
+    wire words_taken = lif_done && bank_n == 0;
+    hqflow_lif_unit #(.P(P), .LIF_LANES(L), .T(T), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .LINES(G * M),
+                      .CHARGE_FILE(CHARGE_FILE), .FIRE_FILE(FIRE_FILE), .NEG_FILE(NEG_FILE)) lif (
+        .clk(clk), .rst(rst), .take(hand_go), .sums(sums), .line(tab_base), .ready(lif_ready), .done(lif_done),
+        .words_taken(words_taken), .words(lif_words));
 
     integer ri;
     always @(posedge clk) begin
@@ -324,6 +296,8 @@ module hqflow_stream_wlif #(
         p_i <= cur_i; p_c <= pick_c; p_base <= i_base; p_jg <= j_row; p_col <= col;
         d_valid <= p_valid;
         d_i <= p_i;
+        e_valid <= d_valid;
+        m_valid <= {m_valid, d_valid};
         if (m_tvalid && m_tready) begin
             bank <= bank >> T;
             bank_n <= bank_n - 1'b1;
@@ -336,31 +310,31 @@ module hqflow_stream_wlif #(
                 state <= S_MASK;
                 start_column(0, -PAD, -PAD * C, 0);
             end
-            S_MASK: state <= S_LOAD;          // the counts of column j arrive
+            S_MASK: state <= S_COUNT;         // the counts of column j are read
+            S_COUNT: begin counts_r <= counts; state <= S_LOAD; end
             S_LOAD: begin                     // (the first entries' list read goes out)
                 cnt <= load_cnt;
-                l_ptr <= col[AB-1:0];
+                l_ptr <= col[AB-1:0]; l_inc <= col[AB-1:0] + 1'b1;
                 cur_i <= load_i;
-                rem <= load_n - 1'b1;
+                rem <= load_n - 1'b1; in_row <= load_n > 1;
                 rows_left <= load_rows & ~(1 << load_i);
                 if (load_rows != 0) state <= S_ACC;
                 else next_column;
             end
             S_ACC: begin                      // pick the current element; the next one's entry is read
                 if (in_row) begin
-                    rem <= rem - 1'b1; l_ptr <= l_ptr + 1'b1;
+                    rem <= rem - 1'b1; in_row <= rem > 1; l_ptr <= l_inc; l_inc <= l_inc + 1'b1;
                 end else begin
-                    cur_i <= next_i; rem <= next_n - 1'b1; l_ptr <= col[AB-1:0];
+                    cur_i <= next_i; rem <= next_n - 1'b1; in_row <= next_n > 1;
+                    l_ptr <= col[AB-1:0]; l_inc <= col[AB-1:0] + 1'b1;
                     rows_left <= rows_left & ~(1 << next_i);
                 end
                 if (last_pick) next_column;
             end
-            S_DRAIN: state <= S_HAND;
+            S_DRAIN: if (drain == 0) state <= S_HAND; else drain <= drain - 1'b1;
             S_FLUSH: if (lif_ready) begin next_row <= 1; state <= S_ROW; end
             default: if (lif_ready) begin   // S_HAND: the sums to the LIF unit
-                lacc <= sums; chunk <= sums[L*ACC_BITS-1:0];
-                lstate <= L_RUN; t <= 0; k <= 0; c <= 1;
-                ltab <= tab_base; l_lastg <= g == G - 1; l_last <= g == G - 1 && last_px && last_row;
+                l_lastg <= g == G - 1; l_last <= g == G - 1 && last_px && last_row;
                 if (g != G - 1) begin       // the next lane group of this pixel
                     g <= g + 1; g_c <= g_c + C; tab_base <= tab_base + M;
                     state <= S_MASK;
@@ -375,27 +349,13 @@ module hqflow_stream_wlif #(
                 end
             end
         endcase
-        case (lstate)
-            L_RUN: begin
-                v <= v_turned;
-                spk <= spk_turned;
-                c <= c + 1'b1; chunk <= chunk_next;
-                if (k != M - 1) k <= k + 1;
-                else begin
-                    k <= 0; t <= t + 1;
-                    if (t == T - 1) lstate <= L_OUT;
-                end
-            end
-            L_OUT: if (bank_free) begin     // the group's P spike words to the output bank
-                bank <= spk;
-                bank_n <= l_lastg ? O - (G - 1) * P : P;
-                bank_last <= l_last;
-                lstate <= L_IDLE;
-            end
-            default: ;
-        endcase
+        if (words_taken) begin                  // the group's P spike words to the output bank
+            bank <= lif_words;
+            bank_n <= l_lastg ? O - (G - 1) * P : P;
+            bank_last <= l_last;
+        end
         if (rst) begin
-            state <= S_ROW; lstate <= L_IDLE; bank_n <= 0; bank_last <= 0; d_valid <= 0; p_valid <= 0; m_rd_en <= 0;
+            state <= S_ROW; bank_n <= 0; bank_last <= 0; d_valid <= 0; e_valid <= 0; m_valid <= 0; p_valid <= 0; m_rd_en <= 0;
             next_row <= 0;
         end
     end
@@ -404,7 +364,7 @@ module hqflow_stream_wlif #(
     task start_column(input [KB-1:0] j_in, input signed [XIB-1:0] x_in, input signed [COB-1:0] col_in,
                       input [JRB-1:0] gc_in);
         begin
-            j <= j_in; j_row <= times(j_in, G * C) + gc_in; xi <= x_in; col <= col_in;
+            j <= j_in; j_row <= times(j_in, G * C) + gc_in; xi <= x_in; col <= col_in; col_ok <= x_in >= 0 && x_in < W;
             m_rd_en <= 1; m_rd_addr <= x_in;
         end
     endtask
@@ -415,7 +375,7 @@ module hqflow_stream_wlif #(
             if (j != K - 1) begin
                 state <= S_MASK;
                 start_column(j + 1, xi + 1, col + C, g_c);
-            end else state <= S_DRAIN;
+            end else begin state <= S_DRAIN; drain <= DRAIN - 1; end
         end
     endtask
 
@@ -434,5 +394,5 @@ module hqflow_stream_wlif #(
         for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < O - (G - 1) * P;
     endfunction
 
-    initial begin state = S_ROW; lstate = L_IDLE; bank_n = 0; bank_last = 0; d_valid = 0; p_valid = 0; m_rd_en = 0; next_row = 0; acc = 0; end
+    initial begin state = S_ROW; bank_n = 0; bank_last = 0; d_valid = 0; e_valid = 0; m_valid = 0; p_valid = 0; m_rd_en = 0; next_row = 0; acc = 0; end
 endmodule
