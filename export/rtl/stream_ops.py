@@ -75,10 +75,12 @@ class Ssa(StreamOp):
         tokens, dim = node.shape
         consts = ssa_lif_consts(graph, node)
         v_bits = int(node.attrs["v_bits"])
+        (charge,), (fire,), (neg,) = memfiles.lif_step_constants(consts.bias_int[:1], consts.thr_int[:1], consts.sign[:1],
+                                                                 graph.time_steps, v_bits)
         params = {"N": tokens, "D": dim, "HEADS": int(node.attrs["num_heads"]), "T": graph.time_steps,
                   "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": v_bits, "F": int(node.attrs["frac_bits"]),
-                  "BIAS": f"64'h{int(consts.bias_int[0]) % (1 << 64):x}",
-                  "THR": f"64'h{int(consts.thr_int[0]) % (1 << 64):x}", "SIGN": int(consts.sign[0])}
+                  "CHARGE": f"64'h{charge % (1 << v_bits):x}", "FIRE": f"128'h{fire % (1 << (v_bits + 3)):x}",
+                  "NEG": neg}
         if lanes > 1:
             params["SPLIT"] = int(lanes)
         return {"bits": 1, "params": params}
@@ -86,7 +88,7 @@ class Ssa(StreamOp):
     def cycles(self, params, time_steps, nnz=None):
         p = params
         split, hd = p.get("SPLIT", 1), p["D"] // p["HEADS"]
-        return p["N"] * (1 + p["D"] + split * p["D"]) + 1 + p["N"] * p["HEADS"] * (split * hd + time_steps + 2)
+        return p["N"] * (2 + p["D"] + split * p["D"]) + p["N"] * p["HEADS"] * (split * hd + time_steps + 3)
 
     def fold_fixed(self, graph, node, time_steps, target):
         """The kv rows' SPLIT: of the splits (divisors of HD) whose cycles meet `target`, the one with
@@ -161,10 +163,10 @@ class Head(StreamOp):
         return {"params": params, "files": files, "lanes": lanes, "bits": None}
 
     def cycles(self, params, time_steps, nnz=None):
-        """N C (the sums) + per lane group C + 2 + mul_latency (the products pipelined)."""
+        """N C (the sums) + per lane group C + 3 + mul_latency (the codes read registered, the products pipelined)."""
         p = params
         latency = mul_latency(p.get("SUM_BITS", 1), None)
-        return p["N"] * p["C"] + -(-p["K"] // p["P"]) * (p["C"] + 2 + latency)
+        return p["N"] * p["C"] + -(-p["K"] // p["P"]) * (p["C"] + 3 + latency)
 
     def memories(self, params):
         p = params

@@ -15,7 +15,8 @@
 // Every sum is taken modulo its width and each true value fits it (numerics.membrane_bits: v, I and x fit
 // V_BITS; |e| < 2^(V_BITS + 2)), so every result is exact.
 // Chunk c = t M + k (step t, lanes k L .. k L + L - 1; M = P / L) of the sums: bits [c L ACC_BITS, +L ACC_BITS).
-// Three stages, each a register: SELECT (the chunk out of the sums, its table line read), PREPARE (I and
+// Three stages, each a register: SELECT (the next chunk out of the sums, which turn by a chunk a cycle:
+// no multiplexer; its table line read), PREPARE (I and
 // D), RUN (charge, fire, reset; the membranes and spike words turn by L lanes a cycle, back in place after
 // a step's M chunks). A group: `take` (the unit `ready`) in cycle n; RUN in cycles n + 2 .. n + T M + 1;
 // its P spike words (`words`, lane p in bits [p T, p T + T), bit t = step t) held from n + T M + 2 with
@@ -43,28 +44,20 @@ module hqflow_lif_unit #(
     localparam integer MB = M > 1 ? $clog2(M) : 1;
     initial if (L < 1 || P % L != 0) $error("hqflow_lif_unit: LIF_LANES %0d must divide P %0d", L, P);
 
-    // ---- SELECT: chunk cs of the sums (an AND-OR over one-hot selects), its table line ----------------
-    reg [T*P*ACC_BITS-1:0] lacc;        // the group taken
-    reg [TM-1:0] sel;                   // one-hot: the chunk selected at the next edge (none: 0)
+    // ---- SELECT: the next chunk of the sums (their lowest: they turn a chunk a cycle), its table line ----
+    reg [T*P*ACC_BITS-1:0] lacc;        // the group taken, chunks cs .. at the bottom
+    reg [TM-1:0] sel;                   // one-hot: the chunk selected at the next edge
+    reg selecting;                      // sel holds one (chunks 1 .. TM - 1 still to select)
     reg [MB-1:0] ks;                    // its lane chunk k = cs mod M
     reg [TA-1:0] base, taddr;           // g M; the table line of the chunk selected next
     reg [L*ACC_BITS-1:0] chunk;
-    reg [L*ACC_BITS-1:0] chunk_next;
-    integer ch;
-    always @* begin
-        chunk_next = 0;
-        for (ch = 0; ch < TM; ch = ch + 1)
-            chunk_next = chunk_next | (lacc[ch*L*ACC_BITS +: L*ACC_BITS] & {L*ACC_BITS{sel[ch]}});
-    end
     wire [TA-1:0] tab_addr = take ? line : taddr;
     wire [L*V_BITS-1:0] charge_q; wire [L*E_BITS-1:0] fire_q; wire [L-1:0] neg_q;
     hqflow_weight_rom #(.WIDTH(L*V_BITS), .DEPTH(LINES), .AW(TA), .FILE(CHARGE_FILE)) charge_rom (clk, tab_addr, charge_q);
     hqflow_weight_rom #(.WIDTH(L*E_BITS), .DEPTH(LINES), .AW(TA), .FILE(FIRE_FILE)) fire_rom (clk, tab_addr, fire_q);
     hqflow_weight_rom #(.WIDTH(L), .DEPTH(LINES), .AW(TA), .FILE(NEG_FILE)) neg_rom (clk, tab_addr, neg_q);
     reg s_valid, s_last, s_end;         // `chunk` and the tables hold a chunk; of step T - 1; the group's last
-    reg [TM-1:0] last_step;             // the one-hot selects of step T - 1's chunks
-    integer ls;
-    always @* for (ls = 0; ls < TM; ls = ls + 1) last_step[ls] = ls >= (T - 1) * M;
+    localparam integer LAST0 = (T - 1) * M;     // the first chunk of step T - 1
 
     // ---- PREPARE: I and D of the chunk --------------------------------------------------------------
     reg [L*V_BITS-1:0] in_i;            // I per lane
@@ -95,11 +88,7 @@ module hqflow_lif_unit #(
             reg [E_BITS-1:0] e;
             x = v[rl*V_BITS +: V_BITS] + in_i[rl*V_BITS +: V_BITS];
             e = {{3{v[rl*V_BITS + V_BITS - 1]}}, v[rl*V_BITS +: V_BITS]} + in_d[rl*E_BITS +: E_BITS];
-`ifdef HQFLOW_MUT_LIF_GT
-            spikes[rl] = neg[rl] ? e[E_BITS-1] : !e[E_BITS-1] && e[E_BITS-1:1] != 0;   // (a mutation control: h > thr)
-`else
             spikes[rl] = neg[rl] ? e[E_BITS-1] : !e[E_BITS-1];
-`endif
             v_next[rl*V_BITS +: V_BITS] = spikes[rl] || r_last ? {V_BITS{1'b0}} : {x[V_BITS-1], x[V_BITS-1:1]};
         end
     end
@@ -115,20 +104,21 @@ module hqflow_lif_unit #(
     assign words = spk;                 // (still while `done`)
 
     always @(posedge clk) begin
-        s_valid <= sel != 0 || take;
+        s_valid <= selecting || take;
         if (take) begin
-            lacc <= sums;
+            lacc <= sums >> (L * ACC_BITS);
             chunk <= sums[L*ACC_BITS-1:0];
-            s_last <= last_step[0]; s_end <= TM == 1;
-            sel <= TM > 1 ? 2 : 0;
+            s_last <= T == 1; s_end <= TM == 1;
+            sel <= 2; selecting <= TM > 1;
             base <= line;
             ks <= M > 1 ? 1 : 0;
             taddr <= M > 1 ? line + 1'b1 : line;
             ready <= 0;
-        end else if (sel != 0) begin
-            chunk <= chunk_next;
-            s_last <= |(sel & last_step); s_end <= sel[TM-1];
-            sel <= sel << 1;
+        end else if (selecting) begin
+            chunk <= lacc[L*ACC_BITS-1:0];
+            lacc <= lacc >> (L * ACC_BITS);
+            s_last <= s_last || sel[LAST0]; s_end <= sel[TM-1];    // (the chunks go in order)
+            sel <= sel << 1; selecting <= !sel[TM-1];
             ks <= ks == M - 1 ? 0 : ks + 1'b1;
             taddr <= ks == M - 1 ? base : taddr + 1'b1;
         end
@@ -139,9 +129,9 @@ module hqflow_lif_unit #(
         end
         if (words_taken) begin done <= 0; ready <= 1; end
         if (rst) begin
-            v <= 0; ready <= 1; done <= 0; sel <= 0; s_valid <= 0;
+            v <= 0; ready <= 1; done <= 0; selecting <= 0; s_valid <= 0;
         end
     end
 
-    initial begin v = 0; ready = 1; done = 0; sel = 0; s_valid = 0; r_valid = 0; end
+    initial begin v = 0; ready = 1; done = 0; selecting = 0; s_valid = 0; r_valid = 0; end
 endmodule

@@ -4,13 +4,14 @@
 //           of C registers that turns one place an element, so channel c is always at its head;
 //   LOGITS  after the image's last element, per lane group g (P classes, G = ceil(K / P)):
 //           C cycles acc[k] += w_eff[k][c] * x_sum[c] (hqflow_lanes_piped over the weight ROM of
-//           hqflow_weight_rom.v, rows = input channels c, as the linear core reads it; the products
-//           pipelined, MUL_LAT = 1 + ceil(clog2(SUM_BITS) / 2) cycles, MUL_TREE as there), 1 + MUL_LAT drain cycles,
+//           hqflow_weight_rom.v, rows = input channels c, as the linear core reads it; the codes read
+//           registered, the products pipelined: LAT = 1 + mul_latency(SUM_BITS) cycles, MUL_TREE as
+//           there), 1 + LAT drain cycles,
 //           1 cycle handing logits[k] = (acc[k] << BF) + bias_int[k] (LOGIT_BITS two's complement,
 //           exact) to the output bank (waits while it drains), which streams them out one a beat.
 // Stream out: the K logits in class order, tlast on the last. The next image is taken once the
 // logits are in the bank. `active` is high in the cycles the core advances:
-//   active cycles per image = N * C + G * (C + 2 + MUL_LAT)
+//   active cycles per image = N * C + G * (C + 2 + LAT)
 // BIAS_FILE: bias_int, P classes a line (LOGIT_BITS each, G lines).
 module hqflow_stream_head #(
     parameter integer N = 4, C = 8, K = 4, P = 4,
@@ -40,8 +41,8 @@ module hqflow_stream_head #(
     localparam integer GA = G > 1 ? $clog2(G) : 1;
     localparam integer NB = $clog2(P + 1);
     localparam [1:0] S_SUM = 2'd0, S_ACC = 2'd1, S_DRAIN = 2'd2, S_HAND = 2'd3;
-    localparam integer MUL_LAT = SUM_BITS > 1 ? 1 + ($clog2(SUM_BITS) + 1) / 2 : 0;
-    reg [$clog2(MUL_LAT + 1)-1:0] drain;
+    localparam integer LAT = 1 + (SUM_BITS > 1 ? 1 + ($clog2(SUM_BITS) + 1) / 2 : 0);
+    reg [$clog2(LAT + 1)-1:0] drain;
 
     reg [1:0] state;
     reg [(N > 1 ? $clog2(N) : 1)-1:0] n;            // the token
@@ -78,17 +79,19 @@ module hqflow_stream_head #(
     wire [P*BITS-1:0] codes;
     hqflow_rom_select #(.P(P), .BITS(BITS), .KW(KW)) select (.line(rom_q), .wsel(wsel), .codes(codes));
     wire [P-1:0] live = live_l(g);
-    reg [MUL_LAT:0] m_valid, m_first;   // a ROM row read (bit 0: its codes out), its first channel; bit MUL_LAT: its products land
-    reg [SUM_BITS-1:0] xd;
+    reg [LAT:0] m_valid, m_first;       // a ROM row read (bit 0: its codes out), its first channel; bit LAT: its products land
+    reg [SUM_BITS-1:0] xd, xe;          // x_sum[c] with the ROM's read; with the codes registered
+    reg [P*BITS-1:0] codes_r;
+    always @(posedge clk) begin codes_r <= codes; xe <= xd; end
     wire [P*ACC_BITS-1:0] prods;
     generate
         if (SUM_BITS > 1) begin : piped
             hqflow_lanes_piped #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP),
                                  .X_BITS(SUM_BITS), .ACC_BITS(ACC_BITS), .MUL_TREE(MUL_TREE)) lanes (
-                .clk(clk), .codes(codes), .live(live), .x(xd), .prods(prods));
+                .clk(clk), .codes(codes_r), .live(live), .x(xe), .prods(prods));
         end else begin : gated
             hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(1),
-                           .ACC_BITS(ACC_BITS)) lanes (.codes(codes), .live(live), .x(xd), .prods(prods));
+                           .ACC_BITS(ACC_BITS)) lanes (.codes(codes_r), .live(live), .x(xe), .prods(prods));
         end
     endgenerate
     reg [P*ACC_BITS-1:0] acc;
@@ -115,9 +118,9 @@ module hqflow_stream_head #(
     always @(posedge clk) begin
         m_valid <= {m_valid, state == S_ACC};
         m_first <= {m_first, c == 0};
-        if (m_valid[MUL_LAT])
+        if (m_valid[LAT])
             for (p = 0; p < P; p = p + 1)
-                acc[p*ACC_BITS +: ACC_BITS] <= (m_first[MUL_LAT] ? {ACC_BITS{1'b0}} : acc[p*ACC_BITS +: ACC_BITS])
+                acc[p*ACC_BITS +: ACC_BITS] <= (m_first[LAT] ? {ACC_BITS{1'b0}} : acc[p*ACC_BITS +: ACC_BITS])
                                               + prods[p*ACC_BITS +: ACC_BITS];
         if (m_tvalid && m_tready) begin bank <= bank >> LOGIT_BITS; bank_n <= bank_n - 1'b1; end
         case (state)
@@ -135,7 +138,7 @@ module hqflow_stream_head #(
                 xs <= xs_turn;
                 c_row <= c_row + ROW_WIDE;
                 if (c != C - 1) c <= c + 1'b1;
-                else begin c <= 0; state <= S_DRAIN; drain <= MUL_LAT; end
+                else begin c <= 0; state <= S_DRAIN; drain <= LAT; end
             end
             S_DRAIN: if (drain == 0) state <= S_HAND; else drain <= drain - 1'b1;
             default: if (bank_free) begin   // S_HAND

@@ -4,7 +4,8 @@
 //   of HD = D / HEADS channels and per step t (spike x spike is an AND, sums count):
 //     kv[i][j][t]      = sum_n k[n][h HD + i][t] & v[n][h HD + j][t]       (<= N, KV_BITS)
 //     y[n][h HD + j][t] = sum_i q[n][h HD + i][t] ? kv[i][j][t] : 0         (<= N HD, ACC_BITS)
-//   then per (n, c) the LIF of hqflow_lif.v over t = 0..T-1, the membrane in a register.
+//   then per (n, c) the LIF over t = 0..T-1, the membrane in a register, in the form of hqflow_lif_unit.v
+//   (x = v + (y << F) + CHARGE, e = v + (y << F) + FIRE, fire = NEG ? e < 0 : e >= 0: memfiles.lif_step_constants).
 // Stream out: elements n*D + c, T-bit spike words; tlast on the last.
 // Every token is needed before the first output (each query meets every key), so q is buffered
 // whole, N*D words of T bits each (block RAM), as it arrives; k and v only until A has taken their
@@ -15,16 +16,17 @@
 // RAM (fewer block RAMs where the rows are wide and few) for SPLIT cycles a row. Schedule:
 //   A  per token n, as soon as k and v hold it, per head: HD cycles load v's HD words into a register,
 //      HD*SPLIT cycles read k's words and add k & v into the kv rows, a slice a cycle;
-//      a token starts with one cycle that waits for its k and v;
+//      a token starts with two cycles that wait for its k and v (the counts compared, then registered;
+//      one for an image's first token: no k or v in, the compare starts from zero);
 //   B  when A is done and q is complete (one cycle), per token n and head h: HD*SPLIT cycles accumulate
-//      y (HD lanes by T steps, a slice a cycle), 1 drain cycle, T LIF cycles, 1 cycle handing the HD
-//      spike words to the output bank (it waits while the bank drains), which streams them out while
-//      the next head works.
+//      y (HD lanes by T steps, a slice a cycle), 1 drain cycle, 1 cycle preparing step 0's LIF input,
+//      T LIF cycles, 1 cycle handing the HD spike words to the output bank (it waits while the bank
+//      drains), which streams them out while the next head works.
 // The inputs are taken while the buffers fill (an image at a time: the next is taken after B).
 // `active` is high in the cycles the core advances:
-//   active cycles per image = N * (1 + D + SPLIT D) + 1 + N * HEADS * (SPLIT HD + T + 2)
-// The LIF constants: BIAS, THR (V_BITS two's complement) and SIGN (1, -1 or 0). SPLIT divides HD. ULTRA 1: q in
-// UltraRAM (hqflow_ram.v).
+//   active cycles per image = N * (2 + D + SPLIT D) + N * HEADS * (SPLIT HD + T + 3)
+// The LIF constants: CHARGE (V_BITS two's complement), FIRE (V_BITS + 3), NEG (0 or 1). SPLIT divides HD.
+// ULTRA 1: q in UltraRAM (hqflow_ram.v).
 module hqflow_stream_ssa #(
     parameter integer N = 4,
     parameter integer D = 4,
@@ -33,9 +35,9 @@ module hqflow_stream_ssa #(
     parameter integer ACC_BITS = 8,
     parameter integer V_BITS = 16,
     parameter integer F = 2,
-    parameter [63:0] BIAS = 0,
-    parameter [63:0] THR = 0,
-    parameter integer SIGN = 1,
+    parameter [63:0] CHARGE = 0,
+    parameter [127:0] FIRE = 0,
+    parameter integer NEG = 0,
     parameter integer ULTRA = 0,
     parameter integer SPLIT = 1
 ) (
@@ -66,20 +68,20 @@ module hqflow_stream_ssa #(
     localparam integer KB = D * SPLIT > 1 ? $clog2(D * SPLIT) : 1;
     localparam integer SB = SPLIT > 1 ? $clog2(SPLIT) : 1;
     localparam integer NB = $clog2(HD + 1);
-    localparam [2:0] S_AWAIT = 3'd0, S_A1 = 3'd1, S_A2 = 3'd2, S_BWAIT = 3'd3, S_B1 = 3'd4, S_DRAIN = 3'd5,
-                     S_LIF = 3'd6, S_HAND = 3'd7;
-    localparam [1:0] SIGN_CODE = SIGN > 0 ? 2'b01 : SIGN < 0 ? 2'b11 : 2'b00;
+    localparam [3:0] S_AWAIT = 4'd0, S_A1 = 4'd1, S_A2 = 4'd2, S_BWAIT = 4'd3, S_B1 = 4'd4, S_DRAIN = 4'd5,
+                     S_LIF = 4'd6, S_HAND = 4'd7, S_AWAIT0 = 4'd8, S_PREP = 4'd9;
+    localparam integer E_BITS = V_BITS + 3;
 
     initial if (HEADS < 1 || D % HEADS != 0) $error("hqflow_stream_ssa: %0d heads do not divide D %0d", HEADS, D);
     initial if (SPLIT < 1 || HD % SPLIT != 0) $error("hqflow_stream_ssa: SPLIT %0d does not divide HD %0d", SPLIT, HD);
 
-    reg [2:0] state;
+    reg [3:0] state;
     localparam integer WB = $clog2(ND + 1);    // word counts 0 .. ND
     reg [WB-1:0] wq, wk, wv;            // words of q, k, v taken
     assign q_tready = wq < ND;          // (reset to 0 after the image's last output)
-    reg [WB-1:0] base, tok_end;         // n*D + h*HD; (n+1)*D
-    assign k_tready = wk < ND && wk < tok_end + D;  // (the ring: A's token n and the next)
-    assign v_tready = wv < ND && wv < tok_end + D;
+    reg [WB-1:0] base, tok_end, tok_lim;   // n*D + h*HD; (n+1)*D; (n+2)*D
+    assign k_tready = wk < ND && wk < tok_lim;  // (the ring: A's token n and the next)
+    assign v_tready = wv < ND && wv < tok_lim;
     wire q_put = q_tvalid && q_tready, k_put = k_tvalid && k_tready, v_put = v_tvalid && v_tready;
 
     reg [AB-1:0] addr;                  // n*D + h*HD + idx
@@ -125,19 +127,37 @@ module hqflow_stream_ssa #(
                 end
     end
 
-    // the attention LIF, HD lanes
+    // the attention LIF, HD lanes: PREP forms step ps's inputs I = (y << F) + CHARGE, D = (y << F) + FIRE
+    // (registered), LIF runs step ts on them (the step after prepared beside it)
     reg [$clog2(T + 1)-1:0] ts;         // the step
-    reg [HD*V_BITS-1:0] vm;
-    wire [HD*V_BITS-1:0] vm_next; wire [HD-1:0] spikes;
-    reg [HD*ACC_BITS-1:0] y_step;       // step ts of y: an AND-OR multiplexer (y holds still: no logic per bit)
-    integer st;
+    reg [T-1:0] ps;                     // one-hot: the step prepared at this edge
+    reg [HD*V_BITS-1:0] vm;             // (0 after a head's last step)
+    reg [HD*V_BITS-1:0] in_i, vm_next;
+    reg [HD*E_BITS-1:0] in_d;
+    reg [HD-1:0] spikes;
+    reg [HD*ACC_BITS-1:0] y_step;       // step ps of y: an AND-OR multiplexer (y holds still: no logic per bit)
+    integer st, lp;
     always @* begin
         y_step = 0;
-        for (st = 0; st < T; st = st + 1) y_step = y_step | (y[st*HD*ACC_BITS +: HD*ACC_BITS] & {HD*ACC_BITS{ts == st}});
+        for (st = 0; st < T; st = st + 1) y_step = y_step | (y[st*HD*ACC_BITS +: HD*ACC_BITS] & {HD*ACC_BITS{ps[st]}});
+        for (lp = 0; lp < HD; lp = lp + 1) begin : lif_lane
+            reg [V_BITS-1:0] x;
+            reg [E_BITS-1:0] e;
+            x = vm[lp*V_BITS +: V_BITS] + in_i[lp*V_BITS +: V_BITS];
+            e = {{3{vm[lp*V_BITS + V_BITS - 1]}}, vm[lp*V_BITS +: V_BITS]} + in_d[lp*E_BITS +: E_BITS];
+            spikes[lp] = NEG ? e[E_BITS-1] : !e[E_BITS-1];
+            vm_next[lp*V_BITS +: V_BITS] = spikes[lp] || ts == T - 1 ? {V_BITS{1'b0}} : {x[V_BITS-1], x[V_BITS-1:1]};
+        end
     end
-    hqflow_lif #(.P(HD), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .T(T)) lif (
-        .first(ts == 0), .acc(y_step), .v(vm), .bias({HD{BIAS[V_BITS-1:0]}}),
-        .thr({HD{THR[V_BITS-1:0]}}), .sign({HD{SIGN_CODE}}), .v_next(vm_next), .spikes(spikes));
+    always @(posedge clk) begin : prepare
+        reg [E_BITS-1:0] shifted;
+        integer pl;
+        for (pl = 0; pl < HD; pl = pl + 1) begin
+            shifted = {{E_BITS{y_step[pl*ACC_BITS + ACC_BITS - 1]}}, y_step[pl*ACC_BITS +: ACC_BITS]} << F;
+            in_i[pl*V_BITS +: V_BITS] <= shifted[V_BITS-1:0] + CHARGE[V_BITS-1:0];
+            in_d[pl*E_BITS +: E_BITS] <= shifted + FIRE[E_BITS-1:0];
+        end
+    end
     reg [HD*T-1:0] spk;
 
     reg [HD*T-1:0] bank;
@@ -147,13 +167,15 @@ module hqflow_stream_ssa #(
     assign m_tdata = bank[T-1:0];
     assign m_tlast = bank_last && bank_n == 1;
     wire bank_free = bank_n == 0;
-    wire tok_in = wk >= tok_end && wv >= tok_end;
-    assign active = (state == S_AWAIT && tok_in) || state == S_A1 || state == S_A2
-                    || (state == S_BWAIT && wq == ND) || state == S_B1 || state == S_DRAIN || state == S_LIF
+    reg tok_in;                         // wk >= tok_end && wv >= tok_end, registered (AWAIT0 lets it settle)
+    reg q_full;                         // wq == ND
+    assign active = state == S_AWAIT0 || (state == S_AWAIT && tok_in) || state == S_A1 || state == S_A2
+                    || (state == S_BWAIT && q_full) || state == S_B1 || state == S_DRAIN || state == S_PREP || state == S_LIF
                     || (state == S_HAND && bank_free);
 
     always @(posedge clk) begin
-        if (q_put) wq <= wq + 1'b1;
+        if (q_put) begin wq <= wq + 1'b1; q_full <= wq == ND - 1; end
+        tok_in <= wk >= tok_end && wv >= tok_end;
         if (k_put) wk <= wk + 1'b1;
         if (v_put) wv <= wv + 1'b1;
         d_a1 <= state == S_A1;
@@ -189,11 +211,12 @@ module hqflow_stream_ssa #(
                     addr <= addr + 1'b1;
                     idx <= 0;
                     if (h != HEADS - 1) begin h <= h + 1; base <= base + HD; state <= S_A1; end
-                    else if (n != N - 1) begin n <= n + 1; tok_end <= tok_end + D; state <= S_AWAIT; end
+                    else if (n != N - 1) begin n <= n + 1; tok_end <= tok_lim; tok_lim <= tok_lim + D; state <= S_AWAIT0; end
                     else begin n <= 0; state <= S_BWAIT; end
                 end
             end
-            S_BWAIT: if (wq == ND) begin
+            S_AWAIT0: state <= S_AWAIT;
+            S_BWAIT: if (q_full) begin
                 state <= S_B1; n <= 0; h <= 0; idx <= 0; sl <= 0; addr <= 0; base <= 0; kv_raddr <= 0;
             end
             S_B1: begin                         // read q[n][h HD + idx] and kv word (h HD + idx) SPLIT + sl
@@ -206,9 +229,11 @@ module hqflow_stream_ssa #(
                     else begin idx <= 0; state <= S_DRAIN; end
                 end
             end
-            S_DRAIN: begin state <= S_LIF; ts <= 0; end
+            S_DRAIN: begin state <= S_PREP; ps <= 1; end
+            S_PREP: begin state <= S_LIF; ts <= 0; ps <= ps << 1; end
             S_LIF: begin
                 vm <= vm_next;
+                ps <= ps << 1;
                 for (j = 0; j < HD; j = j + 1)   // lane j's word shifts in step ts from the top (constant indices)
                     spk[j*T +: T] <= (spk[j*T +: T] >> 1) | ({{(T > 1 ? T - 1 : 1){1'b0}}, spikes[j]} << (T - 1));
                 ts <= ts + 1;
@@ -222,21 +247,21 @@ module hqflow_stream_ssa #(
                     h <= 0; kv_raddr <= 0;
                     if (n != N - 1) begin n <= n + 1; state <= S_B1; end
                     else begin                  // the image is done: take the next one
-                        n <= 0; tok_end <= D; addr <= 0;
-                        wq <= 0; wk <= 0; wv <= 0;
-                        state <= S_AWAIT;
+                        n <= 0; tok_end <= D; tok_lim <= 2 * D; addr <= 0;
+                        wq <= 0; wk <= 0; wv <= 0; q_full <= 0;
+                        tok_in <= 0; state <= S_AWAIT;     // (no k or v in: the compare starts from 0)
                     end
                 end
             end
         endcase
         if (rst) begin
-            state <= S_AWAIT; wq <= 0; wk <= 0; wv <= 0; n <= 0; tok_end <= D; addr <= 0;
-            bank_n <= 0; bank_last <= 0; d_a1 <= 0; d_a2 <= 0; d_b1 <= 0;
+            state <= S_AWAIT; tok_in <= 0; wq <= 0; wk <= 0; wv <= 0; q_full <= 0; n <= 0; tok_end <= D; tok_lim <= 2 * D;
+            addr <= 0; bank_n <= 0; bank_last <= 0; d_a1 <= 0; d_a2 <= 0; d_b1 <= 0; vm <= 0;
         end
     end
 
     initial begin
-        state = S_AWAIT; wq = 0; wk = 0; wv = 0; n = 0; tok_end = D; addr = 0;
-        bank_n = 0; bank_last = 0; d_a1 = 0; d_a2 = 0; d_b1 = 0;
+        state = S_AWAIT; tok_in = 0; wq = 0; wk = 0; wv = 0; q_full = 0; n = 0; tok_end = D; tok_lim = 2 * D; addr = 0;
+        bank_n = 0; bank_last = 0; d_a1 = 0; d_a2 = 0; d_b1 = 0; vm = 0; ps = 0;
     end
 endmodule

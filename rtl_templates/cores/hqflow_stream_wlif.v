@@ -130,7 +130,7 @@ module hqflow_stream_wlif #(
     reg signed [XIB-1:0] xi;            // the column's input x
     reg signed [COB-1:0] col;           // xi * C
     reg signed [COB-1:0] xbase;         // (xo - PAD) * C
-    reg col_ok;                         // xi >= 0 && xi < W (set with xi)
+    reg col_ok;                         // xi >= 0 && xi < W (set in MASK)
     reg [K-1:0] row_live;               // rows of the window inside the image (set per output row)
 
     // The column's nonzero elements, row by row: `rows_left` the rows after the current one that have
@@ -141,30 +141,22 @@ module hqflow_stream_wlif #(
     //   n + 1  read addresses p_col + p_c (line buffer), p_base + p_jg + p_c (ROM)
     //   n + 2  the element (its row's) and the P codes out of the RAMs -> registers
     //   n + 3  products -> acc (or, handing over, the sums to the LIF unit)
-    reg  [K*CNB-1:0] cnt;               // the column's counts (row i in bits [i*CNB, +CNB)), taken in LOAD
-    reg  [K*CNB-1:0] counts_r;          // the counts read, registered in COUNT
+    // COUNT registers, per row i of the column, from the counts read (none in the padding): whether it has
+    // elements (c_nz), its count - 1 (c_m1: bits [i*CNB, +CNB)) and whether that is more than one (c_gt1)
+    reg  [K-1:0] c_nz, c_gt1;
+    reg  [K*CNB-1:0] c_m1;
     reg  [K-1:0] rows_left;
     reg  [KB-1:0] cur_i;
     reg  [CNB-1:0] rem;
     reg  [AB-1:0] l_ptr;
-    // LOAD: each row's count (none in the padding), the rows with elements, the first of them and its count
-    reg  [K*CNB-1:0] load_cnt;
-    reg  [K-1:0] load_rows;
-    reg  [KB-1:0] load_i;
-    reg  [CNB-1:0] load_n;
-    // ACC: the next row with elements (the lowest of rows_left) and its count
-    reg  [KB-1:0] next_i;
-    reg  [CNB-1:0] next_n;
+    // LOAD: the first row with elements; ACC: the next (the lowest of rows_left)
+    reg  [KB-1:0] load_i, next_i;
     integer li;
     always @* begin
-        load_rows = 0; load_i = 0; load_n = 0; next_i = 0; next_n = 0;
-        for (li = 0; li < K; li = li + 1) begin
-            load_cnt[li*CNB +: CNB] = col_ok && row_live[li] ? counts_r[li*CNB +: CNB] : {CNB{1'b0}};
-            load_rows[li] = load_cnt[li*CNB +: CNB] != 0;
-        end
+        load_i = 0; next_i = 0;
         for (li = K - 1; li >= 0; li = li - 1) begin
-            if (load_rows[li]) begin load_i = li; load_n = load_cnt[li*CNB +: CNB]; end
-            if (rows_left[li]) begin next_i = li; next_n = cnt[li*CNB +: CNB]; end
+            if (c_nz[li]) load_i = li;
+            if (rows_left[li]) next_i = li;
         end
     end
     reg  in_row;                        // rem != 0: the current row has more elements (set with rem)
@@ -310,22 +302,28 @@ module hqflow_stream_wlif #(
                 state <= S_MASK;
                 start_column(0, -PAD, -PAD * C, 0);
             end
-            S_MASK: state <= S_COUNT;         // the counts of column j are read
-            S_COUNT: begin counts_r <= counts; state <= S_LOAD; end
+            S_MASK: begin state <= S_COUNT; col_ok <= xi >= 0 && xi < W; end   // the counts are read
+            S_COUNT: begin
+                for (ri = 0; ri < K; ri = ri + 1) begin : count_row
+                    reg [CNB-1:0] n_i;
+                    n_i = col_ok && row_live[ri] ? counts[ri*CNB +: CNB] : {CNB{1'b0}};
+                    c_nz[ri] <= n_i != 0; c_gt1[ri] <= n_i > 1; c_m1[ri*CNB +: CNB] <= n_i - 1'b1;
+                end
+                state <= S_LOAD;
+            end
             S_LOAD: begin                     // (the first entries' list read goes out)
-                cnt <= load_cnt;
                 l_ptr <= col[AB-1:0]; l_inc <= col[AB-1:0] + 1'b1;
                 cur_i <= load_i;
-                rem <= load_n - 1'b1; in_row <= load_n > 1;
-                rows_left <= load_rows & ~(1 << load_i);
-                if (load_rows != 0) state <= S_ACC;
+                rem <= c_m1[load_i*CNB +: CNB]; in_row <= c_gt1[load_i];
+                rows_left <= c_nz & ~(1 << load_i);
+                if (c_nz != 0) state <= S_ACC;
                 else next_column;
             end
             S_ACC: begin                      // pick the current element; the next one's entry is read
                 if (in_row) begin
                     rem <= rem - 1'b1; in_row <= rem > 1; l_ptr <= l_inc; l_inc <= l_inc + 1'b1;
                 end else begin
-                    cur_i <= next_i; rem <= next_n - 1'b1; in_row <= next_n > 1;
+                    cur_i <= next_i; rem <= c_m1[next_i*CNB +: CNB]; in_row <= c_gt1[next_i];
                     l_ptr <= col[AB-1:0]; l_inc <= col[AB-1:0] + 1'b1;
                     rows_left <= rows_left & ~(1 << next_i);
                 end
@@ -364,7 +362,7 @@ module hqflow_stream_wlif #(
     task start_column(input [KB-1:0] j_in, input signed [XIB-1:0] x_in, input signed [COB-1:0] col_in,
                       input [JRB-1:0] gc_in);
         begin
-            j <= j_in; j_row <= times(j_in, G * C) + gc_in; xi <= x_in; col <= col_in; col_ok <= x_in >= 0 && x_in < W;
+            j <= j_in; j_row <= times(j_in, G * C) + gc_in; xi <= x_in; col <= col_in;
             m_rd_en <= 1; m_rd_addr <= x_in;
         end
     endtask

@@ -77,7 +77,7 @@ module hqflow_window #(
     reg [AB-1:0]  in_off;               // the next element within its row
     reg [SB-1:0]  in_slot;              // its slot
     reg [YB-1:0]  yo;
-    reg [SB-1:0]  top_slot, top_slot_d;
+    reg [SB-1:0]  top_slot;
     reg signed [RB-1:0] top;            // top_row in its own width (the port is 32 bits wide)
     always @* top_row = top;
     // (the row arithmetic in RB bits; the bounds of the current top registered with it: the input's
@@ -86,31 +86,42 @@ module hqflow_window #(
     reg signed [RB-1:0] lim;            // max(0, top) + SLOTS: the rows taken stay below it
     reg signed [RB-1:0] need;           // min(top + K, H): the rows the window needs
     wire signed [RB-1:0] in_rows = in_row;
-    assign row_ok = in_rows >= need;
     wire take = s_tvalid && s_tready;
-    // s_tready = in_row < H && in_row < lim, registered: the same compares on the next state (in_row and
-    // lim as the block below updates them), so that the producer's handshake starts at a register
-    // (the compares of the counters with their last values, and the next row's limit, kept in registers)
+    // s_tready = in_row < H && in_row < lim and row_ok = in_row >= need, registered: the same compares on
+    // the next state (in_row, lim and need as the block below updates them), so that the producer's
+    // handshake and the consumer's row wait start at a register. Each compare is one carry chain from
+    // registers, both outcomes of the cycle's events side by side (in_row or in_row + 1; the limits now,
+    // or once the window moves: lim_adv, need_adv), the events selecting among them.
     reg off_last;                       // in_off == ROW - 1
     reg yo_last;                        // yo == HO - 1
+    reg signed [RB-1:0] in_row_p1;      // in_row + 1
     reg signed [RB-1:0] lim_adv;        // lim_of(top + S): lim once the window moves
+    reg signed [RB-1:0] need_adv;       // need_of(top + S)
     wire restart = next_row && yo_last;
-    wire signed [RB-1:0] in_rows_n = restart ? {RB{1'b0}} : take && off_last ? in_rows + 1'b1 : in_rows;
-    wire signed [RB-1:0] lim_n = restart ? lim_of(TOP0) : next_row ? lim_adv : lim;
-    reg ready;
-    always @(posedge clk) ready <= rst || (in_rows_n < H_R && in_rows_n < lim_n);
+    wire inc = take && off_last;        // a row completes
+    wire ready_now = inc ? in_row_p1 < H_R && in_row_p1 < lim : in_rows < H_R && in_rows < lim;
+    wire ready_adv = inc ? in_row_p1 < H_R && in_row_p1 < lim_adv : in_rows < H_R && in_rows < lim_adv;
+    wire ok_now = inc ? in_row_p1 >= need : in_rows >= need;
+    wire ok_adv = inc ? in_row_p1 >= need_adv : in_rows >= need_adv;
+    localparam READY0 = 0 < H_R && 0 < lim_of(TOP0), OK0 = 0 >= need_of(TOP0);   // after a restart: no rows in
+    reg ready, ok;
+    always @(posedge clk) begin
+        ready <= rst || (restart ? READY0 : next_row ? ready_adv : ready_now);
+        ok <= !rst && (restart ? OK0 : next_row ? ok_adv : ok_now);
+    end
     assign s_tready = ready;
+    assign row_ok = ok;
 
     always @(posedge clk) begin
         if (rst) begin
-            in_row <= 0; in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
+            in_row <= 0; in_row_p1 <= 1; in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
             yo <= 0; yo_last <= HO == 1; top <= TOP0; top_slot <= TOP_SLOT0;
-            lim <= lim_of(TOP0); lim_adv <= lim_of(TOP0 + S_R); need <= need_of(TOP0);
+            lim <= lim_of(TOP0); lim_adv <= lim_of(TOP0 + S_R); need <= need_of(TOP0); need_adv <= need_of(TOP0 + S_R);
         end else begin
             if (take) begin
                 if (off_last) begin
                     in_off <= 0; off_last <= ROW == 1;
-                    in_row <= in_row + 1;
+                    in_row <= in_row_p1; in_row_p1 <= in_row_p1 + 1'b1;
                     in_slot <= in_slot == SLOTS - 1 ? 0 : in_slot + 1'b1;
                 end else begin
                     in_off <= in_off + 1'b1; off_last <= in_off == ROW - 2;
@@ -119,11 +130,12 @@ module hqflow_window #(
             if (next_row) begin
                 if (yo_last) begin              // the image is done (all its rows were in): start over
                     yo <= 0; yo_last <= HO == 1; top <= TOP0; top_slot <= TOP_SLOT0;
-                    lim <= lim_of(TOP0); lim_adv <= lim_of(TOP0 + S_R); need <= need_of(TOP0);
-                    in_row <= 0; in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
+                    lim <= lim_of(TOP0); lim_adv <= lim_of(TOP0 + S_R); need <= need_of(TOP0); need_adv <= need_of(TOP0 + S_R);
+                    in_row <= 0; in_row_p1 <= 1; in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
                 end else begin
                     yo <= yo + 1; yo_last <= yo == HO - 2;
-                    top <= top + S_R; lim <= lim_adv; lim_adv <= lim_of(top + S_R + S_R); need <= need_of(top + S_R);
+                    top <= top + S_R; lim <= lim_adv; lim_adv <= lim_of(top + S_R + S_R);
+                    need <= need_adv; need_adv <= need_of(top + S_R + S_R);
                     top_slot <= top_slot + S >= SLOTS ? top_slot + S - SLOTS : top_slot + S;
                 end
             end
@@ -147,13 +159,22 @@ module hqflow_window #(
                 .re(rd_en), .raddr(rd_addr), .rdata(bank_q[b*EB +: EB]));
         end
     endgenerate
-    always @(posedge clk) if (rd_en) top_slot_d <= top_slot;
+    // row i of the window is in slot (top_slot + i) mod SLOTS at the read's issue: one-hot selects
+    // (bit i SLOTS + s), registered with the read, then an AND-OR per row
+    reg [K*SLOTS-1:0] slot_now, rd_sel;
     integer i, s;
-    always @* begin                     // row i of the window is in slot (top_slot_d + i) mod SLOTS
+    always @* begin
+        slot_now = 0;
+        for (i = 0; i < K; i = i + 1)
+            for (s = 0; s < SLOTS; s = s + 1)
+                slot_now[i*SLOTS + s] = top_slot + i == s || top_slot + i == s + SLOTS;
+    end
+    always @(posedge clk) if (rd_en) rd_sel <= slot_now;
+    always @* begin
         rd_rows = 0;
         for (i = 0; i < K; i = i + 1)
             for (s = 0; s < SLOTS; s = s + 1)   // (constant part-selects: a multiplexer, no index multiplier)
-                if (top_slot_d + i == s || top_slot_d + i == s + SLOTS) rd_rows[i*EB +: EB] = bank_q[s*EB +: EB];
+                rd_rows[i*EB +: EB] = rd_rows[i*EB +: EB] | (bank_q[s*EB +: EB] & {EB{rd_sel[i*SLOTS + s]}});
     end
 
     // the lists of nonzero elements and their counts, per row slot
@@ -183,10 +204,10 @@ module hqflow_window #(
             end
             wire [SLOTS*NB-1:0] count_q;
             wire [SLOTS*CB-1:0] list_q;
-            reg [SB-1:0] m_slot_d, l_slot_d;
+            reg [K*SLOTS-1:0] m_sel, l_sel;
             always @(posedge clk) begin
-                if (m_rd_en) m_slot_d <= top_slot;
-                if (l_rd_en) l_slot_d <= top_slot;
+                if (m_rd_en) m_sel <= slot_now;
+                if (l_rd_en) l_sel <= slot_now;
             end
             for (b = 0; b < SLOTS; b = b + 1) begin : lbank
                 hqflow_ram #(.WIDTH(CB), .DEPTH(ROW), .ADDR_BITS(AB), .DISTRIBUTED(LIST_LUTRAM)) list (
@@ -201,8 +222,8 @@ module hqflow_window #(
                 m_counts = 0; l_rows = 0;
                 for (mi = 0; mi < K; mi = mi + 1)
                     for (ms = 0; ms < SLOTS; ms = ms + 1) begin
-                        if (m_slot_d + mi == ms || m_slot_d + mi == ms + SLOTS) m_counts[mi*NB +: NB] = count_q[ms*NB +: NB];
-                        if (l_slot_d + mi == ms || l_slot_d + mi == ms + SLOTS) l_rows[mi*CB +: CB] = list_q[ms*CB +: CB];
+                        m_counts[mi*NB +: NB] = m_counts[mi*NB +: NB] | (count_q[ms*NB +: NB] & {NB{m_sel[mi*SLOTS + ms]}});
+                        l_rows[mi*CB +: CB] = l_rows[mi*CB +: CB] | (list_q[ms*CB +: CB] & {CB{l_sel[mi*SLOTS + ms]}});
                     end
             end
         end else begin : no_lists
