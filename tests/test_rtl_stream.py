@@ -223,8 +223,8 @@ def test_folding_meets_the_target_with_the_fewest_lanes(exported):
 
 
 def test_window_counts_and_the_lif_unit_overlap():
-    """A window core's work per output pixel, and its cycles by hand: per output row 1 + (T M + 2), the
-    row's first group A + 1, every other max(A + 1, T M + 2) (its LIF unit still busy with the group
+    """A window core's work per output pixel, and its cycles by hand: per output row 1 + (T M + 3), the
+    row's first group A + 1, every other max(A + 1, T M + 3) (its LIF unit still busy with the group
     before), A = 3 K + nnz + 2."""
     import numpy as np
 
@@ -238,10 +238,10 @@ def test_window_counts_and_the_lif_unit_overlap():
 
     op = stream.STREAM_OPS["linear_lif"]
     params = {"H": 2, "W": 2, "C": 8, "O": 4, "K": 1, "PAD": 0, "P": 2, "LIF_LANES": 1}  # 2 groups; T 2, M 2
-    nnz = [0, 3, 1, 5]  # A + 1 = 3 K + nnz + 3: row 0 (6, 9), row 1 (7, 11); the LIF unit T M + 2 = 6 a group
-    assert op.cycles(params, 2, nnz) == (1 + 6 + 6 + 6 + 9 + 9) + (1 + 6 + 7 + 7 + 11 + 11)
-    assert op.cycles({**params, "LIF_LANES": 2}, 2, nnz) == (1 + 4 + 6 + 6 + 9 + 9) + (1 + 4 + 7 + 7 + 11 + 11)
-    assert op.cycles(params, 2, 8.0) == 2 * (1 + 6 + 8 + 3 * 8)  # a total spreads evenly: nnz 2, A + 1 = 8
+    nnz = [0, 3, 1, 5]  # A + 1 = 3 K + nnz + 3: row 0 (6, 9), row 1 (7, 11); the LIF unit T M + 3 = 7 a group
+    assert op.cycles(params, 2, nnz) == (1 + 7 + 6 + 7 + 9 + 9) + (1 + 7 + 7 + 7 + 11 + 11)
+    assert op.cycles({**params, "LIF_LANES": 2}, 2, nnz) == (1 + 5 + 6 + 6 + 9 + 9) + (1 + 5 + 7 + 7 + 11 + 11)
+    assert op.cycles(params, 2, 8.0) == 2 * (1 + 7 + 8 + 3 * 8)  # a total spreads evenly: nnz 2, A + 1 = 8
 
 
 def test_every_op_has_a_stream_core():

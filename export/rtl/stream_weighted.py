@@ -90,15 +90,15 @@ class WeightedLif(StreamOp):
         return {"params": params, "files": files, "lanes": lanes, "bits": 1}
 
     def cycles(self, params, time_steps, nnz=None):
-        """The header's formula: per output row 1 + (T M + 2) + the row's groups, the first A + 1, the
-        others max(A + 1, T M + 2) (the LIF unit of the group before still busy), A = 3 K + NNZ_px + 2 +
+        """The header's formula: per output row 1 + (T M + 3) + the row's groups, the first A + 1, the
+        others max(A + 1, T M + 3) (the LIF unit of the group before still busy), A = 3 K + NNZ_px + 2 +
         mul_latency (multi-bit inputs' products).
         nnz: per output pixel the nonzero elements of its window ([HO WO], row-major), or their sum over
         the image (spread evenly), None: every element nonzero."""
         p = params
         ho, wo = p["H"] + 2 * p["PAD"] - p["K"] + 1, p["W"] + 2 * p["PAD"] - p["K"] + 1
         groups = -(-p["O"] // p["P"])
-        lif = time_steps * (p["P"] // p.get("LIF_LANES", p["P"])) + 2  # the LIF unit's cycles a group
+        lif = time_steps * (p["P"] // p.get("LIF_LANES", p["P"])) + 3  # the LIF unit's cycles a group
         if nnz is None:  # every element nonzero: each window's taps inside the image, C elements each
             nnz = window_counts(np.full((1, p["H"], p["W"]), p["C"]), p["K"], p["PAD"])
         per_pixel = np.broadcast_to(np.asarray(nnz, dtype=np.float64).reshape(-1) / (1 if np.ndim(nnz) else ho * wo),

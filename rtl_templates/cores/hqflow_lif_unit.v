@@ -20,7 +20,7 @@
 // D), RUN (charge, fire, reset; the membranes and spike words turn by L lanes a cycle, back in place after
 // a step's M chunks). A group: `take` (the unit `ready`) in cycle n; RUN in cycles n + 2 .. n + T M + 1;
 // its P spike words (`words`, lane p in bits [p T, p T + T), bit t = step t) held from n + T M + 2 with
-// `done` until `words_taken`; `ready` again the cycle after: T M + 2 cycles, at least, from take to take.
+// `done` until `words_taken`; `ready` again the cycle after: T M + 3 cycles, at least, from take to take.
 module hqflow_lif_unit #(
     parameter integer P = 1, LIF_LANES = 1, T = 1, ACC_BITS = 16, V_BITS = 32, F = 0, LINES = 1,
     parameter CHARGE_FILE = "charge.mem", FIRE_FILE = "fire.mem", NEG_FILE = "neg.mem"

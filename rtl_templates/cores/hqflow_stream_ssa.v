@@ -78,10 +78,17 @@ module hqflow_stream_ssa #(
     reg [3:0] state;
     localparam integer WB = $clog2(ND + 1);    // word counts 0 .. ND
     reg [WB-1:0] wq, wk, wv;            // words of q, k, v taken
-    assign q_tready = wq < ND;          // (reset to 0 after the image's last output)
+    reg tok_in;                         // wk >= tok_end && wv >= tok_end, registered (AWAIT0 lets it settle)
+    reg q_full;                         // wq == ND
+    assign q_tready = !q_full;          // wq < ND (reset to 0 after the image's last output)
     reg [WB-1:0] base, tok_end, tok_lim;   // n*D + h*HD; (n+1)*D; (n+2)*D
-    assign k_tready = wk < ND && wk < tok_lim;  // (the ring: A's token n and the next)
-    assign v_tready = wv < ND && wv < tok_lim;
+    // k_tready = wk < ND && wk < tok_lim (the ring: A's token n and the next), v_tready alike, registered: the
+    // compares of the next count (wk or wk + 1, side by side) with this cycle's tok_lim (it only grows within
+    // an image; at an image's end the old count is full: ready falls for a cycle either way, never early)
+    reg k_ready, v_ready;
+    reg [WB-1:0] wk_p1, wv_p1;          // wk + 1, wv + 1
+    assign k_tready = k_ready;
+    assign v_tready = v_ready;
     wire q_put = q_tvalid && q_tready, k_put = k_tvalid && k_tready, v_put = v_tvalid && v_tready;
 
     reg [AB-1:0] addr;                  // n*D + h*HD + idx
@@ -167,8 +174,6 @@ module hqflow_stream_ssa #(
     assign m_tdata = bank[T-1:0];
     assign m_tlast = bank_last && bank_n == 1;
     wire bank_free = bank_n == 0;
-    reg tok_in;                         // wk >= tok_end && wv >= tok_end, registered (AWAIT0 lets it settle)
-    reg q_full;                         // wq == ND
     assign active = state == S_AWAIT0 || (state == S_AWAIT && tok_in) || state == S_A1 || state == S_A2
                     || (state == S_BWAIT && q_full) || state == S_B1 || state == S_DRAIN || state == S_PREP || state == S_LIF
                     || (state == S_HAND && bank_free);
@@ -176,8 +181,10 @@ module hqflow_stream_ssa #(
     always @(posedge clk) begin
         if (q_put) begin wq <= wq + 1'b1; q_full <= wq == ND - 1; end
         tok_in <= wk >= tok_end && wv >= tok_end;
-        if (k_put) wk <= wk + 1'b1;
-        if (v_put) wv <= wv + 1'b1;
+        if (k_put) begin wk <= wk_p1; wk_p1 <= wk_p1 + 1'b1; end
+        if (v_put) begin wv <= wv_p1; wv_p1 <= wv_p1 + 1'b1; end
+        k_ready <= !rst && (k_put ? wk_p1 < ND && wk_p1 < tok_lim : wk < ND && wk < tok_lim);
+        v_ready <= !rst && (v_put ? wv_p1 < ND && wv_p1 < tok_lim : wv < ND && wv < tok_lim);
         d_a1 <= state == S_A1;
         d_a2 <= state == S_A2;
         d_b1 <= state == S_B1;
@@ -248,20 +255,20 @@ module hqflow_stream_ssa #(
                     if (n != N - 1) begin n <= n + 1; state <= S_B1; end
                     else begin                  // the image is done: take the next one
                         n <= 0; tok_end <= D; tok_lim <= 2 * D; addr <= 0;
-                        wq <= 0; wk <= 0; wv <= 0; q_full <= 0;
+                        wq <= 0; wk <= 0; wv <= 0; wk_p1 <= 1; wv_p1 <= 1; q_full <= 0;
                         tok_in <= 0; state <= S_AWAIT;     // (no k or v in: the compare starts from 0)
                     end
                 end
             end
         endcase
         if (rst) begin
-            state <= S_AWAIT; tok_in <= 0; wq <= 0; wk <= 0; wv <= 0; q_full <= 0; n <= 0; tok_end <= D; tok_lim <= 2 * D;
+            state <= S_AWAIT; tok_in <= 0; wq <= 0; wk <= 0; wv <= 0; wk_p1 <= 1; wv_p1 <= 1; q_full <= 0; n <= 0; tok_end <= D; tok_lim <= 2 * D;
             addr <= 0; bank_n <= 0; bank_last <= 0; d_a1 <= 0; d_a2 <= 0; d_b1 <= 0; vm <= 0;
         end
     end
 
     initial begin
-        state = S_AWAIT; tok_in = 0; wq = 0; wk = 0; wv = 0; q_full = 0; n = 0; tok_end = D; tok_lim = 2 * D; addr = 0;
+        state = S_AWAIT; tok_in = 0; wq = 0; wk = 0; wv = 0; wk_p1 = 1; wv_p1 = 1; k_ready = 0; v_ready = 0; q_full = 0; n = 0; tok_end = D; tok_lim = 2 * D; addr = 0;
         bank_n = 0; bank_last = 0; d_a1 = 0; d_a2 = 0; d_b1 = 0; vm = 0; ps = 0;
     end
 endmodule

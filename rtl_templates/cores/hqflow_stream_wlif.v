@@ -25,14 +25,14 @@
 //          selects: hqflow_lanes_piped's pipelined products, MUL_TREE 1 a tree in LUTs, 0 for a DSP);
 //   HAND   1 cycle once the LIF unit is ready: the P x T sums go to the LIF unit (hqflow_lif_unit.v; the
 //          group's own accumulators are zero again) and the next group starts.
-// The LIF unit, per group: T M + 2 cycles (M = P / LIF_LANES; LIF_LANES neurons of step t a cycle, then
+// The LIF unit, per group: T M + 3 cycles after HAND (M = P / LIF_LANES; LIF_LANES neurons of step t a cycle, then
 // the P spike words wait for the output bank, which streams them out). An output row ends with FLUSH:
 // the accumulation waits for the LIF unit to finish the row's last group (so the cycles do not depend on
 // when the next row arrives). Each output row starts with one cycle that waits for the window's rows
 // (ROW). No membrane memory: the only state beyond the line buffer is the two groups being computed.
 // `active` is high in the cycles the core advances (not waiting for input rows or output room):
-//   active cycles per image = sum over output rows of (1 + (T M + 2) + sum over its groups of c),
-//   c = A + 1 for the row's first group, max(A + 1, T M + 2) for the others, A = 3 K + NNZ_px + 2 + MUL_LAT,
+//   active cycles per image = sum over output rows of (1 + (T M + 3) + sum over its groups of c),
+//   c = A + 1 for the row's first group, max(A + 1, T M + 3) for the others, A = 3 K + NNZ_px + 2 + MUL_LAT,
 // NNZ_px: the nonzero input elements in the output pixel's window (at most K K C).
 // ROM: hqflow_weight_rom.v, one lane group a line: line ((i*K + j)*G + g)*C + c holds the P codes of
 // tap (c, i, j) for outputs g*P .. g*P + P - 1, exactly what a cycle reads (channels innermost: the
@@ -206,8 +206,8 @@ module hqflow_stream_wlif #(
     reg e_valid;                        // the product stage (n + 3): the element and its codes, registered
     reg [EB-1:0] x_row;
     reg [P*BITS-1:0] e_codes;
-    always @(posedge clk) begin x_row <= d_row; e_codes <= codes; end
-    wire [P-1:0] live = live_l(g) & {P{e_valid}};   // (no element landing: every product 0)
+    reg [P-1:0] live;                   // the lanes of the group, with an element landing (else every product 0)
+    always @(posedge clk) begin x_row <= d_row; e_codes <= codes; live <= live_l(g) & {P{d_valid}}; end
     reg [T*P*ACC_BITS-1:0] acc;         // step t, lane p: bits [(t*P + p)*ACC_BITS, +ACC_BITS)
     wire [T*P*ACC_BITS-1:0] prods;
     genvar tt;
@@ -261,23 +261,29 @@ module hqflow_stream_wlif #(
                     || ((state == S_HAND || state == S_FLUSH) && !lif_done)
                     || (state == S_ROW && row_ok && !next_row);
 
-    // the accumulators: cleared as the group goes to the LIF unit (a synchronous reset, no logic per bit);
-    // the group's last product lands in its first S_HAND cycle: the LIF unit takes the sums with it
-    wire hand_go = state == S_HAND && lif_ready;
-    reg [T*P*ACC_BITS-1:0] sums;        // acc + the products landing (0 unless e_valid: `live`)
+    // the accumulators: the group's last product lands in its first S_HAND cycle; in the cycle after
+    // (hand_d, a register: it drives every accumulator bit) the LIF unit takes them and they clear (a
+    // synchronous reset, no logic per bit; the next group's first product is at least five cycles away)
+    reg hand_d;
+    reg [TA-1:0] hand_line;             // the group's first table line, for the LIF unit's take
+    wire lif_free = lif_ready && !hand_d;   // (the unit's ready falls as it takes)
+    wire hand_go = state == S_HAND && lif_free;
+    reg [T*P*ACC_BITS-1:0] sums;        // acc + the products landing (0 but those of a live lane's element)
     integer q;
     always @* for (q = 0; q < T * P; q = q + 1)
         sums[q*ACC_BITS +: ACC_BITS] = acc[q*ACC_BITS +: ACC_BITS] + prods[q*ACC_BITS +: ACC_BITS];
     always @(posedge clk) begin
-        if (rst || hand_go) acc <= 0;
-        else if (m_valid[MUL_LAT]) acc <= sums;
+        hand_d <= hand_go && !rst;
+        if (hand_go) hand_line <= tab_base;
+        if (rst || hand_d) acc <= 0;
+        else acc <= sums;
     end
 
     // ---- the LIF unit (hqflow_lif_unit.v): the group handed over, L = LIF_LANES lanes a cycle ---------
     wire words_taken = lif_done && bank_n == 0;
     hqflow_lif_unit #(.P(P), .LIF_LANES(L), .T(T), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .LINES(G * M),
                       .CHARGE_FILE(CHARGE_FILE), .FIRE_FILE(FIRE_FILE), .NEG_FILE(NEG_FILE)) lif (
-        .clk(clk), .rst(rst), .take(hand_go), .sums(sums), .line(tab_base), .ready(lif_ready), .done(lif_done),
+        .clk(clk), .rst(rst), .take(hand_d), .sums(acc), .line(hand_line), .ready(lif_ready), .done(lif_done),
         .words_taken(words_taken), .words(lif_words));
 
     integer ri;
@@ -330,8 +336,8 @@ module hqflow_stream_wlif #(
                 if (last_pick) next_column;
             end
             S_DRAIN: if (drain == 0) state <= S_HAND; else drain <= drain - 1'b1;
-            S_FLUSH: if (lif_ready) begin next_row <= 1; state <= S_ROW; end
-            default: if (lif_ready) begin   // S_HAND: the sums to the LIF unit
+            S_FLUSH: if (lif_free) begin next_row <= 1; state <= S_ROW; end
+            default: if (lif_free) begin    // S_HAND: the sums to the LIF unit (in the cycle after)
                 l_lastg <= g == G - 1; l_last <= g == G - 1 && last_px && last_row;
                 if (g != G - 1) begin       // the next lane group of this pixel
                     g <= g + 1; g_c <= g_c + C; tab_base <= tab_base + M;

@@ -97,6 +97,7 @@ module hqflow_window #(
     reg signed [RB-1:0] in_row_p1;      // in_row + 1
     reg signed [RB-1:0] lim_adv;        // lim_of(top + S): lim once the window moves
     reg signed [RB-1:0] need_adv;       // need_of(top + S)
+    reg signed [RB-1:0] top2, top2_s, top2_k;   // top + 2 S, + SLOTS, + K: the limits after next, one step each
     wire restart = next_row && yo_last;
     wire inc = take && off_last;        // a row completes
     wire ready_now = inc ? in_row_p1 < H_R && in_row_p1 < lim : in_rows < H_R && in_rows < lim;
@@ -117,6 +118,7 @@ module hqflow_window #(
             in_row <= 0; in_row_p1 <= 1; in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
             yo <= 0; yo_last <= HO == 1; top <= TOP0; top_slot <= TOP_SLOT0;
             lim <= lim_of(TOP0); lim_adv <= lim_of(TOP0 + S_R); need <= need_of(TOP0); need_adv <= need_of(TOP0 + S_R);
+            top2 <= TOP0 + 2 * S_R; top2_s <= TOP0 + 2 * S_R + SLOTS_R; top2_k <= TOP0 + 2 * S_R + K_R;
         end else begin
             if (take) begin
                 if (off_last) begin
@@ -131,11 +133,14 @@ module hqflow_window #(
                 if (yo_last) begin              // the image is done (all its rows were in): start over
                     yo <= 0; yo_last <= HO == 1; top <= TOP0; top_slot <= TOP_SLOT0;
                     lim <= lim_of(TOP0); lim_adv <= lim_of(TOP0 + S_R); need <= need_of(TOP0); need_adv <= need_of(TOP0 + S_R);
+                    top2 <= TOP0 + 2 * S_R; top2_s <= TOP0 + 2 * S_R + SLOTS_R; top2_k <= TOP0 + 2 * S_R + K_R;
                     in_row <= 0; in_row_p1 <= 1; in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
                 end else begin
                     yo <= yo + 1; yo_last <= yo == HO - 2;
-                    top <= top + S_R; lim <= lim_adv; lim_adv <= lim_of(top + S_R + S_R);
-                    need <= need_adv; need_adv <= need_of(top + S_R + S_R);
+                    top <= top + S_R; lim <= lim_adv; need <= need_adv;
+                    lim_adv <= top2 < 0 ? SLOTS_R : top2_s;         // lim_of(top + 2 S)
+                    need_adv <= top2_k > H_R ? H_R : top2_k;        // need_of(top + 2 S)
+                    top2 <= top2 + S_R; top2_s <= top2_s + S_R; top2_k <= top2_k + S_R;
                     top_slot <= top_slot + S >= SLOTS ? top_slot + S - SLOTS : top_slot + S;
                 end
             end
