@@ -96,7 +96,8 @@ def _urams(width_bits: int, depth: int) -> int:
 
 
 def memory_resources(width_bits: int, depth: int, table, rom: bool = False,
-                     uram: bool = False, ultra: bool = False, distributed: bool = False) -> Resources:
+                     uram: bool = False, ultra: bool = False, distributed: bool = False,
+                     block: bool = False) -> Resources:
     """Resources of one memory of `depth` words of `width_bits` bits, with one synchronous read port and
     (RAM) one write port, or a ROM (`rom`: initialized, never written); `table`: an FPGA table
     (hqflow.fpga.FpgaTable), its `memory` section.
@@ -112,7 +113,8 @@ def memory_resources(width_bits: int, depth: int, table, rom: bool = False,
     synthesized with -uram) a RAM may also take URAM288s (4096 x 72 each, narrow words packed several to a
     row: max(bits / 294,912, width / 72) of them, as measured; a ROM cannot: no initial contents).
     `ultra`: a RAM placed in UltraRAM by its Verilog (ram_style "ultra"): those URAM288s, whatever the cost;
-    `distributed` (ram_style "distributed"): in LUT RAM, whatever the cost."""
+    `distributed` (ram_style "distributed"): in LUT RAM, whatever the cost; `block` (ram_style "block"): in
+    block RAM, whatever the cost."""
     if width_bits <= 0 or depth <= 0:
         return Resources()
     if ultra and rom:
@@ -133,6 +135,8 @@ def memory_resources(width_bits: int, depth: int, table, rom: bool = False,
     if uram and not rom:  # Yosys packs narrow words side by side in a 72-bit row: about the bits' share
         n = _urams(width_bits, depth)
         options.append((n * URAM_COST, "uram", n))
+    if block:
+        options = [o for o in options if o[1].startswith("bram")]
     _, kind, n = min(options, key=lambda o: o[0])
     if kind == "uram":
         return Resources(uram=n)

@@ -84,7 +84,7 @@ def load_stream_table(path: str | Path | None = None) -> StreamTable:
 def _memories(op: StreamOp, params: dict, table: StreamTable, uram: bool) -> fpga.Resources:
     return fpga.total(rom_resources(m.width, m.depth, table.memory, m.tail) if m.tail else
                       fpga.memory_resources(m.width, m.depth, table.memory, rom=m.rom, uram=uram, ultra=m.ultra,
-                                            distributed=m.distributed)
+                                            distributed=m.distributed, block=m.block)
                       for m in op.memories(params))
 
 

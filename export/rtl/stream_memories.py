@@ -17,7 +17,7 @@ __all__ = ["Memory", "memory_table", "rom_geometry", "window_counts", "window_me
 class Memory:
     """One memory a core declares: `depth` words of `width` bits (rom: read-only, from a file; ultra: a
     RAM the core's ULTRA parameter puts in UltraRAM; tail: a ROM's last lines, held in LUTs; distributed:
-    a RAM in LUT RAM, ram_style "distributed")."""
+    a RAM in LUT RAM, ram_style "distributed"; block: in block RAM, ram_style "block")."""
     name: str
     width: int
     depth: int
@@ -25,18 +25,21 @@ class Memory:
     ultra: bool = False
     tail: int = 0
     distributed: bool = False
+    block: bool = False
 
 
 def window_memories(p: dict, slots: int, element_bits: int, lists: bool) -> list[Memory]:
     """hqflow_window.v's RAMs: a bank of W*C elements per row slot, and with `lists` (LIST 1) per slot
     the lists of nonzero channels (W*C entries of clog2(C) bits) and their counts (W of clog2(C + 1)
-    bits), in LUT RAM where LIST_LUTRAM is 1. ULTRA puts the element banks in UltraRAM."""
+    bits), in LUT RAM where LIST_LUTRAM is 1 (else the lists in block RAM). ULTRA puts the element banks in
+    UltraRAM."""
     banks = [Memory(f"row{b}", element_bits, p["W"] * p["C"], ultra=bool(p.get("ULTRA"))) for b in range(slots)]
     if not lists:
         return banks
     entry, count = max(1, (p["C"] - 1).bit_length()), p["C"].bit_length()
     lutram = bool(p.get("LIST_LUTRAM"))
-    return banks + [m for b in range(slots) for m in (Memory(f"list{b}", entry, p["W"] * p["C"], distributed=lutram),
+    return banks + [m for b in range(slots) for m in (Memory(f"list{b}", entry, p["W"] * p["C"], distributed=lutram,
+                                                              block=not lutram),
                                                        Memory(f"count{b}", count, p["W"], distributed=lutram))]
 
 

@@ -12,7 +12,8 @@
 // $readmemh file ("" leaves the memory uninitialized; simulation sees X as 0 under Verilator), ULTRA 1:
 // the array in UltraRAM (ram_style "ultra": UltraScale+ only; no INIT_FILE, UltraRAM has no initial
 // contents), DISTRIBUTED 1: in LUT RAM (ram_style "distributed": a narrow RAM that block RAM would leave mostly
-// empty), neither: the synthesis tool's choice.
+// empty), BLOCK 1: in block RAM (ram_style "block": its read address straight into the block, where LUT RAM
+// would put a multiplexer of many small RAMs after it), none: the synthesis tool's choice.
 // Every hqflow core reads its inputs through ports shaped like this RAM's read port (an address
 // out, the data in one cycle later) and writes its outputs through one shaped like its write port.
 module hqflow_ram #(
@@ -21,7 +22,8 @@ module hqflow_ram #(
     parameter integer ADDR_BITS = (DEPTH > 1) ? $clog2(DEPTH) : 1,
     parameter INIT_FILE = "",
     parameter integer ULTRA = 0,
-    parameter integer DISTRIBUTED = 0
+    parameter integer DISTRIBUTED = 0,
+    parameter integer BLOCK = 0
 ) (
     input  wire                 clk,
     input  wire                 we,
@@ -50,6 +52,12 @@ module hqflow_ram #(
             always @(posedge clk) begin
                 if (we) dmem[waddr] <= wdata;
                 if (re) rdata <= dmem[raddr];
+            end
+        end else if (BLOCK != 0) begin : block
+            (* ram_style = "block" *) reg [WIDTH-1:0] bmem [0:DEPTH-1];
+            always @(posedge clk) begin
+                if (we) bmem[waddr] <= wdata;
+                if (re) rdata <= bmem[raddr];
             end
         end else begin : any
             always @(posedge clk) begin

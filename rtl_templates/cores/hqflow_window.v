@@ -23,8 +23,8 @@
 // at the word level, with no per-channel logic: a count, a pointer and a small RAM a row).
 // Parameters: H, W, C the input, K the window, S the stride, PAD the zero padding, EB element bits,
 // ULTRA 1: the row banks in UltraRAM (hqflow_ram.v); LIST_LUTRAM 1: the lists and counts in LUT RAM (a
-// list is narrow: block RAM would hold a few hundred bits of it; 0: the tool's choice, for LUT4 parts whose
-// LUT RAM is 16 words deep).
+// list is narrow: block RAM would hold a few hundred bits of it); 0: the lists in block RAM, the counts the
+// tool's choice (for LUT4 parts, whose LUT RAM is 16 words deep: a list there is a multiplexer of many).
 module hqflow_window #(
     parameter integer H = 4,
     parameter integer W = 4,
@@ -215,7 +215,7 @@ module hqflow_window #(
                 if (l_rd_en) l_sel <= slot_now;
             end
             for (b = 0; b < SLOTS; b = b + 1) begin : lbank
-                hqflow_ram #(.WIDTH(CB), .DEPTH(ROW), .ADDR_BITS(AB), .DISTRIBUTED(LIST_LUTRAM)) list (
+                hqflow_ram #(.WIDTH(CB), .DEPTH(ROW), .ADDR_BITS(AB), .DISTRIBUTED(LIST_LUTRAM), .BLOCK(!LIST_LUTRAM)) list (
                     .clk(clk), .we(take && nz && in_slot == b), .waddr(l_wptr[AB-1:0]), .wdata(in_c),
                     .re(l_rd_en), .raddr(l_rd_addr), .rdata(list_q[b*CB +: CB]));
                 hqflow_ram #(.WIDTH(NB), .DEPTH(W), .ADDR_BITS(XB), .DISTRIBUTED(LIST_LUTRAM)) count (
