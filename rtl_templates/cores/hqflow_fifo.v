@@ -3,7 +3,9 @@
 // path has not produced yet. WIDTH data bits a word; one word in and one out a cycle. The stream's
 // images are FRAME words each, tlast on the last: the FIFO keeps no tlast bit, it counts the words out
 // (s_tlast is not stored: the producer's images are FRAME words long by construction).
-// s_tready depends only on the fill (never on s_tvalid). Capacity DEPTH + 2 words.
+// s_tready depends only on the fill (never on s_tvalid), and is a register: count < DEPTH for the next
+// count as this cycle's put leaves it (this cycle's read not counted: ready rises a cycle after a read
+// makes room, never early). Capacity DEPTH + 2 words.
 module hqflow_fifo #(
     parameter integer WIDTH = 1,
     parameter integer DEPTH = 16,
@@ -29,8 +31,10 @@ module hqflow_fifo #(
     reg [$clog2(FRAME + 1)-1:0] out_n;  // words of the image out so far
     wire [WIDTH-1:0] q;
     initial if (FRAME < 1) $error("hqflow_fifo: FRAME %0d must be at least 1", FRAME);
-    assign s_tready = count < DEPTH;
+    reg ready;
+    assign s_tready = ready;
     wire put = s_tvalid && s_tready;
+    wire room0 = count < DEPTH, room1 = count < DEPTH - 1;     // (side by side: put selects)
     assign m_tvalid = on != 0;
     assign m_tdata = ob0;
     assign m_tlast = out_n == FRAME - 1;
@@ -40,6 +44,7 @@ module hqflow_fifo #(
         .clk(clk), .we(put), .waddr(wp), .wdata(s_tdata), .re(issue), .raddr(rp), .rdata(q));
     wire [1:0] left = on - pop;         // output words after this cycle's pop
     always @(posedge clk) begin
+        ready <= rst || (put ? room1 : room0);
         if (rst) begin
             wp <= 0; rp <= 0; count <= 0; pend <= 0; on <= 0; out_n <= 0;
         end else begin
@@ -55,5 +60,5 @@ module hqflow_fifo #(
             on <= left + pend;
         end
     end
-    initial begin wp = 0; rp = 0; count = 0; pend = 0; on = 0; out_n = 0; end
+    initial begin wp = 0; rp = 0; count = 0; pend = 0; on = 0; out_n = 0; ready = 0; end
 endmodule
