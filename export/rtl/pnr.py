@@ -15,9 +15,11 @@ MULT18X18D; TRELLIS_IO), and the critical path (its first and last cell, the sou
 from, logic levels, the share of routing in its delay). Unconstrained pins: the top's ports go
 wherever the placer puts them (a board's pins are the bitstream's business), so the Fmax is the
 core's, not an I/O timing. A design that does not fit stops with the resource and by how much.
-Products go to LUTs by default (-nodsp): synth_ecp5 gives every product of two operands of 2 bits or
-more a MULT18X18D, and the demo's 2-bit x 2-bit products alone would take 128 of an 85F's 156
-(measured: 161 of 156 with them, conv0's and the head's included); `dsp=True` maps them.
+Products go to LUTs by default (-nodsp): synth_ecp5 gives every `*` of two operands of 2 bits or more a
+MULT18X18D. The streaming cores write `*` only for the products a DSP would take (the others are pipelined
+trees in LUTs, hqflow_lanes.v's hqflow_mul): `dsp=True` maps those (the demo's: conv0's and the head's,
+18 MULT18X18D; `make pnr` does). The layer-sequential cores multiply every lane with `*` (the demo's
+would take 161 of an 85F's 156).
 `route` does the same for any top, its parameters and a constraint file (board.py: the board design).
 """
 

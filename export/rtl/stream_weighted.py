@@ -28,7 +28,7 @@ class WeightedLif(StreamOp):
     ultra_ram = True
     lut_memories = True
     lut_terms = ("fixed", "acc", "lif", "membrane", "words", "window", "decode", "products", "select")
-    ff_terms = ("fixed", "registers", "window")  # the datapath's register bits counted; the list walk
+    ff_terms = ("fixed", "registers", "pipeline", "window")  # the datapath's register bits counted; the list walk
 
     def _geometry(self, graph: DeployGraph, node: Node) -> dict:
         """H, W, C of its input image, O outputs, K the window, PAD its padding."""
@@ -139,18 +139,23 @@ class WeightedLif(StreamOp):
         entries, clog2(C + 1) bits each: their registers and multiplexers), the lanes' weight decode
         (P x BITS) and, for multi-bit inputs that stay out of DSP48s, the products in LUTs
         (P x T x X_BITS x BITS) or the 0 / w / 2 w selects (P x T x ACC); for the FFs, the register bits
-        of the datapath together (one coefficient: the terms above scale alike at a fixed T). P counts
-        the live lanes only (min(P, O))."""
+        of the datapath together (one coefficient: the terms above scale alike at a fixed T) and those of
+        its pipeline (the codes read, the LIF unit's chunk, I and D, the pipelined products' registers).
+        P counts the live lanes only (min(P, O))."""
         p = params
         lanes = min(p["P"], p["O"])  # lanes past the outputs are dead in every group: synthesis removes them
         select = selects(p["X_BITS"], p.get("X_MAX"))
         in_luts = p["X_BITS"] > 1 and not select and not lane_dsp(p["SCHEME"], p["BITS"], p["X_BITS"])
         acc, membrane, words = lanes * p["T"] * p["ACC_BITS"], lanes * p["V_BITS"], lanes * p["T"]
-        return {"fixed": 1.0, "acc": acc, "lif": min(p["LIF_LANES"], lanes) * p["V_BITS"],
+        lif = min(p["LIF_LANES"], lanes)
+        latency = mul_latency(p["X_BITS"], p.get("X_MAX"))  # the products' registers: about ACC a lane and step each
+        pipeline = lanes * p["BITS"] + lif * (2 * p["V_BITS"] + 3 + p["ACC_BITS"]) + acc * latency
+        return {"fixed": 1.0, "acc": acc, "lif": lif * p["V_BITS"],
                 "membrane": membrane, "words": words, "window": p["K"] * p["C"].bit_length(), "decode": lanes * p["BITS"],
                 "products": lanes * p["T"] * p["X_BITS"] * p["BITS"] if in_luts else 0.0,
                 "select": lanes * p["T"] * p["ACC_BITS"] if select else 0.0,
-                "registers": 2 * acc + membrane + 2 * words}  # both accumulators, membranes, words and bank
+                "registers": 2 * acc + membrane + 2 * words,  # both accumulators, membranes, words and bank
+                "pipeline": pipeline}
 
     def dsp(self, params):
         lanes = min(params["P"], params["O"])

@@ -184,8 +184,10 @@ def synth_cmd(export_dir, part):
 @click.option("--speed", type=int, default=8, show_default=True, help="The speed grade (6, 7 or 8).")
 @click.option("--clock-mhz", type=float, default=150.0, show_default=True, help="The clock nextpnr aims for.")
 @click.option("--dsp/--no-dsp", default=False, show_default=True,
-              help="Map products to MULT18X18D blocks (synth_ecp5 gives one to every product of two operands of "
-                   "2 bits or more: the demo's would take 161 of an 85F's 156); by default they stay in LUTs.")
+              help="Map products to MULT18X18D blocks (synth_ecp5 gives one to every `*` of two operands of 2 bits "
+                   "or more: the streaming cores keep products too small for a DSP in pipelined LUT trees, the demo "
+                   "takes 18; the layer-sequential cores' would take 161 of an 85F's 156); by default they stay in "
+                   "LUTs.")
 @click.option("--core", "cores", multiple=True,
               help="Route this core alone instead of the top (a node name or core index; repeat for several): "
                    "one line a core, its result in rtl/pnr_cores/<node>/result.json.")

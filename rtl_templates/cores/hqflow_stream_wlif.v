@@ -149,14 +149,17 @@ module hqflow_stream_wlif #(
     reg  [KB-1:0] cur_i;
     reg  [CNB-1:0] rem;
     reg  [AB-1:0] l_ptr;
-    // LOAD: the first row with elements; ACC: the next (the lowest of rows_left)
+    // LOAD: the first row with elements; ACC: the next (the lowest of rows_left); with their c_m1 and
+    // c_gt1 (constant part-selects: no index arithmetic)
     reg  [KB-1:0] load_i, next_i;
+    reg  [CNB-1:0] load_m1, next_m1;
+    reg  load_gt1, next_gt1;
     integer li;
     always @* begin
-        load_i = 0; next_i = 0;
+        load_i = 0; next_i = 0; load_m1 = 0; next_m1 = 0; load_gt1 = 0; next_gt1 = 0;
         for (li = K - 1; li >= 0; li = li - 1) begin
-            if (c_nz[li]) load_i = li;
-            if (rows_left[li]) next_i = li;
+            if (c_nz[li]) begin load_i = li; load_m1 = c_m1[li*CNB +: CNB]; load_gt1 = c_gt1[li]; end
+            if (rows_left[li]) begin next_i = li; next_m1 = c_m1[li*CNB +: CNB]; next_gt1 = c_gt1[li]; end
         end
     end
     reg  in_row;                        // rem != 0: the current row has more elements (set with rem)
@@ -320,7 +323,7 @@ module hqflow_stream_wlif #(
             S_LOAD: begin                     // (the first entries' list read goes out)
                 l_ptr <= col[AB-1:0]; l_inc <= col[AB-1:0] + 1'b1;
                 cur_i <= load_i;
-                rem <= c_m1[load_i*CNB +: CNB]; in_row <= c_gt1[load_i];
+                rem <= load_m1; in_row <= load_gt1;
                 rows_left <= c_nz & ~(1 << load_i);
                 if (c_nz != 0) state <= S_ACC;
                 else next_column;
@@ -329,7 +332,7 @@ module hqflow_stream_wlif #(
                 if (in_row) begin
                     rem <= rem - 1'b1; in_row <= rem > 1; l_ptr <= l_inc; l_inc <= l_inc + 1'b1;
                 end else begin
-                    cur_i <= next_i; rem <= c_m1[next_i*CNB +: CNB]; in_row <= c_gt1[next_i];
+                    cur_i <= next_i; rem <= next_m1; in_row <= next_gt1;
                     l_ptr <= col[AB-1:0]; l_inc <= col[AB-1:0] + 1'b1;
                     rows_left <= rows_left & ~(1 << next_i);
                 end
