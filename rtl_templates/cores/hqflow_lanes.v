@@ -112,7 +112,7 @@ module hqflow_mul #(parameter X_BITS = 2, W_BITS = 2, OUT_BITS = 32) (
                 wire [OUT_BITS-1:0] sum = tree[(2*N0 - 2*(N0 >> (l-1)) + 2*k)*OUT_BITS +: OUT_BITS]
                                         + tree[(2*N0 - 2*(N0 >> (l-1)) + 2*k + 1)*OUT_BITS +: OUT_BITS];
                 if ((LEVELS - l) % 2 == 0) begin : registered
-                    reg [OUT_BITS-1:0] r;
+                    reg [OUT_BITS-1:0] r = 0;
                     always @(posedge clk) r <= sum;
                     assign tree[(2*N0 - 2*(N0 >> l) + k)*OUT_BITS +: OUT_BITS] = r;
                 end else begin : wired
@@ -150,6 +150,9 @@ module hqflow_lanes_piped #(parameter P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 
         x_r <= x;
         for (q = 0; q < P; q = q + 1) w_r[q*EW +: EW] <= w_eff[q*ACC_BITS +: EW];
     end
+    // (zero at power-up: a lane that is never live keeps a constant register, which synthesis removes
+    // together with its product)
+    initial begin x_r = 0; w_r = 0; end
     genvar p;
     generate
         for (p = 0; p < P; p = p + 1) begin : lane
@@ -160,7 +163,7 @@ module hqflow_lanes_piped #(parameter P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 
                 wire signed [EW-1:0] w = w_r[p*EW +: EW];
                 wire signed [X_BITS:0] xs = $signed({1'b0, x_r});
                 wire signed [ACC_BITS-1:0] prod = w * xs;
-                reg [REGS*ACC_BITS-1:0] pipe;       // stage r in bits [r ACC_BITS, +ACC_BITS)
+                reg [REGS*ACC_BITS-1:0] pipe = 0;   // stage r in bits [r ACC_BITS, +ACC_BITS)
                 always @(posedge clk) pipe <= {pipe, prod};  // (the top stage shifts out)
                 assign prods[p*ACC_BITS +: ACC_BITS] = pipe[(REGS-1)*ACC_BITS +: ACC_BITS];
             end
