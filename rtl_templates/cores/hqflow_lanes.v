@@ -112,7 +112,7 @@ module hqflow_mul #(parameter X_BITS = 2, W_BITS = 2, OUT_BITS = 32) (
                 wire [OUT_BITS-1:0] sum = tree[(2*N0 - 2*(N0 >> (l-1)) + 2*k)*OUT_BITS +: OUT_BITS]
                                         + tree[(2*N0 - 2*(N0 >> (l-1)) + 2*k + 1)*OUT_BITS +: OUT_BITS];
                 if ((LEVELS - l) % 2 == 0) begin : registered
-                    reg [OUT_BITS-1:0] r = 0;
+                    reg [OUT_BITS-1:0] r;
                     always @(posedge clk) r <= sum;
                     assign tree[(2*N0 - 2*(N0 >> l) + k)*OUT_BITS +: OUT_BITS] = r;
                 end else begin : wired
@@ -127,7 +127,9 @@ endmodule
 // P lanes of products x * w_eff, pipelined: the codes decoded into w_eff (hqflow_lanes, x = 1) and
 // registered with x, then per lane MUL_TREE 1: hqflow_mul (a tree in LUTs), 0: x * w_eff (for a DSP
 // multiplier) and as many registers after it: LATENCY = 1 + ceil(clog2(X_BITS) / 2) cycles from codes and
-// x to prods either way (stream_base.mul_latency). The lanes past `live` give 0.
+// x to prods either way (stream_base.mul_latency). The lanes past `live` give 0: `live` goes down the
+// pipeline beside the product and gates it at the end (a lane whose codes are constant, a dead lane of the
+// last group, then multiplies a constant: synthesis folds it, no DSP).
 module hqflow_lanes_piped #(parameter P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
                             X_BITS = 2, ACC_BITS = 32, MUL_TREE = 1) (
     input  wire clk,
@@ -142,31 +144,32 @@ module hqflow_lanes_piped #(parameter P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 
     localparam integer REGS = ($clog2(X_BITS) + 1) / 2;     // the product's registers
     wire [P*ACC_BITS-1:0] w_eff;
     hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(1),
-                   .ACC_BITS(ACC_BITS)) decode (.codes(codes), .live(live), .x(1'b1), .prods(w_eff));
+                   .ACC_BITS(ACC_BITS)) decode (.codes(codes), .live({P{1'b1}}), .x(1'b1), .prods(w_eff));
     reg [P*EW-1:0] w_r;
     reg [X_BITS-1:0] x_r;
+    reg [(REGS+1)*P-1:0] live_d = 0;    // live, stage r in bits [r P, +P): stage REGS beside the products
+    wire [P*ACC_BITS-1:0] raw;          // the products before the gate
     integer q;
     always @(posedge clk) begin
         x_r <= x;
         for (q = 0; q < P; q = q + 1) w_r[q*EW +: EW] <= w_eff[q*ACC_BITS +: EW];
+        live_d <= {live_d, live};
     end
-    // (zero at power-up: a lane that is never live keeps a constant register, which synthesis removes
-    // together with its product)
-    initial begin x_r = 0; w_r = 0; end
     genvar p;
     generate
         for (p = 0; p < P; p = p + 1) begin : lane
             if (MUL_TREE) begin : tree
                 hqflow_mul #(.X_BITS(X_BITS), .W_BITS(EW), .OUT_BITS(ACC_BITS)) mul (
-                    .clk(clk), .x(x_r), .w(w_r[p*EW +: EW]), .p(prods[p*ACC_BITS +: ACC_BITS]));
+                    .clk(clk), .x(x_r), .w(w_r[p*EW +: EW]), .p(raw[p*ACC_BITS +: ACC_BITS]));
             end else begin : dsp
                 wire signed [EW-1:0] w = w_r[p*EW +: EW];
                 wire signed [X_BITS:0] xs = $signed({1'b0, x_r});
                 wire signed [ACC_BITS-1:0] prod = w * xs;
-                reg [REGS*ACC_BITS-1:0] pipe = 0;   // stage r in bits [r ACC_BITS, +ACC_BITS)
+                reg [REGS*ACC_BITS-1:0] pipe;       // stage r in bits [r ACC_BITS, +ACC_BITS)
                 always @(posedge clk) pipe <= {pipe, prod};  // (the top stage shifts out)
-                assign prods[p*ACC_BITS +: ACC_BITS] = pipe[(REGS-1)*ACC_BITS +: ACC_BITS];
+                assign raw[p*ACC_BITS +: ACC_BITS] = pipe[(REGS-1)*ACC_BITS +: ACC_BITS];
             end
+            assign prods[p*ACC_BITS +: ACC_BITS] = live_d[REGS*P + p] ? raw[p*ACC_BITS +: ACC_BITS] : {ACC_BITS{1'b0}};
         end
     endgenerate
 endmodule

@@ -401,5 +401,5 @@ module hqflow_stream_wlif #(
         for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < O - (G - 1) * P;
     endfunction
 
-    initial begin state = S_ROW; bank_n = 0; bank_last = 0; d_valid = 0; e_valid = 0; m_valid = 0; live = 0; e_codes = 0; p_valid = 0; m_rd_en = 0; next_row = 0; acc = 0; end
+    initial begin state = S_ROW; bank_n = 0; bank_last = 0; d_valid = 0; e_valid = 0; m_valid = 0; live = 0; p_valid = 0; m_rd_en = 0; next_row = 0; acc = 0; end
 endmodule
