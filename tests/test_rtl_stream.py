@@ -276,3 +276,46 @@ def test_other_shapes_bit_exact(tmp_path, name):
     cycles = json.loads((out / "rtl" / "cycles.json").read_text())
     assert all(item["formula_equal"] for item in cycles["nodes"].values()), cycles["nodes"]
     shutil.rmtree(out / "rtl" / "obj", ignore_errors=True)
+
+
+def test_lif_step_form_equals_numerics():
+    """hqflow_lif_unit.v's LIF: x = v + (acc << F) + charge and e = v + (acc << F) + fire, each modulo its width
+    (V bits, V + 3 bits), fire iff (e < 0 if neg else e >= 0), v' = 0 on a spike, else x >>> 1: equal to
+    numerics.lif_step over T steps, for every sign (+1, -1, 0 with thr <= 0 and > 0) and accumulators
+    across the range membrane_bits was sized for. (x is even in the first T steps, the halving exact: an
+    offset off by one is an equivalent form; off by two, or thr < 0 for thr <= 0, fails here.)"""
+    import numpy as np
+
+    from hqflow import numerics
+    from hqflow.export.rtl.memfiles import lif_step_constants
+    from hqflow.numerics.bounds import membrane_bits
+
+    rng = np.random.default_rng(7)  # small ranges and many channels: h lands on thr and -thr exactly, often
+    time_steps, bias_frac, channels = 4, 1, 4000
+    consts = numerics.LifConsts(rng.integers(-6, 6, channels), rng.integers(-3, 60, channels),
+                                rng.choice([-1, 0, 1], channels), bias_frac + time_steps, bias_frac)
+    acc = rng.integers(-3, 4, (time_steps, channels))
+    v_bits = membrane_bits(-3, 3, consts)
+    charge, fire, neg = lif_step_constants(consts.bias_int, consts.thr_int, consts.sign, time_steps, v_bits)
+
+    def signed(value: int, bits: int) -> int:
+        value %= 1 << bits
+        return value - (1 << bits) if value >> (bits - 1) else value
+
+    v_ref = np.zeros(channels, np.int64)
+    v_prev, ties = v_ref, 0
+    v_hw = [0] * channels
+    for t in range(time_steps):
+        v_ref, s_ref = numerics.lif_step(v_ref, acc[t], consts)
+        for c in range(channels):
+            shifted = int(acc[t, c]) << consts.frac_bits
+            x = signed(v_hw[c] + signed(shifted + charge[c], v_bits), v_bits)
+            e = signed(v_hw[c] + signed(shifted + fire[c], v_bits + 3), v_bits + 3)
+            spike = e < 0 if neg[c] else e >= 0
+            assert spike == bool(s_ref[c]), (t, c)
+            v_hw[c] = 0 if spike else x >> 1
+        np.testing.assert_array_equal(np.array(v_hw, np.int64), v_ref)
+        h = np.asarray(numerics.lif_charge(v_prev, acc[t], consts))
+        ties += int(np.sum(consts.sign * h == consts.thr_int))
+        v_prev = v_ref
+    assert {int(s) for s in consts.sign} == {-1, 0, 1} and ties > 20, ties  # the boundary was exercised

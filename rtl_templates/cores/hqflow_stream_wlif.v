@@ -2,7 +2,7 @@
 // PAD) or linear (a 1 x 1 window over the tokens as an N x 1 image: H = N, W = 1, K = 1, PAD = 0).
 //
 //   acc[t][o] = sum_{c, i, j} w_eff[o][c][i][j] * x[t][c][y+i-PAD][x+j-PAD]   (numerics.conv2d_acc,
-//               linear_acc), then over t = 0..T-1 the LIF of hqflow_lif.v: s[t][o]
+//               linear_acc), then over t = 0..T-1 the LIF (hqflow_lif_unit.v, numerics lif_step): s[t][o]
 // Stream in:  elements (y*W + x)*C + c, each the T values x[0..T-1] of one input (X_BITS each, step t
 //             in bits [t*X_BITS, (t+1)*X_BITS)), through the line buffer hqflow_window.v.
 // Products: spikes (X_BITS 1) gate each lane's decoded weight; inputs of at most X_MAX = 2 (the sum of
