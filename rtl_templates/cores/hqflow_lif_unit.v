@@ -8,17 +8,16 @@
 //   s = NEG ? e < 0 : e >= 0     v' = s or t = T - 1 ? 0 : x >>> 1    (the last step leaves v = 0)
 // with the per-channel constants of memfiles.lif_step_tables, L channels a line (line g M + k):
 //   CHARGE = bias_int << T                       (mod 2^V_BITS)
-//   FIRE   = (bias_int << T) - 2 thr_int         sign +1: h >= thr  <=>  x >= 2 thr
+//   FIRE   = (bias_int << T) - 2 thr_int         sign +1: h >= thr  <=>  x >= 2 thr      (mod 2^(V_BITS + 3))
 //            (bias_int << T) + 2 thr_int - 2     sign -1: h <= -thr <=>  x < 2 - 2 thr
 //            (bias_int << T) +- 2^(V_BITS + 1)   sign  0: a fixed sign (+ when thr <= 0)
-//   NEG    = sign < 0                            (mod 2^(V_BITS + 3))
+//   NEG    = sign < 0
 // Every sum is taken modulo its width and each true value fits it (numerics.membrane_bits: v, I and x fit
 // V_BITS; |e| < 2^(V_BITS + 2)), so every result is exact.
 // Chunk c = t M + k (step t, lanes k L .. k L + L - 1; M = P / L) of the sums: bits [c L ACC_BITS, +L ACC_BITS).
 // Three stages, each a register: SELECT (the next chunk out of the sums, which turn by a chunk a cycle:
-// no multiplexer; its table line read), PREPARE (I and
-// D), RUN (charge, fire, reset; the membranes and spike words turn by L lanes a cycle, back in place after
-// a step's M chunks). A group: `take` (the unit `ready`) in cycle n; RUN in cycles n + 2 .. n + T M + 1;
+// no multiplexer; its table line read), PREPARE (I and D), RUN (charge, fire, reset; the membranes and
+// spike words turn by L lanes a cycle, back in place after a step's M chunks). A group: `take` (the unit `ready`) in cycle n; RUN in cycles n + 2 .. n + T M + 1;
 // its P spike words (`words`, lane p in bits [p T, p T + T), bit t = step t) held from n + T M + 2 with
 // `done` until `words_taken`; `ready` again the cycle after: T M + 3 cycles, at least, from take to take.
 module hqflow_lif_unit #(
@@ -40,7 +39,6 @@ module hqflow_lif_unit #(
     localparam integer TM = T * M;
     localparam integer E_BITS = V_BITS + 3;
     localparam integer TA = LINES > 1 ? $clog2(LINES) : 1;
-    localparam integer CB = $clog2(TM + 1);
     localparam integer MB = M > 1 ? $clog2(M) : 1;
     initial if (L < 1 || P % L != 0) $error("hqflow_lif_unit: LIF_LANES %0d must divide P %0d", L, P);
 
