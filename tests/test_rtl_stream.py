@@ -5,10 +5,11 @@ is exported and co-simulated: `mismatches: 0` on every element of every node's s
 the traced samples) and on every sample's logits, every core's measured cycles per inference equal to
 its formula, `interval_cycles:` and `latency_cycles:` just before the last line. A changed golden value
 is one mismatch, named; a stalled input and output stream changes no bit and no core's cycles. Other
-shapes (odd sizes, T 1 and 5, depth 2, several heads) run under `slow`. The board design (the UART bridge
-and the top) runs behind a pseudo-terminal, driven by the host driver. The folding picks, per core, the
-fewest lanes that meet the target interval. A window core's cycle formula (its LIF unit working while
-the next group accumulates) is checked by hand.
+shapes (odd sizes, T 1 and 5, depth 2, several heads, channel counts no power of two) run under `slow`.
+The board design (the UART bridge and the top) runs behind a pseudo-terminal, driven by the host driver.
+The folding picks, per core, the fewest lanes that meet the target interval. A window core's cycle
+formula (its LIF unit working while the next group accumulates) is checked by hand, and the bounds of
+the line buffer's handshake codes over a grid of geometries.
 """
 
 from __future__ import annotations
@@ -254,6 +255,7 @@ SHAPES = {  # name: (config, lanes)
     "odd-t1": (_cfg(img=12, dim=16, heads=2, steps=1), 4),          # 6x6 -> 3x3: odd rows and tokens
     "t5-depth2-heads4": (_cfg(img=8, dim=32, heads=4, depth=2, steps=5), 16),
     "pools3-t3-depth3": (_cfg(img=16, dim=16, heads=1, depth=3, steps=3, pools=(True, True, True, False)), 2),
+    "dim24": (_cfg(img=8, dim=24, heads=2, steps=2), 8),           # channels 3, 6, 12, 24: no power of two
 }
 
 
@@ -319,3 +321,34 @@ def test_lif_step_form_equals_numerics():
         ties += int(np.sum(consts.sign * h == consts.thr_int))
         v_prev = v_ref
     assert {int(s) for s in consts.sign} == {-1, 0, 1} and ties > 20, ties  # the boundary was exercised
+
+
+def test_window_handshake_codes_hold_every_reachable_difference():
+    """hqflow_window.v keeps s_tready and row_ok as thermometer codes of a = limh(yo) - r, aa = limh(yo + 1) - r
+    (0 .. NA) and u = r - need(yo), ua = r - need(yo + 1) (offset by UOFF, 0 .. NU): every (yo, r) the protocol
+    reaches (r from need(yo - 1), the consumer moving only when row_ok, up to limh(yo)) fits those bounds,
+    read from the core's own localparams, over a grid of geometries (stride above the window included)."""
+    text = (Path(stream.__file__).parents[2] / "rtl_templates" / "cores" / "hqflow_window.v").read_text()
+
+    def bound(name: str, **geometry: int) -> int:
+        expr = re.search(rf"localparam integer {name} = (.+);", text).group(1)
+        expr = re.sub(r"\((\w+) > (.+?) \? (\w+) : (.+?)\)", r"(\3 if \1 > \2 else \4)", expr)
+        return eval(expr, {}, geometry)  # noqa: S307 (the core's own constant expression)
+
+    checked = 0
+    for k, s, h in ((k, s, h) for k in range(1, 8) for s in range(1, 5) for h in range(1, 41)):
+        for pad in range(k):
+            if h + 2 * pad < k or ((h + 2 * pad - k) // s) * s - pad + k < h:  # (no window / rows never read)
+                continue
+            geometry = {"K": k, "S": s, "PAD": pad}
+            na, uoff = bound("NA", **geometry), bound("UOFF", **geometry)
+            nu = bound("NU", **geometry, UOFF=uoff)
+            limh = lambda y: min(h, max(0, y * s - pad) + k + s)  # noqa: E731
+            need = lambda y: min(y * s - pad + k, h)  # noqa: E731
+            for yo in range((h + 2 * pad - k) // s + 1):
+                for r in range(0 if yo == 0 else need(yo - 1), limh(yo) + 1):
+                    assert 0 <= limh(yo) - r <= na and 0 <= limh(yo + 1) - r <= na, (h, k, s, pad, yo, r)
+                    for u in (r - need(yo), r - need(yo + 1)):
+                        assert 0 <= u + uoff <= nu, (h, k, s, pad, yo, r)
+                    checked += 1
+    assert checked > 10_000, checked

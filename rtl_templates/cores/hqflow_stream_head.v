@@ -60,7 +60,8 @@ module hqflow_stream_head #(
         tsum = 0;
         for (t = 0; t < T; t = t + 1) tsum = tsum + s_tdata[t*IN_BITS +: IN_BITS];
     end
-    wire [SUM_BITS-1:0] head_sum = (n == 0 ? {SUM_BITS{1'b0}} : xs[SUM_BITS-1:0]) + tsum;
+    reg n_first;                        // n == 0 (a register: the sum's operand select, not a compare)
+    wire [SUM_BITS-1:0] head_sum = (n_first ? {SUM_BITS{1'b0}} : xs[SUM_BITS-1:0]) + tsum;
     reg [C*SUM_BITS-1:0] xs_add, xs_turn;   // the ring turned one place, its head replaced (SUM) or kept
     always @* begin
         xs_add = xs >> SUM_BITS;
@@ -129,6 +130,7 @@ module hqflow_stream_head #(
                 if (c != C - 1) c <= c + 1'b1;
                 else begin
                     c <= 0;
+                    n_first <= n == N - 1;
                     if (n != N - 1) n <= n + 1'b1;
                     else begin n <= 0; g <= 0; wsel <= 0; wadr <= 0; c_row <= 0; state <= S_ACC; end
                 end
@@ -153,7 +155,7 @@ module hqflow_stream_head #(
                 end else begin g <= 0; wsel <= 0; wadr <= 0; state <= S_SUM; end
             end
         endcase
-        if (rst) begin state <= S_SUM; n <= 0; c <= 0; g <= 0; bank_n <= 0; m_valid <= 0; end
+        if (rst) begin state <= S_SUM; n <= 0; n_first <= 1; c <= 0; g <= 0; bank_n <= 0; m_valid <= 0; end
     end
 
     function [P-1:0] live_l(input [31:0] grp);
@@ -161,5 +163,5 @@ module hqflow_stream_head #(
         for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < K - (G - 1) * P;
     endfunction
 
-    initial begin state = S_SUM; n = 0; c = 0; g = 0; bank_n = 0; m_valid = 0; end
+    initial begin state = S_SUM; n = 0; n_first = 1; c = 0; g = 0; bank_n = 0; m_valid = 0; end
 endmodule

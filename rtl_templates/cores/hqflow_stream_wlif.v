@@ -190,12 +190,25 @@ module hqflow_stream_wlif #(
     end
 
     // ---- ROM, lanes, accumulators ------------------------------------------------------------------
-    wire [RA-1:0] rom_addr = p_base + p_jg + p_c;
+    // (C a power of two: p_col, p_base and p_jg are multiples of C, the channel their low bits: no add for it)
+    localparam integer POW2C = C > 1 && (C & (C - 1)) == 0 && AB > CB && RA > CB;
+    wire [RA-1:0] rom_addr;
+    wire [AB-1:0] rd_at;                // the line buffer's read address p_col + p_c
+    generate
+        if (POW2C) begin : pow2
+            wire [RA-CB-1:0] rom_hi = p_base[RA-1:CB] + p_jg[RA-1:CB];
+            assign rom_addr = {rom_hi, p_c};
+            assign rd_at = {p_col[AB-1:CB], p_c};
+        end else begin : any_c
+            assign rom_addr = p_base + p_jg + p_c;
+            assign rd_at = p_col + p_c;
+        end
+    endgenerate
     wire [P*BITS-1:0] codes;            // the group's P codes: one ROM line
     hqflow_weight_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(RA), .FILE(ROM_FILE), .TAIL(ROM_TAIL),
                         .TAIL_FILE(ROM_TAIL_FILE)) rom (.clk(clk), .addr(rom_addr), .q(codes));
     wire issue = state == S_ACC;
-    always @* begin rd_en = p_valid; rd_addr = p_col + p_c; end
+    always @* begin rd_en = p_valid; rd_addr = rd_at; end
 
     reg d_valid;                        // the data stage: the read issued one cycle before (n + 2)
     reg [KB-1:0] d_i;

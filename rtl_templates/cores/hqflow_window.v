@@ -68,62 +68,86 @@ module hqflow_window #(
     initial begin
         if (K < 1 || S < 1 || PAD < 0 || PAD >= K || H < 1 || W < 1 || C < 1)
             $error("hqflow_window: bad geometry H %0d W %0d C %0d K %0d S %0d PAD %0d", H, W, C, K, S, PAD);
+        if ((HO - 1) * S - PAD + K < H)     // (rows no window reads would be left in the buffer at the restart)
+            $error("hqflow_window: rows %0d .. %0d are in no window (K %0d S %0d PAD %0d)", (HO - 1) * S - PAD + K, H - 1, K, S, PAD);
     end
 
     localparam integer RB = $clog2(H + SLOTS + 1) + 1;  // signed row numbers: -PAD .. H + SLOTS
     localparam integer YB = HO > 1 ? $clog2(HO) : 1;
+    localparam signed [RB-1:0] S_R = S, TOP0 = -PAD;
 
-    reg [RB-1:0]  in_row;               // rows of this image complete (0 .. H)
     reg [AB-1:0]  in_off;               // the next element within its row
     reg [SB-1:0]  in_slot;              // its slot
+    reg           off_last;             // in_off == ROW - 1
     reg [YB-1:0]  yo;
+    reg           yo_last;              // yo == HO - 1
     reg [SB-1:0]  top_slot;
     reg signed [RB-1:0] top;            // top_row in its own width (the port is 32 bits wide)
     always @* top_row = top;
-    // (the row arithmetic in RB bits; the bounds of the current top registered with it: the input's
-    // s_tready is two compares of registers)
-    localparam signed [RB-1:0] H_R = H, K_R = K, S_R = S, SLOTS_R = SLOTS, TOP0 = -PAD;
-    reg signed [RB-1:0] lim;            // max(0, top) + SLOTS: the rows taken stay below it
-    reg signed [RB-1:0] need;           // min(top + K, H): the rows the window needs
-    wire signed [RB-1:0] in_rows = in_row;
+
+    // The handshakes from registers, with no compare: with r the rows of this image complete,
+    //   s_tready = r < limh(yo)    limh(y) = min(H, max(0, y S - PAD) + SLOTS): the rows taken stay below it
+    //   row_ok   = r >= need(yo)   need(y) = min(y S - PAD + K, H): the rows the window needs
+    // are kept as the differences a = limh(yo) - r and u = r - need(yo), and their values once the window
+    // moves, aa = limh(yo + 1) - r and ua = r - need(yo + 1), each a thermometer code (bit j: value > j;
+    // u and ua offset by UOFF to be >= 0). A row completing shifts every code by one; the window moving
+    // loads a <- aa, u <- ua and shifts aa up and ua down by limh or need's step to the next row (dl, dn:
+    // one-hot, 0 .. S, from a table of yo). Every next bit is a multiplexer of neighbouring bits. The
+    // protocol keeps r in need(yo - 1) .. limh(yo) (the consumer moves only when row_ok), so
+    //   a, aa in 0 .. NA = max(K, S + PAD) + 2 S,   u, ua in -UOFF .. PAD + S, UOFF = K + 2 S
+    // (tests/test_rtl_stream.py checks these bounds over a grid of geometries).
+    localparam integer NA = (K > S + PAD ? K : S + PAD) + 2 * S;
+    localparam integer UOFF = K + 2 * S;
+    localparam integer NU = UOFF + PAD + S;
+    reg [NA-1:0] ta, taa;
+    reg [NU-1:0] tu, tua;
+    reg [S:0] dl, dn;                   // one-hot: limh(yo + 2) - limh(yo + 1), need(yo + 2) - need(yo + 1)
+    reg [S:0] dl_at, dn_at;             // the same for yo + 1: loaded as the window moves
+    integer y;
+    always @* begin                     // (a table of yo: each entry a constant)
+        dl_at = 0; dn_at = 0;
+        for (y = 0; y < HO; y = y + 1)
+            if (yo == y) begin
+                dl_at[limh(y + 3) - limh(y + 2)] = 1'b1;
+                dn_at[need(y + 3) - need(y + 2)] = 1'b1;
+            end
+    end
     wire take = s_tvalid && s_tready;
-    // s_tready = in_row < H && in_row < lim and row_ok = in_row >= need, registered: the same compares on
-    // the next state (in_row, lim and need as the block below updates them), so that the producer's
-    // handshake and the consumer's row wait start at a register. Each compare is one carry chain from
-    // registers, both outcomes of the cycle's events side by side (in_row or in_row + 1; the limits now,
-    // or once the window moves: lim_adv, need_adv), the events selecting among them.
-    reg off_last;                       // in_off == ROW - 1
-    reg yo_last;                        // yo == HO - 1
-    reg signed [RB-1:0] in_row_p1;      // in_row + 1
-    reg signed [RB-1:0] lim_adv;        // lim_of(top + S): lim once the window moves
-    reg signed [RB-1:0] need_adv;       // need_of(top + S)
-    reg signed [RB-1:0] top2, top2_s, top2_k;   // top + 2 S, + SLOTS, + K: the limits after next, one step each
     wire restart = next_row && yo_last;
     wire inc = take && off_last;        // a row completes
-    wire ready_now = inc ? in_row_p1 < H_R && in_row_p1 < lim : in_rows < H_R && in_rows < lim;
-    wire ready_adv = inc ? in_row_p1 < H_R && in_row_p1 < lim_adv : in_rows < H_R && in_rows < lim_adv;
-    wire ok_now = inc ? in_row_p1 >= need : in_rows >= need;
-    wire ok_adv = inc ? in_row_p1 >= need_adv : in_rows >= need_adv;
-    localparam READY0 = 0 < H_R && 0 < lim_of(TOP0), OK0 = 0 >= need_of(TOP0);   // after a restart: no rows in
-    reg ready, ok;
-    always @(posedge clk) begin
-        ready <= rst || (restart ? READY0 : next_row ? ready_adv : ready_now);
-        ok <= !rst && (restart ? OK0 : next_row ? ok_adv : ok_now);
+    wire [NA-1:0] aa_in = inc ? taa >> 1 : taa;                 // aa - inc
+    reg  [NA-1:0] aa_up;                // aa - inc + dl
+    reg  [NU-1:0] ua_dn;                // ua - dn
+    integer k;
+    always @* begin
+        aa_up = 0; ua_dn = 0;
+        for (k = 0; k <= S; k = k + 1) begin
+            if (dl[k]) aa_up = aa_up | (aa_in << k) | ((1 << k) - 1);
+            if (dn[k]) ua_dn = ua_dn | (tua >> k);
+        end
     end
-    assign s_tready = ready;
-    assign row_ok = ok;
+    always @(posedge clk) begin
+        if (rst || restart) begin
+            ta <= therm_a(limh(0)); taa <= therm_a(limh(1));
+            tu <= therm_u(UOFF - need(0)); tua <= therm_u(UOFF - need(1));
+            dl <= onehot(limh(2) - limh(1)); dn <= onehot(need(2) - need(1));
+        end else if (next_row) begin
+            ta <= aa_in; taa <= aa_up; tu <= up_u(tua, inc); tua <= up_u(ua_dn, inc); dl <= dl_at; dn <= dn_at;
+        end else begin
+            ta <= inc ? ta >> 1 : ta; taa <= aa_in; tu <= up_u(tu, inc); tua <= up_u(tua, inc);
+        end
+    end
+    assign s_tready = ta[0];
+    assign row_ok = tu[UOFF-1];
 
     always @(posedge clk) begin
         if (rst) begin
-            in_row <= 0; in_row_p1 <= 1; in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
+            in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
             yo <= 0; yo_last <= HO == 1; top <= TOP0; top_slot <= TOP_SLOT0;
-            lim <= lim_of(TOP0); lim_adv <= lim_of(TOP0 + S_R); need <= need_of(TOP0); need_adv <= need_of(TOP0 + S_R);
-            top2 <= TOP0 + 2 * S_R; top2_s <= TOP0 + 2 * S_R + SLOTS_R; top2_k <= TOP0 + 2 * S_R + K_R;
         end else begin
             if (take) begin
                 if (off_last) begin
                     in_off <= 0; off_last <= ROW == 1;
-                    in_row <= in_row_p1; in_row_p1 <= in_row_p1 + 1'b1;
                     in_slot <= in_slot == SLOTS - 1 ? 0 : in_slot + 1'b1;
                 end else begin
                     in_off <= in_off + 1'b1; off_last <= in_off == ROW - 2;
@@ -132,26 +156,38 @@ module hqflow_window #(
             if (next_row) begin
                 if (yo_last) begin              // the image is done (all its rows were in): start over
                     yo <= 0; yo_last <= HO == 1; top <= TOP0; top_slot <= TOP_SLOT0;
-                    lim <= lim_of(TOP0); lim_adv <= lim_of(TOP0 + S_R); need <= need_of(TOP0); need_adv <= need_of(TOP0 + S_R);
-                    top2 <= TOP0 + 2 * S_R; top2_s <= TOP0 + 2 * S_R + SLOTS_R; top2_k <= TOP0 + 2 * S_R + K_R;
-                    in_row <= 0; in_row_p1 <= 1; in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
+                    in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
                 end else begin
                     yo <= yo + 1; yo_last <= yo == HO - 2;
-                    top <= top + S_R; lim <= lim_adv; need <= need_adv;
-                    lim_adv <= top2 < 0 ? SLOTS_R : top2_s;         // lim_of(top + 2 S)
-                    need_adv <= top2_k > H_R ? H_R : top2_k;        // need_of(top + 2 S)
-                    top2 <= top2 + S_R; top2_s <= top2_s + S_R; top2_k <= top2_k + S_R;
+                    top <= top + S_R;
                     top_slot <= top_slot + S >= SLOTS ? top_slot + S - SLOTS : top_slot + S;
                 end
             end
         end
     end
 
-    function signed [RB-1:0] lim_of(input signed [RB-1:0] tp);
-        lim_of = (tp < 0 ? {RB{1'b0}} : tp) + SLOTS_R;
+    function integer limh(input integer yy);
+        begin
+            limh = (yy * S - PAD < 0 ? 0 : yy * S - PAD) + SLOTS;
+            if (limh > H) limh = H;
+        end
     endfunction
-    function signed [RB-1:0] need_of(input signed [RB-1:0] tp);
-        need_of = tp + K_R > H_R ? H_R : tp + K_R;
+    function integer need(input integer yy);
+        need = yy * S - PAD + K > H ? H : yy * S - PAD + K;
+    endfunction
+    function [NA-1:0] therm_a(input integer v);         // v ones from bit 0
+        integer j;
+        for (j = 0; j < NA; j = j + 1) therm_a[j] = v > j;
+    endfunction
+    function [NU-1:0] therm_u(input integer v);
+        integer j;
+        for (j = 0; j < NU; j = j + 1) therm_u[j] = v > j;
+    endfunction
+    function [S:0] onehot(input integer v);
+        begin onehot = 0; onehot[v] = 1'b1; end
+    endfunction
+    function [NU-1:0] up_u(input [NU-1:0] t, input up);  // t + up, a thermometer
+        up_u = up ? {t[NU-2:0], 1'b1} : t;
     endfunction
 
     // the row banks; the slot rotation of a read is the one at its issue
