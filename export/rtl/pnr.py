@@ -176,7 +176,7 @@ def check_target(device: str, speed: int, clock_mhz: float) -> None:
 
 def route(folder: Path, work: Path, top: str, sources: list[str], device: str, package: str, speed: int,
           clock_mhz: float, dsp: bool = False, params: dict | None = None, lpf: str | None = None,
-          timeout: float | None = None) -> dict:
+          timeout: float | None = None, seed: int | None = None) -> dict:
     """Synthesize `sources` (paths relative to `folder`, where Yosys runs: $readmemh paths are relative to
     it) with top module `top` (`params`: its parameters, chparam) into `work`/top.json and place and route
     it there (`lpf`: a constraint file's text, work/top.lpf; None: unconstrained pins); leaves
@@ -207,6 +207,8 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
     command = [str(nextpnr), f"--{device}", "--package", package, "--speed", str(speed), "--freq", f"{clock_mhz:g}",
                "--json", "top.json", "--textcfg", "top.config", "--report", "report.json",
                "--detailed-timing-report", "--timing-allow-fail", "--log", "nextpnr.log"]
+    if seed is not None:
+        command += ["--seed", str(seed)]
     if lpf is None:
         command.append("--lpf-allow-unconstrained")
     else:
@@ -225,8 +227,9 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
         raise UserError(f"nextpnr-ecp5 reported no clock for {top} (log: {work / 'nextpnr.log'})")
     fmax = min(c["achieved"] for c in clocks.values())
     return {"top": top, "device": device, "package": package, "speed": speed, "dsp": dsp, "target_mhz": clock_mhz,
-            "fmax_mhz": round(fmax, 2), "meets_target": fmax >= clock_mhz, "utilization": utilization(report),
-            "critical_path": critical_path(report), "synth_s": round(t1 - t0, 1), "pnr_s": round(time.time() - t1, 1)}
+            "seed": seed, "fmax_mhz": round(fmax, 2), "meets_target": fmax >= clock_mhz,
+            "utilization": utilization(report), "critical_path": critical_path(report), "synth_s": round(t1 - t0, 1),
+            "pnr_s": round(time.time() - t1, 1)}
 
 
 def check_ecp5(manifest: dict, folder: Path, cores: list[dict] | None = None) -> None:
@@ -240,9 +243,11 @@ def check_ecp5(manifest: dict, folder: Path, cores: list[dict] | None = None) ->
 
 
 def place_and_route(export: str | Path, device: str = "um5g-85k", package: str = "CABGA381", speed: int = 8,
-                    clock_mhz: float = 150.0, dsp: bool = False, timeout: float | None = None) -> dict:
+                    clock_mhz: float = 150.0, dsp: bool = False, timeout: float | None = None,
+                    seed: int | None = None) -> dict:
     """Synthesize (synth_ecp5) and place and route the export's top for an ECP5 `device` (DEVICES),
-    `package`, `speed` grade, at a `clock_mhz` target (`dsp`: products in MULT18X18D), in rtl/pnr/.
+    `package`, `speed` grade, at a `clock_mhz` target (`dsp`: products in MULT18X18D; `seed`: the placer's,
+    None: nextpnr's default), in rtl/pnr/.
     Writes rtl/pnr.json and rtl/pnr.md; returns `route`'s result."""
     from hqflow.export.rtl.project import TOP, load_manifest, rtl_dir
 
@@ -251,7 +256,7 @@ def place_and_route(export: str | Path, device: str = "um5g-85k", package: str =
     manifest = load_manifest(folder)
     check_ecp5(manifest, folder)
     result = route(folder, folder / "pnr", TOP, manifest["sources"], device, package, speed, clock_mhz, dsp,
-                   timeout=timeout)
+                   timeout=timeout, seed=seed)
     atomic_text(folder / "pnr.json", json.dumps(result, indent=1) + "\n")
     atomic_text(folder / "pnr.md", pnr_markdown(result))
     return result
@@ -261,7 +266,8 @@ def pnr_markdown(result: dict) -> str:
     """pnr.md: the clock, the utilization table and the critical path of a `place_and_route` result."""
     verdict = "meets" if result["meets_target"] else "FAILS"
     lines = [f"# Place and route of {result['top']}: Yosys synth_ecp5{'' if result.get('dsp') else ' -nodsp'}, "
-             f"nextpnr-ecp5 --{result['device']} --package {result['package']} --speed {result['speed']}", "",
+             f"nextpnr-ecp5 --{result['device']} --package {result['package']} --speed {result['speed']}"
+             f"{'' if result.get('seed') is None else ' --seed ' + str(result['seed'])}", "",
              f"Post-route Fmax **{result['fmax_mhz']:.2f} MHz** (register to register; {verdict} the "
              f"{result['target_mhz']:g} MHz target). Synthesis {result['synth_s']:.0f} s, place and route "
              f"{result['pnr_s']:.0f} s.", "", "| resource | used | available | share |", "|---|---:|---:|---:|"]

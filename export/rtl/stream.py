@@ -1,7 +1,7 @@
 """The time-batched streaming architecture: one schedule of the whole DeployGraph as a pipeline.
 
     frames --in (AXI-Stream)--> conv0 -> pool0 -> conv1 -> ... -> rpe -+-> add -> q/k/v -> ssa -> proj -> add1 ...
-                                                        \\--- FIFO ----/      (a fork: lockstep broadcast)
+                                                        \\--- FIFO ----/      (a fork: a broadcast)
 
 * **All T steps of a neuron together.** Every stream carries one element a beat: the T values of one
   position and channel (spikes as T-bit words, bit t = step t; multi-bit values, the input's event
@@ -12,8 +12,9 @@
 * **A streaming pipeline.** One core per node (tokens is the identity: its stream is its input's),
   valid/ready streams between them (tvalid / tready / tdata / tlast). Window cores (conv 3x3, max pool,
   and linear as a 1x1 window over the tokens) read through line buffers of K + S rows. A stream with
-  several consumers goes through a lockstep fork; the skip input of a residual add through a FIFO that
-  holds the whole feature map (its other path may need every token first: the attention). The
+  several consumers goes through a fork (each consumer takes a beat at its own pace within it); the skip
+  input of a residual add through a FIFO that holds the whole feature map (its other path may need every
+  token first: the attention). The
   attention buffers q of all tokens as T-bit words (k and v two tokens each: A takes a token into
   k^T v as it arrives) and multiplies spikes by ANDs.
 * **Folding.** Each weighted core computes P output channels a cycle (x T steps). `fold` picks, per

@@ -88,7 +88,7 @@ class Ssa(StreamOp):
     def cycles(self, params, time_steps, nnz=None):
         p = params
         split, hd = p.get("SPLIT", 1), p["D"] // p["HEADS"]
-        return p["N"] * (2 + p["D"] + split * p["D"]) + p["N"] * p["HEADS"] * (split * hd + time_steps + 3)
+        return p["N"] * (2 + p["D"] + split * p["D"]) + p["N"] * p["HEADS"] * (split * hd + time_steps + 4)
 
     def fold_fixed(self, graph, node, time_steps, target):
         """The kv rows' SPLIT: of the splits (divisors of HD) whose cycles meet `target`, the one with

@@ -191,7 +191,9 @@ def synth_cmd(export_dir, part):
 @click.option("--core", "cores", multiple=True,
               help="Route this core alone instead of the top (a node name or core index; repeat for several): "
                    "one line a core, its result in rtl/pnr_cores/<node>/result.json.")
-def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores):
+@click.option("--seed", type=int, help="nextpnr's placer seed (default: its own). Where routing is most of the "
+                                       "critical path, seeds spread the Fmax by several percent.")
+def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores, seed):
     """Place and route EXPORT_DIR's Verilog top on a Lattice ECP5 (Yosys synth_ecp5, nextpnr-ecp5).
 
     Prints the post-route Fmax (register to register), the utilization and the critical path; writes
@@ -204,10 +206,10 @@ def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores):
         from hqflow.export.rtl.pnr_cores import route_cores
 
         results = route_cores(export_dir, list(cores), echo=click.echo, device=device, package=package, speed=speed,
-                              clock_mhz=clock_mhz, dsp=dsp)
+                              clock_mhz=clock_mhz, dsp=dsp, seed=seed)
         click.echo(f"fmax_mhz: {min(r['fmax_mhz'] for r in results):.2f}")
         return
-    result = place_and_route(export_dir, device, package, speed, clock_mhz, dsp)
+    result = place_and_route(export_dir, device, package, speed, clock_mhz, dsp, seed=seed)
     click.echo(pnr_markdown(result), nl=False)
     click.echo(f"fmax_mhz: {result['fmax_mhz']:.2f}")
 

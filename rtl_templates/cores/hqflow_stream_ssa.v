@@ -19,12 +19,13 @@
 //      a token starts with two cycles that wait for its k and v (the counts compared, then registered;
 //      one for an image's first token: no k or v in, the compare starts from zero);
 //   B  when A is done and q is complete (one cycle), per token n and head h: HD*SPLIT cycles accumulate
-//      y (HD lanes by T steps, a slice a cycle), 1 drain cycle, 1 cycle preparing step 0's LIF input,
+//      y (HD lanes by T steps, a slice a cycle; q's word and the kv slice registered out of their RAMs
+//      before the add), 2 drain cycles, 1 cycle preparing step 0's LIF input,
 //      T LIF cycles, 1 cycle handing the HD spike words to the output bank (it waits while the bank
 //      drains), which streams them out while the next head works.
 // The inputs are taken while the buffers fill (an image at a time: the next is taken after B).
 // `active` is high in the cycles the core advances:
-//   active cycles per image = N * (2 + D + SPLIT D) + N * HEADS * (SPLIT HD + T + 3)
+//   active cycles per image = N * (2 + D + SPLIT D) + N * HEADS * (SPLIT HD + T + 4)
 // The LIF constants: CHARGE (V_BITS two's complement), FIRE (V_BITS + 3), NEG (0 or 1). SPLIT divides HD.
 // ULTRA 1: q in UltraRAM (hqflow_ram.v).
 module hqflow_stream_ssa #(
@@ -69,7 +70,7 @@ module hqflow_stream_ssa #(
     localparam integer SB = SPLIT > 1 ? $clog2(SPLIT) : 1;
     localparam integer NB = $clog2(HD + 1);
     localparam [3:0] S_AWAIT = 4'd0, S_A1 = 4'd1, S_A2 = 4'd2, S_BWAIT = 4'd3, S_B1 = 4'd4, S_DRAIN = 4'd5,
-                     S_LIF = 4'd6, S_HAND = 4'd7, S_AWAIT0 = 4'd8, S_PREP = 4'd9;
+                     S_LIF = 4'd6, S_HAND = 4'd7, S_AWAIT0 = 4'd8, S_PREP = 4'd9, S_DRAIN2 = 4'd10;
     localparam integer E_BITS = V_BITS + 3;
 
     initial if (HEADS < 1 || D % HEADS != 0) $error("hqflow_stream_ssa: %0d heads do not divide D %0d", HEADS, D);
@@ -113,6 +114,10 @@ module hqflow_stream_ssa #(
         .clk(clk), .we(d_a2), .waddr(d_row), .wdata(kv_new), .re(1'b1), .raddr(kv_raddr), .rdata(kv_row));
 
     reg d_a1, d_a2, d_b1, d_n0, d_i0;   // the data stage (one cycle after a read)
+    reg e_b1, e_i0;                     // B's add stage (two cycles after a read): its operands registered
+    reg [SB-1:0] e_sl;
+    reg [T-1:0] q_r;
+    reg [HS*T*KV_BITS-1:0] kv_r;
     reg [KB-1:0] d_row;
     reg [SB-1:0] d_sl;
     reg [HD*T-1:0] vrow;                // lane j's v word in bits [j*T, j*T + T) (A: rotated a slice a cycle)
@@ -126,11 +131,11 @@ module hqflow_stream_ssa #(
                 kv_new[(cj*T + ct)*KV_BITS +: KV_BITS] = (d_n0 ? {KV_BITS{1'b0}} : kv_row[(cj*T + ct)*KV_BITS +: KV_BITS])
                                                       + (k_q[ct] & vrow[cj*T + ct]);
         for (cj = 0; cj < HD; cj = cj + 1)  // lane cj takes slice cj / HS's lane cj % HS (constant indices)
-            if (SPLIT == 1 || d_sl == cj / HS)
+            if (SPLIT == 1 || e_sl == cj / HS)
                 for (ct = 0; ct < T; ct = ct + 1) begin
-                    kv_wide = kv_row[((cj % HS)*T + ct)*KV_BITS +: KV_BITS];
-                    y_next[(ct*HD + cj)*ACC_BITS +: ACC_BITS] = (d_i0 ? {ACC_BITS{1'b0}} : y[(ct*HD + cj)*ACC_BITS +: ACC_BITS])
-                                                             + (q_q[ct] ? kv_wide : {ACC_BITS{1'b0}});
+                    kv_wide = kv_r[((cj % HS)*T + ct)*KV_BITS +: KV_BITS];
+                    y_next[(ct*HD + cj)*ACC_BITS +: ACC_BITS] = (e_i0 ? {ACC_BITS{1'b0}} : y[(ct*HD + cj)*ACC_BITS +: ACC_BITS])
+                                                             + (q_r[ct] ? kv_wide : {ACC_BITS{1'b0}});
                 end
     end
 
@@ -175,7 +180,8 @@ module hqflow_stream_ssa #(
     assign m_tlast = bank_last && bank_n == 1;
     wire bank_free = bank_n == 0;
     assign active = state == S_AWAIT0 || (state == S_AWAIT && tok_in) || state == S_A1 || state == S_A2
-                    || (state == S_BWAIT && q_full) || state == S_B1 || state == S_DRAIN || state == S_PREP || state == S_LIF
+                    || (state == S_BWAIT && q_full) || state == S_B1 || state == S_DRAIN || state == S_DRAIN2
+                    || state == S_PREP || state == S_LIF
                     || (state == S_HAND && bank_free);
 
     always @(posedge clk) begin
@@ -192,13 +198,14 @@ module hqflow_stream_ssa #(
         d_i0 <= idx == 0;
         d_sl <= sl;
         d_row <= kv_raddr;
+        e_b1 <= d_b1; e_i0 <= d_i0; e_sl <= d_sl; q_r <= q_q; kv_r <= kv_row;
         if (d_a1) begin                 // v's words shift in from the top: word j ends in lane j
             for (j = 0; j < HD - 1; j = j + 1) vrow[j*T +: T] <= vrow[(j+1)*T +: T];
             vrow[(HD-1)*T +: T] <= v_q;
         end
         if (d_a2 && SPLIT > 1)          // the next slice's lanes down to lanes 0 .. HS-1 (after SPLIT: as loaded)
             vrow <= (vrow >> (HS * T)) | (vrow << ((HD - HS) * T));
-        if (d_b1) y <= y_next;
+        if (e_b1) y <= y_next;
         if (m_tvalid && m_tready) begin bank <= bank >> T; bank_n <= bank_n - 1'b1; end
         case (state)
             S_AWAIT: if (tok_in) begin          // token n's k and v are in (tok_end = (n+1)*D)
@@ -236,7 +243,8 @@ module hqflow_stream_ssa #(
                     else begin idx <= 0; state <= S_DRAIN; end
                 end
             end
-            S_DRAIN: begin state <= S_PREP; ps <= 1; end
+            S_DRAIN: state <= S_DRAIN2;
+            S_DRAIN2: begin state <= S_PREP; ps <= 1; end
             S_PREP: begin state <= S_LIF; ts <= 0; ps <= ps << 1; end
             S_LIF: begin
                 vm <= vm_next;
@@ -263,12 +271,12 @@ module hqflow_stream_ssa #(
         endcase
         if (rst) begin
             state <= S_AWAIT; tok_in <= 0; wq <= 0; wk <= 0; wv <= 0; wk_p1 <= 1; wv_p1 <= 1; q_full <= 0; n <= 0; tok_end <= D; tok_lim <= 2 * D;
-            addr <= 0; bank_n <= 0; bank_last <= 0; d_a1 <= 0; d_a2 <= 0; d_b1 <= 0; vm <= 0;
+            addr <= 0; bank_n <= 0; bank_last <= 0; d_a1 <= 0; d_a2 <= 0; d_b1 <= 0; e_b1 <= 0; vm <= 0;
         end
     end
 
     initial begin
         state = S_AWAIT; tok_in = 0; wq = 0; wk = 0; wv = 0; wk_p1 = 1; wv_p1 = 1; k_ready = 0; v_ready = 0; q_full = 0; n = 0; tok_end = D; tok_lim = 2 * D; addr = 0;
-        bank_n = 0; bank_last = 0; d_a1 = 0; d_a2 = 0; d_b1 = 0; vm = 0; ps = 0;
+        bank_n = 0; bank_last = 0; d_a1 = 0; d_a2 = 0; d_b1 = 0; e_b1 = 0; vm = 0; ps = 0;
     end
 endmodule
