@@ -31,13 +31,14 @@ module hqflow_stream_pool #(
 
     reg [1:0] state;
     wire row_ok;
-    wire signed [31:0] top_row;
+    wire [K-1:0] row_live;              // rows of the window inside the image (a register of the window)
+    wire last_row;
     wire [K*T-1:0] rows;
     reg  rd_en, next_row;
     reg  [AB-1:0] rd_addr;
     hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(S), .PAD(PAD), .EB(T), .ULTRA(ULTRA)) window (
         .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
-        .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
+        .row_ok(row_ok), .next_row(next_row), .row_live(row_live), .last_row(last_row),
         .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(1'b0), .m_rd_addr({XB{1'b0}}), .m_counts(),
         .l_rd_en(1'b0), .l_rd_addr({AB{1'b0}}), .l_rows());
 
@@ -52,7 +53,6 @@ module hqflow_stream_pool #(
     reg signed [XIB-1:0] xi;            // the column read
     reg signed [COB-1:0] xbase;         // (xo*S - PAD) * C
     reg signed [COB-1:0] col;           // xi * C
-    reg [K-1:0] row_live;               // rows of the window inside the image (set per output row)
     reg d_valid, d_ok;
     reg [T-1:0] ored;
     integer i, ci;                      // (the combinational block has its own loop variable)
@@ -63,7 +63,6 @@ module hqflow_stream_pool #(
     end
     wire [T-1:0] ored_next = ored | (d_ok ? col_or : {T{1'b0}});
     wire out_free = !m_tvalid || m_tready;
-    wire last_row = top_row == (HO - 1) * S - PAD;
     assign active = (state == S_ROW && row_ok && !next_row) || state == S_COL || (state == S_OUT && out_free);
 
     always @(posedge clk) begin
@@ -74,7 +73,6 @@ module hqflow_stream_pool #(
         if (d_valid) ored <= ored_next;
         case (state)
             S_ROW: if (row_ok && !next_row) begin   // (next_row: the window moves at this edge)
-                for (i = 0; i < K; i = i + 1) row_live[i] <= top_row + i >= 0 && top_row + i < H;
                 xo <= 0; c <= 0; j <= 0;
                 xi <= -PAD; xbase <= -PAD * C; col <= -PAD * C;
                 rd_addr <= -PAD * C; rd_en <= 1;

@@ -103,7 +103,8 @@ module hqflow_stream_wlif #(
 
     // ---- the line buffer ------------------------------------------------------------------------
     wire row_ok;
-    wire signed [31:0] top_row;
+    wire [K-1:0] row_live;              // rows of the window inside the image (a register of the window)
+    wire last_row;
     wire [K*EB-1:0] rows;
     reg  rd_en;                         // (the element reads: combinational from the pick)
     reg  [AB-1:0] rd_addr;
@@ -117,7 +118,7 @@ module hqflow_stream_wlif #(
     hqflow_window #(.H(H), .W(W), .C(C), .K(K), .S(1), .PAD(PAD), .EB(EB), .LIST(1), .LIST_LUTRAM(LIST_LUTRAM),
                     .ULTRA(ULTRA)) window (
         .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
-        .row_ok(row_ok), .next_row(next_row), .top_row(top_row),
+        .row_ok(row_ok), .next_row(next_row), .row_live(row_live), .last_row(last_row),
         .rd_en(rd_en), .rd_addr(rd_addr), .rd_rows(rows), .m_rd_en(m_rd_en), .m_rd_addr(m_rd_addr),
         .m_counts(counts), .l_rd_en(l_rd_en), .l_rd_addr(l_rd_addr), .l_rows(entries));
 
@@ -131,7 +132,6 @@ module hqflow_stream_wlif #(
     reg signed [COB-1:0] col;           // xi * C
     reg signed [COB-1:0] xbase;         // (xo - PAD) * C
     reg col_ok;                         // xi >= 0 && xi < W (set in MASK)
-    reg [K-1:0] row_live;               // rows of the window inside the image (set per output row)
 
     // The column's nonzero elements, row by row: `rows_left` the rows after the current one that have
     // some, `cur_i` the current row, `rem` its elements after the current one, `l_ptr` the current
@@ -270,7 +270,6 @@ module hqflow_stream_wlif #(
     assign m_tdata = bank[T-1:0];
     assign m_tlast = bank_last && bank_n == 1;
     wire last_px = xo == WO - 1;
-    wire last_row = top_row == HO - 1 - PAD;
     // (waiting for the LIF unit counts while it computes, not while it hands its words to the output bank:
     // that waits for the bank, an output stall)
     assign active = state == S_MASK || state == S_COUNT || state == S_LOAD || state == S_ACC || state == S_DRAIN
@@ -318,7 +317,6 @@ module hqflow_stream_wlif #(
         end
         case (state)
             S_ROW: if (row_ok && !next_row) begin   // (next_row: the window moves at this edge)
-                for (ri = 0; ri < K; ri = ri + 1) row_live[ri] <= top_row + ri >= 0 && top_row + ri < H;
                 xo <= 0; g <= 0; g_c <= 0; tab_base <= 0;
                 xbase <= -PAD * C;
                 state <= S_MASK;

@@ -4,9 +4,11 @@
 // element a beat, EB bits each (all T steps of one value: EB = T * value bits). The buffer keeps
 // SLOTS = K + S rows of W*C elements, one RAM bank per row slot (row y lives in slot y mod SLOTS),
 // so that the consumer reads the K rows of its window in one cycle and the next rows stream in while
-// it works (S rows ahead). The consumer works output row by output row:
-//   top_row   = yo*S - PAD: the window's first input row for output row yo (negative at the top:
-//               rows outside 0..H-1 are the consumer's zero padding);
+// it works (S rows ahead). The consumer works output row by output row yo, whose window's first input
+// row is top_row = yo*S - PAD (negative at the top: rows outside 0..H-1 are the consumer's zero padding):
+//   row_live  = bit i: row top_row + i is inside the image (0 <= top_row + i < H); a register, from a
+//               table of yo;
+//   last_row  = yo is the last output row (a register);
 //   row_ok    = the rows top_row .. top_row + K - 1 that exist have arrived;
 //   next_row  = a one-cycle pulse when the consumer is done with output row yo (after the last one,
 //               the buffer starts over with the next image's rows).
@@ -48,7 +50,8 @@ module hqflow_window #(
     input  wire [EB-1:0]         s_tdata,
     output wire                  row_ok,
     input  wire                  next_row,
-    output reg  signed [31:0]    top_row,
+    output wire [K-1:0]          row_live,
+    output wire                  last_row,
     input  wire                  rd_en,
     input  wire [AB-1:0]         rd_addr,
     output reg  [K*EB-1:0]       rd_rows,
@@ -72,9 +75,7 @@ module hqflow_window #(
             $error("hqflow_window: rows %0d .. %0d are in no window (K %0d S %0d PAD %0d)", (HO - 1) * S - PAD + K, H - 1, K, S, PAD);
     end
 
-    localparam integer RB = $clog2(H + SLOTS + 1) + 1;  // signed row numbers: -PAD .. H + SLOTS
     localparam integer YB = HO > 1 ? $clog2(HO) : 1;
-    localparam signed [RB-1:0] S_R = S, TOP0 = -PAD;
 
     reg [AB-1:0]  in_off;               // the next element within its row
     reg [SB-1:0]  in_slot;              // its slot
@@ -82,8 +83,9 @@ module hqflow_window #(
     reg [YB-1:0]  yo;
     reg           yo_last;              // yo == HO - 1
     reg [SB-1:0]  top_slot;
-    reg signed [RB-1:0] top;            // top_row in its own width (the port is 32 bits wide)
-    always @* top_row = top;
+    reg [K-1:0]   live;                 // row_live
+    assign row_live = live;
+    assign last_row = yo_last;
 
     // The handshakes from registers, with no compare: with r the rows of this image complete,
     //   s_tready = r < limh(yo)    limh(y) = min(H, max(0, y S - PAD) + SLOTS): the rows taken stay below it
@@ -103,13 +105,15 @@ module hqflow_window #(
     reg [NU-1:0] tu, tua;
     reg [S:0] dl, dn;                   // one-hot: limh(yo + 2) - limh(yo + 1), need(yo + 2) - need(yo + 1)
     reg [S:0] dl_at, dn_at;             // the same for yo + 1: loaded as the window moves
+    reg [K-1:0] live_at;                // row_live of yo + 1
     integer y;
-    always @* begin                     // (a table of yo: each entry a constant)
-        dl_at = 0; dn_at = 0;
+    always @* begin                     // (tables of yo: each entry a constant)
+        dl_at = 0; dn_at = 0; live_at = 0;
         for (y = 0; y < HO; y = y + 1)
             if (yo == y) begin
                 dl_at[limh(y + 3) - limh(y + 2)] = 1'b1;
                 dn_at[need(y + 3) - need(y + 2)] = 1'b1;
+                live_at = live_of(y + 1);
             end
     end
     wire take = s_tvalid && s_tready;
@@ -143,7 +147,7 @@ module hqflow_window #(
     always @(posedge clk) begin
         if (rst) begin
             in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
-            yo <= 0; yo_last <= HO == 1; top <= TOP0; top_slot <= TOP_SLOT0;
+            yo <= 0; yo_last <= HO == 1; live <= live_of(0); top_slot <= TOP_SLOT0;
         end else begin
             if (take) begin
                 if (off_last) begin
@@ -155,11 +159,11 @@ module hqflow_window #(
             end
             if (next_row) begin
                 if (yo_last) begin              // the image is done (all its rows were in): start over
-                    yo <= 0; yo_last <= HO == 1; top <= TOP0; top_slot <= TOP_SLOT0;
+                    yo <= 0; yo_last <= HO == 1; live <= live_of(0); top_slot <= TOP_SLOT0;
                     in_off <= 0; off_last <= ROW == 1; in_slot <= 0;
                 end else begin
                     yo <= yo + 1; yo_last <= yo == HO - 2;
-                    top <= top + S_R;
+                    live <= live_at;
                     top_slot <= top_slot + S >= SLOTS ? top_slot + S - SLOTS : top_slot + S;
                 end
             end
@@ -171,6 +175,10 @@ module hqflow_window #(
             limh = (yy * S - PAD < 0 ? 0 : yy * S - PAD) + SLOTS;
             if (limh > H) limh = H;
         end
+    endfunction
+    function [K-1:0] live_of(input integer yy);    // rows yy S - PAD + i inside the image
+        integer i;
+        for (i = 0; i < K; i = i + 1) live_of[i] = yy * S - PAD + i >= 0 && yy * S - PAD + i < H;
     endfunction
     function integer need(input integer yy);
         need = yy * S - PAD + K > H ? H : yy * S - PAD + K;
