@@ -23,7 +23,6 @@ module hqflow_stream_pool #(
     output reg            m_tlast,
     output wire           active
 );
-    localparam integer HO = (H + 2 * PAD - K) / S + 1;
     localparam integer WO = (W + 2 * PAD - K) / S + 1;
     localparam integer AB = (W * C > 1) ? $clog2(W * C) : 1;
     localparam integer XB = (W > 1) ? $clog2(W) : 1;
@@ -55,7 +54,7 @@ module hqflow_stream_pool #(
     reg signed [COB-1:0] col;           // xi * C
     reg d_valid, d_ok;
     reg [T-1:0] ored;
-    integer i, ci;                      // (the combinational block has its own loop variable)
+    integer ci;
     reg [T-1:0] col_or;
     always @* begin
         col_or = 0;
