@@ -144,10 +144,11 @@ def test_small_top_placed_and_routed(tmp_path):
     assert (out / "rtl" / "pnr.md").read_text().startswith("# Place and route of hqflow_top")
     # one core alone: its parameters from top.json, the Fmax inside it
     result = CliRunner().invoke(main, ["pnr", str(out), "--core", "head", "--device", "25k", "--package", "CABGA256",
-                                       "--seed", "7"])
+                                       "--seed", "7", "--no-tmg-ripup"])
     assert result.exit_code == 0, result.output
     alone = json.loads((out / "rtl" / "pnr_cores" / "head" / "result.json").read_text())
     assert alone["module"] == "hqflow_stream_head" and alone["fmax_mhz"] > 0 and alone["seed"] == 7
+    assert saved["tmg_ripup"] is True and alone["tmg_ripup"] is False
     assert result.output.splitlines()[-1] == f"fmax_mhz: {alone['fmax_mhz']:.2f}"
     assert any(line.startswith("head ") and "MHz" in line for line in result.output.splitlines())
     # the same top behind the UART bridge, for a board: its pins, ecppack's bitstream for its part

@@ -176,11 +176,12 @@ def check_target(device: str, speed: int, clock_mhz: float) -> None:
 
 def route(folder: Path, work: Path, top: str, sources: list[str], device: str, package: str, speed: int,
           clock_mhz: float, dsp: bool = False, params: dict | None = None, lpf: str | None = None,
-          timeout: float | None = None, seed: int | None = None) -> dict:
+          timeout: float | None = None, seed: int | None = None, tmg_ripup: bool = True) -> dict:
     """Synthesize `sources` (paths relative to `folder`, where Yosys runs: $readmemh paths are relative to
     it) with top module `top` (`params`: its parameters, chparam) into `work`/top.json and place and route
     it there (`lpf`: a constraint file's text, work/top.lpf; None: unconstrained pins); leaves
-    work/top.config for ecppack. Returns device, fmax_mhz (post-route, the slowest clock), the target,
+    work/top.config for ecppack. `seed`: the placer's (None: nextpnr's default); `tmg_ripup`: the router
+    rips up and reroutes the nets on failing paths (nextpnr's --tmg-ripup). Returns device, fmax_mhz (post-route, the slowest clock), the target,
     utilization, the critical path and the seconds each tool took."""
     from hqflow.export.rtl import yosys
 
@@ -209,6 +210,8 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
                "--detailed-timing-report", "--timing-allow-fail", "--log", "nextpnr.log"]
     if seed is not None:
         command += ["--seed", str(seed)]
+    if tmg_ripup:
+        command.append("--tmg-ripup")
     if lpf is None:
         command.append("--lpf-allow-unconstrained")
     else:
@@ -227,7 +230,7 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
         raise UserError(f"nextpnr-ecp5 reported no clock for {top} (log: {work / 'nextpnr.log'})")
     fmax = min(c["achieved"] for c in clocks.values())
     return {"top": top, "device": device, "package": package, "speed": speed, "dsp": dsp, "target_mhz": clock_mhz,
-            "seed": seed, "fmax_mhz": round(fmax, 2), "meets_target": fmax >= clock_mhz,
+            "seed": seed, "tmg_ripup": tmg_ripup, "fmax_mhz": round(fmax, 2), "meets_target": fmax >= clock_mhz,
             "utilization": utilization(report), "critical_path": critical_path(report), "synth_s": round(t1 - t0, 1),
             "pnr_s": round(time.time() - t1, 1)}
 
@@ -244,10 +247,10 @@ def check_ecp5(manifest: dict, folder: Path, cores: list[dict] | None = None) ->
 
 def place_and_route(export: str | Path, device: str = "um5g-85k", package: str = "CABGA381", speed: int = 8,
                     clock_mhz: float = 150.0, dsp: bool = False, timeout: float | None = None,
-                    seed: int | None = None) -> dict:
+                    seed: int | None = None, tmg_ripup: bool = True) -> dict:
     """Synthesize (synth_ecp5) and place and route the export's top for an ECP5 `device` (DEVICES),
     `package`, `speed` grade, at a `clock_mhz` target (`dsp`: products in MULT18X18D; `seed`: the placer's,
-    None: nextpnr's default), in rtl/pnr/.
+    None: nextpnr's default; `tmg_ripup`: route's), in rtl/pnr/.
     Writes rtl/pnr.json and rtl/pnr.md; returns `route`'s result."""
     from hqflow.export.rtl.project import TOP, load_manifest, rtl_dir
 
@@ -256,7 +259,7 @@ def place_and_route(export: str | Path, device: str = "um5g-85k", package: str =
     manifest = load_manifest(folder)
     check_ecp5(manifest, folder)
     result = route(folder, folder / "pnr", TOP, manifest["sources"], device, package, speed, clock_mhz, dsp,
-                   timeout=timeout, seed=seed)
+                   timeout=timeout, seed=seed, tmg_ripup=tmg_ripup)
     atomic_text(folder / "pnr.json", json.dumps(result, indent=1) + "\n")
     atomic_text(folder / "pnr.md", pnr_markdown(result))
     return result
@@ -267,7 +270,8 @@ def pnr_markdown(result: dict) -> str:
     verdict = "meets" if result["meets_target"] else "FAILS"
     lines = [f"# Place and route of {result['top']}: Yosys synth_ecp5{'' if result.get('dsp') else ' -nodsp'}, "
              f"nextpnr-ecp5 --{result['device']} --package {result['package']} --speed {result['speed']}"
-             f"{'' if result.get('seed') is None else ' --seed ' + str(result['seed'])}", "",
+             f"{'' if result.get('seed') is None else ' --seed ' + str(result['seed'])}"
+             f"{' --tmg-ripup' if result.get('tmg_ripup') else ''}", "",
              f"Post-route Fmax **{result['fmax_mhz']:.2f} MHz** (register to register; {verdict} the "
              f"{result['target_mhz']:g} MHz target). Synthesis {result['synth_s']:.0f} s, place and route "
              f"{result['pnr_s']:.0f} s.", "", "| resource | used | available | share |", "|---|---:|---:|---:|"]

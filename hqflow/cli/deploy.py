@@ -193,7 +193,10 @@ def synth_cmd(export_dir, part):
                    "one line a core, its result in rtl/pnr_cores/<node>/result.json.")
 @click.option("--seed", type=int, help="nextpnr's placer seed (default: its own). Where routing is most of the "
                                        "critical path, seeds spread the Fmax by several percent.")
-def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores, seed):
+@click.option("--tmg-ripup/--no-tmg-ripup", default=True, show_default=True,
+              help="Let the router rip up and reroute the nets of failing paths (nextpnr's timing-driven ripup): "
+                   "on the demo top it both routed a placement the plain router did not finish and raised its Fmax.")
+def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores, seed, tmg_ripup):
     """Place and route EXPORT_DIR's Verilog top on a Lattice ECP5 (Yosys synth_ecp5, nextpnr-ecp5).
 
     Prints the post-route Fmax (register to register), the utilization and the critical path; writes
@@ -206,10 +209,10 @@ def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores, seed):
         from hqflow.export.rtl.pnr_cores import route_cores
 
         results = route_cores(export_dir, list(cores), echo=click.echo, device=device, package=package, speed=speed,
-                              clock_mhz=clock_mhz, dsp=dsp, seed=seed)
+                              clock_mhz=clock_mhz, dsp=dsp, seed=seed, tmg_ripup=tmg_ripup)
         click.echo(f"fmax_mhz: {min(r['fmax_mhz'] for r in results):.2f}")
         return
-    result = place_and_route(export_dir, device, package, speed, clock_mhz, dsp, seed=seed)
+    result = place_and_route(export_dir, device, package, speed, clock_mhz, dsp, seed=seed, tmg_ripup=tmg_ripup)
     click.echo(pnr_markdown(result), nl=False)
     click.echo(f"fmax_mhz: {result['fmax_mhz']:.2f}")
 
