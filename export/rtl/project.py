@@ -63,9 +63,10 @@ class RtlOptions:
     allow). part and clock_mhz: the target of the synthesis (its Yosys family) and of the latency
     figures. memory_style (stream): "lut" (LUT6 parts), each weight ROM's last lines in LUTs where that
     costs less than the block RAM they would mostly leave empty (hqflow.resources.rom_tail), and the line
-    buffers' lists of nonzero elements in LUT RAM; "block", both in block RAM (LUT4 parts such as the
-    ECP5: its LUT RAM is 16 words deep, a 576-entry list a tree of them, and fc1's ROM tail of 128
-    lines takes 448 LUT4 against 192 LUT6 on an xc7)."""
+    buffers' lists of nonzero elements in LUT RAM; "block", both in block RAM, and the weighted cores'
+    line buffer rows as well (LUT4 parts such as the ECP5: its LUT RAM is 16 words deep, a 576-entry list
+    a tree of them after the read address, and fc1's ROM tail of 128 lines takes 448 LUT4 against 192
+    LUT6 on an xc7)."""
     lanes: int | None = None
     part: str = DEFAULT_PART
     clock_mhz: float = DEFAULT_CLOCK_MHZ

@@ -203,7 +203,7 @@ def plan_stream(graph: DeployGraph, lanes: int = 64, target_interval: int | None
     files=False leaves the cores' memory files out (a schedule to estimate, not to render). `ultra`: the
     nodes whose large RAMs go to UltraRAM (their ops' ULTRA parameter). lut_memories (the ops that take
     it): a weight ROM's last lines in LUTs where cheaper and the lists of nonzero elements in LUT RAM;
-    False: both in block RAM (LUT4 parts)."""
+    False: both, and the weighted cores' line buffer rows, in block RAM (LUT4 parts)."""
     streams, of = _node_streams(graph)
     nnz = nnz or {}
     folding, target = fold(graph, lanes, target_interval, nnz)

@@ -31,13 +31,15 @@ class Memory:
 def window_memories(p: dict, slots: int, element_bits: int, lists: bool) -> list[Memory]:
     """hqflow_window.v's RAMs: a bank of W*C elements per row slot, and with `lists` (LIST 1) per slot
     the lists of nonzero channels (W*C entries of clog2(C) bits) and their counts (W of clog2(C + 1)
-    bits), in LUT RAM where LIST_LUTRAM is 1 (else the lists in block RAM). ULTRA puts the element banks in
-    UltraRAM."""
-    banks = [Memory(f"row{b}", element_bits, p["W"] * p["C"], ultra=bool(p.get("ULTRA"))) for b in range(slots)]
+    bits), in LUT RAM where LIST_LUTRAM is 1 (else the lists and the element banks in block RAM). ULTRA puts
+    the element banks in UltraRAM."""
+    lutram = bool(p.get("LIST_LUTRAM"))
+    ultra, block = bool(p.get("ULTRA")), lists and not lutram
+    banks = [Memory(f"row{b}", element_bits, p["W"] * p["C"], ultra=ultra, block=block and not ultra)
+             for b in range(slots)]
     if not lists:
         return banks
     entry, count = max(1, (p["C"] - 1).bit_length()), p["C"].bit_length()
-    lutram = bool(p.get("LIST_LUTRAM"))
     return banks + [m for b in range(slots) for m in (Memory(f"list{b}", entry, p["W"] * p["C"], distributed=lutram,
                                                               block=not lutram),
                                                        Memory(f"count{b}", count, p["W"], distributed=lutram))]

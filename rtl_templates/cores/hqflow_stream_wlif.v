@@ -38,7 +38,7 @@
 // tap (c, i, j) for outputs g*P .. g*P + P - 1, exactly what a cycle reads (channels innermost: the
 // address of an element is a base per (i, j, g) plus its channel);
 // ROM_TAIL > 0: its last ROM_TAIL lines in LUTs (ROM_TAIL_FILE), the others in block RAM (hqflow_weight_rom.v);
-// LIST_LUTRAM 1: the line buffer's lists of nonzero elements in LUT RAM (0: the synthesis tool's choice);
+// LIST_LUTRAM 1: the line buffer's lists of nonzero elements in LUT RAM (0: its lists and rows in block RAM);
 // LIF tables (CHARGE, FIRE, NEG: memfiles.lif_step_tables): LIF_LANES channels a line. ULTRA 1: the line buffer's rows in UltraRAM.
 module hqflow_stream_wlif #(
     parameter integer H = 1, W = 1, C = 1, O = 1, K = 1, PAD = 0, P = 1,

@@ -25,8 +25,9 @@
 // at the word level, with no per-channel logic: a count, a pointer and a small RAM a row).
 // Parameters: H, W, C the input, K the window, S the stride, PAD the zero padding, EB element bits,
 // ULTRA 1: the row banks in UltraRAM (hqflow_ram.v); LIST_LUTRAM 1: the lists and counts in LUT RAM (a
-// list is narrow: block RAM would hold a few hundred bits of it); 0: the lists in block RAM, the counts the
-// tool's choice (for LUT4 parts, whose LUT RAM is 16 words deep: a list there is a multiplexer of many).
+// list is narrow: block RAM would hold a few hundred bits of it); 0: the lists and the row banks in block
+// RAM, the counts the tool's choice (for LUT4 parts, whose LUT RAM is 16 words deep: a list or a row there is
+// a multiplexer of many after the read address, where a block RAM registers the address itself).
 module hqflow_window #(
     parameter integer H = 4,
     parameter integer W = 4,
@@ -203,7 +204,7 @@ module hqflow_window #(
     genvar b;
     generate
         for (b = 0; b < SLOTS; b = b + 1) begin : bank
-            hqflow_ram #(.WIDTH(EB), .DEPTH(ROW), .ADDR_BITS(AB), .ULTRA(ULTRA)) ram (
+            hqflow_ram #(.WIDTH(EB), .DEPTH(ROW), .ADDR_BITS(AB), .ULTRA(ULTRA), .BLOCK(LIST != 0 && LIST_LUTRAM == 0)) ram (
                 .clk(clk), .we(take && in_slot == b), .waddr(in_off), .wdata(s_tdata),
                 .re(rd_en), .raddr(rd_addr), .rdata(bank_q[b*EB +: EB]));
         end
@@ -232,6 +233,7 @@ module hqflow_window #(
             reg [CB-1:0] in_c;              // the channel of the next element
             reg [XB-1:0] in_x;              // its pixel
             reg [NB-1:0] in_n;              // the pixel's nonzero elements so far
+            reg [NB-1:0] in_n1;             // in_n + 1 (the count written with a nonzero last element: no add)
             reg [AB:0] l_wptr;              // x*C + in_n: the list entry of the next nonzero element
             reg [AB:0] px_next;             // (x + 1)*C: the next pixel's first entry
             wire nz = |s_tdata;
@@ -239,16 +241,16 @@ module hqflow_window #(
             always @(posedge clk) begin
                 if (take) begin
                     if (px_end) begin
-                        in_c <= 0; in_n <= 0;
+                        in_c <= 0; in_n <= 0; in_n1 <= 1;
                         if (in_x == W - 1) begin in_x <= 0; l_wptr <= 0; px_next <= C; end
                         else begin in_x <= in_x + 1'b1; l_wptr <= px_next; px_next <= px_next + C; end
                     end else begin
                         in_c <= in_c + 1'b1;
-                        if (nz) begin in_n <= in_n + 1'b1; l_wptr <= l_wptr + 1'b1; end
+                        if (nz) begin in_n <= in_n1; in_n1 <= in_n1 + 1'b1; l_wptr <= l_wptr + 1'b1; end
                     end
                 end
                 if (rst || restart) begin
-                    in_c <= 0; in_x <= 0; in_n <= 0; l_wptr <= 0; px_next <= C;
+                    in_c <= 0; in_x <= 0; in_n <= 0; in_n1 <= 1; l_wptr <= 0; px_next <= C;
                 end
             end
             wire [SLOTS*NB-1:0] count_q;
@@ -263,7 +265,7 @@ module hqflow_window #(
                     .clk(clk), .we(take && nz && in_slot == b), .waddr(l_wptr[AB-1:0]), .wdata(in_c),
                     .re(l_rd_en), .raddr(l_rd_addr), .rdata(list_q[b*CB +: CB]));
                 hqflow_ram #(.WIDTH(NB), .DEPTH(W), .ADDR_BITS(XB), .DISTRIBUTED(LIST_LUTRAM)) count (
-                    .clk(clk), .we(take && px_end && in_slot == b), .waddr(in_x), .wdata(in_n + nz),
+                    .clk(clk), .we(take && px_end && in_slot == b), .waddr(in_x), .wdata(nz ? in_n1 : in_n),
                     .re(m_rd_en), .raddr(m_rd_addr), .rdata(count_q[b*NB +: NB]));
             end
             integer mi, ms;
