@@ -116,10 +116,16 @@ def test_latencies_name_their_clock(tmp_path):
 
 @pytest.mark.parametrize("option, value, message", [("--device", "99k", "expected one of"),
                                                     ("--speed", "5", "speed grades are 6, 7 and 8"),
-                                                    ("--clock-mhz", "0", "positive frequency")])
+                                                    ("--clock-mhz", "0", "positive frequency"),
+                                                    ("--router", "router3", "'router3' is not one of")])
 def test_bad_options_refused(tmp_path, option, value, message):
     result = CliRunner().invoke(main, ["pnr", str(tmp_path), option, value])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_an_unknown_router_is_refused_by_the_library(tmp_path):
+    with pytest.raises(UserError, match="--router 'router9': expected one of router1, router2"):
+        pnr.route(tmp_path, tmp_path / "pnr", "top", [], "85k", "CABGA381", 8, 100.0, router="router9")
 
 
 @pytest.mark.slow

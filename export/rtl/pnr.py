@@ -37,11 +37,12 @@ from pathlib import Path
 from hqflow.errors import UserError
 from hqflow.io import atomic_text
 
-__all__ = ["DEVICES", "check_ecp5", "check_target", "critical_path", "find_ecppack", "find_nextpnr", "latency_phrase",
-           "place_and_route", "pnr_markdown", "route", "routed_clock", "utilization"]
+__all__ = ["DEVICES", "ROUTERS", "check_ecp5", "check_target", "critical_path", "find_ecppack", "find_nextpnr",
+           "latency_phrase", "place_and_route", "pnr_markdown", "route", "routed_clock", "utilization"]
 
 # nextpnr-ecp5's device flags: LFE5U (no SERDES), LFE5UM, LFE5UM5G (the 5G parts)
 DEVICES = ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k", "um5g-25k", "um5g-45k", "um5g-85k")
+ROUTERS = ("router1", "router2")  # nextpnr-ecp5's routers
 RESOURCES = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D", "TRELLIS_IO")
 INSTALL_HINT = "install the rtl extra (pip install -e '.[rtl]', `make venv`) or set NEXTPNR_ECP5=<path>"
 ECPPACK_HINT = "install the rtl extra (pip install -e '.[rtl]', `make venv`: its nextpnr-ecp5 ships it) or set ECPPACK=<path>"
@@ -176,16 +177,20 @@ def check_target(device: str, speed: int, clock_mhz: float) -> None:
 
 def route(folder: Path, work: Path, top: str, sources: list[str], device: str, package: str, speed: int,
           clock_mhz: float, dsp: bool = False, params: dict | None = None, lpf: str | None = None,
-          timeout: float | None = None, seed: int | None = None, tmg_ripup: bool = True) -> dict:
+          timeout: float | None = None, seed: int | None = None, tmg_ripup: bool = True,
+          router: str = "router1") -> dict:
     """Synthesize `sources` (paths relative to `folder`, where Yosys runs: $readmemh paths are relative to
     it) with top module `top` (`params`: its parameters, chparam) into `work`/top.json and place and route
     it there (`lpf`: a constraint file's text, work/top.lpf; None: unconstrained pins); leaves
     work/top.config for ecppack. `seed`: the placer's (None: nextpnr's default); `tmg_ripup`: the router
-    rips up and reroutes the nets on failing paths (nextpnr's --tmg-ripup). Returns device, fmax_mhz (post-route, the slowest clock), the target,
+    rips up and reroutes the nets on failing paths (nextpnr's --tmg-ripup); `router`: ROUTERS (router1, timing
+    driven, the higher clock; router2, congestion driven, which routed a board design router1 stalled on). Returns device, fmax_mhz (post-route, the slowest clock), the target,
     utilization, the critical path and the seconds each tool took."""
     from hqflow.export.rtl import yosys
 
     check_target(device, speed, clock_mhz)
+    if router not in ROUTERS:
+        raise UserError(f"--router {router!r}: expected one of {', '.join(ROUTERS)}")
     yosys_exe, nextpnr = yosys.find_yosys(), find_nextpnr()
     work.mkdir(parents=True, exist_ok=True)
     for name in ("top.json", "report.json", "top.config"):
@@ -212,6 +217,8 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
         command += ["--seed", str(seed)]
     if tmg_ripup:
         command.append("--tmg-ripup")
+    if router != "router1":
+        command += ["--router", router]
     if lpf is None:
         command.append("--lpf-allow-unconstrained")
     else:
@@ -230,7 +237,7 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
         raise UserError(f"nextpnr-ecp5 reported no clock for {top} (log: {work / 'nextpnr.log'})")
     fmax = min(c["achieved"] for c in clocks.values())
     return {"top": top, "device": device, "package": package, "speed": speed, "dsp": dsp, "target_mhz": clock_mhz,
-            "seed": seed, "tmg_ripup": tmg_ripup, "fmax_mhz": round(fmax, 2), "meets_target": fmax >= clock_mhz,
+            "seed": seed, "tmg_ripup": tmg_ripup, "router": router, "fmax_mhz": round(fmax, 2), "meets_target": fmax >= clock_mhz,
             "utilization": utilization(report), "critical_path": critical_path(report), "synth_s": round(t1 - t0, 1),
             "pnr_s": round(time.time() - t1, 1)}
 
@@ -247,10 +254,10 @@ def check_ecp5(manifest: dict, folder: Path, cores: list[dict] | None = None) ->
 
 def place_and_route(export: str | Path, device: str = "um5g-85k", package: str = "CABGA381", speed: int = 8,
                     clock_mhz: float = 150.0, dsp: bool = False, timeout: float | None = None,
-                    seed: int | None = None, tmg_ripup: bool = True) -> dict:
+                    seed: int | None = None, tmg_ripup: bool = True, router: str = "router1") -> dict:
     """Synthesize (synth_ecp5) and place and route the export's top for an ECP5 `device` (DEVICES),
     `package`, `speed` grade, at a `clock_mhz` target (`dsp`: products in MULT18X18D; `seed`: the placer's,
-    None: nextpnr's default; `tmg_ripup`: route's), in rtl/pnr/.
+    None: nextpnr's default; `tmg_ripup`, `router`: route's), in rtl/pnr/.
     Writes rtl/pnr.json and rtl/pnr.md; returns `route`'s result."""
     from hqflow.export.rtl.project import TOP, load_manifest, rtl_dir
 
@@ -259,7 +266,7 @@ def place_and_route(export: str | Path, device: str = "um5g-85k", package: str =
     manifest = load_manifest(folder)
     check_ecp5(manifest, folder)
     result = route(folder, folder / "pnr", TOP, manifest["sources"], device, package, speed, clock_mhz, dsp,
-                   timeout=timeout, seed=seed, tmg_ripup=tmg_ripup)
+                   timeout=timeout, seed=seed, tmg_ripup=tmg_ripup, router=router)
     atomic_text(folder / "pnr.json", json.dumps(result, indent=1) + "\n")
     atomic_text(folder / "pnr.md", pnr_markdown(result))
     return result
@@ -271,7 +278,8 @@ def pnr_markdown(result: dict) -> str:
     lines = [f"# Place and route of {result['top']}: Yosys synth_ecp5{'' if result.get('dsp') else ' -nodsp'}, "
              f"nextpnr-ecp5 --{result['device']} --package {result['package']} --speed {result['speed']}"
              f"{'' if result.get('seed') is None else ' --seed ' + str(result['seed'])}"
-             f"{' --tmg-ripup' if result.get('tmg_ripup') else ''}", "",
+             f"{' --tmg-ripup' if result.get('tmg_ripup') else ''}"
+             f"{' --router ' + result['router'] if result.get('router', 'router1') != 'router1' else ''}", "",
              f"Post-route Fmax **{result['fmax_mhz']:.2f} MHz** (register to register; {verdict} the "
              f"{result['target_mhz']:g} MHz target). Synthesis {result['synth_s']:.0f} s, place and route "
              f"{result['pnr_s']:.0f} s.", "", "| resource | used | available | share |", "|---|---:|---:|---:|"]

@@ -30,7 +30,8 @@ def _param(value) -> str:
 
 def route_core(export: str | Path, node: str, device: str = "um5g-85k", package: str = "CABGA381", speed: int = 8,
                clock_mhz: float = 150.0, dsp: bool = False, sources: str | Path | None = None,
-               timeout: float | None = None, seed: int | None = None, tmg_ripup: bool = True) -> dict:
+               timeout: float | None = None, seed: int | None = None, tmg_ripup: bool = True,
+               router: str = "router1") -> dict:
     """Synthesize and place and route the core of `node` (top.json's node name, or its index) alone; writes
     <rtl>/pnr_cores/<node>/result.json and returns it: pnr.route's result with the node and module."""
     from hqflow.export.rtl.project import load_manifest, rtl_dir
@@ -50,7 +51,7 @@ def route_core(export: str | Path, node: str, device: str = "um5g-85k", package:
     work = folder / "pnr_cores" / core["node"]
     result = pnr.route(folder, work, core["module"], files, device, package, speed, clock_mhz, dsp,
                        params={k: _param(v) for k, v in core["params"].items()}, timeout=timeout,
-                       seed=seed, tmg_ripup=tmg_ripup)
+                       seed=seed, tmg_ripup=tmg_ripup, router=router)
     result = {"node": core["node"], "module": core["module"], **result}
     (work / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     return result

@@ -196,7 +196,10 @@ def synth_cmd(export_dir, part):
 @click.option("--tmg-ripup/--no-tmg-ripup", default=True, show_default=True,
               help="Let the router rip up and reroute the nets of failing paths (nextpnr's timing-driven ripup): "
                    "on the demo top it both routed a placement the plain router did not finish and raised its Fmax.")
-def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores, seed, tmg_ripup):
+@click.option("--router", type=click.Choice(["router1", "router2"]), default="router1", show_default=True,
+              help="nextpnr's router: router1 (timing driven: with the ripup, the higher clock on the demo top) or "
+                   "router2 (congestion driven: faster on a crowded design, a lower clock).")
+def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores, seed, tmg_ripup, router):
     """Place and route EXPORT_DIR's Verilog top on a Lattice ECP5 (Yosys synth_ecp5, nextpnr-ecp5).
 
     Prints the post-route Fmax (register to register), the utilization and the critical path; writes
@@ -209,10 +212,11 @@ def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores, seed, tmg
         from hqflow.export.rtl.pnr_cores import route_cores
 
         results = route_cores(export_dir, list(cores), echo=click.echo, device=device, package=package, speed=speed,
-                              clock_mhz=clock_mhz, dsp=dsp, seed=seed, tmg_ripup=tmg_ripup)
+                              clock_mhz=clock_mhz, dsp=dsp, seed=seed, tmg_ripup=tmg_ripup, router=router)
         click.echo(f"fmax_mhz: {min(r['fmax_mhz'] for r in results):.2f}")
         return
-    result = place_and_route(export_dir, device, package, speed, clock_mhz, dsp, seed=seed, tmg_ripup=tmg_ripup)
+    result = place_and_route(export_dir, device, package, speed, clock_mhz, dsp, seed=seed, tmg_ripup=tmg_ripup,
+                             router=router)
     click.echo(pnr_markdown(result), nl=False)
     click.echo(f"fmax_mhz: {result['fmax_mhz']:.2f}")
 
