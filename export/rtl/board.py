@@ -168,7 +168,7 @@ def board_markdown(result: dict) -> str:
             f"{result['serial_ms_per_image']:.1f} ms of line time an inference. Routed with nextpnr's "
             f"{result.get('router', 'router1')}.", ""]
     body = pnr.pnr_markdown(result).split("\n", 2)[2]  # without pnr.md's title
-    return "\n".join(head) + body
+    return "\n".join(head) + "\n" + body
 
 
 def simulate(export: str | Path, samples: int | None = None, clks_per_bit: int = SIM_CLKS_PER_BIT,
