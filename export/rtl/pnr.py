@@ -184,8 +184,9 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
     it there (`lpf`: a constraint file's text, work/top.lpf; None: unconstrained pins); leaves
     work/top.config for ecppack. `seed`: the placer's (None: nextpnr's default); `tmg_ripup`: the router
     rips up and reroutes the nets on failing paths (nextpnr's --tmg-ripup); `router`: ROUTERS (router1, timing
-    driven, the higher clock; router2, congestion driven, which routed a board design router1 stalled on). Returns device, fmax_mhz (post-route, the slowest clock), the target,
-    utilization, the critical path and the seconds each tool took."""
+    driven, the higher clock; router2, congestion driven, which routed a board design router1 stalled on).
+    Returns device, fmax_mhz (post-route, the slowest clock), the target, utilization, the critical path and
+    the seconds each tool took."""
     from hqflow.export.rtl import yosys
 
     check_target(device, speed, clock_mhz)
@@ -237,7 +238,8 @@ def route(folder: Path, work: Path, top: str, sources: list[str], device: str, p
         raise UserError(f"nextpnr-ecp5 reported no clock for {top} (log: {work / 'nextpnr.log'})")
     fmax = min(c["achieved"] for c in clocks.values())
     return {"top": top, "device": device, "package": package, "speed": speed, "dsp": dsp, "target_mhz": clock_mhz,
-            "seed": seed, "tmg_ripup": tmg_ripup, "router": router, "fmax_mhz": round(fmax, 2), "meets_target": fmax >= clock_mhz,
+            "seed": seed, "tmg_ripup": tmg_ripup, "router": router, "fmax_mhz": round(fmax, 2),
+            "meets_target": fmax >= clock_mhz,
             "utilization": utilization(report), "critical_path": critical_path(report), "synth_s": round(t1 - t0, 1),
             "pnr_s": round(time.time() - t1, 1)}
 
