@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from hqflow.cli.options import COUNT, POSITIVE
+from hqflow.export.rtl.pnr import ROUTERS
 
 BOARD_HELP = "The board (tables/boards.yaml): ulx3s-85f, ulx3s-45f, ulx3s-25f, ulx3s-12f."
 
@@ -14,7 +15,7 @@ BOARD_HELP = "The board (tables/boards.yaml): ulx3s-85f, ulx3s-45f, ulx3s-25f, u
 @click.command(name="bitstream")
 @click.argument("export_dir", type=click.Path(path_type=Path))
 @click.option("--board", "board_name", default="ulx3s-85f", show_default=True, help=BOARD_HELP)
-@click.option("--router", type=click.Choice(["router1", "router2"]), default="router2", show_default=True,
+@click.option("--router", type=click.Choice(ROUTERS), default="router2", show_default=True,
               help="nextpnr's router. A board's clock (25 MHz on the ULX3S) is far below the top's: congestion, not "
                    "timing, decides whether the design routes, and router2 routed the demo's board design in about 2 "
                    "minutes where router1 stalled.")

@@ -10,6 +10,7 @@ import click
 from hqflow.cli.options import COUNT, DATA_ROOT, NATURAL, POSITIVE
 from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART
 from hqflow.errors import UserError
+from hqflow.export.rtl.pnr import ROUTERS
 
 
 @click.command(name="export")
@@ -196,7 +197,7 @@ def synth_cmd(export_dir, part):
 @click.option("--tmg-ripup/--no-tmg-ripup", default=True, show_default=True,
               help="Let the router rip up and reroute the nets of failing paths (nextpnr's timing-driven ripup): "
                    "on the demo top it both routed a placement the plain router did not finish and raised its Fmax.")
-@click.option("--router", type=click.Choice(["router1", "router2"]), default="router1", show_default=True,
+@click.option("--router", type=click.Choice(ROUTERS), default="router1", show_default=True,
               help="nextpnr's router: router1 (timing driven: with the ripup, the higher clock on the demo top) or "
                    "router2 (congestion driven: faster on a crowded design, a lower clock).")
 def pnr_cmd(export_dir, device, package, speed, clock_mhz, dsp, cores, seed, tmg_ripup, router):
