@@ -422,16 +422,17 @@ def test_output_types_come_from_the_stored_value_ranges():
 
 
 def test_each_op_call_has_its_own_template():
-    """top.cpp.j2 names no op: it loops over the nodes and calls each op template's macros."""
+    """top.cpp.j2 names no op: it loops over the dataflow's processes and calls each op template's macro."""
     from hqflow.export.hls import HLS_OPS, TEMPLATES, environment
 
     top = (TEMPLATES / "project" / "top.cpp.j2").read_text()
-    assert "op.step(node)" in top
+    assert "op.call(p.node, p.inputs, p.outputs[0])" in top
     for op, entry in HLS_OPS.items():
         assert f"'{op}'" not in top and f'"{op}"' not in top, op
-        module = environment().get_template(entry.template).module
-        macros = [name for name in ("state", "step", "finish") if hasattr(module, name)]
-        assert macros or entry.output == "frames", (op, entry.template)  # only the input node calls nothing
+        if entry.template is None:  # no process: the input port's stream, the tokens alias
+            assert op in ("input", "tokens"), op
+            continue
+        assert hasattr(environment().get_template(entry.template).module, "call"), (op, entry.template)
 
 
 def _cpp_struct_members(struct: str) -> set[str]:
@@ -464,13 +465,13 @@ def test_config_dataclasses_mirror_the_kernel_default_structs():
     import dataclasses
 
     classes = _config_classes()
-    assert len(classes) >= 9
+    assert len(classes) >= 7
     for cls in classes:
         assert cls.cpp_base.startswith("hqflow::"), cls
         fields = {field.name for field in dataclasses.fields(cls)}
         assert _cpp_struct_members(cls.cpp_base.removeprefix("hqflow::")) == fields, cls
-    # the bases count: conv_lif_config has the LIF's and the weight ROM's members
-    assert {"v_t", "weight", "height"} <= _cpp_struct_members("conv_lif_config")
+    # the bases count: wlif_config has the LIF's and the weight ROM's members
+    assert {"v_t", "weight", "height", "lanes"} <= _cpp_struct_members("wlif_config")
     assert "v_t" not in _cpp_struct_members("maxpool_config")
 
 
@@ -480,48 +481,50 @@ def test_kernel_configs_are_typed():
     from hqflow.export.hls.configs import AddConfig
     from hqflow.export.hls.cpp_types import CType, ap_int, ap_uint, uint_for, value_type
 
-    config = AddConfig(a_t=ap_uint(1), b_t=ap_uint(2), out_t=uint_for(4), size=6)
-    assert config.typedefs() == [("a_t", "ap_uint<1>"), ("b_t", "ap_uint<2>"), ("out_t", "ap_uint<3>")]
-    assert config.constants() == [("size", 6)]
+    words = {"a_word_t": ap_uint(4), "b_word_t": ap_uint(8), "out_word_t": uint_for(2**12 - 1)}
+    counts = {"a_bits": 1, "b_bits": 2, "out_bits": 3, "time_steps": 4}
+    config = AddConfig(**words, **counts, size=6)
+    assert config.typedefs() == [("a_word_t", "ap_uint<4>"), ("b_word_t", "ap_uint<8>"), ("out_word_t", "ap_uint<12>")]
+    assert config.constants() == [*counts.items(), ("size", 6)]
     assert value_type(1) == "hqflow::spike_t" and ap_int(35) == "ap_int<35>" and uint_for(0) == "ap_uint<1>"
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.size = 7
-    with pytest.raises(TypeError, match=r"AddConfig.a_t = 'ap_uint<1>': expected a CType"):
-        AddConfig(a_t="ap_uint<1>", b_t=ap_uint(2), out_t=uint_for(4), size=6)  # a plain string is no type
+    with pytest.raises(TypeError, match=r"AddConfig.a_word_t = 'ap_uint<4>': expected a CType"):
+        AddConfig(**{**words, "a_word_t": "ap_uint<4>"}, **counts, size=6)  # a plain string is no type
     with pytest.raises(TypeError, match=r"AddConfig.size = -1: expected an int >= 0"):
-        AddConfig(a_t=ap_uint(1), b_t=ap_uint(2), out_t=uint_for(4), size=-1)
+        AddConfig(**words, **counts, size=-1)
     with pytest.raises(TypeError, match=r"AddConfig.size = 'ap_uint<3>': expected an int"):
-        AddConfig(a_t=ap_uint(1), b_t=ap_uint(2), out_t=uint_for(4), size=CType("ap_uint<3>"))
-
+        AddConfig(**words, **counts, size=CType("ap_uint<3>"))
 
 KERNEL_DEFAULTS_CPP = """\
 #include "hqflow.h"
-// every kernel instantiated with its documented default config
+// every kernel instantiated with its documented default config, one image through each
 int main() {
     using namespace hqflow;
     static const long long bias[1] = {0}, thr[1] = {1};
     static const signed char sign[1] = {1};
     static const rom_word_t w[9][1] = {{1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}};
-    static conv_lif_config::in_t conv_x[1][1][1];
-    static conv_lif_config::v_t conv_v[1][1][1];
-    static spike_t conv_s[1][1][1], pooled[1][1][1];
-    conv_lif<conv_lif_config>(conv_x, w, bias, thr, sign, conv_v, conv_s, 0);
-    maxpool_or<maxpool_config>(conv_s, pooled);
-    static tokens_config::in_t tokens_out[1][1];
-    tokens<tokens_config>(pooled, tokens_out);
-    static linear_lif_config::v_t linear_v[1][1];
-    static spike_t q[1][1], k[1][1], v[1][1], attn[1][1];
-    linear_lif<linear_lif_config>(tokens_out, w, bias, thr, sign, linear_v, q, 0);
-    static ssa_config::v_t ssa_v[1][1];
-    ssa_lif<ssa_config>(q, k, v, bias, thr, sign, ssa_v, attn, 0);
-    static add_config::out_t sum[1];
-    add<add_config>(&q[0][0], &attn[0][0], sum);
-    static head_config::in_t head_x[1][1];
-    static head_config::sum_t x_sum[1];
-    static head_config::logit_t logits[1];
-    head_accumulate<head_config>(head_x, x_sum, 0);
-    head_logits<head_config>(x_sum, w, bias, logits);
-    return logits[0].to_int64() == 0 && sum[0] == 0 ? 0 : 1;
+    hls::stream<ap_uint<1> > x("x"), conv("conv"), pooled("pooled"), q("q"), k("k"), v("v"), attn("attn"), a("a");
+    hls::stream<ap_uint<1> > b("b"), q0("q0"), q1("q1"), q2("q2"), head_in("head_in");
+    hls::stream<ap_uint<2> > sum("sum");
+    hls::stream<head_config::logit_t> logits("logits");
+    x.write(1);
+    wlif<wlif_config>(x, conv, w, bias, thr, sign);
+    maxpool_or<maxpool_config>(conv, pooled);
+    fork<1>(pooled, q0, q1, q2);
+    q.write(q0.read());
+    k.write(q1.read());
+    v.write(q2.read());
+    ssa_lif<ssa_config>(q, k, v, attn, bias, thr, sign);
+    a.write(attn.read());
+    b.write(1);
+    add<add_config>(a, b, sum);
+    head_in.write(sum.read() != 0);
+    head<head_config>(head_in, logits, w, bias);
+    // conv: the centre tap's weight 5 - 128 < thr, no spike; so no pooled, attention spike; the add's 0 + 1
+    // reaches the head: one count times w_eff 1 - 128
+    const long long logit = logits.read().to_int64();
+    return logit == -127 && x.empty() && logits.empty() ? 0 : 1;
 }
 """
 
@@ -543,18 +546,18 @@ def test_kernel_default_configs_compile_clean(tmp_path, flags):
 
 @pytest.mark.csim
 def test_a_window_the_kernel_lacks_fails_to_compile(tmp_path):
-    """The window sizes travel in the configs: a conv_lif config with stride 2 stops the build, named."""
+    """The window sizes travel in the configs: a wlif config with a 5x5 window stops the build, named."""
     from hqflow.export.hls import KERNELS
 
-    source = KERNEL_DEFAULTS_CPP.replace("int main() {", "struct strided : hqflow::conv_lif_config {\n"
-                                         "    static const unsigned stride = 2;\n};\nint main() {")
-    source = source.replace("conv_lif<conv_lif_config>(", "conv_lif<strided>(")
-    assert "conv_lif<strided>(" in source
+    source = KERNEL_DEFAULTS_CPP.replace("int main() {", "struct wide : hqflow::wlif_config {\n"
+                                         "    static const unsigned kernel_size = 5;\n};\nint main() {")
+    source = source.replace("wlif<wlif_config>(", "wlif<wide>(")
+    assert "wlif<wide>(" in source
     (tmp_path / "strided.cpp").write_text(source)
     cmd = [csim.compiler(), "-std=c++14", "-fsyntax-only", "-isystem", str(csim.ap_types_dir()), "-I", str(KERNELS),
            str(tmp_path / "strided.cpp")]
     build = subprocess.run(cmd, capture_output=True, text=True)
-    assert build.returncode != 0 and "hqflow::conv_lif implements a 3x3 window, stride 1, padding 1" in build.stderr
+    assert build.returncode != 0 and "hqflow::wlif implements a 3x3 window with padding 1" in build.stderr
 
 
 @pytest.mark.csim

@@ -51,8 +51,7 @@ class WeightRomConfig(KernelConfig):
     acc_t: CType  # ap_int<acc_bits>: holds every partial sum
     weight: CType  # the weight scheme struct (cpp_types.weight_scheme)
     row_words: int  # ROM words per row: ceil(outputs / (64 // code bits))
-    reuse_factor: int  # cycles per ROM word of the accumulation
-    parallel: int  # outputs updated per ROM word: min(outputs, 64 // code bits)
+    reuse_factor: int  # initiation interval of the accumulation's loop over the window's inputs
 
 
 @dataclass(frozen=True)
@@ -66,27 +65,21 @@ class LifConfig(KernelConfig):
 
 
 @dataclass(frozen=True)
-class ConvLifConfig(LifConfig, WeightRomConfig):
-    """hqflow::conv_lif (hqflow_conv.h): 3x3 conv, stride 1, padding 1, then the LIF."""
+class WlifConfig(LifConfig, WeightRomConfig):
+    """hqflow::wlif (hqflow_wlif.h): conv 3x3 (padding 1) or linear (a 1x1 window over the tokens), then
+    the LIF, streaming: words of T values in, words of T spikes out."""
 
-    cpp_base: ClassVar[str] = "hqflow::conv_lif_config"
+    cpp_base: ClassVar[str] = "hqflow::wlif_config"
+    in_word_t: CType  # ap_uint<T * in_t bits>
+    out_word_t: CType  # ap_uint<T>
+    storage: CType  # the line buffer's memory: hqflow::storage_bram, _uram or _lutram
+    height: int  # H, of the input and the output (linear: N tokens)
+    width: int  # W (linear: 1)
     in_channels: int
     out_channels: int
-    height: int  # of the input and the output
-    width: int
-    kernel_size: int  # the window (attrs); the kernel implements 3, stride 1, padding 1 (a static_assert)
-    stride: int
-    padding: int
-
-
-@dataclass(frozen=True)
-class LinearLifConfig(LifConfig, WeightRomConfig):
-    """hqflow::linear_lif (hqflow_linear.h): a linear layer over tokens, then the LIF."""
-
-    cpp_base: ClassVar[str] = "hqflow::linear_lif_config"
-    tokens: int
-    in_channels: int
-    out_channels: int
+    kernel_size: int  # K: 3 (conv) or 1 (linear), stride 1
+    padding: int  # (K - 1) / 2
+    lanes: int  # P: output channels a group (the schedule's folding)
 
 
 @dataclass(frozen=True)
@@ -94,13 +87,15 @@ class SsaConfig(LifConfig):
     """hqflow::ssa_lif (hqflow_ssa.h): spiking self-attention, then the attention LIF."""
 
     cpp_base: ClassVar[str] = "hqflow::ssa_config"
+    word_t: CType  # ap_uint<T>: q, k, v and the output
     acc_t: CType  # ap_int<acc_bits>: q (k^T v), at most tokens * head_dim
     kv_t: CType  # k^T v counts, at most tokens
+    storage: CType  # q of every token: hqflow::storage_bram, _uram or _lutram
     tokens: int
     dim: int  # D = num_heads * head_dim
     num_heads: int
     head_dim: int
-    parallel: int  # unroll factor of the inner products
+    parallel: int  # k^T v entries updated at once: head_dim / the schedule's kv split
 
 
 @dataclass(frozen=True)
@@ -108,6 +103,8 @@ class MaxpoolConfig(KernelConfig):
     """hqflow::maxpool_or (hqflow_spike_ops.h): 3x3, stride 2, padding 1, of spikes."""
 
     cpp_base: ClassVar[str] = "hqflow::maxpool_config"
+    word_t: CType  # ap_uint<T>
+    storage: CType  # the line buffer's memory
     channels: int
     in_height: int
     in_width: int
@@ -120,33 +117,28 @@ class MaxpoolConfig(KernelConfig):
 
 @dataclass(frozen=True)
 class AddConfig(KernelConfig):
-    """hqflow::add (hqflow_spike_ops.h): the residual add, elementwise."""
+    """hqflow::add (hqflow_spike_ops.h): the residual add, elementwise at every step."""
 
     cpp_base: ClassVar[str] = "hqflow::add_config"
-    a_t: CType
-    b_t: CType
-    out_t: CType  # holds the sum's range
-    size: int  # values per operand
-
-
-@dataclass(frozen=True)
-class TokensConfig(KernelConfig):
-    """hqflow::tokens (hqflow_spike_ops.h): [C][H][W] -> [H W][C]."""
-
-    cpp_base: ClassVar[str] = "hqflow::tokens_config"
-    in_t: CType
-    channels: int
-    height: int
-    width: int
+    a_word_t: CType
+    b_word_t: CType
+    out_word_t: CType
+    a_bits: int
+    b_bits: int
+    out_bits: int  # holds the sum's range
+    time_steps: int
+    size: int  # elements an image
 
 
 @dataclass(frozen=True)
 class HeadConfig(WeightRomConfig):
-    """hqflow::head_accumulate and hqflow::head_logits (hqflow_head.h)."""
+    """hqflow::head (hqflow_head.h): sums over tokens and steps, then the logits."""
 
     cpp_base: ClassVar[str] = "hqflow::head_config"
+    in_word_t: CType  # ap_uint<T * in_t bits>
     sum_t: CType  # the input summed over tokens and steps
     logit_t: CType  # the logits' type (their range)
+    time_steps: int
     tokens: int
     in_channels: int
     classes: int

@@ -36,6 +36,11 @@ def uint_for(max_value: int) -> CType:
     return ap_uint(max(1, int(max_value).bit_length()))
 
 
+def value_bits(max_value: int) -> int:
+    """Bits of the unsigned values 0..max_value (at least 1): a stream's values (T of them a word)."""
+    return max(1, int(max_value).bit_length())
+
+
 def value_type(max_value: int) -> CType:
     """A node output's type for values in [0, max_value]: spikes (max 1) are SPIKE_T."""
     return SPIKE_T if max_value == 1 else uint_for(max_value)

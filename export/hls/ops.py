@@ -1,21 +1,41 @@
 """The HLS backend's table over the DeployGraph's ops: op name -> HlsOp (config builder, call template).
 
-Adding an op to the HLS backend: a kernel in hls_templates/kernels/ with its documented default
-config struct, its config dataclass in configs.py, a builder here and its entry in HLS_OPS, and
-the template of its call, hls_templates/project/ops/<op>.cpp.j2. check_ops() names any op of
-hqflow.ops.OPS this table lacks, at import and again before a project is written.
+Each builder reads the node's core in the schedule (export/rtl/stream.py, the one the RTL top renders):
+its geometry, its folding (lanes P, the attention's kv split) and its placement (ULTRA: its large RAM in
+UltraRAM); it gives the kernel's typed config, the node's tables and the arrays the kernel declares
+(the memory account). Adding an op to the HLS backend: a kernel in hls_templates/kernels/ with its
+documented default config struct, its config dataclass in configs.py, a builder here and its entry in
+HLS_OPS, and the template of its process call, hls_templates/project/ops/<op>.cpp.j2. check_ops()
+names any op of hqflow.ops.OPS this table lacks, at import and again before a project is written.
 """
 
 from __future__ import annotations
 
-import math
-
 from hqflow.export.hls import cpp_types
-from hqflow.export.hls.configs import (AddConfig, ConvLifConfig, HeadConfig, LinearLifConfig, MaxpoolConfig,
-                                       SsaConfig, TokensConfig)
+from hqflow.export.hls.configs import AddConfig, HeadConfig, MaxpoolConfig, SsaConfig, WlifConfig
 from hqflow.export.hls.rom import pack_rom, rom_codes
-from hqflow.export.hls.views import OUTPUT_FRAMES, OUTPUT_LOGITS, Emitted, HlsOp, OpContext, Table
+from hqflow.export.hls.views import Array, Emitted, HlsOp, OpContext, Table
 from hqflow.ops import check_backend
+
+# An array of at most this many bits goes to LUT RAM (BIND_STORAGE impl=lutram), a larger one to block
+# RAM unless the schedule put it in UltraRAM: the bound Vitis HLS applies to FIFOs by default (UG1399,
+# config_storage: shift registers up to 1,024 bits), applied here to the kernels' arrays as well.
+LUTRAM_BITS = 1024
+STORAGE = {"bram": cpp_types.CType("hqflow::storage_bram"), "uram": cpp_types.CType("hqflow::storage_uram"),
+           "lutram": cpp_types.CType("hqflow::storage_lutram")}
+
+
+def storage(ctx: OpContext, bits: int) -> str:
+    """Where a kernel's large array goes: "uram" where the schedule placed the core's RAMs in UltraRAM,
+    "lutram" for at most LUTRAM_BITS bits, else "bram"."""
+    if ctx.params.get("ULTRA"):
+        return "uram"
+    return "lutram" if bits <= LUTRAM_BITS else "bram"
+
+
+def _word(ctx: OpContext, bits: int) -> cpp_types.CType:
+    """A stream word: T values of `bits` bits."""
+    return cpp_types.ap_uint(ctx.graph.time_steps * bits)
 
 
 def _weight_fields(ctx: OpContext) -> tuple[dict, Table]:
@@ -27,8 +47,7 @@ def _weight_fields(ctx: OpContext) -> tuple[dict, Table]:
                   f"{lanes} per word; rows = inputs, lanes = outputs")
     fields = {"in_t": ctx.inputs[0].qualified_type, "acc_t": cpp_types.ap_int(ctx.node.attrs["acc_bits"]),
               "weight": cpp_types.weight_scheme(ctx.node.attrs["format"], ctx.node.attrs.get("zero_point")),
-              "row_words": int(words.shape[1]), "reuse_factor": ctx.options.reuse_factor,
-              "parallel": min(codes.shape[1], lanes)}  # outputs updated per ROM word
+              "row_words": int(words.shape[1]), "reuse_factor": ctx.options.reuse_factor}
     return fields, table
 
 
@@ -42,64 +61,74 @@ def _lif_fields(ctx: OpContext) -> tuple[dict, tuple[Table, ...]]:
     return fields, tables
 
 
-def _window(ctx: OpContext) -> dict[str, int]:
-    """A windowed node's kernel_size, stride and padding (attrs)."""
-    return {key: int(ctx.node.attrs[key]) for key in ("kernel_size", "stride", "padding")}
+def _channels(ctx: OpContext, outputs: int) -> Array:
+    """The LIF's per-channel constants a kernel makes once per image (bias << T, thr, -thr, sign)."""
+    return Array("channel", 3 * int(ctx.node.attrs["v_bits"]) + 8, outputs, "auto")
 
 
 def build_input(ctx: OpContext) -> Emitted:
-    """The input [C, H, W]: the top function's frames[t]; no kernel, no config."""
+    """The input [C, H, W]: the top function's input stream; no process."""
     return Emitted()
 
 
-def build_conv_lif(ctx: OpContext) -> Emitted:
-    """x [C, H, W] -> spikes [O, H, W]; the membrane [H][W][O] (channels innermost, as the kernel updates it)."""
-    channels, height, width = ctx.source_shape
+def build_wlif(ctx: OpContext) -> Emitted:
+    """conv_lif (x [C, H, W] -> spikes [O, H, W]) and linear_lif (x [N, C] -> spikes [N, O]): hqflow::wlif
+    with the core's geometry (linear: N x 1, a 1x1 window) and lanes P."""
+    p = ctx.params
     weights, rom = _weight_fields(ctx)
     lif, lif_tables = _lif_fields(ctx)
-    out_channels = ctx.node.shape[0]
-    config = ConvLifConfig(**weights, **lif, in_channels=channels, out_channels=out_channels, height=height,
-                           width=width, **_window(ctx))
-    return Emitted(config, (rom, *lif_tables), membrane_shape=(height, width, out_channels))
-
-
-def build_linear_lif(ctx: OpContext) -> Emitted:
-    """x [N, C] -> spikes [N, O]; the membrane [N][O]."""
-    tokens, channels = ctx.source_shape
-    weights, rom = _weight_fields(ctx)
-    lif, lif_tables = _lif_fields(ctx)
-    config = LinearLifConfig(**weights, **lif, tokens=tokens, in_channels=channels, out_channels=ctx.node.shape[-1])
-    return Emitted(config, (rom, *lif_tables), membrane_shape=tuple(ctx.node.shape))
+    in_bits = ctx.inputs[0].bits
+    line_bits = ctx.graph.time_steps * in_bits * p["K"] * p["W"] * p["C"]
+    where = storage(ctx, line_bits)
+    config = WlifConfig(**weights, **lif, in_word_t=_word(ctx, in_bits), out_word_t=_word(ctx, 1),
+                        storage=STORAGE[where], height=p["H"], width=p["W"], in_channels=p["C"],
+                        out_channels=p["O"], kernel_size=p["K"], padding=p["PAD"], lanes=p["P"])
+    arrays = (Array("line", ctx.graph.time_steps * in_bits, p["K"] * p["W"] * p["C"], where),
+              _channels(ctx, p["O"]))
+    return Emitted(config, (rom, *lif_tables), arrays)
 
 
 def build_ssa(ctx: OpContext) -> Emitted:
-    """q, k, v spikes [N, D] -> spikes [N, D]; heads of D / num_heads channels; the membrane [N][D]."""
-    tokens, dim = ctx.node.shape
-    heads = int(ctx.node.attrs["num_heads"])
+    """q, k, v spikes [N, D] -> spikes [N, D]; heads of D / num_heads channels; the kv split of the core."""
+    p, t = ctx.params, ctx.graph.time_steps
     lif, lif_tables = _lif_fields(ctx)
-    config = SsaConfig(**lif, acc_t=cpp_types.ap_int(ctx.node.attrs["acc_bits"]), kv_t=cpp_types.uint_for(tokens),
-                       tokens=tokens, dim=dim, num_heads=heads, head_dim=dim // heads, parallel=dim // heads)
-    return Emitted(config, lif_tables, membrane_shape=tuple(ctx.node.shape))
+    head_dim = p["D"] // p["HEADS"]
+    kv_t = cpp_types.uint_for(p["N"])
+    where = storage(ctx, t * p["N"] * p["D"])
+    parallel = head_dim // p.get("SPLIT", 1)
+    config = SsaConfig(**lif, word_t=_word(ctx, 1), acc_t=cpp_types.ap_int(ctx.node.attrs["acc_bits"]), kv_t=kv_t,
+                       storage=STORAGE[where], tokens=p["N"], dim=p["D"], num_heads=p["HEADS"], head_dim=head_dim,
+                       parallel=parallel)
+    kv_bits = int(kv_t[len("ap_uint<"):-1])
+    arrays = (Array("q", t, p["N"] * p["D"], where),
+              *(Array(f"kv{b}", kv_bits, t * p["D"] * head_dim // parallel, "auto") for b in range(parallel)),
+              Array("k", t, p["D"], "auto"), Array("v", t, p["D"], "auto"))
+    return Emitted(config, lif_tables, arrays)
 
 
 def build_maxpool(ctx: OpContext) -> Emitted:
-    """spikes [C, H, W] -> spikes [C, H', W'] (the window in attrs)."""
+    """spikes [C, H, W] -> spikes [C, H', W'] (the window in attrs), through a line buffer of 3 rows."""
     channels, height, width = ctx.source_shape
-    return Emitted(MaxpoolConfig(channels=channels, in_height=height, in_width=width,
-                                 out_height=ctx.node.shape[1], out_width=ctx.node.shape[2], **_window(ctx)))
+    t = ctx.graph.time_steps
+    where = storage(ctx, t * 3 * width * channels)
+    window = {key: int(ctx.node.attrs[key]) for key in ("kernel_size", "stride", "padding")}
+    config = MaxpoolConfig(word_t=_word(ctx, 1), storage=STORAGE[where], channels=channels, in_height=height,
+                           in_width=width, out_height=ctx.node.shape[1], out_width=ctx.node.shape[2], **window)
+    return Emitted(config, arrays=(Array("line", t, 3 * width * channels, where),))
 
 
 def build_add(ctx: OpContext) -> Emitted:
-    """a + b elementwise, both of the node's shape, over prod(shape) values."""
+    """a + b elementwise at every step, both of the node's shape."""
     first, second = ctx.inputs
-    return Emitted(AddConfig(a_t=first.qualified_type, b_t=second.qualified_type,
-                             out_t=cpp_types.node_type("", ctx.ident), size=math.prod(ctx.node.shape)))
+    out_bits = cpp_types.value_bits(ctx.node.value_max)
+    return Emitted(AddConfig(a_word_t=_word(ctx, first.bits), b_word_t=_word(ctx, second.bits),
+                             out_word_t=_word(ctx, out_bits), a_bits=first.bits, b_bits=second.bits,
+                             out_bits=out_bits, time_steps=ctx.graph.time_steps, size=ctx.params["SIZE"]))
 
 
 def build_tokens(ctx: OpContext) -> Emitted:
-    """x [C, H, W] -> [H W, C], the values unchanged."""
-    channels, height, width = ctx.source_shape
-    return Emitted(TokensConfig(in_t=ctx.inputs[0].qualified_type, channels=channels, height=height, width=width))
+    """x [C, H, W] -> [H W, C]: its input's stream, channels last, is already the tokens; no process."""
+    return Emitted()
 
 
 def build_head(ctx: OpContext) -> Emitted:
@@ -110,22 +139,25 @@ def build_head(ctx: OpContext) -> Emitted:
     bias = ctx.graph.tensor(node.name, "bias_int")
     logit_type = cpp_types.ap_int(node.attrs["logit_bits"])
     weights, rom = _weight_fields(ctx)
-    config = HeadConfig(**weights, sum_t=cpp_types.uint_for(x_max), logit_t=cpp_types.node_type("", ctx.ident),
-                        tokens=tokens, in_channels=channels, classes=node.shape[0],
-                        bias_frac_bits=int(node.attrs["bias_frac_bits"]))
+    sum_t = cpp_types.uint_for(x_max)
+    config = HeadConfig(**weights, in_word_t=_word(ctx, ctx.inputs[0].bits), sum_t=sum_t,
+                        logit_t=cpp_types.node_type("", ctx.ident), time_steps=ctx.graph.time_steps, tokens=tokens,
+                        in_channels=channels, classes=node.shape[0], bias_frac_bits=int(node.attrs["bias_frac_bits"]))
     bias_table = Table(cpp_types.INT64_T, "bias_int", bias, "bias, in logit units")
-    return Emitted(config, (bias_table, rom), value_type=logit_type)
+    arrays = (Array("x_sum", cpp_types.value_bits(x_max), channels, "auto"),
+              Array("acc", int(node.attrs["acc_bits"]), node.shape[0], "auto"))
+    return Emitted(config, (bias_table, rom), arrays, value_type=logit_type)
 
 
 HLS_OPS: dict[str, HlsOp] = {
-    "input": HlsOp(build_input, "ops/input.cpp.j2", output=OUTPUT_FRAMES),
-    "conv_lif": HlsOp(build_conv_lif, "ops/conv_lif.cpp.j2"),
-    "linear_lif": HlsOp(build_linear_lif, "ops/linear_lif.cpp.j2"),
+    "input": HlsOp(build_input, None),
+    "conv_lif": HlsOp(build_wlif, "ops/wlif.cpp.j2"),
+    "linear_lif": HlsOp(build_wlif, "ops/wlif.cpp.j2"),
     "maxpool": HlsOp(build_maxpool, "ops/maxpool.cpp.j2"),
     "add": HlsOp(build_add, "ops/add.cpp.j2"),
-    "tokens": HlsOp(build_tokens, "ops/tokens.cpp.j2"),
+    "tokens": HlsOp(build_tokens, None),
     "ssa": HlsOp(build_ssa, "ops/ssa.cpp.j2"),
-    "head": HlsOp(build_head, "ops/head.cpp.j2", output=OUTPUT_LOGITS),
+    "head": HlsOp(build_head, "ops/head.cpp.j2"),
 }
 
 

@@ -1,8 +1,9 @@
 """What the templates see of the project and of each node: the options, and one NodeView per node.
 
 An op's entry in the HLS table (ops.py) builds, from an OpContext, what is particular to the op
-(Emitted: its typed kernel config, its tables, its membrane); node_views (writer.py) adds what
-every node has (C identifier, shape, output type) and freezes the lot into a NodeView.
+(Emitted: its typed kernel config, its tables, the arrays its kernel declares) from the node's core in
+the schedule (its folding and placement); node_views (writer.py) adds what every node has (C
+identifier, shape, output type, stream word) and freezes the lot into a NodeView.
 """
 
 from __future__ import annotations
@@ -24,14 +25,20 @@ from hqflow.ir import DeployGraph, Node
 @dataclass(frozen=True)
 class HlsOptions:
     """name: the project (top function `<name>_top`, C++ namespace `<name>`); reuse_factor: the
-    initiation interval of a conv / linear layer's accumulation, in cycles per ROM word (a word
-    updates 64 // bits outputs at once); part and clock_ns: for build_prj.tcl (defaults: the
-    project's target, hqflow.devices.DEFAULT_PART and DEFAULT_CLOCK_MHZ)."""
+    initiation interval of a weighted layer's loop over its window's inputs; the schedule's (the same
+    as the RTL export's, export/rtl/stream.py): lanes, the folding's upper bound (None: 64),
+    target_fps at the clock (None: the fastest the lanes allow), memory_style (the RTL's small
+    memories; the schedule's placement reads it); part and clock_ns: the folding's device (it slows
+    down until the resource estimate fits the part) and build_prj.tcl's (defaults: the project's
+    target, hqflow.devices.DEFAULT_PART and DEFAULT_CLOCK_MHZ)."""
 
     name: str = "spikformer"
     reuse_factor: int = 1
     part: str = DEFAULT_PART
     clock_ns: float = 1000.0 / DEFAULT_CLOCK_MHZ
+    lanes: int | None = None
+    target_fps: float | None = None
+    memory_style: str = "lut"
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
@@ -41,6 +48,14 @@ class HlsOptions:
         check_part_name(self.part, "FPGA part")
         if not (math.isfinite(self.clock_ns) and self.clock_ns > 0):
             raise UserError(f"clock period {self.clock_ns} ns: must be a finite number > 0")
+        if self.lanes is not None and not 1 <= self.lanes <= 256:
+            raise UserError(f"--lanes {self.lanes}: expected 1 to 256")
+        if self.target_fps is not None and not (math.isfinite(self.target_fps) and self.target_fps > 0):
+            raise UserError(f"--target-fps {self.target_fps}: expected a finite number > 0")
+
+    @property
+    def clock_mhz(self) -> float:
+        return 1000.0 / self.clock_ns
 
 
 @dataclass(frozen=True)
@@ -53,18 +68,23 @@ class Table:
     comment: str
 
 
-# How an op's output reaches the top function (HlsOp.output):
-OUTPUT_BUFFER = "buffer"  # a static array <ident>_out, rewritten every step, traced
-OUTPUT_FRAMES = "frames"  # the top function's input frames[t] (the input node), traced
-OUTPUT_LOGITS = "logits"  # the top function's output logits, written once after the steps, not traced
-_OUTPUT_EXPRESSIONS = {OUTPUT_BUFFER: "{ident}_out", OUTPUT_FRAMES: "frames[t]", OUTPUT_LOGITS: "logits"}
+@dataclass(frozen=True)
+class Array:
+    """An array a kernel declares for one image (its memory account, export/hls/memory.py): `depth`
+    words of `width` bits; storage: "rom" (a constant table), "bram", "uram" or "lutram" (a BIND_STORAGE
+    the config names), "auto" (the tool's choice by size)."""
+
+    name: str
+    width: int
+    depth: int
+    storage: str
 
 
 @dataclass(frozen=True)
 class NodeView:
-    """One node as the templates see it. shape: the node's output shape (C order); out: the C
-    expression of its output in the top function; membrane_shape: the LIF membrane's array
-    shape, None without one."""
+    """One node as the templates see it. shape: the node's output shape (C order); bits: its values'
+    bits in its stream (T of them a word, word_type); stream: the HLS stream that carries its output
+    ("in": the top's input port; None for the head, whose logits are the output port)."""
 
     index: int
     name: str
@@ -74,60 +94,56 @@ class NodeView:
     inputs: tuple["NodeView", ...]
     type: CType  # its output values' typedef target
     qualified_type: CType  # <project>::<ident>_t
-    output: str  # OUTPUT_BUFFER, OUTPUT_FRAMES or OUTPUT_LOGITS
-    template: str  # the op's call template (project/ops/<op>.cpp.j2)
+    bits: int
+    word_type: CType | None  # ap_uint<T * bits>; None for the head
+    template: str | None  # the op's call template (project/ops/<op>.cpp.j2); None: no process
     config: KernelConfig | None
     tables: tuple[Table, ...]
-    membrane_shape: tuple[int, ...] | None
-
-    @property
-    def out(self) -> str:
-        return _OUTPUT_EXPRESSIONS[self.output].format(ident=self.ident)
-
-    @property
-    def buffer(self) -> bool:
-        return self.output == OUTPUT_BUFFER
-
-    @property
-    def traced(self) -> bool:
-        return self.output != OUTPUT_LOGITS
+    arrays: tuple[Array, ...]
 
 
 @dataclass(frozen=True)
 class OpContext:
-    """What an op's builder reads: the graph, the node, its inputs' views, its C identifier."""
+    """What an op's builder reads: the graph, the node, its inputs' views, its C identifier, the options,
+    and the node's core in the schedule (export/rtl/stream.py: its folding and placement; None: no core)."""
 
     graph: DeployGraph
     node: Node
     inputs: tuple[NodeView, ...]
     ident: str
     options: HlsOptions
+    core: object | None = None
 
     @property
     def source_shape(self) -> tuple[int, ...]:
         """The first input's output shape."""
         return self.inputs[0].shape
 
+    @property
+    def params(self) -> dict:
+        """The schedule's parameters of the node's core."""
+        return self.core.params
+
 
 @dataclass(frozen=True)
 class Emitted:
     """What an op's builder gives the writer. value_type: the output's C++ type where it is not
-    the unsigned type of the node's stored value range, [0, node.value_max] (the head's signed logits)."""
+    the unsigned type of the node's stored value range, [0, node.value_max] (the head's signed logits);
+    arrays: the arrays its kernel declares (the memory account)."""
 
     config: KernelConfig | None = None
     tables: tuple[Table, ...] = ()
-    membrane_shape: tuple[int, ...] | None = None
+    arrays: tuple[Array, ...] = ()
     value_type: CType | None = None
 
 
 @dataclass(frozen=True)
 class HlsOp:
-    """An op's entry in the HLS table: its builder, the template of its call in the top function
-    (macros `state`, `step` and `finish`, each optional), and how its output reaches the top."""
+    """An op's entry in the HLS table: its builder and the template of its process call in the dataflow
+    (a macro `call(node, inputs, output)`; None: the op has no process, as the schedule has no core)."""
 
     build: Callable[[OpContext], Emitted]
-    template: str
-    output: str = OUTPUT_BUFFER
+    template: str | None
 
 
 def c_ident(name: str) -> str:

@@ -1,4 +1,4 @@
-"""Rendering: the node views, firmware/ from the templates, the testbench and its vectors, the project."""
+"""Rendering: the schedule, the node views, firmware/ from the templates, the testbench and its vectors, the project."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 from hqflow import numerics
 from hqflow.errors import UserError
 from hqflow.export.hls import cpp_types
+from hqflow.export.hls.dataflow import Dataflow, plan_dataflow
 from hqflow.export.hls.ops import HLS_OPS, check_ops
 from hqflow.export.hls.views import HlsOptions, NodeView, OpContext, c_ident
 from hqflow.ir import DeployGraph
@@ -25,12 +26,26 @@ TEMPLATES = Path(str(resources.files("hqflow.hls_templates")))
 KERNELS = TEMPLATES / "kernels"
 
 
-def node_views(graph: DeployGraph, options: HlsOptions) -> list[NodeView]:
-    """What the templates need of each node: identifiers, C shapes, types, typed configs, tables."""
+def schedule_of(graph: DeployGraph, options: HlsOptions, trace: dict | None = None):
+    """The schedule the project renders: export/rtl/stream_project.plan (the RTL export's), folded for the
+    input rates of the simulator's `trace` of the test frames (None: every input nonzero, the worst case)
+    within `options`' lanes, frame rate and part."""
+    from hqflow.export.rtl import stream, stream_project
+
+    if trace is None:
+        return stream.plan_stream(graph, options.lanes or stream.DEFAULT_LANES, files=False)
+    return stream_project.plan(graph, trace, options)[0]
+
+
+def node_views(graph: DeployGraph, options: HlsOptions, schedule=None) -> list[NodeView]:
+    """What the templates need of each node: identifiers, C shapes, types, stream words, typed configs
+    (from the node's core in `schedule`, schedule_of's worst case when None), tables, arrays."""
     missing = [node.name for node in graph.nodes if node.value_max is None]
     if missing:
         raise ValueError(f"node {missing[0]!r}: no value_max (the output range that sizes its C++ type); build "
                          "graphs with hqflow.ir.make_node or hqflow.ir.complete")
+    schedule = schedule or schedule_of(graph, options)
+    cores = {core.node: core for core in schedule.cores}
     views: dict[str, NodeView] = {}
     idents: set[str] = set()
     for index, node in enumerate(graph.nodes):
@@ -40,12 +55,15 @@ def node_views(graph: DeployGraph, options: HlsOptions) -> list[NodeView]:
         idents.add(ident)
         entry = HLS_OPS[node.op]
         inputs = tuple(views[name] for name in node.inputs)
-        emitted = entry.build(OpContext(graph, node, inputs, ident, options))
+        stream_id = schedule.node_stream.get(node.name)
+        bits = schedule.stream(stream_id).bits if stream_id else 0
+        emitted = entry.build(OpContext(graph, node, inputs, ident, options, cores.get(node.name)))
         views[node.name] = NodeView(
             index=index, name=node.name, ident=ident, op=node.op, shape=tuple(int(s) for s in node.shape),
             inputs=inputs, type=emitted.value_type or cpp_types.value_type(node.value_max),
-            qualified_type=cpp_types.node_type(options.name, ident), output=entry.output, template=entry.template,
-            config=emitted.config, tables=emitted.tables, membrane_shape=emitted.membrane_shape)
+            qualified_type=cpp_types.node_type(options.name, ident), bits=bits,
+            word_type=cpp_types.ap_uint(graph.time_steps * bits) if bits else None, template=entry.template,
+            config=emitted.config, tables=emitted.tables, arrays=emitted.arrays)
     return list(views.values())
 
 
@@ -78,12 +96,15 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render_firmware(graph: DeployGraph, out: Path, options: HlsOptions) -> list[NodeView]:
-    """Write firmware/ (and the kernel library) for graph into folder out; returns the node views."""
-    env, views = environment(), node_views(graph, options)
+def render_firmware(graph: DeployGraph, out: Path, options: HlsOptions, schedule=None) -> tuple[list[NodeView], Dataflow]:
+    """Write firmware/ (and the kernel library) for graph into folder out; returns the node views and the
+    dataflow (schedule: as node_views)."""
+    schedule = schedule or schedule_of(graph, options)
+    env, views = environment(), node_views(graph, options, schedule)
+    flow = plan_dataflow(graph, schedule, {view.name: view for view in views})
     input_node, head = views[0], views[-1]
     context = {"name": options.name, "nodes": views, "input": input_node, "head": head, "T": graph.time_steps,
-               "guard": options.name.upper()}
+               "guard": options.name.upper(), "flow": flow}
     firmware = out / "firmware"
     (firmware / "weights").mkdir(parents=True, exist_ok=True)
     shutil.copytree(KERNELS, firmware / "kernels", dirs_exist_ok=True)
@@ -94,19 +115,20 @@ def render_firmware(graph: DeployGraph, out: Path, options: HlsOptions) -> list[
     for view in views:
         if view.tables:
             (firmware / "weights" / f"{view.ident}.h").write_text(weights.render(context, node=view))
-    return views
+    return views, flow
 
 
 def write_testbench(graph: DeployGraph, out: Path, frames: np.ndarray, labels: np.ndarray, trace_samples: int,
                     options: HlsOptions, views: list[NodeView], batch_size: int = 32) -> dict:
     """tb/: the testbench and its vectors; frames int [S, T, C, H, W] run through the NumPy simulator,
-    every traced node's output of the first trace_samples samples at every step kept as golden trace."""
+    every node's output but the head's of the first trace_samples samples at every step kept as golden
+    trace (in the node's own layout: the C simulation's trace reads each stream back into it)."""
     env = environment()
     data = out / "tb" / "data"
     data.mkdir(parents=True, exist_ok=True)
     shutil.copy(TEMPLATES / "tb" / "hqflow_testbench.h", out / "tb" / "hqflow_testbench.h")
     frames, labels = np.asarray(frames), np.asarray(labels)
-    traced = [view for view in views if view.traced]
+    traced = [view for view in views if view.word_type is not None]
     correct = 0
     with open(data / "inputs.txt", "w") as f_in, open(data / "golden_logits.txt", "w") as f_logits, \
             open(data / "golden_trace.txt", "w") as f_trace:
@@ -141,11 +163,13 @@ def write_project(graph: DeployGraph, out: str | Path, frames: np.ndarray, label
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        views = render_firmware(graph, tmp, options)
+        schedule = schedule_of(graph, options, run(graph, frames, trace=True)[1])
+        views, flow = render_firmware(graph, tmp, options, schedule)
         summary = write_testbench(graph, tmp, frames, labels, trace_samples, options, views)
         env = environment()
         context = {"name": options.name, "options": options, "nodes": views, "T": graph.time_steps, **summary,
-                   "meta": graph.meta}
+                   "meta": graph.meta, "flow": flow, "schedule": schedule,
+                   "cores": {core.node: core for core in schedule.cores}}
         for template, target in (("Makefile.j2", "Makefile"), ("build_prj.tcl.j2", "build_prj.tcl"),
                                  ("README.md.j2", "README.md")):
             (tmp / target).write_text(env.get_template(template).render(context))

@@ -24,7 +24,7 @@ from hqflow.io import atomic_text
 from hqflow.ir import DeployGraph
 from hqflow.sim.run import run as sim_run
 
-__all__ = ["CORES", "TESTBENCH", "cycle_lines", "cycle_report", "write"]
+__all__ = ["CORES", "TESTBENCH", "cycle_lines", "cycle_report", "plan", "write"]
 
 TESTBENCH = "tb/hqflow_stream_tb.cpp"
 CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_lif_unit.v", "hqflow_window.v",
@@ -51,16 +51,7 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
     vectors of `frames` [samples, T, C, H, W]; returns the manifest's arch-specific part."""
     samples, traced = len(frames), min(trace_samples, len(frames))
     logits, trace = sim_run(graph, frames, trace=True)
-    # the event-driven cores' work per sample (nonzero input elements over their windows), from the simulator
-    work = {}
-    for node in graph.nodes:
-        counted = stream.STREAM_OPS[node.op].nnz(graph, node, trace[node.inputs[0]]) if node.inputs else None
-        if counted is not None:
-            work[node.name] = counted
-    place, estimate = part_fit(options)
-    schedule, fitted = stream.plan_to_fit(graph, options.lanes or stream.DEFAULT_LANES, _target(options),
-                                          {name: np.mean(n, axis=0) for name, n in work.items()}, place,
-                                          lut_memories=options.memory_style == "lut")
+    schedule, fitted, work, estimate = plan(graph, trace, options)
     for core in schedule.cores:
         for name, text in core.files.items():
             atomic_text(out / "mem" / name, text)
@@ -104,6 +95,23 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
             "io": {"in_width": schedule.streams[0].width, "x_bits": schedule.in_bits, "elements": frame_elements,
                    "classes": schedule.classes, "logit_bits": schedule.logit_bits},
             "sources": [f"cores/{f}" for f in CORES] + ["hqflow_top.v"], "testbench": TESTBENCH}
+
+
+def plan(graph: DeployGraph, trace: dict, options) -> tuple:
+    """The schedule of `graph` for `options` (lanes, target_fps, clock_mhz, part, memory_style: RtlOptions or
+    HlsOptions), folded for the input rates of the simulator's `trace` of the test frames and fitted to the
+    part: the one schedule the RTL and the HLS renderers read. Returns (schedule, whether it fits, the
+    event-driven cores' work per sample {node: [B, ...]}, the estimate function of part_fit)."""
+    work = {}  # the event-driven cores' work per sample (nonzero input elements over their windows)
+    for node in graph.nodes:
+        counted = stream.STREAM_OPS[node.op].nnz(graph, node, trace[node.inputs[0]]) if node.inputs else None
+        if counted is not None:
+            work[node.name] = counted
+    place, estimate = part_fit(options)
+    schedule, fitted = stream.plan_to_fit(graph, options.lanes or stream.DEFAULT_LANES, _target(options),
+                                          {name: np.mean(n, axis=0) for name, n in work.items()}, place,
+                                          lut_memories=options.memory_style == "lut")
+    return schedule, fitted, work, estimate
 
 
 def part_fit(options):

@@ -1,8 +1,8 @@
 // hqflow kernel library: common types, packed weight ROMs, the C-simulation trace hook.
 //
 // Every kernel is a function template on a per-node CONFIG struct (firmware/parameters.h):
-// sizes, ap_int types, the weight scheme and the reuse factor. Generated code fills in the
-// configs, the tables and the call order; all arithmetic lives in these headers.
+// sizes, ap_int types, the weight scheme and the folding. Generated code fills in the configs,
+// the tables and the call order of the dataflow; all arithmetic lives in these headers.
 #ifndef HQFLOW_COMMON_H_
 #define HQFLOW_COMMON_H_
 
@@ -91,27 +91,14 @@ struct accumulator {
 
 #ifndef __SYNTHESIS__
 // C simulation only: the top function reports every node's output at every time step through
-// this hook (the testbench sets it to compare against the golden vectors). No hook, no cost.
+// this hook (hqflow_stream.h's trace; the testbench sets it to compare against the golden vectors).
+// No hook, no cost.
 typedef void (*trace_fn)(int node, int t, const long long *values, int n);
 
 inline trace_fn &trace_hook() {
     static trace_fn hook = 0;
     return hook;
 }
-
-template <class A>
-void trace(int node, int t, const A &array) {
-    if (!trace_hook()) return;
-    typedef typename std::remove_all_extents<A>::type element_t;
-    const int n = sizeof(A) / sizeof(element_t);
-    const element_t *first = reinterpret_cast<const element_t *>(&array);
-    std::vector<long long> values(n);
-    for (int i = 0; i < n; i++) values[i] = first[i].to_int64();
-    trace_hook()(node, t, values.data(), n);
-}
-#define HQFLOW_TRACE(node, t, array) ::hqflow::trace((node), (t), (array))
-#else
-#define HQFLOW_TRACE(node, t, array)
 #endif
 
 }  // namespace hqflow

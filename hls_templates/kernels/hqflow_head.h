@@ -1,22 +1,26 @@
-// Classification head: mean over tokens, linear layer, mean over time steps, in integers.
+// Classification head, streaming: mean over tokens, linear layer, mean over time steps, in integers.
 //
 // By linearity the head sums its input over the N tokens and T steps first:
-//     x_sum[c] = sum_{t, n} x[t][n][c]                          (head_accumulate, every step)
-//     logits[k] = ((sum_c w_eff[k][c] * x_sum[c]) << bias_frac_bits) + bias_int[k]   (head_logits)
+//     x_sum[c] = sum_{t, n} x[t][n][c]                          (as the words arrive)
+//     logits[k] = ((sum_c w_eff[k][c] * x_sum[c]) << bias_frac_bits) + bias_int[k]
 // which is the real logits times N T 2^bias_frac_bits / weight_scale (> 0: the argmax is kept).
+// in: [N][C] words of T values; out: the K logits, one a word, once the image is whole.
 #ifndef HQFLOW_HEAD_H_
 #define HQFLOW_HEAD_H_
 
 #include "hqflow_common.h"
+#include "hqflow_stream.h"
 #include "hqflow_weights.h"
 
 namespace hqflow {
 
-/** The defaults of a head config (head_accumulate and head_logits); a generated config inherits
- *  them and sets every one (export/hls/configs.py HeadConfig). */
+/** The defaults of a head config; a generated config inherits them and sets every one
+ *  (export/hls/configs.py HeadConfig). */
 struct head_config : weight_rom_config {
+    typedef ap_uint<1> in_word_t;              // T input values (in_t) a word
     typedef ap_uint<16> sum_t;                 // x_sum: the input summed over tokens and steps
     typedef ap_int<32> logit_t;                // the logits, the width of their range
+    static const unsigned time_steps = 1;      // T
     static const unsigned tokens = 1;          // N
     static const unsigned in_channels = 1;     // C
     static const unsigned classes = 1;         // K
@@ -24,32 +28,34 @@ struct head_config : weight_rom_config {
 };
 
 template <class CONFIG>
-void head_accumulate(const typename CONFIG::in_t x[CONFIG::tokens][CONFIG::in_channels],
-                     typename CONFIG::sum_t x_sum[CONFIG::in_channels], int t) {
-    for (unsigned n = 0; n < CONFIG::tokens; n++)
-        for (unsigned c = 0; c < CONFIG::in_channels; c++) {
-            HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-            const typename CONFIG::sum_t before = (t == 0 && n == 0) ? typename CONFIG::sum_t(0) : x_sum[c];
-            x_sum[c] = before + x[n][c];
-        }
-}
-
-template <class CONFIG>
-void head_logits(const typename CONFIG::sum_t x_sum[CONFIG::in_channels],
-                 const rom_word_t w[CONFIG::in_channels][CONFIG::row_words],
-                 const long long bias_int[CONFIG::classes], typename CONFIG::logit_t logits[CONFIG::classes]) {
+void head(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename CONFIG::logit_t> &out,
+          const rom_word_t w[CONFIG::in_channels][CONFIG::row_words], const long long bias_int[CONFIG::classes]) {
+    static_assert(CONFIG::in_word_t::width == CONFIG::time_steps * CONFIG::in_t::width, "hqflow::head: words of T values");
     typedef typename CONFIG::acc_t acc_t;
     typedef typename accumulator<acc_t>::type acc_reg_t;
     typedef typename CONFIG::logit_t logit_t;
     typedef typename CONFIG::weight weight;
+    const unsigned C = CONFIG::in_channels, BITS = CONFIG::in_t::width;
+    typename CONFIG::sum_t x_sum[CONFIG::in_channels];
+    for (unsigned c = 0; c < C; c++) x_sum[c] = 0;
+    for (unsigned n = 0; n < CONFIG::tokens; n++)
+        for (unsigned c = 0; c < C; c++) {
+            HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+            const typename CONFIG::in_word_t word = in.read();
+            unsigned long long steps = 0;
+            for (unsigned t = 0; t < CONFIG::time_steps; t++) steps += value_at<BITS>(word, t);
+            x_sum[c] = x_sum[c] + steps;
+        }
     acc_reg_t acc[CONFIG::classes];
     for (unsigned k = 0; k < CONFIG::classes; k++) acc[k] = 0;
-    for (unsigned c = 0; c < CONFIG::in_channels; c++) {
+    for (unsigned c = 0; c < C; c++) {
         if (x_sum[c] == 0) continue;
-        accumulate_row<weight, CONFIG::classes, 1>(acc, w[c], x_sum[c]);
+        accumulate_row<weight, CONFIG::classes, CONFIG::reuse_factor>(acc, w[c], x_sum[c]);
     }
-    for (unsigned k = 0; k < CONFIG::classes; k++)
-        logits[k] = (logit_t(acc_t(acc[k])) << CONFIG::bias_frac_bits) + logit_t(bias_int[k]);
+    for (unsigned k = 0; k < CONFIG::classes; k++) {
+        HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+        out.write((logit_t(acc_t(acc[k])) << CONFIG::bias_frac_bits) + logit_t(bias_int[k]));
+    }
 }
 
 }  // namespace hqflow

@@ -16,7 +16,7 @@
 
 namespace hqflow {
 
-/** The defaults of the LIF after a kernel; conv_lif_config, linear_lif_config and ssa_config
+/** The defaults of the LIF after a kernel; wlif_config and ssa_config
  *  inherit them, and a generated config sets every one (export/hls/configs.py LifConfig). */
 struct lif_config {
     typedef ap_int<64> v_t;                    // the membrane, ap_int<v_bits>: holds v_int + (acc << F) + (bias_int << T)

@@ -1,15 +1,19 @@
-// The ops without weights: spike max pooling (an OR), the residual add, and tokens
-// ([C][H][W] -> [H W][C]). One time step each.
+// The layers without weights, streaming: spike max pooling (an OR) and the residual add. Words of
+// T values (hqflow_stream.h); tokens is no layer at all: a [C][H][W] map's stream, channels last,
+// is already its tokens [H W][C].
 #ifndef HQFLOW_SPIKE_OPS_H_
 #define HQFLOW_SPIKE_OPS_H_
 
 #include "hqflow_common.h"
+#include "hqflow_stream.h"
 
 namespace hqflow {
 
 /** The defaults of a maxpool_or config; a generated config inherits them and sets every one
  *  (export/hls/configs.py MaxpoolConfig). */
 struct maxpool_config {
+    typedef ap_uint<1> word_t;                 // T spikes a word (input and output)
+    typedef storage_bram storage;              // the line buffer's memory
     static const unsigned channels = 1;        // C
     static const unsigned in_height = 1;       // H
     static const unsigned in_width = 1;        // W
@@ -22,62 +26,81 @@ struct maxpool_config {
 
 /** The defaults of an add config (export/hls/configs.py AddConfig). */
 struct add_config {
-    typedef spike_t a_t;                       // the first operand's values
-    typedef spike_t b_t;                       // the second operand's values
-    typedef ap_uint<2> out_t;                  // the sum: holds a_t's largest plus b_t's
-    static const unsigned size = 1;            // values per operand
+    typedef ap_uint<1> a_word_t;               // T values of a_bits a word
+    typedef ap_uint<1> b_word_t;               // T values of b_bits
+    typedef ap_uint<2> out_word_t;             // T values of out_bits: each holds a's largest plus b's
+    static const unsigned a_bits = 1;
+    static const unsigned b_bits = 1;
+    static const unsigned out_bits = 2;
+    static const unsigned time_steps = 1;      // T
+    static const unsigned size = 1;            // elements an image
 };
 
-/** The defaults of a tokens config (export/hls/configs.py TokensConfig). */
-struct tokens_config {
-    typedef spike_t in_t;                      // the values moved (input and output alike)
-    static const unsigned channels = 1;        // C
-    static const unsigned height = 1;          // H
-    static const unsigned width = 1;           // W
-};
-
-/** 3x3 max pooling, stride 2, padding 1, of spikes: an OR of each window (numerics.maxpool_or).
- *  x [C][H][W] -> out [C][(H - 1) / 2 + 1][(W - 1) / 2 + 1]. */
+/** 3x3 max pooling, stride 2, padding 1, of spikes: an OR of each window at every step
+ *  (numerics.maxpool_or). in [H][W][C] -> out [(H - 1) / 2 + 1][(W - 1) / 2 + 1][C], through a line
+ *  buffer of 3 rows: output row y once input row 2 y + 1 (or the last) has arrived. */
 template <class CONFIG>
-void maxpool_or(const spike_t x[CONFIG::channels][CONFIG::in_height][CONFIG::in_width],
-                spike_t out[CONFIG::channels][CONFIG::out_height][CONFIG::out_width]) {
+void maxpool_rows(hls::stream<typename CONFIG::word_t> &in, hls::stream<typename CONFIG::word_t> &out,
+                  typename CONFIG::word_t line[3][CONFIG::in_width * CONFIG::channels]) {
+    HQFLOW_PRAGMA(HLS INLINE)
     static_assert(CONFIG::kernel_size == 3 && CONFIG::stride == 2 && CONFIG::padding == 1,
                   "hqflow::maxpool_or implements a 3x3 window, stride 2, padding 1");
-    const int C = CONFIG::channels, H = CONFIG::in_height, W = CONFIG::in_width;
-    for (int c = 0; c < C; c++)
-        for (unsigned oy = 0; oy < CONFIG::out_height; oy++)
-            for (unsigned ox = 0; ox < CONFIG::out_width; ox++) {
+    const unsigned C = CONFIG::channels, H = CONFIG::in_height, W = CONFIG::in_width;
+    for (unsigned r = 0; r < H; r++) {
+        for (unsigned e = 0; e < W * C; e++) {
+            HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+            line[r % 3][e] = in.read();
+        }
+        if (r % 2 == 0 && r != H - 1) continue;  // output row y = (r - 1) / 2 needs rows 2y-1 .. 2y+1
+        const unsigned y = r / 2;                // r odd: (r - 1) / 2; the last row, even: r / 2
+        for (unsigned x = 0; x < CONFIG::out_width; x++)
+            for (unsigned c = 0; c < C; c++) {
                 HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                spike_t any = 0;
-                for (int i = 0; i < 3; i++)
-                    for (int j = 0; j < 3; j++) {
-                        const int y = 2 * oy + i - 1, xx = 2 * ox + j - 1;
-                        if (y >= 0 && y < H && xx >= 0 && xx < W) any |= x[c][y][xx];
+                typename CONFIG::word_t any = 0;
+                for (unsigned i = 0; i < 3; i++)
+                    for (unsigned j = 0; j < 3; j++) {
+                        const unsigned yy = 2 * y + i, xx = 2 * x + j;  // the input position + 1
+                        if (yy >= 1 && yy <= H && xx >= 1 && xx <= W) any |= line[(yy - 1) % 3][(xx - 1) * C + c];
                     }
-                out[c][oy][ox] = any;
+                out.write(any);
             }
-}
-
-/** Residual add: out = a + b elementwise over SIZE values (out_t holds the sum's range). */
-template <class CONFIG>
-void add(const typename CONFIG::a_t a[CONFIG::size], const typename CONFIG::b_t b[CONFIG::size],
-         typename CONFIG::out_t out[CONFIG::size]) {
-    for (unsigned i = 0; i < CONFIG::size; i++) {
-        HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-        out[i] = a[i] + b[i];
     }
 }
 
-/** Feature map to tokens: x [C][H][W] -> out [H W][C], token n = y * W + x. */
+#define HQFLOW_MAXPOOL_WITH(tag, impl)                                                                       \
+    template <class CONFIG>                                                                                 \
+    void maxpool_or(hls::stream<typename CONFIG::word_t> &in, hls::stream<typename CONFIG::word_t> &out, tag) { \
+        typename CONFIG::word_t line[3][CONFIG::in_width * CONFIG::channels];                                \
+        HQFLOW_BIND(line, impl)                                                                             \
+        maxpool_rows<CONFIG>(in, out, line);                                                                \
+    }
+HQFLOW_MAXPOOL_WITH(storage_bram, bram)
+HQFLOW_MAXPOOL_WITH(storage_uram, uram)
+HQFLOW_MAXPOOL_WITH(storage_lutram, lutram)
+#undef HQFLOW_MAXPOOL_WITH
+
+/** One image through the pooling: the line buffer in the memory the config's `storage` names. */
 template <class CONFIG>
-void tokens(const typename CONFIG::in_t x[CONFIG::channels][CONFIG::height][CONFIG::width],
-            typename CONFIG::in_t out[CONFIG::height * CONFIG::width][CONFIG::channels]) {
-    for (unsigned c = 0; c < CONFIG::channels; c++)
-        for (unsigned y = 0; y < CONFIG::height; y++)
-            for (unsigned xx = 0; xx < CONFIG::width; xx++) {
-                HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                out[y * CONFIG::width + xx][c] = x[c][y][xx];
-            }
+void maxpool_or(hls::stream<typename CONFIG::word_t> &in, hls::stream<typename CONFIG::word_t> &out) {
+    maxpool_or<CONFIG>(in, out, typename CONFIG::storage());
+}
+
+/** Residual add, elementwise at every step: out[t] = a[t] + b[t] (out_bits holds the sum's range). */
+template <class CONFIG>
+void add(hls::stream<typename CONFIG::a_word_t> &in_a, hls::stream<typename CONFIG::b_word_t> &in_b,
+         hls::stream<typename CONFIG::out_word_t> &out) {
+    static_assert(CONFIG::a_word_t::width == CONFIG::time_steps * CONFIG::a_bits &&
+                  CONFIG::b_word_t::width == CONFIG::time_steps * CONFIG::b_bits &&
+                  CONFIG::out_word_t::width == CONFIG::time_steps * CONFIG::out_bits, "hqflow::add: words of T values");
+    for (unsigned e = 0; e < CONFIG::size; e++) {
+        HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+        const typename CONFIG::a_word_t a = in_a.read();
+        const typename CONFIG::b_word_t b = in_b.read();
+        typename CONFIG::out_word_t sum = 0;
+        for (unsigned t = 0; t < CONFIG::time_steps; t++)
+            set_value<CONFIG::out_bits>(sum, t, value_at<CONFIG::a_bits>(a, t) + value_at<CONFIG::b_bits>(b, t));
+        out.write(sum);
+    }
 }
 
 }  // namespace hqflow

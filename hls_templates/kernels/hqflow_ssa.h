@@ -1,73 +1,114 @@
-// Spiking self-attention (SSA) on spikes followed by the attention LIF, one time step.
+// Spiking self-attention (SSA) on spikes followed by the attention LIF, streaming, all T steps together.
 //
-// q, k, v [N][D] spikes, heads of d = D / num_heads channels. Per head h:
-//     kv[i][j] = sum_n k[n][h d + i] * v[n][h d + j]            (counts, <= N)
-//     y[n][h d + j] = sum_i q[n][h d + i] * kv[i][j]            (= (q k^T v)[n][h d + j], <= N d)
-// then the LIF of numerics.fold_lif(1, 0, attn_scale, 0.5, 0, T): bias 0, one threshold for all
-// channels (scale 0.25 or 0.125 and threshold 0.5 make it an exact integer). Products of spikes
-// are ANDs; computing k^T v first costs N d^2 instead of N^2 d per head.
+// q, k, v: [N][D] words of T spikes (tokens in order, channels last), heads of d = D / num_heads
+// channels. Per step t and head h:
+//     kv[t][h d + i][j] = sum_n k[t][n][h d + i] * v[t][n][h d + j]          (counts, <= N)
+//     y[t][n][h d + j]  = sum_i q[t][n][h d + i] * kv[t][h d + i][j]         (= (q k^T v), <= N d)
+// then the LIF of numerics.fold_lif(1, 0, attn_scale, 0.5, 0, T) over t with the membrane in a
+// register: bias 0, one threshold for all channels. Products of spikes are ANDs; k^T v first costs
+// N d^2 per head instead of N^2 d. A token's k and v enter k^T v as they arrive; q is kept for every
+// token (`storage`) until k^T v is whole, then the outputs stream token by token: a barrier (the
+// schedule puts a FIFO of a whole map after it).
 #ifndef HQFLOW_SSA_H_
 #define HQFLOW_SSA_H_
 
 #include "hqflow_common.h"
 #include "hqflow_lif.h"
+#include "hqflow_stream.h"
 
 namespace hqflow {
 
 /** The defaults of an ssa_lif config; a generated config inherits them and sets every one
  *  (export/hls/configs.py SsaConfig). */
 struct ssa_config : lif_config {
+    typedef ap_uint<1> word_t;                 // T spikes a word (q, k, v and the output)
     typedef ap_int<32> acc_t;                  // q (k^T v), ap_int<acc_bits>: at most tokens * head_dim
     typedef ap_uint<8> kv_t;                   // k^T v counts: at most tokens
+    typedef storage_bram storage;              // q of every token
     static const unsigned tokens = 1;          // N
     static const unsigned dim = 1;             // D = num_heads * head_dim
     static const unsigned num_heads = 1;
     static const unsigned head_dim = 1;        // d
-    static const unsigned parallel = 1;        // unroll factor of the inner products over j
+    static const unsigned parallel = 1;        // k^T v entries updated at once (the schedule's kv split: d / SPLIT)
 };
 
 template <class CONFIG>
-void ssa_lif(const spike_t q[CONFIG::tokens][CONFIG::dim], const spike_t k[CONFIG::tokens][CONFIG::dim],
-             const spike_t v[CONFIG::tokens][CONFIG::dim], const long long bias_int[1], const long long thr_int[1],
-             const signed char sign[1], typename CONFIG::v_t v_int[CONFIG::tokens][CONFIG::dim],
-             spike_t s[CONFIG::tokens][CONFIG::dim], int t) {
-    typedef typename CONFIG::acc_t acc_t;
-    typedef typename accumulator<acc_t>::type acc_reg_t;
-    typedef typename accumulator<typename CONFIG::kv_t>::type kv_reg_t;
-    const int N = CONFIG::tokens, HEADS = CONFIG::num_heads, D = CONFIG::head_dim;
+void ssa_tokens(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename CONFIG::word_t> &in_k,
+                hls::stream<typename CONFIG::word_t> &in_v, hls::stream<typename CONFIG::word_t> &out,
+                const long long bias_int[1], const long long thr_int[1], const signed char sign[1],
+                typename CONFIG::word_t q[CONFIG::tokens * CONFIG::dim]) {
+    HQFLOW_PRAGMA(HLS INLINE)
+    static_assert(CONFIG::word_t::width == CONFIG::time_steps, "hqflow::ssa_lif: words of T spikes");
+    typedef typename CONFIG::word_t word_t;
+    typedef typename accumulator<typename CONFIG::acc_t>::type acc_reg_t;
+    const unsigned N = CONFIG::tokens, D = CONFIG::dim, HD = CONFIG::head_dim, T = CONFIG::time_steps;
     const lif_channel<CONFIG> channel = lif_constants<CONFIG>(bias_int[0], thr_int[0], sign[0]);
-    kv_reg_t kv[CONFIG::head_dim][CONFIG::head_dim];
-    HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = kv complete dim = 2)
-    for (int h = 0; h < HEADS; h++) {
-        const int base = h * D;
-        for (int i = 0; i < D; i++)
-            for (int j = 0; j < D; j++) kv[i][j] = 0;
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < D; i++) {
-                if (!k[n][base + i]) continue;
-                for (int j = 0; j < D; j++) {
-                    HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                    HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
-                    kv[i][j] += v[n][base + j].to_int64();
-                }
-            }
-        for (int n = 0; n < N; n++) {
-            acc_reg_t y[CONFIG::head_dim];
-            for (int j = 0; j < D; j++) y[j] = 0;
-            for (int i = 0; i < D; i++) {
-                if (!q[n][base + i]) continue;
-                for (int j = 0; j < D; j++) {
-                    HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                    HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
-                    y[j] += typename CONFIG::kv_t(kv[i][j]).to_int64();
-                }
-            }
-            for (int j = 0; j < D; j++) {
+    typename CONFIG::kv_t kv[CONFIG::time_steps][CONFIG::dim][CONFIG::head_dim];
+    HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = kv cyclic factor = CONFIG::parallel dim = 3)
+    for (unsigned t = 0; t < T; t++)
+        for (unsigned i = 0; i < D; i++)
+            for (unsigned j = 0; j < HD; j++) kv[t][i][j] = 0;
+    for (unsigned n = 0; n < N; n++) {  // k^T v, token by token
+        word_t k[CONFIG::dim], v[CONFIG::dim];
+        for (unsigned d = 0; d < D; d++) {
+            HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+            q[n * D + d] = in_q.read();
+            k[d] = in_k.read();
+            v[d] = in_v.read();
+        }
+        for (unsigned i = 0; i < D; i++) {
+            if (k[i] == 0) continue;
+            const unsigned base = i / HD * HD;
+            for (unsigned j = 0; j < HD; j++) {
                 HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                s[n][base + j] = lif_update<CONFIG>(v_int[n][base + j], y[j], channel, t);
+                HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
+                const word_t both = k[i] & v[base + j];
+                if (both == 0) continue;
+                for (unsigned t = 0; t < T; t++)
+                    if (value_at<1>(both, t)) kv[t][i][j] = kv[t][i][j] + 1;
             }
         }
     }
+    for (unsigned n = 0; n < N; n++)  // y = q (k^T v), then the LIF: token by token, channels in order
+        for (unsigned d = 0; d < D; d++) {
+            const unsigned base = d / HD * HD, j = d % HD;
+            acc_reg_t y[CONFIG::time_steps];
+            for (unsigned t = 0; t < T; t++) y[t] = 0;
+            for (unsigned i = 0; i < HD; i++) {
+                HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+                const word_t qi = q[n * D + base + i];
+                if (qi == 0) continue;
+                for (unsigned t = 0; t < T; t++)
+                    if (value_at<1>(qi, t)) y[t] += kv[t][base + i][j].to_int64();
+            }
+            typename CONFIG::v_t v_int = 0;
+            word_t spikes = 0;
+            for (unsigned t = 0; t < T; t++)
+                if (lif_update<CONFIG>(v_int, y[t], channel, t)) set_value<1>(spikes, t, 1);
+            out.write(spikes);
+        }
+}
+
+#define HQFLOW_SSA_WITH(tag, impl)                                                                                   \
+    template <class CONFIG>                                                                                         \
+    void ssa_lif(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename CONFIG::word_t> &in_k,            \
+                 hls::stream<typename CONFIG::word_t> &in_v, hls::stream<typename CONFIG::word_t> &out,             \
+                 const long long bias_int[1], const long long thr_int[1], const signed char sign[1], tag) {         \
+        typename CONFIG::word_t q[CONFIG::tokens * CONFIG::dim];                                                     \
+        HQFLOW_BIND(q, impl)                                                                                        \
+        ssa_tokens<CONFIG>(in_q, in_k, in_v, out, bias_int, thr_int, sign, q);                                      \
+    }
+HQFLOW_SSA_WITH(storage_bram, bram)
+HQFLOW_SSA_WITH(storage_uram, uram)
+HQFLOW_SSA_WITH(storage_lutram, lutram)
+#undef HQFLOW_SSA_WITH
+
+/** One image through the attention: q of every token in the memory the config's `storage` names. */
+template <class CONFIG>
+void ssa_lif(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename CONFIG::word_t> &in_k,
+             hls::stream<typename CONFIG::word_t> &in_v, hls::stream<typename CONFIG::word_t> &out,
+             const long long bias_int[1], const long long thr_int[1], const signed char sign[1]) {
+    ssa_lif<CONFIG>(in_q, in_k, in_v, out, bias_int, thr_int, sign, typename CONFIG::storage());
 }
 
 }  // namespace hqflow

@@ -69,15 +69,14 @@ struct fixed_weight {
 };
 
 /** The defaults of a weighted kernel's input, weights and accumulator; the kernels' configs
- *  (conv_lif_config, linear_lif_config, head_config) inherit them, and a generated config sets
+ *  (wlif_config, head_config) inherit them, and a generated config sets
  *  every one (export/hls/configs.py WeightRomConfig). */
 struct weight_rom_config {
     typedef spike_t in_t;                      // input values: spikes, event counts or residual sums
     typedef ap_int<32> acc_t;                  // the accumulator, ap_int<acc_bits>: holds every partial sum
     typedef uniform_weight<8, 128> weight;     // the weight scheme: uniform_weight, po2_weight or fixed_weight
     static const unsigned row_words = 1;       // ROM words per row: ceil(outputs / (64 / weight::code_bits))
-    static const unsigned reuse_factor = 1;    // cycles per ROM word of the accumulation (initiation interval)
-    static const unsigned parallel = 1;        // outputs updated per ROM word: min(outputs, 64 / code_bits)
+    static const unsigned reuse_factor = 1;    // initiation interval of the accumulation's loop over the inputs
 };
 
 /** acc[o] += x * w_eff[o] for the N outputs of one ROM row (the codes of one input). One ROM word

@@ -27,12 +27,13 @@ from hqflow.export.rtl.pnr import ROUTERS
 @click.option("--trace-samples", type=NATURAL,
               help="hls, rtl: of those, how many compare every node at every time step (default 2, at most --tb-samples).")
 @click.option("--reuse-factor", type=COUNT, default=1, show_default=True,
-              help="hls: initiation interval, in cycles per weight ROM word, of the conv / linear accumulation (synthesis only).")
+              help="hls: initiation interval of a conv / linear layer's loop over its window's inputs (synthesis only).")
 @click.option("--name", default="spikformer", show_default=True, help="hls: project name (top function NAME_top).")
 @click.option("--part", default=DEFAULT_PART, show_default=True,
-              help="The FPGA part: hls: build_prj.tcl's set_part; rtl: the Yosys family of `hqflow synth` and "
-                   "the device of the report; rtl, stream: the folding slows down until the resource estimate "
-                   "fits 80% of every resource of the part (LUT, FF, DSP, BRAM36, URAM).")
+              help="The FPGA part: hls: build_prj.tcl's set_part and the memory account's device; rtl: the Yosys "
+                   "family of `hqflow synth` and the device of the report; hls and rtl (stream): the schedule's "
+                   "folding slows down until the resource estimate fits 80% of every resource of the part "
+                   "(LUT, FF, DSP, BRAM36, URAM).")
 @click.option("--clock-mhz", type=POSITIVE, default=DEFAULT_CLOCK_MHZ, show_default=True,
               help="The target clock: hls: build_prj.tcl's create_clock (period 1000 / MHz ns); rtl: the latency "
                    "figures of `hqflow rtlsim`.")
@@ -40,11 +41,12 @@ from hqflow.export.rtl.pnr import ROUTERS
               help="rtl: stream: a streaming pipeline, all T steps of a neuron together, every layer its own core; "
                    "sequential: one core at a time, time step by time step (the first architecture).")
 @click.option("--lanes", type=COUNT,
-              help="rtl: output channels computed per cycle (P) by each weighted core. stream: the folding's upper "
-                   "bound (default 64, at most 256); sequential: per node the largest power of two <= LANES that "
-                   "its weight ROM word allows and its channel count divides (default 8).")
+              help="Output channels computed per cycle (P) by each weighted layer. hls and rtl (stream): the "
+                   "schedule's folding's upper bound (default 64, at most 256); rtl sequential: per node the "
+                   "largest power of two <= LANES that its weight ROM word allows and its channel count divides "
+                   "(default 8).")
 @click.option("--target-fps", type=POSITIVE,
-              help="rtl, stream: fold every core to the fewest lanes that reach this many inferences a second at "
+              help="hls and rtl (stream): fold every layer to the fewest lanes that reach this many inferences a second at "
                    "--clock-mhz (default: the fastest pipeline --lanes allows), or slower where --part needs it.")
 @click.option("--memory-style", type=click.Choice(["lut", "block"]), default="lut", show_default=True,
               help="rtl, stream: lut (LUT6 parts): a weight ROM's last lines in LUTs where that costs less than "
@@ -63,8 +65,8 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
     if trace_samples > tb_samples:
         raise UserError(f"--trace-samples {trace_samples} exceeds --tb-samples {tb_samples} (the traced samples "
                         "are the first of the testbench's)")
-    options = (HlsOptions(name=name, reuse_factor=reuse_factor, part=part, clock_ns=1000.0 / clock_mhz)
-               if target == "hls" else None)
+    options = (HlsOptions(name=name, reuse_factor=reuse_factor, part=part, clock_ns=1000.0 / clock_mhz, lanes=lanes,
+                          target_fps=target_fps, memory_style=memory_style) if target == "hls" else None)
     rtl_options = None
     if target == "rtl":
         from hqflow.export.rtl.project import RtlOptions
