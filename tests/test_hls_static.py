@@ -7,6 +7,7 @@ config's export is checked under `slow`.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 
 from hqflow.config import load_config
 from hqflow.export.hls import write_project
+from hqflow.export.hls import memory
 from hqflow.export.hls.static_check import MAKEFILE_FLAGS, check_firmware
 from hqflow.export.lower import lower
 from hqflow.search import supernet
@@ -54,9 +56,66 @@ def test_tiny_export_passes(tiny):
     assert csim.trace_functions and ("operator new(unsigned long)", "trace hook (C simulation only)") in csim.undefined
     synthesis = report.variant("synthesis")
     assert synthesis.trace_functions == ()
-    assert {how for _, how in synthesis.undefined} <= {"allowed", "static-object runtime",
+    assert {how for _, how in synthesis.undefined} <= {"allowed", "static-object runtime", "stream channel",
                                                         "iostream initializer of ap_types", "inside ap_types"}
-    assert synthesis.includes == ("ap_int.h",)
+    assert ("hls::stream<ap_uint<4> >::read()", "stream channel") in synthesis.undefined  # the processes' reads
+    assert synthesis.includes == ("ap_int.h", "hls_stream.h")
+    # the dataflow region: every process of the schedule, every stream one producer and one consumer
+    assert report.dataflow.violations == () and len(report.dataflow.processes) >= 15
+    entries = report.memory["entries"]  # (a random model with fp32 layers: its ROMs need not fit the part)
+    assert {e["kind"] for e in entries} == {"rom", "ram", "fifo"} and report.memory["total"]["bram36"] > 0
+    assert report.memory["total"]["bram18"] == sum(e["bram18"] for e in entries)
+    for e in entries:
+        assert e["bram18"] == (memory.bram18(e["width"], e["depth"]) if e["where"] == "bram" else 0), e
+    assert "dataflow: " in report.summary() and "memory account (" in report.summary()
+
+
+def _edited(tiny: Path, tmp_path: Path, edit) -> Path:
+    copy = Path(shutil.copytree(tiny, tmp_path / "edited"))
+    top = next((copy / "hls" / "firmware").glob("*_top.cpp"))
+    text = top.read_text()
+    top.write_text(edit(text))
+    assert top.read_text() != text  # the edit applied
+    return copy
+
+
+def _twice(text: str) -> str:
+    """The first max pooling called twice: its input and output streams get two consumers and producers."""
+    call = re.search(r"\n    hqflow::maxpool_or<\w+>\(\w+, \w+\);", text).group(0)
+    return text.replace(call, call + call, 1)
+
+
+DATAFLOW_NEGATIVE = {  # an edit of the top function's file: the violations it must raise
+    "static state": (lambda t: t.replace("    using namespace", "    static int neg_count = 0;\n    neg_count++;\n"
+                                         "    using namespace", 1), ["static state", "not a stream, a pragma or a "
+                                                                     "process call in the dataflow region: static"]),
+    "two consumers": (_twice, ["1 producers and 2 consumers", "2 producers and 1 consumers"]),
+    "conditional process": (lambda t: re.sub(r"(\n    )(hqflow::head<[^;]*;)", r"\1if (!in.empty()) { \2 }", t),
+                            ["not a stream, a pragma or a process call in the dataflow region: if"]),
+    "no dataflow": (lambda t: t.replace("HQFLOW_PRAGMA(HLS DATAFLOW)", ""), ["no #pragma HLS DATAFLOW"]),
+}
+
+
+@pytest.mark.parametrize("case", DATAFLOW_NEGATIVE)
+def test_dataflow_violations_are_caught(tiny, tmp_path, case):
+    edit, expected = DATAFLOW_NEGATIVE[case]
+    report = check_firmware(_edited(tiny, tmp_path, edit), variants=("synthesis",))
+    for text in expected:
+        assert any(text in line for line in report.violations), f"{case}: {report.summary()}"
+
+
+def test_memory_account_must_match_the_streams(tiny, tmp_path):
+    """memory.json's FIFOs are checked against the top's stream declarations and depths."""
+    import json
+
+    copy = Path(shutil.copytree(tiny, tmp_path / "account"))
+    account = copy / "hls" / "memory.json"
+    doc = json.loads(account.read_text())
+    fifo = next(e for e in doc["entries"] if e["kind"] == "fifo")
+    fifo["depth"] += 1
+    account.write_text(json.dumps(doc))
+    report = check_firmware(copy, variants=("synthesis",))
+    assert any("memory account: its streams differ" in line and fifo["name"] in line for line in report.violations)
 
 
 NEGATIVE = {  # appended to the generated top function's file: (code, the violation it must raise)

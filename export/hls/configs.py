@@ -62,6 +62,7 @@ class LifConfig(KernelConfig):
     v_t: CType  # ap_int<v_bits>: the membrane
     frac_bits: int  # fractional bits of the membrane
     time_steps: int  # T: the bias enters the membrane as bias_int << T
+    table_t: CType  # the bias_int and thr_int tables: the narrowest of signed char .. long long holding them
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class SsaConfig(LifConfig):
     word_t: CType  # ap_uint<T>: q, k, v and the output
     acc_t: CType  # ap_int<acc_bits>: q (k^T v), at most tokens * head_dim
     kv_t: CType  # k^T v counts, at most tokens
-    storage: CType  # q of every token: hqflow::storage_bram, _uram or _lutram
+    storage: CType  # q of every token and k^T v: hqflow::storage_bram, _uram or _lutram
     tokens: int
     dim: int  # D = num_heads * head_dim
     num_heads: int

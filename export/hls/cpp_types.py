@@ -18,6 +18,13 @@ SPIKE_T = CType("hqflow::spike_t")  # ap_uint<1>, kernels/hqflow_common.h
 ROM_WORD_T = CType("hqflow::rom_word_t")  # 64-bit ROM word of packed weight codes
 INT64_T = CType("long long")  # the LIF bias and threshold tables, the head bias
 INT8_T = CType("signed char")  # the LIF sign table
+INT_TYPES = ((8, INT8_T), (16, CType("short")), (32, CType("int")), (64, INT64_T))  # (bits, type)
+
+
+def int_for(values) -> CType:
+    """The narrowest of signed char, short, int and long long holding every value (a table's C type)."""
+    low, high = (min(values), max(values)) if len(values) else (0, 0)
+    return next(ctype for bits, ctype in INT_TYPES if -(1 << (bits - 1)) <= low and high < 1 << (bits - 1))
 ROM_WORD_BITS = numerics.ROM_WORD_BITS  # the width of ROM_WORD_T (layout: hqflow.numerics.rom)
 
 

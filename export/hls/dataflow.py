@@ -82,8 +82,10 @@ def stream_storage(width: int, depth: int, ultra: bool = False) -> str:
     return "uram" if ultra else "bram"
 
 
-def plan_dataflow(graph: DeployGraph, schedule, views: dict[str, NodeView]) -> Dataflow:
-    """The streams, processes (in the schedule's order) and traces of `schedule`; views: node -> NodeView."""
+def plan_dataflow(graph: DeployGraph, schedule, views: dict[str, NodeView], ultra: frozenset[str] = frozenset()
+                  ) -> Dataflow:
+    """The streams, processes (in the schedule's order) and traces of `schedule`; views: node -> NodeView;
+    ultra: the streams whose FIFOs go to UltraRAM (memory.place)."""
     width = {s.ident: s for s in schedule.streams}
     names: dict[str, str] = {}  # schedule ident (stream, fork branch, FIFO output) -> hls::stream name
     origin: dict[str, str] = {}  # hls::stream name -> the schedule stream it carries
@@ -117,7 +119,8 @@ def plan_dataflow(graph: DeployGraph, schedule, views: dict[str, NodeView]) -> D
     def stream(name: str) -> HlsStream:
         st = width[origin[name]]
         d = depth.get(name, DEFAULT_DEPTH)
-        return HlsStream(name, cpp_types.ap_uint(st.width), st.width, st.bits, st.size, d, stream_storage(st.width, d))
+        return HlsStream(name, cpp_types.ap_uint(st.width), st.width, st.bits, st.size, d,
+                         stream_storage(st.width, d, name in ultra))
 
     def traces(ident: str) -> tuple[Trace, ...]:
         found = []

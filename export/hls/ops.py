@@ -53,17 +53,13 @@ def _weight_fields(ctx: OpContext) -> tuple[dict, Table]:
 
 def _lif_fields(ctx: OpContext) -> tuple[dict, tuple[Table, ...]]:
     """A spiking node's LifConfig fields and its LIF tables (bias_int, thr_int, sign per channel)."""
-    tables = tuple(Table(ctype, field, ctx.graph.tensor(ctx.node.name, field), "LIF: " + field)
-                   for field, ctype in (("bias_int", cpp_types.INT64_T), ("thr_int", cpp_types.INT64_T),
-                                        ("sign", cpp_types.INT8_T)))
+    bias, thr = (ctx.graph.tensor(ctx.node.name, field) for field in ("bias_int", "thr_int"))
+    table_t = cpp_types.int_for([int(v) for v in (*bias.ravel(), *thr.ravel())])
+    tables = (Table(table_t, "bias_int", bias, "LIF: bias_int"), Table(table_t, "thr_int", thr, "LIF: thr_int"),
+              Table(cpp_types.INT8_T, "sign", ctx.graph.tensor(ctx.node.name, "sign"), "LIF: sign"))
     fields = {"v_t": cpp_types.ap_int(ctx.node.attrs["v_bits"]), "frac_bits": int(ctx.node.attrs["frac_bits"]),
-              "time_steps": ctx.graph.time_steps}
+              "time_steps": ctx.graph.time_steps, "table_t": table_t}
     return fields, tables
-
-
-def _channels(ctx: OpContext, outputs: int) -> Array:
-    """The LIF's per-channel constants a kernel makes once per image (bias << T, thr, -thr, sign)."""
-    return Array("channel", 3 * int(ctx.node.attrs["v_bits"]) + 8, outputs, "auto")
 
 
 def build_input(ctx: OpContext) -> Emitted:
@@ -83,8 +79,7 @@ def build_wlif(ctx: OpContext) -> Emitted:
     config = WlifConfig(**weights, **lif, in_word_t=_word(ctx, in_bits), out_word_t=_word(ctx, 1),
                         storage=STORAGE[where], height=p["H"], width=p["W"], in_channels=p["C"],
                         out_channels=p["O"], kernel_size=p["K"], padding=p["PAD"], lanes=p["P"])
-    arrays = (Array("line", ctx.graph.time_steps * in_bits, p["K"] * p["W"] * p["C"], where),
-              _channels(ctx, p["O"]))
+    arrays = (Array("line", ctx.graph.time_steps * in_bits, p["K"] * p["W"] * p["C"], where),)
     return Emitted(config, (rom, *lif_tables), arrays)
 
 
@@ -94,14 +89,14 @@ def build_ssa(ctx: OpContext) -> Emitted:
     lif, lif_tables = _lif_fields(ctx)
     head_dim = p["D"] // p["HEADS"]
     kv_t = cpp_types.uint_for(p["N"])
-    where = storage(ctx, t * p["N"] * p["D"])
     parallel = head_dim // p.get("SPLIT", 1)
+    kv_bits = int(kv_t[len("ap_uint<"):-1])
+    where = storage(ctx, t * p["N"] * p["D"] + t * p["D"] * head_dim * kv_bits)
     config = SsaConfig(**lif, word_t=_word(ctx, 1), acc_t=cpp_types.ap_int(ctx.node.attrs["acc_bits"]), kv_t=kv_t,
                        storage=STORAGE[where], tokens=p["N"], dim=p["D"], num_heads=p["HEADS"], head_dim=head_dim,
                        parallel=parallel)
-    kv_bits = int(kv_t[len("ap_uint<"):-1])
     arrays = (Array("q", t, p["N"] * p["D"], where),
-              *(Array(f"kv{b}", kv_bits, t * p["D"] * head_dim // parallel, "auto") for b in range(parallel)),
+              Array("kv", parallel * kv_bits, t * p["D"] * head_dim // parallel, where),  # reshaped: a word per access
               Array("k", t, p["D"], "auto"), Array("v", t, p["D"], "auto"))
     return Emitted(config, lif_tables, arrays)
 

@@ -17,7 +17,8 @@ Each compile takes the project Makefile's language and warning flags (MAKEFILE_F
 (nothing inlined or folded away) and GCC writes its own call graph (a .ci file, GCC 10+).
 
 What it asserts (each failure is one line in Report.violations):
-  * every undefined symbol of the object is accounted for: in ALLOWED_SYMBOLS or STATIC_RUNTIME, or the
+  * every undefined symbol of the object is accounted for: in ALLOWED_SYMBOLS or STATIC_RUNTIME, an
+    hls::stream channel operation (STREAM_SHIM stands in for the C-simulation model of hls_stream.h), or the
     C++ runtime's <iostream> initializer when only a vendor header (ap_types) includes <iostream>, or
     referenced only by ap_types' own functions (the open-source ap_private multiplies words wider than
     64 bits through malloc and assert; an HLS tool replaces ap_types with its own), or (C-simulation
@@ -32,12 +33,18 @@ What it asserts (each failure is one line in Report.violations):
     (its own lines, comments gone) names no new/delete/malloc/alloca/std::vector/std::string;
   * the firmware includes no standard header outside ALLOWED_HEADERS under synthesis.
 
-Report also lists the static arrays (name, bytes) of the object: the buffers, membranes and ROMs.
+  * under synthesis, no writable static object: nothing outlives a call of the top (the membranes live in
+    registers, all T steps of a neuron together; the line buffers are the kernels' locals);
+  * the top's dataflow region in canonical form (dataflow_check.py), and its streams those of the memory
+    account (memory.json, memory.py) the export wrote.
+
+Report also lists the static arrays (name, bytes) of the object: the constant tables.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -46,6 +53,8 @@ from pathlib import Path
 
 from hqflow.errors import UserError
 from hqflow.export import csim
+from hqflow.export.hls import memory
+from hqflow.export.hls.dataflow_check import DataflowReport, check_dataflow
 
 # the project Makefile's flags (hls_templates/project/Makefile.j2: CXXFLAGS' language, -Wall -Wextra, AP_QUIET)
 MAKEFILE_FLAGS = ("-std=c++17", "-Wall", "-Wextra", "-Wno-uninitialized", "-Wno-maybe-uninitialized")
@@ -70,6 +79,28 @@ STATIC_RUNTIME = frozenset({"__cxa_atexit", "__dso_handle"})
 ALLOWED_HEADERS = frozenset({"ap_int.h", "ap_fixed.h", "hls_stream.h", "hls_math.h", "ap_axi_sdata.h", "cstdint",
                              "stdint.h", "cstddef", "stddef.h", "climits", "limits.h", "cstring", "string.h",
                              "type_traits", "limits"})
+
+# The open-source hls_stream.h is a C-simulation model (a std::deque, typeid for its name: it does not
+# compile under -fno-rtti). The check compiles the firmware against this stand-in instead, the channel
+# operations an HLS tool implements itself, declared and never defined: each read, write and empty test
+# is an undefined symbol of the object, accounted for as a "stream channel".
+STREAM_SHIM = """#ifndef X_HLS_STREAM_SIM_H
+#define X_HLS_STREAM_SIM_H
+namespace hls {
+template <class T>
+class stream {
+  public:
+    stream();
+    explicit stream(const char *name);
+    T read();
+    void read(T &value);
+    void write(const T &value);
+    bool empty();
+    bool full();
+};
+}  // namespace hls
+#endif
+"""
 
 _KINDS = (  # (kind, pattern on the demangled name), first match wins
     ("heap", r"^operator (new|delete)|^(malloc|calloc|realloc|free|aligned_alloc|posix_memalign|alloca)$"
@@ -120,10 +151,14 @@ class Report:
     project: str
     sources: tuple[str, ...]
     variants: tuple[VariantReport, ...]
+    dataflow: DataflowReport | None = None
+    memory: dict | None = None  # the export's memory account (memory.json)
 
     @property
     def violations(self) -> tuple[str, ...]:
-        return tuple(f"{v.variant}: {line}" for v in self.variants for line in v.violations)
+        flow = self.dataflow.violations if self.dataflow else ()
+        return tuple(f"{v.variant}: {line}" for v in self.variants for line in v.violations) + \
+            tuple(f"dataflow: {line}" for line in flow)
 
     @property
     def ok(self) -> bool:
@@ -142,6 +177,8 @@ class Report:
                          f"rest inside ap_types), "
                          f"{len(v.arrays)} static arrays ({sum(b for _, b in v.arrays)} bytes), undefined: "
                          + (", ".join(f"{s} [{how}]" for s, how in v.undefined) or "none"))
+        lines += self.dataflow.summary() if self.dataflow else []
+        lines += ["  " + line for line in memory.account_lines(self.memory)] if self.memory else []
         lines += [f"  violation: {line}" for line in self.violations] or ["static check: ok"]
         return "\n".join(lines)
 
@@ -286,6 +323,9 @@ def _source_hits(preprocessed: str, firmware: Path) -> list[str]:
 def _check_variant(project: Path, sources: list[Path], variant: str, work: Path, top: str) -> VariantReport:
     cxx, ap_types, firmware = csim.compiler(), csim.ap_types_dir(), project / "firmware"
     extra = list(VARIANTS[variant])
+    shim = work / "hls_stream_shim.h"  # hls::stream as an HLS tool has it: channel operations, nothing else
+    shim.write_text(STREAM_SHIM)
+    extra += ["-include", str(shim)]
     if variant == "synthesis":  # the open-source ap_types #error under __SYNTHESIS__: read them without it
         prelude = work / "ap_prelude.h"
         prelude.write_text("#undef __SYNTHESIS__\n#include <ap_int.h>\n#define __SYNTHESIS__ 1\n")
@@ -366,6 +406,8 @@ def _check_variant(project: Path, sources: list[Path], variant: str, work: Path,
         users = {s for s in graph if _unalias(symbol) in graph[s]}
         if symbol in ALLOWED_SYMBOLS:
             how = "allowed"
+        elif name_of(symbol).startswith("hls::stream<"):
+            how = "stream channel"
         elif symbol in STATIC_RUNTIME:
             how = "static-object runtime"
         elif symbol in IOSTREAM_INIT and users and users <= static_init and not iostream_own:
@@ -383,6 +425,9 @@ def _check_variant(project: Path, sources: list[Path], variant: str, work: Path,
     if variant == "synthesis":
         violations += [f"standard header outside the HLS-supported set included by the firmware: <{h}>"
                        for h in sorted(includes) if h not in ALLOWED_HEADERS]
+        # state that outlives a call: a writable static variable (per-neuron or any other); tables are const
+        violations += [f"static state (a writable static object: {_demangle([f[3]]).get(f[3], f[3])}, {int(f[1], 16)} "
+                       "bytes)" for f in data if f[2] in "bBdD" and not f[3].startswith(("__", "_ZStL8__ioinit", "_ZGV"))]
     arrays = tuple(sorted((_demangle([f[3]]).get(f[3], f[3]) if f[3].startswith("_Z") else f[3], int(f[1], 16))
                           for f in data if not f[3].startswith(("__", "_ZStL8__ioinit", "_ZGV"))))
     return VariantReport(
@@ -405,4 +450,6 @@ def check_firmware(export: str | Path, variants=tuple(VARIANTS)) -> Report:
         raise UserError(f"{project / 'firmware'}: {len(tops)} *_top.cpp files, expected one; export the project again")
     with tempfile.TemporaryDirectory(prefix="hqflow_static_") as tmp:
         reports = tuple(_check_variant(project, sources, v, Path(tmp), f"{tops[0]}_top") for v in variants)
-    return Report(str(project), tuple(p.name for p in sources), reports)
+        flow = check_dataflow(project, f"{tops[0]}_top", Path(tmp), STREAM_SHIM)
+    account = json.loads((project / "memory.json").read_text()) if (project / "memory.json").is_file() else None
+    return Report(str(project), tuple(p.name for p in sources), reports, flow, account)

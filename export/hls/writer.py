@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shutil
 import tempfile
@@ -13,7 +14,7 @@ import numpy as np
 
 from hqflow import numerics
 from hqflow.errors import UserError
-from hqflow.export.hls import cpp_types
+from hqflow.export.hls import cpp_types, memory
 from hqflow.export.hls.dataflow import Dataflow, plan_dataflow
 from hqflow.export.hls.ops import HLS_OPS, check_ops
 from hqflow.export.hls.views import HlsOptions, NodeView, OpContext, c_ident
@@ -96,12 +97,26 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def placed(graph: DeployGraph, options: HlsOptions, schedule) -> tuple[list[NodeView], Dataflow]:
+    """The node views and the dataflow of `schedule`, with the memory account's UltraRAM placement for
+    options.part (memory.place: where block RAM is over its share, the bound arrays and deep streams that
+    free the most of it) applied: those nodes' cores read as ULTRA, those streams' FIFOs in UltraRAM."""
+    views = node_views(graph, options, schedule)
+    flow = plan_dataflow(graph, schedule, {view.name: view for view in views})
+    nodes, streams = memory.place(views, flow, options.part)
+    if not nodes and not streams:
+        return views, flow
+    cores = tuple(dataclasses.replace(core, params={**core.params, "ULTRA": 1}) if core.node in nodes else core
+                  for core in schedule.cores)
+    views = node_views(graph, options, dataclasses.replace(schedule, cores=cores))
+    return views, plan_dataflow(graph, schedule, {view.name: view for view in views}, streams)
+
+
 def render_firmware(graph: DeployGraph, out: Path, options: HlsOptions, schedule=None) -> tuple[list[NodeView], Dataflow]:
     """Write firmware/ (and the kernel library) for graph into folder out; returns the node views and the
     dataflow (schedule: as node_views)."""
-    schedule = schedule or schedule_of(graph, options)
-    env, views = environment(), node_views(graph, options, schedule)
-    flow = plan_dataflow(graph, schedule, {view.name: view for view in views})
+    schedule, env = schedule or schedule_of(graph, options), environment()
+    views, flow = placed(graph, options, schedule)
     input_node, head = views[0], views[-1]
     context = {"name": options.name, "nodes": views, "input": input_node, "head": head, "T": graph.time_steps,
                "guard": options.name.upper(), "flow": flow}
@@ -170,6 +185,7 @@ def write_project(graph: DeployGraph, out: str | Path, frames: np.ndarray, label
         context = {"name": options.name, "options": options, "nodes": views, "T": graph.time_steps, **summary,
                    "meta": graph.meta, "flow": flow, "schedule": schedule,
                    "cores": {core.node: core for core in schedule.cores}}
+        memory.save(memory.account(views, flow, options.part), tmp / "memory.json")
         for template, target in (("Makefile.j2", "Makefile"), ("build_prj.tcl.j2", "build_prj.tcl"),
                                  ("README.md.j2", "README.md")):
             (tmp / target).write_text(env.get_template(template).render(context))

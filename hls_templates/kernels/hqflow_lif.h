@@ -22,6 +22,7 @@ struct lif_config {
     typedef ap_int<64> v_t;                    // the membrane, ap_int<v_bits>: holds v_int + (acc << F) + (bias_int << T)
     static const unsigned frac_bits = 0;       // F: fractional bits of the membrane
     static const unsigned time_steps = 1;      // T: the bias enters the membrane as bias_int << T
+    typedef long long table_t;                 // the bias_int and thr_int tables' type: the narrowest of them
 };
 
 template <class CONFIG>

@@ -7,7 +7,7 @@
 // then the LIF of numerics.fold_lif(1, 0, attn_scale, 0.5, 0, T) over t with the membrane in a
 // register: bias 0, one threshold for all channels. Products of spikes are ANDs; k^T v first costs
 // N d^2 per head instead of N^2 d. A token's k and v enter k^T v as they arrive; q is kept for every
-// token (`storage`) until k^T v is whole, then the outputs stream token by token: a barrier (the
+// token (`storage`, with k^T v) until k^T v is whole, then the outputs stream token by token: a barrier (the
 // schedule puts a FIFO of a whole map after it).
 #ifndef HQFLOW_SSA_H_
 #define HQFLOW_SSA_H_
@@ -24,27 +24,26 @@ struct ssa_config : lif_config {
     typedef ap_uint<1> word_t;                 // T spikes a word (q, k, v and the output)
     typedef ap_int<32> acc_t;                  // q (k^T v), ap_int<acc_bits>: at most tokens * head_dim
     typedef ap_uint<8> kv_t;                   // k^T v counts: at most tokens
-    typedef storage_bram storage;              // q of every token
+    typedef storage_bram storage;              // q of every token and k^T v
     static const unsigned tokens = 1;          // N
     static const unsigned dim = 1;             // D = num_heads * head_dim
     static const unsigned num_heads = 1;
     static const unsigned head_dim = 1;        // d
-    static const unsigned parallel = 1;        // k^T v entries updated at once (the schedule's kv split: d / SPLIT)
+    static const unsigned parallel = 1;        // k^T v entries a word, updated at once (the schedule's kv split: d / SPLIT)
 };
 
 template <class CONFIG>
 void ssa_tokens(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename CONFIG::word_t> &in_k,
                 hls::stream<typename CONFIG::word_t> &in_v, hls::stream<typename CONFIG::word_t> &out,
-                const long long bias_int[1], const long long thr_int[1], const signed char sign[1],
-                typename CONFIG::word_t q[CONFIG::tokens * CONFIG::dim]) {
+                const typename CONFIG::table_t bias_int[1], const typename CONFIG::table_t thr_int[1], const signed char sign[1],
+                typename CONFIG::word_t q[CONFIG::tokens * CONFIG::dim],
+                typename CONFIG::kv_t kv[CONFIG::time_steps][CONFIG::dim][CONFIG::head_dim]) {
     HQFLOW_PRAGMA(HLS INLINE)
     static_assert(CONFIG::word_t::width == CONFIG::time_steps, "hqflow::ssa_lif: words of T spikes");
     typedef typename CONFIG::word_t word_t;
     typedef typename accumulator<typename CONFIG::acc_t>::type acc_reg_t;
     const unsigned N = CONFIG::tokens, D = CONFIG::dim, HD = CONFIG::head_dim, T = CONFIG::time_steps;
     const lif_channel<CONFIG> channel = lif_constants<CONFIG>(bias_int[0], thr_int[0], sign[0]);
-    typename CONFIG::kv_t kv[CONFIG::time_steps][CONFIG::dim][CONFIG::head_dim];
-    HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = kv cyclic factor = CONFIG::parallel dim = 3)
     for (unsigned t = 0; t < T; t++)
         for (unsigned i = 0; i < D; i++)
             for (unsigned j = 0; j < HD; j++) kv[t][i][j] = 0;
@@ -93,21 +92,25 @@ void ssa_tokens(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename
     template <class CONFIG>                                                                                         \
     void ssa_lif(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename CONFIG::word_t> &in_k,            \
                  hls::stream<typename CONFIG::word_t> &in_v, hls::stream<typename CONFIG::word_t> &out,             \
-                 const long long bias_int[1], const long long thr_int[1], const signed char sign[1], tag) {         \
+                 const typename CONFIG::table_t bias_int[1], const typename CONFIG::table_t thr_int[1], const signed char sign[1], tag) {         \
         typename CONFIG::word_t q[CONFIG::tokens * CONFIG::dim];                                                     \
         HQFLOW_BIND(q, impl)                                                                                        \
-        ssa_tokens<CONFIG>(in_q, in_k, in_v, out, bias_int, thr_int, sign, q);                                      \
+        typename CONFIG::kv_t kv[CONFIG::time_steps][CONFIG::dim][CONFIG::head_dim];                                 \
+        HQFLOW_PRAGMA(HLS ARRAY_RESHAPE variable = kv cyclic factor = CONFIG::parallel dim = 3)                     \
+        HQFLOW_BIND(kv, impl)                                                                                       \
+        ssa_tokens<CONFIG>(in_q, in_k, in_v, out, bias_int, thr_int, sign, q, kv);                                  \
     }
 HQFLOW_SSA_WITH(storage_bram, bram)
 HQFLOW_SSA_WITH(storage_uram, uram)
 HQFLOW_SSA_WITH(storage_lutram, lutram)
 #undef HQFLOW_SSA_WITH
 
-/** One image through the attention: q of every token in the memory the config's `storage` names. */
+/** One image through the attention: q of every token and k^T v (a word of `parallel` counts) in the
+ *  memory the config's `storage` names. */
 template <class CONFIG>
 void ssa_lif(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename CONFIG::word_t> &in_k,
              hls::stream<typename CONFIG::word_t> &in_v, hls::stream<typename CONFIG::word_t> &out,
-             const long long bias_int[1], const long long thr_int[1], const signed char sign[1]) {
+             const typename CONFIG::table_t bias_int[1], const typename CONFIG::table_t thr_int[1], const signed char sign[1]) {
     ssa_lif<CONFIG>(in_q, in_k, in_v, out, bias_int, thr_int, sign, typename CONFIG::storage());
 }
 

@@ -53,7 +53,7 @@ inline void accumulate_lanes(acc_reg_t acc[P], const rom_word_t *row, unsigned f
 template <class CONFIG>
 void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename CONFIG::out_word_t> &out,
                const rom_word_t w[CONFIG::in_channels * CONFIG::kernel_size * CONFIG::kernel_size][CONFIG::row_words],
-               const long long bias_int[CONFIG::out_channels], const long long thr_int[CONFIG::out_channels],
+               const typename CONFIG::table_t bias_int[CONFIG::out_channels], const typename CONFIG::table_t thr_int[CONFIG::out_channels],
                const signed char sign[CONFIG::out_channels],
                typename CONFIG::in_word_t line[CONFIG::kernel_size][CONFIG::width * CONFIG::in_channels]) {
     HQFLOW_PRAGMA(HLS INLINE)
@@ -67,8 +67,6 @@ void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename
     const unsigned H = CONFIG::height, W = CONFIG::width, C = CONFIG::in_channels, O = CONFIG::out_channels;
     const unsigned K = CONFIG::kernel_size, PAD = CONFIG::padding, T = CONFIG::time_steps, P = CONFIG::lanes;
     const unsigned IN_BITS = in_t::width;
-    lif_channel<CONFIG> channel[CONFIG::out_channels];
-    for (unsigned o = 0; o < O; o++) channel[o] = lif_constants<CONFIG>(bias_int[o], thr_int[o], sign[o]);
     for (unsigned r = 0; r < H + PAD; r++) {  // input row r in; then output row r - PAD out
         if (r < H)
             for (unsigned e = 0; e < W * C; e++) {
@@ -102,10 +100,12 @@ void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename
                 }
                 for (unsigned p = 0; p < P && first + p < O; p++) {  // charge, fire, reset over the T steps
                     HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+                    const unsigned o = first + p;
+                    const lif_channel<CONFIG> channel = lif_constants<CONFIG>(bias_int[o], thr_int[o], sign[o]);
                     typename CONFIG::v_t v_int = 0;
                     typename CONFIG::out_word_t spikes = 0;
                     for (unsigned t = 0; t < T; t++)
-                        if (lif_update<CONFIG>(v_int, acc[t][p], channel[first + p], t)) set_value<1>(spikes, t, 1);
+                        if (lif_update<CONFIG>(v_int, acc[t][p], channel, t)) set_value<1>(spikes, t, 1);
                     out.write(spikes);
                 }
             }
@@ -116,7 +116,7 @@ void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename
     template <class CONFIG>                                                                                          \
     void wlif(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename CONFIG::out_word_t> &out,           \
               const rom_word_t w[CONFIG::in_channels * CONFIG::kernel_size * CONFIG::kernel_size][CONFIG::row_words], \
-              const long long bias_int[CONFIG::out_channels], const long long thr_int[CONFIG::out_channels],        \
+              const typename CONFIG::table_t bias_int[CONFIG::out_channels], const typename CONFIG::table_t thr_int[CONFIG::out_channels],        \
               const signed char sign[CONFIG::out_channels], tag) {                                                   \
         typename CONFIG::in_word_t line[CONFIG::kernel_size][CONFIG::width * CONFIG::in_channels];                    \
         HQFLOW_BIND(line, impl)                                                                                      \
@@ -131,7 +131,7 @@ HQFLOW_WLIF_WITH(storage_lutram, lutram)
 template <class CONFIG>
 void wlif(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename CONFIG::out_word_t> &out,
           const rom_word_t w[CONFIG::in_channels * CONFIG::kernel_size * CONFIG::kernel_size][CONFIG::row_words],
-          const long long bias_int[CONFIG::out_channels], const long long thr_int[CONFIG::out_channels],
+          const typename CONFIG::table_t bias_int[CONFIG::out_channels], const typename CONFIG::table_t thr_int[CONFIG::out_channels],
           const signed char sign[CONFIG::out_channels]) {
     wlif<CONFIG>(in, out, w, bias_int, thr_int, sign, typename CONFIG::storage());
 }
