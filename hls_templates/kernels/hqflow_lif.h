@@ -57,9 +57,8 @@ inline lif_channel<CONFIG> lif_constants(long long bias_int, long long thr_int, 
 }
 
 /** charge: h_int = (v_int + (acc << F) + (bias_int << T)) >> 1, v_int = 0 at t = 0. */
-template <class CONFIG, class ACC>
-inline typename CONFIG::v_t lif_charge(const typename CONFIG::v_t &v_int, const ACC &acc,
-                                       const lif_channel<CONFIG> &channel, int t) {
+template <class CONFIG, class V, class ACC>
+inline typename CONFIG::v_t lif_charge(const V &v_int, const ACC &acc, const lif_channel<CONFIG> &channel, int t) {
     typename CONFIG::v_t sum = typename CONFIG::v_t(typename CONFIG::acc_t(acc)) << CONFIG::frac_bits;
     sum += channel.bias_term;
     if (t > 0) sum += v_int;
@@ -87,13 +86,19 @@ inline lif_channel<CONFIG> lif_constants(long long bias_int, long long thr_int, 
     return channel;
 }
 
-template <class CONFIG, class ACC>
-inline long long lif_charge(const typename CONFIG::v_t &v_int, const ACC &acc, const lif_channel<CONFIG> &channel,
-                            int t) {
+/** The membrane's value: a v_t, or (the kernels' register in this model) a long long holding one. */
+inline long long membrane_value(long long v_int) { return v_int; }
+template <int W, bool S>
+inline long long membrane_value(const ap_int_base<W, S> &v_int) {
+    return v_int.to_int64();
+}
+
+template <class CONFIG, class V, class ACC>
+inline long long lif_charge(const V &v_int, const ACC &acc, const lif_channel<CONFIG> &channel, int t) {
     typedef unsigned long long u64;
     u64 sum = static_cast<u64>(int_value(acc)) << CONFIG::frac_bits;
     sum += static_cast<u64>(channel.bias_term);
-    if (t > 0) sum += static_cast<u64>(v_int.to_int64());
+    if (t > 0) sum += static_cast<u64>(membrane_value(v_int));
     return narrow<CONFIG::v_t::width>(sum) >> 1;
 }
 
@@ -101,20 +106,28 @@ inline long long lif_charge(const typename CONFIG::v_t &v_int, const ACC &acc, c
 
 /** fire: s = sign * h_int >= thr_int (for sign -1: h_int <= -thr_int). */
 template <class CONFIG, class H>
-inline spike_t lif_fire(const H &h_int, const lif_channel<CONFIG> &channel) {
+inline bool lif_fire(const H &h_int, const lif_channel<CONFIG> &channel) {
     if (channel.sign > 0) return h_int >= channel.thr_int;
     if (channel.sign < 0) return h_int <= channel.neg_thr_int;
     return channel.thr_int <= 0;  // a dead channel (BN scale 0): a constant input, fires always or never
 }
 
-/** charge, fire, reset (v_int = s ? 0 : h_int) of one neuron at step t; returns the spike. */
-template <class CONFIG, class ACC>
-inline spike_t lif_update(typename CONFIG::v_t &v_int, const ACC &acc, const lif_channel<CONFIG> &channel, int t) {
+/** charge, fire, reset (v_int = s ? 0 : h_int) of one neuron at step t; returns the spike. The membrane V:
+ *  membrane<CONFIG>::type, a register of the kernel (v_t; a long long holding one in the 64-bit model). */
+template <class CONFIG, class V, class ACC>
+inline bool lif_update(V &v_int, const ACC &acc, const lif_channel<CONFIG> &channel, int t) {
     const auto h_int = lif_charge<CONFIG>(v_int, acc, channel, t);
-    const spike_t s = lif_fire<CONFIG>(h_int, channel);
-    v_int = s ? typename CONFIG::v_t(0) : typename CONFIG::v_t(h_int);
+    const bool s = lif_fire<CONFIG>(h_int, channel);
+    v_int = s ? V(0) : V(h_int);
     return s;
 }
+
+/** A kernel's membrane register: v_t (under synthesis and with HQFLOW_AP_ARITHMETIC), else the 64-bit
+ *  model's long long holding the same v_bits value. */
+template <class CONFIG>
+struct membrane {
+    typedef typename lif_value<CONFIG>::type type;
+};
 
 }  // namespace hqflow
 

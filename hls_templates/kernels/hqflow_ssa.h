@@ -32,12 +32,19 @@ struct ssa_config : lif_config {
     static const unsigned parallel = 1;        // k^T v entries a word, updated at once (the schedule's kv split: d / SPLIT)
 };
 
+/** The k^T v counts as the kernel holds them: kv_t (its RAM's words), or in the 64-bit model of a plain C
+ *  simulation a 64-bit count (hqflow_common.h's accumulator), narrowed to kv_t when read. */
+template <class CONFIG>
+struct kv_count {
+    typedef typename accumulator<typename CONFIG::kv_t>::type type;
+};
+
 template <class CONFIG>
 void ssa_tokens(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename CONFIG::word_t> &in_k,
                 hls::stream<typename CONFIG::word_t> &in_v, hls::stream<typename CONFIG::word_t> &out,
-                const typename CONFIG::table_t bias_int[1], const typename CONFIG::table_t thr_int[1], const signed char sign[1],
-                typename CONFIG::word_t q[CONFIG::tokens * CONFIG::dim],
-                typename CONFIG::kv_t kv[CONFIG::time_steps][CONFIG::dim][CONFIG::head_dim]) {
+                const typename CONFIG::table_t bias_int[1], const typename CONFIG::table_t thr_int[1],
+                const signed char sign[1], typename CONFIG::word_t q[CONFIG::tokens * CONFIG::dim],
+                typename kv_count<CONFIG>::type kv[CONFIG::time_steps][CONFIG::dim][CONFIG::head_dim]) {
     HQFLOW_PRAGMA(HLS INLINE)
     static_assert(CONFIG::word_t::width == CONFIG::time_steps, "hqflow::ssa_lif: words of T spikes");
     typedef typename CONFIG::word_t word_t;
@@ -47,7 +54,7 @@ void ssa_tokens(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename
     for (unsigned t = 0; t < T; t++)
         for (unsigned i = 0; i < D; i++)
             for (unsigned j = 0; j < HD; j++) kv[t][i][j] = 0;
-    for (unsigned n = 0; n < N; n++) {  // k^T v, token by token
+    for (unsigned n = 0; n < N; n++) {  // k^T v, token by token: row i of head h gains v's spikes where k_i spikes
         word_t k[CONFIG::dim], v[CONFIG::dim];
         for (unsigned d = 0; d < D; d++) {
             HQFLOW_PRAGMA(HLS PIPELINE II = 1)
@@ -58,33 +65,41 @@ void ssa_tokens(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename
         for (unsigned i = 0; i < D; i++) {
             if (k[i] == 0) continue;
             const unsigned base = i / HD * HD;
-            for (unsigned j = 0; j < HD; j++) {
-                HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
-                const word_t both = k[i] & v[base + j];
-                if (both == 0) continue;
-                for (unsigned t = 0; t < T; t++)
-                    if (value_at<1>(both, t)) kv[t][i][j] = kv[t][i][j] + 1;
+            for (unsigned t = 0; t < T; t++) {
+                if (!value_at<1>(k[i], t)) continue;
+                for (unsigned j = 0; j < HD; j++) {
+                    HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+                    HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
+                    kv[t][i][j] += value_at<1>(v[base + j], t);
+                }
             }
         }
     }
-    for (unsigned n = 0; n < N; n++)  // y = q (k^T v), then the LIF: token by token, channels in order
-        for (unsigned d = 0; d < D; d++) {
-            const unsigned base = d / HD * HD, j = d % HD;
-            acc_reg_t y[CONFIG::time_steps];
-            for (unsigned t = 0; t < T; t++) y[t] = 0;
-            for (unsigned i = 0; i < HD; i++) {
-                HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                const word_t qi = q[n * D + base + i];
-                if (qi == 0) continue;
-                for (unsigned t = 0; t < T; t++)
-                    if (value_at<1>(qi, t)) y[t] += kv[t][base + i][j].to_int64();
-            }
-            typename CONFIG::v_t v_int = 0;
-            word_t spikes = 0;
+    for (unsigned n = 0; n < N; n++)  // y = q (k^T v), then the LIF: token by token, head by head
+        for (unsigned base = 0; base < D; base += HD) {
+            acc_reg_t y[CONFIG::time_steps][CONFIG::head_dim];
             for (unsigned t = 0; t < T; t++)
-                if (lif_update<CONFIG>(v_int, y[t], channel, t)) set_value<1>(spikes, t, 1);
-            out.write(spikes);
+                for (unsigned j = 0; j < HD; j++) y[t][j] = 0;
+            for (unsigned i = 0; i < HD; i++) {
+                const word_t &qi = q[n * D + base + i];
+                if (qi == 0) continue;
+                for (unsigned t = 0; t < T; t++) {
+                    if (!value_at<1>(qi, t)) continue;
+                    for (unsigned j = 0; j < HD; j++) {
+                        HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+                        HQFLOW_PRAGMA(HLS UNROLL factor = CONFIG::parallel)
+                        y[t][j] += int_value(kv[t][base + i][j]);
+                    }
+                }
+            }
+            for (unsigned j = 0; j < HD; j++) {
+                HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+                typename membrane<CONFIG>::type v_int = 0;
+                unsigned long long spikes = 0;  // bit t: step t (T <= 64)
+                for (unsigned t = 0; t < T; t++)
+                    if (lif_update<CONFIG>(v_int, y[t][j], channel, t)) spikes |= 1ULL << t;
+                out.write(word_t(spikes));
+            }
         }
 }
 
@@ -95,7 +110,7 @@ void ssa_tokens(hls::stream<typename CONFIG::word_t> &in_q, hls::stream<typename
                  const typename CONFIG::table_t bias_int[1], const typename CONFIG::table_t thr_int[1], const signed char sign[1], tag) {         \
         typename CONFIG::word_t q[CONFIG::tokens * CONFIG::dim];                                                     \
         HQFLOW_BIND(q, impl)                                                                                        \
-        typename CONFIG::kv_t kv[CONFIG::time_steps][CONFIG::dim][CONFIG::head_dim];                                 \
+        typename kv_count<CONFIG>::type kv[CONFIG::time_steps][CONFIG::dim][CONFIG::head_dim];                       \
         HQFLOW_PRAGMA(HLS ARRAY_RESHAPE variable = kv cyclic factor = CONFIG::parallel dim = 3)                     \
         HQFLOW_BIND(kv, impl)                                                                                       \
         ssa_tokens<CONFIG>(in_q, in_k, in_v, out, bias_int, thr_int, sign, q, kv);                                  \

@@ -40,6 +40,18 @@ inline void accumulate_lanes(acc_reg_t acc[P], const rom_word_t *row, unsigned f
                              const x_t &x) {
     const unsigned per_word = 64 / WEIGHT::code_bits;
     const rom_word_t mask = (1ULL << WEIGHT::code_bits) - 1;
+    if (outputs % P == 0 && (P % per_word == 0 || per_word % P == 0)) {  // every lane live, whole words or
+        const unsigned chunk = P < per_word ? P : per_word;                 // parts of one: no per-lane test
+        for (unsigned k = 0; k < P / chunk; k++) {
+            const unsigned o = first + k * chunk;
+            const rom_word_t word = row[o / per_word] >> (o % per_word * WEIGHT::code_bits);
+            for (unsigned lane = 0; lane < chunk; lane++) {
+                HQFLOW_PRAGMA(HLS UNROLL)
+                acc[k * chunk + lane] += WEIGHT::product(x, static_cast<unsigned>((word >> (lane * WEIGHT::code_bits)) & mask));
+            }
+        }
+        return;
+    }
     for (unsigned p = 0; p < P; p++) {
         HQFLOW_PRAGMA(HLS UNROLL)
         const unsigned o = first + p;
@@ -49,6 +61,18 @@ inline void accumulate_lanes(acc_reg_t acc[P], const rom_word_t *row, unsigned f
         }
     }
 }
+
+/** The output channels of one pass over a pixel's window: the schedule's lanes P (under synthesis and with
+ *  HQFLOW_AP_ARITHMETIC); in the 64-bit model of a plain C simulation all O at once: the same sums (the
+ *  groups are independent), the window read once a pixel instead of once a group. */
+template <class CONFIG>
+struct group_size {
+#if defined(__SYNTHESIS__) || defined(HQFLOW_AP_ARITHMETIC)
+    static const unsigned lanes = CONFIG::lanes;
+#else
+    static const unsigned lanes = CONFIG::out_channels;
+#endif
+};
 
 template <class CONFIG>
 void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename CONFIG::out_word_t> &out,
@@ -65,7 +89,7 @@ void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename
     typedef typename CONFIG::weight weight;
     typedef typename CONFIG::in_t in_t;
     const unsigned H = CONFIG::height, W = CONFIG::width, C = CONFIG::in_channels, O = CONFIG::out_channels;
-    const unsigned K = CONFIG::kernel_size, PAD = CONFIG::padding, T = CONFIG::time_steps, P = CONFIG::lanes;
+    const unsigned K = CONFIG::kernel_size, PAD = CONFIG::padding, T = CONFIG::time_steps, P = group_size<CONFIG>::lanes;
     const unsigned IN_BITS = in_t::width;
     for (unsigned r = 0; r < H + PAD; r++) {  // input row r in; then output row r - PAD out
         if (r < H)
@@ -77,7 +101,7 @@ void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename
         const unsigned y = r - PAD;
         for (unsigned x = 0; x < W; x++)
             for (unsigned first = 0; first < O; first += P) {
-                acc_reg_t acc[CONFIG::time_steps][CONFIG::lanes];
+                acc_reg_t acc[CONFIG::time_steps][group_size<CONFIG>::lanes];
                 HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = acc complete dim = 0)
                 for (unsigned t = 0; t < T; t++)
                     for (unsigned p = 0; p < P; p++) acc[t][p] = 0;
@@ -88,12 +112,12 @@ void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename
                         if (x + j < PAD || x + j - PAD >= W) continue;
                         for (unsigned c = 0; c < C; c++) {
                             HQFLOW_PRAGMA(HLS PIPELINE II = CONFIG::reuse_factor)
-                            const typename CONFIG::in_word_t word = line[slot][(x + j - PAD) * C + c];
+                            const typename CONFIG::in_word_t &word = line[slot][(x + j - PAD) * C + c];
                             if (word == 0) continue;
                             const rom_word_t *row = w[(c * K + i) * K + j];
                             for (unsigned t = 0; t < T; t++) {
                                 const unsigned long long value = value_at<IN_BITS>(word, t);
-                                if (value) accumulate_lanes<weight, CONFIG::lanes>(acc[t], row, first, O, in_t(value));
+                                if (value) accumulate_lanes<weight, group_size<CONFIG>::lanes>(acc[t], row, first, O, in_t(value));
                             }
                         }
                     }
@@ -102,11 +126,11 @@ void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename
                     HQFLOW_PRAGMA(HLS PIPELINE II = 1)
                     const unsigned o = first + p;
                     const lif_channel<CONFIG> channel = lif_constants<CONFIG>(bias_int[o], thr_int[o], sign[o]);
-                    typename CONFIG::v_t v_int = 0;
-                    typename CONFIG::out_word_t spikes = 0;
+                    typename membrane<CONFIG>::type v_int = 0;
+                    unsigned long long spikes = 0;  // bit t: step t (T <= 64)
                     for (unsigned t = 0; t < T; t++)
-                        if (lif_update<CONFIG>(v_int, acc[t][p], channel, t)) set_value<1>(spikes, t, 1);
-                    out.write(spikes);
+                        if (lif_update<CONFIG>(v_int, acc[t][p], channel, t)) spikes |= 1ULL << t;
+                    out.write(typename CONFIG::out_word_t(spikes));
                 }
             }
     }
