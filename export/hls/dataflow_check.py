@@ -26,7 +26,29 @@ from pathlib import Path
 
 from hqflow.export import csim
 
-__all__ = ["DataflowReport", "check_dataflow"]
+__all__ = ["STREAM_SHIM", "DataflowReport", "check_dataflow"]
+
+# The open-source hls_stream.h is a C-simulation model (a std::deque, typeid for its name: it does not
+# compile under -fno-rtti). The check compiles the firmware against this stand-in instead, the channel
+# operations an HLS tool implements itself, declared and never defined: each read, write and empty test
+# is an undefined symbol of the object, accounted for as a "stream channel".
+STREAM_SHIM = """#ifndef X_HLS_STREAM_SIM_H
+#define X_HLS_STREAM_SIM_H
+namespace hls {
+template <class T>
+class stream {
+  public:
+    stream();
+    explicit stream(const char *name);
+    T read();
+    void read(T &value);
+    void write(const T &value);
+    bool empty();
+    bool full();
+};
+}  // namespace hls
+#endif
+"""
 
 
 @dataclass(frozen=True)
@@ -107,11 +129,11 @@ def _signatures(text: str) -> dict[str, list[list[str]]]:
     return found
 
 
-def check_dataflow(project: Path, top: str, work: Path, shim: str) -> DataflowReport:
+def check_dataflow(project: Path, top: str, work: Path) -> DataflowReport:
     """Preprocess firmware/<top>.cpp as under synthesis and check its dataflow region (module docstring)."""
     prelude = work / "dataflow_prelude.h"
     prelude.write_text("#undef __SYNTHESIS__\n#include <ap_int.h>\n#define __SYNTHESIS__ 1\n")
-    (work / "dataflow_shim.h").write_text(shim)
+    (work / "dataflow_shim.h").write_text(STREAM_SHIM)
     source = project / "firmware" / f"{top}.cpp"
     cmd = [csim.compiler(), "-std=c++17", "-E", "-P", "-D__SYNTHESIS__", "-include", str(work / "dataflow_shim.h"),
            "-include", str(prelude), "-isystem", str(csim.ap_types_dir()), f"-I{project / 'firmware'}", str(source)]

@@ -54,7 +54,7 @@ from pathlib import Path
 from hqflow.errors import UserError
 from hqflow.export import csim
 from hqflow.export.hls import memory
-from hqflow.export.hls.dataflow_check import DataflowReport, check_dataflow
+from hqflow.export.hls.dataflow_check import STREAM_SHIM, DataflowReport, check_dataflow
 
 # the project Makefile's flags (hls_templates/project/Makefile.j2: CXXFLAGS' language, -Wall -Wextra, AP_QUIET)
 MAKEFILE_FLAGS = ("-std=c++17", "-Wall", "-Wextra", "-Wno-uninitialized", "-Wno-maybe-uninitialized")
@@ -79,28 +79,6 @@ STATIC_RUNTIME = frozenset({"__cxa_atexit", "__dso_handle"})
 ALLOWED_HEADERS = frozenset({"ap_int.h", "ap_fixed.h", "hls_stream.h", "hls_math.h", "ap_axi_sdata.h", "cstdint",
                              "stdint.h", "cstddef", "stddef.h", "climits", "limits.h", "cstring", "string.h",
                              "type_traits", "limits"})
-
-# The open-source hls_stream.h is a C-simulation model (a std::deque, typeid for its name: it does not
-# compile under -fno-rtti). The check compiles the firmware against this stand-in instead, the channel
-# operations an HLS tool implements itself, declared and never defined: each read, write and empty test
-# is an undefined symbol of the object, accounted for as a "stream channel".
-STREAM_SHIM = """#ifndef X_HLS_STREAM_SIM_H
-#define X_HLS_STREAM_SIM_H
-namespace hls {
-template <class T>
-class stream {
-  public:
-    stream();
-    explicit stream(const char *name);
-    T read();
-    void read(T &value);
-    void write(const T &value);
-    bool empty();
-    bool full();
-};
-}  // namespace hls
-#endif
-"""
 
 _KINDS = (  # (kind, pattern on the demangled name), first match wins
     ("heap", r"^operator (new|delete)|^(malloc|calloc|realloc|free|aligned_alloc|posix_memalign|alloca)$"
@@ -450,6 +428,6 @@ def check_firmware(export: str | Path, variants=tuple(VARIANTS)) -> Report:
         raise UserError(f"{project / 'firmware'}: {len(tops)} *_top.cpp files, expected one; export the project again")
     with tempfile.TemporaryDirectory(prefix="hqflow_static_") as tmp:
         reports = tuple(_check_variant(project, sources, v, Path(tmp), f"{tops[0]}_top") for v in variants)
-        flow = check_dataflow(project, f"{tops[0]}_top", Path(tmp), STREAM_SHIM)
+        flow = check_dataflow(project, f"{tops[0]}_top", Path(tmp))
     account = json.loads((project / "memory.json").read_text()) if (project / "memory.json").is_file() else None
     return Report(str(project), tuple(p.name for p in sources), reports, flow, account)

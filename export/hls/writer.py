@@ -185,7 +185,9 @@ def write_project(graph: DeployGraph, out: str | Path, frames: np.ndarray, label
         context = {"name": options.name, "options": options, "nodes": views, "T": graph.time_steps, **summary,
                    "meta": graph.meta, "flow": flow, "schedule": schedule,
                    "cores": {core.node: core for core in schedule.cores}}
-        memory.save(memory.account(views, flow, options.part), tmp / "memory.json")
+        account = memory.account(views, flow, options.part)
+        memory.save(account, tmp / "memory.json")
+        summary["memory"] = memory.account_lines(account, top=0)[0]
         for template, target in (("Makefile.j2", "Makefile"), ("build_prj.tcl.j2", "build_prj.tcl"),
                                  ("README.md.j2", "README.md")):
             (tmp / target).write_text(env.get_template(template).render(context))

@@ -24,7 +24,7 @@ from hqflow.io import atomic_text
 from hqflow.ir import DeployGraph
 from hqflow.sim.run import run as sim_run
 
-__all__ = ["CORES", "TESTBENCH", "cycle_lines", "cycle_report", "plan", "write"]
+__all__ = ["CORES", "TESTBENCH", "cycle_lines", "cycle_report", "plan", "render_top", "write"]
 
 TESTBENCH = "tb/hqflow_stream_tb.cpp"
 CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_lif_unit.v", "hqflow_window.v",
@@ -43,6 +43,20 @@ def elements(graph: DeployGraph, node, values: np.ndarray) -> np.ndarray:
     return np.moveaxis(flat, 0, -1)
 
 
+def stream_offsets(schedule) -> dict[str, int]:
+    """Each stream's first bit in the top's debug bus (every stream's words side by side, in order)."""
+    offsets, at = {}, 0
+    for st in schedule.streams:
+        offsets[st.ident], at = at, at + st.width
+    return offsets
+
+
+def render_top(schedule, env) -> str:
+    """hqflow_top.v: the schedule rendered by stream_top.v.j2."""
+    width = sum(st.width for st in schedule.streams)
+    return env.get_template("stream_top.v.j2").render(s=schedule, dbg_width=width, frame_elements=math.prod(schedule.frame))
+
+
 FIT_SHARE = 0.8  # the folding keeps every resource's estimate within this share of --part's capacity
 
 
@@ -55,12 +69,9 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
     for core in schedule.cores:
         for name, text in core.files.items():
             atomic_text(out / "mem" / name, text)
-    offsets, at = {}, 0
-    for st in schedule.streams:
-        offsets[st.ident], at = at, at + st.width
+    offsets = stream_offsets(schedule)
     frame_elements = math.prod(schedule.frame)
-    atomic_text(out / "hqflow_top.v", env.get_template("stream_top.v.j2").render(
-        s=schedule, dbg_width=at, frame_elements=frame_elements))
+    atomic_text(out / "hqflow_top.v", render_top(schedule, env))
 
     compared = [node for node in graph.nodes if not stream.STREAM_OPS[node.op].logits]
     index = {st.ident: k for k, st in enumerate(schedule.streams)}

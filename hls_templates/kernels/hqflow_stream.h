@@ -13,14 +13,29 @@
 
 namespace hqflow {
 
-/** Value t (BITS bits) of a T-step word. */
+/** Value t (BITS bits, at most 64) of a T-step word. */
 template <unsigned BITS, class W>
 inline unsigned long long value_at(const W &word, unsigned t) {
-    if (W::width <= 64) {
-        const unsigned long long mask = BITS >= 64 ? ~0ULL : (1ULL << (BITS % 64)) - 1;
-        return (word.to_uint64() >> (t * BITS % 64)) & mask;
+    const unsigned long long mask = BITS >= 64 ? ~0ULL : (1ULL << (BITS % 64)) - 1;
+    if (W::width <= 64) return (word.to_uint64() >> (t * BITS % 64)) & mask;
+    return W(word >> (t * BITS)).to_uint64() & mask;
+}
+
+/** Every value of a T-step word at once: values[t] = value t (BITS bits, at most 64), the word read in
+ *  64-bit limbs (a wide word, such as T event counts, without a wide shift per value). */
+template <unsigned BITS, unsigned T, class W>
+inline void unpack(const W &word, unsigned long long values[T]) {
+    const unsigned LIMBS = (W::width + 63) / 64;
+    const unsigned long long mask = BITS >= 64 ? ~0ULL : (1ULL << (BITS % 64)) - 1;
+    unsigned long long limb[LIMBS + 1];
+    for (unsigned k = 0; k < LIMBS; k++) limb[k] = W::width <= 64 ? word.to_uint64() : W(word >> (64 * k)).to_uint64();
+    limb[LIMBS] = 0;
+    for (unsigned t = 0; t < T; t++) {
+        const unsigned at = t * BITS, shift = at % 64;
+        unsigned long long value = limb[at / 64] >> shift;
+        if (shift + BITS > 64) value |= limb[at / 64 + 1] << ((64 - shift) % 64);
+        values[t] = value & mask;
     }
-    return word.range(t * BITS + BITS - 1, t * BITS).to_uint64();
 }
 
 /** Sets value t (BITS bits, value < 2^BITS) of a T-step word whose other bits of that value are 0. */
@@ -30,7 +45,7 @@ inline void set_value(W &word, unsigned t, unsigned long long value) {
         word = word.to_uint64() | (value << (t * BITS % 64));
         return;
     }
-    word.range(t * BITS + BITS - 1, t * BITS) = value;
+    word |= W(value) << (t * BITS);
 }
 
 // Where a kernel's large array goes (a config's `storage` typedef, chosen by the schedule): the kernel
@@ -93,7 +108,7 @@ void trace(int node, hls::stream<W> &s, unsigned steps, unsigned bits, unsigned 
     for (unsigned t = 0; t < steps; t++) {
         for (unsigned e = 0; e < n; e++) {
             const unsigned at = pixels ? (e % channels) * pixels + e / channels : e;
-            values[at] = static_cast<long long>(words[e].range(t * bits + bits - 1, t * bits).to_uint64());
+            values[at] = static_cast<long long>(W(words[e] >> (t * bits)).to_uint64() & (bits >= 64 ? ~0ULL : (1ULL << bits) - 1));
         }
         trace_hook()(node, t, values.data(), n);
     }

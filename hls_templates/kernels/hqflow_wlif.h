@@ -115,10 +115,23 @@ void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename
                             const typename CONFIG::in_word_t &word = line[slot][(x + j - PAD) * C + c];
                             if (word == 0) continue;
                             const rom_word_t *row = w[(c * K + i) * K + j];
-                            for (unsigned t = 0; t < T; t++) {
-                                const unsigned long long value = value_at<IN_BITS>(word, t);
-                                if (value) accumulate_lanes<weight, group_size<CONFIG>::lanes>(acc[t], row, first, O, in_t(value));
+#if !defined(__SYNTHESIS__) && !defined(HQFLOW_AP_ARITHMETIC)
+                            const unsigned long long spikes = word.to_uint64();
+                            if (IN_BITS == 1 && (spikes & (spikes - 1)) != 0) {
+                                // the 64-bit model: spikes at several steps: the weights decoded once, added at each
+                                long long w_eff[group_size<CONFIG>::lanes] = {0};
+                                accumulate_lanes<weight, group_size<CONFIG>::lanes>(w_eff, row, first, O, in_t(1));
+                                for (unsigned t = 0; t < T; t++)
+                                    if ((spikes >> t) & 1)
+                                        for (unsigned p = 0; p < P; p++) acc[t][p] += w_eff[p];
+                                continue;
                             }
+#endif
+                            unsigned long long values[CONFIG::time_steps];
+                            unpack<IN_BITS, CONFIG::time_steps>(word, values);
+                            for (unsigned t = 0; t < T; t++)
+                                if (values[t])
+                                    accumulate_lanes<weight, group_size<CONFIG>::lanes>(acc[t], row, first, O, in_t(values[t]));
                         }
                     }
                 }

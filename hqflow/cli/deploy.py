@@ -110,6 +110,7 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
         click.echo(f"{out / 'hls'}: HLS project, testbench of {summary['samples']} samples "
                    f"({summary['trace_samples']} traced, {summary['data_bytes'] / 1e6:.1f} MB of vectors); "
                    f"run it with `hqflow csim {out}`")
+        click.echo(f"{summary['memory']} (hls/memory.json; `hqflow csim {out} --static-check` checks it)")
 
 
 @click.command(name="csim")
