@@ -120,7 +120,8 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
                    "exact 64-bit model: the same bits, slower.")
 @click.option("--static-check", is_flag=True,
               help="Instead of simulating, compile the firmware alone (-fno-exceptions -fno-rtti) and check what "
-                   "an HLS tool needs: no heap, no I/O, no library call it lacks, no recursion, fixed array sizes.")
+                   "an HLS tool needs: no heap, no I/O, no library call it lacks, no recursion, fixed array sizes, "
+                   "no static state, the top's dataflow region in canonical form; print the memory account.")
 def csim_cmd(export_dir, ap_arithmetic, static_check):
     """Compile EXPORT_DIR's HLS project with g++ and check it against the NumPy simulator's vectors.
 
