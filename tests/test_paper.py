@@ -20,7 +20,7 @@ from hqflow.search import paper
 from hqflow.search.trainer import lr_factor
 
 from conftest import CONFIGS
-from test_data import make_gesture_root
+from data_folders import make_gesture_root
 
 # the paper config of DVS128 Gesture, shrunk: 32 of the 110 fabricated training samples (29 for the
 # weights, 3 for the alphas), batch 16, T 2, 16x16 frames, one epoch of each stage
