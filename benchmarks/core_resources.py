@@ -31,7 +31,7 @@ from hqflow.export.rtl import memfiles, yosys
 from hqflow.io import atomic_text
 from hqflow.numerics import Candidate
 from hqflow.numerics.bounds import acc_bound, bits_for
-from hqflow.export.rtl.layer import CORES
+from hqflow.export.rtl.paths import CORES
 SOURCES = ["hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v"]
 FORMATS = ["fp32", "uniform-2", "uniform-4", "uniform-8", "po2-2", "po2-4", "po2z-4"]
 F, T = 4, 2  # the LIF's frac_bits and its bias shift

@@ -224,7 +224,7 @@ class TermsCore(CoreModel):
     def resources(self, graph, node, table, lanes):
         if node.op not in table.spike_ops:
             raise UserError(f"{table.path}: spike_ops has no entry for op {node.op} (node {node.name!r}); "
-                            "calibrate the table (python -m hqflow.export.rtl.calibrate)")
+                            "calibrate the table (python -m hqflow.export.rtl.dev.calibrate)")
         size = self.sizes(node)
         res = Resources()
         for term, coeff in table.spike_ops[node.op].items():

@@ -37,9 +37,9 @@ def table():
 
 def test_shipped_table_is_calibrated(table):
     assert table.family == "xc7"
-    assert not table.placeholder, "the shipped table should come from `python -m hqflow.export.rtl.calibrate`"
+    assert not table.placeholder, "the shipped table should come from `python -m hqflow.export.rtl.dev.calibrate`"
     text = fpga.DEFAULT_TABLE.read_text()
-    assert "Yosys 0.23" in text and "hqflow.export.rtl.calibrate" in text
+    assert "Yosys 0.23" in text and "hqflow.export.rtl.dev.calibrate" in text
 
 
 def test_resources_arithmetic():
@@ -189,7 +189,7 @@ HAVE_YOSYS = shutil.which("yosys") is not None
 @pytest.mark.skipif(not HAVE_YOSYS, reason="yosys not found")
 def test_table_predicts_fresh_syntheses(tmp_path, table):
     """Re-synthesize three cores (the table's own design, another seed of random weights) and compare."""
-    from hqflow.export.rtl import calibrate
+    from hqflow.export.rtl.dev import calibrate
 
     wanted = [p for p in calibrate.design() if p["kind"] in ("linear", "conv")]
     points = [wanted[1], next(p for p in wanted if p.get("format") == "uniform-2" and p.get("x_bits") == 15),

@@ -88,6 +88,17 @@ def test_imports_respect_the_layers(module):
                 assert name.split(".")[0] in STDLIB | {"numpy"}, f"{module} (sim) imports {name}"
 
 
+def test_the_product_never_imports_the_dev_tooling():
+    """hqflow.export.rtl.dev (the core tests' Verilator models, the FPGA table's calibration) is imported by
+    tests, benchmarks and itself only."""
+    dev = "hqflow.export.rtl.dev"
+    assert f"{dev}.layer" in MODULES and f"{dev}.calibrate" in MODULES
+    for module, path in MODULES.items():
+        if not module.startswith(dev):
+            found = [n for n in _imports(path, module) if n == dev or n.startswith(dev + ".")]
+            assert not found, f"{module} imports {found}"
+
+
 def test_no_import_cycles():
     graph = {m: {n for n in _imports(p, m, top_level_only=True) if n in MODULES and n != m}
              for m, p in MODULES.items()}

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from hqflow.errors import UserError
-from hqflow.export.rtl import layer, verilator
+from hqflow.export.rtl import verilator
+from hqflow.export.rtl.dev import layer
 
 from test_hls import random_layer_graph
 from conftest import EVERY_FORMAT

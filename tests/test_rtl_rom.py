@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hqflow.export.rtl import verilator
-from hqflow.export.rtl.layer import CORES
+from hqflow.export.rtl.paths import CORES
 from hqflow.export.rtl.stream_memories import memory_table
 from hqflow.resources import rom_resources, rom_tail
 from test_rtl_stream import needs_verilator

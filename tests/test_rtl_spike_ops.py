@@ -1,5 +1,5 @@
 """The spike-op Verilog cores (ssa, maxpool, add, tokens, head) under Verilator, bit for bit against
-hqflow.numerics: random inputs, several time steps, every output of every step (export/rtl/spike_ops.py).
+hqflow.numerics: random inputs, several time steps, every output of every step (export/rtl/dev/spike_ops.py).
 
 Default run: one Verilator build (every core in one model) and a few cases per core; `slow`: a second
 build at other sizes (one-channel heads, one-class groups, wide ROM lines, a 1-row map) and many more
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from hqflow.errors import UserError
-from hqflow.export.rtl import memfiles, spike_ops, verilator
+from hqflow.export.rtl import memfiles, verilator
+from hqflow.export.rtl.dev import spike_ops
 
 pytestmark = pytest.mark.rtl
 

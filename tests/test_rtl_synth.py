@@ -215,7 +215,7 @@ def _tiny_linear(folder: Path, fmt: str, x_bits: int) -> dict:
 def test_tiny_linear_core_po2_lanes_use_no_dsp(tmp_path):
     """A uniform-8 and a po2-4 lane group of hqflow_linear_lif with 4-bit inputs: the uniform lanes'
     multiply takes DSP48s (the positive control), the po2 lanes' shifts none."""
-    from hqflow.export.rtl.layer import CORES
+    from hqflow.export.rtl.paths import CORES
 
     sources = [CORES / f for f in ("hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_linear_lif.v")]
     found = {}

@@ -17,14 +17,15 @@ from hqflow import fpga
 from hqflow.cost import LayerShape, layer_shapes
 from hqflow.errors import UserError
 from hqflow.export.lower import lower
-from hqflow.export.rtl import layer, seq_ops, top
+from hqflow.export.rtl import seq_ops, top
+from hqflow.export.rtl.dev import layer
 from hqflow.fpga_cores import FPGA_CORES, core_model, layer_core
 from hqflow.ops import OPS
 from hqflow.topology import spikformer
 
 ROOT = Path(__file__).resolve().parents[1]
 # the modules that dispatch through the registries: no op's name may appear in them as a string
-DISPATCHERS = ("export/rtl/top.py", "export/rtl/layer.py", "export/rtl/estimate.py", "hqflow/fpga.py")
+DISPATCHERS = ("export/rtl/top.py", "export/rtl/dev/layer.py", "export/rtl/estimate.py", "hqflow/fpga.py")
 
 
 @pytest.fixture(scope="module")

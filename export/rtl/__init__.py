@@ -2,10 +2,9 @@
 
     verilator.py  find_verilator, build (a Verilator C++ model with its testbench), run
     memfiles.py   ROM words and LIF tables as $readmemh files (the layout of hqflow.numerics.rom)
-    layer.py      one weighted layer as a stand-alone Verilator project (the core tests): memory
-                  files, the rendered wrapper, input / golden vectors from the NumPy simulator
-    spike_ops.py  the SSA, pooling, add, tokens and head cores in one Verilator model, cases and
-                  expected values from hqflow.numerics (the core tests)
+    paths.py      where the Verilog cores and templates are (the package hqflow.rtl_templates)
+    dev/          test and calibration tooling the product never imports: one layer or the spike-op
+                  cores as Verilator projects (the core tests), the sequential cores' FPGA table
     yosys.py      find_yosys, synth (one module), synth_hierarchy (a top, per instance) -> Resources
     seq_ops.py    the layer-sequential top's cores, one SeqOp per op (module, parameters, buffer, cycles)
     top.py        the whole DeployGraph as one layer-sequential top: cores, buffers, wiring (plan_top)
@@ -14,7 +13,6 @@
                   the streaming, time-batched top (the default): schedule and folding, the StreamOp
                   interface, one StreamOp per op (the weighted ones apart), the cores' memories, the
                   resource estimate, the export and cycle report
-    calibrate.py  the sequential cores' FPGA table from synthesized cores
     diagram.py    the top's block diagram (architecture.png)
     estimate.py   resources and cycles of a top without synthesis or simulation (calibrated model)
     project.py    `hqflow export --target rtl` (the top, test vectors, Makefile, README), `hqflow

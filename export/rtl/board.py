@@ -27,7 +27,7 @@ from pathlib import Path
 from hqflow.devices import DEFAULT_TABLE
 from hqflow.errors import UserError
 from hqflow.export.rtl import board_link, pnr, verilator
-from hqflow.export.rtl.layer import CORES, TEMPLATES
+from hqflow.export.rtl.paths import CORES, TEMPLATES
 from hqflow.io import atomic_text, read_yaml
 
 __all__ = ["BOARDS_TABLE", "Board", "bitstream", "board_markdown", "find_board", "load_boards", "lpf_text",

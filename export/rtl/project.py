@@ -31,7 +31,7 @@ from hqflow.devices import DEFAULT_CLOCK_MHZ, DEFAULT_PART, family_of
 from hqflow.errors import UserError
 from hqflow.export.rtl import diagram, pnr, stream, stream_estimate, stream_project, top, verilator, yosys
 from hqflow.export.rtl.memfiles import MAX_LANES
-from hqflow.export.rtl.layer import CORES, TEMPLATES
+from hqflow.export.rtl.paths import CORES, TEMPLATES
 from hqflow.io import atomic_text, read_json
 from hqflow.ir import DeployGraph
 from hqflow.sim.run import run as sim_run

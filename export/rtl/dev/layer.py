@@ -12,7 +12,6 @@ cases share one Verilator build (one model), selected at run time.
 from __future__ import annotations
 
 import re
-from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import jinja2
 import numpy as np
 
 from hqflow.export.rtl import memfiles, top, verilator
+from hqflow.export.rtl.paths import CORES, TEMPLATES
 from hqflow.export.rtl.seq_ops import SEQ_MODULES, seq_op
 from hqflow.io import atomic_text
 from hqflow.ir import DeployGraph, Node
@@ -31,9 +31,6 @@ __all__ = ["CORES", "LayerCase", "TEMPLATES", "build_layers", "expected_cycles",
 CORE_FILES = ("hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_linear_lif.v", "hqflow_conv_lif.v")
 
 
-# the Verilog cores, testbenches and Jinja templates, found through the package hqflow.rtl_templates
-TEMPLATES = Path(str(resources.files("hqflow.rtl_templates")))
-CORES = TEMPLATES / "cores"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Calibrate the FPGA resource table (hqflow/tables/fpga_xc7.yaml) from Yosys syntheses of the RTL cores.
 
-    python -m hqflow.export.rtl.calibrate -o hqflow/tables/fpga_xc7.yaml [--cache DIR] [--family xc7]
+    python -m hqflow.export.rtl.dev.calibrate -o hqflow/tables/fpga_xc7.yaml [--cache DIR] [--family xc7]
 
 A small design of experiments, each point one `synth_xilinx -family xc7` run (export/rtl/yosys.py, out of
 context) of a core with random weight codes of its format and random LIF tables in memory files:
@@ -38,7 +38,7 @@ import numpy as np
 
 from hqflow import fpga, numerics
 from hqflow.export.rtl import memfiles, yosys
-from hqflow.export.rtl.layer import CORES
+from hqflow.export.rtl.paths import CORES
 from hqflow.export.rtl.seq_ops import SCHEME_CODE
 from hqflow.io import atomic_text
 from hqflow.numerics import Candidate
@@ -336,7 +336,7 @@ def yaml_text(coeffs: dict, header: dict) -> str:
         "(out of context)",
         f"# Date: {header['date']};  {header['points']} of the {len(design())} points of design() "
         f"({header['seconds']:.0f} s, cached by point)",
-        "# Points: export/rtl/calibrate.py design(): memories (ROM / RAM widths x depths), hqflow_linear_lif",
+        "# Points: export/rtl/dev/calibrate.py design(): memories (ROM / RAM widths x depths), hqflow_linear_lif",
         "# (N 8, C 32, O 32) at lanes 4/8/16, accumulator / membrane widths, formats x input widths 1/2/15,",
         "# larger C and N; hqflow_conv_lif (C 4, 6x6, O 16); hqflow_head; hqflow_add / maxpool / ssa.",
         "# lut counts LUT1..LUT6 and LUT RAM (RAM32M = 4 LUTs); bram = RAMB36 + RAMB18 / 2.",
@@ -401,7 +401,7 @@ def run(out: Path, cache: Path = DEFAULT_CACHE, family: str = "xc7", points: lis
             print(f"[{i + 1}/{len(points)}] {json.dumps(p)}", file=sys.stderr, flush=True)
     coeffs = fit(results, DEFAULT_MEMORY)
     version = subprocess.run([str(yosys.find_yosys()), "-V"], capture_output=True, text=True).stdout.strip()
-    command = f"python -m hqflow.export.rtl.calibrate -o {out}" + (" --cached-only" if cached_only else "")
+    command = f"python -m hqflow.export.rtl.dev.calibrate -o {out}" + (" --cached-only" if cached_only else "")
     header = {"command": command, "yosys": version, "family": family,
               "date": datetime.date.today().isoformat(), "points": len(points),
               "seconds": time.perf_counter() - t0}

@@ -23,7 +23,7 @@ import numpy as np
 
 from hqflow import numerics
 from hqflow.export.rtl import memfiles, top, verilator
-from hqflow.export.rtl.layer import TEMPLATES
+from hqflow.export.rtl.paths import TEMPLATES
 from hqflow.io import atomic_text
 from hqflow.sim.run import EXECUTORS
 
