@@ -36,7 +36,7 @@ from hqflow.export.rtl.pnr import ROUTERS
                    "(LUT, FF, DSP, BRAM36, URAM).")
 @click.option("--clock-mhz", type=POSITIVE, default=DEFAULT_CLOCK_MHZ, show_default=True,
               help="The target clock: hls: build_prj.tcl's create_clock (period 1000 / MHz ns); rtl: the latency "
-                   "figures of `hqflow rtlsim`.")
+                   "figures of `hqflow rtlsim`; hls and rtl (stream): the clock --target-fps counts cycles at.")
 @click.option("--arch", type=click.Choice(["stream", "sequential"]), default="stream", show_default=True,
               help="rtl: stream: a streaming pipeline, all T steps of a neuron together, every layer its own core; "
                    "sequential: one core at a time, time step by time step (the first architecture).")
