@@ -32,14 +32,14 @@ def time_major(graph, views) -> dict:
     rows = []
     for view, node in zip(views, graph.nodes):
         if node.op not in ("input", "head", "tokens"):
-            rows.append(memory._entry(node.name, "out", "ram", view.bits, math.prod(node.shape), "auto"))
+            rows.append(memory.entry(node.name, "out", "ram", view.bits, math.prod(node.shape), "auto"))
         if "v_bits" in node.attrs:
-            rows.append(memory._entry(node.name, "v", "ram", int(node.attrs["v_bits"]), math.prod(node.shape), "auto"))
+            rows.append(memory.entry(node.name, "v", "ram", int(node.attrs["v_bits"]), math.prod(node.shape), "auto"))
         if node.op == "conv_lif":
-            rows.append(memory._entry(node.name, "acc", "ram", int(node.attrs["acc_bits"]), math.prod(node.shape),
+            rows.append(memory.entry(node.name, "acc", "ram", int(node.attrs["acc_bits"]), math.prod(node.shape),
                                       "auto"))
         for table in view.tables:
-            rows.append(memory._entry(node.name, table.field, "rom", memory.TABLE_BITS[str(table.ctype)],
+            rows.append(memory.entry(node.name, table.field, "rom", memory.TABLE_BITS[str(table.ctype)],
                                       table.values.size, "rom"))
     return {"bits": sum(r.bits for r in rows if r.where != "lut"), "bram36": sum(r.bram18 for r in rows) / 2}
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from hqflow.devices import find_device
 from hqflow.export.hls.ops import LUTRAM_BITS
 
-__all__ = ["BRAM18_SHAPES", "Entry", "account", "account_lines", "bram18", "uram288"]
+__all__ = ["BRAM18_SHAPES", "Entry", "account", "account_lines", "bram18", "entries", "entry", "place", "save", "uram288"]
 
 BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))  # (width, depth)
 FIT_SHARE = 0.8  # as the RTL folding's: every memory resource within 80 % of the part's
@@ -57,7 +57,9 @@ class Entry:
         return self.width * self.depth
 
 
-def _entry(owner: str, name: str, kind: str, width: int, depth: int, storage: str) -> Entry:
+def entry(owner: str, name: str, kind: str, width: int, depth: int, storage: str) -> Entry:
+    """An array, table or stream mapped by the rules of the module docstring (storage: as Array.storage,
+    or "srl" for a stream in shift registers)."""
     if storage in ("lutram", "srl") or (storage in ("auto", "rom") and width * depth <= LUTRAM_BITS):
         return Entry(owner, name, kind, width, depth, "lut", 0, 0)
     if storage == "uram":
@@ -73,11 +75,11 @@ def entries(views, flow) -> list[Entry]:
     found = []
     for view in views:
         for table in view.tables:  # a constant array [rows][words]: rows x words words of its C type
-            found.append(_entry(view.name, table.field, "rom", TABLE_BITS[str(table.ctype)], table.values.size, "rom"))
+            found.append(entry(view.name, table.field, "rom", TABLE_BITS[str(table.ctype)], table.values.size, "rom"))
         for array in view.arrays:
-            found.append(_entry(view.name, array.name, "ram", array.width, array.depth, array.storage))
+            found.append(entry(view.name, array.name, "ram", array.width, array.depth, array.storage))
     for st in flow.streams:
-        found.append(_entry("stream", st.name, "fifo", st.width, st.depth, st.storage))
+        found.append(entry("stream", st.name, "fifo", st.width, st.depth, st.storage))
     return found
 
 

@@ -88,9 +88,9 @@ def build_ssa(ctx: OpContext) -> Emitted:
     p, t = ctx.params, ctx.graph.time_steps
     lif, lif_tables = _lif_fields(ctx)
     head_dim = p["D"] // p["HEADS"]
-    kv_t = cpp_types.uint_for(p["N"])
+    kv_bits = cpp_types.value_bits(p["N"])  # k^T v counts: at most N
+    kv_t = cpp_types.ap_uint(kv_bits)
     parallel = head_dim // p.get("SPLIT", 1)
-    kv_bits = int(kv_t[len("ap_uint<"):-1])
     where = storage(ctx, t * p["N"] * p["D"] + t * p["D"] * head_dim * kv_bits)
     config = SsaConfig(**lif, word_t=_word(ctx, 1), acc_t=cpp_types.ap_int(ctx.node.attrs["acc_bits"]), kv_t=kv_t,
                        storage=STORAGE[where], tokens=p["N"], dim=p["D"], num_heads=p["HEADS"], head_dim=head_dim,
