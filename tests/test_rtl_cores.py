@@ -11,6 +11,7 @@ formula in each core's header.
 from __future__ import annotations
 
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -149,3 +150,23 @@ def test_random_layers_every_format(tmp_path, part):
     cases = _project(tmp_path, 100 + part, specs)
     exe = layer.build_layers(tmp_path, workdir=tmp_path / "build")
     _check(cases, *layer.run_layers(exe, tmp_path))
+
+
+# the elaboration-time checks of the sequential cores: a size of 0 or a width out of range stops the model
+# at time 0, naming the core and the parameter (one model of each core, built with --binary)
+BAD_PARAMETERS = [("hqflow_linear_lif", {"N": 0}, "hqflow_linear_lif: sizes N 0 C 1 O 1 P 1 T 1 X_BITS 1 must be >= 1"),
+                  ("hqflow_conv_lif", {"BITS": 40}, "hqflow_conv_lif: BITS 40 (1..32), ACC_BITS 32 (1..64), V_BITS 64")]
+
+
+@needs_verilator
+@pytest.mark.parametrize(("module", "params", "message"), BAD_PARAMETERS, ids=[m for m, _, _ in BAD_PARAMETERS])
+def test_sequential_cores_check_their_parameters(tmp_path, module, params, message):
+    from hqflow.export.rtl.paths import CORES
+
+    sources = [CORES / f"{name}.v" for name in (module, "hqflow_lif", "hqflow_lanes", "hqflow_weight_rom", "hqflow_ram")]
+    build = subprocess.run([str(verilator.find_verilator()), "--binary", "-Wno-fatal", "--top-module", module,
+                            *(f"-G{key}={value}" for key, value in params.items()), *map(str, sources), "-o", "sim"],
+                           cwd=tmp_path, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    run = subprocess.run([str(tmp_path / "obj_dir" / "sim")], capture_output=True, text=True)
+    assert run.returncode != 0 and message in run.stdout + run.stderr, run.stdout[-1000:] + run.stderr[-1000:]

@@ -20,9 +20,9 @@
 // Cycles per time step (start to done), nnz the nonzero inputs of the step:
 //   cycles = C*H*W + nnz * (9*G + 1) + H*W*G + 4
 module hqflow_conv_lif #(
-    parameter C = 1, H = 1, W = 1, O = 1, P = 1,
-    parameter BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
-    parameter X_BITS = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
+    parameter integer C = 1, H = 1, W = 1, O = 1, P = 1,
+    parameter integer BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
+    parameter integer X_BITS = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
     parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem"
 ) (
     input  wire clk,
@@ -36,6 +36,12 @@ module hqflow_conv_lif #(
     output reg  [31:0] s_addr,
     output reg  [P-1:0] s_data
 );
+    initial begin  // elaboration-time checks of the parameters
+        if (C < 1 || H < 1 || W < 1 || O < 1 || P < 1 || T < 1 || X_BITS < 1)
+            $error("hqflow_conv_lif: sizes C %0d H %0d W %0d O %0d P %0d T %0d X_BITS %0d must be >= 1", C, H, W, O, P, T, X_BITS);
+        if (BITS < 1 || BITS > 32 || ACC_BITS < 1 || ACC_BITS > 64 || V_BITS < 2 || V_BITS > 64)
+            $error("hqflow_conv_lif: BITS %0d (1..32), ACC_BITS %0d (1..64), V_BITS %0d (2..64)", BITS, ACC_BITS, V_BITS);
+    end
     localparam LANES_W = 64 / BITS;
     localparam KW = P > LANES_W ? P / LANES_W : 1;
     localparam GPW = LANES_W * KW / P;

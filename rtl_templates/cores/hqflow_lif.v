@@ -7,7 +7,7 @@
 // Charge and fire are combinational always blocks; the reset is the caller's registered write of
 // `v_next` (hqflow_linear_lif / hqflow_conv_lif). `define HQFLOW_MUT_LIF_GT (a mutation control)
 // turns the comparison h >= thr into h > thr.
-module hqflow_lif #(parameter P = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1) (
+module hqflow_lif #(parameter integer P = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1) (
     input  wire first,
     input  wire [P*ACC_BITS-1:0] acc,
     input  wire [P*V_BITS-1:0] v,

@@ -16,9 +16,9 @@
 // Cycles per time step (start to done), nnz_n the nonzero inputs of token n, nnz = sum nnz_n:
 //   cycles = N * (C + G + 2) + nnz * (G + 1) + 2
 module hqflow_linear_lif #(
-    parameter N = 1, C = 1, O = 1, P = 1,
-    parameter BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
-    parameter X_BITS = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
+    parameter integer N = 1, C = 1, O = 1, P = 1,
+    parameter integer BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
+    parameter integer X_BITS = 1, ACC_BITS = 32, V_BITS = 64, F = 0, T = 1,
     parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", THR_FILE = "thr.mem", SIGN_FILE = "sign.mem"
 ) (
     input  wire clk,
@@ -32,6 +32,12 @@ module hqflow_linear_lif #(
     output reg  [31:0] s_addr,
     output reg  [P-1:0] s_data
 );
+    initial begin  // elaboration-time checks of the parameters
+        if (N < 1 || C < 1 || O < 1 || P < 1 || T < 1 || X_BITS < 1)
+            $error("hqflow_linear_lif: sizes N %0d C %0d O %0d P %0d T %0d X_BITS %0d must be >= 1", N, C, O, P, T, X_BITS);
+        if (BITS < 1 || BITS > 32 || ACC_BITS < 1 || ACC_BITS > 64 || V_BITS < 2 || V_BITS > 64)
+            $error("hqflow_linear_lif: BITS %0d (1..32), ACC_BITS %0d (1..64), V_BITS %0d (2..64)", BITS, ACC_BITS, V_BITS);
+    end
     localparam LANES_W = 64 / BITS;
     localparam KW = P > LANES_W ? P / LANES_W : 1;
     localparam GPW = LANES_W * KW / P;
