@@ -31,11 +31,11 @@ def time_major(graph, views) -> dict:
 
     rows = []
     for view, node in zip(views, graph.nodes):
-        if node.op not in ("input", "head", "tokens"):
+        if view.template is not None and view.word_type is not None:  # a process with an output of its own
             rows.append(memory.entry(node.name, "out", "ram", view.bits, math.prod(node.shape), "auto"))
         if "v_bits" in node.attrs:
             rows.append(memory.entry(node.name, "v", "ram", int(node.attrs["v_bits"]), math.prod(node.shape), "auto"))
-        if node.op == "conv_lif":
+        if "acc_bits" in node.attrs and len(node.shape) == 3:  # a [O][H][W] accumulator (the scattering conv)
             rows.append(memory.entry(node.name, "acc", "ram", int(node.attrs["acc_bits"]), math.prod(node.shape),
                                       "auto"))
         for table in view.tables:

@@ -180,3 +180,20 @@ def rom_tail(width_bits: int, depth: int, table) -> int:
     tails = [depth - head for head in range(ROM_BLOCK_LINES, depth, ROM_BLOCK_LINES)
              if head % (1 << (depth - head - 1).bit_length()) == 0]
     return min([0, *tails], key=lambda tail: (cost(tail), tail != 0))  # a tie keeps the ROM whole
+
+
+def ultra_moves(moves, bram36: float, uram: float, bram_limit: float, uram_limit: float
+                ) -> tuple[list, float, float]:
+    """Where block RAM runs short, which memories move to UltraRAM: `moves` [(BRAM36 freed, URAM288 taken,
+    key)], the most BRAM36 freed per URAM288 taken first (then the most freed, then the key), each taken
+    while block RAM is over bram_limit and if URAM stays within uram_limit. Returns (the keys moved, the
+    BRAM36 and URAM288 after). The RTL folding's placement (its cores) and the HLS memory account's (its
+    arrays and FIFOs) both choose by it."""
+    moved = []
+    for freed, taken, key in sorted(moves, key=lambda m: (-m[0] / m[1], -m[0], m[2])):
+        if bram36 <= bram_limit:
+            break
+        if uram + taken <= uram_limit:
+            bram36, uram = bram36 - freed, uram + taken
+            moved.append(key)
+    return moved, bram36, uram

@@ -8,6 +8,7 @@ puts CTypes into the templates verbatim.
 from __future__ import annotations
 
 from hqflow import numerics
+from hqflow.export.rtl.stream_base import value_bits  # the bits of a stream's values, defined once
 
 
 class CType(str):
@@ -40,12 +41,7 @@ def ap_uint(width: int) -> CType:
 
 def uint_for(max_value: int) -> CType:
     """The narrowest unsigned type holding [0, max_value] (at least 1 bit)."""
-    return ap_uint(max(1, int(max_value).bit_length()))
-
-
-def value_bits(max_value: int) -> int:
-    """Bits of the unsigned values 0..max_value (at least 1): a stream's values (T of them a word)."""
-    return max(1, int(max_value).bit_length())
+    return ap_uint(value_bits(max_value))
 
 
 def value_type(max_value: int) -> CType:

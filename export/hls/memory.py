@@ -4,8 +4,8 @@ the block RAM / UltraRAM it maps to by Vitis' rules, against the device table of
 Rules (Vitis HLS, UG1399; the 7 series / UltraScale+ memory primitives):
   * a BRAM18K is 18 Kb in one of the aspect ratios 16K x 1, 8K x 2, 4K x 4, 2K x 9, 1K x 18, 512 x 36; an
     array of W-bit words, D deep takes the fewest of any one ratio: ceil(W / w) ceil(D / d);
-  * a URAM288 is 4K words of 72 bits: ceil(W / 72) ceil(D / 4096) (narrow words side by side, as
-    BIND_STORAGE impl=uram packs them);
+  * a URAM288 is 4K words of 72 bits: ceil(W / 72) ceil(D / 4096) (a narrower word still takes a row:
+    BIND_STORAGE impl=uram does not pack words side by side; Yosys' inference, hqflow.resources, does);
   * a stream (FIFO) of at most 1,024 bits (width x depth) is a shift register in LUTs (config_storage fifo:
     auto-SRL up to 1,024 bits); a larger one a RAM as above, in block RAM (or UltraRAM where bound);
   * an array the kernel binds (BIND_STORAGE: the config's `storage`) goes where it says; a constant table
@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 from hqflow.devices import find_device
 from hqflow.export.hls.ops import LUTRAM_BITS
+from hqflow.resources import ultra_moves
 
 __all__ = ["BRAM18_SHAPES", "Entry", "account", "account_lines", "bram18", "entries", "entry", "place", "save", "uram288"]
 
@@ -99,15 +100,10 @@ def place(views, flow, part: str) -> tuple[frozenset[str], frozenset[str]]:
         if e.where == "bram" and (e.kind == "fifo" or (e.owner, e.name) in bindable):
             taken = uram288(e.width, e.depth)
             if e.bram18 / 2 >= taken > 0:
-                moves.append((e.bram18 / 2 / taken, e.bram18 / 2, taken, e.owner, e.name))
-    nodes, streams = set(), set()
-    for _, freed, taken, owner, name in sorted(moves, key=lambda m: (-m[0], -m[1], m[3], m[4])):
-        if bram36 <= FIT_SHARE * device.bram36:
-            break
-        if uram + taken <= FIT_SHARE * device.uram:
-            bram36, uram = bram36 - freed, uram + taken
-            (streams.add(name) if owner == "stream" else nodes.add(owner))
-    return frozenset(nodes), frozenset(streams)
+                moves.append((e.bram18 / 2, taken, (e.owner, e.name)))
+    moved, _, _ = ultra_moves(moves, bram36, uram, FIT_SHARE * device.bram36, FIT_SHARE * device.uram)
+    return (frozenset(owner for owner, _ in moved if owner != "stream"),
+            frozenset(name for owner, name in moved if owner == "stream"))
 
 
 def account(views, flow, part: str) -> dict:

@@ -134,10 +134,11 @@ def render_firmware(graph: DeployGraph, out: Path, options: HlsOptions, schedule
 
 
 def write_testbench(graph: DeployGraph, out: Path, frames: np.ndarray, labels: np.ndarray, trace_samples: int,
-                    options: HlsOptions, views: list[NodeView], batch_size: int = 32) -> dict:
+                    options: HlsOptions, views: list[NodeView], batch_size: int = 32, simulated=None) -> dict:
     """tb/: the testbench and its vectors; frames int [S, T, C, H, W] run through the NumPy simulator,
     every node's output but the head's of the first trace_samples samples at every step kept as golden
-    trace (in the node's own layout: the C simulation's trace reads each stream back into it)."""
+    trace (in the node's own layout: the C simulation's trace reads each stream back into it).
+    simulated: (logits, trace) of every frame, when the caller has run them already (else batch by batch)."""
     env = environment()
     data = out / "tb" / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -150,7 +151,11 @@ def write_testbench(graph: DeployGraph, out: Path, frames: np.ndarray, labels: n
         for start in range(0, len(frames), batch_size):
             batch = frames[start:start + batch_size]
             traced_here = range(min(len(batch), max(0, trace_samples - start)))  # batch indices to trace
-            logits, trace = run(graph, batch, trace=len(traced_here) > 0)
+            if simulated is None:
+                logits, trace = run(graph, batch, trace=len(traced_here) > 0)
+            else:
+                logits = simulated[0][start:start + batch_size]
+                trace = {name: values[:, start:start + batch_size] for name, values in simulated[1].items()}
             correct += int((numerics.argmax_first(logits) == labels[start:start + batch_size]).sum())
             np.savetxt(f_in, batch.reshape(len(batch), -1), fmt="%d")
             np.savetxt(f_logits, logits, fmt="%d")
@@ -178,9 +183,10 @@ def write_project(graph: DeployGraph, out: str | Path, frames: np.ndarray, label
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        schedule = schedule_of(graph, options, run(graph, frames, trace=True)[1])
+        simulated = run(graph, frames, trace=True)  # the schedule's input rates and the golden vectors
+        schedule = schedule_of(graph, options, simulated[1])
         views, flow = render_firmware(graph, tmp, options, schedule)
-        summary = write_testbench(graph, tmp, frames, labels, trace_samples, options, views)
+        summary = write_testbench(graph, tmp, frames, labels, trace_samples, options, views, simulated=simulated)
         env = environment()
         context = {"name": options.name, "options": options, "nodes": views, "T": graph.time_steps, **summary,
                    "meta": graph.meta, "flow": flow, "schedule": schedule,

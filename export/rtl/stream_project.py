@@ -21,6 +21,7 @@ import numpy as np
 from hqflow.devices import FIT_RESOURCES, family_of, find_device
 from hqflow.export.rtl import pnr, stream, stream_estimate, top
 from hqflow.io import atomic_text
+from hqflow.resources import ultra_moves
 from hqflow.ir import DeployGraph
 from hqflow.sim.run import run as sim_run
 
@@ -151,14 +152,8 @@ def part_fit(options):
                 ultra = stream_estimate.core_resources(core.module, {**core.params, "ULTRA": 1}, table, family)
                 if now.bram - ultra.bram >= ultra.uram - now.uram > 0:
                     moves.append((now.bram - ultra.bram, ultra.uram - now.uram, core.node))
-        placed = set()
-        for freed, taken, node in sorted(moves, key=lambda m: (-m[0] / m[1], -m[0], m[2])):
-            if total["bram"] <= limit["bram"]:
-                break
-            if total["uram"] + taken <= limit["uram"]:
-                total["bram"] -= freed
-                total["uram"] += taken
-                placed.add(node)
+        placed, total["bram"], total["uram"] = ultra_moves(moves, total["bram"], total["uram"], limit["bram"],
+                                                           limit["uram"])
         return frozenset(placed), all(total[key] <= limit[key] for key in limit)
 
     return place, estimate
