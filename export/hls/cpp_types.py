@@ -8,7 +8,7 @@ puts CTypes into the templates verbatim.
 from __future__ import annotations
 
 from hqflow import numerics
-from hqflow.export.rtl.stream_base import value_bits  # the bits of a stream's values, defined once
+from hqflow.numerics import value_bits  # noqa: F401  (the bits of a stored value; ops.py reads it here)
 
 
 class CType(str):

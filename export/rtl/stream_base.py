@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hqflow.export.rtl import memfiles
+from hqflow.numerics import value_bits
 from hqflow.export.rtl.stream_memories import Memory
 from hqflow.export.rtl.top import SCHEME_CODE, _ident
 from hqflow.ir import DeployGraph, Node
@@ -49,11 +50,6 @@ def mul_latency(x_bits: int, x_max: int | None) -> int:
 def selects(x_bits: int, x_max: int | None) -> bool:
     """Inputs in {0, 1, 2} (a residual sum of two spike maps): hqflow_stream_wlif.v selects 0, w or 2 w."""
     return x_bits == 2 and x_max is not None and x_max <= 2
-
-
-def value_bits(value_max: int) -> int:
-    """Bits of the unsigned values 0..value_max (at least 1)."""
-    return max(1, int(value_max).bit_length())
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from hqflow.numerics.folding import LifConsts
 
 __all__ = ["FLOAT64_EXACT", "INT64_MAX", "abs_max", "acc_bound", "bits_for", "check_int64", "membrane_bits",
-    "round_half_up", "ssa_bound"]
+           "round_half_up", "ssa_bound", "value_bits"]
 
 FLOAT64_EXACT = 2**53  # every integer of magnitude <= 2^53 is a float64
 INT64_MAX = 2**63 - 1
@@ -48,6 +48,16 @@ def round_half_up(x):
         raise ValueError("round_half_up: a value outside int64's range, or not finite")
     floor = np.floor(x)
     return (floor + (x - floor >= 0.5)).astype(np.int64)
+
+
+def value_bits(value_max: int) -> int:
+    """Bits of the unsigned values 0..value_max (at least 1): a stored value's width (a stream's values,
+    an ap_uint's width).
+
+    >>> value_bits(0), value_bits(1), value_bits(255), value_bits(256)
+    (1, 1, 8, 9)
+    """
+    return max(1, int(value_max).bit_length())
 
 
 def bits_for(lo: int, hi: int) -> int:
