@@ -1,8 +1,9 @@
-"""Bit-accurate execution of a DeployGraph with NumPy alone (every integer op from hqflow.numerics).
+"""Bit-accurate execution of a DeployGraph with NumPy alone: each node's op executes it (Op.execute,
+hqflow.ops), every integer op from hqflow.numerics.
 
 Node by node over whole sequences: a value is an integer array [T, B, *shape]; a LIF node
 computes the accumulators of all T steps at once, then runs its membrane over the steps
-(numerics.lif_run). Products use exact float BLAS where a bound proves them exact (sim/fast.py).
+(numerics.lif_run). Products use exact float BLAS where a bound proves them exact (numerics/fast.py).
 
     run(graph, frames [B, T, 2, H, W] ints) -> logits int64 [B, classes]   (and, on request, a trace
                                                                             {node: [T, B, *shape]})
@@ -13,59 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from hqflow import numerics
-from hqflow.ir import DeployGraph, Node
-from hqflow.ops import check_backend
-from hqflow.ops.common import lif_consts
-from hqflow.sim import fast
-
-
-def _conv_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
-    """One step's convolution at a time (a generator into lif_run): the working arrays stay one
-    step large, which the allocator reuses, instead of T times larger."""
-    w_eff = graph.w_eff(node)
-    acc_seq = (fast.conv2d_acc(x_t, w_eff, padding=int(node.attrs["padding"])) for x_t in x)
-    return numerics.lif_run(acc_seq, lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=1)
-
-
-def _linear_lif(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
-    acc = fast.linear_acc(x, graph.w_eff(node))
-    return numerics.lif_run(acc, lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
-
-
-def _ssa(graph: DeployGraph, node: Node, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-    y = numerics.ssa_int(q, k, v, int(node.attrs["num_heads"]))
-    return numerics.lif_run(y, lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
-
-
-def _head(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
-    acc_sum = fast.linear_acc(x.sum(axis=(0, 2)), graph.w_eff(node))  # sum over T and tokens first
-    return numerics.head_logits(acc_sum, graph.tensor(node.name, "bias_int"), int(node.attrs["bias_frac_bits"]))
-
-
-def _input(graph: DeployGraph, node: Node, frames: np.ndarray) -> np.ndarray:
-    """Frames [B, T, C, H, W] -> int64 [T, B, C, H, W]."""
-    return frames.swapaxes(0, 1).astype(np.int64)
-
-
-def _maxpool(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
-    pooled = numerics.maxpool_or(x.reshape(-1, *x.shape[2:]), int(node.attrs["kernel_size"]),
-                                 int(node.attrs["stride"]), int(node.attrs["padding"]))
-    return pooled.reshape(*x.shape[:2], *pooled.shape[1:])
-
-
-def _add(graph: DeployGraph, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return a.astype(np.int64) + b
-
-
-def _tokens(graph: DeployGraph, node: Node, x: np.ndarray) -> np.ndarray:
-    """[T, B, C, H, W] -> [T, B, H * W, C]."""
-    return x.reshape(*x.shape[:3], -1).swapaxes(2, 3)
-
-
-# One implementation per op (hqflow.ops.OPS): (graph, node, *input values) -> the node's value.
-EXECUTORS = {"input": _input, "conv_lif": _conv_lif, "linear_lif": _linear_lif, "maxpool": _maxpool, "add": _add,
-             "tokens": _tokens, "ssa": _ssa, "head": _head}
-check_backend(EXECUTORS, "the NumPy simulator (hqflow.sim.run.EXECUTORS)")
+from hqflow.ir import DeployGraph
+from hqflow.ops import op_for
 
 
 def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -85,7 +35,7 @@ def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False) -> tuple[np
     values: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         arguments = [values[name] for name in node.inputs] if node.inputs else [frames]  # the input takes frames
-        values[node.name] = EXECUTORS[node.op](graph, node, *arguments)
+        values[node.name] = op_for(node).execute(graph, node, *arguments)
     logits = values[graph.nodes[-1].name]
     return logits, (values if trace else {})
 

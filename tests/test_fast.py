@@ -1,4 +1,4 @@
-"""The simulator's fast products (sim/fast.py) equal numerics' reference ops, bit for bit, on every
+"""The simulator's fast products (numerics/fast.py) equal numerics' reference ops, bit for bit, on every
 dtype path (float32 below 2^24, float64 below 2^53, int64 beyond) and across im2col chunks."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hqflow import numerics
-from hqflow.sim import fast
+from hqflow.numerics import fast
 
 # (dtype path, the largest bound it takes): the inputs below aim at bounds near each limit
 PATHS = [(np.float32, fast.FLOAT32_EXACT), (np.float64, numerics.FLOAT64_EXACT), (np.int64, numerics.INT64_MAX)]

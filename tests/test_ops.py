@@ -4,7 +4,6 @@ stores the figures the ops compute (value_max, x_max, logit_bits) and refuses st
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from hqflow import numerics, ops
 from hqflow.errors import UserError
 from hqflow.ir import FIELD_DTYPES, DeployGraph, Node, complete, make_node, validate
-from hqflow.ops import OPS, check_backend, op_for
+from hqflow.ops import OPS, op_for
 
 
 def test_every_op_has_one_module_and_a_schema():
@@ -57,27 +56,14 @@ def test_op_for_names_an_unknown_op():
     assert op_for(dataclasses.replace(node, op="conv_lif")) is OPS["conv_lif"]  # the control
 
 
-def test_the_simulator_covers_every_op():
-    from hqflow.sim import run
+def test_every_op_executes_itself():
+    """The simulator has no table: each op carries its execution (Op.execute); the base class refuses."""
+    from hqflow.ops.base import Op
 
-    check_backend(run.EXECUTORS, "sim")  # the control
-    table = dict(run.EXECUTORS)
-    del table["maxpool"]
-    with pytest.raises(ValueError, match="sim has no implementation of op 'maxpool': add one to its table"):
-        check_backend(table, "sim")
-    with pytest.raises(ValueError, match="implements op 'conv3d', which hqflow.ops does not define"):
-        check_backend({**run.EXECUTORS, "conv3d": None}, "sim")
-
-
-def test_a_new_op_without_an_executor_fails_at_import(monkeypatch):
-    """Adding an op to the registry and forgetting the simulator fails when the simulator is imported."""
-    import hqflow.sim.run as sim_run
-
-    monkeypatch.setitem(OPS, "conv3d", OPS["conv_lif"])
-    with pytest.raises(ValueError, match=r"NumPy simulator .* has no implementation of op 'conv3d'"):
-        importlib.reload(sim_run)
-    monkeypatch.undo()
-    importlib.reload(sim_run)  # the control: the registry as shipped imports
+    for op in OPS.values():
+        assert type(op).execute is not Op.execute, op.name
+    with pytest.raises(NotImplementedError):
+        Op().execute(None, None)
 
 
 def _small_graph(time_steps: int = 3) -> DeployGraph:

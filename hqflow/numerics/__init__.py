@@ -1,7 +1,7 @@
 """The integer semantics of the deployed model.
 
 Every integer op of the deployed model is defined here once, with its widths, its named rounding
-and its overflow rule; the NumPy simulator runs them (with the fast products of sim/fast.py,
+and its overflow rule; the NumPy simulator runs them (with the fast products of numerics/fast.py,
 tested equal), the HLS kernels implement them, and the torch fake quantizers
 (search/quantizers.py) reproduce the weight codes bit for bit. NumPy only. One module per concern,
 each importing only the ones above it:

@@ -1,6 +1,6 @@
 """The reference integer ops of the deployed model: accumulation, the LIF (charge, fire, reset),
 OR max pooling, spiking self-attention, the head's logits. Plain and exact; the simulator's fast
-versions (sim/fast.py) are tested equal to these.
+versions (numerics/fast.py) are tested equal to these.
 
 Number formats (integers are int64 unless said; a width is a two's-complement width, bits_for):
   x             a layer's input, [B, C, H, W] or [..., C]: spikes (uint8 0/1) or, after

@@ -185,6 +185,12 @@ class Op:
         value_max is the proven largest value of its output). Fails through `check`."""
         raise NotImplementedError
 
+    def execute(self, graph: DeployGraph, node: Node, *inputs: np.ndarray) -> np.ndarray:
+        """The node's output over whole sequences, bit for bit the integer model: each input (the input
+        node: the frames [B, T, C, H, W]) and the result are integer arrays [T, B, *shape]. The NumPy
+        simulator (hqflow.sim.run) calls it node by node; the hardware backends are compared with it."""
+        raise NotImplementedError
+
     def value_max(self, node: Node, sources: Sequence[Node], tensors: Mapping[str, np.ndarray],
                   time_steps: int) -> int:
         """The largest magnitude of the node's output values (all outputs but the head's are >= 0)."""

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from hqflow import numerics
+from hqflow.numerics import fast
 from hqflow.ops import common
 from hqflow.ops.base import NodeCheck, Window, check_window
 
@@ -31,3 +32,11 @@ class ConvLif(common.WeightedLif):
                                        source.value_max)
         bound = numerics.acc_bound(source.value_max, weights)
         common.check_lif(check, out_channels, -bound, bound)
+
+    def execute(self, graph, node, x):
+        """One step's convolution at a time (a generator into lif_run): the working arrays stay one
+        step large, which the allocator reuses, instead of T times larger."""
+        w_eff = graph.w_eff(node)
+        acc_seq = (fast.conv2d_acc(x_t, w_eff, padding=int(node.attrs["padding"])) for x_t in x)
+        return numerics.lif_run(acc_seq, common.lif_consts(node.attrs, graph.node_tensors(node.name)),
+                                channel_axis=1)

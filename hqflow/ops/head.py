@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from hqflow import numerics
+from hqflow.numerics import fast
 from hqflow.ops import common
 from hqflow.ops.base import MAX_FRAC_BITS, Attr, NodeCheck, Op, TensorField
 
@@ -53,6 +54,10 @@ class Head(Op):
         if numerics.bits_for(lo, hi) > common.MAX_WIDTH:
             check.fail(f"tensor 'bias_int': the logits (acc << bias_frac_bits {bias_frac}) + bias_int reach [{lo}, "
                        f"{hi}], more than {common.MAX_WIDTH} bits hold", tensors=True)
+
+    def execute(self, graph, node, x):
+        acc_sum = fast.linear_acc(x.sum(axis=(0, 2)), graph.w_eff(node))  # sum over T and tokens first
+        return numerics.head_logits(acc_sum, graph.tensor(node.name, "bias_int"), int(node.attrs["bias_frac_bits"]))
 
     def _range(self, node, sources, tensors, time_steps) -> tuple[int, int]:
         return logit_range(summed_max(sources[0], time_steps), common.w_eff(node.attrs, tensors),

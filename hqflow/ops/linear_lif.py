@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from hqflow import numerics
+from hqflow.numerics import fast
 from hqflow.ops import common
 from hqflow.ops.base import NodeCheck
 
@@ -26,3 +27,7 @@ class LinearLif(common.WeightedLif):
         weights = common.check_weights(check, (out_channels, in_channels), source.value_max)
         bound = numerics.acc_bound(source.value_max, weights)
         common.check_lif(check, out_channels, -bound, bound)
+
+    def execute(self, graph, node, x):
+        acc = fast.linear_acc(x, graph.w_eff(node))
+        return numerics.lif_run(acc, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)

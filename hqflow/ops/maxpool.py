@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from hqflow import numerics
 from hqflow.ops.base import NodeCheck, Op, Window, check_window
 
 # What the simulator and the HLS kernel implement (the Spikformer tokenizer's MaxPool2d(3, 2, 1)).
@@ -24,6 +25,11 @@ class MaxPool(Op):
             check.fail(f"input {source.name!r} holds values up to {source.value_max}; max pooling is an OR of "
                        "spikes (0/1)")
         check_window(check, self.attrs, source)
+
+    def execute(self, graph, node, x):
+        pooled = numerics.maxpool_or(x.reshape(-1, *x.shape[2:]), int(node.attrs["kernel_size"]),
+                                     int(node.attrs["stride"]), int(node.attrs["padding"]))
+        return pooled.reshape(*x.shape[:2], *pooled.shape[1:])
 
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1

@@ -46,6 +46,10 @@ class Ssa(Op):
         check.width("acc_bits", 0, bound, "the attention product range")
         common.check_lif(check, 1, 0, bound)
 
+    def execute(self, graph, node, q, k, v):
+        y = numerics.ssa_int(q, k, v, int(node.attrs["num_heads"]))
+        return numerics.lif_run(y, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
+
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1
 

@@ -14,5 +14,9 @@ class Tokens(Op):
         channels, height, width = check.shape_of(sources[0], 3, "[channels, height, width]")
         check.expect_shape((height * width, channels), "[height * width, channels]")
 
+    def execute(self, graph, node, x):
+        """[T, B, C, H, W] -> [T, B, H * W, C]."""
+        return x.reshape(*x.shape[:3], -1).swapaxes(2, 3)
+
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return sources[0].value_max

@@ -4,7 +4,7 @@ One Verilator model (rtl_templates/tb/spike_ops_tb.v + spike_ops_tb.cpp) holds o
 core (four heads: uniform, po2, po2z, fp32 weights) at the sizes of `TbShape`; random cases run in
 it, several time steps each, and every output of every step is compared bit for bit with the
 expected values computed here from hqflow.numerics (maxpool_or, ssa_int + lif_run, linear_acc +
-head_logits) and the simulator's own add / tokens (hqflow.sim.run.EXECUTORS).
+head_logits) and the simulator's own add / tokens (hqflow.ops.OPS[...].execute).
 
     shape = TbShape(); exe = build(shape, workdir)
     cases = [add_case(rng, shape), ...];  result = run(exe, cases, workdir / "run")
@@ -25,7 +25,7 @@ from hqflow import numerics
 from hqflow.export.rtl import memfiles, top, verilator
 from hqflow.export.rtl.paths import TEMPLATES
 from hqflow.io import atomic_text
-from hqflow.sim.run import EXECUTORS
+from hqflow.ops import OPS
 
 __all__ = ["HEADS", "Case", "Result", "TbShape", "add_case", "build", "expected_cycles", "head_case",
            "maxpool_case", "run", "ssa_case", "tokens_case"]
@@ -145,7 +145,7 @@ def add_case(rng: np.random.Generator, shape: TbShape, steps: int = 3) -> Case:
     for t in range(steps):
         a = rng.integers(0, 2**shape.ADD_A_BITS, shape.ADD_SIZE)
         b = rng.integers(0, 2**shape.ADD_B_BITS, shape.ADD_SIZE)
-        out.append((t == 0, t == steps - 1, a, b, [], EXECUTORS["add"](None, None, a, b)))
+        out.append((t == 0, t == steps - 1, a, b, [], OPS["add"].execute(None, None, a, b)))
     return Case("add", shape.ADD_OUT_BITS, tuple(out))
 
 
@@ -154,7 +154,7 @@ def tokens_case(rng: np.random.Generator, shape: TbShape, steps: int = 2) -> Cas
     out = []
     for t in range(steps):
         x = rng.integers(0, 2**shape.TOK_BITS, (shape.TOK_C, shape.TOK_H, shape.TOK_W))
-        y = EXECUTORS["tokens"](None, None, x[None, None])[0, 0]
+        y = OPS["tokens"].execute(None, None, x[None, None])[0, 0]
         out.append((t == 0, t == steps - 1, x, [], [], y))
     return Case("tokens", shape.TOK_BITS, tuple(out))
 
