@@ -125,18 +125,20 @@ def test_output_types_come_from_the_stored_value_ranges():
         node_views(bare, HlsOptions())
 
 
-def test_each_op_call_has_its_own_template():
-    """top.cpp.j2 names no op: it loops over the dataflow's processes and calls each op template's macro."""
-    from hqflow.export.hls import HLS_OPS, TEMPLATES, environment
+def test_each_op_names_its_kernel_and_header():
+    """top.cpp.j2 names no op and no kernel: each process call comes from its op's HlsOp (kernel, header),
+    and the header it names defines that kernel."""
+    from hqflow.export.hls import HLS_OPS, KERNELS, TEMPLATES
 
     top = (TEMPLATES / "project" / "top.cpp.j2").read_text()
-    assert "op.call(p.node, p.inputs, p.outputs[0])" in top
+    assert "p.call" in top
     for op, entry in HLS_OPS.items():
         assert f"'{op}'" not in top and f'"{op}"' not in top, op
-        if entry.template is None:  # no process: the input port's stream, the tokens alias
-            assert op in ("input", "tokens"), op
+        if entry.kernel is None:  # no process: the input port's stream, the tokens alias
+            assert op in ("input", "tokens") and entry.header is None, op
             continue
-        assert hasattr(environment().get_template(entry.template).module, "call"), (op, entry.template)
+        assert f"hqflow::{entry.kernel}" not in top, op
+        assert re.search(rf"\b{entry.kernel}\(", (KERNELS / entry.header).read_text()), (op, entry)
 
 
 def _cpp_struct_members(struct: str) -> set[str]:
@@ -182,7 +184,7 @@ def test_config_dataclasses_mirror_the_kernel_default_structs():
 def test_kernel_configs_are_typed():
     import dataclasses
 
-    from hqflow.export.hls.configs import AddConfig
+    from hqflow.export.hls.ops import AddConfig
     from hqflow.export.hls.cpp_types import CType, ap_int, ap_uint, uint_for, value_type
 
     words = {"a_word_t": ap_uint(4), "b_word_t": ap_uint(8), "out_word_t": uint_for(2**12 - 1)}
@@ -202,6 +204,10 @@ def test_kernel_configs_are_typed():
 
 KERNEL_DEFAULTS_CPP = """\
 #include "hqflow.h"
+#include "hqflow_head.h"
+#include "hqflow_spike_ops.h"
+#include "hqflow_ssa.h"
+#include "hqflow_wlif.h"
 // every kernel instantiated with its documented default config, one image through each
 int main() {
     using namespace hqflow;

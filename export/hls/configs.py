@@ -1,4 +1,5 @@
-"""Typed kernel configs: one frozen dataclass per config struct of the kernel library.
+"""Typed kernel configs: the base class and the configs several kernels share (the weight ROM, the LIF);
+each op's own config is next to its builder (export/hls/ops.py).
 
 Each class mirrors a documented default struct in hls_templates/kernels/ (its `cpp_base`, as
 hls4ml's `dense_config`); the generated `<node>_config` in parameters.h inherits from that struct
@@ -63,84 +64,3 @@ class LifConfig(KernelConfig):
     frac_bits: int  # fractional bits of the membrane
     time_steps: int  # T: the bias enters the membrane as bias_int << T
     table_t: CType  # the bias_int and thr_int tables: the narrowest of signed char .. long long holding them
-
-
-@dataclass(frozen=True)
-class WlifConfig(LifConfig, WeightRomConfig):
-    """hqflow::wlif (hqflow_wlif.h): conv 3x3 (padding 1) or linear (a 1x1 window over the tokens), then
-    the LIF, streaming: words of T values in, words of T spikes out."""
-
-    cpp_base: ClassVar[str] = "hqflow::wlif_config"
-    in_word_t: CType  # ap_uint<T * in_t bits>
-    out_word_t: CType  # ap_uint<T>
-    storage: CType  # the line buffer's memory: hqflow::storage_bram, _uram or _lutram
-    height: int  # H, of the input and the output (linear: N tokens)
-    width: int  # W (linear: 1)
-    in_channels: int
-    out_channels: int
-    kernel_size: int  # K: 3 (conv) or 1 (linear), stride 1
-    padding: int  # (K - 1) / 2
-    lanes: int  # P: output channels a group (the schedule's folding)
-
-
-@dataclass(frozen=True)
-class SsaConfig(LifConfig):
-    """hqflow::ssa_lif (hqflow_ssa.h): spiking self-attention, then the attention LIF."""
-
-    cpp_base: ClassVar[str] = "hqflow::ssa_config"
-    word_t: CType  # ap_uint<T>: q, k, v and the output
-    acc_t: CType  # ap_int<acc_bits>: q (k^T v), at most tokens * head_dim
-    kv_t: CType  # k^T v counts, at most tokens
-    storage: CType  # q of every token and k^T v: hqflow::storage_bram, _uram or _lutram
-    tokens: int
-    dim: int  # D = num_heads * head_dim
-    num_heads: int
-    head_dim: int
-    parallel: int  # k^T v entries updated at once: head_dim / the schedule's kv split
-
-
-@dataclass(frozen=True)
-class MaxpoolConfig(KernelConfig):
-    """hqflow::maxpool_or (hqflow_spike_ops.h): 3x3, stride 2, padding 1, of spikes."""
-
-    cpp_base: ClassVar[str] = "hqflow::maxpool_config"
-    word_t: CType  # ap_uint<T>
-    storage: CType  # the line buffer's memory
-    channels: int
-    in_height: int
-    in_width: int
-    out_height: int  # (in_height - 1) / 2 + 1
-    out_width: int
-    kernel_size: int  # the window (attrs); the kernel implements 3, stride 2, padding 1 (a static_assert)
-    stride: int
-    padding: int
-
-
-@dataclass(frozen=True)
-class AddConfig(KernelConfig):
-    """hqflow::add (hqflow_spike_ops.h): the residual add, elementwise at every step."""
-
-    cpp_base: ClassVar[str] = "hqflow::add_config"
-    a_word_t: CType
-    b_word_t: CType
-    out_word_t: CType
-    a_bits: int
-    b_bits: int
-    out_bits: int  # holds the sum's range
-    time_steps: int
-    size: int  # elements an image
-
-
-@dataclass(frozen=True)
-class HeadConfig(WeightRomConfig):
-    """hqflow::head (hqflow_head.h): sums over tokens and steps, then the logits."""
-
-    cpp_base: ClassVar[str] = "hqflow::head_config"
-    in_word_t: CType  # ap_uint<T * in_t bits>
-    sum_t: CType  # the input summed over tokens and steps
-    logit_t: CType  # the logits' type (their range)
-    time_steps: int
-    tokens: int
-    in_channels: int
-    classes: int
-    bias_frac_bits: int  # logits = (acc << bias_frac_bits) + bias_int

@@ -42,6 +42,8 @@ class HlsStream:
     depth: int
     storage: str
 
+CALL_COLUMNS = 112  # a process call's lines, indented by 4 in the top
+
 
 @dataclass(frozen=True)
 class Trace:
@@ -63,6 +65,25 @@ class Process:
     outputs: tuple[str, ...]
     size: int = 0
     traces: tuple[Trace, ...] = ()
+
+    @property
+    def call(self) -> str:
+        """The C++ statement: `hqflow::<kernel><ident_config>(inputs, output, tables)` (the builder's tables
+        in its order), or `hqflow::fork<size>(input, outputs)`; wrapped at CALL_COLUMNS."""
+        if self.node is None:
+            head, args = f"hqflow::fork<{self.size}>(", [*self.inputs, *self.outputs]
+        else:
+            view = self.node
+            head = f"hqflow::{view.kernel}<{view.ident}_config>("
+            args = [*self.inputs, *self.outputs, *(f"{view.ident}_{table.field}" for table in view.tables)]
+        lines, line = [], head
+        for i, arg in enumerate(args):
+            piece = arg + (");" if i == len(args) - 1 else ",")
+            if line not in (head, "    ") and len(line) + 1 + len(piece) > CALL_COLUMNS:
+                lines.append(line)
+                line = "    "
+            line += ("" if line in (head, "    ") else " ") + piece
+        return "\n".join([*lines, line])
 
 
 @dataclass(frozen=True)

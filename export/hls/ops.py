@@ -1,18 +1,22 @@
-"""The HLS backend's table over the DeployGraph's ops: op name -> HlsOp (config builder, call template).
+"""The HLS backend's table over the DeployGraph's ops: op name -> HlsOp (config builder, kernel, header).
 
 Each builder reads the node's core in the schedule (export/rtl/stream.py, the one the RTL top renders):
 its geometry, its folding (lanes P, the attention's kv split) and its placement (ULTRA: its large RAM in
-UltraRAM); it gives the kernel's typed config, the node's tables and the arrays the kernel declares
-(the memory account). Adding an op to the HLS backend: a kernel in hls_templates/kernels/ with its
-documented default config struct, its config dataclass in configs.py, a builder here and its entry in
-HLS_OPS, and the template of its process call, hls_templates/project/ops/<op>.cpp.j2. check_ops()
-names any op of hqflow.ops.OPS this table lacks, at import and again before a project is written.
+UltraRAM); it gives the kernel's typed config, the node's tables (in the order of the kernel's table
+arguments) and the arrays the kernel declares (the memory account). Adding an op to the HLS backend: its
+kernel in hls_templates/kernels/<header> with its documented default config struct, and here its config
+dataclass, its builder and its HLS_OPS entry. check_ops() names any op of hqflow.ops.OPS this table lacks,
+at import and again before a project is written.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from hqflow.export.hls import cpp_types
-from hqflow.export.hls.configs import AddConfig, HeadConfig, MaxpoolConfig, SsaConfig, WlifConfig
+from hqflow.export.hls.configs import KernelConfig, LifConfig, WeightRomConfig
+from hqflow.export.hls.cpp_types import CType
 from hqflow.export.hls.rom import pack_rom, rom_codes
 from hqflow.export.hls.views import Array, Emitted, HlsOp, OpContext, Table
 from hqflow.ops import check_backend
@@ -67,6 +71,24 @@ def build_input(ctx: OpContext) -> Emitted:
     return Emitted()
 
 
+@dataclass(frozen=True)
+class WlifConfig(LifConfig, WeightRomConfig):
+    """hqflow::wlif (hqflow_wlif.h): conv 3x3 (padding 1) or linear (a 1x1 window over the tokens), then
+    the LIF, streaming: words of T values in, words of T spikes out."""
+
+    cpp_base: ClassVar[str] = "hqflow::wlif_config"
+    in_word_t: CType  # ap_uint<T * in_t bits>
+    out_word_t: CType  # ap_uint<T>
+    storage: CType  # the line buffer's memory: hqflow::storage_bram, _uram or _lutram
+    height: int  # H, of the input and the output (linear: N tokens)
+    width: int  # W (linear: 1)
+    in_channels: int
+    out_channels: int
+    kernel_size: int  # K: 3 (conv) or 1 (linear), stride 1
+    padding: int  # (K - 1) / 2
+    lanes: int  # P: output channels a group (the schedule's folding)
+
+
 def build_wlif(ctx: OpContext) -> Emitted:
     """conv_lif (x [C, H, W] -> spikes [O, H, W]) and linear_lif (x [N, C] -> spikes [N, O]): hqflow::wlif
     with the core's geometry (linear: N x 1, a 1x1 window) and lanes P."""
@@ -81,6 +103,22 @@ def build_wlif(ctx: OpContext) -> Emitted:
                         out_channels=p["O"], kernel_size=p["K"], padding=p["PAD"], lanes=p["P"])
     arrays = (Array("line", ctx.graph.time_steps * in_bits, p["K"] * p["W"] * p["C"], where),)
     return Emitted(config, (rom, *lif_tables), arrays)
+
+
+@dataclass(frozen=True)
+class SsaConfig(LifConfig):
+    """hqflow::ssa_lif (hqflow_ssa.h): spiking self-attention, then the attention LIF."""
+
+    cpp_base: ClassVar[str] = "hqflow::ssa_config"
+    word_t: CType  # ap_uint<T>: q, k, v and the output
+    acc_t: CType  # ap_int<acc_bits>: q (k^T v), at most tokens * head_dim
+    kv_t: CType  # k^T v counts, at most tokens
+    storage: CType  # q of every token and k^T v: hqflow::storage_bram, _uram or _lutram
+    tokens: int
+    dim: int  # D = num_heads * head_dim
+    num_heads: int
+    head_dim: int
+    parallel: int  # k^T v entries updated at once: head_dim / the schedule's kv split
 
 
 def build_ssa(ctx: OpContext) -> Emitted:
@@ -101,6 +139,23 @@ def build_ssa(ctx: OpContext) -> Emitted:
     return Emitted(config, lif_tables, arrays)
 
 
+@dataclass(frozen=True)
+class MaxpoolConfig(KernelConfig):
+    """hqflow::maxpool_or (hqflow_spike_ops.h): 3x3, stride 2, padding 1, of spikes."""
+
+    cpp_base: ClassVar[str] = "hqflow::maxpool_config"
+    word_t: CType  # ap_uint<T>
+    storage: CType  # the line buffer's memory
+    channels: int
+    in_height: int
+    in_width: int
+    out_height: int  # (in_height - 1) / 2 + 1
+    out_width: int
+    kernel_size: int  # the window (attrs); the kernel implements 3, stride 2, padding 1 (a static_assert)
+    stride: int
+    padding: int
+
+
 def build_maxpool(ctx: OpContext) -> Emitted:
     """spikes [C, H, W] -> spikes [C, H', W'] (the window in attrs), through a line buffer of 3 rows."""
     channels, height, width = ctx.source_shape
@@ -110,6 +165,21 @@ def build_maxpool(ctx: OpContext) -> Emitted:
     config = MaxpoolConfig(word_t=_word(ctx, 1), storage=STORAGE[where], channels=channels, in_height=height,
                            in_width=width, out_height=ctx.node.shape[1], out_width=ctx.node.shape[2], **window)
     return Emitted(config, arrays=(Array("line", t, 3 * width * channels, where),))
+
+
+@dataclass(frozen=True)
+class AddConfig(KernelConfig):
+    """hqflow::add (hqflow_spike_ops.h): the residual add, elementwise at every step."""
+
+    cpp_base: ClassVar[str] = "hqflow::add_config"
+    a_word_t: CType
+    b_word_t: CType
+    out_word_t: CType
+    a_bits: int
+    b_bits: int
+    out_bits: int  # holds the sum's range
+    time_steps: int
+    size: int  # elements an image
 
 
 def build_add(ctx: OpContext) -> Emitted:
@@ -124,6 +194,21 @@ def build_add(ctx: OpContext) -> Emitted:
 def build_tokens(ctx: OpContext) -> Emitted:
     """x [C, H, W] -> [H W, C]: its input's stream, channels last, is already the tokens; no process."""
     return Emitted()
+
+
+@dataclass(frozen=True)
+class HeadConfig(WeightRomConfig):
+    """hqflow::head (hqflow_head.h): sums over tokens and steps, then the logits."""
+
+    cpp_base: ClassVar[str] = "hqflow::head_config"
+    in_word_t: CType  # ap_uint<T * in_t bits>
+    sum_t: CType  # the input summed over tokens and steps
+    logit_t: CType  # the logits' type (their range)
+    time_steps: int
+    tokens: int
+    in_channels: int
+    classes: int
+    bias_frac_bits: int  # logits = (acc << bias_frac_bits) + bias_int
 
 
 def build_head(ctx: OpContext) -> Emitted:
@@ -141,18 +226,18 @@ def build_head(ctx: OpContext) -> Emitted:
     bias_table = Table(cpp_types.INT64_T, "bias_int", bias, "bias, in logit units")
     arrays = (Array("x_sum", cpp_types.value_bits(x_max), channels, "auto"),
               Array("acc", int(node.attrs["acc_bits"]), node.shape[0], "auto"))
-    return Emitted(config, (bias_table, rom), arrays, value_type=logit_type)
+    return Emitted(config, (rom, bias_table), arrays, value_type=logit_type)
 
 
 HLS_OPS: dict[str, HlsOp] = {
-    "input": HlsOp(build_input, None),
-    "conv_lif": HlsOp(build_wlif, "ops/wlif.cpp.j2"),
-    "linear_lif": HlsOp(build_wlif, "ops/wlif.cpp.j2"),
-    "maxpool": HlsOp(build_maxpool, "ops/maxpool.cpp.j2"),
-    "add": HlsOp(build_add, "ops/add.cpp.j2"),
-    "tokens": HlsOp(build_tokens, None),
-    "ssa": HlsOp(build_ssa, "ops/ssa.cpp.j2"),
-    "head": HlsOp(build_head, "ops/head.cpp.j2"),
+    "input": HlsOp(build_input),
+    "conv_lif": HlsOp(build_wlif, "wlif", "hqflow_wlif.h"),
+    "linear_lif": HlsOp(build_wlif, "wlif", "hqflow_wlif.h"),
+    "maxpool": HlsOp(build_maxpool, "maxpool_or", "hqflow_spike_ops.h"),
+    "add": HlsOp(build_add, "add", "hqflow_spike_ops.h"),
+    "tokens": HlsOp(build_tokens),
+    "ssa": HlsOp(build_ssa, "ssa_lif", "hqflow_ssa.h"),
+    "head": HlsOp(build_head, "head", "hqflow_head.h"),
 }
 
 

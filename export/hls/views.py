@@ -96,7 +96,8 @@ class NodeView:
     qualified_type: CType  # <project>::<ident>_t
     bits: int
     word_type: CType | None  # ap_uint<T * bits>; None for the head
-    template: str | None  # the op's call template (project/ops/<op>.cpp.j2); None: no process
+    kernel: str | None  # its process: hqflow::<kernel><ident_config>; None: no process
+    header: str | None  # the kernel library header that defines it
     config: KernelConfig | None
     tables: tuple[Table, ...]
     arrays: tuple[Array, ...]
@@ -139,11 +140,14 @@ class Emitted:
 
 @dataclass(frozen=True)
 class HlsOp:
-    """An op's entry in the HLS table: its builder and the template of its process call in the dataflow
-    (a macro `call(node, inputs, output)`; None: the op has no process, as the schedule has no core)."""
+    """An op's entry in the HLS table: its builder, and its process in the dataflow: the kernel function
+    template `hqflow::<kernel><config>` and the library header that defines it (None: the op has no
+    process, as the schedule has no core). The call passes the input streams, the output stream and the
+    builder's tables in the order it emits them."""
 
     build: Callable[[OpContext], Emitted]
-    template: str | None
+    kernel: str | None = None
+    header: str | None = None
 
 
 def c_ident(name: str) -> str:

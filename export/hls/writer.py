@@ -63,8 +63,8 @@ def node_views(graph: DeployGraph, options: HlsOptions, schedule=None) -> list[N
             index=index, name=node.name, ident=ident, op=node.op, shape=tuple(int(s) for s in node.shape),
             inputs=inputs, type=emitted.value_type or cpp_types.value_type(node.value_max),
             qualified_type=cpp_types.node_type(options.name, ident), bits=bits,
-            word_type=cpp_types.ap_uint(graph.time_steps * bits) if bits else None, template=entry.template,
-            config=emitted.config, tables=emitted.tables, arrays=emitted.arrays)
+            word_type=cpp_types.ap_uint(graph.time_steps * bits) if bits else None, kernel=entry.kernel,
+            header=entry.header, config=emitted.config, tables=emitted.tables, arrays=emitted.arrays)
     return list(views.values())
 
 
