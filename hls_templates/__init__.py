@@ -1,4 +1,4 @@
 """The HLS project's sources, shipped as package data: kernels/ (the kernel library, copied into
 every project's firmware/kernels), tb/ (the testbench header) and project/ (the Jinja templates
-of the generated files, project/ops/ the call of each op). export/hls/ finds them through this
+of the generated files). export/hls/ finds them through this
 package."""
