@@ -81,6 +81,8 @@ class StreamOp:
     frame = False  # the top's input: its stream is in_tvalid / in_tdata, [C, H, W] frames
     alias = False  # no core and no stream of its own: its stream is its input's (the identity)
     logits = False  # the top's output: the last core, streaming the logits, no node stream
+    in_ports = ("s",)  # its AXI-Stream input ports' prefixes, in the op's input order (output: m)
+    last_ports: tuple[str, ...] = ()  # the input ports that take tlast too
 
     def build(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
         raise NotImplementedError

@@ -50,6 +50,7 @@ class MaxPool(StreamOp):
 
 class Add(StreamOp):
     module = "hqflow_stream_add"
+    in_ports, last_ports = ("a", "b"), ("a",)
     joins = True
 
     def build(self, graph, node, inputs, lanes):
@@ -66,6 +67,7 @@ class Add(StreamOp):
 
 class Ssa(StreamOp):
     module = "hqflow_stream_ssa"
+    in_ports = ("q", "k", "v")
     ff_terms = ("fixed", "acc", "lif")  # y and the membranes; the kv rows are in RAM
     barrier = True
     ultra_ram = True  # q, k and v (the kv rows are wide and shallow: block RAM)

@@ -28,9 +28,10 @@ from hqflow.sim.run import run as sim_run
 __all__ = ["CORES", "TESTBENCH", "cycle_lines", "cycle_report", "plan", "render_top", "write"]
 
 TESTBENCH = "tb/hqflow_stream_tb.cpp"
-CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_lif_unit.v", "hqflow_window.v",
-         "hqflow_fifo.v", "hqflow_stream_fork.v", "hqflow_stream_reg.v", "hqflow_stream_wlif.v",
-         "hqflow_stream_pool.v", "hqflow_stream_add.v", "hqflow_stream_ssa.v", "hqflow_stream_head.v")
+# the library the op cores build on (RAMs, ROMs, lanes, LIF, windows), the FIFO, fork and register slice
+SHARED_CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_lif_unit.v",
+                "hqflow_window.v", "hqflow_fifo.v", "hqflow_stream_fork.v", "hqflow_stream_reg.v")
+CORES = SHARED_CORES + tuple(dict.fromkeys(f"{op.module}.v" for op in stream.STREAM_OPS.values() if op.has_core))
 ISOLATED = 1  # the co-simulation feeds the first ISOLATED + 1 samples alone (their latency), the rest back to back
 
 
@@ -55,7 +56,8 @@ def stream_offsets(schedule) -> dict[str, int]:
 def render_top(schedule, env) -> str:
     """hqflow_top.v: the schedule rendered by stream_top.v.j2."""
     width = sum(st.width for st in schedule.streams)
-    return env.get_template("stream_top.v.j2").render(s=schedule, dbg_width=width, frame_elements=math.prod(schedule.frame))
+    return env.get_template("stream_top.v.j2").render(s=schedule, ops=stream.STREAM_OPS, dbg_width=width,
+                                                      frame_elements=math.prod(schedule.frame))
 
 
 FIT_SHARE = 0.8  # the folding keeps every resource's estimate within this share of --part's capacity
