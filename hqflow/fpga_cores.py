@@ -30,7 +30,7 @@ from hqflow.cost import LayerShape
 from hqflow.errors import UserError
 from hqflow.numerics import Candidate
 from hqflow.numerics.rom import ROM_WORD_BITS, rom_code_bits
-from hqflow.ops import check_backend, op_for
+from hqflow.ops import check_backend, implementation, op_for
 from hqflow.ops.conv_lif import WINDOW as CONV_WINDOW
 from hqflow.ops.head import summed_max
 from hqflow.resources import Resources, memory_resources, total
@@ -251,7 +251,7 @@ class SsaCore(TermsCore):
 FPGA_CORES: dict[str, CoreModel] = {"input": NoCore(), "conv_lif": ConvCore(), "linear_lif": LinearCore(),
                                     "maxpool": TermsCore(), "add": TermsCore(), "tokens": NoCore(),
                                     "ssa": SsaCore(), "head": HeadCore()}
-check_backend(FPGA_CORES, "the sequential FPGA resource model (hqflow/fpga_cores.py FPGA_CORES)")
+check_backend(FPGA_CORES, "the sequential FPGA resource model (hqflow/fpga_cores.py FPGA_CORES)", complete=False)
 WEIGHTED = tuple(core for core in FPGA_CORES.values() if core.weighted)
 CORE_KEYS = tuple(core.table_key for core in WEIGHTED)  # the table's cores section
 # the ops the table's spike_ops may name: those with calibrated terms, and those without a core (no terms)
@@ -261,7 +261,7 @@ TABLE_OPS = tuple(op for op, core in FPGA_CORES.items() if core.terms or not cor
 def core_model(node) -> CoreModel:
     """The resource model of `node`'s op (anything with .name and .op); UserError naming the node and
     the op for an op hqflow.ops does not define."""
-    return FPGA_CORES[op_for(node).name]
+    return implementation(FPGA_CORES, node, "the layer-sequential FPGA resource model (hqflow/fpga_cores.py)")
 
 
 def layer_core(shape: LayerShape) -> WeightedCore:

@@ -76,6 +76,20 @@ def test_registries_cover_every_op_and_agree():
         top.core_cycles("input", {}, 0, False)
 
 
+def test_an_op_the_sequential_architecture_lacks_is_refused_by_name(graph, table, monkeypatch):
+    """The layer-sequential reference may lack an op (a new op needs only the streaming cores): its top and
+    its resource model refuse the node by name, and point at the streaming architecture."""
+    monkeypatch.delitem(seq_ops.SEQ_OPS, "ssa")
+    monkeypatch.delitem(FPGA_CORES, "ssa")
+    with pytest.raises(UserError, match=r"node 'blocks.0.attn.attn': the layer-sequential architecture .* does not "
+                       r"implement op 'ssa' \(it implements input, conv_lif,"):
+        top.plan_top(graph)
+    with pytest.raises(UserError, match=r"node 'blocks.0.attn.attn': the layer-sequential FPGA resource model"):
+        fpga.graph_resources(graph, table, 8)
+    monkeypatch.undo()
+    assert top.plan_top(graph).cores and fpga.graph_resources(graph, table, 8)  # the control
+
+
 def test_no_core_means_zero_resources_by_declaration(graph, table):
     res = fpga.graph_resources(graph, table, 8)
     for node in graph.nodes:

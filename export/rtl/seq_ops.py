@@ -26,7 +26,7 @@ from hqflow import numerics
 from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
 from hqflow.ir import DeployGraph, Node
-from hqflow.ops import check_backend, common, op_for
+from hqflow.ops import check_backend, common, implementation
 
 __all__ = ["SCHEME_CODE", "SEQ_MODULES", "SEQ_OPS", "SeqOp", "check_window", "choose_pack_lanes", "ident",
            "seq_op", "ssa_lif_consts", "value_bits"]
@@ -312,11 +312,12 @@ class Head(SeqOp):
 # op -> its core; the template of each op's instance is project/top_ops/<op>.v.j2
 SEQ_OPS: dict[str, SeqOp] = {seq.op: seq for seq in (Input(), ConvLif(), LinearLif(), MaxPool(), Add(), Tokens(),
                                                      Ssa(), Head())}
-check_backend(SEQ_OPS, "the sequential RTL top (export/rtl/seq_ops.py SEQ_OPS)")
+check_backend(SEQ_OPS, "the sequential RTL top (export/rtl/seq_ops.py SEQ_OPS)", complete=False)
 SEQ_MODULES: dict[str, SeqOp] = {seq.module: seq for seq in SEQ_OPS.values() if seq.has_core}  # module -> op
 
 
 def seq_op(node) -> SeqOp:
     """The sequential core of `node`'s op (anything with .name and .op); UserError naming the node and
-    the op for an op hqflow.ops does not define."""
-    return SEQ_OPS[op_for(node).name]
+    the op for an op hqflow.ops does not define or the sequential architecture lacks (use the streaming one)."""
+    return implementation(SEQ_OPS, node, "the layer-sequential architecture (--arch sequential; the streaming "
+                          "architecture implements every op)")

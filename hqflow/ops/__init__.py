@@ -41,11 +41,13 @@ def op_for(node) -> Op:
     return op
 
 
-def check_backend(table: dict, backend: str) -> None:
+def check_backend(table: dict, backend: str, complete: bool = True) -> None:
     """A backend's table op name -> implementation covers every op of OPS (and names no other): a
-    ValueError names the missing op, so that a new op cannot be forgotten silently."""
+    ValueError names the missing op, so that a new op cannot be forgotten silently. complete=False: a
+    backend that may lack ops (the layer-sequential architecture, kept as a reference), whose lookup
+    (`implementation`) refuses a node of a missing op by name."""
     missing = [name for name in OPS if name not in table]
-    if missing:
+    if missing and complete:
         raise ValueError(f"{backend} has no implementation of op {missing[0]!r}: add one to its table "
                          f"(ops it must cover: {', '.join(OPS)})")
     unknown = sorted(set(table) - set(OPS))
@@ -53,5 +55,15 @@ def check_backend(table: dict, backend: str) -> None:
         raise ValueError(f"{backend} implements op {unknown[0]!r}, which hqflow.ops does not define")
 
 
+def implementation(table: dict, node, backend: str):
+    """`table`'s implementation of `node`'s op; UserError naming the node, its op and the backend's ops
+    when the op is unknown (op_for) or the backend lacks it."""
+    op = op_for(node)
+    if op.name not in table:
+        raise UserError(f"node {node.name!r}: {backend} does not implement op {op.name!r} (it implements "
+                        f"{', '.join(table)})")
+    return table[op.name]
+
+
 __all__ = ["MAX_WIDTH", "OPS", "VALUE_LIMIT", "Attr", "NodeCheck", "Op", "TensorField", "Window", "check_backend",
-           "is_int", "op_for", "INPUT_OP", "OUTPUT_OP"]
+           "implementation", "is_int", "op_for", "INPUT_OP", "OUTPUT_OP"]
