@@ -1,12 +1,9 @@
 """Lowering: a trained Spikformer (fp32, or QAT with a plan) -> DeployGraph (integers only).
 
 It walks the model's topology (`model.topology`, hqflow.topology): each step becomes the node of
-the same name, op, inputs and shape, built by its op (hqflow.ops) through the rule _LOWER names for
-the op. Each conv / linear layer with its BN and LIF becomes one `conv_lif` / `linear_lif` node:
-    weights   the layer's format's code tables (numerics.weight_codes), w_eff * weight_scale = Q(w)
-    BN fold   a_c = gamma_c / sqrt(var_c + eps), b_c = beta_c - a_c * mean_c
-    LIF       numerics.fold_lif(a, b, weight_scale, theta, bias_frac_bits, T): integer bias,
-              exact per-channel threshold, sign (negative gamma flips the comparison)
+the same name, op, inputs and shape, built by its op (hqflow.ops) through the lowering rule of the
+op's torch side (search/layers.py TorchOp.lower: the BN and LIF folds, the attention's and the
+head's constants) and this module's builder (the weights' formats and code tables):
     figures   the op (hqflow.ops, through ir.make_node) computes the node's output range
               (value_max), x_max (the largest input value), acc_bits and v_bits
 The SSA product and its LIF are exact (`ssa`) for any attn_scale and attn_threshold > 0 (the
@@ -40,21 +37,14 @@ from hqflow.errors import UserError
 from hqflow.io import replace_dir, require_complete
 from hqflow.ir import DeployGraph, Node, make_node, validate
 from hqflow.numerics import Candidate
-from hqflow.ops import OPS, check_backend
+from hqflow.ops import OPS
 from hqflow.search.checkpoint import load_checkpoint
+from hqflow.search.layers import TORCH_OPS
 from hqflow.search.model import Spikformer
-from hqflow.topology import Attention, Step, WeightLayer
+from hqflow.topology import Step
 
-BIAS_FRAC_BITS = 16  # fractional bits of the LIF and head biases (the scheme's one rounding), in
-# accumulator units; an fp32 layer's accumulator already has 2^-f weight resolution (f ~ 31), so
-# its biases get none: that keeps its membrane within 64 bits for the NumPy simulator.
-MAX_COUNT = np.iinfo(np.int16).max  # input frames are int16 event counts
 LIF_TAU = 2.0  # the integer LIF's charge H = (V + X) / 2 is a shift
 INPUT_CHANNELS = 2  # hqflow's event frames: OFF and ON counts
-
-
-def _bias_frac_bits(fmt: Candidate) -> int:
-    return 0 if fmt.scheme == "fp32" else BIAS_FRAC_BITS
 
 
 def _positive(value) -> bool:
@@ -148,79 +138,6 @@ class _Builder:
         return attrs, codes, weight_scale
 
 
-# ---- one rule per op: (builder, step, the model's modules by name) -> the step's node ----------------
-
-
-def _input(builder: _Builder, step: Step, modules: dict[str, nn.Module]) -> Node:
-    return builder.add(step, {"max_count": MAX_COUNT})
-
-
-def _plain(builder: _Builder, step: Step, modules: dict[str, nn.Module]) -> Node:
-    """A step without weights or constants (maxpool, add, tokens): its op computes everything."""
-    return builder.add(step)
-
-
-def _weight_layer(builder: _Builder, step: WeightLayer, modules: dict[str, nn.Module]) -> Node:
-    """A conv / linear layer with its BN folded into the integer LIF (numerics.fold_lif)."""
-    attrs, codes, weight_scale = builder.weights(step.name, modules[step.name])
-    bn = modules[step.bn]
-    bn_scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
-    bn_shift = (bn.bias.detach().double() - torch.from_numpy(bn_scale) * bn.running_mean.detach().double()).numpy()
-    time_steps = builder.time_steps
-    try:
-        consts = numerics.fold_lif(bn_scale.astype(np.float32), bn_shift.astype(np.float32), weight_scale,
-                                   step.theta, _bias_frac_bits(Candidate.parse(attrs["format"])), time_steps)
-    except ValueError as err:
-        raise UserError(f"layer {step.name} (model.v_threshold {step.theta}, data.time_steps {time_steps}): folding "
-                        f"its BN into the integer LIF: {err}") from None
-    attrs.update(theta=step.theta, frac_bits=consts.frac_bits, bias_frac_bits=consts.bias_frac_bits)
-    tensors = {**codes, "bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign}
-    inputs_max = builder.nodes[step.source].value_max
-    return builder.add(step, attrs, tensors, f" ({attrs['format']}, inputs up to {inputs_max}, T {time_steps})",
-                       "; give this layer a narrower or quantized format in the plan")
-
-
-def _attention(builder: _Builder, step: Attention, modules: dict[str, nn.Module]) -> Node:
-    """The ssa node: its LIF folds the scale and threshold (one channel, no BN, no bias)."""
-    products_max = numerics.ssa_bound(step.num_tokens, step.head_dim)
-    context = (f"model.attn_scale {step.scale}, model.attn_threshold {step.threshold} (T {builder.time_steps}, "
-               f"attention products up to {products_max})")
-    hint = "; the attention LIF needs its threshold and membrane within 64 bits"
-    try:
-        consts = numerics.fold_lif(np.ones(1, np.float32), np.zeros(1, np.float32), step.scale, step.threshold, 0,
-                                   builder.time_steps)
-    except ValueError as err:
-        raise UserError(f"{context}: {err}{hint}") from None
-    attrs = {"num_heads": step.num_heads, "attn_scale": step.scale, "theta": step.threshold,
-             "frac_bits": consts.frac_bits, "bias_frac_bits": 0}
-    tables = {"bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign}
-    return builder.add(step, attrs, tables, f" ({context})", hint)
-
-
-def _head(builder: _Builder, step: WeightLayer, modules: dict[str, nn.Module]) -> Node:
-    """The head: its bias folded into logit units (numerics.fold_head) for the tokens it averages."""
-    layer = modules[step.name]
-    attrs, codes, weight_scale = builder.weights(step.name, layer)
-    bias_frac = _bias_frac_bits(Candidate.parse(attrs["format"]))
-    bias = layer.bias.detach().numpy()
-    if not np.isfinite(bias).all():
-        raise UserError(f"layer {step.name}: its bias holds NaN or infinity")
-    num_tokens = builder.nodes[step.source].shape[0]
-    try:
-        bias_int = numerics.fold_head(bias, weight_scale, num_tokens, builder.time_steps, bias_frac)
-    except ValueError as err:
-        raise UserError(f"layer {step.name} ({attrs['format']}): {err}") from None
-    attrs.update(bias_frac_bits=bias_frac, num_tokens=num_tokens)
-    return builder.add(step, attrs, {**codes, "bias_int": bias_int}, f" ({attrs['format']})",
-                       "; give the head a narrower format in the plan")
-
-
-# op -> its rule; like every backend's table it covers hqflow.ops.OPS (checked at import)
-_LOWER = {"input": _input, "conv_lif": _weight_layer, "linear_lif": _weight_layer, "maxpool": _plain, "add": _plain,
-          "tokens": _plain, "ssa": _attention, "head": _head}
-check_backend(_LOWER, "the lowering (export/lower.py _LOWER)")
-
-
 def lower(model: Spikformer, cfg: Config) -> DeployGraph:
     """The DeployGraph of `model` (eval mode: BN running statistics) for T = cfg.data.time_steps: one
     node per step of model.topology, in its order."""
@@ -228,8 +145,8 @@ def lower(model: Spikformer, cfg: Config) -> DeployGraph:
     check_semantics(model, cfg)
     builder = _Builder(cfg.data.time_steps)
     modules = dict(model.named_modules())
-    for step in model.topology.steps:  # the torch model has refused any op outside OPS, which _LOWER covers
-        _LOWER[step.op](builder, step, modules)
+    for step in model.topology.steps:  # the torch model has refused any op outside OPS, which TORCH_OPS covers
+        TORCH_OPS[step.op].lower(builder, step, modules)
     graph = DeployGraph(tuple(builder.nodes.values()), builder.tensors, cfg.data.time_steps, cfg.model.num_classes,
                         {"model": cfg.to_dict()["model"], "dataset": cfg.data.dataset})
     validate(graph, "lowered graph")

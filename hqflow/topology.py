@@ -70,14 +70,13 @@ class Step:
 
 @dataclass(frozen=True, kw_only=True)
 class WeightLayer(Step):
-    """A conv3x3 or linear layer followed by BN and LIF (op conv_lif / linear_lif), or the head.
+    """A 3x3 convolution or a linear layer followed by BN and LIF (op conv_lif / linear_lif), or the head.
 
     A conv's weight is [c_out, c_in, kernel_size, kernel_size], a linear's [c_out, c_in]. `positions` is the
     number of outputs per channel and time step: pixels (conv), tokens (linear), 1 (the head,
     which averages the tokens first).
     """
 
-    kind: str  # "conv3x3" or "linear"
     c_in: int
     c_out: int
     kernel_size: int  # side of the square window (1 for linear)
@@ -222,7 +221,7 @@ class _Walk:
         c_in, side, _ = self.shape(source)
         side = CONV_WINDOW.out(side)
         return self.add(WeightLayer(
-            name=name, op="conv_lif", inputs=(source,), shape=(c_out, side, side), kind="conv3x3", c_in=c_in,
+            name=name, op="conv_lif", inputs=(source,), shape=(c_out, side, side), c_in=c_in,
             c_out=c_out, **asdict(CONV_WINDOW), positions=side * side,
             group="tokenizer", bias=False, bn=bn, lif=lif, theta=self.cfg.v_threshold, pool=pool))
 
@@ -237,7 +236,7 @@ class _Walk:
         """A linear layer with BN and LIF (`name`_bn, `name`_lif) on the tokens of step `source` [N, c_in]."""
         tokens, c_in = self.shape(source)
         return self.add(WeightLayer(
-            name=name, op="linear_lif", inputs=(source,), shape=(tokens, c_out), kind="linear", c_in=c_in,
+            name=name, op="linear_lif", inputs=(source,), shape=(tokens, c_out), c_in=c_in,
             c_out=c_out, **asdict(LINEAR_WINDOW), positions=tokens, group=group, bias=False, bn=f"{name}_bn",
             lif=f"{name}_lif", theta=self.cfg.v_threshold, pool=None))
 
@@ -245,7 +244,7 @@ class _Walk:
         """The classifier on the tokens of step `source`: their mean, then a linear layer with bias."""
         _, c_in = self.shape(source)
         return self.add(WeightLayer(
-            name="head", op="head", inputs=(source,), shape=(self.cfg.num_classes,), kind="linear", c_in=c_in,
+            name="head", op="head", inputs=(source,), shape=(self.cfg.num_classes,), c_in=c_in,
             c_out=self.cfg.num_classes, **asdict(LINEAR_WINDOW), positions=1, group="head", bias=True, bn=None,
             lif=None, theta=None, pool=None))
 

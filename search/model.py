@@ -1,8 +1,8 @@
 """Spikformer (Zhou et al., ICLR 2023), as the official CIFAR10-DVS model builds it.
 
 The model is built and run from its topology (`hqflow.topology.spikformer(cfg)`): each step's
-modules are created in execution order, and the forward pass runs the steps in that order, one
-function per op (`_FORWARD`). The classes SPS, Block, SSA and MLP only hold modules, so that the
+modules are created in execution order, and the forward pass runs the steps in that order, each by
+its op's TorchOp (search/layers.py: its modules and forward). The classes SPS, Block, SSA and MLP only hold modules, so that the
 module names (`sps.conv0`, `blocks.0.attn.q_bn`, ...) and state_dict keys stay the official ones.
 
 Shapes: frames enter as [B, T, 2, H, W] (the data loader's layout) and run time-major inside:
@@ -39,34 +39,8 @@ from torch import Tensor, nn  # noqa: E402
 
 from hqflow.config import ModelConfig  # noqa: E402
 from hqflow.errors import UserError  # noqa: E402
-from hqflow.search.lif import LIFNode  # noqa: E402
-from hqflow.topology import Attention, MaxPool, Step, Topology, WeightLayer, spikformer  # noqa: E402
-
-
-def lif(cfg: ModelConfig, v_threshold: float | None = None) -> LIFNode:
-    """Multi-step LIF: H = V + (X - V) / tau;  S = H >= V_th;  V = H * (1 - S).
-
-    search/lif.py's LIFNode: spikingjelly's LIFNode with a fused forward and backward over T, bitwise
-    equal to spikingjelly's on spikes, membranes and gradients."""
-    return LIFNode(
-        tau=float(cfg.tau),
-        v_threshold=cfg.v_threshold if v_threshold is None else v_threshold,
-        v_reset=0.0,
-        decay_input=True,
-        detach_reset=True,
-        step_mode="m",
-    )
-
-
-def _per_step(module, x: Tensor) -> Tensor:
-    """Apply a stateless layer to a time-major tensor [T, B, ...] by folding T into the batch."""
-    y = module(x.flatten(0, 1))
-    return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
-
-
-def _token_bn(bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
-    """BatchNorm1d over the channel axis of tokens [T, B, N, C]."""
-    return bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+from hqflow.search.layers import TORCH_OPS  # noqa: E402
+from hqflow.topology import Attention, Topology, spikformer  # noqa: E402
 
 
 class SPS(nn.Module):
@@ -95,58 +69,6 @@ class Block(nn.Module):
         self.mlp = MLP()
 
 
-def _new_modules(step: Step, cfg: ModelConfig) -> list[nn.Module]:
-    """The torch modules of `step`, one per name in step.modules."""
-    if isinstance(step, WeightLayer):
-        if step.kind == "conv3x3":
-            layer = nn.Conv2d(step.c_in, step.c_out, step.kernel_size, step.stride, step.padding, bias=step.bias)
-            bn = nn.BatchNorm2d
-        else:
-            layer, bn = nn.Linear(step.c_in, step.c_out, bias=step.bias), nn.BatchNorm1d
-        return [layer] if step.bn is None else [layer, bn(step.c_out), lif(cfg, step.theta)]
-    if isinstance(step, MaxPool):
-        return [nn.MaxPool2d(kernel_size=step.kernel_size, stride=step.stride, padding=step.padding)]
-    if isinstance(step, Attention):
-        return [lif(cfg, v_threshold=step.threshold)]
-    return []
-
-
-def _conv_lif(model: Spikformer, step: WeightLayer, x: Tensor) -> Tensor:
-    conv, bn, neurons = (model.get_submodule(m) for m in step.modules)
-    return neurons(_per_step(lambda z: bn(conv(z)), x))
-
-
-def _linear_lif(model: Spikformer, step: WeightLayer, x: Tensor) -> Tensor:
-    linear, bn, neurons = (model.get_submodule(m) for m in step.modules)
-    return neurons(_token_bn(bn, linear(x)))
-
-
-def _ssa(model: Spikformer, step: Attention, *qkv: Tensor) -> Tensor:
-    """Spikes q, k, v [T, B, N, D] -> per head (q @ k^T @ v) * scale -> attention LIF [T, B, N, D]."""
-    ssa = model.get_submodule(step.module)
-    t, b, n, d = qkv[0].shape
-    q, k, v = (s.reshape(t, b, n, ssa.num_heads, d // ssa.num_heads).transpose(2, 3) for s in qkv)
-    y = (q @ k.transpose(-2, -1) @ v) * ssa.scale  # [T, B, heads, N, D / heads]
-    return model.get_submodule(step.lif)(y.transpose(2, 3).flatten(3))  # [T, B, N, D]
-
-
-def _head(model: Spikformer, step: WeightLayer, x: Tensor) -> Tensor:
-    return model.get_submodule(step.name)(x.mean(2)).mean(0)
-
-
-# op -> its float forward on time-major tensors ([T, B, C, H, W] maps, [T, B, N, C] tokens)
-_FORWARD = {
-    "input": lambda _model, _step, frames: frames.transpose(0, 1).float(),  # [B, T, 2, H, W] -> time-major
-    "conv_lif": _conv_lif,
-    "linear_lif": _linear_lif,
-    "maxpool": lambda model, step, x: _per_step(model.get_submodule(step.module), x),
-    "add": lambda _model, _step, a, b: a + b,
-    "tokens": lambda _model, _step, x: x.flatten(3).transpose(2, 3).contiguous(),
-    "ssa": _ssa,
-    "head": _head,
-}
-
-
 class Spikformer(nn.Module):
     """Frames [B, T, 2, H, W] (event counts) -> logits [B, classes], built and run from its topology."""
 
@@ -157,15 +79,15 @@ class Spikformer(nn.Module):
             raise UserError(f"model.num_classes: {cfg.num_classes}; set it, or let train / search take the data set's")
         self.cfg = cfg
         self.topology = spikformer(cfg) if topology is None else topology
-        missing = [s.name for s in self.topology.steps if s.op not in _FORWARD]
+        missing = [s.name for s in self.topology.steps if s.op not in TORCH_OPS]
         if missing:
             raise ValueError(f"the torch Spikformer has no forward for step {missing[0]!r} "
-                             f"(op {self.topology.step(missing[0]).op!r}); add it to _FORWARD")
+                             f"(op {self.topology.step(missing[0]).op!r}); add its TorchOp to search/layers.py")
         self.sps = SPS()
         self.blocks = nn.ModuleList(Block(step) for step in self.topology.attentions)
         created = set()
         for step in self.topology.steps:  # creation order = execution order (it fixes the RNG draws)
-            for name, module in zip(step.modules, _new_modules(step, cfg)):
+            for name, module in zip(step.modules, TORCH_OPS[step.op].modules(step, cfg)):
                 if name not in created:  # the pools share one module
                     parent, _, leaf = name.rpartition(".")
                     setattr(self.get_submodule(parent), leaf, module)
@@ -184,12 +106,12 @@ class Spikformer(nn.Module):
 
     def run(self, frames: Tensor, until: str | None = None) -> Tensor:
         """The output of step `until` (default: the last, the logits [B, classes]) for frames
-        [B, T, 2, H, W]; intermediate outputs are time-major ([T, B, ...], see _FORWARD)."""
+        [B, T, 2, H, W]; intermediate outputs are time-major ([T, B, ...], search/layers.py)."""
         self.reset()
         values = {}
         for i, step in enumerate(self.topology.steps):
             args = [values[n] for n in step.inputs] if step.inputs else [frames]  # no inputs: the frames
-            out = _FORWARD[step.op](self, step, *args)
+            out = TORCH_OPS[step.op].forward(self, step, *args)
             if step.name == until:
                 return out
             values[step.name] = out

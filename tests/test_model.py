@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from hqflow.config import ModelConfig, load_config
-from hqflow.search.model import Spikformer, count_parameters, lif, quant_layers, spike_rates
+from hqflow.search.layers import lif
+from hqflow.search.model import Spikformer, count_parameters, quant_layers, spike_rates
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 

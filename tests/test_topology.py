@@ -32,7 +32,7 @@ def mismatches(topology: Topology, model: torch.nn.Module) -> list[str]:
         return [f"layers {list(layers)} != {[layer.name for layer in topology.layers]}"]
     for layer in topology.layers:
         m = layers[layer.name]
-        if layer.kind == "conv3x3":
+        if layer.op == "conv_lif":
             got = (type(m), m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.bias is not None)
             want = (torch.nn.Conv2d, layer.c_in, layer.c_out, (layer.kernel_size,) * 2, (layer.stride,) * 2,
                     (layer.padding,) * 2, layer.bias)
@@ -43,7 +43,7 @@ def mismatches(topology: Topology, model: torch.nn.Module) -> list[str]:
             found.append(f"{layer.name}: {got} != {want}")
         if layer.bn is not None:
             bn = modules.get(layer.bn)
-            bn_type = torch.nn.BatchNorm2d if layer.kind == "conv3x3" else torch.nn.BatchNorm1d
+            bn_type = torch.nn.BatchNorm2d if layer.op == "conv_lif" else torch.nn.BatchNorm1d
             if type(bn) is not bn_type or bn.num_features != layer.c_out:
                 found.append(f"{layer.bn}: {bn}")
     lifs = [n for n, m in model.named_modules() if isinstance(m, neuron.BaseNode)]
@@ -96,7 +96,7 @@ def test_steps_are_a_graph_in_order(cfg):
     assert topology.grid == cfg.grid and topology.num_tokens == cfg.num_tokens
     assert {layer.group for layer in topology.layers} == set(GROUPS)
     for layer in topology.layers:
-        if layer.kind == "conv3x3":
+        if layer.op == "conv_lif":
             assert layer.positions == layer.shape[1] * layer.shape[2]
         elif layer.op == "linear_lif":
             assert layer.positions == cfg.num_tokens
@@ -176,23 +176,23 @@ def test_lowered_graph_is_the_topology(cfg):
     steps = [(s.name, s.op, s.inputs, s.shape) for s in spikformer(full.model).steps]
     assert nodes == steps
     np.testing.assert_array_equal([n.shape[0] for n in graph.nodes if n.op == "conv_lif"],
-                                  [l.c_out for l in spikformer(full.model).layers if l.kind == "conv3x3"])
+                                  [l.c_out for l in spikformer(full.model).layers if l.op == "conv_lif"])
 
 
-def test_the_lowering_has_a_rule_for_every_op(monkeypatch):
-    """_LOWER covers every op the topology emits (all of hqflow.ops); an op added without a rule fails
-    when the lowering is imported."""
+def test_the_torch_side_covers_every_op(monkeypatch):
+    """TORCH_OPS (search/layers.py: modules, forward, lowering rule) covers every op the topology emits (all
+    of hqflow.ops); an op added without its torch side fails when search/layers.py is imported."""
     import importlib
 
-    import hqflow.export.lower as lowering
+    import hqflow.search.layers as layers
 
     emitted = {step.op for cfg in CONFIGS for step in spikformer(cfg).steps}
-    assert emitted <= set(lowering._LOWER) == set(OPS)
+    assert emitted <= set(layers.TORCH_OPS) == set(OPS)
     monkeypatch.setitem(OPS, "conv3d", OPS["conv_lif"])
-    with pytest.raises(ValueError, match=r"the lowering \(.*\) has no implementation of op 'conv3d'"):
-        importlib.reload(lowering)
+    with pytest.raises(ValueError, match=r"the torch model and its lowering \(.*\) has no implementation of op 'conv3d'"):
+        importlib.reload(layers)
     monkeypatch.undo()
-    importlib.reload(lowering)  # the control: the ops as shipped
+    importlib.reload(layers)  # the control: the ops as shipped
 
 
 def test_another_topology_lowers_and_agrees():
