@@ -35,8 +35,8 @@ from hqflow.export.rtl.paths import CORES
 SOURCES = ["hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v"]
 FORMATS = ["fp32", "uniform-2", "uniform-4", "uniform-8", "po2-2", "po2-4", "po2z-4"]
 F, T = 4, 2  # the LIF's frac_bits and its bias shift
-REFERENCE = {"linear": {"N": 64, "C": 384, "O": 96, "P": 8}, "conv": {"C": 48, "H": 16, "W": 16, "O": 96, "P": 8}}
-SMALL = {"linear": {"N": 4, "C": 16, "O": 16, "P": 4}, "conv": {"C": 4, "H": 4, "W": 4, "O": 8, "P": 4}}
+REFERENCE = {"linear_lif": {"N": 64, "C": 384, "O": 96, "P": 8}, "conv_lif": {"C": 48, "H": 16, "W": 16, "O": 96, "P": 8}}
+SMALL = {"linear_lif": {"N": 4, "C": 16, "O": 16, "P": 4}, "conv_lif": {"C": 4, "H": 4, "W": 4, "O": 8, "P": 4}}
 
 
 def random_codes(candidate: Candidate, rows: int, outputs: int, rng) -> tuple[np.ndarray, np.ndarray, int]:
@@ -82,7 +82,7 @@ def write_memfiles(folder: Path, candidate: Candidate, rows: int, outputs: int, 
 
 def core_parameters(kind: str, shape: dict, candidate: Candidate, x_bits: int, folder: Path, rng) -> dict:
     """The core's parameters with its memory files written into `folder`."""
-    rows = shape["C"] * (9 if kind == "conv" else 1)
+    rows = shape["C"] * (9 if kind == "conv_lif" else 1)
     # acc width first from the weights (their draw does not depend on v_bits: same seed, same codes)
     _, w_eff, _ = random_codes(candidate, rows, shape["O"], np.random.default_rng(rng))
     bound = acc_bound((1 << x_bits) - 1, w_eff)
@@ -100,7 +100,7 @@ def synth_core(kind: str, shape: dict, fmt: str, x_bits: int, folder: Path, seed
     """(Resources, parameters, seconds) of one core in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     params = core_parameters(kind, shape, Candidate.parse(fmt), x_bits, folder, seed)
-    top = f"hqflow_{kind}_lif"
+    top = f"hqflow_{kind}"
     sources = [CORES / name for name in [*SOURCES, f"{top}.v"]]
     t0 = time.perf_counter()
     res = yosys.synth(top, sources, params, workdir=folder)
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("out/core_resources"))
     ap.add_argument("--small", action="store_true", help="small shapes (seconds per core)")
     ap.add_argument("--x-bits", type=int, default=1, help="input width (1: spikes)")
-    ap.add_argument("--cores", default="linear,conv")
+    ap.add_argument("--cores", default="linear_lif,conv_lif")
     ap.add_argument("--formats", default=",".join(FORMATS))
     args = ap.parse_args(argv)
     shapes = SMALL if args.small else REFERENCE

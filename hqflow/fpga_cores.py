@@ -153,7 +153,7 @@ class LifCore(WeightedCore):
 class ConvCore(LifCore):
     """conv_lif: every pixel's accumulators (the 3x3 taps scatter into them): positions * G words."""
 
-    table_key = "conv"
+    table_key = "conv_lif"
 
     def computes(self, shape):
         return shape.group != HEAD_GROUP and shape.taps > 1
@@ -169,7 +169,7 @@ class ConvCore(LifCore):
 class LinearCore(LifCore):
     """linear_lif: one token's accumulators at a time: G words."""
 
-    table_key = "linear"
+    table_key = "linear_lif"
 
     def computes(self, shape):
         return shape.group != HEAD_GROUP and shape.taps == 1

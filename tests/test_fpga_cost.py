@@ -120,7 +120,7 @@ def _broken(tmp_path, edit) -> Path:
     (lambda r: r["lanes"]["po2-2"].update({0: {"lut": 1, "ff": 1, "dsp": 0}}), "lanes.po2-2: input width key 0"),
     (lambda r: r["lanes"]["po2-2"][1].pop("dsp"), "t.yaml: lanes.po2-2.1: lacks key(s) dsp"),
     (lambda r: r["memory"]["bram36"].update(configs=[[72]]), "t.yaml: memory.bram36.configs: expected a list"),
-    (lambda r: r["cores"].pop("conv"), "t.yaml: cores: lacks key(s) conv"),
+    (lambda r: r["cores"].pop("conv_lif"), "t.yaml: cores: lacks key(s) conv_lif"),
     (lambda r: r.update(schema_version=2), "t.yaml: schema_version: expected 1, got 2"),
     (lambda r: r["spike_ops"].update(relu={}), "t.yaml: spike_ops.relu: not one of"),
 ])
@@ -191,9 +191,9 @@ def test_table_predicts_fresh_syntheses(tmp_path, table):
     """Re-synthesize three cores (the table's own design, another seed of random weights) and compare."""
     from hqflow.export.rtl.dev import calibrate
 
-    wanted = [p for p in calibrate.design() if p["kind"] in ("linear", "conv")]
+    wanted = [p for p in calibrate.design() if p["kind"] in ("linear_lif", "conv_lif")]
     points = [wanted[1], next(p for p in wanted if p.get("format") == "uniform-2" and p.get("x_bits") == 15),
-              next(p for p in wanted if p["kind"] == "conv" and p["format"] == "po2-2")]
+              next(p for p in wanted if p["kind"] == "conv_lif" and p["format"] == "po2-2")]
     for p in points:
         measured = fpga.resources_from_cells(calibrate.synthesize(p, tmp_path, seed=7))
         est = calibrate.predict(p, table)

@@ -246,7 +246,7 @@ def test_reference_layers(tmp_path, capsys):
     records = json.loads((tmp_path / "core_resources.json").read_text())
     assert len(records) == 2 * len(core_resources.FORMATS)
     assert out.splitlines()[-1] == "po2_dsp_total: 0"
-    for core in ("linear", "conv"):
+    for core in ("linear_lif", "conv_lif"):
         by = {r["format"]: r for r in records if r["core"] == core}
         assert all(by[f]["dsp"] == 0 for f in core_resources.FORMATS), by
     table = [line for line in (tmp_path / "core_resources.md").read_text().splitlines() if line.startswith("| ")]

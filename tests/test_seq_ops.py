@@ -108,7 +108,7 @@ def test_shape_and_op_dispatch_agree(graph):
         if core.weighted:
             assert layer_core(core.shape(graph, node)) is core, node.name
     keys = {s.name: layer_core(s).table_key for s in layer_shapes(GRAPH_CFG.model, 4)}
-    assert keys["sps.conv0"] == "conv" and keys["blocks.0.attn.q"] == "linear" and keys["head"] == "head"
+    assert keys["sps.conv0"] == "conv_lif" and keys["blocks.0.attn.q"] == "linear_lif" and keys["head"] == "head"
     with pytest.raises(UserError, match="0 weighted cores compute it"):
         layer_core(LayerShape("odd", "mlp", 4, 4, 0, 1, 1))
 

@@ -74,20 +74,20 @@ def design() -> list[dict]:
                 "acc": acc or fa, "v": v or fv}
 
     for lanes in LANES:
-        points.append(weighted("linear", LINEAR, "uniform-4", 1, lanes))
-    base = weighted("linear", LINEAR, "uniform-4", 1, 8)
-    points.append(weighted("linear", LINEAR, "uniform-4", 1, 8, acc=base["acc"] + 12))
-    points.append(weighted("linear", LINEAR, "uniform-4", 1, 8, v=base["v"] + 16))
+        points.append(weighted("linear_lif", LINEAR, "uniform-4", 1, lanes))
+    base = weighted("linear_lif", LINEAR, "uniform-4", 1, 8)
+    points.append(weighted("linear_lif", LINEAR, "uniform-4", 1, 8, acc=base["acc"] + 12))
+    points.append(weighted("linear_lif", LINEAR, "uniform-4", 1, 8, v=base["v"] + 16))
     for fmt in FORMATS:
         for x_bits in X_BITS:
             if (fmt, x_bits) != ("uniform-4", 1):
-                points.append(weighted("linear", LINEAR, fmt, x_bits, 8))
-    points.append(weighted("linear", {**LINEAR, "C": 128}, "uniform-4", 1, 8))
-    points.append(weighted("linear", {**LINEAR, "N": 64}, "po2-2", 1, 8))
+                points.append(weighted("linear_lif", LINEAR, fmt, x_bits, 8))
+    points.append(weighted("linear_lif", {**LINEAR, "C": 128}, "uniform-4", 1, 8))
+    points.append(weighted("linear_lif", {**LINEAR, "N": 64}, "po2-2", 1, 8))
     for lanes in (4, 8):
-        points.append(weighted("conv", CONV, "uniform-4", 1, lanes))
-    points.append(weighted("conv", CONV, "po2-2", 1, 8))
-    points.append(weighted("conv", CONV, "uniform-2", 15, 8))
+        points.append(weighted("conv_lif", CONV, "uniform-4", 1, lanes))
+    points.append(weighted("conv_lif", CONV, "po2-2", 1, 8))
+    points.append(weighted("conv_lif", CONV, "uniform-2", 15, 8))
     for fmt in ("uniform-4", "po2-2"):
         points.append({"kind": "head", "TOKENS": 36, "CHANNELS": 32, "CLASSES": 10, "format": fmt, "P": 8,
                        "IN_BITS": 3, "SUM_BITS": 10, "ACC": 19, "LOGIT_BITS": 32})
@@ -195,9 +195,9 @@ POINT_KINDS = {
     "ram": PointKind("hqflow_ram", ("hqflow_ram.v",),
                      lambda p, folder, rng: {"WIDTH": p["width"], "DEPTH": p["depth"]}, "memory",
                      memories=lambda p, table: fpga.memory_resources(p["width"], p["depth"], table)),
-    "linear": PointKind("hqflow_linear_lif", (*WEIGHTED_SOURCES, "hqflow_linear_lif.v"), _lif_params, "lif", "mlp",
+    "linear_lif": PointKind("hqflow_linear_lif", (*WEIGHTED_SOURCES, "hqflow_linear_lif.v"), _lif_params, "lif", "mlp",
                         geometry=("N", "C", "O")),
-    "conv": PointKind("hqflow_conv_lif", (*WEIGHTED_SOURCES, "hqflow_conv_lif.v"), _lif_params, "lif", "tokenizer",
+    "conv_lif": PointKind("hqflow_conv_lif", (*WEIGHTED_SOURCES, "hqflow_conv_lif.v"), _lif_params, "lif", "tokenizer",
                       taps=9, geometry=("C", "H", "W", "O")),
     "head": PointKind("hqflow_head", ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_head.v"),
                       _head_params, "residual", "head", inputs="CHANNELS", outputs="CLASSES", x_key="SUM_BITS"),
@@ -284,7 +284,7 @@ def fit(results: list[tuple[dict, dict]], memory: dict) -> dict:
                                         p.get("acc", p.get("ACC")), p.get("v", 0))
         return point_memories(p, zero)
 
-    # 2. weighted LIF cores: least squares over [fixed of each kind (linear, conv), P*acc, P*v, P*lane(f, x)...]
+    # 2. weighted LIF cores: least squares over [fixed of each kind (linear_lif, conv_lif), P*acc, P*v, P*lane(f, x)...]
     cores = [(p, r, mem_of(p)) for p, r in measured if p["kind"] in FIT_KINDS["lif"]]
     combos = sorted({(p["format"], p["x_bits"]) for p, _, _ in cores})
     cols = [f"fixed_{k}" for k in FIT_KINDS["lif"]] + ["acc", "v"] + [f"{f}@{x}" for f, x in combos]
