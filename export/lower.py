@@ -78,11 +78,6 @@ def check_semantics(model: Spikformer, cfg: Config) -> None:
         for key, value in wanted.items():
             if found[key] != value:
                 raise UserError(f"module {name}: {key} {found[key]!r}; the integer LIF implements {key} {value!r}")
-    for attention in model.topology.attentions:
-        scale = getattr(modules.get(attention.module), "scale", None)
-        if scale != attention.scale:
-            raise UserError(f"module {attention.module}: attention scale {scale!r}, but model.attn_scale is "
-                            f"{attention.scale!r}")
 
 
 def _format(layer: nn.Module) -> tuple[Candidate, dict]:

@@ -57,9 +57,13 @@ def _check_bounds(cfg: Any) -> None:
             raise UserError(f"{where}: must be {bound.words}, got {value}")
 
 
+MODEL_FAMILIES = ("spikformer", "sdt")  # hqflow.models.FAMILIES: each one's topology builder
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Spikformer shape.
+    """The model's family and shape. `family`: spikformer (Zhou et al. 2023) or sdt (the Spike-driven
+    Transformer, Yao et al. 2023, with its membrane shortcut: hqflow/topology_sdt.py); both take the sizes below.
 
     The tokenizer has four Conv3x3 stages with channels in_channels -> D/8 -> D/4 -> D/2 -> D;
     `pools[i]` says whether stage i ends with MaxPool(3, 2, 1). Tokens: (img_size / 2^sum(pools))^2.
@@ -67,6 +71,7 @@ class ModelConfig:
     they build the model or write config.yaml, so a run's files always hold the number.
     """
 
+    family: str = "spikformer"
     img_size: int = 128
     in_channels: int = 2
     num_classes: int = 0  # 0: the data set's class count, resolved when train / search load the data
@@ -88,6 +93,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_bounds(self)
+        if self.family not in MODEL_FAMILIES:
+            raise UserError(f"model.family: {self.family!r}; expected one of {', '.join(MODEL_FAMILIES)}")
         if self.embed_dim % 8:
             raise UserError(f"model.embed_dim: {self.embed_dim} is not a multiple of 8")
         if self.embed_dim % self.num_heads:

@@ -42,7 +42,8 @@ from hqflow.config import ModelConfig
 from hqflow.errors import UserError
 from hqflow.io import read_yaml
 from hqflow.numerics import Candidate
-from hqflow.topology import GROUPS, Topology, spikformer
+from hqflow.models import topology_of
+from hqflow.topology import GROUPS, Topology
 
 TABLES = Path(__file__).with_name("tables")
 DEFAULT_TABLE = TABLES / "energy_45nm.yaml"
@@ -150,7 +151,7 @@ class LayerShape:
 
 def layer_shapes(model: ModelConfig | Topology, time_steps: int) -> list[LayerShape]:
     """Every conv / linear layer of a topology (or the Spikformer of a config), in execution order."""
-    topology = model if isinstance(model, Topology) else spikformer(model)
+    topology = model if isinstance(model, Topology) else topology_of(model)
     return [LayerShape(layer.name, layer.group, layer.c_in, layer.c_out, layer.taps, layer.positions, time_steps)
             for layer in topology.layers]
 

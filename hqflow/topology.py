@@ -67,6 +67,11 @@ class Step:
         """The torch modules this step runs, by name, in creation order."""
         return ()
 
+    @property
+    def neurons(self) -> dict[str, float]:
+        """The LIF module whose spikes the step outputs -> its threshold (empty: it outputs no spikes)."""
+        return {}
+
 
 @dataclass(frozen=True, kw_only=True)
 class WeightLayer(Step):
@@ -113,6 +118,10 @@ class WeightLayer(Step):
     def modules(self) -> tuple[str, ...]:
         return tuple(module for module in (self.name, self.bn, self.lif) if module is not None)
 
+    @property
+    def neurons(self) -> dict[str, float]:
+        return {} if self.lif is None else {self.lif: self.theta}
+
 
 @dataclass(frozen=True, kw_only=True)
 class MaxPool(Step):
@@ -153,6 +162,10 @@ class Attention(Step):
     def modules(self) -> tuple[str, ...]:
         return (self.lif,)
 
+    @property
+    def neurons(self) -> dict[str, float]:
+        return {self.lif: self.threshold}
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -188,18 +201,11 @@ class Topology:
 
     def lif_modules(self) -> dict[str, str]:
         """Spiking step name -> the LIF module whose spikes it outputs."""
-        return {step.name: step.lif for step in self.steps
-                if isinstance(step, (WeightLayer, Attention)) and step.lif is not None}
+        return {step.name: lif for step in self.steps for lif in step.neurons}
 
     def lif_thresholds(self) -> dict[str, float]:
         """LIF module name -> its threshold, in creation order."""
-        out: dict[str, float] = {}
-        for step in self.steps:
-            if isinstance(step, WeightLayer) and step.lif is not None:
-                out[step.lif] = step.theta
-            elif isinstance(step, Attention):
-                out[step.lif] = step.threshold
-        return out
+        return {lif: theta for step in self.steps for lif, theta in step.neurons.items()}
 
 
 class _Walk:
@@ -225,12 +231,12 @@ class _Walk:
             c_out=c_out, **asdict(CONV_WINDOW), positions=side * side,
             group="tokenizer", bias=False, bn=bn, lif=lif, theta=self.cfg.v_threshold, pool=pool))
 
-    def maxpool(self, name: str, source: str) -> str:
-        """Max pooling (POOL_WINDOW) of the spikes of step `source`."""
+    def maxpool(self, name: str, source: str, module: str = MAXPOOL_MODULE) -> str:
+        """Max pooling (POOL_WINDOW) of the spikes of step `source`, by the torch module `module`."""
         channels, side, _ = self.shape(source)
         side = POOL_WINDOW.out(side)
         return self.add(MaxPool(name=name, op="maxpool", inputs=(source,), shape=(channels, side, side),
-                                module=MAXPOOL_MODULE, **asdict(POOL_WINDOW)))
+                                module=module, **asdict(POOL_WINDOW)))
 
     def linear(self, name: str, group: str, source: str, c_out: int) -> str:
         """A linear layer with BN and LIF (`name`_bn, `name`_lif) on the tokens of step `source` [N, c_in]."""

@@ -54,7 +54,7 @@ from hqflow.numerics import Candidate  # noqa: E402
 from hqflow.plan import load_plan  # noqa: E402
 from hqflow.search.plots import _save  # noqa: E402
 from hqflow.search.report import _fp32_run, cost_figures, plan_summaries, read_last_metrics  # noqa: E402
-from hqflow.topology import spikformer  # noqa: E402
+from hqflow.models import topology_of  # noqa: E402
 
 SCHEMA_VERSION = 1
 FILES = ("hwreport.md", "hwreport.json", "hwreport.png")
@@ -66,7 +66,7 @@ def design_resources(model_cfg, time_steps: int, formats: dict[str, Candidate], 
     width from the topology (`fpga.layer_input_bits`: event counts into the first conv, spikes or
     sums of spikes elsewhere)."""
     shapes = layer_shapes(model_cfg, time_steps)
-    x_bits = fpga.layer_input_bits(spikformer(model_cfg), time_steps)
+    x_bits = fpga.layer_input_bits(topology_of(model_cfg), time_steps)
     return fpga.plan_resources(shapes, formats, table, lanes, x_bits)
 
 

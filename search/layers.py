@@ -37,6 +37,7 @@ BIAS_FRAC_BITS = 16  # fractional bits of the LIF and head biases (the scheme's 
 # accumulator units; an fp32 layer's accumulator already has 2^-f weight resolution (f ~ 31), so
 # its biases get none: that keeps its membrane within 64 bits for the NumPy simulator.
 MAX_COUNT = np.iinfo(np.int16).max  # input frames are int16 event counts
+RESIDUAL_FRAC_BITS = 16  # the membrane shortcut's fixed point: residual values are integers in 2^-16 units
 
 
 def lif(cfg: ModelConfig, v_threshold: float | None = None) -> LIFNode:
@@ -57,6 +58,13 @@ def per_step(module, x: Tensor) -> Tensor:
 def token_bn(bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
     """BatchNorm1d over the channel axis of tokens [T, B, N, C]."""
     return bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+def bn_factors(bn: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """A BN's (a, b) in float32 [C]: a_c = gamma_c / sqrt(var_c + eps), b_c = beta_c - a_c * mean_c (eval mode)."""
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+    shift = (bn.bias.detach().double() - torch.from_numpy(scale) * bn.running_mean.detach().double()).numpy()
+    return scale.astype(np.float32), shift.astype(np.float32)
 
 
 def bias_frac_bits(fmt: Candidate) -> int:
@@ -90,12 +98,10 @@ class WeightedLif(TorchOp):
 
     def lower(self, builder, step: WeightLayer, modules):
         attrs, codes, weight_scale = builder.weights(step.name, modules[step.name])
-        bn = modules[step.bn]
-        bn_scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
-        bn_shift = (bn.bias.detach().double() - torch.from_numpy(bn_scale) * bn.running_mean.detach().double()).numpy()
+        bn_scale, bn_shift = bn_factors(modules[step.bn])
         time_steps = builder.time_steps
         try:
-            consts = numerics.fold_lif(bn_scale.astype(np.float32), bn_shift.astype(np.float32), weight_scale,
+            consts = numerics.fold_lif(bn_scale, bn_shift, weight_scale,
                                        step.theta, bias_frac_bits(Candidate.parse(attrs["format"])), time_steps)
         except ValueError as err:
             raise UserError(f"layer {step.name} (model.v_threshold {step.theta}, data.time_steps {time_steps}): "
@@ -152,10 +158,9 @@ class Ssa(TorchOp):
         return [lif(cfg, v_threshold=step.threshold)]
 
     def forward(self, model, step, *qkv):
-        ssa = model.get_submodule(step.module)
         t, b, n, d = qkv[0].shape
-        q, k, v = (s.reshape(t, b, n, ssa.num_heads, d // ssa.num_heads).transpose(2, 3) for s in qkv)
-        y = (q @ k.transpose(-2, -1) @ v) * ssa.scale  # [T, B, heads, N, D / heads]
+        q, k, v = (s.reshape(t, b, n, step.num_heads, d // step.num_heads).transpose(2, 3) for s in qkv)
+        y = (q @ k.transpose(-2, -1) @ v) * step.scale  # [T, B, heads, N, D / heads]
         return model.get_submodule(step.lif)(y.transpose(2, 3).flatten(3))  # [T, B, N, D]
 
     def lower(self, builder, step: Attention, modules):
@@ -172,6 +177,85 @@ class Ssa(TorchOp):
                  "frac_bits": consts.frac_bits, "bias_frac_bits": 0}
         tables = {"bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign}
         return builder.add(step, attrs, tables, f" ({context})", hint)
+
+
+class WeightedBn(TorchOp):
+    """A conv / linear layer (no bias) and its BN, no LIF (the membrane shortcut); lowered with the BN folded
+    into a requantization to RESIDUAL_FRAC_BITS fractional bits (numerics.fold_requant)."""
+
+    def lower(self, builder, step: WeightLayer, modules):
+        attrs, codes, weight_scale = builder.weights(step.name, modules[step.name])
+        bn_scale, bn_shift = bn_factors(modules[step.bn])
+        try:
+            acc_max = numerics.acc_bound(builder.nodes[step.source].value_max, numerics.w_eff_from_codes(
+                Candidate.parse(attrs["format"]), codes, attrs.get("zero_point", 0)))
+            consts = numerics.fold_requant(bn_scale, bn_shift, weight_scale, RESIDUAL_FRAC_BITS, acc_max)
+        except ValueError as err:
+            raise UserError(f"layer {step.name}: folding its BN into a fixed-point output: {err}") from None
+        attrs.update(shift=consts.shift, frac_bits=consts.frac_bits)
+        inputs_max = builder.nodes[step.source].value_max
+        return builder.add(step, {**attrs}, {**codes, "m_int": consts.m_int, "b_int": consts.b_int},
+                           f" ({attrs['format']}, inputs up to {inputs_max})",
+                           "; give this layer a narrower or quantized format in the plan")
+
+
+class ConvBn(WeightedBn):
+    def modules(self, step: WeightLayer, cfg):
+        conv = nn.Conv2d(step.c_in, step.c_out, step.kernel_size, step.stride, step.padding, bias=step.bias)
+        return [conv, nn.BatchNorm2d(step.c_out)]
+
+    def forward(self, model, step, x):
+        conv, bn = (model.get_submodule(m) for m in step.modules)
+        return per_step(lambda z: bn(conv(z)), x)
+
+
+class LinearBn(WeightedBn):
+    def modules(self, step: WeightLayer, cfg):
+        return [nn.Linear(step.c_in, step.c_out, bias=step.bias), nn.BatchNorm1d(step.c_out)]
+
+    def forward(self, model, step, x):
+        linear, bn = (model.get_submodule(m) for m in step.modules)
+        return token_bn(bn, linear(x))
+
+
+def _one_channel_lif(builder, step, scale: float, context: str) -> tuple[dict, dict]:
+    """The attrs and tables of a LIF of one channel on inputs x_int = x / scale (fold_lif(1, 0, scale, ...))."""
+    try:
+        consts = numerics.fold_lif(np.ones(1, np.float32), np.zeros(1, np.float32), scale, step.threshold, 0,
+                                   builder.time_steps)
+    except ValueError as err:
+        raise UserError(f"{step.name} ({context}, T {builder.time_steps}): {err}") from None
+    attrs = {"theta": step.threshold, "frac_bits": consts.frac_bits, "bias_frac_bits": 0}
+    return attrs, {"bias_int": consts.bias_int, "thr_int": consts.thr_int, "sign": consts.sign}
+
+
+class Lif(TorchOp):
+    """A LIF alone on the residual path's values (their fixed point: RESIDUAL_FRAC_BITS fractional bits)."""
+
+    def modules(self, step, cfg):
+        return [lif(cfg, step.threshold)]
+
+    def forward(self, model, step, x):
+        return model.get_submodule(step.lif)(x)
+
+    def lower(self, builder, step, modules):
+        attrs, tables = _one_channel_lif(builder, step, 2.0**-RESIDUAL_FRAC_BITS, f"threshold {step.threshold}")
+        return builder.add(step, {**attrs, "in_frac_bits": RESIDUAL_FRAC_BITS}, tables)
+
+
+class Sdsa(TorchOp):
+    """Spike-driven self-attention: spikes q, k, v [T, B, N, D] -> q * LIF(sum_n k * v) [T, B, N, D]."""
+
+    def modules(self, step, cfg):
+        return [lif(cfg, step.threshold)]
+
+    def forward(self, model, step, q, k, v):
+        mask = model.get_submodule(step.lif)((k * v).sum(dim=2, keepdim=True))  # [T, B, 1, D]
+        return q * mask
+
+    def lower(self, builder, step, modules):
+        attrs, tables = _one_channel_lif(builder, step, 1.0, f"model.attn_threshold {step.threshold}")
+        return builder.add(step, attrs, tables)
 
 
 class Head(TorchOp):
@@ -202,5 +286,6 @@ class Head(TorchOp):
 
 
 TORCH_OPS: dict[str, TorchOp] = {"input": Input(), "conv_lif": ConvLif(), "linear_lif": LinearLif(),
-                                 "maxpool": MaxPool2d(), "add": Add(), "tokens": Tokens(), "ssa": Ssa(), "head": Head()}
+                                 "maxpool": MaxPool2d(), "add": Add(), "tokens": Tokens(), "ssa": Ssa(), "head": Head(),
+                                 "conv_bn": ConvBn(), "linear_bn": LinearBn(), "lif": Lif(), "sdsa": Sdsa()}
 check_backend(TORCH_OPS, "the torch model and its lowering (search/layers.py TORCH_OPS)")

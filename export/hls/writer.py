@@ -19,6 +19,7 @@ from hqflow.export.hls.dataflow import Dataflow, plan_dataflow
 from hqflow.export.hls.ops import HLS_OPS, check_ops
 from hqflow.export.hls.views import HlsOptions, NodeView, OpContext, c_ident
 from hqflow.ir import DeployGraph
+from hqflow.ops import implementation
 from hqflow.sim.run import run
 
 # The kernel library, the testbench header and the Jinja templates, found through the package
@@ -54,7 +55,7 @@ def node_views(graph: DeployGraph, options: HlsOptions, schedule=None) -> list[N
         if ident in idents:
             raise UserError(f"node {node.name!r}: its C name {ident} collides with another node's")
         idents.add(ident)
-        entry = HLS_OPS[node.op]
+        entry = implementation(HLS_OPS, node, "the HLS backend")
         inputs = tuple(views[name] for name in node.inputs)
         stream_id = schedule.node_stream.get(node.name)
         bits = schedule.stream(stream_id).bits if stream_id else 0

@@ -43,6 +43,7 @@ from hqflow.errors import UserError
 from hqflow.export.rtl.stream_base import MAX_STREAM_LANES, Stream, StreamOp, ident, value_bits
 from hqflow.export.rtl.stream_ops import STREAM_OPS
 from hqflow.ir import DeployGraph
+from hqflow.ops import check_graph
 
 __all__ = ["DEFAULT_LANES", "MAX_STREAM_LANES", "STREAM_OPS", "Schedule", "StreamCore", "StreamOp", "fold",
            "plan_stream", "plan_to_fit"]
@@ -111,8 +112,14 @@ class Schedule:
 # ---- folding --------------------------------------------------------------------------------------
 
 
+def check_ops(graph: DeployGraph) -> None:
+    """UserError naming the first node whose op the streaming architecture does not implement (yet)."""
+    check_graph(STREAM_OPS, graph.nodes, "the streaming architecture (its RTL cores and HLS kernels)")
+
+
 def _node_streams(graph: DeployGraph) -> tuple[dict[str, Stream], dict[str, str]]:
     """Every node's output stream (tokens share their input's) and node -> stream ident."""
+    check_ops(graph)
     streams: dict[str, Stream] = {}
     of: dict[str, str] = {}
     steps = graph.time_steps

@@ -42,7 +42,7 @@ __all__ = ["DEFAULT_TABLE", "StreamTable", "core_resources", "estimate_manifest"
 
 DEFAULT_TABLE = Path(fpga.__file__).with_name("tables") / "stream_cores.yaml"
 KEYS = ("lut", "ff")
-_MODULE_OP = {op.module: op for op in [*STREAM_OPS.values(), FIFO] if op.has_core}
+_MODULE_OP = {op.module: op for op in [*STREAM_OPS.values(), FIFO] if isinstance(op, StreamOp) and op.has_core}
 
 
 class StreamTable:

@@ -20,6 +20,7 @@ import numpy as np
 
 from hqflow.devices import FIT_RESOURCES, family_of, find_device
 from hqflow.export.rtl import pnr, stream, stream_estimate, top
+from hqflow.export.rtl.stream_base import StreamOp
 from hqflow.io import atomic_text
 from hqflow.resources import ultra_moves
 from hqflow.ir import DeployGraph
@@ -31,7 +32,8 @@ TESTBENCH = "tb/hqflow_stream_tb.cpp"
 # the library the op cores build on (RAMs, ROMs, lanes, LIF, windows), the FIFO, fork and register slice
 SHARED_CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_lif_unit.v",
                 "hqflow_window.v", "hqflow_fifo.v", "hqflow_stream_fork.v", "hqflow_stream_reg.v")
-CORES = SHARED_CORES + tuple(dict.fromkeys(f"{op.module}.v" for op in stream.STREAM_OPS.values() if op.has_core))
+CORES = SHARED_CORES + tuple(dict.fromkeys(f"{op.module}.v" for op in stream.STREAM_OPS.values()
+                                           if isinstance(op, StreamOp) and op.has_core))
 ISOLATED = 1  # the co-simulation feeds the first ISOLATED + 1 samples alone (their latency), the rest back to back
 
 
@@ -116,6 +118,7 @@ def plan(graph: DeployGraph, trace: dict, options) -> tuple:
     HlsOptions), folded for the input rates of the simulator's `trace` of the test frames and fitted to the
     part: the one schedule the RTL and the HLS renderers read. Returns (schedule, whether it fits, the
     event-driven cores' work per sample {node: [B, ...]}, the estimate function of part_fit)."""
+    stream.check_ops(graph)
     work = {}  # the event-driven cores' work per sample (nonzero input elements over their windows)
     for node in graph.nodes:
         counted = stream.STREAM_OPS[node.op].nnz(graph, node, trace[node.inputs[0]]) if node.inputs else None

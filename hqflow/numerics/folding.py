@@ -25,9 +25,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from hqflow.numerics.bounds import check_int64, round_half_up
+from hqflow.numerics.bounds import INT64_MAX, check_int64, round_half_up
 
-__all__ = ["LifConsts", "fold_head", "fold_lif"]
+__all__ = ["MULT_BITS", "LifConsts", "RequantConsts", "fold_head", "fold_lif", "fold_requant"]
+
+MULT_BITS = 32  # a requantization multiplier m_int is a signed integer of this width
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value
@@ -119,3 +121,66 @@ def fold_head(bias, weight_scale: float, num_tokens: int, time_steps: int, bias_
     bias_int = [round_half_up(Fraction(b_c) * factor) for b_c in np.asarray(bias, np.float64).tolist()]
     check_int64("fold_head", "|bias_int|", max(map(abs, bias_int), default=0))
     return np.array(bias_int, np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class RequantConsts:
+    """Integer constants of a layer whose BN output is a fixed-point value (no LIF: the Spike-driven
+    Transformer's membrane shortcut), per channel c of C (fold_requant makes them).
+
+    m_int           int64 [C]  round_half_up(k_c * 2^(frac_bits + shift)), |m_int| < 2^(MULT_BITS - 1)
+    b_int           int64 [C]  round_half_up(b_c * 2^(frac_bits + shift)) + 2^(shift - 1) (0 for shift 0)
+    shift           S >= 0, one per layer
+    frac_bits       R, the fractional bits of the output: y_int = y * 2^R
+    """
+
+    m_int: np.ndarray
+    b_int: np.ndarray
+    shift: int
+    frac_bits: int
+
+
+def fold_requant(a, b, weight_scale: float, frac_bits: int, acc_max: int) -> RequantConsts:
+    """Fold BN (a, b: float [C]) and the weight scale into a requantization of the accumulator to a
+    fixed-point value with `frac_bits` (R) fractional bits:
+
+        y = k_c * acc + b_c  (k_c = a_c * weight_scale)   ->   y_int = (acc * m_int + b_int) >> S ~ y * 2^R
+
+    the shift's floor with the 2^(S - 1) in b_int rounds half up. S is the largest that keeps every
+    |m_int| below 2^(MULT_BITS - 1) (the multiplier keeps up to MULT_BITS - 1 significant bits) and every
+    acc_max * |m_int| + |b_int| within int64 (|acc| <= acc_max). Three roundings (m_int, b_int, the
+    shift), so |y_int - y * 2^R| <= 1/2 + (|acc| + 1) / 2^(S + 1) (in output units). Exact rational
+    arithmetic; ValueError for non-finite inputs or when even S = 0 leaves int64.
+
+    >>> c = fold_requant(np.float32([0.5, -2.0]), np.float32([0.25, 1.0]), 0.25, 4, 100)
+    >>> c.m_int, c.b_int, c.shift
+    (array([  268435456, -1073741824]), array([ 603979776, 2214592512]), 27)
+    """
+    a = np.atleast_1d(np.asarray(a, np.float64))
+    b = np.broadcast_to(np.asarray(b, np.float64), a.shape)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("fold_requant: BN factors a and b must be finite")
+    if not (math.isfinite(weight_scale) and weight_scale > 0):
+        raise ValueError(f"fold_requant: weight_scale {weight_scale} must be finite and > 0")
+    if frac_bits < 0:
+        raise ValueError(f"fold_requant: frac_bits {frac_bits} < 0")
+    k = [Fraction(a_c) * Fraction(float(weight_scale)) * 2**frac_bits for a_c in a.tolist()]
+    bias = [Fraction(b_c) * 2**frac_bits for b_c in b.tolist()]
+
+    def consts(shift: int) -> tuple[list[int], list[int]]:
+        offset = 2 ** (shift - 1) if shift else 0
+        return ([round_half_up(k_c * 2**shift) for k_c in k],
+                [round_half_up(b_c * 2**shift) + offset for b_c in bias])
+
+    def fits(shift: int) -> bool:
+        m_int, b_int = consts(shift)
+        m_max, b_max = max(map(abs, m_int), default=0), max(map(abs, b_int), default=0)
+        return m_max < 2 ** (MULT_BITS - 1) and acc_max * m_max + b_max <= INT64_MAX
+
+    if not fits(0):
+        raise ValueError(f"fold_requant: acc * m_int + b_int leaves int64 even unshifted (|acc| <= {acc_max})")
+    shift = 0
+    while shift < 62 and fits(shift + 1):
+        shift += 1
+    m_int, b_int = consts(shift)
+    return RequantConsts(np.array(m_int, np.int64), np.array(b_int, np.int64), shift, frac_bits)

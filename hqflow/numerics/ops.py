@@ -23,10 +23,11 @@ from __future__ import annotations
 import numpy as np
 
 from hqflow.numerics.bounds import FLOAT64_EXACT, abs_max, acc_bound, check_int64, ssa_bound
-from hqflow.numerics.folding import LifConsts
+from hqflow.numerics.folding import LifConsts, RequantConsts
 
 __all__ = ["argmax_first", "conv2d_acc", "conv2d_operands", "head_logits", "lif_charge", "lif_fire",
-    "lif_reset", "lif_run", "lif_step", "linear_acc", "linear_operands", "maxpool_or", "ssa_int"]
+    "lif_reset", "lif_run", "lif_step", "linear_acc", "linear_operands", "maxpool_or", "requant", "sdsa_count",
+    "ssa_int"]
 
 # ---- accumulation: acc = sum(x * w_eff), exact -------------------------------------------------
 
@@ -244,6 +245,28 @@ def ssa_int(q, k, v, num_heads: int) -> np.ndarray:
 
 
 # ---- head: integer logits ------------------------------------------------------------------------
+
+
+def requant(acc, consts: RequantConsts, channel_axis: int = -1) -> np.ndarray:
+    """A BN output as a fixed-point value: acc int64 [..., C, ...] -> (acc * m_int + b_int) >> shift, int64
+    (folding.fold_requant; the shift floors, b_int's 2^(shift - 1) makes it round half up).
+    Width: the caller checks |acc| * max|m_int| + max|b_int| within int64 once per layer (ops/conv_bn).
+
+    >>> from hqflow.numerics.folding import fold_requant
+    >>> requant(np.array([[4, -3]]), fold_requant(np.float32([0.5, -2.0]), np.float32([0.25, 1.0]), 0.25, 4, 100))
+    array([[12, 40]])
+    """
+    acc = np.asarray(acc, np.int64)
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    m_int, b_int = consts.m_int.reshape(shape), consts.b_int.reshape(shape)
+    return (acc * m_int + b_int) >> consts.shift
+
+
+def sdsa_count(k, v) -> np.ndarray:
+    """The spike-driven attention's count: spikes k, v [..., N, D] -> sum_n k[n, d] AND v[n, d], int64 [..., D]
+    in [0, N] (an AND and a count: no multiplication)."""
+    return (np.asarray(k, np.int64) & np.asarray(v, np.int64)).sum(axis=-2)
 
 
 def head_logits(acc_sum, bias_int, bias_frac_bits: int) -> np.ndarray:

@@ -13,6 +13,11 @@ OPS.
     ssa          q, k, v     [N, D]           value_max 1; attrs.x_max 1
     head         x           [K]              value_max = the largest |logit|; attrs.x_max = x's value_max * N * T,
                                               attrs.logit_bits
+  the Spike-driven Transformer's (membrane shortcut: signed fixed-point values on the residual path):
+    conv_bn      x           [O, H', W']      value_max = the largest |y_int|; attrs.x_max = x's value_max
+    linear_bn    x           [N, O]           value_max = the largest |y_int|; attrs.x_max = x's value_max
+    lif          x           x's shape        value_max 1; attrs.x_max = x's value_max (|x| <= x_max)
+    sdsa         q, k, v     [N, D]           value_max 1; attrs.x_max 1
 """
 
 from __future__ import annotations
@@ -20,16 +25,20 @@ from __future__ import annotations
 from hqflow.errors import UserError
 from hqflow.ops.add import Add
 from hqflow.ops.base import MAX_WIDTH, VALUE_LIMIT, Attr, NodeCheck, Op, TensorField, Window, is_int
+from hqflow.ops.conv_bn import ConvBn
 from hqflow.ops.conv_lif import ConvLif
 from hqflow.ops.head import Head
 from hqflow.ops.input import Input
+from hqflow.ops.lif import Lif
+from hqflow.ops.linear_bn import LinearBn
 from hqflow.ops.linear_lif import LinearLif
 from hqflow.ops.maxpool import MaxPool
+from hqflow.ops.sdsa import Sdsa
 from hqflow.ops.ssa import Ssa
 from hqflow.ops.tokens import Tokens
 
 OPS: dict[str, Op] = {op.name: op for op in (Input(), ConvLif(), LinearLif(), MaxPool(), Add(), Tokens(), Ssa(),
-                                             Head())}
+                                             Head(), ConvBn(), LinearBn(), Lif(), Sdsa())}
 INPUT_OP, OUTPUT_OP = "input", "head"  # the graph's first and last node
 
 
@@ -55,6 +64,14 @@ def check_backend(table: dict, backend: str, complete: bool = True) -> None:
         raise ValueError(f"{backend} implements op {unknown[0]!r}, which hqflow.ops does not define")
 
 
+class Unsupported:
+    """A backend's explicit entry for an op it does not implement yet: its table still covers every op
+    (check_backend), and `implementation` refuses a node of the op with `reason`."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
 def implementation(table: dict, node, backend: str):
     """`table`'s implementation of `node`'s op; UserError naming the node, its op and the backend's ops
     when the op is unknown (op_for) or the backend lacks it."""
@@ -62,8 +79,16 @@ def implementation(table: dict, node, backend: str):
     if op.name not in table:
         raise UserError(f"node {node.name!r}: {backend} does not implement op {op.name!r} (it implements "
                         f"{', '.join(table)})")
+    if isinstance(table[op.name], Unsupported):
+        raise UserError(f"node {node.name!r}: {backend} does not implement op {op.name!r} yet: {table[op.name].reason}")
     return table[op.name]
 
 
-__all__ = ["MAX_WIDTH", "OPS", "VALUE_LIMIT", "Attr", "NodeCheck", "Op", "TensorField", "Window", "check_backend",
-           "implementation", "is_int", "op_for", "INPUT_OP", "OUTPUT_OP"]
+def check_graph(table: dict, nodes, backend: str) -> None:
+    """Every node's op implemented by the backend (`implementation`), before it renders anything."""
+    for node in nodes:
+        implementation(table, node, backend)
+
+
+__all__ = ["MAX_WIDTH", "OPS", "VALUE_LIMIT", "Attr", "NodeCheck", "Op", "TensorField", "Window", "Unsupported",
+           "check_backend", "check_graph", "implementation", "is_int", "op_for", "INPUT_OP", "OUTPUT_OP"]

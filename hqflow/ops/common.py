@@ -153,3 +153,60 @@ class WeightedLif(Op):
         bound = numerics.acc_bound(node.attrs["x_max"], weights)
         return {"acc_bits": acc_bits(node.attrs["x_max"], weights),
                 "v_bits": v_bits(bound, node.attrs, tensors)}
+
+
+# ---- the membrane shortcut's weighted layers: a BN output as a fixed-point value (no LIF) -------------
+
+REQUANT_TENSORS = (TensorField("m_int", np.int64, "[channels], |m_int| < 2^(MULT_BITS - 1)"),
+                   TensorField("b_int", np.int64, "[channels]"))
+REQUANT_ATTRS = (Attr("shift", 0, MAX_FRAC_BITS, "the requantization's right shift"),
+                 Attr("frac_bits", 0, MAX_FRAC_BITS, "fractional bits of the output: y_int = y * 2^frac_bits"))
+
+
+def requant_consts(attrs: Mapping, tensors: Mapping[str, np.ndarray]) -> numerics.RequantConsts:
+    """The node's requantization constants (numerics.RequantConsts) from its tables and attrs."""
+    return numerics.RequantConsts(np.asarray(tensors["m_int"], np.int64), np.asarray(tensors["b_int"], np.int64),
+                                  int(attrs["shift"]), int(attrs["frac_bits"]))
+
+
+def requant_range(x_max: int, weights: np.ndarray, consts: numerics.RequantConsts) -> tuple[int, int, int]:
+    """(lo, hi, the largest |acc * m_int + b_int|) of a requantized layer for inputs in [-x_max, x_max]:
+    per output channel c, |acc_c| <= x_max * sum |w_c| (exact Python ints)."""
+    lo = hi = product = 0
+    fan_in = np.abs(weights.reshape(weights.shape[0], -1)).astype(object).sum(axis=1)
+    for acc_c, m_c, b_c in zip(fan_in.tolist(), consts.m_int.tolist(), consts.b_int.tolist()):
+        reach = int(x_max) * int(acc_c) * abs(int(m_c))
+        lo, hi = min(lo, (b_c - reach) >> consts.shift), max(hi, (b_c + reach) >> consts.shift)
+        product = max(product, reach + abs(b_c))
+    return lo, hi, product
+
+
+class WeightedBn(Op):
+    """What conv_bn and linear_bn share (the Spike-driven Transformer's membrane shortcut): weights, then
+    the BN as a requantization to a signed fixed-point value (numerics.requant), no LIF. value_max is the
+    largest magnitude of the output, x_max the input's value_max, acc_bits the narrowest for it."""
+
+    metadata = WEIGHT_METADATA
+    tensors = (*WEIGHT_TENSORS, *REQUANT_TENSORS)
+
+    def check_requant(self, check: NodeCheck, channels: int, weights: np.ndarray, x_max: int) -> None:
+        """The requantization's tables and attributes: m_int within MULT_BITS, every product within int64."""
+        limit = 2 ** (numerics.MULT_BITS - 1) - 1
+        tables = {"m_int": check.tensor("m_int", (channels,), -limit, limit, f"{numerics.MULT_BITS}-bit multipliers"),
+                  "b_int": check.tensor("b_int", (channels,), *INT64_RANGE, "64-bit integers")}
+        for spec in REQUANT_ATTRS:
+            check.attr(spec)
+        _, _, product = requant_range(x_max, weights, requant_consts(check.node.attrs, tables))
+        if product > INT64_RANGE[1]:
+            check.fail(f"tensors 'm_int' and 'b_int': acc * m_int + b_int reaches {product}, beyond int64",
+                       tensors=True)
+
+    def value_max(self, node, sources, tensors, time_steps) -> int:
+        lo, hi, _ = requant_range(sources[0].value_max, w_eff(node.attrs, tensors), requant_consts(node.attrs, tensors))
+        return max(-lo, hi)
+
+    def figures(self, node, sources, tensors, time_steps) -> dict[str, int]:
+        return {"x_max": sources[0].value_max}
+
+    def widths(self, node, sources, tensors, time_steps) -> dict[str, int]:
+        return {"acc_bits": acc_bits(node.attrs["x_max"], w_eff(node.attrs, tensors))}

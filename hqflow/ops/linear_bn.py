@@ -1,0 +1,34 @@
+"""linear_bn: a linear layer (a 1x1 convolution over tokens, no bias) and its BN as a fixed-point value, no
+LIF (the Spike-driven Transformer's membrane shortcut).
+
+    input x [N, C] (|values| <= x_max)  ->  y_int [N, O] signed, y_int = y * 2^frac_bits
+    y_int = (acc * m_int + b_int) >> shift   (numerics.requant; BN folded by numerics.fold_requant)
+    tensors  weight codes [O, C] (common.WEIGHT_FIELDS of attrs.format), m_int, b_int [O]
+"""
+
+from __future__ import annotations
+
+from hqflow import numerics
+from hqflow.numerics import fast
+from hqflow.ops import common
+from hqflow.ops.base import NodeCheck
+
+
+class LinearBn(common.WeightedBn):
+    name = "linear_bn"
+    arity = 1
+    attrs = (*common.WEIGHT_ATTRS, *common.REQUANT_ATTRS)
+    output = "[tokens, channels]"
+
+    def validate(self, check: NodeCheck, sources) -> None:
+        (source,) = sources
+        tokens, in_channels = check.shape_of(source, 2, "[tokens, channels]")
+        check.own_ndim(2, self.output)
+        out_channels = check.node.shape[1]
+        check.expect_shape((tokens, out_channels), "the input's tokens")
+        weights = common.check_weights(check, (out_channels, in_channels), source.value_max)
+        self.check_requant(check, out_channels, weights, source.value_max)
+
+    def execute(self, graph, node, x):
+        acc = fast.linear_acc(x, graph.w_eff(node))
+        return numerics.requant(acc, common.requant_consts(node.attrs, graph.node_tensors(node.name)), -1)

@@ -1,0 +1,48 @@
+"""sdsa: the Spike-driven Transformer's self-attention (SDSA, Yao et al. 2023): a mask of channels from k
+and v, applied to q. No multiplication: ANDs, a count, a LIF.
+
+    inputs q, k, v spikes [N, D] (0/1)  ->  spikes [N, D]
+    count[d] = sum_n k[n, d] AND v[n, d]  in [0, N]   (numerics.sdsa_count, per step)
+    mask[d]  = its LIF (one channel of tables: bias_int 0, thr_int, sign [1]; fold_lif(1, 0, 1, theta, 0, T))
+    y[n, d]  = q[n, d] AND mask[d]
+"""
+
+from __future__ import annotations
+
+from hqflow import numerics
+from hqflow.ops import common
+from hqflow.ops.base import Attr, NodeCheck, Op
+
+
+class Sdsa(Op):
+    name = "sdsa"
+    arity = 3
+    attrs = (Attr("x_max", 1, 1, "the largest value of q, k and v: spikes"), *common.LIF_ATTRS)
+    metadata = ("theta",)
+    tensors = common.LIF_TENSORS
+    output = "[tokens, channels]"
+    spiking = True
+
+    def validate(self, check: NodeCheck, sources) -> None:
+        check.own_ndim(2, self.output)
+        tokens, dim = check.node.shape
+        for source in sources:
+            check.shape_of(source, 2, "[tokens, channels]")
+            if source.shape != check.node.shape or source.value_max != 1:
+                check.fail(f"input {source.name!r} ({list(source.shape)}, values up to {source.value_max}); q, k "
+                           f"and v are spikes (0/1) of the node's shape {[tokens, dim]}")
+        common.check_lif(check, 1, 0, tokens)
+
+    def execute(self, graph, node, q, k, v):
+        count = numerics.sdsa_count(k, v)  # [T, B, D]
+        mask = numerics.lif_run(count, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
+        return q & mask[:, :, None, :]
+
+    def value_max(self, node, sources, tensors, time_steps) -> int:
+        return 1
+
+    def figures(self, node, sources, tensors, time_steps) -> dict[str, int]:
+        return {"x_max": 1}
+
+    def widths(self, node, sources, tensors, time_steps) -> dict[str, int]:
+        return {"v_bits": common.v_bits(node.shape[0], node.attrs, tensors, 0)}
