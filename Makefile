@@ -11,7 +11,7 @@ OUT    ?= out/demo
 # fastest (measured: a tiny-config QAT step 0.11 s spinning, 0.19 s with OMP_WAIT_POLICY=PASSIVE);
 # on cores shared with other busy processes, run `OMP_WAIT_POLICY=PASSIVE make ...` instead.
 
-.PHONY: venv venv-qkeras hw-tools demo paper csim rtlsim synth pnr bitstream test test-slow test-interop clean
+.PHONY: venv venv-qkeras hw-tools demo demo-spikformer demo-sdt paper csim rtlsim synth pnr bitstream test test-slow test-interop clean
 
 venv: $(VENV)/.installed
 
@@ -35,7 +35,29 @@ RTL_EXPORT ?= $(OUT)/l$(LAMBDA)-rtl
 # the demo co-simulates the first RTL_DEMO_SAMPLES test samples of the RTL export (all of them: make rtlsim)
 RTL_DEMO_SAMPLES ?= 10
 
-demo: venv
+# MODEL=sdt: the second model family, the Spike-driven Transformer (configs/sdt-tiny.yaml), through training,
+# search, QAT, report and the integer model (NumPy simulator against torch); its HLS kernels and RTL cores
+# are not written yet.
+MODEL ?= spikformer
+SDT_RUNS ?= runs/sdt
+SDT_OUT ?= out/sdt
+
+demo: demo-$(MODEL)
+
+demo-sdt: venv
+	$(VENV)/bin/hqflow train --config configs/sdt-tiny.yaml --dataset digits-dvs -o $(SDT_RUNS)/fp32 --force
+	$(VENV)/bin/hqflow search --from $(SDT_RUNS)/fp32 --lambda $(LAMBDA) -o $(SDT_RUNS)/l$(LAMBDA) --force
+	$(VENV)/bin/hqflow finetune --plan $(SDT_RUNS)/l$(LAMBDA)/plan.json -o $(SDT_RUNS)/l$(LAMBDA)/qat --force
+	$(VENV)/bin/hqflow report $(SDT_RUNS)/l$(LAMBDA)
+	$(VENV)/bin/hqflow figures $(SDT_RUNS)/l$(LAMBDA)
+	$(VENV)/bin/hqflow export $(SDT_RUNS)/l$(LAMBDA)/qat --target numpy -o $(SDT_OUT)/l$(LAMBDA) --force
+	$(VENV)/bin/hqflow sim $(SDT_OUT)/l$(LAMBDA) --compare-torch $(SDT_RUNS)/l$(LAMBDA)/qat
+	@echo "demo outputs (Spike-driven Transformer):"
+	@echo "  fp32 run:    $(SDT_RUNS)/fp32"
+	@echo "  search:      $(SDT_RUNS)/l$(LAMBDA) (plan.json); QAT: $(SDT_RUNS)/l$(LAMBDA)/qat; report: $(SDT_RUNS)/l$(LAMBDA)/report"
+	@echo "  export:      $(SDT_OUT)/l$(LAMBDA) (graph.json, tensors.npz: the integer model)"
+
+demo-spikformer: venv
 	$(VENV)/bin/hqflow train --config configs/tiny.yaml --dataset digits-dvs -o $(RUNS)/fp32 --force
 	$(VENV)/bin/hqflow search --from $(RUNS)/fp32 --lambda $(LAMBDA) -o $(RUNS)/l$(LAMBDA) --force
 	$(VENV)/bin/hqflow finetune --plan $(RUNS)/l$(LAMBDA)/plan.json -o $(RUNS)/l$(LAMBDA)/qat --force

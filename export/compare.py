@@ -48,41 +48,34 @@ class Comparison:
 @torch.no_grad()
 def compare(graph: DeployGraph, model: Spikformer, batches, progress: bool = True) -> Comparison:
     """Run both on every batch (frames int [B, T, 2, H, W], labels [B]) and count agreements; each
-    spiking node's spikes are compared with those of its LIF module in the model's topology."""
+    spiking node's spikes are compared with the output of the model's step of the same name."""
     model.eval()
-    lif_of = model.topology.lif_modules()  # spiking node -> the LIF module whose spikes it reproduces
+    steps = {step.name for step in model.topology.steps}
     spiking = [n for n in graph.nodes if op_for(n).spiking]
-    unknown = [n.name for n in spiking if n.name not in lif_of]
+    unknown = [n.name for n in spiking if n.name not in steps]
     if unknown:
         raise UserError(f"graph node {unknown[0]!r} ({len(unknown)} in all) is no spiking step of the model; "
                         "expected the graph exported from this run")
-    modules = dict(model.named_modules())
-    captured: dict[str, torch.Tensor] = {}
-    hooks = [modules[lif_of[n.name]].register_forward_hook(
-        lambda _m, _i, out, name=n.name: captured.__setitem__(name, out)) for n in spiking]
     result = Comparison()
-    try:
-        for frames, labels in tqdm(batches, desc="compare", leave=False, disable=None if progress else True):
-            frames, labels = np.asarray(frames), np.asarray(labels)
-            logits, trace = run(graph, frames, trace=True)
-            ref = model(torch.from_numpy(frames).float()).numpy()
-            pred_sim, pred_torch = logits.argmax(1), ref.argmax(1)
-            result.samples += len(labels)
-            result.agree_predictions += int((pred_sim == pred_torch).sum())
-            result.correct_sim += int((pred_sim == labels).sum())
-            result.correct_torch += int((pred_torch == labels).sum())
-            for node in spiking:
-                sim, ref_spikes = trace[node.name], captured[node.name].numpy().astype(np.int64)
-                equal = sim == ref_spikes
-                result.equal_spikes[node.name] = result.equal_spikes.get(node.name, 0) + int(equal.sum())
-                result.total_spikes[node.name] = result.total_spikes.get(node.name, 0) + equal.size
-                if result.first_difference is None and not equal.all():
-                    index = tuple(int(i) for i in np.argwhere(~equal)[0])
-                    result.first_difference = {"node": node.name, "step": index[0],
-                                               "sample": result.samples - len(labels) + index[1],
-                                               "index": index[2:], "sim": int(sim[index]),
-                                               "torch": int(ref_spikes[index])}
-    finally:
-        for h in hooks:
-            h.remove()
+    for frames, labels in tqdm(batches, desc="compare", leave=False, disable=None if progress else True):
+        frames, labels = np.asarray(frames), np.asarray(labels)
+        logits, trace = run(graph, frames, trace=True)
+        captured: dict[str, torch.Tensor] = dict.fromkeys(n.name for n in spiking)
+        ref = model.run(torch.from_numpy(frames).float(), record=captured).numpy()
+        pred_sim, pred_torch = logits.argmax(1), ref.argmax(1)
+        result.samples += len(labels)
+        result.agree_predictions += int((pred_sim == pred_torch).sum())
+        result.correct_sim += int((pred_sim == labels).sum())
+        result.correct_torch += int((pred_torch == labels).sum())
+        for node in spiking:
+            sim, ref_spikes = trace[node.name], captured[node.name].numpy().astype(np.int64)
+            equal = sim == ref_spikes
+            result.equal_spikes[node.name] = result.equal_spikes.get(node.name, 0) + int(equal.sum())
+            result.total_spikes[node.name] = result.total_spikes.get(node.name, 0) + equal.size
+            if result.first_difference is None and not equal.all():
+                index = tuple(int(i) for i in np.argwhere(~equal)[0])
+                result.first_difference = {"node": node.name, "step": index[0],
+                                           "sample": result.samples - len(labels) + index[1],
+                                           "index": index[2:], "sim": int(sim[index]),
+                                           "torch": int(ref_spikes[index])}
     return result

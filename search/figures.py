@@ -53,7 +53,7 @@ from hqflow.search.plots import (
 SCHEMA_VERSION = 1
 PARTS = ("q", "k", "v", "proj")
 RATE_BATCHES = 4  # test batches the firing rates are measured on
-_PART = re.compile(r"^blocks\.(\d+)\.attn\.(q|k|v|proj)$")
+_PART = re.compile(r"^blocks?\.(\d+)\.attn\.(q|k|v|proj)(?:_conv)?$")  # the Spikformer's and the SDT's names
 
 
 def default_layer(names: list[str]) -> tuple[str, str]:
@@ -61,7 +61,7 @@ def default_layer(names: list[str]) -> tuple[str, str]:
     paper's), else the last block's q; else (no attention at all) the first layer."""
     if "blocks.1.attn.q" in names:
         return "blocks.1.attn.q", "the second block's query layer"
-    qs = [n for n in names if _PART.match(n) and n.endswith(".q")]
+    qs = [n for n in names if _PART.match(n) and _PART.match(n)[2] == "q"]
     if qs:
         return qs[-1], f"the model has no second block: its last block's query layer, {qs[-1]}"
     return names[0], f"the model has no attention: its first layer, {names[0]}"
@@ -186,10 +186,12 @@ def make_figures(target: str | Path, out_dir: str | Path | None = None, layer: s
         sources[label] = source
         loader = make_loader(load_split(cfg, "test"), cfg.train.batch_size, cfg.train.seed, False)
         counts = measure_firing_rates(model, loader)
-        if sweep:
-            rates[label] = {p: _pooled(counts, [b[p] for b in blocks.values() if p in b]) for p in PARTS}
+        spiking = {i: {p: name for p, name in b.items() if name in counts} for i, b in blocks.items()}  # the SDT's
+        if sweep:  # proj has no LIF of its own (its BN output joins the membrane shortcut)
+            rates[label] = {p: _pooled(counts, [b[p] for b in spiking.values() if p in b]) for p in PARTS
+                            if any(p in b for b in spiking.values())}
         else:
-            rates = {f"block {i}": {p: _pooled(counts, [b[p]]) for p in PARTS if p in b} for i, b in blocks.items()}
+            rates = {f"block {i}": {p: _pooled(counts, [b[p]]) for p in PARTS if p in b} for i, b in spiking.items()}
         block = int(_PART.match(fig3_layer).group(1)) if _PART.match(fig3_layer) else max(blocks, default=0)
         shown = [n for n in ["sps.conv0", *(blocks.get(block, {}).get(p) for p in PARTS), "head"]
                  if n is not None and n in formats[label]]

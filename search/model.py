@@ -88,14 +88,17 @@ class Spikformer(nn.Module):
         for m in self._neurons:
             m.reset()
 
-    def run(self, frames: Tensor, until: str | None = None) -> Tensor:
+    def run(self, frames: Tensor, until: str | None = None, record: dict[str, Tensor] | None = None) -> Tensor:
         """The output of step `until` (default: the last, the logits [B, classes]) for frames
-        [B, T, 2, H, W]; intermediate outputs are time-major ([T, B, ...], search/layers.py)."""
+        [B, T, 2, H, W]; intermediate outputs are time-major ([T, B, ...], search/layers.py). `record`:
+        the outputs of the steps it names as keys are stored into it."""
         self.reset()
         values = {}
         for i, step in enumerate(self.topology.steps):
             args = [values[n] for n in step.inputs] if step.inputs else [frames]  # no inputs: the frames
             out = TORCH_OPS[step.op].forward(self, step, *args)
+            if record is not None and step.name in record:
+                record[step.name] = out
             if step.name == until:
                 return out
             values[step.name] = out

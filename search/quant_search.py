@@ -123,10 +123,16 @@ def plan_of(model: nn.Module, cfg: Config, shapes, table, hw_lambda: float) -> Q
 
 def _fpga_summary(cfg: Config, shapes, formats: dict[str, Candidate]) -> dict:
     """The plan's record of the search's hardware term and its FPGA resources (hqflow.fpga estimate):
-    {"cost": "energy" | "fpga", "fpga": {lut, ff, dsp, bram (totals), lanes, table}}."""
+    {"cost": "energy" | "fpga", "fpga": {lut, ff, dsp, bram (totals), lanes, table}}; without "fpga" when the
+    model has ops the sequential cores' resource model lacks and the cost is the energy."""
     sc = cfg.search
     table = fpga.load_fpga_table(sc.fpga_table)
-    x_bits = fpga.layer_input_bits(topology_of(cfg.model), cfg.data.time_steps)
+    try:
+        x_bits = fpga.layer_input_bits(topology_of(cfg.model), cfg.data.time_steps)
+    except UserError:
+        if sc.cost == "fpga":
+            raise
+        return {"cost": sc.cost}  # a model with ops the sequential resource model lacks (the Spike-driven Transformer)
     res = fpga.total(fpga.plan_resources(shapes, formats, table, sc.fpga_lanes, x_bits))
     return {"cost": sc.cost, "fpga": {**{k: round(v, 1) for k, v in res.to_dict().items()}, "lanes": sc.fpga_lanes,
                                       "table": Path(table.path).name, "estimate": True}}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from hqflow.search.trainer import METRICS
 
 SCHEMA_VERSION = 1
 ATTENTION_PARTS = ("q", "k", "v", "proj")
+_PART = re.compile(r"\.attn\.(q|k|v|proj)(?:_conv)?$")  # Spikformer: blocks.0.attn.q; SDT: block.0.attn.q_conv
 RATE_BATCHES = 4  # test batches the input rates are measured on
 KEPT_FILES = ("hwreport.md", "hwreport.json", "hwreport.png")  # written by `hqflow hwreport` into the same folder
 
@@ -131,7 +133,8 @@ def _shares(layers: list[dict], key: str) -> dict[str, float]:
     """Each attention part's share (%) of the attention total of `key` (summed over blocks)."""
     attn = [c for c in layers if c["group"] == "attention"]
     total = sum(c[key] for c in attn)
-    return {p: 100 * sum(c[key] for c in attn if c["name"].endswith(f".attn.{p}")) / total for p in ATTENTION_PARTS}
+    return {p: 100 * sum(c[key] for c in attn if _PART.search(c["name"]) and _PART.search(c["name"])[1] == p) / total
+            for p in ATTENTION_PARTS}
 
 
 def cost_figures(summaries: dict[str, dict], rates: dict[str, float] | None = None) -> dict[str, Any]:
