@@ -10,7 +10,7 @@ own (op lif). Shapes per step as in hqflow/topology.py; D = embed_dim, r = mlp_r
     patch_embed.proj_conv        conv_lif  2 -> D/8     BN proj_bn,  LIF proj_lif   [-> patch_embed.pool]
     patch_embed.proj_conv1       conv_lif  D/8 -> D/4   BN proj_bn1, LIF proj_lif1  [-> patch_embed.pool1]
     patch_embed.proj_conv2       conv_lif  D/4 -> D/2   BN proj_bn2, LIF proj_lif2  [-> patch_embed.pool2]
-    patch_embed.proj_conv3       conv_bn   D/2 -> D     BN proj_bn3 (no LIF)        = x_feat
+    patch_embed.proj_conv3       conv_bn   D/2 -> D     BN proj_bn3 (no LIF)  [-> patch_embed.pool3] = x_feat
     patch_embed.proj_lif3        lif       spikes of x_feat
     patch_embed.rpe_conv         conv_bn   D -> D       BN rpe_bn
     patch_embed.add              x_feat + rpe
@@ -29,8 +29,9 @@ own (op lif). Shapes per step as in hqflow/topology.py; D = embed_dim, r = mlp_r
     head                         mean over tokens -> linear D -> classes (with bias) -> mean over T
 
 What hqflow changes from the paper's model: its 1x1 convolutions are linear layers over the tokens (the
-same arithmetic), the stage-3 max pool on BN outputs is not yet implemented (model.pools[3] must be
-false), and the attention's talking-heads LIF has the threshold model.attn_threshold (the paper's 0.5).
+same arithmetic); the attention's talking-heads LIF has the threshold model.attn_threshold (the paper's
+0.5). The stage-3 max pool takes BN outputs, signed fixed-point values (the streaming hardware pools
+spikes only).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from hqflow.config import ModelConfig
-from hqflow.errors import UserError
 from hqflow.topology import CONV_WINDOW, INPUT, LINEAR_WINDOW, TOKENS, Step, Topology, WeightLayer, _Walk
 
 PREFIX = "patch_embed"
@@ -107,9 +107,6 @@ class _SdtWalk(_Walk):
 
 def sdt(cfg: ModelConfig) -> Topology:
     """The topology of the Spike-driven Transformer that `cfg` describes (see the module docstring)."""
-    if cfg.pools[3]:
-        raise UserError("model.pools: the Spike-driven Transformer's stage-3 pool (on BN outputs, before the RPE) is "
-                        "not implemented yet; set pools[3] false")
     walk = _SdtWalk(cfg)
     dim = cfg.embed_dim
     stream = walk.add(Step(name=INPUT, op="input", inputs=(), shape=(cfg.in_channels, cfg.img_size, cfg.img_size)))
@@ -121,6 +118,8 @@ def sdt(cfg: ModelConfig) -> Topology:
         if pool is not None:
             stream = walk.maxpool(pool, stream, module=f"{PREFIX}.maxpool")
     feat = walk.conv_bn(f"{PREFIX}.proj_conv3", f"{PREFIX}.proj_bn3", stream, dim)
+    if cfg.pools[3]:  # the BN outputs pooled (signed fixed point: numerics.maxpool_int)
+        feat = walk.maxpool(f"{PREFIX}.pool3", feat, module=f"{PREFIX}.maxpool3")
     spikes = walk.neuron(f"{PREFIX}.proj_lif3", feat)
     rpe = walk.conv_bn(f"{PREFIX}.rpe_conv", f"{PREFIX}.rpe_bn", spikes, dim)
     stream = walk.add(Step(name=f"{PREFIX}.add", op="add", inputs=(feat, rpe), shape=walk.shape(rpe)))

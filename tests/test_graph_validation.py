@@ -101,8 +101,6 @@ EDITS = [
      ["graph.json", "node 'blocks.0.mlp.fc1'", "attrs [1, 2]; expected an object"]),
     ("head-not-last", lambda d, t: d["nodes"].append(d["nodes"][-3] | {"name": "extra"}), None,
      ["graph.json", "node 'head'", "the head must be the last node"]),
-    ("maxpool-of-counts", lambda d, t: _node(d, "sps.pool1").update(inputs=["input"]), None,
-     ["graph.json", "node 'sps.pool1'", "max pooling is an OR of spikes"]),
     ("meta-dataset-missing", lambda d, t: d["meta"].pop("dataset"), None, ["graph.json", "meta.dataset missing"]),
     ("meta-img-size", lambda d, t: d["meta"]["model"].update(img_size=32), None,
      ["graph.json", "meta.model.img_size 32; expected 16"]),

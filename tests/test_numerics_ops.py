@@ -32,6 +32,7 @@ from hqflow.numerics import (
     fold_head,
     head_logits,
     linear_acc,
+    maxpool_int,
     maxpool_or,
     po2_max_shift,
     round_half_up,
@@ -280,6 +281,23 @@ def test_maxpool_or_matches_torch(height, kernel, stride, padding):
     out = maxpool_or(s, kernel, stride, padding)
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("height", range(1, 8))
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 2, 1), (2, 2, 0), (3, 1, 1)])
+def test_maxpool_int_matches_torch_on_signed_values_and_the_or_on_spikes(height, kernel, stride, padding):
+    """The Spike-driven Transformer pools BN outputs (signed fixed point): torch's -inf padding."""
+    rng = np.random.default_rng(height)
+    width = int(rng.integers(max(1, kernel - 2 * padding), 9))
+    if height + 2 * padding < kernel:
+        return
+    x = rng.integers(-2**40, -2**20, (2, 3, height, width))  # all negative: a zero padding would win
+    expected = F.max_pool2d(torch.from_numpy(x).double(), kernel, stride, padding).numpy().astype(np.int64)
+    np.testing.assert_array_equal(maxpool_int(x, kernel, stride, padding), expected)
+    s = (rng.random((2, 3, height, width)) < 0.3).astype(np.uint8)
+    out = maxpool_int(s, kernel, stride, padding)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, maxpool_or(s, kernel, stride, padding))
 
 
 def test_maxpool_or_rejects_wide_padding():

@@ -44,8 +44,6 @@ def test_topology_names_and_ops():
     assert residual == {"patch_embed.proj_conv3": "conv_bn", "patch_embed.rpe_conv": "conv_bn",
                         "block.0.attn.proj_conv": "linear_bn", "block.0.mlp.fc2_conv": "linear_bn", "head": "head"}
     assert topology.lif_thresholds()["block.0.attn.talking_heads_lif"] == SDT_CFG.model.attn_threshold
-    with pytest.raises(UserError, match=r"model.pools: .* stage-3 pool"):
-        topology_of(SDT_CFG.model.__class__(**{**SDT_CFG.model.__dict__, "pools": (True, False, False, True)}))
     with pytest.raises(UserError, match=r"model.family: 'vit'; expected one of spikformer, sdt"):
         SDT_CFG.replace("model", family="vit")
 
@@ -90,15 +88,23 @@ def test_sdsa_is_q_masked_by_the_lif_of_the_k_and_v_count(graph):
         np.testing.assert_array_equal(out[step], q[step] * mask[:, None, :].astype(np.uint8))
 
 
-def test_integer_model_agrees_with_torch(model, graph):
+@pytest.mark.parametrize("pools", [None, (True, False, False, True)], ids=["tiny", "stage-3 pool"])
+def test_integer_model_agrees_with_torch(model, graph, pools):
     """Random QAT formats and BN: the simulator's predictions equal the torch model's on random frames, and
-    the residual path's values are signed fixed point (the membrane shortcut)."""
+    the residual path's values are signed fixed point (the membrane shortcut); with the stage-3 pool, of
+    BN outputs, too."""
+    if pools is not None:
+        cfg = SDT_CFG.replace("model", pools=pools)
+        model = mixed_format_model(4, cfg)
+        graph = lower(model, cfg)
+        assert graph.node("patch_embed.pool3").value_max == graph.node("patch_embed.proj_conv3").value_max > 1
     frames = torch.randint(0, 4, (16, SDT_CFG.data.time_steps, 2, 16, 16))
     with torch.no_grad():
         expected = model(frames).argmax(1).numpy()
     logits, trace = run(graph, frames.numpy().astype(np.int16), trace=True)
     np.testing.assert_array_equal(numerics.argmax_first(logits), expected)
-    assert trace["block.0.add2"].min() < 0 < trace["block.0.add2"].max()
+    if pools is None:  # this model's residual sums take both signs
+        assert trace["block.0.add2"].min() < 0 < trace["block.0.add2"].max()
     for node in graph.nodes:  # every stored range holds the traced values
         assert np.abs(trace[node.name]).max() <= node.value_max, node.name
 
@@ -122,3 +128,17 @@ def test_hardware_backends_refuse_its_ops_by_name(graph):
     with pytest.raises(UserError, match=r"node 'patch_embed.proj_conv3': the streaming architecture .* does not "
                        r"implement op 'conv_bn' yet: .*--target numpy"):
         node_views(graph, HlsOptions())
+
+
+def test_the_paper_setting_config():
+    """configs/paper-sdt-cifar10-dvs.yaml: the SDT paper's Spike-driven Transformer-2-256 on 128x128 at T 16,
+    every tokenizer stage pooled (the stage-3 pool on BN outputs), 64 tokens, 2.56 M parameters."""
+    from hqflow.search.model import Spikformer, count_parameters
+
+    cfg = load_config(CONFIGS / "paper-sdt-cifar10-dvs.yaml")
+    m = cfg.model
+    assert (m.family, m.img_size, m.embed_dim, m.depth, m.mlp_ratio, cfg.data.time_steps) == ("sdt", 128, 256, 2, 4, 16)
+    assert m.pools == (True, True, True, True) and m.attn_threshold == 0.5 and cfg.data.dataset == "cifar10-dvs"
+    topology = topology_of(m.__class__(**{**m.__dict__, "num_classes": 10}))
+    assert topology.num_tokens == 64 and topology.step("patch_embed.pool3").inputs == ("patch_embed.proj_conv3",)
+    assert count_parameters(Spikformer(cfg.replace("model", num_classes=10).model)) == 2_563_594

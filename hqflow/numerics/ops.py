@@ -26,8 +26,8 @@ from hqflow.numerics.bounds import FLOAT64_EXACT, abs_max, acc_bound, check_int6
 from hqflow.numerics.folding import LifConsts, RequantConsts
 
 __all__ = ["argmax_first", "conv2d_acc", "conv2d_operands", "head_logits", "lif_charge", "lif_fire",
-    "lif_reset", "lif_run", "lif_step", "linear_acc", "linear_operands", "maxpool_or", "requant", "sdsa_count",
-    "ssa_int"]
+    "lif_reset", "lif_run", "lif_step", "linear_acc", "linear_operands", "maxpool_int", "maxpool_or", "requant",
+    "sdsa_count", "ssa_int"]
 
 # ---- accumulation: acc = sum(x * w_eff), exact -------------------------------------------------
 
@@ -211,6 +211,31 @@ def maxpool_or(s, kernel: int = 3, stride: int = 2, padding: int = 1) -> np.ndar
     for i in range(kernel):  # OR of the kernel's k * k strided views
         for j in range(kernel):
             out |= s_pad[..., i : i + stride * (h_out - 1) + 1 : stride, j : j + stride * (w_out - 1) + 1 : stride]
+    return out
+
+
+def maxpool_int(x, kernel: int = 3, stride: int = 2, padding: int = 1) -> np.ndarray:
+    """Max pooling of integers: x [..., H, W] (any integer dtype, signed values too) -> [..., H', W'], x's dtype.
+
+    torch's MaxPool2d (ceil_mode False): the padding takes no part (it is the dtype's minimum, and
+    padding <= kernel // 2 leaves a real input in every window). On spikes (uint8 0/1) it equals
+    maxpool_or. No arithmetic: no width grows.
+
+    >>> maxpool_int(np.array([[-5, -7], [-9, -6]]), 3, 2, 1)
+    array([[-5]])
+    """
+    x = np.asarray(x)
+    if not 0 <= padding <= kernel // 2:
+        raise ValueError(f"maxpool_int: padding {padding} must be in [0, kernel // 2 = {kernel // 2}]")
+    low = np.iinfo(x.dtype).min
+    x_pad = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(padding, padding)] * 2, constant_values=low)
+    h_out = (x.shape[-2] + 2 * padding - kernel) // stride + 1
+    w_out = (x.shape[-1] + 2 * padding - kernel) // stride + 1
+    out = np.full((*x.shape[:-2], h_out, w_out), low, x.dtype)
+    for i in range(kernel):
+        for j in range(kernel):
+            np.maximum(out, x_pad[..., i : i + stride * (h_out - 1) + 1 : stride,
+                                  j : j + stride * (w_out - 1) + 1 : stride], out=out)
     return out
 
 

@@ -1,6 +1,8 @@
-"""maxpool: max pooling of spikes, an OR over each window (numerics.maxpool_or).
+"""maxpool: max pooling over each window (numerics.maxpool_int): of spikes an OR (the Spikformer's pools,
+the hardware's), of the signed fixed-point values on the Spike-driven Transformer's residual path (its
+stage-3 pool, NumPy only for now).
 
-    input spikes [C, H, W] (0/1)  ->  spikes [C, H', W'],  H' = WINDOW.out(H)
+    input x [C, H, W] (|values| <= x's value_max)  ->  [C, H', W'],  H' = WINDOW.out(H), the same range
 """
 
 from __future__ import annotations
@@ -20,16 +22,12 @@ class MaxPool(Op):
     output = "[channels, height, width]"
 
     def validate(self, check: NodeCheck, sources) -> None:
-        (source,) = sources
-        if source.value_max != 1:
-            check.fail(f"input {source.name!r} holds values up to {source.value_max}; max pooling is an OR of "
-                       "spikes (0/1)")
-        check_window(check, self.attrs, source)
+        check_window(check, self.attrs, sources[0])
 
     def execute(self, graph, node, x):
-        pooled = numerics.maxpool_or(x.reshape(-1, *x.shape[2:]), int(node.attrs["kernel_size"]),
-                                     int(node.attrs["stride"]), int(node.attrs["padding"]))
+        pooled = numerics.maxpool_int(x.reshape(-1, *x.shape[2:]), int(node.attrs["kernel_size"]),
+                                      int(node.attrs["stride"]), int(node.attrs["padding"]))
         return pooled.reshape(*x.shape[:2], *pooled.shape[1:])
 
     def value_max(self, node, sources, tensors, time_steps) -> int:
-        return 1
+        return sources[0].value_max
