@@ -129,15 +129,11 @@ def test_each_op_names_its_kernel_and_header():
     """top.cpp.j2 names no op and no kernel: each process call comes from its op's HlsOp (kernel, header),
     and the header it names defines that kernel."""
     from hqflow.export.hls import HLS_OPS, KERNELS, TEMPLATES
-    from hqflow.ops import Unsupported
 
     top = (TEMPLATES / "project" / "top.cpp.j2").read_text()
     assert "p.call" in top
     for op, entry in HLS_OPS.items():
         assert f"'{op}'" not in top and f'"{op}"' not in top, op
-        if isinstance(entry, Unsupported):  # written later: the Spike-driven Transformer's kernels
-            assert op in ("conv_bn", "linear_bn", "lif", "sdsa"), op
-            continue
         if entry.kernel is None:  # no process: the input port's stream, the tokens alias
             assert op in ("input", "tokens") and entry.header is None, op
             continue
@@ -192,7 +188,7 @@ def test_kernel_configs_are_typed():
     from hqflow.export.hls.cpp_types import CType, ap_int, ap_uint, uint_for, value_type
 
     words = {"a_word_t": ap_uint(4), "b_word_t": ap_uint(8), "out_word_t": uint_for(2**12 - 1)}
-    counts = {"a_bits": 1, "b_bits": 2, "out_bits": 3, "time_steps": 4}
+    counts = {"a_bits": 1, "b_bits": 2, "out_bits": 3, "time_steps": 4, "a_signed": 0, "b_signed": 1}
     config = AddConfig(**words, **counts, size=6)
     assert config.typedefs() == [("a_word_t", "ap_uint<4>"), ("b_word_t", "ap_uint<8>"), ("out_word_t", "ap_uint<12>")]
     assert config.constants() == [*counts.items(), ("size", 6)]
@@ -209,6 +205,7 @@ def test_kernel_configs_are_typed():
 KERNEL_DEFAULTS_CPP = """\
 #include "hqflow.h"
 #include "hqflow_head.h"
+#include "hqflow_sdt.h"
 #include "hqflow_spike_ops.h"
 #include "hqflow_ssa.h"
 #include "hqflow_wlif.h"
@@ -238,7 +235,22 @@ int main() {
     // conv: the centre tap's weight 5 - 128 < thr, no spike; so no pooled, attention spike; the add's 0 + 1
     // reaches the head: one count times w_eff 1 - 128
     const long long logit = logits.read().to_int64();
-    return logit == -127 && x.empty() && logits.empty() ? 0 : 1;
+    // the Spike-driven Transformer's: wbn (w_eff 5 - 128, times m 2, plus b 1: -245), lif_stream, sdsa
+    static const int m_int[1] = {2};
+    static const long long b_int[1] = {1};
+    hls::stream<ap_uint<1> > x2("x2"), y2("y2"), s2("s2"), sq("sq"), sk("sk"), sv("sv"), a2("a2");
+    x2.write(1);
+    wbn<wbn_config>(x2, y2, w, m_int, b_int);
+    const bool requantized = y2.read() == 1;  // -245 in one two's complement bit: its low bit, 1
+    s2.write(1);
+    lif_stream<lif_stream_config>(s2, a2, bias, thr, sign);  // the value -1 never fires
+    sq.write(1);
+    sk.write(1);
+    sv.write(1);
+    hls::stream<ap_uint<1> > o2("o2");
+    sdsa<sdsa_config>(sq, sk, sv, o2, bias, thr, sign);  // count 1: h = 1 / 2 < 1, no mask
+    const bool sdt = requantized && a2.read() == 0 && o2.read() == 0;
+    return logit == -127 && sdt && x.empty() && logits.empty() ? 0 : 1;
 }
 """
 

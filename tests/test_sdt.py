@@ -1,6 +1,6 @@
 """The Spike-driven Transformer (model.family sdt): its topology and names, the membrane shortcut's integer
-contract (fold_requant, requant, the lif and sdsa ops), the lowering and the simulator against torch, and
-the hardware backends' refusal by name until its kernels and cores exist."""
+contract (fold_requant, requant, the lif and sdsa ops), the lowering and the simulator against torch;
+its HLS C++ and the RTL's refusal are tests/test_sdt_hls.py's."""
 
 from __future__ import annotations
 
@@ -119,15 +119,6 @@ def test_a_stale_requant_table_is_refused(graph, tmp_path):
         load_graph(tmp_path / "g")
     doc = json.loads((tmp_path / "g" / "graph.json").read_text())
     assert next(n for n in doc["nodes"] if n["name"] == "head_lif")["attrs"]["in_frac_bits"] == 16
-
-
-def test_hardware_backends_refuse_its_ops_by_name(graph):
-    from hqflow.export.hls.views import HlsOptions
-    from hqflow.export.hls.writer import node_views
-
-    with pytest.raises(UserError, match=r"node 'patch_embed.proj_conv3': the streaming architecture .* does not "
-                       r"implement op 'conv_bn' yet: .*--target numpy"):
-        node_views(graph, HlsOptions())
 
 
 def test_the_paper_setting_config():

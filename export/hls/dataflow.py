@@ -54,6 +54,7 @@ class Trace:
     bits: int
     channels: int
     pixels: int
+    signed: bool = False  # the values two's complement (the membrane shortcut's)
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,9 @@ def plan_dataflow(graph: DeployGraph, schedule, views: dict[str, NodeView], ultr
             if schedule.node_stream.get(node.name) == ident:
                 shape = node.shape
                 found.append(Trace(views[node.name].index, names[ident], width[ident].bits, int(shape[0]),
-                                   math.prod(shape[1:])) if len(shape) == 3 else
-                             Trace(views[node.name].index, names[ident], width[ident].bits, int(shape[-1]), 0))
+                                   math.prod(shape[1:]), width[ident].signed) if len(shape) == 3 else
+                             Trace(views[node.name].index, names[ident], width[ident].bits, int(shape[-1]), 0,
+                                   width[ident].signed))
         return tuple(found)
 
     def forks_of(ident: str) -> list[Process]:

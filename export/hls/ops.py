@@ -19,7 +19,7 @@ from hqflow.export.hls.configs import KernelConfig, LifConfig, WeightRomConfig
 from hqflow.export.hls.cpp_types import CType
 from hqflow.export.hls.rom import pack_rom, rom_codes
 from hqflow.export.hls.views import Array, Emitted, HlsOp, OpContext, Table
-from hqflow.ops import Unsupported, check_backend
+from hqflow.ops import check_backend
 
 # An array of at most this many bits goes to LUT RAM (BIND_STORAGE impl=lutram), a larger one to block
 # RAM unless the schedule put it in UltraRAM: the bound Vitis HLS applies to FIFOs by default (UG1399,
@@ -179,16 +179,19 @@ class AddConfig(KernelConfig):
     b_bits: int
     out_bits: int  # holds the sum's range
     time_steps: int
+    a_signed: int  # a's values two's complement (the membrane shortcut's)
+    b_signed: int
     size: int  # elements an image
 
 
 def build_add(ctx: OpContext) -> Emitted:
     """a + b elementwise at every step, both of the node's shape."""
     first, second = ctx.inputs
-    out_bits = cpp_types.value_bits(ctx.node.value_max)
+    out_bits = cpp_types.value_bits(ctx.node.value_max) + (first.signed or second.signed)  # two's complement
     return Emitted(AddConfig(a_word_t=_word(ctx, first.bits), b_word_t=_word(ctx, second.bits),
                              out_word_t=_word(ctx, out_bits), a_bits=first.bits, b_bits=second.bits,
-                             out_bits=out_bits, time_steps=ctx.graph.time_steps, size=ctx.params["SIZE"]))
+                             out_bits=out_bits, time_steps=ctx.graph.time_steps, a_signed=int(first.signed),
+                             b_signed=int(second.signed), size=ctx.params["SIZE"]))
 
 
 def build_tokens(ctx: OpContext) -> Emitted:
@@ -229,7 +232,94 @@ def build_head(ctx: OpContext) -> Emitted:
     return Emitted(config, (rom, bias_table), arrays, value_type=logit_type)
 
 
-HLS_OPS: dict[str, HlsOp | Unsupported] = {
+@dataclass(frozen=True)
+class WbnConfig(WeightRomConfig):
+    """hqflow::wbn (hqflow_sdt.h): conv_bn / linear_bn, wlif's window and accumulation, then the requantization
+    (acc * m_int + b_int) >> shift to fixed point (no LIF): words of T two's complement values out."""
+
+    cpp_base: ClassVar[str] = "hqflow::wbn_config"
+    in_word_t: CType
+    out_word_t: CType  # ap_uint<T * out_bits>
+    storage: CType
+    height: int
+    width: int
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    padding: int
+    lanes: int
+    time_steps: int
+    out_bits: int
+    shift: int
+
+
+def build_wbn(ctx: OpContext) -> Emitted:
+    """conv_bn / linear_bn: hqflow::wbn with the core's geometry and lanes; tables: the ROM, m_int (32-bit), b_int."""
+    p, t = ctx.params, ctx.graph.time_steps
+    weights, rom = _weight_fields(ctx)
+    in_bits, out_bits = ctx.inputs[0].bits, p["OUT_BITS"]
+    where = storage(ctx, t * in_bits * p["K"] * p["W"] * p["C"])
+    config = WbnConfig(**weights, in_word_t=_word(ctx, in_bits), out_word_t=_word(ctx, out_bits),
+                       storage=STORAGE[where], height=p["H"], width=p["W"], in_channels=p["C"], out_channels=p["O"],
+                       kernel_size=p["K"], padding=p["PAD"], lanes=p["P"], time_steps=t, out_bits=out_bits,
+                       shift=p["SHIFT"])
+    tensors = ctx.graph.node_tensors(ctx.node.name)
+    tables = (rom, Table(cpp_types.CType("int"), "m_int", tensors["m_int"], "requantization multipliers"),
+              Table(cpp_types.INT64_T, "b_int", tensors["b_int"], "requantization offsets (with 2^(shift - 1))"))
+    arrays = (Array("line", t * in_bits, p["K"] * p["W"] * p["C"], where),)
+    return Emitted(config, tables, arrays)
+
+
+@dataclass(frozen=True)
+class LifStreamConfig(LifConfig):
+    """hqflow::lif_stream (hqflow_sdt.h): a LIF alone on a stream of T (signed) values a word."""
+
+    cpp_base: ClassVar[str] = "hqflow::lif_stream_config"
+    in_word_t: CType
+    out_word_t: CType
+    acc_t: CType  # ap_int<in_bits + 1>: one input value
+    in_bits: int
+    in_signed: int
+    size: int
+
+
+def build_lif(ctx: OpContext) -> Emitted:
+    """lif: one channel of LIF tables for every element of its input."""
+    lif, tables = _lif_fields(ctx)
+    source = ctx.inputs[0]
+    is_signed = int(source.signed)
+    config = LifStreamConfig(**lif, in_word_t=_word(ctx, source.bits), out_word_t=_word(ctx, 1),
+                             acc_t=cpp_types.ap_int(source.bits + 1 - is_signed), in_bits=source.bits, in_signed=is_signed,
+                             size=ctx.params["SIZE"])
+    return Emitted(config, tables)
+
+
+@dataclass(frozen=True)
+class SdsaConfig(LifConfig):
+    """hqflow::sdsa (hqflow_sdt.h): q AND the LIF of the count of k AND v over the tokens."""
+
+    cpp_base: ClassVar[str] = "hqflow::sdsa_config"
+    word_t: CType
+    acc_t: CType  # a count as the LIF reads it
+    count_t: CType
+    storage: CType
+    tokens: int
+    dim: int
+
+
+def build_sdsa(ctx: OpContext) -> Emitted:
+    p, t = ctx.params, ctx.graph.time_steps
+    lif, tables = _lif_fields(ctx)
+    count_bits = p["COUNT_BITS"]
+    where = storage(ctx, t * p["N"] * p["D"])
+    config = SdsaConfig(**lif, word_t=_word(ctx, 1), acc_t=cpp_types.ap_int(count_bits + 1),
+                        count_t=cpp_types.ap_uint(count_bits), storage=STORAGE[where], tokens=p["N"], dim=p["D"])
+    arrays = (Array("q", t, p["N"] * p["D"], where), Array("count", t * count_bits, p["D"], "auto"),
+              Array("mask", t, p["D"], "auto"))
+    return Emitted(config, tables, arrays)
+
+
+HLS_OPS: dict[str, HlsOp] = {
     "input": HlsOp(build_input),
     "conv_lif": HlsOp(build_wlif, "wlif", "hqflow_wlif.h"),
     "linear_lif": HlsOp(build_wlif, "wlif", "hqflow_wlif.h"),
@@ -238,8 +328,10 @@ HLS_OPS: dict[str, HlsOp | Unsupported] = {
     "tokens": HlsOp(build_tokens),
     "ssa": HlsOp(build_ssa, "ssa_lif", "hqflow_ssa.h"),
     "head": HlsOp(build_head, "head", "hqflow_head.h"),
-    **{op: Unsupported("the Spike-driven Transformer's kernels are not written yet (export it with --target numpy)")
-       for op in ("conv_bn", "linear_bn", "lif", "sdsa")},
+    "conv_bn": HlsOp(build_wbn, "wbn", "hqflow_sdt.h"),
+    "linear_bn": HlsOp(build_wbn, "wbn", "hqflow_sdt.h"),
+    "lif": HlsOp(build_lif, "lif_stream", "hqflow_sdt.h"),
+    "sdsa": HlsOp(build_sdsa, "sdsa", "hqflow_sdt.h"),
 }
 
 

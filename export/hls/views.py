@@ -32,7 +32,7 @@ class HlsOptions:
     down until the resource estimate fits the part) and build_prj.tcl's (defaults: the project's
     target, hqflow.devices.DEFAULT_PART and DEFAULT_CLOCK_MHZ)."""
 
-    name: str = "spikformer"
+    name: str = ""  # "": the model family's, spikformer or sdt (write_project reads it from the graph)
     reuse_factor: int = 1
     part: str = DEFAULT_PART
     clock_ns: float = 1000.0 / DEFAULT_CLOCK_MHZ
@@ -41,7 +41,7 @@ class HlsOptions:
     memory_style: str = "lut"
 
     def __post_init__(self):
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
+        if self.name and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):  # "": the model family's
             raise UserError(f"HLS project name {self.name!r}: must be a C identifier")
         if self.reuse_factor < 1:
             raise UserError(f"reuse factor {self.reuse_factor}: must be >= 1")
@@ -95,6 +95,7 @@ class NodeView:
     type: CType  # its output values' typedef target
     qualified_type: CType  # <project>::<ident>_t
     bits: int
+    signed: bool  # its values two's complement in their `bits` (the membrane shortcut's, the logits)
     word_type: CType | None  # ap_uint<T * bits>; None for the head
     kernel: str | None  # its process: hqflow::<kernel><ident_config>; None: no process
     header: str | None  # the kernel library header that defines it

@@ -19,13 +19,21 @@ from hqflow.export.hls.dataflow import Dataflow, plan_dataflow
 from hqflow.export.hls.ops import HLS_OPS, check_ops
 from hqflow.export.hls.views import HlsOptions, NodeView, OpContext, c_ident
 from hqflow.ir import DeployGraph
-from hqflow.ops import implementation
+from hqflow.ops import implementation, signed_nodes
 from hqflow.sim.run import run
 
 # The kernel library, the testbench header and the Jinja templates, found through the package
 # hqflow.hls_templates (package data of a regular install; the hls_templates folder when editable).
 TEMPLATES = Path(str(resources.files("hqflow.hls_templates")))
 KERNELS = TEMPLATES / "kernels"
+
+
+def named(options: HlsOptions, graph: DeployGraph) -> HlsOptions:
+    """`options` with its project name: the given one, else the model family's (spikformer, sdt) as the
+    graph records it."""
+    if options.name:
+        return options
+    return dataclasses.replace(options, name=graph.meta.get("model", {}).get("family", "spikformer"))
 
 
 def schedule_of(graph: DeployGraph, options: HlsOptions, trace: dict | None = None):
@@ -42,12 +50,14 @@ def schedule_of(graph: DeployGraph, options: HlsOptions, trace: dict | None = No
 def node_views(graph: DeployGraph, options: HlsOptions, schedule=None) -> list[NodeView]:
     """What the templates need of each node: identifiers, C shapes, types, stream words, typed configs
     (from the node's core in `schedule`, schedule_of's worst case when None), tables, arrays."""
+    options = named(options, graph)
     missing = [node.name for node in graph.nodes if node.value_max is None]
     if missing:
         raise ValueError(f"node {missing[0]!r}: no value_max (the output range that sizes its C++ type); build "
                          "graphs with hqflow.ir.make_node or hqflow.ir.complete")
     schedule = schedule or schedule_of(graph, options)
     cores = {core.node: core for core in schedule.cores}
+    signed = signed_nodes(graph.nodes)
     views: dict[str, NodeView] = {}
     idents: set[str] = set()
     for index, node in enumerate(graph.nodes):
@@ -62,8 +72,9 @@ def node_views(graph: DeployGraph, options: HlsOptions, schedule=None) -> list[N
         emitted = entry.build(OpContext(graph, node, inputs, ident, options, cores.get(node.name)))
         views[node.name] = NodeView(
             index=index, name=node.name, ident=ident, op=node.op, shape=tuple(int(s) for s in node.shape),
-            inputs=inputs, type=emitted.value_type or cpp_types.value_type(node.value_max),
-            qualified_type=cpp_types.node_type(options.name, ident), bits=bits,
+            inputs=inputs, type=emitted.value_type or (cpp_types.ap_int(bits) if node.name in signed and bits else
+                                                       cpp_types.value_type(node.value_max)),
+            qualified_type=cpp_types.node_type(options.name, ident), bits=bits, signed=node.name in signed,
             word_type=cpp_types.ap_uint(graph.time_steps * bits) if bits else None, kernel=entry.kernel,
             header=entry.header, config=emitted.config, tables=emitted.tables, arrays=emitted.arrays)
     return list(views.values())
@@ -116,6 +127,7 @@ def placed(graph: DeployGraph, options: HlsOptions, schedule) -> tuple[list[Node
 def render_firmware(graph: DeployGraph, out: Path, options: HlsOptions, schedule=None) -> tuple[list[NodeView], Dataflow]:
     """Write firmware/ (and the kernel library) for graph into folder out; returns the node views and the
     dataflow (schedule: as node_views)."""
+    options = named(options, graph)
     schedule, env = schedule or schedule_of(graph, options), environment()
     views, flow = placed(graph, options, schedule)
     input_node, head = views[0], views[-1]
@@ -140,6 +152,7 @@ def write_testbench(graph: DeployGraph, out: Path, frames: np.ndarray, labels: n
     every node's output but the head's of the first trace_samples samples at every step kept as golden
     trace (in the node's own layout: the C simulation's trace reads each stream back into it).
     simulated: (logits, trace) of every frame, when the caller has run them already (else batch by batch)."""
+    options = named(options, graph)
     env = environment()
     data = out / "tb" / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -178,7 +191,7 @@ def write_testbench(graph: DeployGraph, out: Path, frames: np.ndarray, labels: n
 def write_project(graph: DeployGraph, out: str | Path, frames: np.ndarray, labels: np.ndarray,
                   trace_samples: int = 2, options: HlsOptions | None = None) -> dict:
     """The complete project in folder out (built aside, then moved into place); returns a summary."""
-    options = options or HlsOptions()
+    options = named(options or HlsOptions(), graph)
     check_ops()  # every op of the IR has an entry in the HLS table, before anything is written
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ from hqflow.errors import UserError
 from hqflow.export.rtl.stream_base import MAX_STREAM_LANES, Stream, StreamOp, ident, value_bits
 from hqflow.export.rtl.stream_ops import STREAM_OPS
 from hqflow.ir import DeployGraph
-from hqflow.ops import check_graph
+from hqflow.ops import check_graph, signed_nodes
 
 __all__ = ["DEFAULT_LANES", "MAX_STREAM_LANES", "STREAM_OPS", "Schedule", "StreamCore", "StreamOp", "fold",
            "plan_stream", "plan_to_fit"]
@@ -120,6 +120,7 @@ def check_ops(graph: DeployGraph) -> None:
 def _node_streams(graph: DeployGraph) -> tuple[dict[str, Stream], dict[str, str]]:
     """Every node's output stream (tokens share their input's) and node -> stream ident."""
     check_ops(graph)
+    signed = signed_nodes(graph.nodes)
     streams: dict[str, Stream] = {}
     of: dict[str, str] = {}
     steps = graph.time_steps
@@ -134,8 +135,9 @@ def _node_streams(graph: DeployGraph) -> tuple[dict[str, Stream], dict[str, str]
             continue
         if op.frame and len(node.shape) != 3:
             raise UserError(f"node {node.name}: input of shape {node.shape}; the RTL top reads [C, H, W] frames")
-        bits = value_bits(node.value_max)
-        stream = Stream(ident(node.name), node.name, bits, bits * steps, math.prod(node.shape))
+        is_signed = node.name in signed
+        bits = value_bits(node.value_max) + is_signed  # two's complement: one bit more for [-max, max]
+        stream = Stream(ident(node.name), node.name, bits, bits * steps, math.prod(node.shape), is_signed)
         streams[stream.ident] = stream
         of[node.name] = stream.ident
     return streams, of

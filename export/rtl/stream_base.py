@@ -54,12 +54,14 @@ def selects(x_bits: int, x_max: int | None) -> bool:
 
 @dataclass(frozen=True)
 class Stream:
-    """The output of one node: `size` elements an image, each T values of `bits` bits."""
+    """The output of one node: `size` elements an image, each T values of `bits` bits (two's complement
+    where `signed`: the membrane shortcut's fixed-point values)."""
     ident: str
     node: str
     bits: int
     width: int
     size: int
+    signed: bool = False
 
 
 # ---- one StreamOp per op: parameters, files, output bits, cycle formula, hardware --------------------
@@ -81,6 +83,7 @@ class StreamOp:
     frame = False  # the top's input: its stream is in_tvalid / in_tdata, [C, H, W] frames
     alias = False  # no core and no stream of its own: its stream is its input's (the identity)
     logits = False  # the top's output: the last core, streaming the logits, no node stream
+    rtl_core = True  # its Verilog core exists (False: the HLS export renders it, the RTL export refuses it)
     in_ports = ("s",)  # its AXI-Stream input ports' prefixes, in the op's input order (output: m)
     last_ports: tuple[str, ...] = ()  # the input ports that take tlast too
 

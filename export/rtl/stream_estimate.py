@@ -42,7 +42,7 @@ __all__ = ["DEFAULT_TABLE", "StreamTable", "core_resources", "estimate_manifest"
 
 DEFAULT_TABLE = Path(fpga.__file__).with_name("tables") / "stream_cores.yaml"
 KEYS = ("lut", "ff")
-_MODULE_OP = {op.module: op for op in [*STREAM_OPS.values(), FIFO] if isinstance(op, StreamOp) and op.has_core}
+_MODULE_OP = {op.module: op for op in [*STREAM_OPS.values(), FIFO] if op.has_core}
 
 
 class StreamTable:
@@ -52,6 +52,8 @@ class StreamTable:
         self.path, self.coeffs, self.memory = path, coeffs, memory
 
     def logic(self, module: str, terms: dict[str, float]) -> tuple[float, float]:
+        if module not in self.coeffs and not _MODULE_OP[module].rtl_core:
+            return 0.0, 0.0  # a core not written yet (its memories are counted; its logic is not modelled)
         if module not in self.coeffs:
             raise UserError(f"{self.path}: no coefficients for the core {module}; fit the table again "
                             f"(python -m hqflow.export.rtl.stream_estimate fit ...)")

@@ -16,9 +16,10 @@ from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
 from hqflow.export.rtl.stream_base import StreamOp, ident, lane_dsp, lanes_for, mul_latency, value_bits
 from hqflow.export.rtl.stream_memories import Memory, memory_table, rom_geometry, window_memories
+from hqflow.export.rtl.stream_sdt import ConvBn, LifCore, LinearBn, SdsaCore
 from hqflow.export.rtl.stream_weighted import ConvLif, LinearLif
 from hqflow.export.rtl.top import SCHEME_CODE, _check_window, ssa_lif_consts
-from hqflow.ops import Unsupported, check_backend
+from hqflow.ops import check_backend
 from hqflow.resources import memory_resources
 
 __all__ = ["FIFO", "STREAM_OPS"]
@@ -217,10 +218,8 @@ class Alias(StreamOp):
     alias = True
 
 
-STREAM_OPS: dict[str, StreamOp | Unsupported] = {"input": Frame(), "conv_lif": ConvLif(), "linear_lif": LinearLif(),
+STREAM_OPS: dict[str, StreamOp] = {"input": Frame(), "conv_lif": ConvLif(), "linear_lif": LinearLif(),
                                    "maxpool": MaxPool(), "add": Add(), "tokens": Alias(), "ssa": Ssa(),
-                                   "head": Head(),
-                                   **{op: Unsupported("the Spike-driven Transformer's cores are not written yet "
-                                                      "(export it with --target numpy)")
-                                      for op in ("conv_bn", "linear_bn", "lif", "sdsa")}}
+                                   "head": Head(), "conv_bn": ConvBn(), "linear_bn": LinearBn(), "lif": LifCore(),
+                                   "sdsa": SdsaCore()}
 check_backend(STREAM_OPS, "the streaming RTL top (export/rtl/stream_ops.py STREAM_OPS)")

@@ -19,8 +19,8 @@ import re
 import numpy as np
 
 from hqflow.devices import FIT_RESOURCES, family_of, find_device
+from hqflow.errors import UserError
 from hqflow.export.rtl import pnr, stream, stream_estimate, top
-from hqflow.export.rtl.stream_base import StreamOp
 from hqflow.io import atomic_text
 from hqflow.resources import ultra_moves
 from hqflow.ir import DeployGraph
@@ -33,7 +33,7 @@ TESTBENCH = "tb/hqflow_stream_tb.cpp"
 SHARED_CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_lif_unit.v",
                 "hqflow_window.v", "hqflow_fifo.v", "hqflow_stream_fork.v", "hqflow_stream_reg.v")
 CORES = SHARED_CORES + tuple(dict.fromkeys(f"{op.module}.v" for op in stream.STREAM_OPS.values()
-                                           if isinstance(op, StreamOp) and op.has_core))
+                                           if op.has_core and op.rtl_core))
 ISOLATED = 1  # the co-simulation feeds the first ISOLATED + 1 samples alone (their latency), the rest back to back
 
 
@@ -68,6 +68,10 @@ FIT_SHARE = 0.8  # the folding keeps every resource's estimate within this share
 def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, options, env) -> dict:
     """Render the schedule of `graph` into `out` (the rtl/ folder, its subfolders made) and write the test
     vectors of `frames` [samples, T, C, H, W]; returns the manifest's arch-specific part."""
+    unwritten = [node for node in graph.nodes if not stream.STREAM_OPS[node.op].rtl_core]
+    if unwritten:
+        raise UserError(f"node {unwritten[0].name!r}: op {unwritten[0].op} has no Verilog core yet (the HLS export "
+                        "renders it: --target hls)")
     samples, traced = len(frames), min(trace_samples, len(frames))
     logits, trace = sim_run(graph, frames, trace=True)
     schedule, fitted, work, estimate = plan(graph, trace, options)

@@ -33,6 +33,8 @@ struct add_config {
     static const unsigned b_bits = 1;
     static const unsigned out_bits = 2;
     static const unsigned time_steps = 1;      // T
+    static const unsigned a_signed = 0;        // a's values two's complement (the membrane shortcut's sums)
+    static const unsigned b_signed = 0;
     static const unsigned size = 1;            // elements an image
 };
 
@@ -85,7 +87,8 @@ void maxpool_or(hls::stream<typename CONFIG::word_t> &in, hls::stream<typename C
     maxpool_or<CONFIG>(in, out, typename CONFIG::storage());
 }
 
-/** Residual add, elementwise at every step: out[t] = a[t] + b[t] (out_bits holds the sum's range). */
+/** Residual add, elementwise at every step: out[t] = a[t] + b[t] (out_bits holds the sum's range; two's
+ *  complement fields where a or b is signed). */
 template <class CONFIG>
 void add(hls::stream<typename CONFIG::a_word_t> &in_a, hls::stream<typename CONFIG::b_word_t> &in_b,
          hls::stream<typename CONFIG::out_word_t> &out) {
@@ -98,7 +101,8 @@ void add(hls::stream<typename CONFIG::a_word_t> &in_a, hls::stream<typename CONF
         const typename CONFIG::b_word_t b = in_b.read();
         typename CONFIG::out_word_t sum = 0;
         for (unsigned t = 0; t < CONFIG::time_steps; t++)
-            set_value<CONFIG::out_bits>(sum, t, value_at<CONFIG::a_bits>(a, t) + value_at<CONFIG::b_bits>(b, t));
+            set_field<CONFIG::out_bits>(sum, t, field_at<CONFIG::a_bits, CONFIG::a_signed != 0>(a, t) +
+                                                    field_at<CONFIG::b_bits, CONFIG::b_signed != 0>(b, t));
         out.write(sum);
     }
 }

@@ -48,6 +48,20 @@ inline void set_value(W &word, unsigned t, unsigned long long value) {
     word |= W(value) << (t * BITS);
 }
 
+/** Value t of a word of T fields of BITS bits, read as two's complement when IS_SIGNED. */
+template <unsigned BITS, bool IS_SIGNED, class W>
+inline long long field_at(const W &word, unsigned t) {
+    const unsigned long long value = value_at<BITS>(word, t);
+    return IS_SIGNED ? narrow<BITS>(value) : static_cast<long long>(value);
+}
+
+/** Sets value t (two's complement in BITS bits) of a word whose other bits of that value are 0. */
+template <unsigned BITS, class W>
+inline void set_field(W &word, unsigned t, long long value) {
+    const unsigned long long mask = BITS >= 64 ? ~0ULL : (1ULL << (BITS % 64)) - 1;
+    set_value<BITS>(word, t, static_cast<unsigned long long>(value) & mask);
+}
+
 // Where a kernel's large array goes (a config's `storage` typedef, chosen by the schedule): the kernel
 // declares the array once per tag, under that tag's BIND_STORAGE, and runs its body on it.
 struct storage_bram {};    // block RAM (BRAM18K)
@@ -95,10 +109,11 @@ void fork(hls::stream<W> &in, hls::stream<W> &out_0, hls::stream<W> &out_1, hls:
 /** C simulation only: a node's output, as it stands in its stream after the node's process ran (the
  *  processes of the dataflow region run one after another in a C simulation), reported to the trace
  *  hook step by step in the node's own layout: `pixels` > 0: a feature map [C][H W] whose stream is
- *  channels last (element p * C + c is value c * pixels + p); 0: the stream's order. The stream is
- *  left as it was. */
+ *  channels last (element p * C + c is value c * pixels + p); 0: the stream's order; is_signed: the
+ *  values two's complement. The stream is left as it was. */
 template <class W>
-void trace(int node, hls::stream<W> &s, unsigned steps, unsigned bits, unsigned channels, unsigned pixels) {
+void trace(int node, hls::stream<W> &s, unsigned steps, unsigned bits, unsigned channels, unsigned pixels,
+           bool is_signed) {
     if (!trace_hook()) return;
     std::vector<W> words;
     while (!s.empty()) words.push_back(s.read());
@@ -108,15 +123,17 @@ void trace(int node, hls::stream<W> &s, unsigned steps, unsigned bits, unsigned 
     for (unsigned t = 0; t < steps; t++) {
         for (unsigned e = 0; e < n; e++) {
             const unsigned at = pixels ? (e % channels) * pixels + e / channels : e;
-            values[at] = static_cast<long long>(W(words[e] >> (t * bits)).to_uint64() & (bits >= 64 ? ~0ULL : (1ULL << bits) - 1));
+            unsigned long long value = W(words[e] >> (t * bits)).to_uint64() & (bits >= 64 ? ~0ULL : (1ULL << bits) - 1);
+            if (is_signed && bits < 64 && (value >> (bits - 1)) & 1) value |= ~0ULL << bits;  // two's complement
+            values[at] = static_cast<long long>(value);
         }
         trace_hook()(node, t, values.data(), n);
     }
 }
-#define HQFLOW_TRACE_STREAM(node, s, steps, bits, channels, pixels) \
-    ::hqflow::trace((node), (s), (steps), (bits), (channels), (pixels))
+#define HQFLOW_TRACE_STREAM(node, s, steps, bits, channels, pixels, is_signed) \
+    ::hqflow::trace((node), (s), (steps), (bits), (channels), (pixels), (is_signed))
 #else
-#define HQFLOW_TRACE_STREAM(node, s, steps, bits, channels, pixels)
+#define HQFLOW_TRACE_STREAM(node, s, steps, bits, channels, pixels, is_signed)
 #endif
 
 }  // namespace hqflow

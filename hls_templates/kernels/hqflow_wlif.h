@@ -74,6 +74,67 @@ struct group_size {
 #endif
 };
 
+/** The T x P accumulators of output pixel (y, x) and the output channels first .. first + P - 1 from the line
+ *  buffer's rows (event driven: a zero input word is skipped). P: group_size<CONFIG>::lanes. */
+template <class CONFIG, class acc_reg_t>
+inline void accumulate_window(
+    const typename CONFIG::in_word_t line[CONFIG::kernel_size][CONFIG::width * CONFIG::in_channels],
+    const rom_word_t w[CONFIG::in_channels * CONFIG::kernel_size * CONFIG::kernel_size][CONFIG::row_words],
+    unsigned y, unsigned x, unsigned first, acc_reg_t acc[CONFIG::time_steps][group_size<CONFIG>::lanes]) {
+    HQFLOW_PRAGMA(HLS INLINE)
+    typedef typename CONFIG::weight weight;
+    typedef typename CONFIG::in_t in_t;
+    const unsigned H = CONFIG::height, W = CONFIG::width, C = CONFIG::in_channels, O = CONFIG::out_channels;
+    const unsigned K = CONFIG::kernel_size, PAD = CONFIG::padding, T = CONFIG::time_steps, P = group_size<CONFIG>::lanes;
+    const unsigned IN_BITS = in_t::width;
+    for (unsigned t = 0; t < T; t++)
+        for (unsigned p = 0; p < P; p++) acc[t][p] = 0;
+    for (unsigned i = 0; i < K; i++) {
+        if (y + i < PAD || y + i - PAD >= H) continue;
+        const unsigned slot = (y + i - PAD) % K;
+        for (unsigned j = 0; j < K; j++) {
+            if (x + j < PAD || x + j - PAD >= W) continue;
+            for (unsigned c = 0; c < C; c++) {
+                HQFLOW_PRAGMA(HLS PIPELINE II = CONFIG::reuse_factor)
+                const typename CONFIG::in_word_t &word = line[slot][(x + j - PAD) * C + c];
+                if (word == 0) continue;
+                const rom_word_t *row = w[(c * K + i) * K + j];
+#if !defined(__SYNTHESIS__) && !defined(HQFLOW_AP_ARITHMETIC)
+                const unsigned long long spikes = word.to_uint64();
+                if (IN_BITS == 1 && (spikes & (spikes - 1)) != 0) {
+                    // the 64-bit model: spikes at several steps: the weights decoded once, added at each
+                    long long w_eff[group_size<CONFIG>::lanes] = {0};
+                    accumulate_lanes<weight, group_size<CONFIG>::lanes>(w_eff, row, first, O, in_t(1));
+                    for (unsigned t = 0; t < T; t++)
+                        if ((spikes >> t) & 1)
+                            for (unsigned p = 0; p < P; p++) acc[t][p] += w_eff[p];
+                    continue;
+                }
+#endif
+                unsigned long long values[CONFIG::time_steps];
+                unpack<IN_BITS, CONFIG::time_steps>(word, values);
+                for (unsigned t = 0; t < T; t++)
+                    if (values[t])
+                        accumulate_lanes<weight, group_size<CONFIG>::lanes>(acc[t], row, first, O, in_t(values[t]));
+            }
+        }
+    }
+}
+
+/** Input row r into the line buffer (r < H); returns whether output row r - PAD is due (r >= PAD). */
+template <class CONFIG>
+inline bool read_row(hls::stream<typename CONFIG::in_word_t> &in,
+                     typename CONFIG::in_word_t line[CONFIG::kernel_size][CONFIG::width * CONFIG::in_channels],
+                     unsigned r) {
+    HQFLOW_PRAGMA(HLS INLINE)
+    if (r < CONFIG::height)
+        for (unsigned e = 0; e < CONFIG::width * CONFIG::in_channels; e++) {
+            HQFLOW_PRAGMA(HLS PIPELINE II = 1)
+            line[r % CONFIG::kernel_size][e] = in.read();
+        }
+    return r >= CONFIG::padding;
+}
+
 template <class CONFIG>
 void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename CONFIG::out_word_t> &out,
                const rom_word_t w[CONFIG::in_channels * CONFIG::kernel_size * CONFIG::kernel_size][CONFIG::row_words],
@@ -86,55 +147,16 @@ void wlif_rows(hls::stream<typename CONFIG::in_word_t> &in, hls::stream<typename
     static_assert(CONFIG::in_word_t::width == CONFIG::time_steps * CONFIG::in_t::width &&
                   CONFIG::out_word_t::width == CONFIG::time_steps, "hqflow::wlif: words of T values");
     typedef typename accumulator<typename CONFIG::acc_t>::type acc_reg_t;
-    typedef typename CONFIG::weight weight;
-    typedef typename CONFIG::in_t in_t;
-    const unsigned H = CONFIG::height, W = CONFIG::width, C = CONFIG::in_channels, O = CONFIG::out_channels;
-    const unsigned K = CONFIG::kernel_size, PAD = CONFIG::padding, T = CONFIG::time_steps, P = group_size<CONFIG>::lanes;
-    const unsigned IN_BITS = in_t::width;
+    const unsigned H = CONFIG::height, W = CONFIG::width, O = CONFIG::out_channels;
+    const unsigned PAD = CONFIG::padding, T = CONFIG::time_steps, P = group_size<CONFIG>::lanes;
     for (unsigned r = 0; r < H + PAD; r++) {  // input row r in; then output row r - PAD out
-        if (r < H)
-            for (unsigned e = 0; e < W * C; e++) {
-                HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                line[r % K][e] = in.read();
-            }
-        if (r < PAD) continue;
+        if (!read_row<CONFIG>(in, line, r)) continue;
         const unsigned y = r - PAD;
         for (unsigned x = 0; x < W; x++)
             for (unsigned first = 0; first < O; first += P) {
                 acc_reg_t acc[CONFIG::time_steps][group_size<CONFIG>::lanes];
                 HQFLOW_PRAGMA(HLS ARRAY_PARTITION variable = acc complete dim = 0)
-                for (unsigned t = 0; t < T; t++)
-                    for (unsigned p = 0; p < P; p++) acc[t][p] = 0;
-                for (unsigned i = 0; i < K; i++) {
-                    if (y + i < PAD || y + i - PAD >= H) continue;
-                    const unsigned slot = (y + i - PAD) % K;
-                    for (unsigned j = 0; j < K; j++) {
-                        if (x + j < PAD || x + j - PAD >= W) continue;
-                        for (unsigned c = 0; c < C; c++) {
-                            HQFLOW_PRAGMA(HLS PIPELINE II = CONFIG::reuse_factor)
-                            const typename CONFIG::in_word_t &word = line[slot][(x + j - PAD) * C + c];
-                            if (word == 0) continue;
-                            const rom_word_t *row = w[(c * K + i) * K + j];
-#if !defined(__SYNTHESIS__) && !defined(HQFLOW_AP_ARITHMETIC)
-                            const unsigned long long spikes = word.to_uint64();
-                            if (IN_BITS == 1 && (spikes & (spikes - 1)) != 0) {
-                                // the 64-bit model: spikes at several steps: the weights decoded once, added at each
-                                long long w_eff[group_size<CONFIG>::lanes] = {0};
-                                accumulate_lanes<weight, group_size<CONFIG>::lanes>(w_eff, row, first, O, in_t(1));
-                                for (unsigned t = 0; t < T; t++)
-                                    if ((spikes >> t) & 1)
-                                        for (unsigned p = 0; p < P; p++) acc[t][p] += w_eff[p];
-                                continue;
-                            }
-#endif
-                            unsigned long long values[CONFIG::time_steps];
-                            unpack<IN_BITS, CONFIG::time_steps>(word, values);
-                            for (unsigned t = 0; t < T; t++)
-                                if (values[t])
-                                    accumulate_lanes<weight, group_size<CONFIG>::lanes>(acc[t], row, first, O, in_t(values[t]));
-                        }
-                    }
-                }
+                accumulate_window<CONFIG>(line, w, y, x, first, acc);
                 for (unsigned p = 0; p < P && first + p < O; p++) {  // charge, fire, reset over the T steps
                     HQFLOW_PRAGMA(HLS PIPELINE II = 1)
                     const unsigned o = first + p;

@@ -28,7 +28,7 @@ from hqflow.export.rtl.pnr import ROUTERS
               help="hls, rtl: of those, how many compare every node at every time step (default 2, at most --tb-samples).")
 @click.option("--reuse-factor", type=COUNT, default=1, show_default=True,
               help="hls: initiation interval of a conv / linear layer's loop over its window's inputs (synthesis only).")
-@click.option("--name", default="spikformer", show_default=True, help="hls: project name (top function NAME_top).")
+@click.option("--name", help="hls: project name (top function NAME_top); default: the model's family (spikformer, sdt).")
 @click.option("--part", default=DEFAULT_PART, show_default=True,
               help="The FPGA part: hls: build_prj.tcl's set_part and the memory account's device; rtl: the Yosys "
                    "family of `hqflow synth` and the device of the report; hls and rtl (stream): the schedule's "
@@ -65,7 +65,7 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
     if trace_samples > tb_samples:
         raise UserError(f"--trace-samples {trace_samples} exceeds --tb-samples {tb_samples} (the traced samples "
                         "are the first of the testbench's)")
-    options = (HlsOptions(name=name, reuse_factor=reuse_factor, part=part, clock_ns=1000.0 / clock_mhz, lanes=lanes,
+    options = (HlsOptions(name=name or "", reuse_factor=reuse_factor, part=part, clock_ns=1000.0 / clock_mhz, lanes=lanes,
                           target_fps=target_fps, memory_style=memory_style) if target == "hls" else None)
     rtl_options = None
     if target == "rtl":

@@ -84,6 +84,15 @@ def implementation(table: dict, node, backend: str):
     return table[op.name]
 
 
+def signed_nodes(nodes) -> frozenset[str]:
+    """The nodes (in graph order) whose output values may be negative (Op.signed, from their inputs')."""
+    signed: set[str] = set()
+    for node in nodes:
+        if op_for(node).signed([name in signed for name in node.inputs]):
+            signed.add(node.name)
+    return frozenset(signed)
+
+
 def check_graph(table: dict, nodes, backend: str) -> None:
     """Every node's op implemented by the backend (`implementation`), before it renders anything."""
     for node in nodes:
@@ -91,4 +100,4 @@ def check_graph(table: dict, nodes, backend: str) -> None:
 
 
 __all__ = ["MAX_WIDTH", "OPS", "VALUE_LIMIT", "Attr", "NodeCheck", "Op", "TensorField", "Window", "Unsupported",
-           "check_backend", "check_graph", "implementation", "is_int", "op_for", "INPUT_OP", "OUTPUT_OP"]
+           "check_backend", "check_graph", "implementation", "is_int", "op_for", "signed_nodes", "INPUT_OP", "OUTPUT_OP"]

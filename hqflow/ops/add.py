@@ -22,5 +22,8 @@ class Add(Op):
     def execute(self, graph, node, a, b):
         return a.astype(np.int64) + b
 
+    def signed(self, inputs_signed) -> bool:
+        return any(inputs_signed)
+
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return sources[0].value_max + sources[1].value_max

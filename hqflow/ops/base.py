@@ -208,6 +208,11 @@ class Op:
         exceeds 64 bits."""
         return {}
 
+    def signed(self, inputs_signed: Sequence[bool]) -> bool:
+        """Whether its output values may be negative (their stream fields two's complement), given whether
+        its inputs' may: the logits and the membrane shortcut's fixed-point values."""
+        return False
+
     def defaults(self) -> dict[str, Any]:
         """The attributes a builder fills in when not given (kernel size, stride, padding)."""
         return {spec.key: spec.default for spec in self.attrs if spec.default is not None}

@@ -189,6 +189,9 @@ class WeightedBn(Op):
     metadata = WEIGHT_METADATA
     tensors = (*WEIGHT_TENSORS, *REQUANT_TENSORS)
 
+    def signed(self, inputs_signed) -> bool:
+        return True
+
     def check_requant(self, check: NodeCheck, channels: int, weights: np.ndarray, x_max: int) -> None:
         """The requantization's tables and attributes: m_int within MULT_BITS, every product within int64."""
         limit = 2 ** (numerics.MULT_BITS - 1) - 1

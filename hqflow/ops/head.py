@@ -63,6 +63,9 @@ class Head(Op):
         return logit_range(summed_max(sources[0], time_steps), common.w_eff(node.attrs, tensors),
                            np.asarray(tensors["bias_int"]), int(node.attrs["bias_frac_bits"]))
 
+    def signed(self, inputs_signed) -> bool:
+        return True
+
     def value_max(self, node, sources, tensors, time_steps) -> int:
         lo, hi = self._range(node, sources, tensors, time_steps)
         return max(-lo, hi)

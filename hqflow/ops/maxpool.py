@@ -29,5 +29,8 @@ class MaxPool(Op):
                                       int(node.attrs["stride"]), int(node.attrs["padding"]))
         return pooled.reshape(*x.shape[:2], *pooled.shape[1:])
 
+    def signed(self, inputs_signed) -> bool:
+        return any(inputs_signed)
+
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return sources[0].value_max

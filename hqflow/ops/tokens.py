@@ -18,5 +18,8 @@ class Tokens(Op):
         """[T, B, C, H, W] -> [T, B, H * W, C]."""
         return x.reshape(*x.shape[:3], -1).swapaxes(2, 3)
 
+    def signed(self, inputs_signed) -> bool:
+        return any(inputs_signed)
+
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return sources[0].value_max
