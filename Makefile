@@ -36,8 +36,8 @@ RTL_EXPORT ?= $(OUT)/l$(LAMBDA)-rtl
 RTL_DEMO_SAMPLES ?= 10
 
 # MODEL=sdt: the second model family, the Spike-driven Transformer (configs/sdt-tiny.yaml), through training,
-# search, QAT, report and the integer model (NumPy simulator against torch); its HLS kernels and RTL cores
-# are not written yet.
+# search, QAT, report, the integer model (NumPy simulator against torch) and HLS C++ (C simulation in both
+# builds); its RTL cores are not written yet.
 MODEL ?= spikformer
 SDT_RUNS ?= runs/sdt
 SDT_OUT ?= out/sdt
@@ -50,12 +50,14 @@ demo-sdt: venv
 	$(VENV)/bin/hqflow finetune --plan $(SDT_RUNS)/l$(LAMBDA)/plan.json -o $(SDT_RUNS)/l$(LAMBDA)/qat --force
 	$(VENV)/bin/hqflow report $(SDT_RUNS)/l$(LAMBDA)
 	$(VENV)/bin/hqflow figures $(SDT_RUNS)/l$(LAMBDA)
-	$(VENV)/bin/hqflow export $(SDT_RUNS)/l$(LAMBDA)/qat --target numpy -o $(SDT_OUT)/l$(LAMBDA) --force
+	$(VENV)/bin/hqflow export $(SDT_RUNS)/l$(LAMBDA)/qat --target hls -o $(SDT_OUT)/l$(LAMBDA) --force
 	$(VENV)/bin/hqflow sim $(SDT_OUT)/l$(LAMBDA) --compare-torch $(SDT_RUNS)/l$(LAMBDA)/qat
+	$(VENV)/bin/hqflow csim $(SDT_OUT)/l$(LAMBDA)
+	$(VENV)/bin/hqflow csim $(SDT_OUT)/l$(LAMBDA) --ap-arithmetic
 	@echo "demo outputs (Spike-driven Transformer):"
 	@echo "  fp32 run:    $(SDT_RUNS)/fp32"
 	@echo "  search:      $(SDT_RUNS)/l$(LAMBDA) (plan.json); QAT: $(SDT_RUNS)/l$(LAMBDA)/qat; report: $(SDT_RUNS)/l$(LAMBDA)/report"
-	@echo "  export:      $(SDT_OUT)/l$(LAMBDA) (graph.json, tensors.npz: the integer model)"
+	@echo "  export:      $(SDT_OUT)/l$(LAMBDA) (graph.json, tensors.npz: the integer model; hls/: the C++ project)"
 
 demo-spikformer: venv
 	$(VENV)/bin/hqflow train --config configs/tiny.yaml --dataset digits-dvs -o $(RUNS)/fp32 --force

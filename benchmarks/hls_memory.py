@@ -31,7 +31,7 @@ def time_major(graph, views) -> dict:
 
     rows = []
     for view, node in zip(views, graph.nodes):
-        if view.template is not None and view.word_type is not None:  # a process with an output of its own
+        if view.kernel is not None and view.word_type is not None:  # a process with an output of its own
             rows.append(memory.entry(node.name, "out", "ram", view.bits, math.prod(node.shape), "auto"))
         if "v_bits" in node.attrs:
             rows.append(memory.entry(node.name, "v", "ram", int(node.attrs["v_bits"]), math.prod(node.shape), "auto"))

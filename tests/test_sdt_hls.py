@@ -81,5 +81,18 @@ def test_rtl_export_refuses_its_ops_by_name(project, tmp_path):
 
     graph, _ = project
     frames = np.zeros((1, graph.time_steps, 2, 16, 16), np.int16)
-    with pytest.raises(UserError, match=r"node 'patch_embed.proj_conv3': op conv_bn has no Verilog core yet"):
+    with pytest.raises(UserError, match=r"node 'patch_embed.proj_conv3' \(op conv_bn\): hqflow_stream_wbn.v is not "
+                       r"written yet; export it with --target hls"):
         write_rtl(graph, tmp_path / "rtl", frames, 1, RtlOptions())
+
+
+def test_the_stage_3_pool_of_signed_values_is_bit_exact(tmp_path):
+    """pools[3]: the max pool of BN outputs (two's complement, a max per value; the padding takes no part)."""
+    cfg = SDT_CFG.replace("model", pools=(True, False, False, True))
+    graph = lower(mixed_format_model(6, cfg), cfg)
+    assert "patch_embed.pool3" in signed_nodes(graph.nodes)
+    frames = np.random.default_rng(6).poisson(0.4, (2, cfg.data.time_steps, 2, 16, 16)).astype(np.int16)
+    write_project(graph, tmp_path / "hls", frames, np.zeros(2, np.int64), trace_samples=2)
+    result = _csim(tmp_path / "hls")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "mismatches: 0"

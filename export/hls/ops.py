@@ -151,20 +151,24 @@ class MaxpoolConfig(KernelConfig):
     in_width: int
     out_height: int  # (in_height - 1) / 2 + 1
     out_width: int
+    bits: int  # of each value: 1 (spikes: an OR) or more (a max per value)
+    is_signed: int  # the values two's complement
     kernel_size: int  # the window (attrs); the kernel implements 3, stride 2, padding 1 (a static_assert)
     stride: int
     padding: int
 
 
 def build_maxpool(ctx: OpContext) -> Emitted:
-    """spikes [C, H, W] -> spikes [C, H', W'] (the window in attrs), through a line buffer of 3 rows."""
+    """[C, H, W] -> [C, H', W'] (the window in attrs), through a line buffer of 3 rows: of spikes an OR, of
+    multi-bit (signed) values a max per value."""
     channels, height, width = ctx.source_shape
-    t = ctx.graph.time_steps
-    where = storage(ctx, t * 3 * width * channels)
+    t, source = ctx.graph.time_steps, ctx.inputs[0]
+    where = storage(ctx, t * source.bits * 3 * width * channels)
     window = {key: int(ctx.node.attrs[key]) for key in ("kernel_size", "stride", "padding")}
-    config = MaxpoolConfig(word_t=_word(ctx, 1), storage=STORAGE[where], channels=channels, in_height=height,
-                           in_width=width, out_height=ctx.node.shape[1], out_width=ctx.node.shape[2], **window)
-    return Emitted(config, arrays=(Array("line", t, 3 * width * channels, where),))
+    config = MaxpoolConfig(word_t=_word(ctx, source.bits), storage=STORAGE[where], channels=channels,
+                           in_height=height, in_width=width, out_height=ctx.node.shape[1], out_width=ctx.node.shape[2],
+                           bits=source.bits, is_signed=int(source.signed), **window)
+    return Emitted(config, arrays=(Array("line", t * source.bits, 3 * width * channels, where),))
 
 
 @dataclass(frozen=True)

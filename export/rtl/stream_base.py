@@ -90,6 +90,11 @@ class StreamOp:
     def build(self, graph: DeployGraph, node: Node, inputs: list[Stream], lanes: int) -> dict:
         raise NotImplementedError
 
+    def rtl_refusal(self, params: dict) -> str | None:
+        """Why the RTL export cannot render this core with `params` (None: it can); the HLS export renders
+        every core of the schedule."""
+        return None if self.rtl_core else f"{self.module}.v is not written yet"
+
     def cycles(self, params: dict, time_steps: int, nnz: float | None = None) -> float:
         raise NotImplementedError
 

@@ -30,11 +30,18 @@ class MaxPool(StreamOp):
     ultra_ram = True
 
     def build(self, graph, node, inputs, lanes):
+        """Spikes (the Verilog core's, and an OR), or multi-bit values (BITS, SIGNED: the Spike-driven
+        Transformer's BN outputs; a per-value max, in HLS only)."""
         _check_window(node, 3, 2, 1, "maxpool")
-        if inputs[0].bits != 1:
-            raise UserError(f"node {node.name}: maxpool of {inputs[0].bits}-bit values; the RTL core pools spikes")
         c, h, w = graph.node(node.inputs[0]).shape
-        return {"params": {"H": h, "W": w, "C": c, "K": 3, "S": 2, "PAD": 1, "T": graph.time_steps}, "bits": 1}
+        params = {"H": h, "W": w, "C": c, "K": 3, "S": 2, "PAD": 1, "T": graph.time_steps}
+        if inputs and inputs[0].bits > 1:
+            params.update(BITS=inputs[0].bits, SIGNED=int(inputs[0].signed))
+        return {"params": params, "bits": params.get("BITS", 1)}
+
+    def rtl_refusal(self, params):
+        bits = params.get("BITS", 1)
+        return None if bits == 1 else f"the Verilog pool takes spikes, not {bits}-bit values (the HLS export pools them)"
 
     def cycles(self, params, time_steps, nnz=None):
         p = params
@@ -43,10 +50,10 @@ class MaxPool(StreamOp):
         return ho * (1 + wo * p["C"] * (p["K"] + 1))
 
     def memories(self, params):
-        return window_memories(params, params["K"] + params["S"], params["T"], lists=False)
+        return window_memories(params, params["K"] + params["S"], params["T"] * params.get("BITS", 1), lists=False)
 
     def terms(self, params):
-        return {"fixed": 1.0, "words": params["T"]}
+        return {"fixed": 1.0, "words": params["T"] * params.get("BITS", 1)}
 
 
 class Add(StreamOp):

@@ -68,13 +68,13 @@ FIT_SHARE = 0.8  # the folding keeps every resource's estimate within this share
 def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, options, env) -> dict:
     """Render the schedule of `graph` into `out` (the rtl/ folder, its subfolders made) and write the test
     vectors of `frames` [samples, T, C, H, W]; returns the manifest's arch-specific part."""
-    unwritten = [node for node in graph.nodes if not stream.STREAM_OPS[node.op].rtl_core]
-    if unwritten:
-        raise UserError(f"node {unwritten[0].name!r}: op {unwritten[0].op} has no Verilog core yet (the HLS export "
-                        "renders it: --target hls)")
     samples, traced = len(frames), min(trace_samples, len(frames))
     logits, trace = sim_run(graph, frames, trace=True)
     schedule, fitted, work, estimate = plan(graph, trace, options)
+    for core in schedule.cores:
+        refusal = stream.STREAM_OPS[core.op].rtl_refusal(core.params)
+        if refusal:
+            raise UserError(f"node {core.node!r} (op {core.op}): {refusal}; export it with --target hls")
     for core in schedule.cores:
         for name, text in core.files.items():
             atomic_text(out / "mem" / name, text)

@@ -19,6 +19,8 @@ struct maxpool_config {
     static const unsigned in_width = 1;        // W
     static const unsigned out_height = 1;      // (H - 1) / 2 + 1
     static const unsigned out_width = 1;       // (W - 1) / 2 + 1
+    static const unsigned bits = 1;            // of each value: 1 (spikes: an OR), more (a max per value)
+    static const unsigned is_signed = 0;       // the values two's complement
     static const unsigned kernel_size = 3;     // the window: maxpool_or implements 3x3,
     static const unsigned stride = 2;          // stride 2
     static const unsigned padding = 1;         // and padding 1 (checked at compile time)
@@ -38,8 +40,21 @@ struct add_config {
     static const unsigned size = 1;            // elements an image
 };
 
-/** 3x3 max pooling, stride 2, padding 1, of spikes: an OR of each window at every step
- *  (numerics.maxpool_or). in [H][W][C] -> out [(H - 1) / 2 + 1][(W - 1) / 2 + 1][C], through a line
+/** The larger, value by value, of two words of T values of BITS bits (two's complement when IS_SIGNED);
+ *  of spikes (BITS 1, unsigned) an OR. */
+template <unsigned BITS, bool IS_SIGNED, unsigned T, class W>
+inline W max_values(const W &a, const W &b) {
+    if (BITS == 1 && !IS_SIGNED) return a | b;
+    W out = 0;
+    for (unsigned t = 0; t < T; t++) {
+        const long long x = field_at<BITS, IS_SIGNED>(a, t), y = field_at<BITS, IS_SIGNED>(b, t);
+        set_field<BITS>(out, t, x > y ? x : y);
+    }
+    return out;
+}
+
+/** 3x3 max pooling, stride 2, padding 1: an OR of each window's spikes at every step (numerics.maxpool_or),
+ *  or the max of multi-bit values (numerics.maxpool_int: the padding takes no part). in [H][W][C] -> out [(H - 1) / 2 + 1][(W - 1) / 2 + 1][C], through a line
  *  buffer of 3 rows: output row y once input row 2 y + 1 (or the last) has arrived. */
 template <class CONFIG>
 void maxpool_rows(hls::stream<typename CONFIG::word_t> &in, hls::stream<typename CONFIG::word_t> &out,
@@ -58,13 +73,18 @@ void maxpool_rows(hls::stream<typename CONFIG::word_t> &in, hls::stream<typename
         for (unsigned x = 0; x < CONFIG::out_width; x++)
             for (unsigned c = 0; c < C; c++) {
                 HQFLOW_PRAGMA(HLS PIPELINE II = 1)
-                typename CONFIG::word_t any = 0;
+                typename CONFIG::word_t pooled = 0;
+                bool first = true;
                 for (unsigned i = 0; i < 3; i++)
                     for (unsigned j = 0; j < 3; j++) {
                         const unsigned yy = 2 * y + i, xx = 2 * x + j;  // the input position + 1
-                        if (yy >= 1 && yy <= H && xx >= 1 && xx <= W) any |= line[(yy - 1) % 3][(xx - 1) * C + c];
+                        if (yy < 1 || yy > H || xx < 1 || xx > W) continue;
+                        const typename CONFIG::word_t &word = line[(yy - 1) % 3][(xx - 1) * C + c];
+                        const unsigned T = CONFIG::word_t::width / CONFIG::bits;
+                        pooled = first ? word : max_values<CONFIG::bits, CONFIG::is_signed != 0, T>(pooled, word);
+                        first = false;
                     }
-                out.write(any);
+                out.write(pooled);
             }
     }
 }

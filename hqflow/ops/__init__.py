@@ -64,14 +64,6 @@ def check_backend(table: dict, backend: str, complete: bool = True) -> None:
         raise ValueError(f"{backend} implements op {unknown[0]!r}, which hqflow.ops does not define")
 
 
-class Unsupported:
-    """A backend's explicit entry for an op it does not implement yet: its table still covers every op
-    (check_backend), and `implementation` refuses a node of the op with `reason`."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-
 def implementation(table: dict, node, backend: str):
     """`table`'s implementation of `node`'s op; UserError naming the node, its op and the backend's ops
     when the op is unknown (op_for) or the backend lacks it."""
@@ -79,8 +71,6 @@ def implementation(table: dict, node, backend: str):
     if op.name not in table:
         raise UserError(f"node {node.name!r}: {backend} does not implement op {op.name!r} (it implements "
                         f"{', '.join(table)})")
-    if isinstance(table[op.name], Unsupported):
-        raise UserError(f"node {node.name!r}: {backend} does not implement op {op.name!r} yet: {table[op.name].reason}")
     return table[op.name]
 
 
@@ -99,5 +89,5 @@ def check_graph(table: dict, nodes, backend: str) -> None:
         implementation(table, node, backend)
 
 
-__all__ = ["MAX_WIDTH", "OPS", "VALUE_LIMIT", "Attr", "NodeCheck", "Op", "TensorField", "Window", "Unsupported",
+__all__ = ["MAX_WIDTH", "OPS", "VALUE_LIMIT", "Attr", "NodeCheck", "Op", "TensorField", "Window",
            "check_backend", "check_graph", "implementation", "is_int", "op_for", "signed_nodes", "INPUT_OP", "OUTPUT_OP"]
