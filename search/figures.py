@@ -227,8 +227,10 @@ def make_figures(target: str | Path, out_dir: str | Path | None = None, layer: s
                         f"Fig. 5: chosen format per layer\n{target.name} ({over})")
         plot_format_pies(pies, candidates, tmp / "fig5_format_shares.png",
                          f"Fig. 5: formats chosen for q / k / v / o, {target.name}: counted over {over_pies}")
+        shown_parts = [p for p in PARTS if any(p in r for r in rates.values())]  # the SDT's proj has no LIF
+        parts_title = " / ".join("o" if p == "proj" else p for p in shown_parts)
         plot_firing_rates(rates, tmp / "fig5_firing_rates.png",
-                          f"Fig. 5: firing rates after q / k / v / o, {target.name}\n"
+                          f"Fig. 5: firing rates after {parts_title}, {target.name}\n"
                           f"({RATE_BATCHES} test batches, quantized model)")
         files += ["fig5_formats.png", "fig5_format_shares.png", "fig5_firing_rates.png"]
         result["files"] = files
