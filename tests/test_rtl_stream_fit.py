@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_core_has_coefficients_for_its_terms():
     table = stream_estimate.load_stream_table()
-    modules = {op.module for op in [*STREAM_OPS.values(), FIFO] if op.has_core and op.rtl_core}
+    modules = {op.module for op in [*STREAM_OPS.values(), FIFO] if op.has_core}
     assert modules == set(table.coeffs)
     for coeffs in table.coeffs.values():
         assert coeffs["lut"] and coeffs["ff"] and min(min(c.values()) for c in coeffs.values()) >= 0
@@ -80,7 +80,7 @@ def test_export_records_its_estimate(run_dir, tmp_path):
     recorded = manifest["estimate"]
     assert recorded["fits"] is True and recorded["total"] == stream_estimate.estimate_manifest(manifest)["total"]
     table = stream_estimate.load_stream_table()
-    by_module = {op.module: op for op in STREAM_OPS.values() if op.has_core and op.rtl_core}
+    by_module = {op.module: op for op in STREAM_OPS.values() if op.has_core}
     dsp = sum(by_module[c["module"]].dsp(c["params"]) for c in manifest["cores"])
     bram = sum((rom_resources(m.width, m.depth, table.memory, m.tail) if m.tail else
                 fpga.memory_resources(m.width, m.depth, table.memory, m.rom)).bram

@@ -1,6 +1,6 @@
-"""The Spike-driven Transformer in HLS C++: its kernels (wbn, lif_stream, sdsa, the signed add) in the one
-schedule, bit for bit against the simulator in both arithmetic builds, the static check of its firmware,
-and the refusal of its RTL export by name (its Verilog cores are not written yet)."""
+"""The Spike-driven Transformer in HLS C++: its kernels (wbn, lif_stream, sdsa, the signed add and pool) in
+the one schedule, bit for bit against the simulator in both arithmetic builds, and the static check of its
+firmware. Its Verilog: tests/test_sdt_rtl.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from conftest import GRAPH_CFG, mixed_format_model
-from hqflow.errors import UserError
 from hqflow.export import csim
 from hqflow.export.hls import write_project
 from hqflow.export.hls.static_check import check_firmware
@@ -74,16 +73,6 @@ def test_a_changed_negative_residual_value_is_found(project, tmp_path):
 def test_firmware_passes_the_static_check(project):
     report = check_firmware(project[1])
     assert report.ok, report.summary()
-
-
-def test_rtl_export_refuses_its_ops_by_name(project, tmp_path):
-    from hqflow.export.rtl.project import RtlOptions, write_rtl
-
-    graph, _ = project
-    frames = np.zeros((1, graph.time_steps, 2, 16, 16), np.int16)
-    with pytest.raises(UserError, match=r"node 'patch_embed.proj_conv3' \(op conv_bn\): hqflow_stream_wbn.v is not "
-                       r"written yet; export it with --target hls"):
-        write_rtl(graph, tmp_path / "rtl", frames, 1, RtlOptions())
 
 
 def test_the_stage_3_pool_of_signed_values_is_bit_exact(tmp_path):

@@ -119,6 +119,14 @@ def lif_tables(graph: DeployGraph, node: Node, parallel: int) -> dict[str, str]:
     return {"bias": packed(consts.bias_int, v_bits), "thr": packed(consts.thr_int, v_bits), "sign": packed(sign, 2)}
 
 
+def requant_table(graph: DeployGraph, node: Node, parallel: int) -> str:
+    """The requantization's table of hqflow_requant_unit.v (REQ_FILE): `parallel` channels a line, each
+    {b_int (64 bits), m_int (32 bits)} in two's complement (common.requant_consts)."""
+    consts = common.requant_consts(node.attrs, graph.node_tensors(node.name))
+    values = [(int(b) % (1 << 64)) << 32 | int(m) % (1 << 32) for m, b in zip(consts.m_int, consts.b_int)]
+    return group_text(np.array([values], object), 96, parallel)[0]
+
+
 def lif_step_constants(bias_int, thr_int, sign, time_steps: int, v_bits: int) -> tuple[list, list, list]:
     """(charge, fire, neg) per channel, Python ints, of hqflow_lif_unit.v's form of lif_step: with
     x = v + (acc << F) + charge the membrane's sum (h = x >>> 1) and e = v + (acc << F) + fire,

@@ -83,7 +83,7 @@ class StreamOp:
     frame = False  # the top's input: its stream is in_tvalid / in_tdata, [C, H, W] frames
     alias = False  # no core and no stream of its own: its stream is its input's (the identity)
     logits = False  # the top's output: the last core, streaming the logits, no node stream
-    rtl_core = True  # its Verilog core exists (False: the HLS export renders it, the RTL export refuses it)
+    helpers: tuple[str, ...] = ()  # the core files its module instantiates beyond the shared library
     in_ports = ("s",)  # its AXI-Stream input ports' prefixes, in the op's input order (output: m)
     last_ports: tuple[str, ...] = ()  # the input ports that take tlast too
 
@@ -93,7 +93,7 @@ class StreamOp:
     def rtl_refusal(self, params: dict) -> str | None:
         """Why the RTL export cannot render this core with `params` (None: it can); the HLS export renders
         every core of the schedule."""
-        return None if self.rtl_core else f"{self.module}.v is not written yet"
+        return None
 
     def cycles(self, params: dict, time_steps: int, nnz: float | None = None) -> float:
         raise NotImplementedError

@@ -52,8 +52,6 @@ class StreamTable:
         self.path, self.coeffs, self.memory = path, coeffs, memory
 
     def logic(self, module: str, terms: dict[str, float]) -> tuple[float, float]:
-        if module not in self.coeffs and not _MODULE_OP[module].rtl_core:
-            return 0.0, 0.0  # a core not written yet (its memories are counted; its logic is not modelled)
         if module not in self.coeffs:
             raise UserError(f"{self.path}: no coefficients for the core {module}; fit the table again "
                             f"(python -m hqflow.export.rtl.stream_estimate fit ...)")

@@ -62,9 +62,13 @@ class Add(StreamOp):
     joins = True
 
     def build(self, graph, node, inputs, lanes):
-        out_bits = value_bits(node.value_max)
-        return {"params": {"T": graph.time_steps, "A_BITS": inputs[0].bits, "B_BITS": inputs[1].bits,
-                           "OUT_BITS": out_bits, "SIZE": math.prod(node.shape)}, "bits": out_bits}
+        """Signed inputs (the membrane shortcut's) add A_SIGNED / B_SIGNED and the sum's sign bit."""
+        is_signed = [bool(getattr(stream, "signed", False)) for stream in inputs]
+        out_bits = value_bits(node.value_max) + any(is_signed)
+        params = {"T": graph.time_steps, "A_BITS": inputs[0].bits if inputs else 1,
+                  "B_BITS": inputs[1].bits if inputs else 1, "OUT_BITS": out_bits, "SIZE": math.prod(node.shape)}
+        params.update({f"{port}_SIGNED": 1 for port, signed in zip("AB", is_signed) if signed})
+        return {"params": params, "bits": out_bits}
 
     def cycles(self, params, time_steps, nnz=None):
         return params["SIZE"]

@@ -32,8 +32,8 @@ TESTBENCH = "tb/hqflow_stream_tb.cpp"
 # the library the op cores build on (RAMs, ROMs, lanes, LIF, windows), the FIFO, fork and register slice
 SHARED_CORES = ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v", "hqflow_lif_unit.v",
                 "hqflow_window.v", "hqflow_fifo.v", "hqflow_stream_fork.v", "hqflow_stream_reg.v")
-CORES = SHARED_CORES + tuple(dict.fromkeys(f"{op.module}.v" for op in stream.STREAM_OPS.values()
-                                           if op.has_core and op.rtl_core))
+CORES = SHARED_CORES + tuple(dict.fromkeys(file for op in stream.STREAM_OPS.values() if op.has_core
+                                           for file in (*op.helpers, f"{op.module}.v")))
 ISOLATED = 1  # the co-simulation feeds the first ISOLATED + 1 samples alone (their latency), the rest back to back
 
 
@@ -89,7 +89,8 @@ def write(graph: DeployGraph, out, frames: np.ndarray, trace_samples: int, optio
     golden = []
     for node in compared:
         st = schedule.stream(schedule.node_stream[node.name])
-        lines.append(f"{node.name} {index[st.ident]} {st.size} {st.bits} {offsets[st.ident]}")
+        bits = -st.bits if st.signed else st.bits  # negative: two's complement values
+        lines.append(f"{node.name} {index[st.ident]} {st.size} {bits} {offsets[st.ident]}")
         golden.append(elements(graph, node, trace[node.name][:, :traced]).reshape(traced, -1))
     atomic_text(out / "data/tb.txt", "\n".join(lines) + "\n")
     x = elements(graph, graph.nodes[0], np.asarray(frames).swapaxes(0, 1))  # [samples, elements, T]

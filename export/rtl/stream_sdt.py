@@ -1,8 +1,8 @@
 """The Spike-driven Transformer's ops in the streaming schedule: conv_bn / linear_bn (the weighted core with a
 requantization in place of its LIF), lif (a LIF alone) and sdsa (spike-driven self-attention). Each gives
-the schedule its parameters, cycle formula, memories and logic terms; both renderers read them. Their
-Verilog cores are not written yet (`rtl_core` False): the HLS export renders them, the RTL export
-refuses them by name, and the resource estimate counts their memories only (no logic coefficients).
+the schedule its parameters, cycle formula, memories and logic terms; both renderers read them
+(hqflow_stream_wbn.v, hqflow_stream_lif.v, hqflow_stream_sdsa.v; their logic coefficients in
+tables/stream_cores.yaml).
 """
 
 from __future__ import annotations
@@ -10,34 +10,46 @@ from __future__ import annotations
 import math
 
 from hqflow import numerics
-from hqflow.export.rtl.stream_base import StreamOp, value_bits
+from hqflow.export.rtl import memfiles
+from hqflow.export.rtl.stream_base import StreamOp, ident, lane_dsp, value_bits
 from hqflow.export.rtl.stream_memories import Memory, window_memories
-from hqflow.export.rtl.stream_weighted import ConvLif, LinearLif
+from hqflow.export.rtl.stream_weighted import ConvLif, LinearLif, rom_order
 from hqflow.export.rtl.top import SCHEME_CODE
 
 __all__ = ["ConvBn", "LinearBn", "LifCore", "SdsaCore"]
 
 
 class _Requantized:
-    """conv_bn / linear_bn: the weighted core's geometry, ROM and cycles; its output stage, in place of
-    the LIF, the requantization (acc * m_int + b_int) >> SHIFT of each of the T accumulators."""
+    """conv_bn / linear_bn (hqflow_stream_wbn.v): the weighted core's geometry, ROM, folding and cycles, with
+    the requantization (acc * m_int + b_int) >> SHIFT of each of the T accumulators in place of the LIF
+    (hqflow_requant_unit.v, LIF_LANES lanes a cycle, the LIF unit's timing)."""
 
     module = "hqflow_stream_wbn"
-    rtl_core = False
+    helpers = ("hqflow_requant_unit.v", "hqflow_stream_wlif.v")
+    lut_terms = ff_terms = None  # every term of its own (not the LIF core's)
 
     def params(self, graph, node, inputs, lanes, lut_memories: bool = True):
         fmt = numerics.Candidate.parse(node.attrs["format"])
         x_max = int(node.attrs["x_max"])
         lanes = lanes[0] if isinstance(lanes, tuple) else lanes
-        return {**self._geometry(graph, node), "P": lanes, "LIF_LANES": lanes, "BITS": numerics.rom_code_bits(fmt),
-                "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
-                "ZP": int(node.attrs.get("zero_point", 0)), "X_BITS": value_bits(x_max), "X_MAX": x_max,
-                "ACC_BITS": int(node.attrs["acc_bits"]), "OUT_BITS": value_bits(node.value_max) + 1,
-                "SHIFT": int(node.attrs["shift"]), "T": graph.time_steps}
+        name = ident(node.name)
+        params = {**self._geometry(graph, node), "P": lanes, "BITS": numerics.rom_code_bits(fmt),
+                  "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
+                  "ZP": int(node.attrs.get("zero_point", 0)), "X_BITS": value_bits(x_max), "X_MAX": x_max,
+                  "ACC_BITS": int(node.attrs["acc_bits"]), "T": graph.time_steps, "LIF_LANES": lanes,
+                  "OUT_BITS": value_bits(node.value_max) + 1, "SHIFT": int(node.attrs["shift"]),
+                  "ROM_FILE": f'"mem/{name}_weights.mem"', "REQ_FILE": f'"mem/{name}_requant.mem"',
+                  "LIST_LUTRAM": int(lut_memories)}
+        params["MUL_TREE"] = int(lane_dsp(params["SCHEME"], params["BITS"], params["X_BITS"], x_max) == 0)
+        return params
 
     def build(self, graph, node, inputs, lanes, lut_memories: bool = True):
         params = self.params(graph, node, inputs, lanes, lut_memories)
-        return {"params": params, "files": {}, "lanes": params["P"], "bits": params["OUT_BITS"]}
+        name = ident(node.name)
+        lines = memfiles.group_lines(graph, node, params["P"])[0].splitlines(keepends=True)
+        files = {f"{name}_weights.mem": "".join(lines[k] for k in rom_order(params)),
+                 f"{name}_requant.mem": memfiles.requant_table(graph, node, params["LIF_LANES"])}
+        return {"params": params, "files": files, "lanes": params["P"], "bits": params["OUT_BITS"]}
 
     def lif_lanes(self, params, time_steps, nnz, target):
         return None
@@ -46,13 +58,22 @@ class _Requantized:
         p = params
         groups, rows = -(-p["O"] // p["P"]), p["K"] * p["K"] * p["C"]
         return [Memory("weights", p["P"] * p["BITS"], rows * groups, True),
-                Memory("requant", 64 + 32, p["O"], True),  # m_int and b_int of each output channel
+                Memory("requant", p["LIF_LANES"] * 96, groups * (p["P"] // p["LIF_LANES"]), True),
                 *window_memories(p, p["K"] + 1, p["T"] * p["X_BITS"], lists=True)]
 
+    def dsp(self, params):
+        """The requantization's multipliers, ACC_BITS x 32 signed a lane: two DSP48s each up to 18 accumulator
+        bits (measured: 2 a lane at ACC_BITS 8 to 12, Yosys synth_xilinx); the products of multi-bit inputs
+        (the weighted core's)."""
+        lanes = min(params["LIF_LANES"], params["O"])
+        return lanes * 2 * -(-params["ACC_BITS"] // 18) + super().dsp(params)
+
     def terms(self, params):
+        """accumulators (P x T x ACC), the output words (P x T x OUT_BITS), the products (LIF_LANES x ACC)."""
         p = params
         lanes = min(p["P"], p["O"])
-        return {"fixed": 1.0, "acc": lanes * p["T"] * p["ACC_BITS"], "words": lanes * p["T"] * p["OUT_BITS"]}
+        return {"fixed": 1.0, "acc": lanes * p["T"] * p["ACC_BITS"], "words": lanes * p["T"] * p["OUT_BITS"],
+                "products": min(p["LIF_LANES"], lanes) * p["ACC_BITS"]}
 
 
 class ConvBn(_Requantized, ConvLif):
@@ -63,45 +84,57 @@ class LinearBn(_Requantized, LinearLif):
     """linear_bn: a 1x1 window over the tokens, requantized (no LIF)."""
 
 
+def _one_channel(graph, node) -> dict:
+    """A one-channel LIF's constants as Verilog parameters: BIAS, THR (64-bit two's complement), SIGN."""
+    tensors = graph.node_tensors(node.name)
+    bias, thr, sign = (int(tensors[field][0]) for field in ("bias_int", "thr_int", "sign"))
+    return {"BIAS": f"64'h{bias % (1 << 64):x}", "THR": f"64'h{thr % (1 << 64):x}",
+            "SIGN": {1: "2'b01", -1: "2'b11", 0: "2'b00"}[sign]}
+
+
 class LifCore(StreamOp):
-    """lif: a LIF alone on a signed fixed-point stream, one element a cycle (the T steps unrolled)."""
+    """lif: a LIF alone on a (signed) stream (hqflow_stream_lif.v): an element taken, its T steps, handed out."""
 
     module = "hqflow_stream_lif"
-    rtl_core = False
+    last_ports = ("s",)
 
     def build(self, graph, node, inputs, lanes):
-        return {"params": {"SIZE": math.prod(node.shape), "T": graph.time_steps, "IN_BITS": inputs[0].bits,
-                           "V_BITS": int(node.attrs["v_bits"]), "F": int(node.attrs["frac_bits"])}, "bits": 1}
+        params = {"SIZE": math.prod(node.shape), "T": graph.time_steps,
+                  "IN_BITS": inputs[0].bits if inputs else value_bits(node.attrs["x_max"]) + 1,
+                  "IN_SIGNED": int(inputs[0].signed) if inputs else 1, "V_BITS": int(node.attrs["v_bits"]),
+                  "F": int(node.attrs["frac_bits"]), **_one_channel(graph, node)}
+        return {"params": params, "bits": 1}
 
     def cycles(self, params, time_steps, nnz=None):
-        return params["SIZE"]
+        """The header's: SIZE (T + 2)."""
+        return params["SIZE"] * (time_steps + 2)
 
     def terms(self, params):
         return {"fixed": 1.0, "lif": params["T"] * params["V_BITS"]}
 
 
 class SdsaCore(StreamOp):
-    """sdsa: q, k, v token by token; the T x D counts of k AND v and q of every token kept; after the last
-    token the LIF over t of each channel's count (the mask), then q AND the mask, token by token."""
+    """sdsa (hqflow_stream_sdsa.v): q, k, v token by token; the T x D counts of k AND v and q of every token
+    kept; after the last token the LIF over t of each channel's count (the mask), then q AND the mask."""
 
     module = "hqflow_stream_sdsa"
-    rtl_core = False
     in_ports = ("q", "k", "v")
     barrier = True
-    ultra_ram = True  # q of every token
 
     def build(self, graph, node, inputs, lanes):
         tokens, dim = node.shape
         return {"params": {"N": tokens, "D": dim, "T": graph.time_steps, "COUNT_BITS": value_bits(tokens),
-                           "V_BITS": int(node.attrs["v_bits"]), "F": int(node.attrs["frac_bits"])}, "bits": 1}
+                           "V_BITS": int(node.attrs["v_bits"]), "F": int(node.attrs["frac_bits"]),
+                           **_one_channel(graph, node)}, "bits": 1}
 
     def cycles(self, params, time_steps, nnz=None):
+        """The header's: 2 N D + D T (LOAD, MASK, EMIT)."""
         p = params
-        return 2 * p["N"] * p["D"] + p["D"]
+        return 2 * p["N"] * p["D"] + p["D"] * time_steps
 
     def memories(self, params):
         p = params
-        return [Memory("q", p["T"], p["N"] * p["D"], ultra=bool(p.get("ULTRA"))),
+        return [Memory("q", p["T"], p["N"] * p["D"]),
                 Memory("count", p["T"] * p["COUNT_BITS"], p["D"]), Memory("mask", p["T"], p["D"])]
 
     def terms(self, params):

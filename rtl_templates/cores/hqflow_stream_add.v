@@ -1,10 +1,12 @@
 // hqflow_stream_add: the residual add of two streams of one shape, element by element and step by
-// step: out[t] = a[t] + b[t] (integers, no overflow: OUT_BITS holds the sum, numerics' residual add).
+// step: out[t] = a[t] + b[t] (integers, no overflow: OUT_BITS holds the sum, numerics' residual add;
+// A_SIGNED / B_SIGNED: that input's values two's complement, sign-extended).
 // Elements carry the T values of one position and channel (step t in bits [t*BITS, (t+1)*BITS)).
 // A beat is taken from both inputs at once (a join) into the output register; one element a cycle.
 // tlast follows input a. `active` is high in the cycles an element is taken: SIZE per image.
 module hqflow_stream_add #(
     parameter integer T = 1, A_BITS = 1, B_BITS = 1, OUT_BITS = 2,
+    parameter integer A_SIGNED = 0, B_SIGNED = 0,  // the inputs two's complement (the membrane shortcut's sums)
     parameter integer SIZE = 1             // elements an image (its cycle formula; the core needs no count)
 ) (
     input  wire                   clk,
@@ -33,8 +35,10 @@ module hqflow_stream_add #(
             m_tvalid <= 1;
             m_tlast <= a_tlast;
             for (t = 0; t < T; t = t + 1)
-                m_tdata[t*OUT_BITS +: OUT_BITS] <= {{OUT_BITS{1'b0}}, a_tdata[t*A_BITS +: A_BITS]}
-                                                   + {{OUT_BITS{1'b0}}, b_tdata[t*B_BITS +: B_BITS]};
+                m_tdata[t*OUT_BITS +: OUT_BITS] <= {{OUT_BITS{A_SIGNED != 0 && a_tdata[t*A_BITS + A_BITS - 1]}},
+                                                    a_tdata[t*A_BITS +: A_BITS]}
+                                                   + {{OUT_BITS{B_SIGNED != 0 && b_tdata[t*B_BITS + B_BITS - 1]}},
+                                                      b_tdata[t*B_BITS +: B_BITS]};
         end
         if (rst) m_tvalid <= 0;
     end

@@ -47,7 +47,10 @@ module hqflow_stream_wlif #(
     parameter integer LIF_LANES = P, ULTRA = 0,
     parameter ROM_FILE = "weights.mem", CHARGE_FILE = "charge.mem", FIRE_FILE = "fire.mem", NEG_FILE = "neg.mem",
     parameter integer ROM_TAIL = 0, parameter ROM_TAIL_FILE = "weights_tail.mem", parameter integer LIST_LUTRAM = 1,
-    parameter integer MUL_TREE = 1
+    parameter integer MUL_TREE = 1,
+    // REQUANT 1 (hqflow_stream_wbn.v): in place of the LIF unit the requantization unit (hqflow_requant_unit.v,
+    // the same timing), words of T OUT_BITS-bit values out; the V_BITS, F and LIF table parameters unused
+    parameter integer REQUANT = 0, OUT_BITS = 1, SHIFT = 0, parameter REQ_FILE = "requant.mem"
 ) (
     input  wire              clk,
     input  wire              rst,
@@ -56,7 +59,7 @@ module hqflow_stream_wlif #(
     input  wire [T*X_BITS-1:0] s_tdata,
     output wire              m_tvalid,
     input  wire              m_tready,
-    output wire [T-1:0]      m_tdata,
+    output wire [T*(REQUANT ? OUT_BITS : 1)-1:0] m_tdata,
     output wire              m_tlast,
     output wire              active
 );
@@ -259,15 +262,16 @@ module hqflow_stream_wlif #(
     // ---- the LIF unit's side (hqflow_lif_unit.v, below) ---------------------------------------------
     reg [TA-1:0] tab_base;              // g * M: the accumulating group's first table line
     reg l_lastg, l_last;                // the LIF unit's group is the pixel's last; the image's last
+    localparam integer WORD = T * (REQUANT ? OUT_BITS : 1);  // an output element's bits
     wire lif_ready, lif_done;
-    wire [P*T-1:0] lif_words;
+    wire [P*WORD-1:0] lif_words;
 
     // ---- the output bank ---------------------------------------------------------------------------
-    reg [P*T-1:0] bank;
+    reg [P*WORD-1:0] bank;
     reg [NB-1:0] bank_n;
     reg bank_last;
     assign m_tvalid = bank_n != 0;
-    assign m_tdata = bank[T-1:0];
+    assign m_tdata = bank[WORD-1:0];
     assign m_tlast = bank_last && bank_n == 1;
     wire last_px = xo == WO - 1;
     // (waiting for the LIF unit counts while it computes, not while it hands its words to the output bank:
@@ -296,10 +300,19 @@ module hqflow_stream_wlif #(
 
     // ---- the LIF unit (hqflow_lif_unit.v): the group handed over, L = LIF_LANES lanes a cycle ---------
     wire words_taken = lif_done && bank_n == 0;
-    hqflow_lif_unit #(.P(P), .LIF_LANES(L), .T(T), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .LINES(G * M),
-                      .CHARGE_FILE(CHARGE_FILE), .FIRE_FILE(FIRE_FILE), .NEG_FILE(NEG_FILE)) lif (
-        .clk(clk), .rst(rst), .take(hand_d), .sums(acc), .line(hand_line), .ready(lif_ready), .done(lif_done),
-        .words_taken(words_taken), .words(lif_words));
+    generate
+        if (REQUANT) begin : requant
+            hqflow_requant_unit #(.P(P), .LANES(L), .T(T), .ACC_BITS(ACC_BITS), .OUT_BITS(OUT_BITS), .SHIFT(SHIFT),
+                                  .LINES(G * M), .REQ_FILE(REQ_FILE)) unit (
+                .clk(clk), .rst(rst), .take(hand_d), .sums(acc), .line(hand_line), .ready(lif_ready),
+                .done(lif_done), .words_taken(words_taken), .words(lif_words));
+        end else begin : lif
+            hqflow_lif_unit #(.P(P), .LIF_LANES(L), .T(T), .ACC_BITS(ACC_BITS), .V_BITS(V_BITS), .F(F), .LINES(G * M),
+                              .CHARGE_FILE(CHARGE_FILE), .FIRE_FILE(FIRE_FILE), .NEG_FILE(NEG_FILE)) unit (
+                .clk(clk), .rst(rst), .take(hand_d), .sums(acc), .line(hand_line), .ready(lif_ready),
+                .done(lif_done), .words_taken(words_taken), .words(lif_words));
+        end
+    endgenerate
 
     integer ri;
     always @(posedge clk) begin
@@ -312,7 +325,7 @@ module hqflow_stream_wlif #(
         e_valid <= d_valid;
         m_valid <= {m_valid, d_valid};
         if (m_tvalid && m_tready) begin
-            bank <= bank >> T;
+            bank <= bank >> WORD;
             bank_n <= bank_n - 1'b1;
         end
         case (state)

@@ -1,8 +1,8 @@
 // Verilator testbench of the streaming top (hqflow_top, built with +define+HQFLOW_TRACE), run in the
 // export's rtl/ folder. Reads
 //   data/tb.txt      samples traced steps elements in_bits classes logit_bits nodes cores, then per node:
-//                    name stream size bits offset (its stream's index, elements an image, bits a value,
-//                    the stream's offset in dbg_data)
+//                    name stream size bits offset (its stream's index, elements an image, bits a value:
+//                    negative for two's complement values, the stream's offset in dbg_data)
 //   data/frames.txt  samples * elements * steps input values (pixel-major, channels last, the T values
 //                    of an element together)
 //   data/logits.txt  samples * classes golden logits (the NumPy simulator)
@@ -88,12 +88,17 @@ int main(int argc, char **argv) {
     }
     std::vector<std::string> names(nodes);
     std::vector<unsigned> stream(nodes), sizes(nodes), bits(nodes), offset(nodes);
+    std::vector<bool> is_signed(nodes);
     std::vector<size_t> trace_base(nodes);
     size_t per_sample = 0;
     for (unsigned i = 0; i < nodes; i++) {
-        if (!(cfg >> names[i] >> stream[i] >> sizes[i] >> bits[i] >> offset[i]) || bits[i] < 1 || bits[i] > 64) {
+        int signed_bits = 0;  // negative: the node's values two's complement in -signed_bits bits
+        if (!(cfg >> names[i] >> stream[i] >> sizes[i] >> signed_bits >> offset[i]) || signed_bits == 0 ||
+            signed_bits > 64 || signed_bits < -64) {
             std::printf("data/tb.txt: bad node line %u\n", i); return 2;
         }
+        is_signed[i] = signed_bits < 0;
+        bits[i] = (unsigned)(signed_bits < 0 ? -signed_bits : signed_bits);
         trace_base[i] = per_sample;
         per_sample += (size_t)sizes[i] * steps;
     }
@@ -139,7 +144,9 @@ int main(int argc, char **argv) {
             if (b >= traced) continue;
             const long long *want = &trace[(size_t)b * per_sample + trace_base[n] + (size_t)i * steps];
             for (unsigned t = 0; t < steps; t++) {
-                const long long got = (long long)get_bits(top.dbg_data, offset[n] + t * bits[n], bits[n]);
+                uint64_t raw = get_bits(top.dbg_data, offset[n] + t * bits[n], bits[n]);
+                if (is_signed[n] && bits[n] < 64 && ((raw >> (bits[n] - 1)) & 1)) raw |= ~0ULL << bits[n];
+                const long long got = (long long)raw;
                 if (got != want[t]) {
                     node_mm[n]++;
                     if (shown++ < 20)
