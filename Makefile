@@ -36,8 +36,8 @@ RTL_EXPORT ?= $(OUT)/l$(LAMBDA)-rtl
 RTL_DEMO_SAMPLES ?= 10
 
 # MODEL=sdt: the second model family, the Spike-driven Transformer (configs/sdt-tiny.yaml), through training,
-# search, QAT, report, the integer model (NumPy simulator against torch) and HLS C++ (C simulation in both
-# builds); its RTL cores are not written yet.
+# search, QAT, report, the integer model (NumPy simulator against torch), HLS C++ (C simulation in both
+# builds) and Verilog (co-simulation of RTL_DEMO_SAMPLES samples).
 MODEL ?= spikformer
 SDT_RUNS ?= runs/sdt
 SDT_OUT ?= out/sdt
@@ -54,10 +54,13 @@ demo-sdt: venv
 	$(VENV)/bin/hqflow sim $(SDT_OUT)/l$(LAMBDA) --compare-torch $(SDT_RUNS)/l$(LAMBDA)/qat
 	$(VENV)/bin/hqflow csim $(SDT_OUT)/l$(LAMBDA)
 	$(VENV)/bin/hqflow csim $(SDT_OUT)/l$(LAMBDA) --ap-arithmetic
+	$(VENV)/bin/hqflow export $(SDT_RUNS)/l$(LAMBDA)/qat --target rtl -o $(SDT_OUT)/l$(LAMBDA)-rtl --force
+	$(VENV)/bin/hqflow rtlsim $(SDT_OUT)/l$(LAMBDA)-rtl --samples $(RTL_DEMO_SAMPLES)
 	@echo "demo outputs (Spike-driven Transformer):"
 	@echo "  fp32 run:    $(SDT_RUNS)/fp32"
 	@echo "  search:      $(SDT_RUNS)/l$(LAMBDA) (plan.json); QAT: $(SDT_RUNS)/l$(LAMBDA)/qat; report: $(SDT_RUNS)/l$(LAMBDA)/report"
 	@echo "  export:      $(SDT_OUT)/l$(LAMBDA) (graph.json, tensors.npz: the integer model; hls/: the C++ project)"
+	@echo "  RTL:         $(SDT_OUT)/l$(LAMBDA)-rtl/rtl (hqflow_top.v, README.md, architecture.png, cycles.json)"
 
 demo-spikformer: venv
 	$(VENV)/bin/hqflow train --config configs/tiny.yaml --dataset digits-dvs -o $(RUNS)/fp32 --force
