@@ -208,7 +208,7 @@ class Topology:
         return {lif: theta for step in self.steps for lif, theta in step.neurons.items()}
 
 
-class _Walk:
+class Walk:
     """Appends steps in execution order; each method returns the name of the step it added."""
 
     def __init__(self, cfg: ModelConfig):
@@ -257,7 +257,7 @@ class _Walk:
 
 def spikformer(cfg: ModelConfig) -> Topology:
     """The topology of the Spikformer that `cfg` describes (see the module docstring)."""
-    walk = _Walk(cfg)
+    walk = Walk(cfg)
     dim = cfg.embed_dim
     stream = walk.add(Step(name=INPUT, op="input", inputs=(), shape=(cfg.in_channels, cfg.img_size, cfg.img_size)))
     for stage, c_out in enumerate((dim // 8, dim // 4, dim // 2, dim)):

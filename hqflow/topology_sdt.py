@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from hqflow.config import ModelConfig
-from hqflow.topology import CONV_WINDOW, INPUT, LINEAR_WINDOW, TOKENS, Step, Topology, WeightLayer, _Walk
+from hqflow.topology import CONV_WINDOW, INPUT, LINEAR_WINDOW, TOKENS, Step, Topology, WeightLayer, Walk
 
 PREFIX = "patch_embed"
 
@@ -77,7 +77,7 @@ class SpikeAttention(Step):
         return {self.lif: self.threshold}
 
 
-class _SdtWalk(_Walk):
+class SdtWalk(Walk):
     def conv_bn(self, name: str, bn: str, source: str, c_out: int, group: str = "tokenizer") -> str:
         c_in, side, _ = self.shape(source)
         side = CONV_WINDOW.out(side)
@@ -107,7 +107,7 @@ class _SdtWalk(_Walk):
 
 def sdt(cfg: ModelConfig) -> Topology:
     """The topology of the Spike-driven Transformer that `cfg` describes (see the module docstring)."""
-    walk = _SdtWalk(cfg)
+    walk = SdtWalk(cfg)
     dim = cfg.embed_dim
     stream = walk.add(Step(name=INPUT, op="input", inputs=(), shape=(cfg.in_channels, cfg.img_size, cfg.img_size)))
     for stage, c_out in enumerate((dim // 8, dim // 4, dim // 2)):
