@@ -42,6 +42,7 @@ from hqflow.config import ModelConfig
 from hqflow.errors import UserError
 from hqflow.io import read_yaml
 from hqflow.numerics import Candidate
+from hqflow.ops import OPS
 from hqflow.models import topology_of
 from hqflow.topology import GROUPS, Topology
 
@@ -209,6 +210,22 @@ CLASS_COUNTS = {"digits-dvs": 10, "dvs128-gesture": 11, "cifar10-dvs": 10, "n-ca
 SPLIT_GROUPS = ("tokenizer", "attention", "mlp")  # the groups of the paper's split (the head is < 0.1 %)
 
 
+SPIKE_OP_KINDS = {"add": "additions", "and": "ANDs", "lif": "membrane updates", "max": "comparisons"}
+
+
+def spike_ops(model: ModelConfig | Topology, time_steps: int) -> dict[str, dict[str, int]]:
+    """Per op, the operations of one sample besides the weight layers' multiply-accumulates (Op.spike_ops:
+    the attention's spike products or counts, the residual adds, the neurons, the pools), by kind. The same
+    for every plan: reported beside the energy model, which counts weight layers only (the paper's rule)."""
+    topology = model if isinstance(model, Topology) else topology_of(model)
+    totals: dict[str, dict[str, int]] = {}
+    for step in topology.steps:
+        for kind, count in OPS[step.op].spike_ops(step, time_steps).items():
+            totals.setdefault(step.op, {}).setdefault(kind, 0)
+            totals[step.op][kind] += count
+    return totals
+
+
 def fp32_breakdown(model: ModelConfig, time_steps: int, table: EnergyTable, dataset: str | None = None) -> dict:
     """`summarize` of the fp32 model of `model` (T = `time_steps`) against itself under `table`.
 
@@ -222,6 +239,7 @@ def fp32_breakdown(model: ModelConfig, time_steps: int, table: EnergyTable, data
     summary = summarize(costs, costs)
     summary["num_classes"] = model.num_classes
     summary["energy_split"] = {g: summary["energy_pct_by_group"][g] for g in SPLIT_GROUPS}
+    summary["spike_ops"] = spike_ops(model, time_steps)
     return summary
 
 
@@ -243,6 +261,11 @@ def breakdown_lines(summary: dict, layers: bool = False) -> list[str]:
         e_pct, s_pct = summary["energy_pct_by_group"][g], summary["storage_pct_by_group"][g]
         lines.append(f"{g:<11}{e_total * e_pct / 100:>12.3f}{e_pct:>10.2f}{s_total * s_pct / 100:>13.1f}{s_pct:>11.2f}")
     lines.append(f"{'total':<11}{e_total:>12.3f}{100:>10.2f}{s_total:>13.1f}{100:>11.2f}")
+    if summary.get("spike_ops"):
+        lines += ["", "besides the weight layers' MACs, per sample (the same for every plan; not in the energy above):"]
+        for op, counts in summary["spike_ops"].items():
+            lines.append(f"  {op:<11}" + ", ".join(f"{counts[kind]:,} {words}" for kind, words in SPIKE_OP_KINDS.items()
+                                                  if counts.get(kind)))
     lines.append("storage_split: " + "/".join(f"{summary['storage_pct_by_group'][g]:.1f}" for g in SPLIT_GROUPS))
     lines.append("energy_split: " + "/".join(f"{summary['energy_split'][g]:.1f}" for g in SPLIT_GROUPS))
     return lines

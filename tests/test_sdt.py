@@ -133,3 +133,18 @@ def test_the_paper_setting_config():
     topology = topology_of(m.__class__(**{**m.__dict__, "num_classes": 10}))
     assert topology.num_tokens == 64 and topology.step("patch_embed.pool3").inputs == ("patch_embed.proj_conv3",)
     assert count_parameters(Spikformer(cfg.replace("model", num_classes=10).model)) == 2_563_594
+
+
+def test_the_attentions_additions_are_counted_as_such():
+    """`hqflow cost`'s spike operations (Op.spike_ops): at the paper's setting (N 64, D 256, 16 heads, T 16, 2
+    blocks) the SSA takes 2 N D hd additions a step, the SDSA N D (and 2 N D ANDs): 32 times fewer."""
+    from hqflow.cost import spike_ops
+
+    paper = load_config(CONFIGS / "paper.yaml").replace("model", num_classes=10)
+    sdt = load_config(CONFIGS / "paper-sdt-cifar10-dvs.yaml").replace("model", num_classes=10)
+    n, d, hd, t, blocks = 64, 256, 16, 16, 2
+    ssa, sdsa = spike_ops(paper.model, t)["ssa"], spike_ops(sdt.model, t)["sdsa"]
+    assert ssa == {"add": blocks * 2 * n * d * hd * t, "lif": blocks * n * d * t}
+    assert sdsa == {"add": blocks * n * d * t, "and": blocks * 2 * n * d * t, "lif": blocks * d * t}
+    assert ssa["add"] == 2 * hd * sdsa["add"]
+    assert spike_ops(sdt.model, t)["add"] == spike_ops(paper.model, t)["add"]  # the residual adds alike

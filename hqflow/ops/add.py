@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hqflow.ops.base import NodeCheck, Op
@@ -18,6 +20,9 @@ class Add(Op):
             check.fail(f"inputs {first.name!r} {list(first.shape)} and {second.name!r} {list(second.shape)} differ "
                        "in shape")
         check.expect_shape(first.shape, "the shape of its inputs")
+
+    def spike_ops(self, step, time_steps):
+        return {"add": math.prod(step.shape) * time_steps}
 
     def execute(self, graph, node, a, b):
         return a.astype(np.int64) + b

@@ -208,6 +208,13 @@ class Op:
         exceeds 64 bits."""
         return {}
 
+    def spike_ops(self, step, time_steps: int) -> dict[str, int]:
+        """Its operations for one sample besides the weight layers' multiply-accumulates, by kind: "add"
+        (additions, an AND-gated one included), "and" (ANDs of spikes), "lif" (membrane updates), "max"
+        (comparisons of a max pool). `step`: its topology step (shape [per step], num_heads where it has
+        heads). The same for every plan: the cost model reports them beside its energy (hqflow/cost.py)."""
+        return {}
+
     def signed(self, inputs_signed: Sequence[bool]) -> bool:
         """Whether its output values may be negative (their stream fields two's complement), given whether
         its inputs' may: the logits and the membrane shortcut's fixed-point values."""

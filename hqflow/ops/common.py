@@ -142,6 +142,10 @@ class WeightedLif(Op):
     tensors = (*WEIGHT_TENSORS, *LIF_TENSORS)
     spiking = True
 
+    def spike_ops(self, step, time_steps):
+        """The LIF of every output (the multiply-accumulates are the weight layer's)."""
+        return {"lif": int(np.prod(step.shape)) * time_steps}
+
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1
 

@@ -8,6 +8,8 @@ membrane-shortcut path: the residual sums of conv_bn / linear_bn outputs, x_int 
 
 from __future__ import annotations
 
+import math
+
 from hqflow import numerics
 from hqflow.ops import common
 from hqflow.ops.base import MAX_FRAC_BITS, Attr, NodeCheck, Op
@@ -31,6 +33,9 @@ class Lif(Op):
 
     def execute(self, graph, node, x):
         return numerics.lif_run(x, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
+
+    def spike_ops(self, step, time_steps):
+        return {"lif": math.prod(step.shape) * time_steps}
 
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1

@@ -7,6 +7,8 @@ stage-3 pool, NumPy only for now).
 
 from __future__ import annotations
 
+import numpy as np
+
 from hqflow import numerics
 from hqflow.ops.base import NodeCheck, Op, Window, check_window
 
@@ -28,6 +30,10 @@ class MaxPool(Op):
         pooled = numerics.maxpool_int(x.reshape(-1, *x.shape[2:]), int(node.attrs["kernel_size"]),
                                       int(node.attrs["stride"]), int(node.attrs["padding"]))
         return pooled.reshape(*x.shape[:2], *pooled.shape[1:])
+
+    def spike_ops(self, step, time_steps):
+        """K^2 - 1 comparisons (of spikes: ORs) an output and step."""
+        return {"max": int(np.prod(step.shape)) * (self.window.kernel_size ** 2 - 1) * time_steps}
 
     def signed(self, inputs_signed) -> bool:
         return any(inputs_signed)

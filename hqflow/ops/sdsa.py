@@ -38,6 +38,12 @@ class Sdsa(Op):
         mask = numerics.lif_run(count, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
         return q & mask[:, :, None, :]
 
+    def spike_ops(self, step, time_steps):
+        """Per step: k AND v and its count over the tokens (N D ANDs, N D additions), the mask's LIF (D), q
+        AND the mask (N D ANDs)."""
+        tokens, dim = step.shape
+        return {"add": tokens * dim * time_steps, "and": 2 * tokens * dim * time_steps, "lif": dim * time_steps}
+
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1
 

@@ -50,6 +50,13 @@ class Ssa(Op):
         y = numerics.ssa_int(q, k, v, int(node.attrs["num_heads"]))
         return numerics.lif_run(y, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
 
+    def spike_ops(self, step, time_steps):
+        """Per head (hd = D / heads channels) and step: k^T v, N hd hd AND-gated additions, and q (k^T v), N hd hd
+        more: 2 N D hd additions a step; the LIF of every output."""
+        tokens, dim = step.shape
+        head_dim = dim // step.num_heads
+        return {"add": 2 * tokens * dim * head_dim * time_steps, "lif": tokens * dim * time_steps}
+
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1
 
