@@ -18,7 +18,8 @@ QKeras QTools' DRAM figure), and scale with the operand width as follows:
 The paper's figure counts every MAC. A spiking core only adds where an input is non-zero, so
 the sparsity-aware figure scales M and A by the layer's measured input rate (the fraction of
 non-zero inputs). Only weight layers are costed: the spike-by-spike SSA products and the LIF
-updates are the same for every plan and are left out of both sides of the ratio.
+updates are the same for every plan and are left out of both sides of the ratio (`spike_ops` counts
+them per op, Op.spike_ops, and `hqflow cost` lists the counts beside the energy).
 
 Two counting options, keys of a table file with these defaults (those of the 45 nm table):
     accumulate_only: false      true: spiking inputs, a MAC is an add of the weight (E_mul = 0
