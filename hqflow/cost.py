@@ -211,7 +211,7 @@ CLASS_COUNTS = {"digits-dvs": 10, "dvs128-gesture": 11, "cifar10-dvs": 10, "n-ca
 SPLIT_GROUPS = ("tokenizer", "attention", "mlp")  # the groups of the paper's split (the head is < 0.1 %)
 
 
-SPIKE_OP_KINDS = {"add": "additions", "and": "ANDs", "lif": "membrane updates", "max": "comparisons"}
+SPIKE_OP_KINDS = {"adds": "additions", "ands": "ANDs", "updates": "membrane updates", "compares": "comparisons"}
 
 
 def spike_ops(model: ModelConfig | Topology, time_steps: int) -> dict[str, dict[str, int]]:

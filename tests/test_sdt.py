@@ -144,7 +144,7 @@ def test_the_attentions_additions_are_counted_as_such():
     sdt = load_config(CONFIGS / "paper-sdt-cifar10-dvs.yaml").replace("model", num_classes=10)
     n, d, hd, t, blocks = 64, 256, 16, 16, 2
     ssa, sdsa = spike_ops(paper.model, t)["ssa"], spike_ops(sdt.model, t)["sdsa"]
-    assert ssa == {"add": blocks * 2 * n * d * hd * t, "lif": blocks * n * d * t}
-    assert sdsa == {"add": blocks * n * d * t, "and": blocks * 2 * n * d * t, "lif": blocks * d * t}
-    assert ssa["add"] == 2 * hd * sdsa["add"]
+    assert ssa == {"adds": blocks * 2 * n * d * hd * t, "updates": blocks * n * d * t}
+    assert sdsa == {"adds": blocks * n * d * t, "ands": blocks * 2 * n * d * t, "updates": blocks * d * t}
+    assert ssa["adds"] == 2 * hd * sdsa["adds"]
     assert spike_ops(sdt.model, t)["add"] == spike_ops(paper.model, t)["add"]  # the residual adds alike

@@ -22,7 +22,7 @@ class Add(Op):
         check.expect_shape(first.shape, "the shape of its inputs")
 
     def spike_ops(self, step, time_steps):
-        return {"add": math.prod(step.shape) * time_steps}
+        return {"adds": math.prod(step.shape) * time_steps}
 
     def execute(self, graph, node, a, b):
         return a.astype(np.int64) + b

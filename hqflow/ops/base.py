@@ -209,9 +209,9 @@ class Op:
         return {}
 
     def spike_ops(self, step, time_steps: int) -> dict[str, int]:
-        """Its operations for one sample besides the weight layers' multiply-accumulates, by kind: "add"
-        (additions, an AND-gated one included), "and" (ANDs of spikes), "lif" (membrane updates), "max"
-        (comparisons of a max pool). `step`: its topology step (shape [per step], num_heads where it has
+        """Its operations for one sample besides the weight layers' multiply-accumulates, by kind: "adds"
+        (additions, an AND-gated one included), "ands" (ANDs of spikes), "updates" (membrane updates),
+        "compares" (comparisons of a max pool). `step`: its topology step (shape [per step], num_heads where it has
         heads). The same for every plan: the cost model reports them beside its energy (hqflow/cost.py)."""
         return {}
 

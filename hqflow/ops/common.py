@@ -144,7 +144,7 @@ class WeightedLif(Op):
 
     def spike_ops(self, step, time_steps):
         """The LIF of every output (the multiply-accumulates are the weight layer's)."""
-        return {"lif": int(np.prod(step.shape)) * time_steps}
+        return {"updates": int(np.prod(step.shape)) * time_steps}
 
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1

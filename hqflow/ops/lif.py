@@ -35,7 +35,7 @@ class Lif(Op):
         return numerics.lif_run(x, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
 
     def spike_ops(self, step, time_steps):
-        return {"lif": math.prod(step.shape) * time_steps}
+        return {"updates": math.prod(step.shape) * time_steps}
 
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1

@@ -33,7 +33,7 @@ class MaxPool(Op):
 
     def spike_ops(self, step, time_steps):
         """K^2 - 1 comparisons (of spikes: ORs) an output and step."""
-        return {"max": int(np.prod(step.shape)) * (self.window.kernel_size ** 2 - 1) * time_steps}
+        return {"compares": int(np.prod(step.shape)) * (self.window.kernel_size ** 2 - 1) * time_steps}
 
     def signed(self, inputs_signed) -> bool:
         return any(inputs_signed)

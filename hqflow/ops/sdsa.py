@@ -42,7 +42,7 @@ class Sdsa(Op):
         """Per step: k AND v and its count over the tokens (N D ANDs, N D additions), the mask's LIF (D), q
         AND the mask (N D ANDs)."""
         tokens, dim = step.shape
-        return {"add": tokens * dim * time_steps, "and": 2 * tokens * dim * time_steps, "lif": dim * time_steps}
+        return {"adds": tokens * dim * time_steps, "ands": 2 * tokens * dim * time_steps, "updates": dim * time_steps}
 
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1

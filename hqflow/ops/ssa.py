@@ -55,7 +55,7 @@ class Ssa(Op):
         more: 2 N D hd additions a step; the LIF of every output."""
         tokens, dim = step.shape
         head_dim = dim // step.num_heads
-        return {"add": 2 * tokens * dim * head_dim * time_steps, "lif": tokens * dim * time_steps}
+        return {"adds": 2 * tokens * dim * head_dim * time_steps, "updates": tokens * dim * time_steps}
 
     def value_max(self, node, sources, tensors, time_steps) -> int:
         return 1
