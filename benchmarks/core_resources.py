@@ -31,6 +31,7 @@ from hqflow.export.rtl import memfiles, yosys
 from hqflow.io import atomic_text
 from hqflow.numerics import Candidate
 from hqflow.numerics.bounds import acc_bound, bits_for
+from hqflow.ops import OPS
 from hqflow.export.rtl.paths import CORES
 SOURCES = ["hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_lif.v"]
 FORMATS = ["fp32", "uniform-2", "uniform-4", "uniform-8", "po2-2", "po2-4", "po2z-4"]
@@ -82,7 +83,8 @@ def write_memfiles(folder: Path, candidate: Candidate, rows: int, outputs: int, 
 
 def core_parameters(kind: str, shape: dict, candidate: Candidate, x_bits: int, folder: Path, rng) -> dict:
     """The core's parameters with its memory files written into `folder`."""
-    rows = shape["C"] * (9 if kind == "conv_lif" else 1)
+    window = OPS[kind].window  # the op's (conv_lif: 3x3), none for a linear layer
+    rows = shape["C"] * (window.kernel_size ** 2 if window else 1)
     # acc width first from the weights (their draw does not depend on v_bits: same seed, same codes)
     _, w_eff, _ = random_codes(candidate, rows, shape["O"], np.random.default_rng(rng))
     bound = acc_bound((1 << x_bits) - 1, w_eff)

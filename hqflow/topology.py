@@ -142,21 +142,11 @@ class MaxPool(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Attention(Step):
-    """Spiking self-attention on spikes q, k, v [N, D] (inputs in that order), no softmax.
+class LifStep(Step):
+    """A step whose one torch module is the LIF `lif` (threshold `threshold`) that gives its spikes."""
 
-    Per head h (channels h * head_dim ...): y_h = (q_h @ k_h^T @ v_h) * scale [N, head_dim];
-    the heads concatenated [N, D] charge the LIF `lif` with threshold `threshold`. `module` is the
-    torch container that holds num_heads and scale (and the q, k, v, proj layers).
-    """
-
-    num_heads: int
-    head_dim: int  # D / num_heads
-    num_tokens: int
-    scale: float  # model.attn_scale
-    threshold: float  # model.attn_threshold
     lif: str
-    module: str
+    threshold: float
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -165,6 +155,20 @@ class Attention(Step):
     @property
     def neurons(self) -> dict[str, float]:
         return {self.lif: self.threshold}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attention(LifStep):
+    """Spiking self-attention on spikes q, k, v [N, D] (inputs in that order), no softmax.
+
+    Per head h (channels h * head_dim ...): y_h = (q_h @ k_h^T @ v_h) * scale [N, head_dim];
+    the heads concatenated [N, D] charge the LIF `lif` with threshold `threshold` (model.attn_threshold).
+    """
+
+    num_heads: int
+    head_dim: int  # D / num_heads
+    num_tokens: int
+    scale: float  # model.attn_scale
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,7 @@ def spikformer(cfg: ModelConfig) -> Topology:
         prefix = f"blocks.{block}"
         qkv = tuple(walk.linear(f"{prefix}.attn.{part}", "attention", stream, dim) for part in ("q", "k", "v"))
         branch = walk.add(Attention(
-            name=f"{prefix}.attn.attn", op="ssa", inputs=qkv, shape=(num_tokens, dim), module=f"{prefix}.attn",
+            name=f"{prefix}.attn.attn", op="ssa", inputs=qkv, shape=(num_tokens, dim),
             num_heads=cfg.num_heads, head_dim=dim // cfg.num_heads, num_tokens=num_tokens, scale=cfg.attn_scale,
             threshold=cfg.attn_threshold, lif=f"{prefix}.attn.attn_lif"))
         branch = walk.linear(f"{prefix}.attn.proj", "attention", branch, dim)

@@ -39,42 +39,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from hqflow.config import ModelConfig
-from hqflow.topology import CONV_WINDOW, INPUT, LINEAR_WINDOW, TOKENS, Step, Topology, WeightLayer, Walk
+from hqflow.topology import (CONV_WINDOW, INPUT, LINEAR_WINDOW, TOKENS, LifStep, Step, Topology, WeightLayer,
+                             Walk)
 
 PREFIX = "patch_embed"
 
 
 @dataclass(frozen=True, kw_only=True)
-class Neuron(Step):
-    """A LIF alone (op lif) on a fixed-point input of `frac_bits` fractional bits: the torch module `lif`."""
-
-    lif: str
-    threshold: float
-
-    @property
-    def modules(self) -> tuple[str, ...]:
-        return (self.lif,)
-
-    @property
-    def neurons(self) -> dict[str, float]:
-        return {self.lif: self.threshold}
+class Neuron(LifStep):
+    """A LIF alone (op lif) on the residual path's fixed-point values: the torch module `lif`."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class SpikeAttention(Step):
+class SpikeAttention(LifStep):
     """Spike-driven self-attention (op sdsa) on spikes q, k, v [N, D]: q AND LIF(sum_n k AND v), its LIF the
     torch module `lif` with threshold `threshold`."""
-
-    lif: str
-    threshold: float
-
-    @property
-    def modules(self) -> tuple[str, ...]:
-        return (self.lif,)
-
-    @property
-    def neurons(self) -> dict[str, float]:
-        return {self.lif: self.threshold}
 
 
 class SdtWalk(Walk):

@@ -123,6 +123,18 @@ def check_lif(check: NodeCheck, channels: int, acc_lo: int, acc_hi: int) -> None
                    f"[{acc_lo}, {acc_hi}])")
 
 
+def check_qkv(check: NodeCheck, sources) -> tuple[int, int]:
+    """An attention node's inputs q, k, v: spikes (0/1) of its own shape [tokens, channels]; returns that."""
+    check.own_ndim(2, "[tokens, channels]")
+    tokens, dim = check.node.shape
+    for source in sources:
+        check.shape_of(source, 2, "[tokens, channels]")
+        if source.shape != check.node.shape or source.value_max != 1:
+            check.fail(f"input {source.name!r} ({list(source.shape)}, values up to {source.value_max}); q, k "
+                       f"and v are spikes (0/1) of the node's shape {[tokens, dim]}")
+    return tokens, dim
+
+
 def v_bits(acc_bound: int, attrs: Mapping, tensors: Mapping[str, np.ndarray], acc_lo: int | None = None) -> int:
     """The narrowest membrane width for accumulators in [acc_lo (default -acc_bound), acc_bound];
     ValueError beyond 64 bits (numerics.membrane_bits)."""

@@ -13,8 +13,8 @@ import numpy as np
 from hqflow import numerics
 from hqflow.numerics import fast
 from hqflow.ops import common
-from hqflow.ops.base import NodeCheck, check_window
-from hqflow.ops.conv_lif import CONV_ATTRS, WINDOW
+from hqflow.ops.base import NodeCheck
+from hqflow.ops.conv_lif import CONV_ATTRS, WINDOW, check_conv
 
 
 class ConvBn(common.WeightedBn):
@@ -26,12 +26,8 @@ class ConvBn(common.WeightedBn):
 
     def validate(self, check: NodeCheck, sources) -> None:
         (source,) = sources
-        check.own_ndim(3, self.output)
-        out_channels = check.node.shape[0]
-        window, in_channels = check_window(check, CONV_ATTRS, source, out_channels, "convolution")
-        weights = common.check_weights(check, (out_channels, in_channels, window.kernel_size, window.kernel_size),
-                                       source.value_max)
-        self.check_requant(check, out_channels, weights, source.value_max)
+        weights = check_conv(check, source)
+        self.check_requant(check, weights.shape[0], weights, source.value_max)
 
     def execute(self, graph, node, x):
         w_eff, consts = graph.w_eff(node), common.requant_consts(node.attrs, graph.node_tensors(node.name))

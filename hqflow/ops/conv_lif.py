@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from hqflow import numerics
 from hqflow.numerics import fast
 from hqflow.ops import common
@@ -14,6 +16,16 @@ from hqflow.ops.base import NodeCheck, Window, check_window
 # What the simulator (numerics.conv2d_acc) and the HLS kernel implement: a 3x3 window, stride 1, padding 1.
 WINDOW = Window(kernel_size=3, stride=1, padding=1)
 CONV_ATTRS = WINDOW.attrs()
+
+
+def check_conv(check: NodeCheck, source) -> np.ndarray:
+    """A convolution node on `source` [C, H, W]: its output shape [O, H', W'], window and weights (common.
+    check_weights for inputs up to the source's value_max); returns w_eff [O, C, K, K]."""
+    check.own_ndim(3, "[channels, height, width]")
+    out_channels = check.node.shape[0]
+    window, in_channels = check_window(check, CONV_ATTRS, source, out_channels, "convolution")
+    return common.check_weights(check, (out_channels, in_channels, window.kernel_size, window.kernel_size),
+                                source.value_max)
 
 
 class ConvLif(common.WeightedLif):
@@ -25,13 +37,9 @@ class ConvLif(common.WeightedLif):
 
     def validate(self, check: NodeCheck, sources) -> None:
         (source,) = sources
-        check.own_ndim(3, self.output)
-        out_channels = check.node.shape[0]
-        window, in_channels = check_window(check, CONV_ATTRS, source, out_channels, "convolution")
-        weights = common.check_weights(check, (out_channels, in_channels, window.kernel_size, window.kernel_size),
-                                       source.value_max)
+        weights = check_conv(check, source)
         bound = numerics.acc_bound(source.value_max, weights)
-        common.check_lif(check, out_channels, -bound, bound)
+        common.check_lif(check, weights.shape[0], -bound, bound)
 
     def execute(self, graph, node, x):
         """One step's convolution at a time (a generator into lif_run): the working arrays stay one

@@ -12,6 +12,7 @@ from hqflow import numerics
 from hqflow.numerics import fast
 from hqflow.ops import common
 from hqflow.ops.base import NodeCheck
+from hqflow.ops.linear_lif import check_linear
 
 
 class LinearBn(common.WeightedBn):
@@ -22,12 +23,8 @@ class LinearBn(common.WeightedBn):
 
     def validate(self, check: NodeCheck, sources) -> None:
         (source,) = sources
-        tokens, in_channels = check.shape_of(source, 2, "[tokens, channels]")
-        check.own_ndim(2, self.output)
-        out_channels = check.node.shape[1]
-        check.expect_shape((tokens, out_channels), "the input's tokens")
-        weights = common.check_weights(check, (out_channels, in_channels), source.value_max)
-        self.check_requant(check, out_channels, weights, source.value_max)
+        weights = check_linear(check, source)
+        self.check_requant(check, weights.shape[0], weights, source.value_max)
 
     def execute(self, graph, node, x):
         acc = fast.linear_acc(x, graph.w_eff(node))

@@ -6,10 +6,22 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from hqflow import numerics
 from hqflow.numerics import fast
 from hqflow.ops import common
 from hqflow.ops.base import NodeCheck
+
+
+def check_linear(check: NodeCheck, source) -> np.ndarray:
+    """A linear node on tokens `source` [N, C]: its output shape [N, O] and weights (common.check_weights for
+    inputs up to the source's value_max); returns w_eff [O, C]."""
+    tokens, in_channels = check.shape_of(source, 2, "[tokens, channels]")
+    check.own_ndim(2, "[tokens, channels]")
+    out_channels = check.node.shape[1]
+    check.expect_shape((tokens, out_channels), "the input's tokens")
+    return common.check_weights(check, (out_channels, in_channels), source.value_max)
 
 
 class LinearLif(common.WeightedLif):
@@ -20,13 +32,9 @@ class LinearLif(common.WeightedLif):
 
     def validate(self, check: NodeCheck, sources) -> None:
         (source,) = sources
-        tokens, in_channels = check.shape_of(source, 2, "[tokens, channels]")
-        check.own_ndim(2, self.output)
-        out_channels = check.node.shape[1]
-        check.expect_shape((tokens, out_channels), "the input's tokens")
-        weights = common.check_weights(check, (out_channels, in_channels), source.value_max)
+        weights = check_linear(check, source)
         bound = numerics.acc_bound(source.value_max, weights)
-        common.check_lif(check, out_channels, -bound, bound)
+        common.check_lif(check, weights.shape[0], -bound, bound)
 
     def execute(self, graph, node, x):
         acc = fast.linear_acc(x, graph.w_eff(node))

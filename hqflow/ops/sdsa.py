@@ -24,13 +24,7 @@ class Sdsa(Op):
     spiking = True
 
     def validate(self, check: NodeCheck, sources) -> None:
-        check.own_ndim(2, self.output)
-        tokens, dim = check.node.shape
-        for source in sources:
-            check.shape_of(source, 2, "[tokens, channels]")
-            if source.shape != check.node.shape or source.value_max != 1:
-                check.fail(f"input {source.name!r} ({list(source.shape)}, values up to {source.value_max}); q, k "
-                           f"and v are spikes (0/1) of the node's shape {[tokens, dim]}")
+        tokens, _ = common.check_qkv(check, sources)
         common.check_lif(check, 1, 0, tokens)
 
     def execute(self, graph, node, q, k, v):

@@ -30,13 +30,7 @@ class Ssa(Op):
     spiking = True
 
     def validate(self, check: NodeCheck, sources) -> None:
-        check.own_ndim(2, self.output)
-        tokens, dim = check.node.shape
-        for source in sources:
-            check.shape_of(source, 2, "[tokens, channels]")
-            if source.shape != check.node.shape or source.value_max != 1:
-                check.fail(f"input {source.name!r} ({list(source.shape)}, values up to {source.value_max}); q, k "
-                           f"and v are spikes (0/1) of the node's shape {[tokens, dim]}")
+        tokens, dim = common.check_qkv(check, sources)
         heads = check.attr(self.attrs[0])
         if heads > dim or dim % heads:
             check.fail(f"attrs.num_heads {heads} does not divide the {dim} channels")
