@@ -26,7 +26,7 @@ from hqflow.numerics.bounds import FLOAT64_EXACT, abs_max, acc_bound, check_int6
 from hqflow.numerics.folding import LifConsts, RequantConsts
 
 __all__ = ["argmax_first", "conv2d_acc", "conv2d_operands", "head_logits", "lif_charge", "lif_fire",
-    "lif_reset", "lif_run", "lif_step", "linear_acc", "linear_operands", "maxpool_int", "maxpool_or", "requant",
+    "lif_reset", "lif_run", "lif_step", "linear_acc", "linear_operands", "maxpool_int", "maxpool_or", "requant", "requant_range",
     "sdsa_count", "ssa_int"]
 
 # ---- accumulation: acc = sum(x * w_eff), exact -------------------------------------------------
@@ -286,6 +286,18 @@ def requant(acc, consts: RequantConsts, channel_axis: int = -1) -> np.ndarray:
     shape[channel_axis] = -1
     m_int, b_int = consts.m_int.reshape(shape), consts.b_int.reshape(shape)
     return (acc * m_int + b_int) >> consts.shift
+
+
+def requant_range(x_max: int, weights: np.ndarray, consts: RequantConsts) -> tuple[int, int, int]:
+    """(lo, hi, the largest |acc * m_int + b_int|) of `requant` for inputs in [-x_max, x_max] and weights
+    w_eff [O, ...]: per output channel c, |acc_c| <= x_max * sum |w_c| (exact Python ints); [lo, hi] holds 0."""
+    lo = hi = product = 0
+    fan_in = np.abs(weights.reshape(weights.shape[0], -1)).astype(object).sum(axis=1)
+    for acc_c, m_c, b_c in zip(fan_in.tolist(), consts.m_int.tolist(), consts.b_int.tolist()):
+        reach = int(x_max) * int(acc_c) * abs(int(m_c))
+        lo, hi = min(lo, (b_c - reach) >> consts.shift), max(hi, (b_c + reach) >> consts.shift)
+        product = max(product, reach + abs(b_c))
+    return lo, hi, product
 
 
 def sdsa_count(k, v) -> np.ndarray:

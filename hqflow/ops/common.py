@@ -185,18 +185,6 @@ def requant_consts(attrs: Mapping, tensors: Mapping[str, np.ndarray]) -> numeric
                                   int(attrs["shift"]), int(attrs["frac_bits"]))
 
 
-def requant_range(x_max: int, weights: np.ndarray, consts: numerics.RequantConsts) -> tuple[int, int, int]:
-    """(lo, hi, the largest |acc * m_int + b_int|) of a requantized layer for inputs in [-x_max, x_max]:
-    per output channel c, |acc_c| <= x_max * sum |w_c| (exact Python ints)."""
-    lo = hi = product = 0
-    fan_in = np.abs(weights.reshape(weights.shape[0], -1)).astype(object).sum(axis=1)
-    for acc_c, m_c, b_c in zip(fan_in.tolist(), consts.m_int.tolist(), consts.b_int.tolist()):
-        reach = int(x_max) * int(acc_c) * abs(int(m_c))
-        lo, hi = min(lo, (b_c - reach) >> consts.shift), max(hi, (b_c + reach) >> consts.shift)
-        product = max(product, reach + abs(b_c))
-    return lo, hi, product
-
-
 class WeightedBn(Op):
     """What conv_bn and linear_bn share (the Spike-driven Transformer's membrane shortcut): weights, then
     the BN as a requantization to a signed fixed-point value (numerics.requant), no LIF. value_max is the
@@ -215,13 +203,14 @@ class WeightedBn(Op):
                   "b_int": check.tensor("b_int", (channels,), *INT64_RANGE, "64-bit integers")}
         for spec in REQUANT_ATTRS:
             check.attr(spec)
-        _, _, product = requant_range(x_max, weights, requant_consts(check.node.attrs, tables))
+        _, _, product = numerics.requant_range(x_max, weights, requant_consts(check.node.attrs, tables))
         if product > INT64_RANGE[1]:
             check.fail(f"tensors 'm_int' and 'b_int': acc * m_int + b_int reaches {product}, beyond int64",
                        tensors=True)
 
     def value_max(self, node, sources, tensors, time_steps) -> int:
-        lo, hi, _ = requant_range(sources[0].value_max, w_eff(node.attrs, tensors), requant_consts(node.attrs, tensors))
+        lo, hi, _ = numerics.requant_range(sources[0].value_max, w_eff(node.attrs, tensors),
+                                           requant_consts(node.attrs, tensors))
         return max(-lo, hi)
 
     def figures(self, node, sources, tensors, time_steps) -> dict[str, int]:
