@@ -2,7 +2,8 @@
 
 Per layer and weight format (a `Candidate`), for one inference of one sample over T steps:
 
-    MACs = T * positions * c_in * c_out * k^2        (positions: output pixels or tokens, 1 for the head)
+    MACs = T * positions * c_in * c_out * k^2        (positions: output pixels or tokens, 1 for the head;
+                                                      each op counts its own: Op.weight_counts)
     E    = M * E_mul + A * E_add + S * E_mem         M = A = MACs, S = weight bits
     storage S = c_in * c_out * k^2 * bits
 

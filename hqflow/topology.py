@@ -77,9 +77,9 @@ class Step:
 class WeightLayer(Step):
     """A 3x3 convolution or a linear layer followed by BN and LIF (op conv_lif / linear_lif), or the head.
 
-    A conv's weight is [c_out, c_in, kernel_size, kernel_size], a linear's [c_out, c_in]. `positions` is the
-    number of outputs per channel and time step: pixels (conv), tokens (linear), 1 (the head,
-    which averages the tokens first).
+    A conv's weight is [c_out, c_in, kernel_size, kernel_size], a linear's [c_out, c_in]. Its op counts its
+    weights (`params`) and its outputs per channel and time step (`positions`: pixels, tokens, 1 for the head,
+    which averages the tokens first): Op.weight_counts.
     """
 
     c_in: int
@@ -87,7 +87,6 @@ class WeightLayer(Step):
     kernel_size: int  # side of the square window (1 for linear)
     stride: int
     padding: int
-    positions: int
     group: str  # one of GROUPS
     bias: bool
     bn: str | None  # the BN module after it (None: the head)
@@ -112,7 +111,12 @@ class WeightLayer(Step):
     @property
     def params(self) -> int:
         """Number of weights (the bias excluded)."""
-        return self.c_in * self.c_out * self.taps
+        return OPS[self.op].weight_counts(self)[0]
+
+    @property
+    def positions(self) -> int:
+        """Outputs per output channel and time step: a MAC count is T * params * positions."""
+        return OPS[self.op].weight_counts(self)[1]
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -232,7 +236,7 @@ class Walk:
         side = CONV_WINDOW.out(side)
         return self.add(WeightLayer(
             name=name, op="conv_lif", inputs=(source,), shape=(c_out, side, side), c_in=c_in,
-            c_out=c_out, **asdict(CONV_WINDOW), positions=side * side,
+            c_out=c_out, **asdict(CONV_WINDOW),
             group="tokenizer", bias=False, bn=bn, lif=lif, theta=self.cfg.v_threshold, pool=pool))
 
     def maxpool(self, name: str, source: str, module: str = MAXPOOL_MODULE) -> str:
@@ -247,7 +251,7 @@ class Walk:
         tokens, c_in = self.shape(source)
         return self.add(WeightLayer(
             name=name, op="linear_lif", inputs=(source,), shape=(tokens, c_out), c_in=c_in,
-            c_out=c_out, **asdict(LINEAR_WINDOW), positions=tokens, group=group, bias=False, bn=f"{name}_bn",
+            c_out=c_out, **asdict(LINEAR_WINDOW), group=group, bias=False, bn=f"{name}_bn",
             lif=f"{name}_lif", theta=self.cfg.v_threshold, pool=None))
 
     def head(self, source: str) -> str:
@@ -255,7 +259,7 @@ class Walk:
         _, c_in = self.shape(source)
         return self.add(WeightLayer(
             name="head", op="head", inputs=(source,), shape=(self.cfg.num_classes,), c_in=c_in,
-            c_out=self.cfg.num_classes, **asdict(LINEAR_WINDOW), positions=1, group="head", bias=True, bn=None,
+            c_out=self.cfg.num_classes, **asdict(LINEAR_WINDOW), group="head", bias=True, bn=None,
             lif=None, theta=None, pool=None))
 
 

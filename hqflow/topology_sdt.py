@@ -62,21 +62,21 @@ class SdtWalk(Walk):
         side = CONV_WINDOW.out(side)
         return self.add(WeightLayer(
             name=name, op="conv_bn", inputs=(source,), shape=(c_out, side, side), c_in=c_in, c_out=c_out,
-            **asdict(CONV_WINDOW), positions=side * side, group=group, bias=False, bn=bn, lif=None, theta=None,
+            **asdict(CONV_WINDOW), group=group, bias=False, bn=bn, lif=None, theta=None,
             pool=None))
 
     def linear_bn(self, name: str, bn: str, group: str, source: str, c_out: int) -> str:
         tokens, c_in = self.shape(source)
         return self.add(WeightLayer(
             name=name, op="linear_bn", inputs=(source,), shape=(tokens, c_out), c_in=c_in, c_out=c_out,
-            **asdict(LINEAR_WINDOW), positions=tokens, group=group, bias=False, bn=bn, lif=None, theta=None,
+            **asdict(LINEAR_WINDOW), group=group, bias=False, bn=bn, lif=None, theta=None,
             pool=None))
 
     def linear_lif(self, name: str, bn: str, lif: str, group: str, source: str, c_out: int) -> str:
         tokens, c_in = self.shape(source)
         return self.add(WeightLayer(
             name=name, op="linear_lif", inputs=(source,), shape=(tokens, c_out), c_in=c_in, c_out=c_out,
-            **asdict(LINEAR_WINDOW), positions=tokens, group=group, bias=False, bn=bn, lif=lif,
+            **asdict(LINEAR_WINDOW), group=group, bias=False, bn=bn, lif=lif,
             theta=self.cfg.v_threshold, pool=None))
 
     def neuron(self, name: str, source: str) -> str:

@@ -4,6 +4,7 @@ stores the figures the ops compute (value_max, x_max, logit_bits) and refuses st
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,9 +53,31 @@ def test_a_window_op_declares_its_window_once(op):
 
 def test_op_for_names_an_unknown_op():
     node = Node("layer", "conv3d", ("input",), (4, 8, 8))
-    with pytest.raises(UserError, match=r"node 'layer': unknown op 'conv3d' \(known: input, conv_lif,"):
+    with pytest.raises(UserError, match=r"node 'layer': unknown op 'conv3d' \(known: add, conv_bn, conv_lif,"):
         op_for(node)
     assert op_for(dataclasses.replace(node, op="conv_lif")) is OPS["conv_lif"]  # the control
+
+
+def test_ops_are_found_by_discovery(tmp_path, monkeypatch):
+    """A module of the ops package is an op: one Op subclass named as the module, found without a table;
+    a module whose class is named otherwise, or that defines none, is refused naming the file."""
+    package = tmp_path / "extra_ops"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "shared.py").write_text("X = 1\n")
+    (package / "double.py").write_text("from hqflow.ops.base import Op\n\nclass Double(Op):\n    name = 'double'\n"
+                                       "    arity = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = ops.discover("extra_ops", [str(package)], shared=("shared",))
+    assert list(found) == ["double"] and type(found["double"]).__name__ == "Double"
+    (package / "misnamed.py").write_text("from hqflow.ops.base import Op\n\nclass Other(Op):\n    name = 'other'\n")
+    with pytest.raises(ValueError, match=r"misnamed.py: an op module defines one Op subclass whose name is the "
+                                         r"module's, 'misnamed'; found Other \(name 'other'\)"):
+        ops.discover("extra_ops", [str(package)], shared=("shared",))
+    (package / "misnamed.py").unlink()
+    with pytest.raises(ValueError, match=r"shared.py: .* found none"):
+        ops.discover("extra_ops", [str(package)])  # the control: shared is no op
+    assert set(OPS) == {path.stem for path in Path(ops.__file__).parent.glob("*.py")} - {"__init__", "base", "common"}
 
 
 def test_every_op_executes_itself():

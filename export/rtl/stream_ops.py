@@ -3,8 +3,9 @@ and memory files, the bits of its output values, its cycle formula (active cycle
 core's Verilog header documents it and `hqflow rtlsim` checks), the lane counts the folding may give
 it, the work an input trace costs it, and its hardware: the memories it declares (`memories`), the
 logic terms of its LUT / FF model (`terms`, coefficients fitted by stream_estimate.py) and its DSP48s
-(`dsp`). `export/rtl/stream.py` folds and wires them; no code branches on an op's name (`STREAM_OPS`
-is checked against hqflow.ops.OPS at import).
+(`dsp`). `export/rtl/stream.py` folds and wires them; no code branches on an op's name (`STREAM_OPS`,
+this module's cores and those of stream_weighted.py and stream_sdt.py, each module's table beside its
+classes, is checked against hqflow.ops.OPS at import).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
 from hqflow.export.rtl.stream_base import StreamOp, ident, lane_dsp, lanes_for, mul_latency, value_bits
 from hqflow.export.rtl.stream_memories import Memory, memory_table, rom_geometry, window_memories
-from hqflow.export.rtl.stream_sdt import ConvBn, LifCore, LinearBn, SdsaCore
-from hqflow.export.rtl.stream_weighted import ConvLif, LinearLif
+from hqflow.export.rtl.stream_sdt import SDT_OPS
+from hqflow.export.rtl.stream_weighted import WEIGHTED_OPS
 from hqflow.export.rtl.top import SCHEME_CODE, _check_window, ssa_lif_consts
 from hqflow.ops import check_backend
 from hqflow.resources import memory_resources
@@ -229,8 +230,8 @@ class Alias(StreamOp):
     alias = True
 
 
-STREAM_OPS: dict[str, StreamOp] = {"input": Frame(), "conv_lif": ConvLif(), "linear_lif": LinearLif(),
-                                   "maxpool": MaxPool(), "add": Add(), "tokens": Alias(), "ssa": Ssa(),
-                                   "head": Head(), "conv_bn": ConvBn(), "linear_bn": LinearBn(), "lif": LifCore(),
-                                   "sdsa": SdsaCore()}
+# op name -> its core: this module's, and each op module's own table (stream_weighted, stream_sdt), where a
+# new op's StreamOp goes with its entry
+STREAM_OPS: dict[str, StreamOp] = {"input": Frame(), **WEIGHTED_OPS, "maxpool": MaxPool(), "add": Add(),
+                                   "tokens": Alias(), "ssa": Ssa(), "head": Head(), **SDT_OPS}
 check_backend(STREAM_OPS, "the streaming RTL top (export/rtl/stream_ops.py STREAM_OPS)")

@@ -16,7 +16,7 @@ from hqflow.export.rtl.stream_memories import Memory, window_memories
 from hqflow.export.rtl.stream_weighted import ConvLif, LinearLif, rom_order
 from hqflow.export.rtl.top import SCHEME_CODE
 
-__all__ = ["ConvBn", "LinearBn", "LifCore", "SdsaCore"]
+__all__ = ["SDT_OPS", "ConvBn", "LinearBn", "LifCore", "SdsaCore"]
 
 
 class _Requantized:
@@ -139,3 +139,6 @@ class SdsaCore(StreamOp):
 
     def terms(self, params):
         return {"fixed": 1.0, "count": params["T"] * params["COUNT_BITS"], "lif": params["V_BITS"]}
+
+
+SDT_OPS: dict[str, StreamOp] = {"conv_bn": ConvBn(), "linear_bn": LinearBn(), "lif": LifCore(), "sdsa": SdsaCore()}

@@ -17,7 +17,7 @@ from hqflow.export.rtl.top import SCHEME_CODE, _check_window
 from hqflow.ir import DeployGraph, Node
 from hqflow.resources import rom_tail
 
-__all__ = ["ConvLif", "LinearLif", "WeightedLif", "rom_order"]
+__all__ = ["WEIGHTED_OPS", "ConvLif", "LinearLif", "WeightedLif", "rom_order"]
 
 
 class WeightedLif(StreamOp):
@@ -197,3 +197,6 @@ class LinearLif(WeightedLif):
 
     def _per_pixel(self, words):
         return words.sum(axis=2)[:, :, None]  # [B, N, C] -> [B, N, 1]: a token is a pixel
+
+
+WEIGHTED_OPS: dict[str, StreamOp] = {"conv_lif": ConvLif(), "linear_lif": LinearLif()}

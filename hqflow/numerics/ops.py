@@ -27,7 +27,7 @@ from hqflow.numerics.folding import LifConsts, RequantConsts
 
 __all__ = ["argmax_first", "conv2d_acc", "conv2d_operands", "head_logits", "lif_charge", "lif_fire",
     "lif_reset", "lif_run", "lif_step", "linear_acc", "linear_operands", "maxpool_int", "maxpool_or", "requant", "requant_range",
-    "sdsa_count", "ssa_int"]
+    "ssa_int"]
 
 # ---- accumulation: acc = sum(x * w_eff), exact -------------------------------------------------
 
@@ -298,12 +298,6 @@ def requant_range(x_max: int, weights: np.ndarray, consts: RequantConsts) -> tup
         lo, hi = min(lo, (b_c - reach) >> consts.shift), max(hi, (b_c + reach) >> consts.shift)
         product = max(product, reach + abs(b_c))
     return lo, hi, product
-
-
-def sdsa_count(k, v) -> np.ndarray:
-    """The spike-driven attention's count: spikes k, v [..., N, D] -> sum_n k[n, d] AND v[n, d], int64 [..., D]
-    in [0, N] (an AND and a count: no multiplication)."""
-    return (np.asarray(k, np.int64) & np.asarray(v, np.int64)).sum(axis=-2)
 
 
 def head_logits(acc_sum, bias_int, bias_frac_bits: int) -> np.ndarray:

@@ -1,44 +1,45 @@
-"""The DeployGraph's ops, one module each: the single definition of every op's attributes (a schema),
-tensors, validation, output range (value_max) and widths. Backends (the NumPy simulator, the HLS
-writer) each keep one table from op name to their implementation and check at import that it covers
-OPS.
+"""The DeployGraph's ops, one module each, found by discovery: every module of this package but `base` and
+`common` defines one `Op` subclass whose `name` is the module's name (`hqflow/ops/lif.py`: op `lif`), the
+single definition of the op's attributes (a schema), tensors, validation, execution, output range
+(value_max), widths and counts; its docstring gives its inputs, output shape and integer equations.
+Adding a module adds the op; each backend keeps one table from op name to its implementation and checks at
+import (`check_backend`) that it covers OPS, naming any op it lacks.
 
-    op           inputs      output shape     stored figures (load_graph checks them)
-    input        -           [C, H, W]        value_max = attrs.max_count
-    conv_lif     x           [O, H', W']      value_max 1; attrs.x_max = x's value_max
-    linear_lif   x           [N, O]           value_max 1; attrs.x_max = x's value_max
-    maxpool      x (spikes)  [C, H', W']      value_max 1
-    add          a, b        a's shape        value_max = a's + b's
-    tokens       x           [H * W, C]       value_max = x's
-    ssa          q, k, v     [N, D]           value_max 1; attrs.x_max 1
-    head         x           [K]              value_max = the largest |logit|; attrs.x_max = x's value_max * N * T,
-                                              attrs.logit_bits
-  the Spike-driven Transformer's (membrane shortcut: signed fixed-point values on the residual path):
-    conv_bn      x           [O, H', W']      value_max = the largest |y_int|; attrs.x_max = x's value_max
-    linear_bn    x           [N, O]           value_max = the largest |y_int|; attrs.x_max = x's value_max
-    lif          x           x's shape        value_max 1; attrs.x_max = x's value_max (|x| <= x_max)
-    sdsa         q, k, v     [N, D]           value_max 1; attrs.x_max 1
+The graph's first node is an `input` and its last a `head`. The Spikformer's ops: input, conv_lif,
+linear_lif, maxpool, add, tokens, ssa, head; the Spike-driven Transformer's add conv_bn, linear_bn, lif and
+sdsa (its membrane shortcut carries signed fixed-point values on the residual path: Op.signed).
 """
 
 from __future__ import annotations
 
-from hqflow.errors import UserError
-from hqflow.ops.add import Add
-from hqflow.ops.base import MAX_WIDTH, VALUE_LIMIT, Attr, NodeCheck, Op, TensorField, Window, is_int
-from hqflow.ops.conv_bn import ConvBn
-from hqflow.ops.conv_lif import ConvLif
-from hqflow.ops.head import Head
-from hqflow.ops.input import Input
-from hqflow.ops.lif import Lif
-from hqflow.ops.linear_bn import LinearBn
-from hqflow.ops.linear_lif import LinearLif
-from hqflow.ops.maxpool import MaxPool
-from hqflow.ops.sdsa import Sdsa
-from hqflow.ops.ssa import Ssa
-from hqflow.ops.tokens import Tokens
+import importlib
+import pkgutil
 
-OPS: dict[str, Op] = {op.name: op for op in (Input(), ConvLif(), LinearLif(), MaxPool(), Add(), Tokens(), Ssa(),
-                                             Head(), ConvBn(), LinearBn(), Lif(), Sdsa())}
+from hqflow.errors import UserError
+from hqflow.ops.base import MAX_WIDTH, VALUE_LIMIT, Attr, NodeCheck, Op, TensorField, Window, is_int
+
+SHARED_MODULES = ("base", "common")  # the package's modules that define no op
+
+
+def discover(package: str, path, shared: tuple[str, ...] = SHARED_MODULES) -> dict[str, Op]:
+    """op name -> Op, one per module of the package `package` (its `path`; sorted by name) but the `shared`
+    ones; ValueError for a module that defines no Op subclass, more than one, or one named otherwise."""
+    ops: dict[str, Op] = {}
+    for info in pkgutil.iter_modules(path):
+        if info.name in shared:
+            continue
+        module = importlib.import_module(f"{package}.{info.name}")
+        classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, Op)
+                   and c.__module__ == module.__name__ and "name" in vars(c)]
+        if len(classes) != 1 or classes[0].name != info.name:
+            found = ", ".join(f"{c.__name__} (name {c.name!r})" for c in classes) or "none"
+            raise ValueError(f"{module.__file__}: an op module defines one Op subclass whose name is the module's, "
+                             f"{info.name!r}; found {found}")
+        ops[info.name] = classes[0]()
+    return ops
+
+
+OPS: dict[str, Op] = discover(__name__, __path__)
 INPUT_OP, OUTPUT_OP = "input", "head"  # the graph's first and last node
 
 
@@ -89,5 +90,5 @@ def check_graph(table: dict, nodes, backend: str) -> None:
         implementation(table, node, backend)
 
 
-__all__ = ["MAX_WIDTH", "OPS", "VALUE_LIMIT", "Attr", "NodeCheck", "Op", "TensorField", "Window",
+__all__ = ["MAX_WIDTH", "OPS", "discover", "VALUE_LIMIT", "Attr", "NodeCheck", "Op", "TensorField", "Window",
            "check_backend", "check_graph", "implementation", "is_int", "op_for", "signed_nodes", "INPUT_OP", "OUTPUT_OP"]

@@ -215,6 +215,12 @@ class Op:
         heads). The same for every plan: the cost model reports them beside its energy (hqflow/cost.py)."""
         return {}
 
+    def weight_counts(self, step) -> tuple[int, int]:
+        """(weights, outputs per output channel and step) of its weight layer for one sample, `step` its
+        topology step: the cost model's parameters, and its multiply-accumulates T * weights * outputs.
+        (0, 0): an op without weights."""
+        return 0, 0
+
     def signed(self, inputs_signed: Sequence[bool]) -> bool:
         """Whether its output values may be negative (their stream fields two's complement), given whether
         its inputs' may: the logits and the membrane shortcut's fixed-point values."""

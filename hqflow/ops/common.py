@@ -3,6 +3,7 @@ share: the weight format and its code tables, and the integer LIF's tables and w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -142,6 +143,13 @@ def v_bits(acc_bound: int, attrs: Mapping, tensors: Mapping[str, np.ndarray], ac
     return numerics.membrane_bits(lo, acc_bound, lif_consts(attrs, tensors))
 
 
+def weight_counts(step, positions: int | None = None) -> tuple[int, int]:
+    """A weight layer's (weights c_in c_out k^2, outputs per output channel and step: by default its output's
+    elements over c_out, the pixels of a conv, the tokens of a linear layer): Op.weight_counts."""
+    weights = step.c_in * step.c_out * step.kernel_size ** 2
+    return weights, math.prod(step.shape) // step.c_out if positions is None else positions
+
+
 def abs_max(array: np.ndarray) -> int:
     return max(int(array.max(initial=0)), -int(array.min(initial=0)))
 
@@ -153,6 +161,9 @@ class WeightedLif(Op):
     metadata = (*WEIGHT_METADATA, "theta")
     tensors = (*WEIGHT_TENSORS, *LIF_TENSORS)
     spiking = True
+
+    def weight_counts(self, step) -> tuple[int, int]:
+        return weight_counts(step)
 
     def spike_ops(self, step, time_steps):
         """The LIF of every output (the multiply-accumulates are the weight layer's)."""
@@ -195,6 +206,9 @@ class WeightedBn(Op):
 
     def signed(self, inputs_signed) -> bool:
         return True
+
+    def weight_counts(self, step) -> tuple[int, int]:
+        return weight_counts(step)
 
     def check_requant(self, check: NodeCheck, channels: int, weights: np.ndarray, x_max: int) -> None:
         """The requantization's tables and attributes: m_int within MULT_BITS, every product within int64."""

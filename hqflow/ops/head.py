@@ -38,6 +38,10 @@ class Head(Op):
     output = "[classes]"
     value_limit = 2**63  # signed logits within 64 bits; nothing adds to them
 
+    def weight_counts(self, step) -> tuple[int, int]:
+        """One output per class and step: it averages the tokens first."""
+        return common.weight_counts(step, positions=1)
+
     def validate(self, check: NodeCheck, sources) -> None:
         (source,) = sources
         tokens, channels = check.shape_of(source, 2, "[tokens, channels]")

@@ -2,16 +2,24 @@
 and v, applied to q. No multiplication: ANDs, a count, a LIF.
 
     inputs q, k, v spikes [N, D] (0/1)  ->  spikes [N, D]
-    count[d] = sum_n k[n, d] AND v[n, d]  in [0, N]   (numerics.sdsa_count, per step)
+    count[d] = sum_n k[n, d] AND v[n, d]  in [0, N]   (`count`, per step)
     mask[d]  = its LIF (one channel of tables: bias_int 0, thr_int, sign [1]; fold_lif(1, 0, 1, theta, 0, T))
     y[n, d]  = q[n, d] AND mask[d]
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from hqflow import numerics
 from hqflow.ops import common
 from hqflow.ops.base import Attr, NodeCheck, Op
+
+
+def count(k, v) -> np.ndarray:
+    """The attention's count: spikes k, v [..., N, D] -> sum_n k[n, d] AND v[n, d], int64 [..., D] in [0, N]
+    (an AND and a count: no multiplication)."""
+    return (np.asarray(k, np.int64) & np.asarray(v, np.int64)).sum(axis=-2)
 
 
 class Sdsa(Op):
@@ -28,8 +36,8 @@ class Sdsa(Op):
         common.check_lif(check, 1, 0, tokens)
 
     def execute(self, graph, node, q, k, v):
-        count = numerics.sdsa_count(k, v)  # [T, B, D]
-        mask = numerics.lif_run(count, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
+        consts = common.lif_consts(node.attrs, graph.node_tensors(node.name))
+        mask = numerics.lif_run(count(k, v), consts, channel_axis=-1)  # [T, B, D]
         return q & mask[:, :, None, :]
 
     def spike_ops(self, step, time_steps):
