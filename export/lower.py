@@ -143,7 +143,8 @@ def lower(model: Spikformer, cfg: Config) -> DeployGraph:
     for step in model.topology.steps:  # the torch model has refused any op outside OPS, which TORCH_OPS covers
         TORCH_OPS[step.op].lower(builder, step, modules)
     graph = DeployGraph(tuple(builder.nodes.values()), builder.tensors, cfg.data.time_steps, cfg.model.num_classes,
-                        {"model": cfg.to_dict()["model"], "dataset": cfg.data.dataset})
+                        {"model": cfg.to_dict()["model"], "dataset": cfg.data.dataset,
+                         "data_root": cfg.data.data_root})
     validate(graph, "lowered graph")
     return graph
 

@@ -18,8 +18,8 @@ from hqflow.ir import DeployGraph
 from hqflow.ops import op_for
 
 
-def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Logits int64 [B, classes] of frames [B, T, 2, H, W]; with trace, every node's output [T, B, ...]."""
+def check_frames(graph: DeployGraph, frames) -> np.ndarray:
+    """frames as an integer array [B, T, 2, H, W] of the graph's T, size and input range; ValueError else."""
     frames = np.asarray(frames)
     source = graph.nodes[0]
     expected = (graph.time_steps, *source.shape)
@@ -32,6 +32,12 @@ def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False) -> tuple[np
     if frames.size and (int(frames.min()) < 0 or int(frames.max()) > value_max):
         raise ValueError(f"frames: values in [{int(frames.min())}, {int(frames.max())}], but the graph's widths "
                          f"hold inputs in [0, {value_max}] (the input node's value_max)")
+    return frames
+
+
+def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Logits int64 [B, classes] of frames [B, T, 2, H, W]; with trace, every node's output [T, B, ...]."""
+    frames = check_frames(graph, frames)
     values: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         arguments = [values[name] for name in node.inputs] if node.inputs else [frames]  # the input takes frames

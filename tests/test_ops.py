@@ -81,11 +81,13 @@ def test_ops_are_found_by_discovery(tmp_path, monkeypatch):
 
 
 def test_every_op_executes_itself():
-    """The simulator has no table: each op carries its execution (Op.execute); the base class refuses."""
+    """The simulator has no table: each op carries its execution, its own execute or its neurons (Op.neurons,
+    which the base class's execute fires); the base class without either refuses."""
     from hqflow.ops.base import Op
 
     for op in OPS.values():
-        assert type(op).execute is not Op.execute, op.name
+        assert type(op).execute is not Op.execute or type(op).neurons is not Op.neurons, op.name
+    assert type(OPS["lif"]).neurons is not Op.neurons and type(OPS["lif"]).execute is Op.execute  # fired by the base
     with pytest.raises(NotImplementedError):
         Op().execute(None, None)
 

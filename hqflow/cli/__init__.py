@@ -57,6 +57,7 @@ def main() -> None:
       hqflow sweep    --from runs/fp32 --lambdas 0.1,0.5,2 -o runs/sweep   Pareto front
       hqflow export   runs/l0.5/qat --target hls -o out/l0.5         integer DeployGraph + HLS C++
       hqflow sim      out/l0.5                                       NumPy integer simulator
+      hqflow metrics  out/l0.5                                       NeuroBench's metrics of the integer model
       hqflow csim     out/l0.5                                       C simulation, bit for bit
       hqflow export   runs/l0.5/qat --target rtl -o out/rtl          + the whole model as a Verilog top
       hqflow rtlsim   out/rtl                                        Verilator, bit for bit; cycles, latency
@@ -73,6 +74,6 @@ def main() -> None:
 
 for command in (train.train, train.evaluate, train.search, train.finetune, train.report, train.hwreport_cmd,
                 train.cost_cmd, train.sweep, train.figures_cmd, train.table_cmd, train.paper_cmd, deploy.export_cmd,
-                deploy.csim_cmd, deploy.rtlsim_cmd, deploy.synth_cmd, deploy.pnr_cmd, deploy.sim_cmd, board.bitstream_cmd,
-                board.board_group):
+                deploy.csim_cmd, deploy.rtlsim_cmd, deploy.synth_cmd, deploy.pnr_cmd, deploy.sim_cmd, deploy.metrics_cmd,
+                board.bitstream_cmd, board.board_group):
     main.add_command(command)

@@ -264,3 +264,28 @@ def sim_cmd(export_dir, split, data_root, limit, batch_size, compare_run):
                         f"({', '.join(differ)} differ)")
     result = compare(graph, model, batches(frames, batch_size, limit)).summary()
     click.echo(json.dumps(result, indent=2))
+
+
+@click.command(name="metrics")
+@click.argument("source", type=click.Path(path_type=Path, exists=True))
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--data-root", type=DATA_ROOT, help="The data set's folder (default: the one the run recorded).")
+@click.option("--limit", type=COUNT, help="Only the first N samples.")
+@click.option("--batch-size", type=COUNT, default=64, show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the metrics to this JSON file.")
+def metrics_cmd(source, split, data_root, limit, batch_size, json_out):
+    """NeuroBench's metrics of the integer model of SOURCE (a run, lowered in memory, or an export folder) on
+    data: footprint at the deployed widths, connection and activation sparsity, synaptic operations (NeuroBench's
+    conv and linear layers, and with the attention), membrane updates; per layer too."""
+    import json
+
+    from hqflow.export.metrics import measure
+    from hqflow.io import atomic_text
+    from hqflow.sim.metrics import lines
+
+    result, which = measure(source, split, data_root, limit, batch_size)
+    click.echo(f"{source}: {result['hqflow']['dataset']} {split}, data root {which}")
+    click.echo("\n".join(lines(result)))
+    if json_out is not None:
+        atomic_text(json_out, json.dumps(result, indent=2) + "\n")
+        click.echo(f"wrote {json_out}")

@@ -47,6 +47,7 @@ not cached on disk: it is generated in about 1.5 s (tiny config) and kept per pr
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from hqflow.data.cache import CACHE_ENV, FRAMES_VERSION, cache_dir
 from hqflow.data.digits import digits_dvs_events, digits_frames, digits_labels
@@ -58,7 +59,21 @@ DATASETS: tuple[str, ...] = ("digits-dvs", "dvs128-gesture", "cifar10-dvs", "n-c
 SPLITS = ("train", "test")
 
 __all__ = ["CACHE_ENV", "DATASETS", "EVENT_DTYPE", "FRAMES_VERSION", "SPLITS", "FrameDataset", "cache_dir",
-           "digits_dvs_events", "events_to_frames", "load_dataset"]
+           "data_root_for", "digits_dvs_events", "events_to_frames", "load_dataset"]
+
+
+def data_root_for(given: str | os.PathLike | None, recorded: str | None, where: str) -> tuple[str | None, str]:
+    """The data root a command on a run or an export reads: `given` (--data-root) when there is one, else
+    the one the run recorded (`recorded`, found in `where`: a config.yaml or graph.json). Returns (root,
+    a phrase saying which, for the command to print); UserError when the recorded folder no longer exists."""
+    if given is not None:
+        return str(given), f"{given} (--data-root)"
+    if recorded is None:
+        return None, "none recorded"
+    if not Path(recorded).is_dir():
+        raise UserError(f"{where}: data.data_root {recorded!r} no longer exists; pass --data-root with the data "
+                        "set's folder")
+    return str(recorded), f"{recorded} (recorded in {where})"
 
 
 def load_dataset(

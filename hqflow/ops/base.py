@@ -167,6 +167,38 @@ class NodeCheck:
         return array
 
 
+@dataclass(frozen=True)
+class Neurons:
+    """A group of integer LIF neurons an op runs (numerics.lif_step): `acc_seq` their input, an array
+    [T, B, ...] or an iterable of the T steps' arrays [B, ...]; `consts` the tables, `channel_axis` the axis
+    of one step that indexes them. `name`: the node's, or the node's with a suffix for a LIF inside an op
+    whose output is not the LIF's spikes (sdsa's mask)."""
+
+    name: str
+    acc_seq: Any
+    consts: numerics.LifConsts
+    channel_axis: int
+
+    def run(self) -> np.ndarray:
+        """Their spikes uint8 [T, B, ...] (numerics.lif_run)."""
+        return numerics.lif_run(self.acc_seq, self.consts, self.channel_axis)
+
+
+@dataclass(frozen=True)
+class SynOps:
+    """The synaptic operations of one layer over a batch, as NeuroBench counts them: `effective` the products
+    whose input and weight are both non-zero, `dense` every product (zero inputs and weights included),
+    `accumulate` whether every input of the batch is in {-1, 0, 1} (NeuroBench's AC; else its MACs).
+    `neurobench`: a layer NeuroBench counts (its Linear / Conv); False: hqflow's addition (the attention's
+    spike products, which NeuroBench does not see)."""
+
+    name: str
+    effective: int
+    dense: int
+    accumulate: bool
+    neurobench: bool = True
+
+
 class Op:
     """One DeployGraph op. Subclasses set the class attributes and implement validate and figures."""
 
@@ -188,8 +220,20 @@ class Op:
     def execute(self, graph: DeployGraph, node: Node, *inputs: np.ndarray) -> np.ndarray:
         """The node's output over whole sequences, bit for bit the integer model: each input (the input
         node: the frames [B, T, C, H, W]) and the result are integer arrays [T, B, *shape]. The NumPy
-        simulator (hqflow.sim.run) calls it node by node; the hardware backends are compared with it."""
-        raise NotImplementedError
+        simulator (hqflow.sim.run) calls it node by node; the hardware backends are compared with it. An op
+        with neurons need not define it: its LIF groups (Op.neurons) charge, fire and reset, then `fired`
+        makes the output of their spikes."""
+        groups = self.neurons(graph, node, *inputs)
+        if not groups:
+            raise NotImplementedError
+        return self.fired(graph, node, inputs, [group.run() for group in groups])
+
+    def fired(self, graph: DeployGraph, node: Node, inputs: Sequence[np.ndarray],
+              spikes: Sequence[np.ndarray]) -> np.ndarray:
+        """The output of an op with neurons from their spikes [T, B, ...] (in Op.neurons' order): by default
+        its one group's."""
+        (only,) = spikes
+        return only
 
     def value_max(self, node: Node, sources: Sequence[Node], tensors: Mapping[str, np.ndarray],
                   time_steps: int) -> int:
@@ -214,6 +258,15 @@ class Op:
         "compares" (comparisons of a max pool). `step`: its topology step (shape [per step], num_heads where it has
         heads). The same for every plan: the cost model reports them beside its energy (hqflow/cost.py)."""
         return {}
+
+    def neurons(self, graph: DeployGraph, node: Node, *inputs: np.ndarray) -> list[Neurons]:
+        """The LIF neurons it runs on these inputs ([T, B, *shape] each, as execute takes them); none by default.
+        execute runs them; hqflow.metrics reads their spikes and membranes."""
+        return []
+
+    def synops(self, graph: DeployGraph, node: Node, *inputs: np.ndarray) -> list[SynOps]:
+        """Its synaptic operations on these inputs (a batch [T, B, *shape] each); none by default."""
+        return []
 
     def weight_counts(self, step) -> tuple[int, int]:
         """(weights, outputs per output channel and step) of its weight layer for one sample, `step` its

@@ -10,7 +10,8 @@ import numpy as np
 
 from hqflow import numerics
 from hqflow.errors import UserError
-from hqflow.ops.base import MAX_FRAC_BITS, MAX_WIDTH, Attr, NodeCheck, Op, TensorField
+from hqflow.numerics import fast
+from hqflow.ops.base import MAX_FRAC_BITS, MAX_WIDTH, Attr, Neurons, NodeCheck, Op, SynOps, TensorField
 
 # The code tables of each weight scheme (numerics.w_eff_from_codes turns them into w_eff).
 WEIGHT_FIELDS = {"uniform": ("w_int",), "po2": ("w_sign", "w_shift"), "fp32": ("w_fx",)}
@@ -148,6 +149,35 @@ def weight_counts(step, positions: int | None = None) -> tuple[int, int]:
     elements over c_out, the pixels of a conv, the tokens of a linear layer): Op.weight_counts."""
     weights = step.c_in * step.c_out * step.kernel_size ** 2
     return weights, math.prod(step.shape) // step.c_out if positions is None else positions
+
+
+def lif_neurons(graph, node, acc_seq, channel_axis: int, suffix: str = "") -> Neurons:
+    """The node's LIF (its own tables) on `acc_seq` [T, B, ...] (or the T steps' arrays)."""
+    return Neurons(node.name + suffix, acc_seq, lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis)
+
+
+def accumulates(x: np.ndarray) -> bool:
+    """NeuroBench's test of a layer's input: every value in {-1, 0, 1} (an AC; else a MAC)."""
+    return bool(np.isin(x, (-1, 0, 1)).all())
+
+
+def conv_synops(name: str, x: np.ndarray, w_eff: np.ndarray, padding: int) -> SynOps:
+    """A convolution's synaptic operations on x [T, B, C, H, W]: the convolution of the non-zero inputs with
+    the non-zero weights, summed (effective), and of all-ones inputs with all-ones weights (dense; the zero
+    padding's products are none: NeuroBench's binary copy of the layer)."""
+    nz_w = (w_eff != 0).astype(np.int64)
+    effective = sum(int(fast.conv2d_acc((x_t != 0).astype(np.int64), nz_w, padding=padding).sum()) for x_t in x)
+    ones = np.ones(x.shape[1:], np.int64)
+    dense = len(x) * int(fast.conv2d_acc(ones, np.ones_like(nz_w), padding=padding).sum())
+    return SynOps(name, effective, dense, accumulates(x))
+
+
+def linear_synops(name: str, x: np.ndarray, w_eff: np.ndarray) -> SynOps:
+    """A linear layer's synaptic operations on x [..., C] (w_eff [O, C]): non-zero inputs times the non-zero
+    weights of their column (effective), every input times O (dense)."""
+    nz_x = (x != 0).reshape(-1, x.shape[-1]).sum(axis=0)
+    effective = int(nz_x @ (w_eff != 0).sum(axis=0))
+    return SynOps(name, effective, x.size * w_eff.shape[0], accumulates(x))
 
 
 def abs_max(array: np.ndarray) -> int:

@@ -29,6 +29,9 @@ class ConvBn(common.WeightedBn):
         weights = check_conv(check, source)
         self.check_requant(check, weights.shape[0], weights, source.value_max)
 
+    def synops(self, graph, node, x):
+        return [common.conv_synops(node.name, x, graph.w_eff(node), int(node.attrs["padding"]))]
+
     def execute(self, graph, node, x):
         w_eff, consts = graph.w_eff(node), common.requant_consts(node.attrs, graph.node_tensors(node.name))
         padding = int(node.attrs["padding"])

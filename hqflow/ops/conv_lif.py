@@ -41,10 +41,12 @@ class ConvLif(common.WeightedLif):
         bound = numerics.acc_bound(source.value_max, weights)
         common.check_lif(check, weights.shape[0], -bound, bound)
 
-    def execute(self, graph, node, x):
+    def neurons(self, graph, node, x):
         """One step's convolution at a time (a generator into lif_run): the working arrays stay one
         step large, which the allocator reuses, instead of T times larger."""
         w_eff = graph.w_eff(node)
         acc_seq = (fast.conv2d_acc(x_t, w_eff, padding=int(node.attrs["padding"])) for x_t in x)
-        return numerics.lif_run(acc_seq, common.lif_consts(node.attrs, graph.node_tensors(node.name)),
-                                channel_axis=1)
+        return [common.lif_neurons(graph, node, acc_seq, channel_axis=1)]
+
+    def synops(self, graph, node, x):
+        return [common.conv_synops(node.name, x, graph.w_eff(node), int(node.attrs["padding"]))]

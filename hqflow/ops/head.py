@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from hqflow import numerics
@@ -58,6 +60,13 @@ class Head(Op):
         if numerics.bits_for(lo, hi) > common.MAX_WIDTH:
             check.fail(f"tensor 'bias_int': the logits (acc << bias_frac_bits {bias_frac}) + bias_int reach [{lo}, "
                        f"{hi}], more than {common.MAX_WIDTH} bits hold", tensors=True)
+
+    def synops(self, graph, node, x):
+        """NeuroBench's Linear on the tokens' mean of each step, [T, B, D]: inputs non-zero where a token sum is,
+        and in {0, 1} only where every sum is 0 or N."""
+        sums = x.sum(axis=2)
+        ops = common.linear_synops(node.name, sums, graph.w_eff(node))
+        return [dataclasses.replace(ops, accumulate=bool(np.isin(sums, (0, x.shape[2])).all()))]
 
     def execute(self, graph, node, x):
         acc_sum = fast.linear_acc(x.sum(axis=(0, 2)), graph.w_eff(node))  # sum over T and tokens first

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-from hqflow import numerics
 from hqflow.ops import common
 from hqflow.ops.base import MAX_FRAC_BITS, Attr, NodeCheck, Op
 
@@ -31,8 +30,8 @@ class Lif(Op):
         check.attr(self.attrs[1])
         common.check_lif(check, 1, -source.value_max, source.value_max)
 
-    def execute(self, graph, node, x):
-        return numerics.lif_run(x, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
+    def neurons(self, graph, node, x):
+        return [common.lif_neurons(graph, node, x, channel_axis=-1)]
 
     def spike_ops(self, step, time_steps):
         return {"updates": math.prod(step.shape) * time_steps}

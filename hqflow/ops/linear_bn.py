@@ -26,6 +26,9 @@ class LinearBn(common.WeightedBn):
         weights = check_linear(check, source)
         self.check_requant(check, weights.shape[0], weights, source.value_max)
 
+    def synops(self, graph, node, x):
+        return [common.linear_synops(node.name, x, graph.w_eff(node))]
+
     def execute(self, graph, node, x):
         acc = fast.linear_acc(x, graph.w_eff(node))
         return numerics.requant(acc, common.requant_consts(node.attrs, graph.node_tensors(node.name)), -1)

@@ -36,6 +36,8 @@ class LinearLif(common.WeightedLif):
         bound = numerics.acc_bound(source.value_max, weights)
         common.check_lif(check, weights.shape[0], -bound, bound)
 
-    def execute(self, graph, node, x):
-        acc = fast.linear_acc(x, graph.w_eff(node))
-        return numerics.lif_run(acc, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
+    def neurons(self, graph, node, x):
+        return [common.lif_neurons(graph, node, fast.linear_acc(x, graph.w_eff(node)), channel_axis=-1)]
+
+    def synops(self, graph, node, x):
+        return [common.linear_synops(node.name, x, graph.w_eff(node))]

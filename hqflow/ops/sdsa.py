@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hqflow import numerics
 from hqflow.ops import common
-from hqflow.ops.base import Attr, NodeCheck, Op
+from hqflow.ops.base import Attr, NodeCheck, Op, SynOps
 
 
 def count(k, v) -> np.ndarray:
@@ -35,10 +34,18 @@ class Sdsa(Op):
         tokens, _ = common.check_qkv(check, sources)
         common.check_lif(check, 1, 0, tokens)
 
-    def execute(self, graph, node, q, k, v):
-        consts = common.lif_consts(node.attrs, graph.node_tensors(node.name))
-        mask = numerics.lif_run(count(k, v), consts, channel_axis=-1)  # [T, B, D]
-        return q & mask[:, :, None, :]
+    def neurons(self, graph, node, q, k, v):
+        """The mask's LIF on the count [T, B, D] (its spikes are the mask, not the node's output)."""
+        return [common.lif_neurons(graph, node, count(k, v), -1, suffix=".mask")]
+
+    def fired(self, graph, node, inputs, spikes):
+        (mask,) = spikes  # [T, B, D]
+        return inputs[0] & mask[:, :, None, :]
+
+    def synops(self, graph, node, q, k, v):
+        """hqflow's addition: the count's additions, one for each k[n, d] AND v[n, d] (N D dense a step); the
+        mask's ANDs with q are no synaptic operations."""
+        return [SynOps(f"{node.name}.count", int(count(k, v).sum()), q.size, True, neurobench=False)]
 
     def spike_ops(self, step, time_steps):
         """Per step: k AND v and its count over the tokens (N D ANDs, N D additions), the mask's LIF (D), q

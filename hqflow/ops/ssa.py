@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from hqflow import numerics
 from hqflow.ops import common
-from hqflow.ops.base import Attr, NodeCheck, Op
+from hqflow.ops.base import Attr, NodeCheck, Op, SynOps
 
 
 def _bound(node) -> int:
@@ -40,9 +42,22 @@ class Ssa(Op):
         check.width("acc_bits", 0, bound, "the attention product range")
         common.check_lif(check, 1, 0, bound)
 
-    def execute(self, graph, node, q, k, v):
-        y = numerics.ssa_int(q, k, v, int(node.attrs["num_heads"]))
-        return numerics.lif_run(y, common.lif_consts(node.attrs, graph.node_tensors(node.name)), channel_axis=-1)
+    def neurons(self, graph, node, q, k, v):
+        return [common.lif_neurons(graph, node, numerics.ssa_int(q, k, v, int(node.attrs["num_heads"])), -1)]
+
+    def synops(self, graph, node, q, k, v):
+        """hqflow's addition (NeuroBench sees no layer here): per head and step, k^T v (an addition for every
+        pair of spikes k[n, i], v[n, j]: N hd^2 dense), then q (k^T v) (q[n, i] adds the row kv[i, :]
+        where it is non-zero: N hd^2 dense); both accumulate."""
+        steps, batch, tokens, dim = q.shape
+        heads = int(node.attrs["num_heads"])
+        qh, kh, vh = ((s != 0).reshape(steps, batch, tokens, heads, dim // heads).astype(np.float64)
+                      for s in (q, k, v))
+        kv = np.einsum("tbnhi,tbnhj->tbhij", kh, vh)  # exact: counts below 2^53
+        dense = steps * batch * tokens * dim * (dim // heads)
+        return [SynOps(f"{node.name}.kv", int(kv.sum()), dense, True, neurobench=False),
+                SynOps(f"{node.name}.qkv", int(np.einsum("tbnhi,tbhij->", qh, (kv != 0).astype(np.float64))), dense,
+                       True, neurobench=False)]
 
     def spike_ops(self, step, time_steps):
         """Per head (hd = D / heads channels) and step: k^T v, N hd hd AND-gated additions, and q (k^T v), N hd hd

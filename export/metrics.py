@@ -1,0 +1,42 @@
+"""`hqflow metrics`: NeuroBench's metrics (hqflow.sim.metrics) of the integer model of a run (lowered in
+memory) or of an export folder, on a split of its data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from hqflow.data import data_root_for, load_dataset
+from hqflow.errors import UserError
+from hqflow.ir import DeployGraph, load_graph
+from hqflow.sim.metrics import metrics
+from hqflow.sim.run import batches
+
+
+def graph_of(source: str | Path) -> tuple[DeployGraph, str | None, str]:
+    """(graph, the data root recorded, where) of an export folder (graph.json) or a run (its checkpoint,
+    lowered as `hqflow export` does)."""
+    source = Path(source)
+    if (source / "graph.json").is_file():
+        graph = load_graph(source)
+        return graph, graph.meta.get("data_root"), str(source / "graph.json")
+    if (source / "checkpoint.pt").is_file():
+        from hqflow.export.lower import lower
+        from hqflow.search.checkpoint import load_checkpoint
+
+        cfg, model, _ = load_checkpoint(source)
+        with torch.no_grad():
+            return lower(model, cfg), cfg.data.data_root, str(source / "config.yaml")
+    raise UserError(f"{source}: neither an export folder (graph.json) nor a run (checkpoint.pt)")
+
+
+def measure(source: str | Path, split: str = "test", data_root: str | Path | None = None, limit: int | None = None,
+            batch_size: int = 64) -> tuple[dict, str]:
+    """(the metrics dict, which data root was read) of `source` on the first `limit` samples of `split`."""
+    graph, recorded, where = graph_of(source)
+    root, which = data_root_for(data_root, recorded, where)
+    frames = load_dataset(graph.meta["dataset"], split, graph.time_steps, graph.meta["model"]["img_size"], root)
+    result = metrics(graph, batches(frames, batch_size, limit))
+    result["hqflow"].update(source=str(source), dataset=graph.meta["dataset"], split=split)
+    return result, which

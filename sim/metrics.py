@@ -1,0 +1,180 @@
+"""NeuroBench's metrics (NeuroBench 2.3, Yik et al., Nature Communications 2025) of the integer model: the
+deployed DeployGraph run by the NumPy simulator on data, every op counted by its own class (Op.neurons,
+Op.synops), the attention included.
+
+By NeuroBench's definitions (its key names):
+    footprint             bytes of the model's parameters. NeuroBench multiplies each torch tensor by its
+                          element size (4 bytes a fake-quantized fp32 weight); here each deployed table at
+                          its real width: a weight at its format's bits (uniform-b, po2-b: b; fp32: 32),
+                          every other table (LIF bias and threshold, sign, requantization, head bias) at the
+                          narrowest two's complement width of its values.
+    connection_sparsity   zero weights / weights of the conv and linear layers (the head's included).
+    activation_sparsity   zero outputs / outputs of every spiking neuron, over all steps and samples.
+    synaptic_operations   per sample: Dense (every product of a layer, zero inputs and weights included;
+                          a convolution's zero padding adds none), Effective_MACs and Effective_ACs (the
+                          products whose input and weight are both non-zero: ACs where the layer's input
+                          of the batch is in {-1, 0, 1}, MACs elsewhere). NeuroBench counts conv and
+                          linear layers only; `hqflow.synaptic_operations_all` adds the attention's spike
+                          products (Op.synops, neurobench False).
+    membrane_updates      per sample: every neuron at the first step, then each neuron whose membrane
+                          changed from one step to the next (NeuroBench's pre-fire / post-fire rule).
+
+    metrics(graph, batches) -> dict  (JSON: "neurobench", "hqflow" with its additions, "notes")
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+
+from hqflow import numerics
+from hqflow.ir import DeployGraph
+from hqflow.ops import op_for
+from hqflow.ops.common import WEIGHT_FIELDS
+from hqflow.sim.run import check_frames
+
+NOTES = (
+    "footprint: the deployed integers at their real widths (NeuroBench's Footprint counts torch tensors at their "
+    "element size, 4 bytes a fake-quantized fp32 weight; hqflow.footprint_fp32 is that rule for the weights)",
+    "synaptic_operations: the conv and linear layers, as NeuroBench counts them; hqflow.synaptic_operations_all "
+    "adds the attention's spike products, which NeuroBench does not see",
+    "membrane_updates, activation_sparsity: every integer LIF, the attention's included",
+)
+
+
+def static_metrics(graph: DeployGraph) -> dict:
+    """Footprint (bytes at real widths, and by node), parameters, connection sparsity; no data."""
+    bits_by_node: dict[str, int] = {}
+    weights = zeros = 0
+    for node in graph.nodes:
+        tensors = graph.node_tensors(node.name)
+        if not tensors:
+            continue
+        codes = set(WEIGHT_FIELDS[numerics.Candidate.parse(node.attrs["format"]).scheme]) if "format" in node.attrs \
+            else set()
+        bits = 0
+        if codes:
+            w_eff = graph.w_eff(node)
+            weights, zeros = weights + w_eff.size, zeros + int((w_eff == 0).sum())
+            bits += w_eff.size * numerics.Candidate.parse(node.attrs["format"]).bits
+        for field, array in tensors.items():
+            if field not in codes and array.size:
+                bits += array.size * numerics.bits_for(int(array.min()), int(array.max()))
+        bits_by_node[node.name] = bits
+    return {"footprint": sum(bits_by_node.values()) / 8, "parameter_count": weights,
+            "connection_sparsity": zeros / weights if weights else 0.0, "footprint_fp32": 4 * weights,
+            "footprint_by_layer": {name: bits / 8 for name, bits in bits_by_node.items()}}
+
+
+class Workload:
+    """The workload metrics accumulated over batches (NeuroBench's AccumulatedMetric: totals / samples)."""
+
+    def __init__(self, graph: DeployGraph):
+        self.graph = graph
+        self.samples = self.correct = 0
+        self.spikes, self.outputs, self.updates = defaultdict(int), defaultdict(int), defaultdict(int)
+        self.synops: dict[str, dict] = {}
+        self.layers: dict[str, None] = {}  # every counted layer's name, in graph order
+
+    def add(self, frames: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """One batch: frames [B, T, C, H, W] (integer counts), labels [B] (optional: the accuracy). The graph
+        runs as the simulator runs it (sim.run), each op's neurons step by step to see their membranes."""
+        frames = check_frames(self.graph, frames)
+        values: dict[str, np.ndarray] = {}
+        for node in self.graph.nodes:
+            op = op_for(node)
+            inputs = [values[name] for name in node.inputs] if node.inputs else [frames]
+            groups = op.neurons(self.graph, node, *inputs)
+            values[node.name] = (op.fired(self.graph, node, inputs, [self._lif(group) for group in groups])
+                                 if groups else op.execute(self.graph, node, *inputs))
+            for ops in op.synops(self.graph, node, *inputs):
+                entry = self.synops.setdefault(ops.name, {"Effective_MACs": 0, "Effective_ACs": 0, "Dense": 0,
+                                                          "neurobench": ops.neurobench})
+                entry["Effective_ACs" if ops.accumulate else "Effective_MACs"] += ops.effective
+                entry["Dense"] += ops.dense
+                self.layers.setdefault(ops.name)
+        self.samples += len(frames)
+        if labels is not None:
+            logits = values[self.graph.nodes[-1].name]
+            self.correct += int((numerics.argmax_first(logits) == np.asarray(labels)).sum())
+
+    def _lif(self, neurons) -> np.ndarray:
+        """The spikes [T, B, ...] of one group, its membrane step by step (numerics.lif_step): their count and
+        its updates."""
+        v_int, spikes = None, []
+        self.layers.setdefault(neurons.name)
+        for t, acc in enumerate(neurons.acc_seq):
+            acc = np.asarray(acc, np.int64)
+            before = np.zeros(acc.shape, np.int64) if v_int is None else v_int
+            v_int, fired = numerics.lif_step(before, acc, neurons.consts, neurons.channel_axis)
+            self.updates[neurons.name] += v_int.size if t == 0 else int(np.count_nonzero(v_int != before))
+            self.spikes[neurons.name] += int(np.count_nonzero(fired))
+            self.outputs[neurons.name] += fired.size
+            spikes.append(fired)
+        return np.stack(spikes)
+
+    def result(self) -> dict:
+        """The metrics per sample so far (NeuroBench's keys; hqflow's additions and the layers under "hqflow")."""
+        n = max(self.samples, 1)
+        outputs, spikes = sum(self.outputs.values()), sum(self.spikes.values())
+
+        def per_sample(entries: Iterable[dict]) -> dict:
+            entries = list(entries)
+            return {key: sum(e[key] for e in entries) / n for key in ("Effective_MACs", "Effective_ACs", "Dense")}
+
+        workload = {"activation_sparsity": 1 - spikes / outputs if outputs else 0.0,
+                    "synaptic_operations": per_sample(e for e in self.synops.values() if e["neurobench"]),
+                    "membrane_updates": sum(self.updates.values()) / n}
+        if self.correct or self.samples:
+            workload["classification_accuracy"] = self.correct / n
+        additions = {"samples": self.samples, "layers": list(self.layers),
+                     "synaptic_operations_all": per_sample(self.synops.values()),
+                     "synaptic_operations_by_layer": {name: {**per_sample([e]), "neurobench": e["neurobench"]}
+                                                      for name, e in self.synops.items()},
+                     "activation_sparsity_by_layer": {name: 1 - self.spikes[name] / size
+                                                      for name, size in self.outputs.items()},
+                     "membrane_updates_by_layer": {name: count / n for name, count in self.updates.items()}}
+        return {"workload": workload, "additions": additions}
+
+
+def metrics(graph: DeployGraph, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Every metric of the integer model `graph` over (frames, labels) batches, as JSON-ready dict."""
+    static = static_metrics(graph)
+    workload = Workload(graph)
+    for frames, labels in batches:
+        workload.add(frames, labels)
+    done = workload.result()
+    neurobench = {"footprint": static["footprint"], "connection_sparsity": static["connection_sparsity"],
+                  **done["workload"]}
+    hqflow = {key: static[key] for key in ("parameter_count", "footprint_fp32", "footprint_by_layer")}
+    return {"neurobench": neurobench, "hqflow": {**hqflow, **done["additions"]}, "notes": list(NOTES)}
+
+
+def lines(result: dict) -> list[str]:
+    """The text of `hqflow metrics`: NeuroBench's figures, hqflow's totals, the per-layer table."""
+    nb, hq = result["neurobench"], result["hqflow"]
+    ops, every = nb["synaptic_operations"], hq["synaptic_operations_all"]
+    out = [f"{hq['samples']} samples" + (f", accuracy {nb['classification_accuracy']:.2%}"
+                                         if "classification_accuracy" in nb else ""),
+           f"footprint            {nb['footprint']:,.0f} bytes at the deployed widths ({hq['footprint_fp32']:,} "
+           f"as fp32 weights; {hq['parameter_count']:,} weights)",
+           f"connection_sparsity  {nb['connection_sparsity']:.4f}",
+           f"activation_sparsity  {nb['activation_sparsity']:.4f}",
+           f"synaptic_operations  Dense {ops['Dense']:,.0f}, Effective_MACs {ops['Effective_MACs']:,.0f}, "
+           f"Effective_ACs {ops['Effective_ACs']:,.0f} (conv and linear layers: NeuroBench's)",
+           f"  with the attention Dense {every['Dense']:,.0f}, Effective_MACs {every['Effective_MACs']:,.0f}, "
+           f"Effective_ACs {every['Effective_ACs']:,.0f} (hqflow's addition)",
+           f"membrane_updates     {nb['membrane_updates']:,.0f}", "",
+           f"{'layer':<26}{'Dense':>14}{'Eff. MACs':>14}{'Eff. ACs':>14}{'act. sparsity':>15}{'updates':>12}"]
+    for name in hq["layers"]:
+        s = hq["synaptic_operations_by_layer"].get(name)
+        row = (f"{s['Dense']:>14,.0f}{s['Effective_MACs']:>14,.0f}{s['Effective_ACs']:>14,.0f}" if s
+               else f"{'':>42}")
+        sparsity = hq["activation_sparsity_by_layer"].get(name)
+        updates = hq["membrane_updates_by_layer"].get(name)
+        out.append(f"{name + ('' if s is None or s['neurobench'] else ' *'):<26}{row}"
+                   + (f"{sparsity:>15.4f}{updates:>12,.0f}" if sparsity is not None else ""))
+    out += ["* hqflow's addition: not a layer NeuroBench counts", *(f"note: {note}" for note in result["notes"])]
+    return out
