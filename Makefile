@@ -11,22 +11,26 @@ OUT    ?= out/demo
 # fastest (measured: a tiny-config QAT step 0.11 s spinning, 0.19 s with OMP_WAIT_POLICY=PASSIVE);
 # on cores shared with other busy processes, run `OMP_WAIT_POLICY=PASSIVE make ...` instead.
 
-.PHONY: venv venv-qkeras hw-tools demo demo-spikformer demo-sdt paper csim rtlsim synth pnr bitstream test test-slow test-interop clean
+.PHONY: venv venv-qkeras venv-neurobench hw-tools demo demo-spikformer demo-sdt paper csim rtlsim synth pnr bitstream test test-slow test-interop clean
 
 venv: $(VENV)/.installed
 
 # torch is pinned to the CPU build first; spikingjelly and tonic come without their own
 # dependency trees (spikingjelly's unpinned torchvision/torchaudio would replace torch);
 # the packages they really import are listed in pyproject.toml with the rest.
-$(VENV)/.installed: pyproject.toml
-	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install torch==2.13.0
-	$(PIP) install --no-deps spikingjelly==2.0.0 tonic==1.7.0
-	$(PIP) install $$($(PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-	  skip = ('torch', 'spikingjelly', 'tonic'); \
+define install_base  # the virtual environment $(1): hqflow with its dependencies and the test, hls and rtl extras
+	$(1)/bin/python -m pip --disable-pip-version-check -q install torch==2.13.0
+	$(1)/bin/python -m pip --disable-pip-version-check -q install --no-deps spikingjelly==2.0.0 tonic==1.7.0
+	$(1)/bin/python -m pip --disable-pip-version-check -q install $$($(1)/bin/python -c "import tomllib; \
+	  p = tomllib.load(open('pyproject.toml', 'rb'))['project']; skip = ('torch', 'spikingjelly', 'tonic'); \
 	  extras = [d for x in ('test', 'hls', 'rtl') for d in p['optional-dependencies'][x]]; \
 	  print(' '.join(d for d in p['dependencies'] + extras if not d.startswith(skip)))")
-	$(PIP) install --no-deps -e .
+	$(1)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
+endef
+
+$(VENV)/.installed: pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(call install_base,$(VENV))
 	@touch $@
 
 LAMBDA ?= 0.5
@@ -162,16 +166,34 @@ test: venv hw-tools
 test-slow: venv hw-tools
 	$(PY) -m pytest -m slow
 
-# QKeras against hqflow's quantizers (tests/test_qkeras_interop.py) with a Python that has the extra
-# `qkeras` (TensorFlow, about 2.4 GB: never in .venv); with the default, .venv's Python, it skips and
-# says why. Without tests/conftest.py, which imports torch:
-#   make venv-qkeras && make test-interop QKERAS_PYTHON=.venv-qkeras/bin/python
+# The interoperability checks, each with a Python that has its extra; with the default, .venv's Python,
+# each skips and says why:
+#   QKeras against hqflow's quantizers (tests/test_qkeras_interop.py; the extra `qkeras`: TensorFlow, about
+#   2.4 GB, never in .venv; without tests/conftest.py, which imports torch):
+#     make venv-qkeras && make test-interop QKERAS_PYTHON=.venv-qkeras/bin/python
+#   NeuroBench's metrics against `hqflow metrics` (tests/test_neurobench_interop.py; the extra `neurobench`):
+#     make venv-neurobench && make test-interop NEUROBENCH_PYTHON=.venv-neurobench/bin/python
 QKERAS_PYTHON ?= $(PY)
 QKERAS_VENV ?= .venv-qkeras
+NEUROBENCH_PYTHON ?= $(PY)
+NEUROBENCH_VENV ?= .venv-neurobench
 
-test-interop: $(if $(filter $(PY),$(QKERAS_PYTHON)),venv)
+test-interop: $(if $(filter $(PY),$(QKERAS_PYTHON) $(NEUROBENCH_PYTHON)),venv)
 	@$(QKERAS_PYTHON) -m pytest --noconftest -p no:cacheprovider -m interop tests/test_qkeras_interop.py; rc=$$?; \
-	  if [ $$rc = 5 ]; then echo "test-interop: skipped (the reason is above)"; else exit $$rc; fi
+	  if [ $$rc = 5 ]; then echo "test-interop: QKeras skipped (the reason is above)"; elif [ $$rc != 0 ]; then exit $$rc; fi
+	@$(NEUROBENCH_PYTHON) -m pytest -p no:cacheprovider -m interop tests/test_neurobench_interop.py; rc=$$?; \
+	  if [ $$rc = 5 ]; then echo "test-interop: NeuroBench skipped (the reason is above)"; else exit $$rc; fi
+
+# .venv's set-up and the extra `neurobench` (NeuroBench and snntorch, whose neurons its hooks import), both
+# without their dependency trees (NeuroBench's pins torchaudio, whose build for this torch fails on the CPU)
+venv-neurobench: $(NEUROBENCH_VENV)/.installed
+
+$(NEUROBENCH_VENV)/.installed: pyproject.toml
+	@test -d $(NEUROBENCH_VENV) || $(PYTHON) -m venv $(NEUROBENCH_VENV)
+	$(call install_base,$(NEUROBENCH_VENV))
+	$(NEUROBENCH_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps $$($(PY) -c "import \
+	  tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['neurobench']))")
+	@touch $@
 
 # hqflow's NumPy core (no torch: --no-deps), pytest and the extra `qkeras`, in a separate environment
 venv-qkeras: $(QKERAS_VENV)/.installed
