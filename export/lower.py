@@ -175,10 +175,10 @@ def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool 
     try:
         graph.save(tmp)
         if target in ("hls", "rtl"):
-            from hqflow.data import load_dataset
+            from hqflow.data import data_root_for, load_dataset
 
-            frames = load_dataset(cfg.data.dataset, "test", cfg.data.time_steps, cfg.model.img_size,
-                                  None if data_root is None else str(data_root))
+            root, which = data_root_for(data_root, cfg.data.data_root, f"{run}: config")
+            frames = load_dataset(cfg.data.dataset, "test", cfg.data.time_steps, cfg.model.img_size, root)
         if target == "hls":
             from hqflow.export.hls import write_project
 
@@ -192,6 +192,8 @@ def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool 
             items = [frames[index] for index in range(min(tb_samples, len(frames)))]
             summary = write_rtl(graph, tmp / "rtl", np.stack([sample for sample, _ in items]), trace_samples,
                                 rtl_options, labels=np.array([label for _, label in items]))
+        if target in ("hls", "rtl"):
+            summary["data_root"] = which
         replace_dir(tmp, out)  # the previous export stays until the new one is whole
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

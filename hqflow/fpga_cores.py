@@ -184,7 +184,7 @@ class LinearCore(LifCore):
 
 class HeadCore(WeightedCore):
     """head (hqflow_head.v): channel sums [C] x X (its x_bits: SUM_BITS), accumulators [G] x P*ACC, the
-    bias [K] x (ACC + 1) (a ROM); no membrane."""
+    bias [CLASSES] x (ACC + 1) (a ROM); no membrane."""
 
     table_key = "head"
     membrane = False

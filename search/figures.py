@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from hqflow.config import load_config
+from hqflow.data import data_root_for
 from hqflow.errors import UserError
 from hqflow.io import atomic_text, built_aside, read_incomplete, require_complete
 from hqflow.plan import load_plan
@@ -165,8 +166,8 @@ def make_figures(target: str | Path, out_dir: str | Path | None = None, layer: s
     for label, suffix, folder in runs:
         plan = load_plan(folder / "plan.json")
         cfg = load_config(folder / "config.yaml")
-        if data_root is not None:
-            cfg = cfg.replace("data", data_root=str(data_root))
+        cfg = cfg.replace("data", data_root=data_root_for(data_root, cfg.data.data_root,
+                                                          str(folder / "config.yaml"))[0])
         formats[label] = {name: fmt.name for name, fmt in plan.formats().items()}
         candidates += [c.name for c in plan.candidates if c.name not in candidates]
         names = list(read_search_log(folder / "search_log.jsonl")[0]["probabilities"])

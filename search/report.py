@@ -35,6 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hqflow.config import ModelConfig, load_config
+from hqflow.data import data_root_for
 from hqflow.cost import GROUPS, EnergyTable, layer_cost, layer_shapes, load_energy_table, summarize
 from hqflow.errors import UserError
 from hqflow.io import atomic_text, built_aside, require_complete
@@ -209,8 +210,8 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
             (out_dir / name).is_file() for name in ("report.json", "hwreport.json", "figures/figures.json")))):
         raise UserError(f"{out_dir}: exists and is not a report folder (no report.json); choose another --out")
     cfg = load_config(search_dir / "config.yaml")
-    if data_root is not None:
-        cfg = cfg.replace("data", data_root=str(data_root))
+    root, which = data_root_for(data_root, cfg.data.data_root, str(search_dir / "config.yaml"))
+    cfg = cfg.replace("data", data_root=root)
     plan_path = search_dir / "plan.json"
     plan = load_plan(plan_path)
     notes = []
@@ -250,7 +251,7 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
     report = {"schema_version": SCHEMA_VERSION, "search_dir": str(search_dir),
               "qat_dir": None if qat_dir is None else str(qat_dir),
               "fp32_dir": None if fp32_run is None else str(fp32_run), "hw_lambda": plan.hw_lambda,
-              "energy_table": table.name,
+              "energy_table": table.name, "data_root": which,
               "accuracy": {"fp32": fp32_acc, "quantized": accuracy, "quantized_source": source,
                            "drop_points": None if fp32_acc is None else 100 * (fp32_acc - accuracy)},
               **cost_figures(summaries, rates), "notes": notes}

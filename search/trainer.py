@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hqflow.config import Config, TrainConfig
-from hqflow.data import FrameDataset
+from hqflow.data import FrameDataset, data_root_for
 from hqflow.errors import UserError
 from hqflow.io import RunFolder, atomic_text, atomic_write
 from hqflow.search.checkpoint import CHECKPOINT, EXTRA_KEYS, load_checkpoint, restore_state, save_checkpoint
@@ -288,6 +288,7 @@ class Evaluation:
     loss: float
     accuracy: float
     seconds: float
+    data_root: str = ""  # which data root was read (data_root_for's phrase)
 
 
 def evaluate_run(run: str | Path, split: str = "test", data_root: str | None = None,
@@ -295,10 +296,9 @@ def evaluate_run(run: str | Path, split: str = "test", data_root: str | None = N
                  amp: bool = False) -> Evaluation:
     """Accuracy of a run's checkpoint on a split of its data set, on `device` (`amp`: bf16 autocast)."""
     cfg, model, _ = load_checkpoint(run, resolve_device(device))
-    if data_root is not None:
-        cfg = cfg.replace("data", data_root=data_root)
-    frames = load_split(cfg, split)
+    root, which = data_root_for(data_root, cfg.data.data_root, f"{run}: config")
+    frames = load_split(cfg.replace("data", data_root=root), split)
     loader = make_loader(frames, batch_size or cfg.train.batch_size, cfg.train.seed, False)
     t0 = time.perf_counter()
     loss, acc = evaluate(model, loader, progress=progress, amp=amp)
-    return Evaluation(cfg.data.dataset, split, len(frames), loss, acc, time.perf_counter() - t0)
+    return Evaluation(cfg.data.dataset, split, len(frames), loss, acc, time.perf_counter() - t0, which)

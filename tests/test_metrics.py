@@ -129,3 +129,38 @@ def test_the_data_root_a_run_recorded(tmp_path):
     assert data_root_for(None, str(tmp_path), "c.yaml") == (str(tmp_path), f"{tmp_path} (recorded in c.yaml)")
     with pytest.raises(UserError, match=r"c.yaml: data.data_root '/gone' no longer exists; pass --data-root"):
         data_root_for(None, "/gone", "c.yaml")
+
+
+def test_commands_read_the_data_root_a_run_recorded(tmp_path, monkeypatch):
+    """A DVS128 Gesture run (fabricated folder) recorded its data root: export (its test vectors), sim and
+    metrics read it without --data-root and say so; once the folder is gone, each stops with one line."""
+    import torch
+
+    from hqflow.config import config_from_dict as make_config
+    from hqflow.search.model import Spikformer
+
+    from data_folders import make_gesture_root
+
+    monkeypatch.setenv("HQFLOW_CACHE", str(tmp_path / "cache"))
+    root = make_gesture_root(tmp_path / "data", splits=("Train", "Test"))
+    cfg = make_config({"model": {"img_size": 16, "embed_dim": 16, "num_heads": 2, "depth": 1, "num_classes": 11,
+                                 "pools": [True, True, False, False]},
+                       "data": {"dataset": "dvs128-gesture", "time_steps": 2, "data_root": str(root)}})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save({"config": cfg.to_dict(), "model": Spikformer(cfg.model).state_dict()}, run_dir / "checkpoint.pt")
+    exported = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export", str(run_dir), "--target", "hls", "--tb-samples", "2",
+                                       "-o", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert f"test vectors from data root {root} (recorded in {run_dir}: config)" in result.output
+    sim = CliRunner().invoke(main, ["sim", str(exported), "--limit", "4"])
+    assert sim.exit_code == 0 and f"data root {root} (recorded in {exported / 'graph.json'})" in sim.output
+    metrics_run = CliRunner().invoke(main, ["metrics", str(exported), "--limit", "4"])
+    assert metrics_run.exit_code == 0 and "(recorded in" in metrics_run.output
+    root.rename(tmp_path / "moved")
+    gone = CliRunner().invoke(main, ["sim", str(exported)])
+    assert gone.exit_code == 2 and gone.output.count("\n") == 1
+    assert f"data.data_root '{root}' no longer exists; pass --data-root" in gone.output
+    again = CliRunner().invoke(main, ["sim", str(exported), "--limit", "4", "--data-root", str(tmp_path / "moved")])
+    assert again.exit_code == 0 and "(--data-root)" in again.output

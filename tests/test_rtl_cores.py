@@ -152,14 +152,19 @@ def test_random_layers_every_format(tmp_path, part):
     _check(cases, *layer.run_layers(exe, tmp_path))
 
 
-# the elaboration-time checks of the sequential cores: a size of 0 or a width out of range stops the model
-# at time 0, naming the core and the parameter (one model of each core, built with --binary)
+# the elaboration-time checks of the sequential cores: a size of 0, a width out of range or lanes the ROM word
+# does not allow stop the model at time 0, naming the core (or its part) and the values (one model each, --binary)
 BAD_PARAMETERS = [("hqflow_linear_lif", {"N": 0}, "hqflow_linear_lif: sizes N 0 C 1 O 1 P 1 T 1 X_BITS 1 must be >= 1"),
-                  ("hqflow_conv_lif", {"BITS": 40}, "hqflow_conv_lif: BITS 40 (1..32), ACC_BITS 32 (1..64), V_BITS 64")]
+                  ("hqflow_conv_lif", {"BITS": 40}, "hqflow_conv_lif: BITS 40 (1..32), ACC_BITS 32 (1..64), V_BITS 64"),
+                  ("hqflow_linear_lif", {"P": 3}, "hqflow_rom_select: P 3 lanes, KW 1: P must divide the 8 codes of a word"),
+                  ("hqflow_maxpool", {"H": 0}, "hqflow_maxpool: sizes C 2 H 0 W 8"),
+                  ("hqflow_ssa", {"HEADS": 3}, "hqflow_ssa: sizes N 4 D 4 HEADS 3 must be >= 1, HEADS dividing D"),
+                  ("hqflow_head", {"P": 3}, "hqflow_head: P 3 lanes must divide the 8 codes of a ROM word")]
 
 
 @needs_verilator
-@pytest.mark.parametrize(("module", "params", "message"), BAD_PARAMETERS, ids=[m for m, _, _ in BAD_PARAMETERS])
+@pytest.mark.parametrize(("module", "params", "message"), BAD_PARAMETERS,
+                         ids=[f"{m}-{'-'.join(p)}" for m, p, _ in BAD_PARAMETERS])
 def test_sequential_cores_check_their_parameters(tmp_path, module, params, message):
     from hqflow.export.rtl.paths import CORES
 

@@ -13,7 +13,7 @@ without a graph, so they live in the core package).
     add         hqflow_add          1 sum, bits of value_max                   SIZE + 2
     tokens      (none: an alias)    its input's buffer                         (hqflow_tokens.v alone: C H W + 2)
     ssa         hqflow_ssa          1 spike                                    4 N D + HEADS + 2
-    head        hqflow_head         (none: it streams the logits)              N C + 1, the last step N C + C G + K + 2
+    head        hqflow_head         (none: it streams the logits)              N C + 1, the last step N C + C G + CLASSES + 2
 nnz: the nonzero values of the core's input in the step (the weighted cores are event-driven).
 """
 
@@ -131,7 +131,7 @@ class Tokens(SeqOp):
 
     def cycles(self, params, nonzero, last):
         p = params
-        return p["CHANNELS"] * p["HEIGHT"] * p["WIDTH"] + 2
+        return p["C"] * p["H"] * p["W"] + 2
 
 
 class WeightedLif(SeqOp):
@@ -232,11 +232,11 @@ class MaxPool(SeqOp):
         if reads[0].bits != 1:
             raise UserError(f"node {node.name}: maxpool of {reads[0].bits}-bit values; the RTL core pools spikes")
         c, h, w = graph.node(node.inputs[0]).shape
-        return {"module": self.module, "params": {"CHANNELS": c, "HEIGHT": h, "WIDTH": w}, "bits": 1}
+        return {"module": self.module, "params": {"C": c, "H": h, "W": w}, "bits": 1}
 
     def cycles(self, params, nonzero, last):
         p = params
-        return p["CHANNELS"] * p["HEIGHT"] * p["WIDTH"] + (p["WIDTH"] - 1) // 2 + 1 + 1
+        return p["C"] * p["H"] * p["W"] + (p["W"] - 1) // 2 + 1 + 1
 
 
 class Add(SeqOp):
@@ -266,7 +266,7 @@ class Ssa(SeqOp):
         v_bits = int(node.attrs["v_bits"])
         sign = {1: "2'b01", -1: "2'b11", 0: "2'b00"}[int(consts.sign[0])]
         return {"module": self.module, "bits": 1,
-                "params": {"TOKENS": tokens, "DIM": dim, "HEADS": int(node.attrs["num_heads"]),
+                "params": {"N": tokens, "D": dim, "HEADS": int(node.attrs["num_heads"]),
                            "ACC_BITS": int(node.attrs["acc_bits"]), "V_BITS": v_bits, "F": int(node.attrs["frac_bits"]),
                            "T": int(node.attrs["frac_bits"]) - int(node.attrs["bias_frac_bits"])},
                 "consts": {"bias": hex_literal(consts.bias_int[0], v_bits),
@@ -274,7 +274,7 @@ class Ssa(SeqOp):
 
     def cycles(self, params, nonzero, last):
         p = params
-        return 4 * p["TOKENS"] * p["DIM"] + p["HEADS"] + 2
+        return 4 * p["N"] * p["D"] + p["HEADS"] + 2
 
 
 class Head(SeqOp):
@@ -295,7 +295,7 @@ class Head(SeqOp):
         bias = graph.tensor(node.name, "bias_int")
         files = {f"{name}_weights.mem": memfiles.rom_lines(graph, node, parallel)[0],
                  f"{name}_bias.mem": memfiles.hex_lines([int(b) % (1 << logit_bits) for b in bias], logit_bits)}
-        params = {"TOKENS": tokens, "CHANNELS": channels, "CLASSES": node.shape[0], "P": parallel, "BITS": bits,
+        params = {"N": tokens, "C": channels, "CLASSES": node.shape[0], "P": parallel, "BITS": bits,
                   "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
                   "ZP": int(node.attrs.get("zero_point", 0)), "IN_BITS": reads[0].bits,
                   "SUM_BITS": value_bits(node.attrs["x_max"]), "ACC_BITS": int(node.attrs["acc_bits"]),
@@ -306,7 +306,7 @@ class Head(SeqOp):
     def cycles(self, params, nonzero, last):
         p = params
         groups = -(-p["CLASSES"] // p["P"])
-        return p["TOKENS"] * p["CHANNELS"] + (p["CHANNELS"] * groups + p["CLASSES"] + 2 if last else 1)
+        return p["N"] * p["C"] + (p["C"] * groups + p["CLASSES"] + 2 if last else 1)
 
 
 # op -> its core; the template of each op's instance is project/top_ops/<op>.v.j2

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 from hqflow import numerics
-from hqflow.errors import UserError
 from hqflow.export.rtl import memfiles
 from hqflow.export.rtl.stream_base import StreamOp, ident, lane_dsp, lanes_for, mul_latency, value_bits
 from hqflow.export.rtl.stream_memories import Memory, memory_table, rom_geometry, window_memories
@@ -147,14 +146,15 @@ class Head(StreamOp):
 
     def cycle_params(self, graph, node, inputs, lanes):
         tokens, channels = graph.node(node.inputs[0]).shape
-        return {"N": tokens, "C": channels, "K": node.shape[0], "P": lanes, "SUM_BITS": value_bits(node.attrs["x_max"])}
+        return {"N": tokens, "C": channels, "CLASSES": node.shape[0], "P": lanes,
+                "SUM_BITS": value_bits(node.attrs["x_max"])}
 
     def params(self, graph, node, inputs, lanes):
         fmt = numerics.Candidate.parse(node.attrs["format"])
         name = ident(node.name)
         tokens, channels = graph.node(node.inputs[0]).shape
         in_bits = inputs[0].bits if inputs else value_bits(graph.node(node.inputs[0]).value_max)
-        return {"N": tokens, "C": channels, "K": node.shape[0], "P": lanes, "BITS": numerics.rom_code_bits(fmt),
+        return {"N": tokens, "C": channels, "CLASSES": node.shape[0], "P": lanes, "BITS": numerics.rom_code_bits(fmt),
                 "SCHEME": SCHEME_CODE[fmt.scheme], "ZERO_LEVEL": int(fmt.zero_level),
                 "ZP": int(node.attrs.get("zero_point", 0)), "T": graph.time_steps, "IN_BITS": in_bits,
                 "SUM_BITS": value_bits(node.attrs["x_max"]), "ACC_BITS": int(node.attrs["acc_bits"]),
@@ -181,23 +181,23 @@ class Head(StreamOp):
         """N C (the sums) + per lane group C + 3 + mul_latency (the codes read registered, the products pipelined)."""
         p = params
         latency = mul_latency(p.get("SUM_BITS", 1), None)
-        return p["N"] * p["C"] + -(-p["K"] // p["P"]) * (p["C"] + 3 + latency)
+        return p["N"] * p["C"] + -(-p["CLASSES"] // p["P"]) * (p["C"] + 3 + latency)
 
     def memories(self, params):
         p = params
-        width, depth = rom_geometry(p, p["K"], p["C"])
+        width, depth = rom_geometry(p, p["CLASSES"], p["C"])
         return [Memory("weights", width, depth, True),
-                Memory("bias", p["P"] * p["LOGIT_BITS"], -(-p["K"] // p["P"]), True)]
+                Memory("bias", p["P"] * p["LOGIT_BITS"], -(-p["CLASSES"] // p["P"]), True)]
 
     def terms(self, params):
         """the channel sums' ring (C x SUM_BITS), the accumulators and logits (P x ACC, P x LOGIT_BITS)."""
         p = params
-        lanes = min(p["P"], p["K"])
+        lanes = min(p["P"], p["CLASSES"])
         return {"fixed": 1.0, "ring": p["C"] * p["SUM_BITS"], "acc": lanes * p["ACC_BITS"],
                 "logits": lanes * p["LOGIT_BITS"]}
 
     def dsp(self, params):
-        return min(params["P"], params["K"]) * lane_dsp(params["SCHEME"], params["BITS"], params["SUM_BITS"])
+        return min(params["P"], params["CLASSES"]) * lane_dsp(params["SCHEME"], params["BITS"], params["SUM_BITS"])
 
 
 class FifoCore(StreamOp):

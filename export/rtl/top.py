@@ -20,7 +20,7 @@ Architecture (layer-sequential, the default and for now the only one):
   inference needs T frames, which the host produces one at a time (a DVS binning pipeline); the
   top buffers one frame, which is all a layer-sequential schedule can use.
 * The output: the head's logits, one a cycle (out_valid, out_index, out_data, out_last), at the end
-  of the last step; no back-pressure (K values).
+  of the last step; no back-pressure (CLASSES values).
 
 `plan_top` decides every core's parameters, buffer and wiring from the graph (Python chooses
 numbers and names only; the arithmetic is the cores'). Each op's part (its module, parameters,

@@ -74,6 +74,8 @@ def export_cmd(run, target, out, force, tb_samples, trace_samples, reuse_factor,
         rtl_options = RtlOptions(lanes=lanes, part=part, clock_mhz=clock_mhz, arch=arch, target_fps=target_fps,
                                  memory_style=memory_style)
     graph, summary = export(run, out, target, force, tb_samples, trace_samples, data_root, options, rtl_options)
+    if summary.get("data_root"):
+        click.echo(f"{out}: test vectors from data root {summary['data_root']}")
     click.echo(f"{out}: {len(graph.nodes)} nodes, {sum(t.nbytes for t in graph.tensors.values())} bytes of "
                f"integer tensors, T {graph.time_steps}")
     if summary and summary["samples"] < tb_samples:
@@ -238,18 +240,18 @@ def sim_cmd(export_dir, split, data_root, limit, batch_size, compare_run):
     """Accuracy of the integer model in EXPORT_DIR (NumPy only), optionally against PyTorch."""
     import json
 
-    from hqflow.data import load_dataset
+    from hqflow.data import data_root_for, load_dataset
     from hqflow.ir import load_graph
     from hqflow.sim.run import batches, evaluate
 
     graph = load_graph(export_dir)
     model_meta = graph.meta["model"]
-    frames = load_dataset(graph.meta["dataset"], split, graph.time_steps, model_meta["img_size"],
-                          None if data_root is None else str(data_root))
+    root, which = data_root_for(data_root, graph.meta.get("data_root"), str(Path(export_dir) / "graph.json"))
+    frames = load_dataset(graph.meta["dataset"], split, graph.time_steps, model_meta["img_size"], root)
     if compare_run is None:
         correct, n, seconds = evaluate(graph, batches(frames, batch_size, limit))
         click.echo(f"{export_dir}: integer model, {graph.meta['dataset']} {split} ({n} samples): accuracy "
-                   f"{correct / n:.2%}, {1000 * seconds / n:.1f} ms per sample")
+                   f"{correct / n:.2%}, {1000 * seconds / n:.1f} ms per sample (data root {which})")
         return
     from hqflow.export.compare import compare
     from hqflow.search.checkpoint import load_checkpoint
@@ -262,7 +264,7 @@ def sim_cmd(export_dir, split, data_root, limit, batch_size, compare_run):
     if differ:
         raise UserError(f"--compare-torch {compare_run}: not the run {export_dir} was exported from "
                         f"({', '.join(differ)} differ)")
-    result = compare(graph, model, batches(frames, batch_size, limit)).summary()
+    result = compare(graph, model, batches(frames, batch_size, limit)).summary() | {"data_root": which}
     click.echo(json.dumps(result, indent=2))
 
 

@@ -86,7 +86,8 @@ def evaluate(run, split, data_root, batch_size, device, amp):
     result = evaluate_run(run, split, None if data_root is None else str(data_root), batch_size, device=device,
                           amp=amp)
     click.echo(f"{run}: {result.dataset} {result.split} ({result.samples} samples): "
-               f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}, {result.seconds:.1f} s")
+               f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}, {result.seconds:.1f} s (data root "
+               f"{result.data_root})")
 
 
 def _search_config(config_path, init, hw_lambda, epochs, energy_table, cost=None):

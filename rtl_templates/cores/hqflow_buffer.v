@@ -30,6 +30,9 @@ module hqflow_buffer #(
     output wire [BITS-1:0]      peek_data
 `endif
 );
+    initial if (SIZE < 1 || PACK < 1 || (PACK & (PACK - 1)) != 0 || BITS < 1 || ADDR_BITS < 1)
+        $error("hqflow_buffer: SIZE %0d, PACK %0d (a power of two), BITS %0d, ADDR_BITS %0d must be >= 1",
+               SIZE, PACK, BITS, ADDR_BITS);
     localparam integer DEPTH = (SIZE + PACK - 1) / PACK;
     localparam integer SH = PACK > 1 ? $clog2(PACK) : 0;
     localparam integer WA = DEPTH > 1 ? $clog2(DEPTH) : 1;

@@ -1,4 +1,4 @@
-// hqflow spiking conv 3x3 core (stride 1, zero padding 1) + LIF, one time step per start/done:
+// hqflow_conv_lif: the spiking conv 3x3 core (stride 1, zero padding 1) + LIF, one time step per start/done:
 // x [C][H][W] -> s [O][H][W], both stored channels last ([H][W][C], [H][W][O]).
 //
 //   acc[o][y][x] = sum_{c,i,j} w_eff[o][c][i][j] * x[c][y+i-1][x+j-1]   (numerics.conv2d_acc)
@@ -10,9 +10,10 @@
 // stay in the core between steps (`first` at t = 0 ignores them).
 //
 // Layout: channels last (hqflow's RTL convention, as FINN's NHWC), inputs and outputs alike.
-// Interfaces: x_addr ((y*W + x)*C + c) -> x_data one cycle later (a synchronous RAM read port);
-// spikes written as s_we, s_addr = (y*W + x)*G + g, s_data bit p = s[g*P + p][y][x] (so with
-// P | O the word address of element ((y*W + x)*O + o) is that index / P, its bit the index % P).
+// Ports (the sequential cores' convention): start, first, done; x_addr ((y*W + x)*C + c) -> x_data one
+// cycle later (a synchronous RAM read port); the spikes written as out_we, out_addr = (y*W + x)*G + g,
+// out_data bit p = s[g*P + p][y][x] (so with P | O the word address of element ((y*W + x)*O + o) is
+// that index / P, its bit the index % P).
 // Memories: acc and v [H*W*G] x P*ACC_BITS / P*V_BITS, synchronous read (block RAM).
 // Addresses are running offsets (a pixel's (y*W + x)*G, a tap's row and target pixel advance by
 // constant steps): no multiplier, so the only DSP48s of the core are the weight lanes' (none for po2).
@@ -32,9 +33,9 @@ module hqflow_conv_lif #(
     output reg  done,
     output wire [31:0] x_addr,
     input  wire [X_BITS-1:0] x_data,
-    output reg  s_we,
-    output reg  [31:0] s_addr,
-    output reg  [P-1:0] s_data
+    output reg  out_we,
+    output reg  [31:0] out_addr,
+    output reg  [P-1:0] out_data
 );
     initial begin  // elaboration-time checks of the parameters
         if (C < 1 || H < 1 || W < 1 || O < 1 || P < 1 || T < 1 || X_BITS < 1)
@@ -42,18 +43,18 @@ module hqflow_conv_lif #(
         if (BITS < 1 || BITS > 32 || ACC_BITS < 1 || ACC_BITS > 64 || V_BITS < 2 || V_BITS > 64)
             $error("hqflow_conv_lif: BITS %0d (1..32), ACC_BITS %0d (1..64), V_BITS %0d (2..64)", BITS, ACC_BITS, V_BITS);
     end
-    localparam LANES_W = 64 / BITS;
-    localparam KW = P > LANES_W ? P / LANES_W : 1;
-    localparam GPW = LANES_W * KW / P;
-    localparam G = (O + P - 1) / P;
-    localparam ROW_WIDE = (G + GPW - 1) / GPW;
-    localparam RW = 64 * KW;
-    localparam ROM_DEPTH = C * 9 * ROW_WIDE;
-    localparam NV = H * W * G;
-    localparam GA = G > 1 ? $clog2(G) : 1;
-    localparam RA = ROM_DEPTH > 1 ? $clog2(ROM_DEPTH) : 1;
+    localparam integer LANES_W = 64 / BITS;
+    localparam integer KW = P > LANES_W ? P / LANES_W : 1;
+    localparam integer GPW = LANES_W * KW / P;
+    localparam integer G = (O + P - 1) / P;
+    localparam integer ROW_WIDE = (G + GPW - 1) / GPW;
+    localparam integer RW = 64 * KW;
+    localparam integer ROM_DEPTH = C * 9 * ROW_WIDE;
+    localparam integer NV = H * W * G;
+    localparam integer GA = G > 1 ? $clog2(G) : 1;
+    localparam integer RA = ROM_DEPTH > 1 ? $clog2(ROM_DEPTH) : 1;
 
-    localparam S_IDLE = 0, S_SCAN = 1, S_ACC = 2, S_LIF = 3, S_DRAIN = 4, S_DONE = 5;
+    localparam integer S_IDLE = 0, S_SCAN = 1, S_ACC = 2, S_LIF = 3, S_DRAIN = 4, S_DONE = 5;
     reg [2:0] state;
     reg first_r;
     reg [31:0] idx, sc, sy, sx;        // the scan's next read, as (c, y, x)
@@ -121,13 +122,13 @@ module hqflow_conv_lif #(
 
     always @(posedge clk) begin
         done <= 0;
-        s_we <= 0;
+        out_we <= 0;
         b_valid <= state == S_ACC && tap_in;
         b_g <= g; b_wsel <= wsel; b_x <= x_val; b_addr <= acc_addr_issue;
         l_valid <= state == S_LIF;
         l_g <= g; l_addr <= acc_addr_issue;
         if (l_valid) begin
-            s_we <= 1; s_addr <= l_addr; s_data <= spikes & live_of(l_g);
+            out_we <= 1; out_addr <= l_addr; out_data <= spikes & live_of(l_g);
         end
         case (state)
             S_IDLE: if (start) begin
@@ -169,7 +170,7 @@ module hqflow_conv_lif #(
             S_DRAIN: state <= S_DONE;   // the last LIF write
             default: begin done <= 1; state <= S_IDLE; end
         endcase
-        if (rst) begin state <= S_IDLE; done <= 0; s_we <= 0; b_valid <= 0; l_valid <= 0; end
+        if (rst) begin state <= S_IDLE; done <= 0; out_we <= 0; b_valid <= 0; l_valid <= 0; end
     end
 
     // lane k of group grp is output grp*P + k < O: only the last group has dead lanes
@@ -178,5 +179,5 @@ module hqflow_conv_lif #(
         for (k = 0; k < P; k = k + 1) live_of[k] = grp != G - 1 || k < O - (G - 1) * P;
     endfunction
 
-    initial begin state = S_IDLE; done = 0; s_we = 0; b_valid = 0; l_valid = 0; end
+    initial begin state = S_IDLE; done = 0; out_we = 0; b_valid = 0; l_valid = 0; end
 endmodule

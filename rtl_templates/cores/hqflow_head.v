@@ -2,16 +2,18 @@
 //   every step:  x_sum[c] += x[n][c] over the N tokens (x [N][C], address n * C + c, IN_BITS
 //                unsigned); `first` (t = 0) starts the sums from 0. x_sum [C] is SUM_BITS unsigned
 //                (holds x_max * N * T).
-//   last step:   acc[k] = sum_c w_eff[k][c] * x_sum[c]   (ACC_BITS two's complement, P lanes of
-//                hqflow_lanes.v over the weight ROM of hqflow_weight_rom.v: the layout of
-//                numerics.rom, as the linear core reads it, rows = input channels c)
+//   last step:   acc[k] = sum_c w_eff[k][c] * x_sum[c]   (classes k < CLASSES; ACC_BITS two's
+//                complement, P lanes of hqflow_lanes.v over the weight ROM of hqflow_weight_rom.v: the
+//                layout of numerics.rom, as the linear core reads it, rows = input channels c)
 //                logits[k] = (acc[k] << BF) + bias_int[k]   (LOGIT_BITS two's complement, exact)
 //   written as out_we / out_addr = k / out_data, one logit per cycle (registered).
-// A step with `last` = 0 only accumulates; one with `last` = 1 accumulates and then writes the K
-// logits (the ROM words of channel c, G = ceil(K / P) lane groups, one group per cycle).
+// A step with `last` = 0 only accumulates; one with `last` = 1 accumulates and then writes the CLASSES
+// logits (the ROM words of channel c, G = ceil(CLASSES / P) lane groups, one group per cycle).
+// Ports (the sequential cores' convention): start, first, last, busy, done; x_addr -> x_data one cycle
+// later (a RAM read port); out_we / out_addr / out_data.
 //
 // Memories inside: x_sum [C] x SUM_BITS and acc [G] x P*ACC_BITS (hqflow_ram: block RAM), the
-// weight ROM (C * ROW_WIDE lines of 64 * KW bits, ROM_FILE) and the bias table (K lines of
+// weight ROM (C * ROW_WIDE lines of 64 * KW bits, ROM_FILE) and the bias table (CLASSES lines of
 // LOGIT_BITS, BIAS_FILE: bias_int in LOGIT_BITS two's complement), both $readmemh. A read of a
 // word written in the cycle before is forwarded (every read-after-write distance works, C = 1 or
 // G = 1 included).
@@ -20,10 +22,10 @@
 // the last logit); busy from the cycle after start until done.
 // Cycles per time step (the start edge to the edge that samples done):
 //   N * C + 1                           (last = 0)
-//   N * C + C * G + K + 2               (last = 1),  G = ceil(K / P)
+//   N * C + C * G + CLASSES + 2         (last = 1),  G = ceil(CLASSES / P)
 module hqflow_head #(
-    parameter integer TOKENS = 4,
-    parameter integer CHANNELS = 8,
+    parameter integer N = 4,
+    parameter integer C = 8,
     parameter integer CLASSES = 4,
     parameter integer P = 4,
     parameter integer BITS = 8,
@@ -37,8 +39,8 @@ module hqflow_head #(
     parameter integer BF = 0,
     parameter ROM_FILE = "weights.mem",
     parameter BIAS_FILE = "bias.mem",
-    parameter integer X_ADDR_BITS = (TOKENS * CHANNELS > 1) ? $clog2(TOKENS * CHANNELS) : 1,
-    parameter integer K_BITS = (CLASSES > 1) ? $clog2(CLASSES) : 1
+    parameter integer X_ADDR_BITS = (N * C > 1) ? $clog2(N * C) : 1,
+    parameter integer CLASS_BITS = (CLASSES > 1) ? $clog2(CLASSES) : 1
 ) (
     input  wire                   clk,
     input  wire                   rst,
@@ -50,18 +52,28 @@ module hqflow_head #(
     output wire [X_ADDR_BITS-1:0] x_addr,
     input  wire [IN_BITS-1:0]     x_data,
     output reg                    out_we,
-    output reg  [K_BITS-1:0]      out_addr,
+    output reg  [CLASS_BITS-1:0]  out_addr,
     output reg  [LOGIT_BITS-1:0]  out_data
 );
+    initial begin  // elaboration-time checks of the parameters
+        if (N < 1 || C < 1 || CLASSES < 1 || P < 1 || IN_BITS < 1)
+            $error("hqflow_head: sizes N %0d C %0d CLASSES %0d P %0d IN_BITS %0d must be >= 1", N, C, CLASSES, P, IN_BITS);
+        if (BITS < 1 || BITS > 32 || SUM_BITS < 1 || SUM_BITS > 64 || ACC_BITS < 1 || ACC_BITS > 64
+            || LOGIT_BITS < 1 || LOGIT_BITS > 64 || BF < 0)
+            $error("hqflow_head: BITS %0d (1..32), SUM_BITS %0d, ACC_BITS %0d, LOGIT_BITS %0d (1..64), BF %0d (>= 0)",
+                   BITS, SUM_BITS, ACC_BITS, LOGIT_BITS, BF);
+        else if (P <= 64 / BITS ? (64 / BITS) % P != 0 : P % (64 / BITS) != 0)
+            $error("hqflow_head: P %0d lanes must divide the %0d codes of a ROM word or be a multiple of them", P, 64 / BITS);
+    end
     localparam integer LANES_W = 64 / BITS;
     localparam integer KW = P > LANES_W ? P / LANES_W : 1;
     localparam integer GPW = LANES_W * KW / P;
     localparam integer G = (CLASSES + P - 1) / P;
     localparam integer ROW_WIDE = (G + GPW - 1) / GPW;
     localparam integer RW = 64 * KW;
-    localparam integer ROM_DEPTH = CHANNELS * ROW_WIDE;
+    localparam integer ROM_DEPTH = C * ROW_WIDE;
     localparam integer RA = ROM_DEPTH > 1 ? $clog2(ROM_DEPTH) : 1;
-    localparam integer CB = CHANNELS > 1 ? $clog2(CHANNELS) : 1;
+    localparam integer CB = C > 1 ? $clog2(C) : 1;
     localparam integer GB = G > 1 ? $clog2(G) : 1;
     localparam integer PB = P > 1 ? $clog2(P) : 1;
     localparam integer WB = GPW > 1 ? $clog2(GPW) : 1;
@@ -77,7 +89,7 @@ module hqflow_head #(
     reg [RA-1:0]          rom_addr;     // c * ROW_WIDE + g / GPW
     reg [RA-1:0]          row_base;
     reg [PB-1:0]          p, p1;        // S_OUT: lane
-    reg [K_BITS-1:0]      k, k1;        // S_OUT: class
+    reg [CLASS_BITS-1:0]  k, k1;        // S_OUT: class
     reg                   end1;         // the step's last read
 
     assign x_addr = idx;
@@ -91,7 +103,7 @@ module hqflow_head #(
     reg  [SUM_BITS-1:0] sum_fwd_d;
     wire [SUM_BITS-1:0] sum_old = (sum_fwd_v && sum_fwd_a == c1) ? sum_fwd_d : sum_q;
     wire [SUM_BITS-1:0] sum_new = ((first_r && n0_1) ? {SUM_BITS{1'b0}} : sum_old) + x_data;
-    hqflow_ram #(.WIDTH(SUM_BITS), .DEPTH(CHANNELS), .ADDR_BITS(CB)) sum_ram (
+    hqflow_ram #(.WIDTH(SUM_BITS), .DEPTH(C), .ADDR_BITS(CB)) sum_ram (
         .clk(clk), .we(sum_we), .waddr(c1), .wdata(sum_new), .re(1'b1), .raddr(c), .rdata(sum_q));
 
     // weight ROM and lanes (S_DOT): the group's P codes times x_sum[c]
@@ -138,7 +150,7 @@ module hqflow_head #(
 
     // bias table (S_OUT) and the logit
     wire [LOGIT_BITS-1:0] bias_q;
-    hqflow_weight_rom #(.WIDTH(LOGIT_BITS), .DEPTH(CLASSES), .AW(K_BITS), .FILE(BIAS_FILE)) bias_rom (
+    hqflow_weight_rom #(.WIDTH(LOGIT_BITS), .DEPTH(CLASSES), .AW(CLASS_BITS), .FILE(BIAS_FILE)) bias_rom (
         .clk(clk), .addr(k), .q(bias_q));
     reg  signed [ACC_BITS-1:0]   acc_lane;              // lane p1 of acc_old (a mux, constant offsets)
     integer r;
@@ -163,8 +175,8 @@ module hqflow_head #(
             end
             S_SUM: begin
                 idx <= idx + 1'b1;
-                if (c == CHANNELS - 1) begin c <= 0; n0 <= 1'b0; end else c <= c + 1'b1;
-                if (idx == TOKENS * CHANNELS - 1) begin
+                if (c == C - 1) begin c <= 0; n0 <= 1'b0; end else c <= c + 1'b1;
+                if (idx == N * C - 1) begin
                     state <= last_r ? S_DOT : S_IDLE;
                     g <= 0; wsel <= 0; rom_addr <= 0; row_base <= 0;
                 end
@@ -173,7 +185,7 @@ module hqflow_head #(
                 if (g == G - 1) begin
                     g <= 0; wsel <= 0;
                     rom_addr <= row_base + ROW_WIDE; row_base <= row_base + ROW_WIDE;
-                    if (c == CHANNELS - 1) begin
+                    if (c == C - 1) begin
                         c <= 0; state <= S_OUT; p <= 0; k <= 0;
                     end else c <= c + 1'b1;
                 end else begin
@@ -198,7 +210,7 @@ module hqflow_head #(
             valid1 <= state != S_IDLE;
             state1 <= state;
             c1 <= c; n0_1 <= n0; g1 <= g; wsel1 <= wsel; p1 <= p; k1 <= k;
-            end1 <= state == S_SUM && idx == TOKENS * CHANNELS - 1;
+            end1 <= state == S_SUM && idx == N * C - 1;
             sum_fwd_v <= sum_we; sum_fwd_a <= c1; sum_fwd_d <= sum_new;
             acc_fwd_v <= acc_we; acc_fwd_a <= g1; acc_fwd_d <= acc_new;
             out_we <= valid1 && state1 == S_OUT;

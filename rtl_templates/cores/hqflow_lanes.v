@@ -9,7 +9,7 @@
 // Spike inputs (X_BITS 1) select w_eff or 0 in every scheme: no multiplier (and no DSP48) at all.
 // `define HQFLOW_MUT_PO2_ZERO (a mutation control for the tests) takes shift 0 as the po2z zero code.
 
-module hqflow_lane_uniform #(parameter BITS = 8, ZP = 0, X_BITS = 1, ACC_BITS = 32) (
+module hqflow_lane_uniform #(parameter integer BITS = 8, ZP = 0, X_BITS = 1, ACC_BITS = 32) (
     input  wire [BITS-1:0] code,
     input  wire [X_BITS-1:0] x,
     output wire signed [ACC_BITS-1:0] prod
@@ -20,7 +20,7 @@ module hqflow_lane_uniform #(parameter BITS = 8, ZP = 0, X_BITS = 1, ACC_BITS = 
     assign prod = p;
 endmodule
 
-module hqflow_lane_po2 #(parameter BITS = 4, ZERO_LEVEL = 0, X_BITS = 1, ACC_BITS = 32) (
+module hqflow_lane_po2 #(parameter integer BITS = 4, ZERO_LEVEL = 0, X_BITS = 1, ACC_BITS = 32) (
     input  wire [BITS-1:0] code,
     input  wire [X_BITS-1:0] x,
     output wire signed [ACC_BITS-1:0] prod
@@ -44,7 +44,7 @@ module hqflow_lane_po2 #(parameter BITS = 4, ZERO_LEVEL = 0, X_BITS = 1, ACC_BIT
     assign prod = is_zero ? {ACC_BITS{1'b0}} : X_BITS == 1 ? spike_w : (code[BITS-1] ? -magnitude : magnitude);
 endmodule
 
-module hqflow_lane_fixed #(parameter X_BITS = 1, ACC_BITS = 64) (
+module hqflow_lane_fixed #(parameter integer X_BITS = 1, ACC_BITS = 64) (
     input  wire [31:0] code,
     input  wire [X_BITS-1:0] x,
     output wire signed [ACC_BITS-1:0] prod
@@ -57,13 +57,19 @@ endmodule
 
 // P lanes of one scheme over the P codes `codes` (lane p: bits [p*BITS, (p+1)*BITS)); lanes whose
 // output channel is >= O (the padding of the last group) give 0 (`live` bit p clear).
-module hqflow_lanes #(parameter P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
+module hqflow_lanes #(parameter integer P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
                       X_BITS = 1, ACC_BITS = 32) (
     input  wire [P*BITS-1:0] codes,
     input  wire [P-1:0] live,
     input  wire [X_BITS-1:0] x,
     output wire [P*ACC_BITS-1:0] prods
 );
+    initial begin  // elaboration-time checks of the parameters
+        if (P < 1 || X_BITS < 1 || ACC_BITS < 1 || ACC_BITS > 64)
+            $error("hqflow_lanes: P %0d and X_BITS %0d must be >= 1, ACC_BITS %0d in 1..64", P, X_BITS, ACC_BITS);
+        if (SCHEME == 0 ? (BITS < 1 || BITS > 32) : SCHEME == 1 ? (BITS < 2 || BITS > 32) : (SCHEME != 2 || BITS != 32))
+            $error("hqflow_lanes: SCHEME %0d, BITS %0d (uniform 0: 1..32, po2 1: 2..32, fp32 2: 32)", SCHEME, BITS);
+    end
     genvar p;
     generate
         for (p = 0; p < P; p = p + 1) begin : lane
@@ -87,7 +93,7 @@ endmodule
 // fits) as a pipelined tree in LUTs: rows x[k] ? w << k : 0, added in pairs level by level (LEVELS =
 // clog2(X_BITS) levels), a register after the last level and after every second one before it:
 // LATENCY = ceil(LEVELS / 2) cycles (hqflow_mul_latency in Python: stream_base.mul_latency).
-module hqflow_mul #(parameter X_BITS = 2, W_BITS = 2, OUT_BITS = 32) (
+module hqflow_mul #(parameter integer X_BITS = 2, W_BITS = 2, OUT_BITS = 32) (
     input  wire clk,
     input  wire [X_BITS-1:0] x,
     input  wire signed [W_BITS-1:0] w,
@@ -130,7 +136,7 @@ endmodule
 // x to prods either way (stream_base.mul_latency). The lanes past `live` give 0: `live` goes down the
 // pipeline beside the product and gates it at the end (a lane whose codes are constant, a dead lane of the
 // last group, then multiplies a constant: synthesis folds it, no DSP).
-module hqflow_lanes_piped #(parameter P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
+module hqflow_lanes_piped #(parameter integer P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
                             X_BITS = 2, ACC_BITS = 32, MUL_TREE = 1) (
     input  wire clk,
     input  wire [P*BITS-1:0] codes,
@@ -142,6 +148,7 @@ module hqflow_lanes_piped #(parameter P = 1, BITS = 8, SCHEME = 0, ZERO_LEVEL = 
     localparam integer WB = SCHEME == 0 ? BITS + 2 : SCHEME == 1 ? (1 << (BITS - 1)) + 1 : 32;
     localparam integer EW = WB < ACC_BITS ? WB : ACC_BITS;
     localparam integer REGS = ($clog2(X_BITS) + 1) / 2;     // the product's registers
+    initial if (X_BITS < 2) $error("hqflow_lanes_piped: X_BITS %0d (a 1-bit x gates the weights: hqflow_lanes)", X_BITS);
     wire [P*ACC_BITS-1:0] w_eff;
     hqflow_lanes #(.P(P), .BITS(BITS), .SCHEME(SCHEME), .ZERO_LEVEL(ZERO_LEVEL), .ZP(ZP), .X_BITS(1),
                    .ACC_BITS(ACC_BITS)) decode (.codes(codes), .live({P{1'b1}}), .x(1'b1), .prods(w_eff));

@@ -17,6 +17,9 @@ module hqflow_lif #(parameter integer P = 1, ACC_BITS = 32, V_BITS = 64, F = 0, 
     output reg  [P*V_BITS-1:0] v_next,
     output reg  [P-1:0] spikes
 );
+    initial if (P < 1 || ACC_BITS < 1 || ACC_BITS > 64 || V_BITS < 2 || V_BITS > 64 || F < 0 || T < 0)
+        $error("hqflow_lif: P %0d (>= 1), ACC_BITS %0d (1..64), V_BITS %0d (2..64), F %0d and T %0d (>= 0)",
+               P, ACC_BITS, V_BITS, F, T);
     reg [P*V_BITS-1:0] h;              // h_int per lane
     integer p, q, r;
     // charge

@@ -1,4 +1,4 @@
-// hqflow spiking linear core + LIF, one time step per start/done: x [N][C] -> s [N][O].
+// hqflow_linear_lif: the spiking linear core + LIF, one time step per start/done: x [N][C] -> s [N][O].
 //
 //   acc[n][o] = sum_c w_eff[o][c] * x[n][c]    (numerics.linear_acc), then the LIF (hqflow_lif.v)
 // Event driven: token by token, the inputs x[n][*] are scanned (one read a cycle) and each nonzero
@@ -7,8 +7,9 @@
 // G = ceil(O / P) groups. The membranes v [N][O] stay in the core between steps (`first` at t = 0
 // ignores them, as the HLS kernel does).
 //
-// Interfaces: x_addr (n*C + c) -> x_data one cycle later (a synchronous RAM read port);
-// spikes written as s_we, s_addr = n*G + g, s_data bit p = s[n][g*P + p] (lanes >= O are 0).
+// Ports (the sequential cores' convention): start, first, done; x_addr (n*C + c) -> x_data one cycle
+// later (a synchronous RAM read port); the spikes written as out_we, out_addr = n*G + g, out_data bit
+// p = s[n][g*P + p] (lanes >= O are 0).
 // Memories: acc [G] x P*ACC_BITS and v [N*G] x P*V_BITS, synchronous read (block RAM).
 // Addresses are running offsets (n*C, n*G, c*ROW_WIDE advance by a constant step): no multiplier,
 // so the only DSP48s of the core are the weight lanes' (none for po2).
@@ -28,9 +29,9 @@ module hqflow_linear_lif #(
     output reg  done,
     output wire [31:0] x_addr,
     input  wire [X_BITS-1:0] x_data,
-    output reg  s_we,
-    output reg  [31:0] s_addr,
-    output reg  [P-1:0] s_data
+    output reg  out_we,
+    output reg  [31:0] out_addr,
+    output reg  [P-1:0] out_data
 );
     initial begin  // elaboration-time checks of the parameters
         if (N < 1 || C < 1 || O < 1 || P < 1 || T < 1 || X_BITS < 1)
@@ -38,18 +39,18 @@ module hqflow_linear_lif #(
         if (BITS < 1 || BITS > 32 || ACC_BITS < 1 || ACC_BITS > 64 || V_BITS < 2 || V_BITS > 64)
             $error("hqflow_linear_lif: BITS %0d (1..32), ACC_BITS %0d (1..64), V_BITS %0d (2..64)", BITS, ACC_BITS, V_BITS);
     end
-    localparam LANES_W = 64 / BITS;
-    localparam KW = P > LANES_W ? P / LANES_W : 1;
-    localparam GPW = LANES_W * KW / P;
-    localparam G = (O + P - 1) / P;
-    localparam ROW_WIDE = (G + GPW - 1) / GPW;
-    localparam RW = 64 * KW;
-    localparam ROM_DEPTH = C * ROW_WIDE;
-    localparam GA = G > 1 ? $clog2(G) : 1;
-    localparam VA = N * G > 1 ? $clog2(N * G) : 1;
-    localparam RA = ROM_DEPTH > 1 ? $clog2(ROM_DEPTH) : 1;
+    localparam integer LANES_W = 64 / BITS;
+    localparam integer KW = P > LANES_W ? P / LANES_W : 1;
+    localparam integer GPW = LANES_W * KW / P;
+    localparam integer G = (O + P - 1) / P;
+    localparam integer ROW_WIDE = (G + GPW - 1) / GPW;
+    localparam integer RW = 64 * KW;
+    localparam integer ROM_DEPTH = C * ROW_WIDE;
+    localparam integer GA = G > 1 ? $clog2(G) : 1;
+    localparam integer VA = N * G > 1 ? $clog2(N * G) : 1;
+    localparam integer RA = ROM_DEPTH > 1 ? $clog2(ROM_DEPTH) : 1;
 
-    localparam S_IDLE = 0, S_SCAN = 1, S_ACC = 2, S_LIF = 3, S_DRAIN = 4, S_DONE = 5;
+    localparam integer S_IDLE = 0, S_SCAN = 1, S_ACC = 2, S_LIF = 3, S_DRAIN = 4, S_DONE = 5;
     reg [2:0] state;
     reg first_r;
     reg [31:0] n, idx, prev, cur;      // token; scan index (c), issued index, index being accumulated
@@ -109,13 +110,13 @@ module hqflow_linear_lif #(
 
     always @(posedge clk) begin
         done <= 0;
-        s_we <= 0;
+        out_we <= 0;
         b_valid <= state == S_ACC;
         b_g <= g; b_wsel <= wsel; b_x <= x_val;
         l_valid <= state == S_LIF;
         l_g <= g;
         if (l_valid) begin
-            s_we <= 1; s_addr <= v_base + l_g; s_data <= spikes & live_l(l_g);
+            out_we <= 1; out_addr <= v_base + l_g; out_data <= spikes & live_l(l_g);
         end
         case (state)
             S_IDLE: if (start) begin
@@ -149,7 +150,7 @@ module hqflow_linear_lif #(
             end
             default: begin done <= 1; state <= S_IDLE; end
         endcase
-        if (rst) begin state <= S_IDLE; done <= 0; s_we <= 0; b_valid <= 0; l_valid <= 0; end
+        if (rst) begin state <= S_IDLE; done <= 0; out_we <= 0; b_valid <= 0; l_valid <= 0; end
     end
 
     // lane k of group grp is output grp*P + k < O: only the last group has dead lanes
@@ -158,5 +159,5 @@ module hqflow_linear_lif #(
         for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < O - (G - 1) * P;
     endfunction
 
-    initial begin state = S_IDLE; done = 0; s_we = 0; b_valid = 0; l_valid = 0; end
+    initial begin state = S_IDLE; done = 0; out_we = 0; b_valid = 0; l_valid = 0; end
 endmodule

@@ -13,17 +13,18 @@
 // rows are read (the next row completes >= W >= OW cycles later), so outputs are written in their
 // own raster order, channel by channel.  No arithmetic but counters.
 //
-// Memories: one spike per word; x read with latency 1 (hqflow_ram), out written through a RAM
-// write port. Handshake as every hqflow core: a one-cycle `start` while idle runs one step; `done`
-// is high in the cycle that presents the last write; busy from the cycle after start until done.
+// Ports (the sequential cores' convention): x_addr -> x_data one cycle later (a RAM read port,
+// hqflow_ram), one spike a word; out_we / out_addr / out_data a RAM write port. Handshake as every
+// hqflow core: a one-cycle `start` while idle runs one step; `done` is high in the cycle that presents
+// the last write; busy from the cycle after start until done.
 // Cycles per time step (the start edge to the edge that samples done):  C * H * W + OW + 1
 module hqflow_maxpool #(
-    parameter integer CHANNELS = 2,
-    parameter integer HEIGHT = 8,
-    parameter integer WIDTH = 8,
-    parameter integer IN_ADDR_BITS = (CHANNELS * HEIGHT * WIDTH > 1) ? $clog2(CHANNELS * HEIGHT * WIDTH) : 1,
-    parameter integer OUT_ADDR_BITS = (CHANNELS * ((HEIGHT - 1) / 2 + 1) * ((WIDTH - 1) / 2 + 1) > 1)
-                                      ? $clog2(CHANNELS * ((HEIGHT - 1) / 2 + 1) * ((WIDTH - 1) / 2 + 1)) : 1
+    parameter integer C = 2,
+    parameter integer H = 8,
+    parameter integer W = 8,
+    parameter integer IN_ADDR_BITS = (C * H * W > 1) ? $clog2(C * H * W) : 1,
+    parameter integer OUT_ADDR_BITS = (C * ((H - 1) / 2 + 1) * ((W - 1) / 2 + 1) > 1)
+                                      ? $clog2(C * ((H - 1) / 2 + 1) * ((W - 1) / 2 + 1)) : 1
 ) (
     input  wire                     clk,
     input  wire                     rst,
@@ -36,12 +37,15 @@ module hqflow_maxpool #(
     output reg  [OUT_ADDR_BITS-1:0] out_addr,
     output wire                     out_data
 );
-    localparam integer OH = (HEIGHT - 1) / 2 + 1;
-    localparam integer OW = (WIDTH - 1) / 2 + 1;
-    localparam integer TOTAL_IN = CHANNELS * HEIGHT * WIDTH;
-    localparam integer TOTAL_OUT = CHANNELS * OH * OW;
-    localparam integer YB = (HEIGHT > 1) ? $clog2(HEIGHT) : 1;
-    localparam integer XB = (WIDTH > 1) ? $clog2(WIDTH) : 1;
+    initial if (C < 1 || H < 1 || W < 1 || IN_ADDR_BITS < 1 || OUT_ADDR_BITS < 1)
+        $error("hqflow_maxpool: sizes C %0d H %0d W %0d, IN_ADDR_BITS %0d, OUT_ADDR_BITS %0d must be >= 1",
+               C, H, W, IN_ADDR_BITS, OUT_ADDR_BITS);
+    localparam integer OH = (H - 1) / 2 + 1;
+    localparam integer OW = (W - 1) / 2 + 1;
+    localparam integer TOTAL_IN = C * H * W;
+    localparam integer TOTAL_OUT = C * OH * OW;
+    localparam integer YB = (H > 1) ? $clog2(H) : 1;
+    localparam integer XB = (W > 1) ? $clog2(W) : 1;
     localparam integer CB = $clog2(OW + 2);
     localparam integer OUT_PER_CHANNEL = OH * OW;
     localparam integer OB = $clog2(OUT_PER_CHANNEL + 1);
@@ -65,7 +69,7 @@ module hqflow_maxpool #(
     assign x_addr = idx;
     assign out_we = emit_count != 0;
     assign out_data = emit_row[0];
-    assign done = out_we && out_chan == CHANNELS - 1 && out_n == OUT_PER_CHANNEL - 1;
+    assign done = out_we && out_chan == C - 1 && out_n == OUT_PER_CHANNEL - 1;
     assign busy = reading || valid1 || out_we;
 
     // the output columns of input column x1: x1 >> 1 and (x1 + 1) >> 1 (the one past OW dropped)
@@ -97,19 +101,19 @@ module hqflow_maxpool #(
                 if (reading) begin
                     if (count == TOTAL_IN - 1) reading <= 1'b0;
                     count <= count + 1'b1;
-                    if (x == WIDTH - 1) begin
+                    if (x == W - 1) begin
                         x <= 0;
-                        if (y == HEIGHT - 1) begin                 // the channel's last value
+                        if (y == H - 1) begin                      // the channel's last value
                             y <= 0;
                             chan <= chan + 1'b1;
                             idx <= chan + 1'b1;
                         end else begin
                             y <= y + 1'b1;
-                            idx <= idx + CHANNELS;
+                            idx <= idx + C;
                         end
                     end else begin
                         x <= x + 1'b1;
-                        idx <= idx + CHANNELS;
+                        idx <= idx + C;
                     end
                 end
                 if (row_complete) begin
@@ -126,15 +130,15 @@ module hqflow_maxpool #(
                         out_addr <= out_chan + 1'b1;
                     end else begin
                         out_n <= out_n + 1'b1;
-                        out_addr <= out_addr + CHANNELS;
+                        out_addr <= out_addr + C;
                     end
                 end
             end
             valid1 <= reading;
             y1 <= y;
             x1 <= x;
-            row_end1 <= x == WIDTH - 1;
-            last_row1 <= y == HEIGHT - 1;
+            row_end1 <= x == W - 1;
+            last_row1 <= y == H - 1;
             if (row_complete) begin
                 emit_row <= lo_next;
                 emit_count <= OW;

@@ -36,6 +36,8 @@ module hqflow_ram #(
     reg [WIDTH-1:0] mem [0:DEPTH-1];    // (ULTRA 0; the testbenches may peek at it)
 
     initial begin
+        if (WIDTH < 1 || DEPTH < 1 || ADDR_BITS < 1 || (DEPTH > 1 && ADDR_BITS < $clog2(DEPTH)))
+            $error("hqflow_ram: WIDTH %0d and DEPTH %0d must be >= 1, ADDR_BITS %0d >= clog2(DEPTH)", WIDTH, DEPTH, ADDR_BITS);
         if (ULTRA != 0 && INIT_FILE != "") $error("hqflow_ram: an UltraRAM array has no initial contents");
         if (INIT_FILE != "") $readmemh(INIT_FILE, mem);
     end

@@ -16,7 +16,8 @@
 //          B2 read the membrane of (n, h HD + j): LIF of y[j], write v' and s[n][h HD + j]
 // Each phase issues one read per cycle; the data arrive one cycle later (tagged), so the phases run
 // back to back. Outputs s [N][D] (address n * D + c, one spike per word) and the membrane writes
-// are registered.
+// are registered. Ports (the sequential cores' convention): qkv_addr -> q_data, k_data, v_data (the
+// three RAMs read through one address, latency 1); out_we / out_addr / out_data a RAM write port.
 //
 // Memories inside: kv [HD] x HD*KV_BITS and v [N*D] x V_BITS (hqflow_ram: block RAM).
 // Handshake as every hqflow core: a one-cycle `start` (with `first`) while idle runs one step;
@@ -25,14 +26,14 @@
 // Constants: bias, thr (V_BITS) and sign (2'b01 +1, 2'b11 -1, 2'b00 0) of the node's one LIF
 // channel (fold_lif(1, 0, attn_scale, 0.5, 0, T): bias 0); the top ties them to the node's values.
 module hqflow_ssa #(
-    parameter integer TOKENS = 4,
-    parameter integer DIM = 4,
+    parameter integer N = 4,
+    parameter integer D = 4,
     parameter integer HEADS = 1,
     parameter integer ACC_BITS = 8,
     parameter integer V_BITS = 16,
     parameter integer F = 2,
     parameter integer T = 2,
-    parameter integer ADDR_BITS = (TOKENS * DIM > 1) ? $clog2(TOKENS * DIM) : 1
+    parameter integer ADDR_BITS = (N * D > 1) ? $clog2(N * D) : 1
 ) (
     input  wire                 clk,
     input  wire                 rst,
@@ -51,10 +52,16 @@ module hqflow_ssa #(
     output reg  [ADDR_BITS-1:0] out_addr,
     output reg                  out_data
 );
-    localparam integer HD = DIM / HEADS;
-    localparam integer KV_BITS = $clog2(TOKENS + 1);
+    initial begin  // elaboration-time checks of the parameters
+        if (N < 1 || D < 1 || HEADS < 1 || D % HEADS != 0)
+            $error("hqflow_ssa: sizes N %0d D %0d HEADS %0d must be >= 1, HEADS dividing D", N, D, HEADS);
+        if (ACC_BITS < 1 || ACC_BITS > 64 || V_BITS < 2 || V_BITS > 64 || F < 0 || T < 0)
+            $error("hqflow_ssa: ACC_BITS %0d (1..64), V_BITS %0d (2..64), F %0d and T %0d (>= 0)", ACC_BITS, V_BITS, F, T);
+    end
+    localparam integer HD = D / HEADS;
+    localparam integer KV_BITS = $clog2(N + 1);
     localparam integer JB = (HD > 1) ? $clog2(HD) : 1;
-    localparam integer NB = (TOKENS > 1) ? $clog2(TOKENS) : 1;
+    localparam integer NB = (N > 1) ? $clog2(N) : 1;
     localparam integer HB = (HEADS > 1) ? $clog2(HEADS) : 1;
     localparam [2:0] S_IDLE = 3'd0, S_A1 = 3'd1, S_A2 = 3'd2, S_GAP = 3'd3, S_B1 = 3'd4, S_B2 = 3'd5;
 
@@ -69,7 +76,7 @@ module hqflow_ssa #(
 
     assign qkv_addr = tok_base + j;
     assign busy = state != S_IDLE || valid1 || out_we;
-    assign done = out_we && out_addr == TOKENS * DIM - 1;
+    assign done = out_we && out_addr == N * D - 1;
 
     // kv rows: read at issue (A2, B1), written in A2's data cycle
     wire [HD*KV_BITS-1:0] kv_row;
@@ -83,7 +90,7 @@ module hqflow_ssa #(
     reg               v_we;
     reg  [ADDR_BITS-1:0] v_waddr;
     reg  [V_BITS-1:0] v_wdata;
-    hqflow_ram #(.WIDTH(V_BITS), .DEPTH(TOKENS * DIM), .ADDR_BITS(ADDR_BITS)) v_ram (
+    hqflow_ram #(.WIDTH(V_BITS), .DEPTH(N * D), .ADDR_BITS(ADDR_BITS)) v_ram (
         .clk(clk), .we(v_we), .waddr(v_waddr), .wdata(v_wdata), .re(1'b1), .raddr(qkv_addr), .rdata(v_old));
 
     wire spike;
@@ -119,9 +126,9 @@ module hqflow_ssa #(
                 S_A1: state <= S_A2;
                 S_B1: state <= S_B2;
                 S_A2, S_B2:
-                    if (n != TOKENS - 1) begin
+                    if (n != N - 1) begin
                         n <= n + 1'b1;
-                        tok_base <= tok_base + DIM;
+                        tok_base <= tok_base + D;
                         state <= state == S_A2 ? S_A1 : S_B1;
                     end else begin
                         n <= 0;

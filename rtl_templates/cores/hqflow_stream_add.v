@@ -24,6 +24,9 @@ module hqflow_stream_add #(
     output reg                    m_tlast,
     output wire                   active
 );
+    initial if (T < 1 || SIZE < 1 || A_BITS < 1 || A_BITS > 64 || B_BITS < 1 || B_BITS > 64 || OUT_BITS < 1 || OUT_BITS > 64)
+        $error("hqflow_stream_add: T %0d and SIZE %0d must be >= 1, A_BITS %0d, B_BITS %0d, OUT_BITS %0d in 1..64",
+               T, SIZE, A_BITS, B_BITS, OUT_BITS);
     wire take = a_tvalid && b_tvalid && (!m_tvalid || m_tready);
     assign a_tready = take;
     assign b_tready = take;

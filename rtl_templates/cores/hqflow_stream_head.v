@@ -2,19 +2,19 @@
 //   SUM     every input element (n*C + c, the T values x[n][c][0..T-1], IN_BITS each) adds
 //           sum_t x[n][c][t] into x_sum[c] (SUM_BITS unsigned, holds x_max * N * T); x_sum is a ring
 //           of C registers that turns one place an element, so channel c is always at its head;
-//   LOGITS  after the image's last element, per lane group g (P classes, G = ceil(K / P)):
+//   LOGITS  after the image's last element, per lane group g (P classes, G = ceil(CLASSES / P)):
 //           C cycles acc[k] += w_eff[k][c] * x_sum[c] (hqflow_lanes_piped over the weight ROM of
 //           hqflow_weight_rom.v, rows = input channels c, as the linear core reads it; the codes read
 //           registered, the products pipelined: LAT = 1 + mul_latency(SUM_BITS) cycles, MUL_TREE as
 //           there), 1 + LAT drain cycles,
 //           1 cycle handing logits[k] = (acc[k] << BF) + bias_int[k] (LOGIT_BITS two's complement,
 //           exact) to the output bank (waits while it drains), which streams them out one a beat.
-// Stream out: the K logits in class order, tlast on the last. The next image is taken once the
+// Stream out: the CLASSES logits in class order, tlast on the last. The next image is taken once the
 // logits are in the bank. `active` is high in the cycles the core advances:
 //   active cycles per image = N * C + G * (C + 2 + LAT)
 // BIAS_FILE: bias_int, P classes a line (LOGIT_BITS each, G lines).
 module hqflow_stream_head #(
-    parameter integer N = 4, C = 8, K = 4, P = 4,
+    parameter integer N = 4, C = 8, CLASSES = 4, P = 4,
     parameter integer BITS = 8, SCHEME = 0, ZERO_LEVEL = 0, ZP = 0,
     parameter integer T = 1, IN_BITS = 1, SUM_BITS = 8, ACC_BITS = 24, LOGIT_BITS = 32, BF = 0,
     parameter ROM_FILE = "weights.mem", BIAS_FILE = "bias.mem", parameter integer MUL_TREE = 1
@@ -30,10 +30,19 @@ module hqflow_stream_head #(
     output wire                   m_tlast,
     output wire                   active
 );
+    initial begin  // elaboration-time checks of the parameters
+        if (N < 1 || C < 1 || CLASSES < 1 || P < 1 || T < 1 || IN_BITS < 1)
+            $error("hqflow_stream_head: sizes N %0d C %0d CLASSES %0d P %0d T %0d IN_BITS %0d must be >= 1",
+                   N, C, CLASSES, P, T, IN_BITS);
+        if (BITS < 1 || BITS > 32 || SUM_BITS < 1 || SUM_BITS > 64 || ACC_BITS < 1 || ACC_BITS > 64
+            || LOGIT_BITS < 1 || LOGIT_BITS > 64 || BF < 0)
+            $error("hqflow_stream_head: BITS %0d (1..32), SUM_BITS %0d, ACC_BITS %0d, LOGIT_BITS %0d (1..64), BF %0d (>= 0)",
+                   BITS, SUM_BITS, ACC_BITS, LOGIT_BITS, BF);
+    end
     localparam integer LANES_W = 64 / BITS;
     localparam integer KW = P > LANES_W ? P / LANES_W : 1;
     localparam integer GPW = LANES_W * KW / P;
-    localparam integer G = (K + P - 1) / P;
+    localparam integer G = (CLASSES + P - 1) / P;
     localparam integer ROW_WIDE = (G + GPW - 1) / GPW;
     localparam integer RW = 64 * KW;
     localparam integer ROM_DEPTH = C * ROW_WIDE;
@@ -145,7 +154,7 @@ module hqflow_stream_head #(
             S_DRAIN: if (drain == 0) state <= S_HAND; else drain <= drain - 1'b1;
             default: if (bank_free) begin   // S_HAND
                 bank <= logits;
-                bank_n <= g == G - 1 ? K - (G - 1) * P : P;
+                bank_n <= g == G - 1 ? CLASSES - (G - 1) * P : P;
                 bank_last <= g == G - 1;
                 c_row <= 0;
                 if (g != G - 1) begin
@@ -160,7 +169,7 @@ module hqflow_stream_head #(
 
     function [P-1:0] live_l(input [31:0] grp);
         integer k;
-        for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < K - (G - 1) * P;
+        for (k = 0; k < P; k = k + 1) live_l[k] = grp != G - 1 || k < CLASSES - (G - 1) * P;
     endfunction
 
     initial begin state = S_SUM; n = 0; n_first = 1; c = 0; g = 0; bank_n = 0; m_valid = 0; end

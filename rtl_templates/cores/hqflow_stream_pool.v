@@ -23,6 +23,7 @@ module hqflow_stream_pool #(
     output reg            m_tlast,
     output wire           active
 );
+    initial if (T < 1) $error("hqflow_stream_pool: T %0d must be >= 1 (H, W, C, K, S, PAD: hqflow_window.v's checks)", T);
     localparam integer WO = (W + 2 * PAD - K) / S + 1;
     localparam integer AB = (W * C > 1) ? $clog2(W * C) : 1;
     localparam integer XB = (W > 1) ? $clog2(W) : 1;

@@ -16,6 +16,7 @@ module hqflow_stream_reg #(parameter integer WIDTH = 1) (
     output reg  [WIDTH-1:0] m_tdata,
     output reg              m_tlast
 );
+    initial if (WIDTH < 1) $error("hqflow_stream_reg: WIDTH %0d must be >= 1", WIDTH);
     reg skid_valid;                     // a beat taken while the output stalled
     reg [WIDTH-1:0] skid_data;
     reg skid_last;

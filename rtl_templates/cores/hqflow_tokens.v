@@ -2,19 +2,20 @@
 // out[n][c] = x[c][y][x] with token n = y * W + x (numerics / sim: reshape and swap; HLS
 // hqflow::tokens). Values pass unchanged: BITS unsigned bits each.
 //
-// Memories: x is read in its own order (address c * H * W + n, counting up), out is written at
-// n * C + c (a running address: + C per token, back to the next channel at each channel's end;
-// no multiplier). Read latency 1 (hqflow_ram); one value per cycle.
+// Ports (the sequential cores' convention): x_addr -> x_data, x read in its own order (address
+// c * H * W + n, counting up; latency 1, hqflow_ram); out_we / out_addr / out_data written at n * C + c
+// (a running address: + C per token, back to the next channel at each channel's end; no multiplier).
+// One value per cycle.
 //
 // Handshake as every hqflow core: a one-cycle `start` while idle runs one step; `done` is high in
 // the cycle that presents the last write; busy from the cycle after start until done.
 // Cycles per time step (the start edge to the edge that samples done):  C * H * W + 2
 module hqflow_tokens #(
-    parameter integer CHANNELS = 4,
-    parameter integer HEIGHT = 4,
-    parameter integer WIDTH = 4,
+    parameter integer C = 4,
+    parameter integer H = 4,
+    parameter integer W = 4,
     parameter integer BITS = 1,
-    parameter integer ADDR_BITS = (CHANNELS * HEIGHT * WIDTH > 1) ? $clog2(CHANNELS * HEIGHT * WIDTH) : 1
+    parameter integer ADDR_BITS = (C * H * W > 1) ? $clog2(C * H * W) : 1
 ) (
     input  wire                 clk,
     input  wire                 rst,
@@ -27,14 +28,19 @@ module hqflow_tokens #(
     output reg  [ADDR_BITS-1:0] out_addr,
     output reg  [BITS-1:0]      out_data
 );
-    localparam integer TOKENS = HEIGHT * WIDTH;
-    localparam integer TOTAL = CHANNELS * TOKENS;
+    initial begin  // elaboration-time checks of the parameters
+        if (C < 1 || H < 1 || W < 1 || ADDR_BITS < 1 || (C * H * W > 1 && ADDR_BITS < $clog2(C * H * W)))
+            $error("hqflow_tokens: sizes C %0d H %0d W %0d must be >= 1, ADDR_BITS %0d >= clog2(C H W)", C, H, W, ADDR_BITS);
+        if (BITS < 1 || BITS > 64) $error("hqflow_tokens: BITS %0d (1..64)", BITS);
+    end
+    localparam integer N = H * W;                // tokens
+    localparam integer TOTAL = C * N;
 
     reg                 reading, valid1;
-    reg [ADDR_BITS-1:0] idx;        // the read address: c * TOKENS + n
+    reg [ADDR_BITS-1:0] idx;        // the read address: c * N + n
     reg [ADDR_BITS-1:0] n;          // the token within the channel
     reg [ADDR_BITS-1:0] channel;    // c
-    reg [ADDR_BITS-1:0] waddr;      // n * CHANNELS + c
+    reg [ADDR_BITS-1:0] waddr;      // n * C + c
     reg [ADDR_BITS-1:0] waddr1;
     reg                 last_write; // out_addr is the last of the step (the last value read)
     reg                 last1;
@@ -58,13 +64,13 @@ module hqflow_tokens #(
             end else if (reading) begin
                 if (idx == TOTAL - 1) reading <= 1'b0;
                 idx <= idx + 1'b1;
-                if (n == TOKENS - 1) begin
+                if (n == N - 1) begin
                     n <= 0;
                     channel <= channel + 1'b1;
                     waddr <= channel + 1'b1;
                 end else begin
                     n <= n + 1'b1;
-                    waddr <= waddr + CHANNELS;
+                    waddr <= waddr + C;
                 end
             end
             valid1 <= reading;

@@ -14,12 +14,15 @@
 // the blocks its head fills. The tail is addressed by the address's low bits (TAIL_AW bits: TAIL rounded
 // up to a power of two, which must divide DEPTH - TAIL); the same one-cycle read, the line chosen by a
 // registered select (one LUT level after the block RAM's output).
-module hqflow_weight_rom #(parameter WIDTH = 64, DEPTH = 1, AW = 1, FILE = "weights.mem",
-                           TAIL = 0, TAIL_FILE = "weights_tail.mem") (
+module hqflow_weight_rom #(parameter integer WIDTH = 64, DEPTH = 1, AW = 1, parameter FILE = "weights.mem",
+                           parameter integer TAIL = 0, parameter TAIL_FILE = "weights_tail.mem") (
     input  wire clk,
     input  wire [AW-1:0] addr,
     output wire [WIDTH-1:0] q
 );
+    initial if (WIDTH < 1 || DEPTH < 1 || AW < 1 || (DEPTH > 1 && AW < $clog2(DEPTH)) || TAIL < 0)
+        $error("hqflow_weight_rom: WIDTH %0d and DEPTH %0d must be >= 1, AW %0d >= clog2(DEPTH), TAIL %0d >= 0",
+               WIDTH, DEPTH, AW, TAIL);
     generate
         if (TAIL == 0) begin : whole
             reg [WIDTH-1:0] mem [0:DEPTH-1];
@@ -52,12 +55,15 @@ endmodule
 // The P codes of lane group slot `wsel` (0 .. GPW-1) of a ROM line of KW 64-bit words: lane p is
 // code k = wsel * P + p of the line, in word k / LANES_W, bits (k % LANES_W) * BITS (a 64-bit
 // word's top 64 mod BITS bits are unused).
-module hqflow_rom_select #(parameter P = 1, BITS = 8, KW = 1, WSEL_BITS = 32) (
+module hqflow_rom_select #(parameter integer P = 1, BITS = 8, KW = 1, WSEL_BITS = 32) (
     input  wire [64*KW-1:0] line,
     input  wire [WSEL_BITS-1:0] wsel,
     output wire [P*BITS-1:0] codes
 );
-    localparam LANES_W = 64 / BITS;
+    localparam integer LANES_W = 64 / BITS;
+    initial if (P < 1 || KW < 1 || WSEL_BITS < 1 || (KW == 1 ? LANES_W % P != 0 : P != KW * LANES_W))
+        $error("hqflow_rom_select: P %0d lanes, KW %0d: P must divide the %0d codes of a word (KW 1) or be KW times that",
+               P, KW, LANES_W);
     genvar p;
     generate
         if (KW == 1) begin : one_word           // P divides LANES_W: slot s is bits [s*P*BITS, +P*BITS)

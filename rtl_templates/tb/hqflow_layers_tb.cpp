@@ -4,7 +4,7 @@
 // ) and each case's <name>/x.txt (samples * T * n_in input values) and <name>/s.txt (samples * T *
 // spatial * O golden spikes, [spatial][O] per step) from the NumPy simulator. Drives every step
 // (start, first at t = 0), models the input RAM (x_data answers x_addr one cycle later), collects
-// the spikes written (s_addr = pos * G + g, bit p: channel g * P + p) and prints
+// the spikes written (out_addr = pos * G + g, bit p: channel g * P + p) and prints
 //   <name> sample b step t cycles N     per step, then  <name> mismatches: N   and finally  mismatches: N
 #include <cstdio>
 #include <cstdint>
@@ -54,10 +54,10 @@ int main(int argc, char **argv) {
                     cycles++;
                     top.start = 0;
                     top.x_data = addr < n_in ? (uint32_t)xs[addr] : 0;
-                    if (top.s_we) {
-                        const unsigned pos = top.s_addr / groups, g = top.s_addr % groups;
+                    if (top.out_we) {
+                        const unsigned pos = top.out_addr / groups, g = top.out_addr % groups;
                         for (unsigned p = 0; p < lanes && g * lanes + p < outputs; p++)
-                            if (pos < spatial) got[pos * outputs + g * lanes + p] = (top.s_data >> p) & 1;
+                            if (pos < spatial) got[pos * outputs + g * lanes + p] = (top.out_data >> p) & 1;
                     }
                     done = top.done;
                     top.clk = 0; top.eval();

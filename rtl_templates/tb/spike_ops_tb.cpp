@@ -5,7 +5,7 @@
 // File: whitespace-separated integers.  ncases, then per case:
 //   sel steps out_bits bias thr sign(-1/0/1)
 //   per step: first last  na a[na]  nb b[nb]  nc c[nc]  ne e[ne]
-// The a, b, c memories are modelled as synchronous RAMs (data one cycle after rd_addr); the outputs
+// The a, b, c memories are modelled as synchronous RAMs (data one cycle after abc_addr); the outputs
 // are collected from the write port into a memory of ne words, every word to be written once.
 // Prints one line per step (`case I step T cycles N mismatches M`) and ends with `mismatches: N`
 // (exit status 1 on any mismatch).
@@ -23,7 +23,7 @@ static std::vector<int> written;
 static long stray_writes;
 
 static void tick() {
-    const uint32_t ra = top->rd_addr;
+    const uint32_t ra = top->abc_addr;
     const bool we = top->out_we;
     const uint32_t wa = top->out_addr;
     const uint64_t wd = top->out_data;

@@ -1,7 +1,7 @@
 // The test top of the spike-op cores (tests/test_rtl_spike_ops.py, spike_ops_tb.cpp): one
 // instance of each of hqflow_add, hqflow_tokens, hqflow_maxpool, hqflow_ssa and four of hqflow_head
 // (uniform, po2, po2z, fp32 weights), selected by `sel`, behind one generic interface: three read
-// ports a, b, c sharing rd_addr (the testbench models the RAMs: data one cycle after the address)
+// ports a, b, c sharing abc_addr (the testbench models the RAMs: data one cycle after the address)
 // and one write port. The sizes are the top's parameters (-G); ROM and table files are read from the
 // working folder (head_<u|p|z|f>_weights.mem, head_<u|p|z|f>_bias.mem).
 module spike_ops_tb #(
@@ -27,7 +27,7 @@ module spike_ops_tb #(
     input  wire [1:0]  sign,
     output reg         busy,
     output reg         done,
-    output reg  [31:0] rd_addr,
+    output reg  [31:0] abc_addr,
     input  wire [63:0] a_data,
     input  wire [63:0] b_data,
     input  wire [63:0] c_data,
@@ -45,13 +45,13 @@ module spike_ops_tb #(
     wire [ADD_OUT_BITS-1:0] add_wd;
     hqflow_add #(.SIZE(ADD_SIZE), .A_BITS(ADD_A_BITS), .B_BITS(ADD_B_BITS), .OUT_BITS(ADD_OUT_BITS)) u_add (
         .clk(clk), .rst(rst), .start(start && sel == 0), .busy(bz[0]), .done(dn[0]),
-        .rd_addr(add_ra), .a_data(a_data[ADD_A_BITS-1:0]), .b_data(b_data[ADD_B_BITS-1:0]),
+        .ab_addr(add_ra), .a_data(a_data[ADD_A_BITS-1:0]), .b_data(b_data[ADD_B_BITS-1:0]),
         .out_we(we[0]), .out_addr(add_wa), .out_data(add_wd));
     assign ra_n[0] = add_ra; assign wa_n[0] = add_wa; assign wd_n[0] = add_wd;
 
     wire [$clog2(TOK_C * TOK_H * TOK_W)-1:0] tok_ra, tok_wa;
     wire [TOK_BITS-1:0] tok_wd;
-    hqflow_tokens #(.CHANNELS(TOK_C), .HEIGHT(TOK_H), .WIDTH(TOK_W), .BITS(TOK_BITS)) u_tokens (
+    hqflow_tokens #(.C(TOK_C), .H(TOK_H), .W(TOK_W), .BITS(TOK_BITS)) u_tokens (
         .clk(clk), .rst(rst), .start(start && sel == 1), .busy(bz[1]), .done(dn[1]),
         .x_addr(tok_ra), .x_data(a_data[TOK_BITS-1:0]), .out_we(we[1]), .out_addr(tok_wa), .out_data(tok_wd));
     assign ra_n[1] = tok_ra; assign wa_n[1] = tok_wa; assign wd_n[1] = tok_wd;
@@ -59,14 +59,14 @@ module spike_ops_tb #(
     wire [$clog2(MP_C * MP_H * MP_W)-1:0] mp_ra;
     wire [$clog2(MP_C * ((MP_H - 1) / 2 + 1) * ((MP_W - 1) / 2 + 1))-1:0] mp_wa;
     wire mp_wd;
-    hqflow_maxpool #(.CHANNELS(MP_C), .HEIGHT(MP_H), .WIDTH(MP_W)) u_maxpool (
+    hqflow_maxpool #(.C(MP_C), .H(MP_H), .W(MP_W)) u_maxpool (
         .clk(clk), .rst(rst), .start(start && sel == 2), .busy(bz[2]), .done(dn[2]),
         .x_addr(mp_ra), .x_data(a_data[0]), .out_we(we[2]), .out_addr(mp_wa), .out_data(mp_wd));
     assign ra_n[2] = mp_ra; assign wa_n[2] = mp_wa; assign wd_n[2] = mp_wd;
 
     wire [$clog2(SSA_N * SSA_D)-1:0] ssa_ra, ssa_wa;
     wire ssa_wd;
-    hqflow_ssa #(.TOKENS(SSA_N), .DIM(SSA_D), .HEADS(SSA_HEADS), .ACC_BITS(SSA_ACC_BITS), .V_BITS(SSA_V_BITS),
+    hqflow_ssa #(.N(SSA_N), .D(SSA_D), .HEADS(SSA_HEADS), .ACC_BITS(SSA_ACC_BITS), .V_BITS(SSA_V_BITS),
                  .F(SSA_F), .T(SSA_T)) u_ssa (
         .clk(clk), .rst(rst), .start(start && sel == 3), .first(first), .busy(bz[3]), .done(dn[3]),
         .bias(bias[SSA_V_BITS-1:0]), .thr(thr[SSA_V_BITS-1:0]), .sign(sign),
@@ -78,7 +78,7 @@ module spike_ops_tb #(
     wire [$clog2(HEAD_N * HEAD_C)-1:0] NAME``_ra; \
     wire [$clog2(HEAD_K)-1:0] NAME``_wa; \
     wire [HEAD_LOGIT_BITS-1:0] NAME``_wd; \
-    hqflow_head #(.TOKENS(HEAD_N), .CHANNELS(HEAD_C), .CLASSES(HEAD_K), .P(PV), .BITS(B), .SCHEME(S), \
+    hqflow_head #(.N(HEAD_N), .C(HEAD_C), .CLASSES(HEAD_K), .P(PV), .BITS(B), .SCHEME(S), \
                   .ZERO_LEVEL(Z), .ZP(ZPV), .IN_BITS(HEAD_IN_BITS), .SUM_BITS(HEAD_SUM_BITS), \
                   .ACC_BITS(HEAD_ACC_BITS), .LOGIT_BITS(HEAD_LOGIT_BITS), .BF(HEAD_BF), \
                   .ROM_FILE({FILE, "_weights.mem"}), .BIAS_FILE({FILE, "_bias.mem"})) NAME ( \
@@ -95,7 +95,7 @@ module spike_ops_tb #(
     always @* begin
         busy = bz[sel[2:0]];
         done = dn[sel[2:0]];
-        rd_addr = ra_n[sel[2:0]];
+        abc_addr = ra_n[sel[2:0]];
         out_we = we[sel[2:0]];
         out_addr = wa_n[sel[2:0]];
         out_data = wd_n[sel[2:0]];

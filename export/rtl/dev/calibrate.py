@@ -89,11 +89,11 @@ def design() -> list[dict]:
     points.append(weighted("conv_lif", CONV, "po2-2", 1, 8))
     points.append(weighted("conv_lif", CONV, "uniform-2", 15, 8))
     for fmt in ("uniform-4", "po2-2"):
-        points.append({"kind": "head", "TOKENS": 36, "CHANNELS": 32, "CLASSES": 10, "format": fmt, "P": 8,
+        points.append({"kind": "head", "N": 36, "C": 32, "CLASSES": 10, "format": fmt, "P": 8,
                        "IN_BITS": 3, "SUM_BITS": 10, "ACC": 19, "LOGIT_BITS": 32})
     points.append({"kind": "add", "SIZE": 3456, "A_BITS": 1, "B_BITS": 1, "OUT_BITS": 2})
-    points.append({"kind": "maxpool", "CHANNELS": 12, "HEIGHT": 24, "WIDTH": 24})
-    points.append({"kind": "ssa", "TOKENS": 36, "DIM": 96, "HEADS": 4, "ACC_BITS": 11, "V_BITS": 16, "F": 4, "T": 2})
+    points.append({"kind": "maxpool", "C": 12, "H": 24, "W": 24})
+    points.append({"kind": "ssa", "N": 36, "D": 96, "HEADS": 4, "ACC_BITS": 11, "V_BITS": 16, "F": 4, "T": 2})
     return points
 
 
@@ -144,7 +144,7 @@ def _lif_params(point: dict, folder: Path, rng) -> dict:
 def _head_params(point: dict, folder: Path, rng) -> dict:
     common = _weighted_common(point, folder, rng)
     _random_hex(folder, "bias.mem", point["LOGIT_BITS"], point["CLASSES"], rng)
-    return {**common, **{k: point[k] for k in ("TOKENS", "CHANNELS", "CLASSES", "IN_BITS", "SUM_BITS", "LOGIT_BITS")},
+    return {**common, **{k: point[k] for k in ("N", "C", "CLASSES", "IN_BITS", "SUM_BITS", "LOGIT_BITS")},
             "ACC_BITS": point["ACC"], "BF": 4, "BIAS_FILE": "bias.mem"}
 
 
@@ -184,7 +184,7 @@ class PointKind:
         """The LayerShape hqflow.fpga models a weighted point as."""
         from hqflow.cost import LayerShape
 
-        positions = point["H"] * point["W"] if "H" in self.geometry else point.get("N", 1)
+        positions = point["H"] * point["W"] if "H" in self.geometry else point["N"] if "N" in self.geometry else 1
         return LayerShape("p", self.group, point[self.inputs], point[self.outputs], self.taps, positions, 1)
 
 
@@ -200,11 +200,11 @@ POINT_KINDS = {
     "conv_lif": PointKind("hqflow_conv_lif", (*WEIGHTED_SOURCES, "hqflow_conv_lif.v"), _lif_params, "lif", "tokenizer",
                       taps=9, geometry=("C", "H", "W", "O")),
     "head": PointKind("hqflow_head", ("hqflow_ram.v", "hqflow_weight_rom.v", "hqflow_lanes.v", "hqflow_head.v"),
-                      _head_params, "residual", "head", inputs="CHANNELS", outputs="CLASSES", x_key="SUM_BITS"),
+                      _head_params, "residual", "head", inputs="C", outputs="CLASSES", x_key="SUM_BITS"),
     "add": PointKind("hqflow_add", ("hqflow_ram.v", "hqflow_add.v"), _PLAIN, "terms"),
     "maxpool": PointKind("hqflow_maxpool", ("hqflow_ram.v", "hqflow_maxpool.v"), _PLAIN, "terms"),
     "ssa": PointKind("hqflow_ssa", ("hqflow_ram.v", "hqflow_lif.v", "hqflow_ssa.v"), _PLAIN, "terms",
-                     memories=lambda p, table: fpga.ssa_memories(p["TOKENS"], p["DIM"], p["HEADS"], p["V_BITS"], table)),
+                     memories=lambda p, table: fpga.ssa_memories(p["N"], p["D"], p["HEADS"], p["V_BITS"], table)),
 }
 FIT_KINDS = {stage: [k for k, kind in POINT_KINDS.items() if kind.fit == stage]
              for stage in ("memory", "lif", "residual", "terms")}  # the point kinds of each stage of `fit`

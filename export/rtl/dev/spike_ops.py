@@ -231,11 +231,11 @@ def expected_cycles(case: Case, step: int, shape: TbShape) -> int:
     """The cycles per step each core's header documents (top.core_cycles, at the test top's sizes)."""
     s = shape
     params = {"add": {"SIZE": s.ADD_SIZE},
-              "tokens": {"CHANNELS": s.TOK_C, "HEIGHT": s.TOK_H, "WIDTH": s.TOK_W},
-              "maxpool": {"CHANNELS": s.MP_C, "HEIGHT": s.MP_H, "WIDTH": s.MP_W},
-              "ssa": {"TOKENS": s.SSA_N, "DIM": s.SSA_D, "HEADS": s.SSA_HEADS}}
+              "tokens": {"C": s.TOK_C, "H": s.TOK_H, "W": s.TOK_W},
+              "maxpool": {"C": s.MP_C, "H": s.MP_H, "W": s.MP_W},
+              "ssa": {"N": s.SSA_N, "D": s.SSA_D, "HEADS": s.SSA_HEADS}}
     if case.core in params:
         return top.core_cycles(case.core, params[case.core], 0, False)
     lanes = {"head_u": s.HU_P, "head_p": s.HP_P, "head_z": s.HZ_P, "head_f": s.HF_P}[case.core]
-    head = {"TOKENS": s.HEAD_N, "CHANNELS": s.HEAD_C, "CLASSES": s.HEAD_K, "P": lanes}
+    head = {"N": s.HEAD_N, "C": s.HEAD_C, "CLASSES": s.HEAD_K, "P": lanes}
     return top.core_cycles("head", head, 0, bool(case.steps[step][1]))
