@@ -125,7 +125,7 @@ class DataConfig:
     dataset: str = "digits-dvs"
     time_steps: int = 16
     data_root: str | None = None
-    val_fraction: float = 0.1  # held out of the training split (used by the search stage)
+    val_fraction: float = 0.1  # held out of the training split: the search's alpha steps; QAT's validation split
     max_train_samples: int = 0  # 0: all; else a seeded subset of the training split (quick checks)
 
     SECTION: ClassVar[str] = "data"

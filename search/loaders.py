@@ -75,14 +75,21 @@ class EpochShuffle(Sampler[int]):
         return iter(order[self.rank :: self.world])
 
 
+def subset(n: int, max_samples: int, seed: int, pool: list[int] | None = None) -> list[int]:
+    """The samples a run trains on: `pool` (default all n), or a seeded subset of max_samples of them (> 0)."""
+    pool = list(range(n)) if pool is None else pool
+    if 0 < max_samples < len(pool):
+        g = torch.Generator().manual_seed(seed)
+        return sorted(pool[i] for i in torch.randperm(len(pool), generator=g)[:max_samples].tolist())
+    return pool
+
+
 def make_loader(frames: FrameDataset, batch_size: int, seed: int, train: bool, num_workers: int = 0,
                 max_samples: int = 0, indices: list[int] | None = None) -> DataLoader:
     """Batches of (frames [B, T, 2, H, W] float, labels [B]) of the samples `indices` (default all);
     `max_samples` > 0 keeps a seeded subset of them."""
     if 0 < max_samples < len(frames if indices is None else indices):
-        g = torch.Generator().manual_seed(seed)
-        pool = list(range(len(frames))) if indices is None else indices
-        indices = sorted(pool[i] for i in torch.randperm(len(pool), generator=g)[:max_samples].tolist())
+        indices = subset(len(frames), max_samples, seed, indices)
     data = _TorchFrames(frames, indices)
     rank, world = rank_and_world()
     sampler = EpochShuffle(len(data), seed, rank, world, shuffle=train)

@@ -357,14 +357,16 @@ def run_finetune(plan_path: str | Path, out: str | Path, init: str | Path | None
              force: bool = False, progress: bool = True, epochs: int | None = None,
              device: torch.device | str = "cpu", amp: bool = False) -> list[EpochMetrics]:
     """QAT with the plan fixed, from the searched weights (`init`: default the plan's own folder), on
-    `device` (`amp`: bf16 autocast); under torchrun data-parallel as `trainer.train`."""
+    `device` (`amp`: bf16 autocast); under torchrun data-parallel as `trainer.train`. It keeps the searched
+    weights or its best epoch, by accuracy on a validation split of the training data (search/selection.py:
+    validation.json, selection.json in the run)."""
     plan_path = Path(plan_path)
     plan = load_plan(plan_path)
     command = f"hqflow finetune --plan {plan_path} --resume -o {out}"
     if resume:
         cfg, _, _ = load_checkpoint(out)
         return train(cfg, out, resume=True, progress=progress, recipe=_recipe(cfg, epochs), resume_command=command,
-                     device=device, amp=amp)
+                     device=device, amp=amp, select=True)
     require_complete(plan_path.parent, "the plan's folder")
     init = Path(init) if init is not None else plan_path.parent
     require_complete(init, "--from")
@@ -372,7 +374,7 @@ def run_finetune(plan_path: str | Path, out: str | Path, init: str | Path | None
     plan.check_layers(list(supernet.weight_layers(model)), str(plan_path))
     supernet.apply_formats(model, plan.formats())
     return train(cfg, out, force=force, progress=progress, model=model, recipe=_recipe(cfg, epochs),
-                 extra_state={"plan": plan.to_dict()}, resume_command=command, device=device, amp=amp)
+                 extra_state={"plan": plan.to_dict()}, resume_command=command, device=device, amp=amp, select=True)
 
 
 def _recipe(cfg: Config, epochs: int | None):

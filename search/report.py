@@ -38,7 +38,7 @@ from hqflow.config import ModelConfig, load_config
 from hqflow.data import data_root_for
 from hqflow.cost import GROUPS, EnergyTable, layer_cost, layer_shapes, load_energy_table, summarize
 from hqflow.errors import UserError
-from hqflow.io import atomic_text, built_aside, require_complete
+from hqflow.io import atomic_text, built_aside, read_json, require_complete
 from hqflow.numerics import Candidate
 from hqflow.plan import load_plan, plan_from_dict
 from hqflow.search import supernet
@@ -46,6 +46,7 @@ from hqflow.search.plots import pick_layers, plot_cost_split, plot_weight_histog
 from hqflow.search.checkpoint import load_checkpoint
 from hqflow.search.distributed import resolve_device
 from hqflow.search.loaders import load_split, make_loader
+from hqflow.search.selection import SELECTION
 from hqflow.search.trainer import METRICS
 
 SCHEMA_VERSION = 1
@@ -214,7 +215,7 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
     cfg = cfg.replace("data", data_root=root)
     plan_path = search_dir / "plan.json"
     plan = load_plan(plan_path)
-    notes = []
+    notes, selection = [], None
 
     if qat_dir is None and (search_dir / "qat").is_dir():
         qat_dir = search_dir / "qat"
@@ -224,6 +225,9 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
             raise UserError(f"{qat_dir}: QAT run folder not found")
         require_complete(qat_dir, "the QAT run")
         accuracy, source = read_last_metrics(qat_dir)["test_acc"], "qat"
+        if (qat_dir / SELECTION).is_file():  # the QAT run kept the searched weights or its best epoch
+            selection = read_json(qat_dir / SELECTION, "the QAT run's selection")
+            accuracy, source = selection["test_acc"], f"qat, kept: {selection['kept']}"
         _, model, state = load_checkpoint(qat_dir, device)
         if "plan" not in state:
             raise UserError(f"{qat_dir}: its checkpoint holds no plan (not a `hqflow finetune` run)")
@@ -254,7 +258,7 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
               "energy_table": table.name, "data_root": which,
               "accuracy": {"fp32": fp32_acc, "quantized": accuracy, "quantized_source": source,
                            "drop_points": None if fp32_acc is None else 100 * (fp32_acc - accuracy)},
-              **cost_figures(summaries, rates), "notes": notes}
+              "selection": selection, **cost_figures(summaries, rates), "notes": notes}
 
     layers = supernet.weight_layers(model)
     shown = pick_layers(list(layers), 5)
@@ -279,6 +283,18 @@ def make_report(search_dir: str | Path, qat_dir: str | Path | None = None, fp32_
     return report | {"markdown": markdown}
 
 
+def _selection_rows(selection: dict | None) -> list[str]:
+    """The QAT run's candidates in the accuracy table: the searched weights and its best epoch (by
+    validation accuracy), which one it kept."""
+    if not selection:
+        return []
+    rows = [("searched weights (QAT epoch 0)", selection["searched"])]
+    if selection["best_qat_epoch"] is not None:
+        rows.append((f"best QAT epoch ({selection['best_qat_epoch']['epoch']})", selection["best_qat_epoch"]))
+    return [f"| {label}: validation / test accuracy | | {_pct(c['val_acc'])} / {_pct(c['test_acc'])} | "
+            f"{'kept' if c['epoch'] == selection['epoch'] else ''} |" for label, c in rows]
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f} %"
 
@@ -294,6 +310,7 @@ def to_markdown(r: dict[str, Any]) -> str:
              "| | fp32 | plan | |", "|---|---:|---:|---:|",
              f"| test accuracy | {_pct(acc['fp32'])} | {_pct(acc['quantized'])} | drop {drop} |",
              f"| average weight bits | 32 | {r['avg_weight_bits']:.2f} | compression {r['compression_x']:.1f}x |",
+             *_selection_rows(r.get("selection")),
              f"| energy, every MAC (uJ / inference) | {e['fp32_uj']:.3f} | {e['uj']:.3f} | "
              f"{e['pct']:.2f} % ({e['x']:.1f}x less) |"]
     if es is not None:

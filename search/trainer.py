@@ -47,9 +47,10 @@ from hqflow.data import FrameDataset, data_root_for
 from hqflow.errors import UserError
 from hqflow.io import RunFolder, atomic_text, atomic_write
 from hqflow.search.checkpoint import CHECKPOINT, EXTRA_KEYS, load_checkpoint, restore_state, save_checkpoint
+from hqflow.search.selection import SELECTION, VALIDATION, Kept, Selection, split_record, validation_split
 from hqflow.search.distributed import (autocast, average_buffers, in_run_folder, rank_and_world,
                                        record_step, resolve_device, start_distributed)
-from hqflow.search.loaders import epoch_seed, load_split, load_splits, make_loader, random_shift
+from hqflow.search.loaders import epoch_seed, load_split, load_splits, make_loader, random_shift, subset
 from hqflow.search.model import Spikformer
 
 METRICS = "metrics.jsonl"
@@ -84,6 +85,8 @@ class EpochMetrics:
     test_acc: float
     lr: float
     seconds: float
+    val_loss: float | None = None  # a run that selects (QAT): on its validation split
+    val_acc: float | None = None
 
 
 @torch.no_grad()
@@ -110,14 +113,16 @@ def evaluate(model: nn.Module, loader: DataLoader, progress: bool = False, amp: 
 def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = False,
           progress: bool = True, model: nn.Module | None = None, recipe: TrainConfig | None = None,
           extra_state: dict[str, Any] | None = None, resume_command: str | None = None,
-          device: torch.device | str = "cpu", amp: bool = False) -> list[EpochMetrics]:
+          device: torch.device | str = "cpu", amp: bool = False, select: bool = False) -> list[EpochMetrics]:
     """Train a Spikformer of `cfg`, writing the run folder `out`; returns the epoch log.
 
     By default a fresh fp32 model with the `cfg.train` recipe. Quantization-aware training
     passes its `model` (layers fixed to a plan), its `recipe`, and `extra_state` (the plan)
     to store in every checkpoint, so that `load_checkpoint` can rebuild the same model, and the
     `resume_command` its INCOMPLETE marker names. The folder's life cycle: `hqflow.io.RunFolder`.
-    `device`: where to train (module docstring); `amp`: bf16 autocast of the forward.
+    `device`: where to train (module docstring); `amp`: bf16 autocast of the forward. `select` (QAT):
+    train on the training split less a validation split (search/selection.py) and keep the model's
+    starting weights or its best epoch by validation accuracy; the checkpoint ends with the kept weights.
     """
     out = Path(out)
     device = resolve_device(device)
@@ -126,13 +131,13 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
     cfg, train_set, test_set = load_splits(cfg)  # fail before writing; resolves model.num_classes
     folder = RunFolder(out, force, resume, resume_command or f"hqflow train --resume -o {out}") if is_main else None
     return in_run_folder(folder, lambda: _train(cfg, out, folder, resume, progress, model, recipe or cfg.train,
-                                                extra_state, train_set, test_set, device, amp))
+                                                extra_state, train_set, test_set, device, amp, select))
 
 
 def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progress: bool,
            model: nn.Module | None, tc: TrainConfig, extra_state: dict[str, Any] | None,
            train_set: FrameDataset, test_set: FrameDataset, device: torch.device = torch.device("cpu"),
-           amp: bool = False) -> list[EpochMetrics]:
+           amp: bool = False, select: bool = False) -> list[EpochMetrics]:
     """The loop of `train`; rank 0 writes into `folder.path` (None on the other ranks)."""
     rank, world = rank_and_world()
     is_main = rank == 0
@@ -147,8 +152,15 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
         model = Spikformer(cfg.model)
     model.to(device)  # before the optimizer: its state (and a resumed one) lives on the parameters' device
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    train_loader = make_loader(train_set, tc.batch_size, tc.seed, True, tc.num_workers, cfg.data.max_train_samples)
+    select = select and (not resume or "selection" in state)  # a run begun without it goes on without it
+    train_idx, val_idx = (validation_split(train_set.labels, cfg.data.val_fraction, tc.seed,
+                                           subset(len(train_set), cfg.data.max_train_samples, tc.seed))
+                          if select else (None, None))
+    train_loader = make_loader(train_set, tc.batch_size, tc.seed, True, tc.num_workers,
+                               0 if select else cfg.data.max_train_samples, indices=train_idx)
     test_loader = make_loader(test_set, tc.batch_size, tc.seed, False, tc.num_workers)
+    val_loader = make_loader(train_set, tc.batch_size, tc.seed, False, tc.num_workers, indices=val_idx) if select \
+        else None
     steps = tc.epochs * len(train_loader)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, steps, tc.warmup_epochs * len(train_loader), tc.min_lr / tc.lr,
@@ -164,6 +176,13 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
             _write_metrics(folder.path, history)
     elif is_main:
         atomic_text(folder.path / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if select:
+            record = split_record(train_set.labels, cfg.data.val_fraction, tc.seed, val_idx)
+            atomic_text(folder.path / VALIDATION, json.dumps(record) + "\n")
+    selection = None
+    if select:  # the starting weights are the first candidate (epoch 0)
+        selection = (Selection.restore(state["selection"]) if resume else
+                     Selection(Kept(0, *_val_test(model, val_loader, test_loader, amp)), model))
     if is_main and start < tc.epochs:
         folder.mark(start, tc.epochs)
     kill_at = kill_step()
@@ -210,19 +229,37 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
         average_buffers(model)  # the same BN statistics on every rank for evaluation and checkpoint
         record_step("epoch", epoch + 1, model)
         test_loss, test_acc = evaluate(model, test_loader, amp=amp)
+        val_loss, val_acc = evaluate(model, val_loader, amp=amp) if select else (None, None)
         metrics = EpochMetrics(epoch + 1, loss_sum / count, correct / count, test_loss, test_acc,
-                               optimizer.param_groups[0]["lr"], time.perf_counter() - t0)
+                               optimizer.param_groups[0]["lr"], time.perf_counter() - t0, val_loss, val_acc)
         history.append(metrics)
+        if selection is not None:
+            selection.offer(Kept(epoch + 1, val_acc, val_loss, test_acc), model)
         if is_main:
-            _save_epoch(folder.path, cfg, model, optimizer, schedule, history, extra_state or {})
+            _save_epoch(folder.path, cfg, model, optimizer, schedule, history,
+                        (extra_state or {}) | ({"selection": selection.state()} if selection else {}))
             folder.mark(metrics.epoch, tc.epochs)
             folder.commit_epoch()
             if progress:
                 tqdm.write(f"epoch {metrics.epoch:3d}  train loss {metrics.train_loss:.3f} acc {metrics.train_acc:6.2%}"
                            f"  test loss {metrics.test_loss:.3f} acc {metrics.test_acc:6.2%}  {metrics.seconds:5.1f}s")
+    if selection is not None and history:
+        model.load_state_dict(selection.weights)  # the run's checkpoint holds what it kept
+        if is_main:
+            _save_epoch(folder.path, cfg, model, optimizer, schedule, history,
+                        (extra_state or {}) | {"selection": selection.state()})
+            best = max(history, key=lambda m: m.val_acc)  # the first of the best epochs
+            atomic_text(folder.path / SELECTION, json.dumps(selection.record(
+                Kept(best.epoch, best.val_acc, best.val_loss, best.test_acc)), indent=2) + "\n")
     if is_main and history:
         plot_curves(history, folder.path / "curves.png")
     return history
+
+
+def _val_test(model: nn.Module, val_loader, test_loader, amp: bool) -> tuple[float, float, float]:
+    """(validation accuracy, validation loss, test accuracy) of the model as it is."""
+    val_loss, val_acc = evaluate(model, val_loader, amp=amp)
+    return val_acc, val_loss, evaluate(model, test_loader, amp=amp)[1]
 
 
 def _save_epoch(out: Path, cfg: Config, model: nn.Module, optimizer, schedule,

@@ -302,6 +302,11 @@ ROWS = [
         lambda s, t: _edit_checkpoint(copy_path(s / "fp32", t / "r"), lambda st: st["config"]["model"].update(v_threshold=0.5))),
     Row("sim-limit-zero", "sim {s}/export --limit 0", "--limit: 0 must be >= 1"),
     Row("sim-batch-zero", "sim {s}/export --batch-size 0", "--batch-size: 0 must be >= 1"),
+    # metrics: a run or an export
+    Row("metrics-neither", "metrics {t}", "neither an export folder (graph.json) nor a run (checkpoint.pt)"),
+    Row("metrics-graph-truncated", "metrics {t}/x", "graph.json: not valid JSON",
+        lambda s, t: truncate(copy_path(s / "export", t / "x") / "graph.json")),
+    Row("metrics-limit-zero", "metrics {s}/export --limit 0", "--limit: 0 must be >= 1"),
     # csim, report
     Row("csim-not-export", "csim {t}", "{t}"),
     Row("csim-no-hls", "csim {s}/export", "hls"),

@@ -98,6 +98,31 @@ def test_finetune_with_hand_edited_plan(searched, tmp_path):
     _, model, state = load_checkpoint(tmp_path / "qat")
     assert state["plan"]["layers"]["head"]["format"] == "uniform-4"
     assert model.head.candidates == (Candidate("uniform", 4),)
+    # what it kept, chosen on the validation split (validation.json), is what its checkpoint holds
+    split = json.loads((tmp_path / "qat" / "validation.json").read_text())
+    kept = json.loads((tmp_path / "qat" / "selection.json").read_text())
+    assert split["samples"] == sum(split["per_class"].values()) == len(split["indices"])
+    assert abs(split["samples"] - 60) <= 10 and split["seed"] == 3  # 0.2 of the 300 samples, rounded per class
+    from hqflow.search.loaders import subset
+
+    assert set(split["indices"]) < set(subset(1438, 300, 3))  # carved from the samples the run may train on
+    assert kept["val_acc"] == max(kept["searched"]["val_acc"], history[0].val_acc)
+    assert kept["kept"] == ("searched weights" if kept["epoch"] == 0 else "QAT epoch 1")
+    from hqflow.search.trainer import evaluate_run
+
+    assert evaluate_run(tmp_path / "qat", progress=False).accuracy == pytest.approx(kept["test_acc"], abs=1e-12)
+
+
+def test_the_validation_split_is_stratified_seeded_and_disjoint():
+    import numpy as np
+
+    from hqflow.search.selection import validation_split
+
+    labels = np.repeat(np.arange(4), [10, 20, 1, 9])
+    train, val = validation_split(labels, 0.1, seed=3)
+    assert sorted(train + val) == list(range(40)) and not set(train) & set(val)
+    assert [int((labels[val] == c).sum()) for c in range(4)] == [1, 2, 0, 1]  # a class of one stays in training
+    assert validation_split(labels, 0.1, seed=3) == (train, val) != validation_split(labels, 0.1, seed=4)
 
 
 def test_plan_validation_errors(searched, tmp_path):

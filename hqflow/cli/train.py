@@ -149,7 +149,12 @@ def finetune(plan_path, init, epochs, out, resume, force, quiet, device, amp):
                                                               progress=not quiet, epochs=epochs, device=device,
                                                               amp=amp))
     if main_process:
-        click.echo(f"{out}: QAT test accuracy {history[-1].test_acc:.2%} after {history[-1].epoch} epochs")
+        import json
+
+        kept = json.loads((Path(out) / "selection.json").read_text())
+        click.echo(f"{out}: kept the {kept['kept']} (validation accuracy {kept['val_acc']:.2%}; the searched weights' "
+                   f"{kept['searched']['val_acc']:.2%}): test accuracy {kept['test_acc']:.2%}; the last of "
+                   f"{history[-1].epoch} epochs {history[-1].test_acc:.2%}")
 
 
 @click.command()
