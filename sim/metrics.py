@@ -20,6 +20,7 @@ By NeuroBench's definitions (its key names):
                           changed from one step to the next (NeuroBench's pre-fire / post-fire rule).
 
     metrics(graph, batches) -> dict  (JSON: "neurobench", "hqflow" with its additions, "notes")
+    lines(result), markdown(result)     the command's text, the report's section
 """
 
 from __future__ import annotations
@@ -178,3 +179,29 @@ def lines(result: dict) -> list[str]:
                    + (f"{sparsity:>15.4f}{updates:>12,.0f}" if sparsity is not None else ""))
     out += ["* hqflow's addition: not a layer NeuroBench counts", *(f"note: {note}" for note in result["notes"])]
     return out
+
+
+def markdown(result: dict) -> str:
+    """The report's section: NeuroBench's figures and hqflow's additions, then the layers."""
+    nb, hq = result["neurobench"], result["hqflow"]
+    ops, every = nb["synaptic_operations"], hq["synaptic_operations_all"]
+    out = ["## NeuroBench metrics of the integer model", "",
+           f"`hqflow metrics` on {hq['samples']} {hq.get('split', 'test')} samples (NeuroBench 2.3's definitions; "
+           "per sample).", "", "| metric | value | |", "|---|---:|---|",
+           f"| footprint (bytes) | {nb['footprint']:,.0f} | at the deployed widths ({hq['footprint_fp32']:,} as fp32 "
+           "weights) |",
+           f"| connection sparsity | {nb['connection_sparsity']:.4f} | |",
+           f"| activation sparsity | {nb['activation_sparsity']:.4f} | every LIF |"]
+    for key in ("Dense", "Effective_MACs", "Effective_ACs"):
+        out.append(f"| synaptic operations, {key} | {ops[key]:,.0f} | {every[key]:,.0f} with the attention |")
+    out += [f"| membrane updates | {nb['membrane_updates']:,.0f} | |", "",
+            "| layer | Dense | Effective MACs | Effective ACs | activation sparsity | membrane updates |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for name in hq["layers"]:
+        s = hq["synaptic_operations_by_layer"].get(name)
+        cells = [f"{s[k]:,.0f}" for k in ("Dense", "Effective_MACs", "Effective_ACs")] if s else ["", "", ""]
+        sparsity, updates = hq["activation_sparsity_by_layer"].get(name), hq["membrane_updates_by_layer"].get(name)
+        cells += [f"{sparsity:.4f}", f"{updates:,.0f}"] if sparsity is not None else ["", ""]
+        label = name if s is None or s["neurobench"] else f"{name} (hqflow's addition)"
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out + [""] + [f"- {note}" for note in result["notes"]] + [""])

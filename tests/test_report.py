@@ -199,6 +199,23 @@ def test_make_report(tmp_path):
     assert r["energy_sparse"]["pct_of_dense_fp32"] <= r["energy"]["pct"]
     text = (out / "report.md").read_text()
     assert "| blocks.0.attn.q | uniform-2 |" in text and "16.0x" in text
+    assert r["selection"] is None  # a QAT run without selection.json: its last epoch
+
+    # `hqflow report`: a QAT run's selection in the accuracy table, its integer model's metrics as a section
+    selection = {"kept": "QAT epoch 2", "epoch": 2, "val_acc": 0.5, "val_loss": 1.0, "test_acc": 0.8,
+                 "searched": {"epoch": 0, "val_acc": 0.4, "val_loss": 1.5, "test_acc": 0.7},
+                 "best_qat_epoch": {"epoch": 2, "val_acc": 0.5, "val_loss": 1.0, "test_acc": 0.8}}
+    (search / "qat" / "selection.json").write_text(json.dumps(selection))
+    from hqflow.export.metrics import report
+
+    r = report(search)
+    assert r["accuracy"]["quantized"] == 0.8 and r["accuracy"]["quantized_source"] == "qat, kept: QAT epoch 2"
+    text = (out / "report.md").read_text()
+    assert "| searched weights (QAT epoch 0): validation / test accuracy | | 40.00 % / 70.00 % |  |" in text
+    assert "| best QAT epoch (2): validation / test accuracy | | 50.00 % / 80.00 % | kept |" in text
+    measured = json.loads((out / "metrics.json").read_text())
+    assert measured == r["metrics"] and measured["hqflow"]["samples"] == 359  # the whole test split
+    assert "## NeuroBench metrics of the integer model" in text and "| sps.conv0 |" in text
 
 
 def test_sweep_collects_points(tmp_path, monkeypatch):

@@ -165,8 +165,9 @@ def finetune(plan_path, init, epochs, out, resume, force, quiet, device, amp):
 @click.option("--data-root", type=DATA_ROOT)
 @device_option
 def report(search_dir, qat_dir, fp32_dir, out, data_root, device):
-    """Accuracy, average bits, energy and storage of a searched (and finetuned) plan, with plots."""
-    from hqflow.search.report import make_report
+    """Accuracy, average bits, energy and storage of a searched (and finetuned) plan, with plots; for a QAT run
+    NeuroBench's metrics of its integer model (metrics.json)."""
+    from hqflow.export.metrics import report as make_report
 
     result = make_report(search_dir, qat_dir=qat_dir, fp32_dir=fp32_dir, out_dir=out,
                          data_root=None if data_root is None else str(data_root), device=device)
