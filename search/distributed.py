@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import platform
 from pathlib import Path
 
 import torch
@@ -32,6 +33,23 @@ from torch import nn
 from hqflow.errors import UserError
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+
+
+def describe_processor(device: torch.device | str = "cpu") -> str:
+    """What runs the model, in words: the GPU's name, or the CPU's model, the instruction set torch's CPU
+    kernels use (its capability: results differ slightly between them) and torch's thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({device})"
+    model = platform.processor() or "an unnamed CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, torch's CPU kernels {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
 
 
 def resolve_device(spec: str | torch.device | None = "cpu", option: str = "--device") -> torch.device:

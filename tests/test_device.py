@@ -143,3 +143,12 @@ def test_gpu_check_steps_are_deterministic_on_one_device():
                                  "search 1 weight"]
     assert a["losses"] == b["losses"] and a["plan"] == b["plan"]
     assert len(set(a["losses"].values())) == len(a["losses"])  # the steps change the model
+
+
+def test_the_processor_is_described():
+    """`hqflow train` prints it: the CPU's model, the instruction set torch's CPU kernels use, the threads."""
+    from hqflow.search.distributed import describe_processor
+
+    text = describe_processor("cpu")
+    assert f"torch's CPU kernels {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads" in text
+    assert not text.startswith(",")

@@ -3,6 +3,8 @@ figures, table and the paper's pipeline."""
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import click
@@ -63,6 +65,10 @@ def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed,
     cfg = cfg.replace("data", dataset=dataset, time_steps=time_steps,
                       data_root=None if data_root is None else str(data_root))
     cfg = cfg.replace("train", epochs=epochs, batch_size=batch_size, seed=seed)
+    if not quiet and os.environ.get("RANK", "0") == "0":  # once under torchrun
+        from hqflow.search.distributed import describe_processor, resolve_device
+
+        click.echo(f"processor: {describe_processor(resolve_device(device))}")
     history, main_process = distributed(lambda: train_run(cfg, out, resume=resume, force=force, progress=not quiet,
                                                            device=device, amp=amp))
     if history and main_process:
