@@ -179,9 +179,9 @@ NEUROBENCH_PYTHON ?= $(PY)
 NEUROBENCH_VENV ?= .venv-neurobench
 
 test-interop: $(if $(filter $(PY),$(QKERAS_PYTHON) $(NEUROBENCH_PYTHON)),venv)
-	@$(QKERAS_PYTHON) -m pytest --noconftest -p no:cacheprovider -m interop tests/test_qkeras_interop.py; rc=$$?; \
+	@$(QKERAS_PYTHON) -m pytest -n0 --noconftest -p no:cacheprovider -m interop tests/test_qkeras_interop.py; rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "test-interop: QKeras skipped (the reason is above)"; elif [ $$rc != 0 ]; then exit $$rc; fi
-	@$(NEUROBENCH_PYTHON) -m pytest -p no:cacheprovider -m interop tests/test_neurobench_interop.py; rc=$$?; \
+	@$(NEUROBENCH_PYTHON) -m pytest -n0 -p no:cacheprovider -m interop tests/test_neurobench_interop.py; rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "test-interop: NeuroBench skipped (the reason is above)"; else exit $$rc; fi
 
 # .venv's set-up and the extra `neurobench` (NeuroBench and snntorch, whose neurons its hooks import), both
@@ -200,7 +200,7 @@ venv-qkeras: $(QKERAS_VENV)/.installed
 
 $(QKERAS_VENV)/.installed: pyproject.toml
 	@test -d $(QKERAS_VENV) || $(PYTHON) -m venv $(QKERAS_VENV)
-	$(QKERAS_VENV)/bin/python -m pip --disable-pip-version-check -q install numpy pyyaml pytest \
+	$(QKERAS_VENV)/bin/python -m pip --disable-pip-version-check -q install numpy pyyaml pytest pytest-xdist \
 	  $$($(QKERAS_VENV)/bin/python -c "import tomllib; \
 	  print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['qkeras']))")
 	$(QKERAS_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .

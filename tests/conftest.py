@@ -8,11 +8,17 @@ this folder on the path.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import sys
+from collections import Counter
 from pathlib import Path
 
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # every test runs on the CPU, GPU or not (--device auto: the CPU)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # test workers share the cores: torch's OpenMP threads must not spin
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from hqflow.config import Config, config_from_dict  # noqa: E402
@@ -21,6 +27,39 @@ from hqflow.numerics import Candidate  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 SHARED_DATA = ROOT.parent / "shared" / "data"  # data the team shares beside the repository (may be absent)
+
+# ---- the session: Verilator's runtime library once, build-heavy files first ---------------------------
+
+# markers of the tests that compile (Verilator, Yosys, g++, a wheel): under pytest-xdist (pyproject.toml:
+# --dist loadfile --no-loadscope-reorder) their files are handed out first, then the files of few tests (the
+# long ones: training, torchrun, kill and resume), so that the many short parametrized tests fill the tail
+BUILD_MARKERS = ("rtl", "csim", "wheel")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def verilator_runtime_once(tmp_path_factory):
+    """Verilator's runtime library compiled once per session, shared by the xdist workers
+    (tests/verilator_objcache.py); left alone when $OBJCACHE names the user's own (ccache)."""
+    if os.environ.get("OBJCACHE"):
+        yield
+        return
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "verilator-runtime"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OBJCACHE", shlex.join([sys.executable, str(Path(__file__).with_name("verilator_objcache.py"))]))
+        patch.setenv("HQFLOW_TEST_OBJCACHE", str(folder))
+        yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist: the files with a build marker first, then by their number of tests (each file's
+    own order kept)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    building = {item.path for item in items if any(item.get_closest_marker(m) for m in BUILD_MARKERS)}
+    tests = Counter(item.path for item in items)
+    items.sort(key=lambda item: (item.path not in building, tests[item.path]))
+
 
 # ---- weight formats ----------------------------------------------------------------------------------
 

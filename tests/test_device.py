@@ -146,7 +146,7 @@ def test_gpu_check_steps_are_deterministic_on_one_device():
 
 
 def test_the_processor_is_described():
-    """`hqflow train` prints it: the CPU's model, the instruction set torch's CPU kernels use, the threads."""
+    """`hqflow train` ends with it: the CPU's model, the instruction set torch's CPU kernels use, the threads."""
     from hqflow.search.distributed import describe_processor
 
     text = describe_processor("cpu")

@@ -11,6 +11,7 @@ formula in each core's header.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 
 import numpy as np
@@ -94,18 +95,36 @@ def test_random_layers_match_numerics(default_project):
     assert 0.02 < np.mean(spikes) < 0.98, spikes  # the layers spike and stay silent: not constant outputs
 
 
+# the mutants leave out case 5 (linear po2z-7 at P 36: about 27 s of the 37 s that the whole model takes to
+# build); case 1 (threshold 0) catches the LIF's by construction, cases 4 and 9 the po2 zero code's
+MUTANT_CASES = [i for i in range(len(DEFAULT_SPECS)) if i != 5]
+
+
+@pytest.fixture(scope="module")
+def mutant_project(default_project):
+    """The default cases but case 5, as a project of their own (the same memory and vector files)."""
+    out, cases = default_project
+    folder = out / "mutants"
+    chosen = [cases[i] for i in MUTANT_CASES]
+    for case in chosen:
+        shutil.copytree(out / case.name, folder / case.name)
+    layer.write_layers(chosen, folder)
+    return folder, chosen
+
+
 @needs_verilator
 @pytest.mark.parametrize("define, caught", [("HQFLOW_MUT_LIF_GT", None), ("HQFLOW_MUT_PO2_ZERO", "po2z")])
-def test_mutations_are_caught(default_project, define, caught):
+def test_mutations_are_caught(mutant_project, define, caught):
     """A flipped comparison in the LIF (>= to >), a wrong po2 zero code: mismatches > 0 (and for the
     zero code, only in po2z layers). The unmutated build of the same cases gives 0 (the fuzz above)."""
-    out, cases = default_project
+    out, cases = mutant_project
     exe = layer.build_layers(out, defines={define: None}, workdir=out / define)
     mismatches, _, stdout = layer.run_layers(exe, out)
     assert stdout.strip().splitlines()[-1] != "mismatches: 0"
     wrong = {name for name, n in mismatches.items() if n}
     if caught:
-        assert wrong and wrong <= {case.name for case, (_, fmt, *_) in zip(cases, DEFAULT_SPECS) if fmt.startswith(caught)}
+        specs = [DEFAULT_SPECS[i] for i in MUTANT_CASES]
+        assert wrong and wrong <= {case.name for case, (_, fmt, *_) in zip(cases, specs) if fmt.startswith(caught)}
 
 
 def _module_text(path, module: str) -> str:

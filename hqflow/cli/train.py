@@ -3,8 +3,6 @@ figures, table and the paper's pipeline."""
 
 from __future__ import annotations
 
-import os
-
 from pathlib import Path
 
 import click
@@ -65,17 +63,15 @@ def train(config_path, dataset, data_root, epochs, batch_size, time_steps, seed,
     cfg = cfg.replace("data", dataset=dataset, time_steps=time_steps,
                       data_root=None if data_root is None else str(data_root))
     cfg = cfg.replace("train", epochs=epochs, batch_size=batch_size, seed=seed)
-    if not quiet and os.environ.get("RANK", "0") == "0":  # once under torchrun
-        from hqflow.search.distributed import describe_processor, resolve_device
-
-        click.echo(f"processor: {describe_processor(resolve_device(device))}")
     history, main_process = distributed(lambda: train_run(cfg, out, resume=resume, force=force, progress=not quiet,
                                                            device=device, amp=amp))
     if history and main_process:
         last = history[-1]
         total = sum(m.seconds for m in history)
+        from hqflow.search.distributed import describe_processor, resolve_device
+
         click.echo(f"{out}: epoch {last.epoch}, test accuracy {last.test_acc:.2%}, "
-                   f"training time {total:.0f} s")
+                   f"training time {total:.0f} s on {describe_processor(resolve_device(device))}")
 
 
 @click.command()
