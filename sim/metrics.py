@@ -53,13 +53,13 @@ def static_metrics(graph: DeployGraph) -> dict:
         tensors = graph.node_tensors(node.name)
         if not tensors:
             continue
-        codes = set(WEIGHT_FIELDS[numerics.Candidate.parse(node.attrs["format"]).scheme]) if "format" in node.attrs \
-            else set()
+        fmt = numerics.Candidate.parse(node.attrs["format"]) if "format" in node.attrs else None
+        codes = set(WEIGHT_FIELDS[fmt.scheme]) if fmt else set()
         bits = 0
-        if codes:
+        if fmt:
             w_eff = graph.w_eff(node)
             weights, zeros = weights + w_eff.size, zeros + int((w_eff == 0).sum())
-            bits += w_eff.size * numerics.Candidate.parse(node.attrs["format"]).bits
+            bits += w_eff.size * fmt.bits
         for field, array in tensors.items():
             if field not in codes and array.size:
                 bits += array.size * numerics.bits_for(int(array.min()), int(array.max()))
@@ -102,19 +102,16 @@ class Workload:
             self.correct += int((numerics.argmax_first(logits) == np.asarray(labels)).sum())
 
     def _lif(self, neurons) -> np.ndarray:
-        """The spikes [T, B, ...] of one group, its membrane step by step (numerics.lif_step): their count and
-        its updates."""
-        v_int, spikes = None, []
-        self.layers.setdefault(neurons.name)
-        for t, acc in enumerate(neurons.acc_seq):
-            acc = np.asarray(acc, np.int64)
-            before = np.zeros(acc.shape, np.int64) if v_int is None else v_int
-            v_int, fired = numerics.lif_step(before, acc, neurons.consts, neurons.channel_axis)
-            self.updates[neurons.name] += v_int.size if t == 0 else int(np.count_nonzero(v_int != before))
-            self.spikes[neurons.name] += int(np.count_nonzero(fired))
-            self.outputs[neurons.name] += fired.size
-            spikes.append(fired)
-        return np.stack(spikes)
+        """The spikes [T, B, ...] of one group (Neurons.run), counting them and its membrane updates."""
+        name = neurons.name
+        self.layers.setdefault(name)
+
+        def observe(t, before, after, spikes):
+            self.updates[name] += after.size if t == 0 else int(np.count_nonzero(after != before))
+            self.spikes[name] += int(np.count_nonzero(spikes))
+            self.outputs[name] += spikes.size
+
+        return neurons.run(observe)
 
     def result(self) -> dict:
         """The metrics per sample so far (NeuroBench's keys; hqflow's additions and the layers under "hqflow")."""

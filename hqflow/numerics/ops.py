@@ -162,8 +162,9 @@ def lif_step(v_int, acc, consts: LifConsts, channel_axis: int = -1) -> tuple[np.
     return lif_reset(h_int, spikes), spikes
 
 
-def lif_run(acc_seq, consts: LifConsts, channel_axis: int = -1) -> np.ndarray:
+def lif_run(acc_seq, consts: LifConsts, channel_axis: int = -1, observe=None) -> np.ndarray:
     """lif_step over time from a reset membrane: acc_seq [T, ...] -> spikes uint8 [T, ...].
+    `observe(t, v_before, v_after, spikes)`, if given, sees every step's membranes (hqflow metrics).
 
     acc_seq is an int64 array or any iterable of the T steps' accumulators (a generator keeps only
     one step in memory). channel_axis as in lif_step (an axis of one step; negative axes count
@@ -182,7 +183,10 @@ def lif_run(acc_seq, consts: LifConsts, channel_axis: int = -1) -> np.ndarray:
             raise ValueError(f"lif_run: more than {consts.time_steps} steps, but the constants are exact "
                              f"for {consts.time_steps}")
         acc = np.asarray(acc, np.int64)
-        v_int, s_t = lif_step(np.zeros(acc.shape, np.int64) if v_int is None else v_int, acc, consts, channel_axis)
+        before = np.zeros(acc.shape, np.int64) if v_int is None else v_int
+        v_int, s_t = lif_step(before, acc, consts, channel_axis)
+        if observe is not None:
+            observe(t, before, v_int, s_t)
         spikes.append(s_t)
     return np.stack(spikes)
 

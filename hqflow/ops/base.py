@@ -179,9 +179,9 @@ class Neurons:
     consts: numerics.LifConsts
     channel_axis: int
 
-    def run(self) -> np.ndarray:
-        """Their spikes uint8 [T, B, ...] (numerics.lif_run)."""
-        return numerics.lif_run(self.acc_seq, self.consts, self.channel_axis)
+    def run(self, observe=None) -> np.ndarray:
+        """Their spikes uint8 [T, B, ...] (numerics.lif_run; `observe` sees each step's membranes)."""
+        return numerics.lif_run(self.acc_seq, self.consts, self.channel_axis, observe)
 
 
 @dataclass(frozen=True)

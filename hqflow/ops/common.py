@@ -184,16 +184,20 @@ def abs_max(array: np.ndarray) -> int:
     return max(int(array.max(initial=0)), -int(array.min(initial=0)))
 
 
-class WeightedLif(Op):
+class WeightLayer(Op):
+    """An op with one weight layer (conv_lif, linear_lif, conv_bn, linear_bn): its weights and outputs."""
+
+    def weight_counts(self, step) -> tuple[int, int]:
+        return weight_counts(step)
+
+
+class WeightedLif(WeightLayer):
     """What conv_lif and linear_lif share: weights, then the integer LIF; spikes out (value_max 1),
     x_max the input's value_max, acc_bits and v_bits the narrowest for it."""
 
     metadata = (*WEIGHT_METADATA, "theta")
     tensors = (*WEIGHT_TENSORS, *LIF_TENSORS)
     spiking = True
-
-    def weight_counts(self, step) -> tuple[int, int]:
-        return weight_counts(step)
 
     def spike_ops(self, step, time_steps):
         """The LIF of every output (the multiply-accumulates are the weight layer's)."""
@@ -226,7 +230,7 @@ def requant_consts(attrs: Mapping, tensors: Mapping[str, np.ndarray]) -> numeric
                                   int(attrs["shift"]), int(attrs["frac_bits"]))
 
 
-class WeightedBn(Op):
+class WeightedBn(WeightLayer):
     """What conv_bn and linear_bn share (the Spike-driven Transformer's membrane shortcut): weights, then
     the BN as a requantization to a signed fixed-point value (numerics.requant), no LIF. value_max is the
     largest magnitude of the output, x_max the input's value_max, acc_bits the narrowest for it."""
@@ -236,9 +240,6 @@ class WeightedBn(Op):
 
     def signed(self, inputs_signed) -> bool:
         return True
-
-    def weight_counts(self, step) -> tuple[int, int]:
-        return weight_counts(step)
 
     def check_requant(self, check: NodeCheck, channels: int, weights: np.ndarray, x_max: int) -> None:
         """The requantization's tables and attributes: m_int within MULT_BITS, every product within int64."""

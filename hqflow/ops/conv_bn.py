@@ -14,13 +14,12 @@ from hqflow import numerics
 from hqflow.numerics import fast
 from hqflow.ops import common
 from hqflow.ops.base import NodeCheck
-from hqflow.ops.conv_lif import CONV_ATTRS, WINDOW, check_conv
+from hqflow.ops.conv_lif import CONV_ATTRS, Conv, check_conv
 
 
-class ConvBn(common.WeightedBn):
+class ConvBn(Conv, common.WeightedBn):
     name = "conv_bn"
     arity = 1
-    window = WINDOW
     attrs = (*CONV_ATTRS, *common.WEIGHT_ATTRS, *common.REQUANT_ATTRS)
     output = "[channels, height, width]"
 
@@ -28,9 +27,6 @@ class ConvBn(common.WeightedBn):
         (source,) = sources
         weights = check_conv(check, source)
         self.check_requant(check, weights.shape[0], weights, source.value_max)
-
-    def synops(self, graph, node, x):
-        return [common.conv_synops(node.name, x, graph.w_eff(node), int(node.attrs["padding"]))]
 
     def execute(self, graph, node, x):
         w_eff, consts = graph.w_eff(node), common.requant_consts(node.attrs, graph.node_tensors(node.name))

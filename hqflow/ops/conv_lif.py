@@ -28,10 +28,18 @@ def check_conv(check: NodeCheck, source) -> np.ndarray:
                                 source.value_max)
 
 
-class ConvLif(common.WeightedLif):
+class Conv:
+    """What conv_lif and conv_bn share besides their weights: the window and the synaptic operations."""
+
+    window = WINDOW
+
+    def synops(self, graph, node, x):
+        return [common.conv_synops(node.name, x, graph.w_eff(node), int(node.attrs["padding"]))]
+
+
+class ConvLif(Conv, common.WeightedLif):
     name = "conv_lif"
     arity = 1
-    window = WINDOW
     attrs = (*CONV_ATTRS, *common.WEIGHT_ATTRS, *common.LIF_ATTRS)
     output = "[channels, height, width]"
 
@@ -47,6 +55,3 @@ class ConvLif(common.WeightedLif):
         w_eff = graph.w_eff(node)
         acc_seq = (fast.conv2d_acc(x_t, w_eff, padding=int(node.attrs["padding"])) for x_t in x)
         return [common.lif_neurons(graph, node, acc_seq, channel_axis=1)]
-
-    def synops(self, graph, node, x):
-        return [common.conv_synops(node.name, x, graph.w_eff(node), int(node.attrs["padding"]))]

@@ -12,10 +12,10 @@ from hqflow import numerics
 from hqflow.numerics import fast
 from hqflow.ops import common
 from hqflow.ops.base import NodeCheck
-from hqflow.ops.linear_lif import check_linear
+from hqflow.ops.linear_lif import Linear, check_linear
 
 
-class LinearBn(common.WeightedBn):
+class LinearBn(Linear, common.WeightedBn):
     name = "linear_bn"
     arity = 1
     attrs = (*common.WEIGHT_ATTRS, *common.REQUANT_ATTRS)
@@ -25,9 +25,6 @@ class LinearBn(common.WeightedBn):
         (source,) = sources
         weights = check_linear(check, source)
         self.check_requant(check, weights.shape[0], weights, source.value_max)
-
-    def synops(self, graph, node, x):
-        return [common.linear_synops(node.name, x, graph.w_eff(node))]
 
     def execute(self, graph, node, x):
         acc = fast.linear_acc(x, graph.w_eff(node))

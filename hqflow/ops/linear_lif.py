@@ -24,7 +24,14 @@ def check_linear(check: NodeCheck, source) -> np.ndarray:
     return common.check_weights(check, (out_channels, in_channels), source.value_max)
 
 
-class LinearLif(common.WeightedLif):
+class Linear:
+    """What linear_lif and linear_bn share besides their weights: the synaptic operations."""
+
+    def synops(self, graph, node, x):
+        return [common.linear_synops(node.name, x, graph.w_eff(node))]
+
+
+class LinearLif(Linear, common.WeightedLif):
     name = "linear_lif"
     arity = 1
     attrs = (*common.WEIGHT_ATTRS, *common.LIF_ATTRS)
@@ -38,6 +45,3 @@ class LinearLif(common.WeightedLif):
 
     def neurons(self, graph, node, x):
         return [common.lif_neurons(graph, node, fast.linear_acc(x, graph.w_eff(node)), channel_axis=-1)]
-
-    def synops(self, graph, node, x):
-        return [common.linear_synops(node.name, x, graph.w_eff(node))]
