@@ -13,7 +13,7 @@ from hqflow.search import lif as fused_lif
 from hqflow.search.lif import LIFNode
 from hqflow.search.model import Spikformer, spike_rates
 
-SHAPES = [(1, 3), (4, 8, 16), (8, 5, 7, 3), (4, 3, 6, 5, 5), (16, 2, 50)]
+SHAPES = [(1, 3), (4, 8, 16), (8, 5, 7, 3), (4, 3, 6, 5, 5), (16, 2, 50), (3, 5003)]  # 5003: chunks and a tail
 
 
 @pytest.fixture(params=["kernels", "torch-ops"])
