@@ -149,6 +149,14 @@ def lower(model: Spikformer, cfg: Config) -> DeployGraph:
     return graph
 
 
+def lowered(run: str | Path) -> tuple[Config, DeployGraph]:
+    """(config, DeployGraph) of a finished run's checkpoint (an unfinished run is one error)."""
+    require_complete(Path(run), "the run")
+    cfg, model, _ = load_checkpoint(run)
+    with torch.no_grad():
+        return cfg, lower(model, cfg)
+
+
 def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool = False, tb_samples: int = 200,
            trace_samples: int = 2, data_root: str | Path | None = None, hls_options=None,
            rtl_options=None) -> tuple[DeployGraph, dict]:
@@ -165,10 +173,7 @@ def export(run: str | Path, out: str | Path, target: str = "numpy", force: bool 
         raise UserError(f"{out}: output folder exists; pass --force to replace it")
     if tb_samples < 1 or trace_samples < 0:
         raise UserError(f"--tb-samples {tb_samples} must be >= 1 and --trace-samples {trace_samples} >= 0")
-    require_complete(Path(run), "the run")
-    cfg, model, _ = load_checkpoint(run)
-    with torch.no_grad():
-        graph = lower(model, cfg)
+    cfg, graph = lowered(run)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     summary: dict = {}

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from hqflow.data import data_root_for, load_dataset
 from hqflow.errors import UserError
 from hqflow.io import atomic_text
@@ -19,19 +17,17 @@ from hqflow.sim.run import batches
 
 
 def graph_of(source: str | Path) -> tuple[DeployGraph, str | None, str]:
-    """(graph, the data root recorded, where) of an export folder (graph.json) or a run (its checkpoint,
-    lowered as `hqflow export` does)."""
+    """(graph, the data root recorded, where) of an export folder (graph.json) or a finished run (its
+    checkpoint, lowered as `hqflow export` does)."""
     source = Path(source)
     if (source / "graph.json").is_file():
         graph = load_graph(source)
         return graph, graph.meta.get("data_root"), str(source / "graph.json")
     if (source / "checkpoint.pt").is_file():
-        from hqflow.export.lower import lower
-        from hqflow.search.checkpoint import load_checkpoint
+        from hqflow.export.lower import lowered
 
-        cfg, model, _ = load_checkpoint(source)
-        with torch.no_grad():
-            return lower(model, cfg), cfg.data.data_root, str(source / "config.yaml")
+        cfg, graph = lowered(source)
+        return graph, cfg.data.data_root, str(source / "config.yaml")
     raise UserError(f"{source}: neither an export folder (graph.json) nor a run (checkpoint.pt)")
 
 

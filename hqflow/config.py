@@ -125,7 +125,8 @@ class DataConfig:
     dataset: str = "digits-dvs"
     time_steps: int = 16
     data_root: str | None = None
-    val_fraction: float = 0.1  # held out of the training split: the search's alpha steps; QAT's validation split
+    val_fraction: float = 0.1  # per class, the validation split held out of every stage (QAT chooses by it);
+    # of the rest, the search's alpha steps
     max_train_samples: int = 0  # 0: all; else a seeded subset of the training split (quick checks)
 
     SECTION: ClassVar[str] = "data"

@@ -20,7 +20,7 @@ SIGKILL at any instant:
   metrics.jsonl from the checkpoint and removes leftover .tmp files, so all agree on its epoch.
   The resumed run ends bit-identical to an uninterrupted one (weights, plan, logs; not timings).
 - complete: INCOMPLETE removed, the run's last act. Readers of a run (finetune --plan/--from,
-  search --from, sweep --from, report, export) refuse a folder with INCOMPLETE
+  search --from, sweep --from, report, export, metrics) refuse a folder with INCOMPLETE
   (`require_complete`), naming the command that finishes it.
 
 A sweep keeps its finished lambdas complete and marks OUT INCOMPLETE until the last one ends.

@@ -180,6 +180,7 @@ def run_paper(cfg: Config, out: str | Path, lambdas: Sequence[float] = DEFAULT_L
     from hqflow.search.distributed import resolve_device
 
     from hqflow.search.loaders import load_splits
+    from hqflow.search.selection import stage_split
 
     out = Path(out)
     lambdas = [float(v) for v in lambdas]
@@ -205,18 +206,20 @@ def run_paper(cfg: Config, out: str | Path, lambdas: Sequence[float] = DEFAULT_L
     public = cfg.data.dataset in PUBLISHED_SIZES
     if dry_run and public and cfg.data.data_root is None:
         n_train, n_test = PUBLISHED_SIZES[cfg.data.dataset]
+        n_validation = None  # the fraction of the training samples (the labels are not at hand)
         sizes = f"the data set's published split sizes ({n_train:,} / {n_test:,}; no --data-root given)"
     else:
         cfg, train_set, test_set = load_splits(cfg)
         n_train, n_test = len(train_set), len(test_set)
-        sizes = f"{n_train:,} training / {n_test:,} test samples"
+        n_validation = len(stage_split(out, False, train_set.labels, cfg.data, cfg.train.seed)[1])
+        sizes = f"{n_train:,} training ({n_validation:,} of them the validation split) / {n_test:,} test samples"
     settings = _settings(cfg, lambdas, finetune_epochs, target, tb_samples, max_drop)
     if out.exists() and not dry_run and force:
         shutil.rmtree(out)
     if out.exists() and any(out.iterdir()) and not dry_run:
         _check_settings(out, settings)
 
-    stages = plan_stages(cfg, out, n_train, n_test, lambdas, finetune_epochs, nproc)
+    stages = plan_stages(cfg, out, n_train, n_test, lambdas, finetune_epochs, nproc, n_validation)
     echo(f"hqflow paper: {cfg.data.dataset}, {sizes}; {len(lambdas)} lambdas "
          f"({', '.join(f'{v:g}' for v in lambdas)}), "
          + (f"{finetune_epochs} QAT epochs each" if finetune_epochs else "no QAT (the paper's variant)")

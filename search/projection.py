@@ -76,16 +76,21 @@ def lambda_dir(out: Path, lam: float) -> Path:
 
 
 def plan_stages(cfg: Config, out: Path, n_train: int, n_test: int, lambdas: Sequence[float], finetune_epochs: int,
-                world: int = 1) -> list[Stage]:
+                world: int = 1, n_validation: int | None = None) -> list[Stage]:
     """Every stage of the pipeline in order, with the work left in it (read from OUT's folders).
 
     `n_train` / `n_test`: the data set's split sizes (data.max_train_samples applies to the training
-    split, as in training and search); `world`: processes under torchrun (steps are per rank).
+    split, as in training and search); `n_validation`: the validation split every stage holds out of
+    it (search/selection.py; default its fraction of the samples, when the labels are not at hand);
+    `world`: processes under torchrun (steps are per rank).
     """
     from hqflow.search.quant_search import split_train_val  # the search's own split rule
 
     tc, sc = cfg.train, cfg.search
     used = min(n_train, cfg.data.max_train_samples) if cfg.data.max_train_samples > 0 else n_train
+    if n_validation is None:  # the stratified split's size without the labels: the fraction of the whole
+        n_validation = round(cfg.data.val_fraction * used)
+    used -= n_validation  # held out of every stage
     train_steps = _per_rank_batches(used, tc.batch_size, world, True)
     eval_batches = _per_rank_batches(n_test, tc.batch_size, world, False)
     w_idx, _ = split_train_val(used, cfg.data.val_fraction, tc.seed)

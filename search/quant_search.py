@@ -3,7 +3,8 @@
 Search: the Spikformer becomes a supernet
 (`supernet.py`) and each step alternates
 
-    1. alpha step, on a held-out batch (data.val_fraction of the training split), hard sample
+    1. alpha step, on a held-out batch (data.val_fraction of the training split less the validation
+       split, which no stage trains on: search/selection.py), hard sample
        (search.alpha_sample "soft": the relaxed Gumbel-softmax sample):
            loss = CE + hw_lambda * E(alpha) / E_fp32,  E(alpha) = sum_l sum_k softmax(alpha_l)_k E_lk
        E_lk is the 45 nm energy (search.cost "energy", the default) or the FPGA resources of layer l in
@@ -68,6 +69,7 @@ from hqflow.search.checkpoint import CHECKPOINT, load_checkpoint, restore_state,
 from hqflow.search.distributed import (all_reduce_grads, autocast, average_buffers, in_run_folder,
                                        mean_over_ranks, record_step, resolve_device, start_distributed)
 from hqflow.search.loaders import epoch_seed, load_splits, make_loader, random_shift
+from hqflow.search.selection import VALIDATION, split_record, stage_split
 from hqflow.search.trainer import EpochMetrics, evaluate, kill_step, lr_factor, train
 from hqflow.models import topology_of
 
@@ -197,10 +199,7 @@ def _search(cfg: Config, out: Path, folder: RunFolder | None, init: str | Path |
     energy_fp32 = sum(layer_cost(s, Candidate("fp32", 32), table).energy_pj for s in shapes)
     hw, hw_fp32 = _hw_cost(cfg, shapes, candidates, energy, energy_fp32)
     hw = hw.to(device)
-    pool = list(range(len(train_set)))  # data.max_train_samples > 0: the same seeded subset as training's
-    if 0 < cfg.data.max_train_samples < len(pool):
-        chosen = torch.randperm(len(pool), generator=torch.Generator().manual_seed(tc.seed))
-        pool = sorted(chosen[: cfg.data.max_train_samples].tolist())
+    pool, val_idx = stage_split(out, resume, train_set.labels, cfg.data, tc.seed)  # the validation split held out
     w_idx, a_idx = split_train_val(len(pool), cfg.data.val_fraction, tc.seed)
     w_idx, a_idx = [pool[i] for i in w_idx], [pool[i] for i in a_idx]
     w_loader = make_loader(train_set, tc.batch_size, tc.seed, True, indices=w_idx)
@@ -225,6 +224,9 @@ def _search(cfg: Config, out: Path, folder: RunFolder | None, init: str | Path |
             _write_metrics(out, history)
     elif is_main:
         atomic_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if val_idx:
+            record = split_record(train_set.labels, cfg.data.val_fraction, tc.seed, val_idx)
+            atomic_text(out / VALIDATION, json.dumps(record) + "\n")
         atomic_text(out / "source.json", json.dumps({"init": None if init is None else str(init)}) + "\n")
     if is_main and start < sc.epochs:
         folder.mark(start, sc.epochs)

@@ -1,8 +1,12 @@
-"""What a QAT run keeps: the searched weights it starts from, or its best epoch, chosen by the accuracy on a
-validation split carved from the training data (seeded, stratified by class, recorded in the run as
-validation.json). The test split never chooses; it is reported beside.
+"""The validation split, and what a QAT run keeps: the searched weights it starts from, or its best epoch,
+chosen by the accuracy on the validation split. The split is carved from the training data (seeded,
+stratified by class, recorded in every run as validation.json) and held out of every stage: the fp32
+training, the search (its weight and alpha steps share the rest) and QAT, so that no stage has fitted the
+samples that choose. The test split never chooses; it is reported beside.
 
     validation_split(labels [N], fraction, seed) -> (training indices, validation indices)
+    stage_split(run folder, resume, labels, data config, seed) -> the same for a stage (an older run
+        resumed without validation.json goes on without the split)
     Kept(epoch, val_acc, val_loss, test_acc)        epoch 0: the searched weights
     Selection.offer(kept, model): a strictly higher validation accuracy replaces what is kept (a tie keeps
     the earlier: the searched weights before any epoch)
@@ -13,10 +17,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
+
+from hqflow.config import DataConfig
+from hqflow.search.loaders import subset
 
 VALIDATION = "validation.json"  # the split, in the run folder
 SELECTION = "selection.json"  # what the run kept, beside the searched weights' figures
@@ -36,6 +44,18 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int,
         count = max(1, round(fraction * len(members))) if len(members) > 1 else 0
         held[rng.permutation(members)[:count]] = True
     return sorted(pool[~held].tolist()), sorted(pool[held].tolist())
+
+
+def stage_split(out: Path, resume: bool, labels: np.ndarray, data: DataConfig,
+                seed: int) -> tuple[list[int], list[int]]:
+    """(the indices a stage trains on, the validation split held out of it) of the training split `labels`:
+    of the samples a run may train on (data.max_train_samples > 0: a seeded subset), data.val_fraction per
+    class held out. A run resumed in `out` without validation.json (begun before the split existed) keeps
+    training on all of them (no validation split)."""
+    pool = subset(len(labels), data.max_train_samples, seed)
+    if resume and not (out / VALIDATION).is_file():
+        return pool, []
+    return validation_split(labels, data.val_fraction, seed, pool)
 
 
 def split_record(labels: np.ndarray, fraction: float, seed: int, validation: list[int]) -> dict[str, Any]:

@@ -3,8 +3,12 @@
 The recipe is the Spikformer one: AdamW, a linear warmup then a cosine decay to `min_lr`
 (stepped every batch), cross-entropy with label smoothing, evaluation after every epoch.
 
+A run trains on the training split less its validation split (data.val_fraction per class, seeded;
+search/selection.py), which is held out of every stage.
+
 A run folder holds:
     config.yaml      the full configuration the run used
+    validation.json  the validation split held out of training (indices into the training split)
     checkpoint.pt    the latest state (model, optimizer, schedule, epoch), written atomically
     metrics.jsonl    one JSON object per epoch (losses, accuracies, learning rate, seconds)
     curves.png       loss and accuracy per epoch
@@ -47,10 +51,10 @@ from hqflow.data import FrameDataset, data_root_for
 from hqflow.errors import UserError
 from hqflow.io import RunFolder, atomic_text, atomic_write
 from hqflow.search.checkpoint import CHECKPOINT, EXTRA_KEYS, load_checkpoint, restore_state, save_checkpoint
-from hqflow.search.selection import SELECTION, VALIDATION, Kept, Selection, split_record, validation_split
+from hqflow.search.selection import SELECTION, VALIDATION, Kept, Selection, split_record, stage_split
 from hqflow.search.distributed import (autocast, average_buffers, in_run_folder, rank_and_world,
                                        record_step, resolve_device, start_distributed)
-from hqflow.search.loaders import epoch_seed, load_split, load_splits, make_loader, random_shift, subset
+from hqflow.search.loaders import epoch_seed, load_split, load_splits, make_loader, random_shift
 from hqflow.search.model import Spikformer
 
 METRICS = "metrics.jsonl"
@@ -120,8 +124,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, force: bool = Fals
     passes its `model` (layers fixed to a plan), its `recipe`, and `extra_state` (the plan)
     to store in every checkpoint, so that `load_checkpoint` can rebuild the same model, and the
     `resume_command` its INCOMPLETE marker names. The folder's life cycle: `hqflow.io.RunFolder`.
-    `device`: where to train (module docstring); `amp`: bf16 autocast of the forward. `select` (QAT):
-    train on the training split less a validation split (search/selection.py) and keep the model's
+    `device`: where to train (module docstring); `amp`: bf16 autocast of the forward. Every run trains on
+    the training split less the validation split (search/selection.py); `select` (QAT): keep the model's
     starting weights or its best epoch by validation accuracy; the checkpoint ends with the kept weights.
     """
     out = Path(out)
@@ -152,12 +156,9 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
         model = Spikformer(cfg.model)
     model.to(device)  # before the optimizer: its state (and a resumed one) lives on the parameters' device
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    select = select and (not resume or "selection" in state)  # a run begun without it goes on without it
-    train_idx, val_idx = (validation_split(train_set.labels, cfg.data.val_fraction, tc.seed,
-                                           subset(len(train_set), cfg.data.max_train_samples, tc.seed))
-                          if select else (None, None))
-    train_loader = make_loader(train_set, tc.batch_size, tc.seed, True, tc.num_workers,
-                               0 if select else cfg.data.max_train_samples, indices=train_idx)
+    train_idx, val_idx = stage_split(out, resume, train_set.labels, cfg.data, tc.seed)  # held out of every stage
+    select = select and bool(val_idx) and (not resume or "selection" in state)  # a run begun without it goes on so
+    train_loader = make_loader(train_set, tc.batch_size, tc.seed, True, tc.num_workers, indices=train_idx)
     test_loader = make_loader(test_set, tc.batch_size, tc.seed, False, tc.num_workers)
     val_loader = make_loader(train_set, tc.batch_size, tc.seed, False, tc.num_workers, indices=val_idx) if select \
         else None
@@ -176,7 +177,7 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
             _write_metrics(folder.path, history)
     elif is_main:
         atomic_text(folder.path / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        if select:
+        if val_idx:
             record = split_record(train_set.labels, cfg.data.val_fraction, tc.seed, val_idx)
             atomic_text(folder.path / VALIDATION, json.dumps(record) + "\n")
     selection = None

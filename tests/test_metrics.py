@@ -121,6 +121,9 @@ def test_metrics_command_on_a_run_and_an_export(tmp_path):
     assert again.exit_code == 0 and again.output.splitlines()[1:] == result.output.splitlines()[1:-1]
     bad = CliRunner().invoke(main, ["metrics", str(tmp_path)])
     assert bad.exit_code == 2 and "neither an export folder (graph.json) nor a run" in bad.output
+    (run_dir / "INCOMPLETE").write_text(json.dumps({"epochs_done": 0, "epochs": 1}))
+    unfinished = CliRunner().invoke(main, ["metrics", str(run_dir)])
+    assert unfinished.exit_code == 2 and "is an incomplete run (0 of 1 epochs done)" in unfinished.output
 
 
 def test_the_data_root_a_run_recorded(tmp_path):

@@ -145,7 +145,8 @@ def test_projection_is_measured_seconds_times_counted_steps(data_root, tmp_path)
                   timer=lambda: next(ticks))
     assert result.seconds == {"train": 1.0, "search": 3.0, "qat": 1.5, "eval": 0.25}
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
-    # 32 training samples, batch 16: 2 steps; the search's weights get 32 - round(3.2) = 29: 2 steps;
+    # 32 training samples less the validation split (7: one of each class with two or more) = 25, batch 16:
+    # 2 steps; the search's weights get 25 - round(2.5) = 23: 2 steps;
     # 110 test samples: 7 batches per epoch; a report measures rates on 4 batches
     expected = {"fp32 training": (2, 7, 1.0), "search lambda 0.5": (2, 7, 3.0), "QAT lambda 0.5": (2, 7, 1.5),
                 "search lambda 2": (2, 7, 3.0), "QAT lambda 2": (2, 7, 1.5), "report lambda 0.5": (0, 4, 0.0),
@@ -166,8 +167,10 @@ def test_dry_run_without_data_uses_the_published_sizes(tmp_path):
     lines = []
     result = _run(cfg, tmp_path / "out", lines, dry_run=True, timer=lambda: next(ticks), finetune_epochs=0)
     rows = {r["stage"]: r for r in result.rows}
-    assert rows["fp32 training"]["steps"] == 106 * math.ceil(9000 / 16)
-    assert rows["search lambda 0.5"]["steps"] == 510 * math.ceil((9000 - 900) / 16)
+    # 9,000 training samples less the validation split (900) held out of every stage; the search's alpha
+    # steps take a tenth of the 8,100 left
+    assert rows["fp32 training"]["steps"] == 106 * math.ceil(8100 / 16)
+    assert rows["search lambda 0.5"]["steps"] == 510 * math.ceil((8100 - 810) / 16)
     assert rows["fp32 training"]["eval_batches"] == 106 * math.ceil(1000 / 16)
     assert "QAT lambda 0.5" not in rows and "published split sizes" in lines[0]
     with pytest.raises(UserError, match="no data root was given"):
@@ -177,7 +180,8 @@ def test_dry_run_without_data_uses_the_published_sizes(tmp_path):
 def test_steps_per_rank_under_torchrun():
     cfg = tiny_cfg(None)
     stages = {s.name: s for s in paper.plan_stages(cfg, Path("/nonexistent"), 110, 110, [1.0], 1, world=2)}
-    # 32 samples over 2 ranks: 16 each, one batch; test: rank 0 takes 55 samples, 4 batches
+    # 32 samples less round(3.2) held out (no labels given) = 29 over 2 ranks: 15 each, one batch; test: rank 0
+    # takes 55 samples, 4 batches
     assert (stages["fp32 training"].steps, stages["fp32 training"].eval_batches) == (1, 4)
     assert paper.torchrun_argv(2, ["train"])[-4:] == ["--nproc_per_node=2", "-m", "hqflow.cli", "train"]
 

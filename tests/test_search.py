@@ -154,3 +154,34 @@ def test_temperature_schedule():
     assert temperature(0, 100, 5.0, 0.1) == pytest.approx(5.0)
     assert temperature(99, 100, 5.0, 0.1) == pytest.approx(0.1)
     assert temperature(50, 100, 5.0, 0.1) < temperature(49, 100, 5.0, 0.1)
+
+
+def test_the_validation_split_is_held_out_of_every_stage(tmp_path, monkeypatch):
+    """fp32 training, the search (weight and alpha steps) and QAT record the same validation split and
+    draw none of their training batches from it; QAT evaluates on exactly it."""
+    import hqflow.search.quant_search as qs
+    import hqflow.search.trainer as trainer
+
+    drawn = []  # (train?, indices) of every loader over the training split
+
+    def recording(real):
+        def make_loader(frames, batch_size, seed, train, *args, indices=None, **kw):
+            if frames.split == "train":
+                drawn.append((train, tuple(indices)))
+            return real(frames, batch_size, seed, train, *args, indices=indices, **kw)
+        return make_loader
+
+    monkeypatch.setattr(trainer, "make_loader", recording(trainer.make_loader))
+    monkeypatch.setattr(qs, "make_loader", recording(qs.make_loader))
+    cfg = config_from_dict({**SMALL, "data": {**SMALL["data"], "max_train_samples": 64},
+                            "train": {**SMALL["train"], "epochs": 1}, "search": {**SMALL["search"], "epochs": 1}})
+    trainer.train(cfg, tmp_path / "fp32", progress=False)
+    search(cfg, tmp_path / "s", init=tmp_path / "fp32", progress=False)
+    finetune(tmp_path / "s" / "plan.json", tmp_path / "qat", progress=False)
+    splits = [json.loads((tmp_path / run / "validation.json").read_text()) for run in ("fp32", "s", "qat")]
+    assert splits[0] == splits[1] == splits[2] and splits[0]["samples"] > 0
+    held = set(splits[0]["indices"])
+    trained = [set(indices) for train, indices in drawn if train]
+    assert len(trained) == 4  # fp32, the search's weights and alphas, QAT
+    assert all(not indices & held for indices in trained)
+    assert [set(indices) for train, indices in drawn if not train] == [held]  # QAT's validation loader

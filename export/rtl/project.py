@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -228,10 +229,11 @@ def load_manifest(folder: Path) -> dict:
 
 
 def build(folder: Path) -> Path:
-    """The Verilator model of the project in `folder` (rtl/obj), with the trace port."""
+    """The Verilator model of the project in `folder` (rtl/obj), with the trace port; its C++ compiled on
+    every core (27 s -> 17 s for the demo's model on 2 cores)."""
     manifest = load_manifest(folder)
     return verilator.build(TOP, [folder / s for s in manifest["sources"]], folder / manifest["testbench"], folder,
-                           defines={"HQFLOW_TRACE": None})
+                           defines={"HQFLOW_TRACE": None}, jobs=os.cpu_count() or 1)
 
 
 def rtlsim(export: str | Path, samples: int | None = None, stall: int = 0) -> tuple[list[str], int]:
