@@ -11,6 +11,11 @@ of --repeats steps.
 The fused LIF is bitwise equal to spikingjelly's, so the two fp32 copies stay identical step after
 step: the benchmark checks that their losses agree exactly (`losses identical: yes`).
 
+--ceiling adds a third fp32 copy whose LIF costs next to nothing (a spike by one comparison, the
+gradient passed through unchanged; not a neuron): spikingjelly's step over that one bounds what any
+LIF implementation can give on this machine, the rest of the step (convolutions, matrix products,
+batch norms, the optimizer) being the same.
+
     OMP_WAIT_POLICY=PASSIVE python benchmarks/train_step.py                  # tiny config, batch 32
     python benchmarks/train_step.py --config configs/paper.yaml --batch 2
 
@@ -31,8 +36,11 @@ from torch import nn
 from hqflow.config import load_config
 from hqflow.numerics import DEFAULT_CANDIDATES
 from hqflow.search import supernet
+from hqflow.search import lif
 from hqflow.search.lif import LIFNode
 from hqflow.search.model import Spikformer
+
+FusedLIF = lif.MultiStepLIF
 
 
 def build(cfg, fused: bool, search: bool):
@@ -48,6 +56,18 @@ def build(cfg, fused: bool, search: bool):
         supernet.set_sampling(model, tau=1.0, hard=False, learn_alpha=False)  # the weight step
         return model, torch.optim.AdamW(supernet.weight_parameters(model), lr=5e-4)
     return model, torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.01)
+
+
+class FreeLIF(torch.autograd.Function):
+    """The --ceiling copy's LIF: spikes = x >= V_th, dL/dx = dL/dspikes; no membrane."""
+
+    @staticmethod
+    def forward(ctx, x_seq, v_init, tau, v_threshold, alpha):
+        return (x_seq >= v_threshold).to(x_seq.dtype), x_seq[0]
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_v):
+        return g_spikes, None, None, None, None
 
 
 def step(model, opt, x, y, criterion) -> tuple[float, float]:
@@ -67,6 +87,7 @@ def main() -> None:
     parser.add_argument("--time-steps", type=int, help="overrides the config's T")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-search", action="store_true", help="time the fp32 step only")
+    parser.add_argument("--ceiling", action="store_true", help="also time the fp32 step with a free LIF")
     args = parser.parse_args()
 
     cfg = load_config(args.config).replace("model", num_classes=10)  # random data: any class count
@@ -76,25 +97,29 @@ def main() -> None:
     y = torch.randint(0, cfg.model.num_classes, (args.batch,), generator=g)
     criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
     kinds = [("fp32", False), ("fp32", True)] + ([] if args.no_search else [("search", False), ("search", True)])
+    kinds += [("ceiling", True)] if args.ceiling else []
     runs = {k: build(cfg, fused=k[1], search=k[0] == "search") for k in kinds}
     losses = {k: [] for k in kinds}
-    for k in kinds:  # warm-up
-        losses[k].append(step(*runs[k], x, y, criterion)[1])
     times = {k: [] for k in kinds}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats + 1):  # the first round warms up
         for k in kinds:
+            lif.MultiStepLIF = FreeLIF if k[0] == "ceiling" else FusedLIF
             seconds, loss = step(*runs[k], x, y, criterion)
-            times[k].append(seconds)
+            times[k] += [seconds] if repeat else []
             losses[k].append(loss)
+    lif.MultiStepLIF = FusedLIF
     median = {k: statistics.median(v) for k, v in times.items()}
     print(f"{args.config}: batch {args.batch}, T {t}, {args.repeats} interleaved repeats, "
           f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; "
           f"median seconds per step (min - max)")
-    for stage in dict.fromkeys(k[0] for k in kinds):
+    for stage in dict.fromkeys(k[0] for k in kinds if k[0] != "ceiling"):
         old, new = median[(stage, False)], median[(stage, True)]
         spread = {f: f"{min(times[(stage, f)]):.3f} - {max(times[(stage, f)]):.3f}" for f in (False, True)}
         print(f"  {stage:7s} spikingjelly LIF {old:7.3f} s ({spread[False]})   fused LIF {new:7.3f} s "
               f"({spread[True]})   {old / new:.2f}x")
+    if args.ceiling:
+        free = median[("ceiling", True)]
+        print(f"  ceiling a free LIF {free:7.3f} s: at most {median[('fp32', False)] / free:.2f}x for any LIF")
     same = losses[("fp32", False)] == losses[("fp32", True)]
     print(f"fp32 losses identical over {len(losses[('fp32', True)])} steps: {'yes' if same else 'NO'}")
     print(f"train_step_speedup: {median[('fp32', False)] / median[('fp32', True)]:.2f}")
