@@ -230,6 +230,9 @@ def _search(cfg: Config, out: Path, folder: RunFolder | None, init: str | Path |
         atomic_text(out / "source.json", json.dumps({"init": None if init is None else str(init)}) + "\n")
     if is_main and start < sc.epochs:
         folder.mark(start, sc.epochs)
+        if progress:
+            tqdm.write(f"weight steps on {len(w_idx):,} samples, alpha steps on {len(a_idx):,}"
+                       + (f", the validation split's {len(val_idx):,} held out ({VALIDATION})" if val_idx else ""))
     kill_at = kill_step()
 
     total_steps = sc.epochs * len(w_loader)

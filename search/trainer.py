@@ -186,6 +186,9 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
                      Selection(Kept(0, *_val_test(model, val_loader, test_loader, amp)), model))
     if is_main and start < tc.epochs:
         folder.mark(start, tc.epochs)
+        if progress:
+            tqdm.write(f"training on {len(train_idx):,} samples" + (f", the validation split's {len(val_idx):,} held out"
+                                                                    f" ({VALIDATION})" if val_idx else ""))
     kill_at = kill_step()
     # each rank keeps its own BN statistics (no buffer broadcast); averaged before evaluation and checkpoint
     net: nn.Module = model
