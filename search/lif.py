@@ -18,9 +18,9 @@ spike detached (detach_reset: dV[t]/dS[t] carries no gradient), from the last st
 `MultiStepLIF` is one autograd.Function over the whole [T, ...] tensor, no autograd graph per step,
 Z = (H - V_th) alpha and the spikes saved for the backward. On CPU with numba (a dependency) each
 direction is one compiled pass (search/_lif_kernels.py: chunks of elements in parallel, the T steps in
-turn over a chunk, vectorized; the sigmoid stays torch's, per step); without numba, a Python loop over T of torch ops (about five per
-step forward, four backward). spikingjelly 2.0's CPU path builds an autograd graph of about a dozen
-ops per step (charge, surrogate spike, reset, the stacks).
+turn over a chunk, vectorized; the sigmoid stays torch's, per step); without numba, a Python loop over
+T of torch ops (about five per step forward, four backward). spikingjelly 2.0's CPU path builds an
+autograd graph of about a dozen ops per step (charge, surrogate spike, reset, the stacks).
 
 Exactness: every float op is the one spikingjelly does, on the same per-step operands and in an
 order that rounds the same (IEEE +, -, *, / of two operands do not depend on the order of a sum of

@@ -187,8 +187,8 @@ def _train(cfg: Config, out: Path, folder: RunFolder | None, resume: bool, progr
     if is_main and start < tc.epochs:
         folder.mark(start, tc.epochs)
         if progress:
-            tqdm.write(f"training on {len(train_idx):,} samples" + (f", the validation split's {len(val_idx):,} held out"
-                                                                    f" ({VALIDATION})" if val_idx else ""))
+            held = f", the validation split's {len(val_idx):,} held out ({VALIDATION})" if val_idx else ""
+            tqdm.write(f"training on {len(train_idx):,} samples{held}")
     kill_at = kill_step()
     # each rank keeps its own BN statistics (no buffer broadcast); averaged before evaluation and checkpoint
     net: nn.Module = model
