@@ -32,9 +32,8 @@ import numpy as np
 
 from hqflow import numerics
 from hqflow.ir import DeployGraph
-from hqflow.ops import op_for
 from hqflow.ops.common import WEIGHT_FIELDS
-from hqflow.sim.run import check_frames
+from hqflow.sim.run import run
 
 NOTES = (
     "footprint: the deployed integers at their real widths (NeuroBench's Footprint counts torch tensors at their "
@@ -80,38 +79,28 @@ class Workload:
         self.layers: dict[str, None] = {}  # every counted layer's name, in graph order
 
     def add(self, frames: np.ndarray, labels: np.ndarray | None = None) -> None:
-        """One batch: frames [B, T, C, H, W] (integer counts), labels [B] (optional: the accuracy). The graph
-        runs as the simulator runs it (sim.run), each op's neurons step by step to see their membranes."""
-        frames = check_frames(self.graph, frames)
-        values: dict[str, np.ndarray] = {}
-        for node in self.graph.nodes:
-            op = op_for(node)
-            inputs = [values[name] for name in node.inputs] if node.inputs else [frames]
-            groups = op.neurons(self.graph, node, *inputs)
-            values[node.name] = (op.fired(self.graph, node, inputs, [self._lif(group) for group in groups])
-                                 if groups else op.execute(self.graph, node, *inputs))
-            for ops in op.synops(self.graph, node, *inputs):
-                entry = self.synops.setdefault(ops.name, {"Effective_MACs": 0, "Effective_ACs": 0, "Dense": 0,
-                                                          "neurobench": ops.neurobench})
-                entry["Effective_ACs" if ops.accumulate else "Effective_MACs"] += ops.effective
-                entry["Dense"] += ops.dense
-                self.layers.setdefault(ops.name)
-        self.samples += len(frames)
+        """One batch: frames [B, T, C, H, W] (integer counts), labels [B] (optional: the accuracy), run by the
+        simulator (sim.run), which shows every LIF step and every node's inputs."""
+        logits, _ = run(self.graph, frames, watch=self._watch, visit=self._visit)
+        self.samples += len(logits)
         if labels is not None:
-            logits = values[self.graph.nodes[-1].name]
             self.correct += int((numerics.argmax_first(logits) == np.asarray(labels)).sum())
 
-    def _lif(self, neurons) -> np.ndarray:
-        """The spikes [T, B, ...] of one group (Neurons.run), counting them and its membrane updates."""
-        name = neurons.name
+    def _watch(self, name: str, t: int, before: np.ndarray, after: np.ndarray, spikes: np.ndarray) -> None:
+        """One step of the LIF group `name`: its spikes and membrane updates."""
         self.layers.setdefault(name)
+        self.updates[name] += after.size if t == 0 else int(np.count_nonzero(after != before))
+        self.spikes[name] += int(np.count_nonzero(spikes))
+        self.outputs[name] += spikes.size
 
-        def observe(t, before, after, spikes):
-            self.updates[name] += after.size if t == 0 else int(np.count_nonzero(after != before))
-            self.spikes[name] += int(np.count_nonzero(spikes))
-            self.outputs[name] += spikes.size
-
-        return neurons.run(observe)
+    def _visit(self, op, node, inputs) -> None:
+        """A node that ran: its synaptic operations on these inputs."""
+        for ops in op.synops(self.graph, node, *inputs):
+            entry = self.synops.setdefault(ops.name, {"Effective_MACs": 0, "Effective_ACs": 0, "Dense": 0,
+                                                      "neurobench": ops.neurobench})
+            entry["Effective_ACs" if ops.accumulate else "Effective_MACs"] += ops.effective
+            entry["Dense"] += ops.dense
+            self.layers.setdefault(ops.name)
 
     def result(self) -> dict:
         """The metrics per sample so far (NeuroBench's keys; hqflow's additions and the layers under "hqflow")."""

@@ -35,13 +35,18 @@ def check_frames(graph: DeployGraph, frames) -> np.ndarray:
     return frames
 
 
-def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Logits int64 [B, classes] of frames [B, T, 2, H, W]; with trace, every node's output [T, B, ...]."""
+def run(graph: DeployGraph, frames: np.ndarray, trace: bool = False, watch=None,
+        visit=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Logits int64 [B, classes] of frames [B, T, 2, H, W]; with trace, every node's output [T, B, ...].
+    `watch`: sees every LIF step (Op.run); `visit(op, node, inputs)`: called after each node ran."""
     frames = check_frames(graph, frames)
     values: dict[str, np.ndarray] = {}
     for node in graph.nodes:
+        op = op_for(node)
         arguments = [values[name] for name in node.inputs] if node.inputs else [frames]  # the input takes frames
-        values[node.name] = op_for(node).execute(graph, node, *arguments)
+        values[node.name] = op.run(graph, node, arguments, watch)
+        if visit is not None:
+            visit(op, node, arguments)
     logits = values[graph.nodes[-1].name]
     return logits, (values if trace else {})
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 __all__ = ["CELLS", "CellModel", "cell_model", "module_depth", "netlist_depth"]
 
 _READ_ADDRESS = re.compile(r"A(DDR[A-H])?\d*|ADR\d|DPRA\d*")  # a LUT-RAM's read address ports
+_INWARD = "input"  # a Yosys netlist's port direction (of a cell's port; not an op)
 
 
 def _in_ports(cell: dict) -> dict:
-    """The cell's ports whose netlist direction is "input" (a Yosys port direction), with their bits."""
+    """The cell's ports whose netlist direction is inward, with their bits."""
     dirs = cell.get("port_directions", {})
-    return {port: bits for port, bits in cell["connections"].items() if dirs.get(port) == "input"}
+    return {port: bits for port, bits in cell["connections"].items() if dirs.get(port) == _INWARD}
 
 
 def _all_inputs(cell: dict, index: int) -> list:

@@ -13,6 +13,7 @@ Python int; ranges are inclusive.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -223,10 +224,19 @@ class Op:
         simulator (hqflow.sim.run) calls it node by node; the hardware backends are compared with it. An op
         with neurons need not define it: its LIF groups (Op.neurons) charge, fire and reset, then `fired`
         makes the output of their spikes."""
+        if not self.neurons(graph, node, *inputs):
+            raise NotImplementedError
+        return self.run(graph, node, inputs)
+
+    def run(self, graph: DeployGraph, node: Node, inputs: Sequence[np.ndarray], watch=None) -> np.ndarray:
+        """`execute`, with `watch(name, t, v_before, v_after, spikes)` called at every step of each of its LIF
+        groups (Neurons.run's observe, with the group's name): what hqflow.metrics counts."""
         groups = self.neurons(graph, node, *inputs)
         if not groups:
-            raise NotImplementedError
-        return self.fired(graph, node, inputs, [group.run() for group in groups])
+            return self.execute(graph, node, *inputs)
+        return self.fired(graph, node, inputs,
+                          [group.run(None if watch is None else functools.partial(watch, group.name))
+                           for group in groups])
 
     def fired(self, graph: DeployGraph, node: Node, inputs: Sequence[np.ndarray],
               spikes: Sequence[np.ndarray]) -> np.ndarray:
